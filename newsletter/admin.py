@@ -1,0 +1,228 @@
+"""Operator actions behind the CLI: plain functions returning JSON-ready data."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import select
+
+from newsletter import jobs
+from newsletter import subscriptions as subs
+from newsletter.config import Settings, get_settings
+from newsletter.db import session_scope
+from newsletter.delivery import delivery_counts, dispatch_issue
+from newsletter.digests import DigestRenderer, period_of, plan_issue
+from newsletter.models import (
+    Frequency,
+    Issue,
+    Paper,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+
+
+def subscriber_row(sub: Subscriber) -> dict[str, Any]:
+    return {"id": sub.id, "email": sub.email, "status": sub.status.value,
+            "interests": sub.interests, "frequency": sub.frequency.value,
+            "max_papers": sub.max_papers, "created_at": sub.created_at.isoformat(),
+            "confirmed_at": sub.confirmed_at and sub.confirmed_at.isoformat()}
+
+
+def list_subscribers(status: str | None = None) -> list[dict[str, Any]]:
+    stmt = select(Subscriber).order_by(Subscriber.id)
+    if status:
+        try:
+            stmt = stmt.where(Subscriber.status == SubscriberStatus(status))
+        except ValueError as exc:
+            allowed = ", ".join(s.value for s in SubscriberStatus)
+            raise ValueError(f"unknown status {status!r}; use one of {allowed}") from exc
+    with session_scope() as session:
+        return [subscriber_row(s) for s in session.exec(stmt)]
+
+
+def add_subscriber(settings: Settings, email: str, interests: str, frequency: str,
+                   max_papers: int, confirmed: bool) -> str:
+    with session_scope() as session:
+        subs.request_subscription(session, settings, email, interests)
+        sub = subs.find_by_email(session, email)
+        subs.apply_preferences(sub, frequency=frequency, max_papers=max_papers)
+        if confirmed and sub.status is SubscriberStatus.pending:
+            session.info.pop("after_commit", None)  # no confirmation email for an import
+            subs.transition(sub, SubscriberStatus.confirmed)
+            sub.confirmed_at = utcnow()
+            subs.record_consent(session, sub, "imported", subs.Client(user_agent="cli"))
+        return f"{sub.email}: {sub.status.value}"
+
+
+def remove_subscriber(email: str, erase: bool) -> str:
+    with session_scope() as session:
+        sub = subs.find_by_email(session, email)
+        if sub is None:
+            raise LookupError(f"no subscriber with address {email}")
+        if erase:
+            subs.erase_subscriber(session, sub)
+            return f"{email}: erased"
+        subs.unsubscribe(session, sub, subs.Client(user_agent="cli"), via="operator")
+        return f"{sub.email}: {sub.status.value}"
+
+
+def export(email: str | None) -> Any:
+    with session_scope() as session:
+        if email is None:
+            return [subscriber_row(s) for s in session.exec(select(Subscriber))]
+        sub = subs.find_by_email(session, email)
+        if sub is None:
+            raise LookupError(f"no subscriber with address {email}")
+        return subs.export_subscriber(session, sub)
+
+
+def ingest(settings: Settings, *, path: Path | None = None, source: str | None = None,
+           week: str | None = None, date: str | None = None,
+           query: str | None = None) -> dict[str, Any]:
+    """Fetch from a source and upsert the papers; bad items are reported, not fatal."""
+    from newsletter.papers import SourceError, ingest_records, load_source
+
+    if path is not None and not Path(path).exists():
+        raise ValueError(f"no such file: {path}")
+    try:
+        result = load_source(settings, source=source, path=path, week=week, date=date,
+                             query=query)
+    except SourceError as exc:
+        raise ValueError(str(exc)) from exc
+    with session_scope() as session:
+        report = ingest_records(session, result.records)
+    return {"added": report.added, "updated": report.updated, "unchanged": report.unchanged,
+            "errors": result.errors + report.errors}
+
+
+def scheduled_ingest() -> dict[str, Any]:
+    """Beat's daily ingest from the configured source."""
+    settings = get_settings()
+    return ingest(settings, path=settings.paper_source_path)
+
+
+def preview(settings: Settings, *, interests: str | None, email: str | None,
+            limit: int) -> dict[str, Any]:
+    """Rank the store's current papers for some interests (or a subscriber), without sending."""
+    now = utcnow()
+    with session_scope() as session:
+        if email:
+            sub = subs.find_by_email(session, email)
+            if sub is None:
+                raise LookupError(f"no subscriber with address {email}")
+            sub = sub.model_copy()
+        else:
+            sub = Subscriber(id=0, email="preview@example.org", email_key="preview@example.org",
+                             interests=subs.clean_interests(interests))
+        sub.max_papers = limit
+        from newsletter.digests import candidate_papers
+
+        issue = Issue(id=0, frequency=Frequency.weekly, period=period_of(Frequency.weekly, now),
+                      title="Preview", paper_ids=candidate_papers(session, Frequency.weekly, now),
+                      created_at=now)
+        papers = session.exec(select(Paper).where(Paper.id.in_(issue.paper_ids))).all()
+    renderer = DigestRenderer(settings, issue, list(papers), now)
+    ranked = renderer.rank(sub)
+    rendered = renderer.render(sub, renderer.items(sub, ranked))
+    items = [{"paper_id": r.paper_id, "title": renderer.views[r.paper_id].title,
+              "score": round(r.score, 4), "relevance": round(r.relevance, 4),
+              "trending": round(r.trending, 4), "why": r.why} for r in ranked]
+    return {"items": items, "html": rendered.html, "text": rendered.text,
+            "subject": rendered.subject}
+
+
+def due_count(frequency: Frequency) -> int:
+    with session_scope() as session:
+        return session.exec(select(func.count()).select_from(Subscriber).where(
+            Subscriber.status == SubscriberStatus.confirmed,
+            Subscriber.frequency == frequency)).one()
+
+
+def send_now(settings: Settings, frequency: str, *, dry_run: bool = False, wait: bool = True,
+             show_progress: bool = False) -> dict[str, Any]:
+    """Plan this period's issue and dispatch it; a second run in the period sends nothing new."""
+    try:
+        freq = Frequency(frequency)
+    except ValueError as exc:
+        raise ValueError("frequency must be weekly or daily") from exc
+    now = utcnow()
+    if dry_run:
+        from newsletter.digests import candidate_papers
+
+        with session_scope() as session:
+            papers = len(candidate_papers(session, freq, now))
+        return {"period": period_of(freq, now), "due": due_count(freq), "papers": papers}
+    with session_scope() as session:
+        issue, planned = plan_issue(session, freq, now)
+    counts = delivery_counts(issue.id)
+    total = sum(counts.values())
+    if settings.uses_broker:
+        jobs.run("dispatch_issue", issue.id)
+        if wait:
+            _wait_with_progress(issue.id, total, show_progress)
+    else:
+        _run_with_progress(issue.id, total, show_progress)
+    return {"issue_id": issue.id, "period": issue.period, "planned": planned,
+            "counts": delivery_counts(issue.id)}
+
+
+def _open_work(counts: dict[str, int]) -> int:
+    return counts["pending"] + counts["sending"] + counts["deferred"]
+
+
+def _run_with_progress(issue_id: int, total: int, show: bool) -> None:
+    from rich.progress import Progress
+
+    with Progress(disable=not show, transient=True) as bar:
+        task = bar.add_task("Sending", total=max(total, 1),
+                            completed=total - _open_work(delivery_counts(issue_id)))
+        dispatch_issue(issue_id, progress=lambda r: bar.advance(task, r.get("claimed", 0)))
+
+
+def _wait_with_progress(issue_id: int, total: int, show: bool, timeout: float = 3600) -> None:
+    """Follow the ledger while workers send; stop when nothing is left open (or deferred only)."""
+    from rich.progress import Progress
+
+    deadline = time.monotonic() + timeout
+    with Progress(disable=not show, transient=True) as bar:
+        task = bar.add_task("Sending", total=max(total, 1))
+        while time.monotonic() < deadline:
+            counts = delivery_counts(issue_id)
+            bar.update(task, completed=total - _open_work(counts))
+            if counts["pending"] + counts["sending"] == 0:
+                return
+            time.sleep(0.5)
+
+
+def issue_row(issue: Issue) -> dict[str, Any]:
+    return {"id": issue.id, "frequency": issue.frequency.value, "period": issue.period,
+            "title": issue.title, "papers": len(issue.paper_ids),
+            "created_at": issue.created_at.isoformat(), "counts": delivery_counts(issue.id)}
+
+
+def list_issues() -> list[dict[str, Any]]:
+    with session_scope() as session:
+        return [issue_row(i) for i in session.exec(select(Issue).order_by(Issue.id.desc()))]
+
+
+def show_issue(issue_id: int) -> dict[str, Any]:
+    with session_scope() as session:
+        issue = session.get(Issue, issue_id)
+        if issue is None:
+            raise LookupError(f"no issue with id {issue_id}")
+        titles = {p.id: p.title for p in session.exec(
+            select(Paper).where(Paper.id.in_(issue.paper_ids)))}
+        return {**issue_row(issue), "paper_titles": [titles[i] for i in issue.paper_ids
+                                                     if i in titles]}
+
+
+def stats() -> dict[str, Any]:
+    with session_scope() as session:
+        by_status = dict(session.exec(select(Subscriber.status, func.count())
+                                      .group_by(Subscriber.status)).all())
+    return {"subscribers": {s.value: by_status.get(s, 0) for s in SubscriberStatus},
+            "issues": list_issues()}

@@ -1,0 +1,310 @@
+"""The `newsletter` command: serve, db, papers, subscribers, preview, send, issues, stats, demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from newsletter.config import ConfigError, Settings, get_settings
+
+app = typer.Typer(help="Paper Digest: trending research papers, ranked for each reader.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+subs_app = typer.Typer(help="Subscribers.", no_args_is_help=True)
+papers_app = typer.Typer(help="Papers: ingest from a file, Hugging Face or arXiv.",
+                         no_args_is_help=True)
+issues_app = typer.Typer(help="Issues (editions) and their deliveries.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(subs_app, name="subscribers")
+app.add_typer(papers_app, name="papers")
+app.add_typer(issues_app, name="issues")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]Error:[/] {message}")
+    return typer.Exit(code)
+
+
+def settings() -> Settings:
+    try:
+        return get_settings()
+    except ConfigError as exc:
+        raise fail(str(exc)) from exc
+
+
+def emit_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# ---- serve, db ------------------------------------------------------------------------------
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000,
+          workers: int = typer.Option(1, help="Web worker processes.")) -> None:
+    """Run the web app (signup, confirm, preferences, unsubscribe, archive).
+
+    Example: newsletter serve --host 0.0.0.0 --port 8000
+    """
+    import uvicorn
+
+    settings()  # refuse to start with a default secret before binding the port
+    uvicorn.run("newsletter.web:create_app", factory=True, host=host, port=port,
+                workers=workers, proxy_headers=True, log_level="info")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply the migrations to NEWSLETTER_DATABASE_URL (creates a SQLite file if needed)."""
+    from newsletter.migrate import upgrade
+
+    try:
+        upgrade(settings().database_url, revision)
+    except Exception as exc:  # noqa: BLE001 - show the reason, not a traceback
+        raise fail(f"could not upgrade {settings().database_url}: {exc}") from exc
+    console.print(f"Database at [bold]{settings().database_url}[/] is up to date.")
+
+
+# ---- subscribers ----------------------------------------------------------------------------
+
+@subs_app.command("list")
+def subscribers_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+                     status: Optional[str] = typer.Option(None, help="Only this status.")) -> None:
+    """List subscribers. Example: newsletter subscribers list --status confirmed --json"""
+    from newsletter import admin
+
+    try:
+        rows = admin.list_subscribers(status)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        return emit_json(rows)
+    table = Table("email", "status", "frequency", "max", "interests", "created")
+    for r in rows:
+        table.add_row(r["email"], r["status"], r["frequency"], str(r["max_papers"]),
+                      (r["interests"] or "")[:40], r["created_at"][:16])
+    console.print(table)
+    console.print(f"{len(rows)} subscriber(s)")
+
+
+@subs_app.command("add")
+def subscribers_add(email: str, interests: str = "", frequency: str = "weekly",
+                    max_papers: int = 10,
+                    confirmed: bool = typer.Option(
+                        False, help="Skip double opt-in: only for addresses whose consent you "
+                                    "already hold (recorded as 'imported').")) -> None:
+    """Add a subscriber (sends a confirmation email unless --confirmed).
+
+    Example: newsletter subscribers add ada@example.org --interests "graph neural networks"
+    """
+    from newsletter import admin
+    from newsletter.subscriptions import InvalidInput
+
+    try:
+        outcome = admin.add_subscriber(settings(), email, interests, frequency, max_papers,
+                                       confirmed)
+    except InvalidInput as exc:
+        raise fail(str(exc)) from exc
+    console.print(outcome)
+
+
+@subs_app.command("remove")
+def subscribers_remove(email: str,
+                       erase: bool = typer.Option(False, help="Delete every record of them.")
+                       ) -> None:
+    """Unsubscribe an address (or --erase it). Example: newsletter subscribers remove a@b.org"""
+    from newsletter import admin
+    from newsletter.subscriptions import InvalidInput
+
+    try:
+        console.print(admin.remove_subscriber(email, erase))
+    except (InvalidInput, LookupError) as exc:
+        raise fail(str(exc)) from exc
+
+
+@subs_app.command("export")
+def subscribers_export(email: Optional[str] = typer.Argument(None),
+                       output: Optional[Path] = typer.Option(None, "-o", help="File to write.")
+                       ) -> None:
+    """Export one subscriber's data, or all subscribers, as JSON."""
+    from newsletter import admin
+    from newsletter.subscriptions import InvalidInput
+
+    try:
+        data = admin.export(email)
+    except (InvalidInput, LookupError) as exc:
+        raise fail(str(exc)) from exc
+    text = json.dumps(data, indent=2, default=str)
+    if output:
+        output.write_text(text + "\n")
+        console.print(f"Wrote {output}")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+# ---- papers, preview ------------------------------------------------------------------------
+
+@papers_app.command("ingest")
+def papers_ingest(
+    path: Optional[Path] = typer.Argument(None, help="A JSON feed file."),
+    source: Optional[str] = typer.Option(None, help="file | huggingface | arxiv"),
+    week: Optional[str] = typer.Option(None, help="Hugging Face ISO week, e.g. 2026-W48."),
+    date: Optional[str] = typer.Option(None, help="Hugging Face day, YYYY-MM-DD."),
+    query: Optional[str] = typer.Option(None, help="arXiv search query, e.g. cat:cs.CL."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Ingest papers. Examples:
+
+      newsletter papers ingest feed.json
+
+      newsletter papers ingest --source huggingface --week 2026-W48
+
+      newsletter papers ingest --source arxiv --query "cat:cs.LG AND ti:diffusion"
+    """
+    from newsletter import admin
+
+    try:
+        report = admin.ingest(settings(), path=path, source=source, week=week, date=date,
+                              query=query)
+    except (ValueError, OSError) as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        return emit_json(report)
+    console.print(f"Added {report['added']}, updated {report['updated']}, "
+                  f"unchanged {report['unchanged']}; {len(report['errors'])} item(s) skipped.")
+    for line in report["errors"][:20]:
+        err.print(f"  skipped: {line}")
+
+
+@app.command()
+def preview(interests: Optional[str] = typer.Option(None, help="Free-text interests."),
+            subscriber: Optional[str] = typer.Option(None, help="Rank for this subscriber."),
+            limit: int = typer.Option(10, min=1, max=50),
+            as_json: bool = typer.Option(False, "--json", help="Ranked items as JSON."),
+            html: Optional[Path] = typer.Option(None, help="Write the digest HTML here.")) -> None:
+    """Show the digest someone would get from the papers in the store now.
+
+    Example: newsletter preview --interests "robot learning" --json
+    """
+    from newsletter import admin
+    from newsletter.subscriptions import InvalidInput
+
+    if not interests and not subscriber and interests != "":
+        interests = ""
+    try:
+        result = admin.preview(settings(), interests=interests, email=subscriber, limit=limit)
+    except (InvalidInput, LookupError) as exc:
+        raise fail(str(exc)) from exc
+    if html:
+        html.write_text(result["html"])
+    if as_json:
+        return emit_json(result["items"])
+    table = Table("#", "score", "title", "why")
+    for i, item in enumerate(result["items"], 1):
+        table.add_row(str(i), f"{item['score']:.3f}", item["title"][:70], item["why"][:50])
+    console.print(table)
+    if html:
+        console.print(f"HTML written to {html}")
+
+
+# ---- sending, issues ------------------------------------------------------------------------
+
+@app.command()
+def send(now: bool = typer.Option(False, "--now", help="Plan and send the current period."),
+         frequency: str = typer.Option("weekly", help="weekly | daily"),
+         dry_run: bool = typer.Option(False, "--dry-run", help="Plan nothing; show who is due."),
+         wait: bool = typer.Option(True, help="With a broker: wait and show progress."),
+         as_json: bool = typer.Option(False, "--json")) -> None:
+    """Send this period's digest; running it again in the same period sends nothing new.
+
+    Example: newsletter send --now
+    """
+    from newsletter import admin
+
+    if not now:
+        raise fail("say --now to send the current period's issue (beat sends on schedule).")
+    try:
+        result = admin.send_now(settings(), frequency, dry_run=dry_run, wait=wait,
+                                show_progress=not as_json)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        return emit_json(result)
+    if dry_run:
+        console.print(f"Dry run: issue {result['period']} would go to {result['due']} "
+                      f"subscriber(s) with {result['papers']} candidate papers. Nothing sent.")
+        return
+    console.print(f"Issue {result['issue_id']} ({result['period']}): planned {result['planned']} "
+                  f"new deliveries; now {result['counts']}.")
+
+
+@issues_app.command("list")
+def issues_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Issues with their delivery counts."""
+    from newsletter import admin
+
+    rows = admin.list_issues()
+    if as_json:
+        return emit_json(rows)
+    table = Table("id", "frequency", "period", "papers", "sent", "pending", "failed", "skipped")
+    for r in rows:
+        c = r["counts"]
+        table.add_row(str(r["id"]), r["frequency"], r["period"], str(r["papers"]),
+                      str(c["sent"]), str(c["pending"] + c["deferred"] + c["sending"]),
+                      str(c["failed"]), str(c["skipped"]))
+    console.print(table)
+
+
+@issues_app.command("show")
+def issues_show(issue_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
+    """One issue: its papers and delivery counts."""
+    from newsletter import admin
+
+    try:
+        data = admin.show_issue(issue_id)
+    except LookupError as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        return emit_json(data)
+    console.print(f"[bold]{data['title']}[/] (id {data['id']}, {data['frequency']} {data['period']})")
+    console.print(f"Deliveries: {data['counts']}")
+    for i, title in enumerate(data["paper_titles"][:20], 1):
+        console.print(f"  {i:2d}. {title}")
+
+
+@app.command()
+def stats(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Subscribers by status and deliveries by state, per issue."""
+    from newsletter import admin
+
+    data = admin.stats()
+    if as_json:
+        return emit_json(data)
+    console.print(f"Subscribers: {data['subscribers']}")
+    for row in data["issues"]:
+        console.print(f"Issue {row['id']} {row['period']}: {row['counts']}")
+
+
+@app.command()
+def demo(outbox: Path = typer.Option(Path("var/demo/outbox"), help="Where the .eml files go."),
+         database: Path = typer.Option(Path("var/demo/demo.db"), help="SQLite file.")) -> None:
+    """The whole journey on the embedded default: no services, SQLite, an outbox folder.
+
+    Ingests the bundled sample feed, signs up demo readers through the real double opt-in,
+    sends this week's digest and shows who got what.
+    """
+    from newsletter.demo import run_demo
+
+    run_demo(outbox=outbox, database=database, console=console)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()

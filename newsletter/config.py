@@ -1,0 +1,95 @@
+"""Typed settings, read once from NEWSLETTER_* environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-insecure-secret-change-me"
+
+
+class ConfigError(RuntimeError):
+    """The settings cannot work (for example a default secret in production)."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NEWSLETTER_", env_file=".env", extra="ignore")
+
+    mode: Literal["production", "dev", "demo", "test"] = "production"
+    database_url: str = "sqlite:///./var/newsletter.db"
+    broker_url: str | None = None
+    redis_url: str | None = None  # rate limits shared across web processes; defaults to broker
+
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout: float = 30.0
+    outbox_dir: Path = Path("./var/outbox")
+
+    mail_from: str = "Paper Digest <digest@localhost>"
+    list_id: str = "Paper Digest <digest.localhost>"
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key: str = DEV_SECRET
+
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    dkim_private_key_path: Path | None = None
+
+    webhook_secret: str | None = None
+
+    confirm_token_hours: int = 72
+    link_token_days: int = 180
+    confirm_cooldown_minutes: int = 10
+    signup_rate_per_ip: int = 10  # signups per IP per minute
+    vote_grace_seconds: int = 0  # votes sooner than this after sending are treated as scanner noise
+    count_paper_clicks: bool = False
+
+    digest_weekday: int = Field(default=0, ge=0, le=6)  # 0 = Monday
+    digest_hour: int = Field(default=7, ge=0, le=23)
+    ingest_hour: int = Field(default=5, ge=0, le=23)
+    timezone: str = "UTC"
+    default_max_papers: int = Field(default=10, ge=1, le=50)
+    paper_source: Literal["file", "huggingface", "arxiv"] = "file"
+    paper_source_path: Path | None = None  # for the file source; default: the bundled sample
+    arxiv_query: str = "cat:cs.LG"
+    huggingface_url: str = "https://huggingface.co/api/daily_papers"
+    arxiv_url: str = "https://export.arxiv.org/api/query"
+    batch_size: int = Field(default=100, ge=1, le=5000)
+    stale_claim_seconds: int = 120
+
+    @model_validator(mode="after")
+    def _refuse_default_secret(self) -> "Settings":
+        if self.mode == "production" and (self.secret_key == DEV_SECRET or len(self.secret_key) < 16):
+            raise ConfigError(
+                "NEWSLETTER_SECRET_KEY is missing, the default, or shorter than 16 characters. "
+                "Set a long random secret, or NEWSLETTER_MODE=dev for local experiments."
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def uses_broker(self) -> bool:
+        return bool(self.broker_url)
+
+    @property
+    def mail_domain(self) -> str:
+        return self.mail_from.rsplit("@", 1)[-1].strip(" >")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests and the CLI change the environment)."""
+    get_settings.cache_clear()

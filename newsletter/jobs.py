@@ -1,0 +1,52 @@
+"""Background jobs by name: through Celery when a broker is configured, in-process otherwise.
+
+Each job is a plain function in the core; `workers/` wraps the same functions as Celery tasks
+under the same names, so the embedded default and the scaled-out service run the same code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlmodel import Session
+
+from newsletter.config import get_settings
+from newsletter.db import after_commit
+
+log = logging.getLogger("newsletter.jobs")
+
+# name -> "module:function" of the plain function that does the work
+JOBS: dict[str, str] = {
+    "send_transactional": "newsletter.mail.transactional:send_transactional",
+    "send_batch": "newsletter.delivery:send_batch",
+    "dispatch_issue": "newsletter.delivery:dispatch_issue",
+    "scheduled_send": "newsletter.delivery:scheduled_send",
+    "recover_stale": "newsletter.delivery:recover_stale_claims",
+    "ingest_papers": "newsletter.admin:scheduled_ingest",
+}
+
+
+def resolve(name: str) -> Callable[..., Any]:
+    module, func = JOBS[name].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def run(name: str, *args: Any) -> Any:
+    """Start job `name` now: publish it to the broker, or call it in this process."""
+    if get_settings().uses_broker:
+        from workers.celery_app import app as celery_app
+
+        return celery_app.send_task(f"newsletter.{name}", args=list(args))
+    try:
+        return resolve(name)(*args)
+    except Exception:  # in-process jobs must not break the request that queued them
+        log.exception("job %s%r failed", name, args)
+        return None
+
+
+def enqueue(session: Session, name: str, *args: Any) -> None:
+    """Run job `name` after `session` commits (never before: the rows must exist)."""
+    after_commit(session, lambda: run(name, *args))

@@ -1,0 +1,42 @@
+"""Absolute links for emails and pages, each carrying a purpose-scoped signed token."""
+
+from __future__ import annotations
+
+from newsletter.config import Settings
+from newsletter.models import Subscriber
+from newsletter.tokens import Purpose, make_token
+
+
+def _url(settings: Settings, path: str) -> str:
+    return settings.base_url.rstrip("/") + path
+
+
+def confirm_url(settings: Settings, sub: Subscriber) -> str:
+    token = make_token(settings, Purpose.confirm, sub.id, sub.token_version)
+    return _url(settings, f"/confirm/{token}")
+
+
+def unsubscribe_url(settings: Settings, sub: Subscriber) -> str:
+    token = make_token(settings, Purpose.unsubscribe, sub.id, sub.token_version)
+    return _url(settings, f"/unsubscribe/{token}")
+
+
+def preferences_url(settings: Settings, sub: Subscriber) -> str:
+    token = make_token(settings, Purpose.preferences, sub.id, sub.token_version)
+    return _url(settings, f"/preferences/{token}")
+
+
+def view_url(settings: Settings, sub: Subscriber, issue_id: int) -> str:
+    token = make_token(settings, Purpose.view, sub.id, sub.token_version, i=issue_id)
+    return _url(settings, f"/issues/{issue_id}/view/{token}")
+
+
+def vote_url(settings: Settings, sub: Subscriber, issue_id: int, paper_id: int,
+             direction: int) -> str:
+    token = make_token(settings, Purpose.vote, sub.id, sub.token_version, i=issue_id,
+                       p=paper_id, d=direction)
+    return _url(settings, f"/vote/{token}")
+
+
+def archive_url(settings: Settings, issue_id: int | None = None) -> str:
+    return _url(settings, "/archive" if issue_id is None else f"/archive/{issue_id}")

@@ -1,0 +1,92 @@
+"""The one-off emails of the subscriber journey: confirm, welcome, already subscribed."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from newsletter import links
+from newsletter.config import Settings, get_settings
+from newsletter.db import session_scope
+from newsletter.mail.message import Envelope, build_message, dkim_sign, new_message_id
+from newsletter.mail.render import render_email
+from newsletter.mail.senders import PermanentSendError, open_sender
+from newsletter.models import Frequency, Subscriber, SubscriberStatus, utcnow
+
+log = logging.getLogger("newsletter.mail")
+
+# Which state a subscriber must still be in for the email to make sense when it is sent.
+REQUIRED_STATE = {
+    "confirm": SubscriberStatus.pending,
+    "welcome": SubscriberStatus.confirmed,
+    "already_subscribed": SubscriberStatus.confirmed,
+}
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+
+def next_digest_text(settings: Settings, sub: Subscriber, now: datetime | None = None) -> str:
+    if sub.frequency is Frequency.daily:
+        return f"tomorrow at {settings.digest_hour:02d}:00 {settings.timezone}"
+    return f"on {WEEKDAYS[settings.digest_weekday]} at {settings.digest_hour:02d}:00 {settings.timezone}"
+
+
+def list_headers(settings: Settings, sub: Subscriber) -> dict[str, str]:
+    """RFC 2369/8058 headers: one-click unsubscribe by POST to the https link."""
+    return {
+        "List-Unsubscribe": f"<{links.unsubscribe_url(settings, sub)}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
+def finish_message(settings: Settings, env: Envelope, text: str, html: str) -> bytes:
+    """Build the bytes and DKIM-sign them when a key is configured."""
+    message = build_message(env, text, html)
+    if settings.dkim_private_key_path and settings.dkim_selector:
+        message = dkim_sign(message, selector=settings.dkim_selector,
+                            domain=settings.dkim_domain or settings.mail_domain,
+                            key_path=settings.dkim_private_key_path)
+    return message
+
+
+def transactional_message(settings: Settings, kind: str, sub: Subscriber) -> bytes:
+    context = {
+        "email": sub.email, "base_url": settings.base_url.rstrip("/"),
+        "interests": sub.interests, "confirm_hours": settings.confirm_token_hours,
+        "next_digest": next_digest_text(settings, sub),
+    }
+    headers = {"Auto-Submitted": "auto-generated"}
+    if kind == "confirm":
+        context["confirm_url"] = links.confirm_url(settings, sub)
+    else:
+        context["preferences_url"] = links.preferences_url(settings, sub)
+        context["unsubscribe_url"] = links.unsubscribe_url(settings, sub)
+        headers.update(list_headers(settings, sub))
+    rendered = render_email(kind, context)
+    env = Envelope(mail_from=settings.mail_from, to=sub.email, subject=rendered.subject,
+                   message_id=new_message_id(settings.mail_domain, f"{kind}.{sub.id}"),
+                   headers=headers)
+    return finish_message(settings, env, rendered.text, rendered.html)
+
+
+def send_transactional(kind: str, subscriber_id: int) -> str:
+    """Send one journey email if it still makes sense; transient errors propagate (retry)."""
+    settings = get_settings()
+    with session_scope() as session:
+        sub = session.get(Subscriber, subscriber_id)
+        if sub is None or sub.status is not REQUIRED_STATE[kind]:
+            return "skipped"
+        if kind == "confirm" and sub.confirm_sent_at and \
+                utcnow() - sub.confirm_sent_at > timedelta(hours=settings.confirm_token_hours):
+            return "skipped"  # a queue backlog older than the link itself: not worth sending
+        message = transactional_message(settings, kind, sub)
+        to = sub.email
+    sender = open_sender(settings)
+    try:
+        sender.send(to, message)
+    except PermanentSendError as exc:
+        log.warning("%s email to subscriber %s refused: %s", kind, subscriber_id, exc)
+        return "refused"
+    finally:
+        sender.close()
+    log.info("sent %s email to subscriber %s", kind, subscriber_id)
+    return "sent"

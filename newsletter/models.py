@@ -1,0 +1,146 @@
+"""The store: subscribers, consent, papers, issues (editions), deliveries and votes."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware in UTC (SQLModel stores aware datetimes and returns them in UTC)."""
+    return datetime.now(timezone.utc)
+
+
+class SubscriberStatus(str, enum.Enum):
+    pending = "pending"
+    confirmed = "confirmed"
+    unsubscribed = "unsubscribed"
+    bounced = "bounced"
+
+
+class Frequency(str, enum.Enum):
+    weekly = "weekly"
+    daily = "daily"
+
+
+class DeliveryState(str, enum.Enum):
+    pending = "pending"  # planned, not yet tried
+    sending = "sending"  # claimed by a worker; SMTP in progress
+    deferred = "deferred"  # a transient failure; will be retried
+    sent = "sent"  # the server answered 250
+    failed = "failed"  # permanent failure (5xx)
+    skipped = "skipped"  # no longer due at send time (unsubscribed, bounced, nothing new)
+
+
+class SubscriberBase(SQLModel):
+    email: str = Field(max_length=320)
+    interests: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    frequency: Frequency = Field(default=Frequency.weekly)
+    max_papers: int = Field(default=10, ge=1, le=50)
+
+
+class Subscriber(SubscriberBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email_key: str = Field(max_length=320, unique=True, index=True)  # case-folded lookup key
+    status: SubscriberStatus = Field(default=SubscriberStatus.pending, index=True)
+    # Bumped whenever outstanding links must stop working (confirmation used, erase, re-signup).
+    token_version: int = Field(default=0)
+    confirm_sent_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    confirmed_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+    # Learned from feedback: {"terms": {term: weight}, "liked": [titles], "votes": n}
+    profile: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class SubscriberPublic(SubscriberBase):
+    status: SubscriberStatus
+    created_at: datetime
+    confirmed_at: datetime | None
+    unsubscribed_at: datetime | None
+
+
+class ConsentEvent(SQLModel, table=True):
+    """Append-only record of consent: who, when, from where, which wording."""
+
+    __tablename__ = "consent_event"
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int | None = Field(default=None, index=True)
+    email_key: str = Field(max_length=320, index=True)
+    event: str = Field(max_length=40)
+    at: datetime = Field(default_factory=utcnow)
+    ip: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=512)
+    wording: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class Paper(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("title_key", name="uq_paper_title_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    arxiv_id: str | None = Field(default=None, max_length=40, unique=True, index=True)
+    title_key: str = Field(max_length=500)
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    abstract: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    authors: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    keywords: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    url: str | None = Field(default=None, max_length=1000)  # landing page
+    arxiv_url: str | None = Field(default=None, max_length=1000)
+    pdf_url: str | None = Field(default=None, max_length=1000)
+    code_url: str | None = Field(default=None, max_length=1000)
+    project_url: str | None = Field(default=None, max_length=1000)
+    thumbnail: str | None = Field(default=None, max_length=1000)
+    upvotes: int = Field(default=0)
+    published_at: datetime = Field(default_factory=utcnow, index=True)
+    ingested_at: datetime = Field(default_factory=utcnow)
+    source: str = Field(default="file", max_length=40)
+
+
+class Issue(SQLModel, table=True):
+    """One edition: a period (ISO week or day) for one frequency, with its papers frozen."""
+
+    __table_args__ = (UniqueConstraint("frequency", "period", name="uq_issue_period"),)
+    id: int | None = Field(default=None, primary_key=True)
+    frequency: Frequency = Field(default=Frequency.weekly)
+    period: str = Field(max_length=20)  # "2026-W48" or "2026-11-26"
+    title: str = Field(max_length=200)
+    paper_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    planned_at: datetime | None = None
+
+
+class Delivery(SQLModel, table=True):
+    """The ledger: one row per (issue, subscriber); the claim makes sending idempotent."""
+
+    __table_args__ = (
+        UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery_issue_subscriber"),
+        Index("ix_delivery_issue_state", "issue_id", "state"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id")
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    state: DeliveryState = Field(default=DeliveryState.pending)
+    attempts: int = Field(default=0)
+    claimed_at: datetime | None = None
+    claimed_by: str | None = Field(default=None, max_length=32)  # the batch run holding the claim
+    sent_at: datetime | None = None
+    message_id: str | None = Field(default=None, max_length=255)
+    smtp_code: int | None = None
+    error: str | None = Field(default=None, max_length=1000)
+    paper_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class Vote(SQLModel, table=True):
+    """A reader's "more / less like this" on one paper of one issue; one per triple."""
+
+    __table_args__ = (UniqueConstraint("issue_id", "paper_id", "subscriber_id", name="uq_vote"),)
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id")
+    paper_id: int = Field(foreign_key="paper.id")
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    direction: int  # +1 more like this, -1 less like this
+    at: datetime = Field(default_factory=utcnow)

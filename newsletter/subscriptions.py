@@ -1,0 +1,262 @@
+"""The double-opt-in state machine: subscribe, confirm, preferences, unsubscribe, erase.
+
+No HTTP here: the web app and the CLI parse input, call these, and commit. Mail is queued with
+`jobs.enqueue`, which publishes only after the caller's transaction commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from sqlmodel import Session, select
+
+from newsletter import jobs
+from newsletter.config import Settings
+from newsletter.models import (
+    ConsentEvent,
+    Frequency,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+from newsletter.tokens import Purpose, TokenError, read_token
+
+CONSENT_WORDING = (
+    "v1: Send me the weekly Paper Digest of trending research papers, ranked for my interests. "
+    "I can change my preferences or unsubscribe with one click from any email."
+)
+MAX_INTERESTS = 2000
+MAX_EMAIL = 254
+
+# Which moves are allowed, in one place (Mailman keeps its workflow states the same way).
+TRANSITIONS: dict[SubscriberStatus, set[SubscriberStatus]] = {
+    SubscriberStatus.pending: {SubscriberStatus.confirmed, SubscriberStatus.unsubscribed},
+    SubscriberStatus.confirmed: {SubscriberStatus.unsubscribed, SubscriberStatus.bounced},
+    SubscriberStatus.unsubscribed: {SubscriberStatus.pending},
+    SubscriberStatus.bounced: {SubscriberStatus.pending, SubscriberStatus.unsubscribed},
+}
+
+
+class InvalidInput(ValueError):
+    """User input we refuse, with a message fit to show the user."""
+
+
+@dataclass(frozen=True)
+class Client:
+    """Where a request came from, for the consent record and rate limits."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+def normalise_email(raw: str) -> tuple[str, str]:
+    """Validate an address; return (normalised address to send to, case-folded lookup key)."""
+    if not isinstance(raw, str):
+        raise InvalidInput("Please enter an email address.")
+    if any(ch in raw for ch in "\r\n\x00"):
+        raise InvalidInput("That email address contains a line break, which is not allowed.")
+    value = raw.strip()
+    if not value:
+        raise InvalidInput("Please enter an email address.")
+    if len(value) > MAX_EMAIL:
+        raise InvalidInput(f"That email address is longer than {MAX_EMAIL} characters.")
+    try:
+        info = validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidInput(f"That email address is not valid: {exc}") from exc
+    if any(ord(ch) < 32 or ch in '<>,;"' for ch in info.normalized):
+        raise InvalidInput("That email address contains characters we cannot send to.")
+    return info.normalized, info.normalized.casefold()
+
+
+def clean_interests(raw: str | None) -> str:
+    """Free text, trimmed, control characters removed, bounded in size."""
+    text = "".join(ch for ch in (raw or "") if ch.isprintable() or ch in "\n\t").strip()
+    if len(text) > MAX_INTERESTS:
+        raise InvalidInput(f"Interests are limited to {MAX_INTERESTS} characters.")
+    return text
+
+
+def transition(sub: Subscriber, new: SubscriberStatus) -> None:
+    """Move `sub` to `new`, refusing moves the state machine does not allow."""
+    if new not in TRANSITIONS[sub.status]:
+        raise ValueError(f"cannot move a {sub.status.value} subscriber to {new.value}")
+    sub.status = new
+    sub.updated_at = utcnow()
+
+
+def record_consent(session: Session, sub: Subscriber, event: str, client: Client,
+                   wording: str | None = None) -> None:
+    session.add(ConsentEvent(
+        subscriber_id=sub.id, email_key=sub.email_key, event=event,
+        ip=(client.ip or None) and client.ip[:64],
+        user_agent=(client.user_agent or None) and client.user_agent[:512], wording=wording,
+    ))
+
+
+def find_by_email(session: Session, email: str) -> Subscriber | None:
+    _, key = normalise_email(email)
+    return session.exec(select(Subscriber).where(Subscriber.email_key == key)).first()
+
+
+def _cooling_down(sub: Subscriber, settings: Settings) -> bool:
+    cooldown = timedelta(minutes=settings.confirm_cooldown_minutes)
+    return sub.confirm_sent_at is not None and utcnow() - sub.confirm_sent_at < cooldown
+
+
+def request_subscription(session: Session, settings: Settings, email: str, interests: str | None,
+                         client: Client = Client()) -> str:
+    """Handle a signup for any address state; return what happened (never shown to the user).
+
+    New, unsubscribed and bounced addresses become pending and get a confirmation email; a
+    pending address gets its link again; a confirmed address gets a "you're already subscribed"
+    note with its preferences link (and its interests are left alone: the requester may not
+    own the address). At most one email per address per cooldown.
+    """
+    address, key = normalise_email(email)
+    text = clean_interests(interests)
+    sub = session.exec(select(Subscriber).where(Subscriber.email_key == key)).first()
+    if sub is None:
+        sub = Subscriber(email=address, email_key=key, interests=text,
+                         max_papers=settings.default_max_papers)
+        session.add(sub)
+        session.flush()
+        outcome, kind = "created", "confirm"
+    elif sub.status is SubscriberStatus.confirmed:
+        outcome, kind = "already-confirmed", "already_subscribed"
+    else:
+        if sub.status is not SubscriberStatus.pending:
+            transition(sub, SubscriberStatus.pending)
+            sub.token_version += 1  # links from the previous subscription die here
+            sub.profile = {}
+        sub.email, sub.interests = address, text or sub.interests
+        outcome, kind = "pending-again", "confirm"
+    record_consent(session, sub, "signup_requested", client, CONSENT_WORDING)
+    if _cooling_down(sub, settings):
+        return outcome + ":cooldown"
+    sub.confirm_sent_at = utcnow()
+    jobs.enqueue(session, "send_transactional", kind, sub.id)
+    return outcome
+
+
+def subscriber_for_token(session: Session, settings: Settings, purpose: Purpose,
+                         token: str) -> tuple[Subscriber, dict[str, Any]]:
+    """The subscriber a link names, or TokenError (forged, expired, used)."""
+    data = read_token(settings, purpose, token)
+    sub = session.get(Subscriber, data.subscriber_id)
+    if sub is None:
+        raise TokenError("forged" if purpose is Purpose.confirm else "gone")
+    # Unsubscribing stays possible with any link we ever sent; everything else needs a live one.
+    if purpose is not Purpose.unsubscribe and data.version != sub.token_version:
+        raise TokenError("used")
+    return sub, data.extra
+
+
+def confirm_subscription(session: Session, settings: Settings, token: str,
+                         client: Client = Client()) -> Subscriber:
+    """Confirm a pending subscriber (single-use) and queue the welcome email."""
+    sub, _ = subscriber_for_token(session, settings, Purpose.confirm, token)
+    if sub.status is not SubscriberStatus.pending:
+        raise TokenError("used")
+    was_resubscribe = sub.confirmed_at is not None
+    transition(sub, SubscriberStatus.confirmed)
+    sub.confirmed_at = utcnow()
+    sub.unsubscribed_at = None
+    sub.token_version += 1  # burns this confirmation link and any other outstanding one
+    record_consent(session, sub, "resubscribed" if was_resubscribe else "confirmed", client,
+                   CONSENT_WORDING)
+    jobs.enqueue(session, "send_transactional", "welcome", sub.id)
+    return sub
+
+
+def unsubscribe(session: Session, sub: Subscriber, client: Client = Client(),
+                via: str = "link") -> bool:
+    """Unsubscribe; idempotent. Returns True if the state changed."""
+    if sub.status in (SubscriberStatus.unsubscribed, SubscriberStatus.bounced):
+        return False
+    transition(sub, SubscriberStatus.unsubscribed)
+    sub.unsubscribed_at = utcnow()
+    record_consent(session, sub, f"unsubscribed:{via}", client)
+    return True
+
+
+def apply_preferences(sub: Subscriber, *, interests: str | None = None,
+                      frequency: str | None = None,
+                      max_papers: int | str | None = None) -> None:
+    """Validate and set whichever preferences are given; InvalidInput on a bad value."""
+    if interests is not None:
+        sub.interests = clean_interests(interests)
+    if frequency is not None:
+        try:
+            sub.frequency = Frequency(frequency)
+        except ValueError as exc:
+            raise InvalidInput("Frequency must be weekly or daily.") from exc
+    if max_papers is not None:
+        try:
+            n = int(max_papers)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput("Papers per digest must be a whole number.") from exc
+        if not 1 <= n <= 50:
+            raise InvalidInput("Papers per digest must be between 1 and 50.")
+        sub.max_papers = n
+    sub.updated_at = utcnow()
+
+
+def update_preferences(session: Session, sub: Subscriber, *, interests: str | None,
+                       frequency: str | None, max_papers: int | str | None,
+                       client: Client = Client()) -> Subscriber:
+    """A confirmed subscriber changes interests, frequency or digest size."""
+    if sub.status is not SubscriberStatus.confirmed:
+        raise InvalidInput("This subscription is not active; sign up again to change it.")
+    apply_preferences(sub, interests=interests, frequency=frequency, max_papers=max_papers)
+    record_consent(session, sub, "preferences_changed", client)
+    session.add(sub)
+    return sub
+
+
+def export_subscriber(session: Session, sub: Subscriber) -> dict[str, Any]:
+    """Everything we hold about a subscriber, as JSON-ready data."""
+    from newsletter.models import Delivery, Vote  # local: keeps this module's imports small
+
+    events = session.exec(select(ConsentEvent).where(ConsentEvent.subscriber_id == sub.id)
+                          .order_by(ConsentEvent.id)).all()
+    deliveries = session.exec(select(Delivery).where(Delivery.subscriber_id == sub.id)).all()
+    votes = session.exec(select(Vote).where(Vote.subscriber_id == sub.id)).all()
+    return {
+        "email": sub.email, "status": sub.status.value, "interests": sub.interests,
+        "frequency": sub.frequency.value, "max_papers": sub.max_papers,
+        "created_at": sub.created_at.isoformat(),
+        "confirmed_at": sub.confirmed_at and sub.confirmed_at.isoformat(),
+        "unsubscribed_at": sub.unsubscribed_at and sub.unsubscribed_at.isoformat(),
+        "learned_profile": sub.profile,
+        "consent_events": [{"event": e.event, "at": e.at.isoformat(), "ip": e.ip,
+                            "user_agent": e.user_agent, "wording": e.wording} for e in events],
+        "deliveries": [{"issue_id": d.issue_id, "state": d.state.value,
+                        "sent_at": d.sent_at and d.sent_at.isoformat()} for d in deliveries],
+        "votes": [{"issue_id": v.issue_id, "paper_id": v.paper_id, "direction": v.direction}
+                  for v in votes],
+    }
+
+
+def erase_subscriber(session: Session, sub: Subscriber) -> None:
+    """Forget a subscriber: deliveries, votes and consent rows go, then the subscriber."""
+    from sqlalchemy import delete
+
+    from newsletter.models import Delivery, Vote
+
+    for table, column in ((Delivery, Delivery.subscriber_id), (Vote, Vote.subscriber_id),
+                          (ConsentEvent, ConsentEvent.subscriber_id)):
+        session.exec(delete(table).where(column == sub.id))  # type: ignore[call-overload]
+    session.delete(sub)
+
+
+def mark_bounced(session: Session, sub: Subscriber, reason: str = "") -> bool:
+    """A hard bounce: stop sending. Returns True if the state changed."""
+    if sub.status is not SubscriberStatus.confirmed:
+        return False
+    transition(sub, SubscriberStatus.bounced)
+    record_consent(session, sub, "bounced", Client(), reason[:500] or None)
+    return True

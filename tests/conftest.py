@@ -1,0 +1,290 @@
+"""Real parts at the boundaries: PostgreSQL, Redis, an SMTP server, Celery workers, uvicorn."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN = os.environ.get("NEWSLETTER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS = os.environ.get("NEWSLETTER_TEST_REDIS", "redis://127.0.0.1:6379")
+SECRET = "test-secret-0123456789abcdef"
+
+BASE_ENV = {
+    "NEWSLETTER_MODE": "test",
+    "NEWSLETTER_SECRET_KEY": SECRET,
+    "NEWSLETTER_BASE_URL": "https://news.example.org",
+    "NEWSLETTER_MAIL_FROM": "Paper Digest <digest@news.example.org>",
+    "NEWSLETTER_LIST_ID": "Paper Digest <digest.news.example.org>",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---- databases ------------------------------------------------------------------------------
+
+def create_pg_database() -> str:
+    from sqlalchemy import create_engine, text
+
+    name = f"nl_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_pg_database(url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    name = url.rsplit("/", 1)[1]
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> Iterator[str]:
+    """A fresh, migrated database: a SQLite file, then a throwaway PostgreSQL database."""
+    from newsletter.migrate import upgrade
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'test.db'}"
+        upgrade(url)
+        yield url
+        return
+    url = create_pg_database()
+    upgrade(url)
+    yield url
+    from newsletter.db import _engines
+
+    engine = _engines.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+    drop_pg_database(url)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    from newsletter.migrate import upgrade
+
+    url = create_pg_database()
+    upgrade(url)
+    yield url
+    from newsletter.db import _engines
+
+    engine = _engines.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+    drop_pg_database(url)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    from newsletter.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'test.db'}"
+    upgrade(url)
+    return url
+
+
+# ---- settings -------------------------------------------------------------------------------
+
+@pytest.fixture
+def configure(monkeypatch, tmp_path):
+    """Set NEWSLETTER_* variables for this test and return fresh Settings."""
+    from newsletter.config import get_settings, reset_settings
+
+    def apply(**overrides: str):
+        env = {**BASE_ENV, "NEWSLETTER_OUTBOX_DIR": str(tmp_path / "outbox"), **overrides}
+        for key in list(os.environ):
+            if key.startswith("NEWSLETTER_") and key not in env:
+                monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, str(value))
+        reset_settings()
+        return get_settings()
+
+    yield apply
+    reset_settings()
+
+
+# ---- SMTP -----------------------------------------------------------------------------------
+
+class Mailbox:
+    """What an in-process aiosmtpd server received, parsed."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], bytes]] = []
+        self._cond = threading.Condition()
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook
+        with self._cond:
+            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+            self._cond.notify_all()
+        return "250 OK"
+
+    def parsed(self, to: str | None = None) -> list[email.message.EmailMessage]:
+        with self._cond:
+            raw = [(rcpts, data) for _, rcpts, data in self.messages]
+        return [email.message_from_bytes(data, policy=email.policy.default)
+                for rcpts, data in raw if to is None or to in rcpts]
+
+    def wait_for(self, count: int, to: str | None = None, timeout: float = 20.0,
+                 subject: str | None = None) -> list[email.message.EmailMessage]:
+        deadline = time.monotonic() + timeout
+        while True:
+            msgs = [m for m in self.parsed(to) if subject is None or subject in str(m["Subject"])]
+            if len(msgs) >= count or time.monotonic() > deadline:
+                return msgs
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Mailbox, int]]:
+    box = Mailbox()
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield box, port
+    controller.stop()
+
+
+def text_part(msg: email.message.EmailMessage) -> str:
+    return msg.get_body(preferencelist=("plain",)).get_content()
+
+
+def html_part(msg: email.message.EmailMessage) -> str:
+    return msg.get_body(preferencelist=("html",)).get_content()
+
+
+def link_in(msg: email.message.EmailMessage, path: str) -> str:
+    match = re.search(rf"https?://[^\s\"<>]+/{path}/[A-Za-z0-9._-]+", text_part(msg))
+    assert match, f"no /{path}/ link in:\n{text_part(msg)}"
+    return match.group(0)
+
+
+# ---- processes ------------------------------------------------------------------------------
+
+def process_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(BASE_ENV)
+    env.update(overrides)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+class Worker:
+    """A real `celery -A workers worker` process."""
+
+    def __init__(self, env: dict[str, str], concurrency: int = 1, name: str | None = None,
+                 log_path: Path | None = None) -> None:
+        self.name = name or f"w{uuid.uuid4().hex[:6]}"
+        self.log_path = log_path
+        self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers", "worker", "-P", "prefork",
+             f"--concurrency={concurrency}", "--loglevel=INFO", "-n", f"{self.name}@%h",
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log_path and b"ready." in self.log_path.read_bytes():
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}")
+            time.sleep(0.1)
+        raise TimeoutError("worker did not become ready")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait(5)
+
+
+class WebServer:
+    """A real uvicorn process serving the app."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "newsletter.web:create_app",
+             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"web server exited: {log_path.read_text()[-2000:]}")
+            time.sleep(0.1)
+        raise TimeoutError("web server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture
+def redis_db() -> Iterator[str]:
+    """A Redis database number of our own, flushed before and after."""
+    import redis
+
+    db = 1 + (os.getpid() % 14)
+    url = f"{REDIS}/{db}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+
+
+@pytest.fixture
+def stack(pg_url, redis_db, smtp_server, tmp_path):
+    """PostgreSQL + Redis + a Celery worker + uvicorn + SMTP, all configured alike."""
+    box, port = smtp_server
+    env = process_env(NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_BROKER_URL=redis_db,
+                      NEWSLETTER_SMTP_HOST="127.0.0.1", NEWSLETTER_SMTP_PORT=str(port),
+                      NEWSLETTER_CONFIRM_COOLDOWN_MINUTES="10")
+    worker = Worker(env, concurrency=2, log_path=tmp_path / "worker.log")
+    web = WebServer(env, tmp_path / "web.log")
+    try:
+        worker.wait_ready()
+        yield type("Stack", (), {"env": env, "mailbox": box, "web": web, "worker": worker,
+                                 "db_url": pg_url, "broker": redis_db, "tmp": tmp_path})
+    finally:
+        web.stop()
+        worker.stop()
