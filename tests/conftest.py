@@ -170,11 +170,11 @@ def smtp_server() -> Iterator[tuple[Mailbox, int]]:
 
 
 def text_part(msg: email.message.EmailMessage) -> str:
-    return msg.get_body(preferencelist=("plain",)).get_content()
+    return msg.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
 
 
 def html_part(msg: email.message.EmailMessage) -> str:
-    return msg.get_body(preferencelist=("html",)).get_content()
+    return msg.get_body(preferencelist=("html",)).get_content().replace("\r\n", "\n")
 
 
 def link_in(msg: email.message.EmailMessage, path: str) -> str:

@@ -1,0 +1,178 @@
+"""The double-opt-in state machine and the store, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlmodel import select
+
+from newsletter import subscriptions as subs
+from newsletter.db import session_scope
+from newsletter.models import ConsentEvent, Subscriber, SubscriberStatus
+from newsletter.tokens import Purpose, TokenError, make_token
+
+
+@pytest.fixture
+def env(configure, db_url):
+    return configure(NEWSLETTER_DATABASE_URL=db_url, NEWSLETTER_CONFIRM_COOLDOWN_MINUTES="10")
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    """The jobs queued after commit, instead of running them (the mail is tested elsewhere)."""
+    calls: list[tuple] = []
+    monkeypatch.setattr("newsletter.jobs.run", lambda name, *args: calls.append((name, *args)))
+    return calls
+
+
+def signup(settings, address, interests="", ip="203.0.113.5"):
+    with session_scope() as session:
+        return subs.request_subscription(session, settings, address, interests,
+                                         subs.Client(ip=ip, user_agent="pytest"))
+
+
+def get(address):
+    with session_scope() as session:
+        return session.exec(select(Subscriber).where(
+            Subscriber.email_key == address.casefold())).one()
+
+
+def confirm_token(settings, address):
+    sub = get(address)
+    return make_token(settings, Purpose.confirm, sub.id, sub.token_version)
+
+
+def test_signup_creates_pending_and_queues_one_confirmation(env, queued):
+    signup(env, "Ada.Lovelace@Example.ORG", "graph neural networks")
+    sub = get("Ada.Lovelace@example.org")
+    assert sub.status is SubscriberStatus.pending
+    assert sub.email == "Ada.Lovelace@example.org"  # domain lower-cased, local part kept
+    assert sub.interests == "graph neural networks"
+    assert queued == [("send_transactional", "confirm", sub.id)]
+
+
+def test_case_variants_are_one_subscriber_and_cooldown_limits_mail(env, queued):
+    signup(env, "ada@example.org")
+    signup(env, "ADA@example.org")
+    signup(env, "  ada@EXAMPLE.org ")
+    with session_scope() as session:
+        assert len(session.exec(select(Subscriber)).all()) == 1
+    assert len(queued) == 1  # one email per address per cooldown
+
+
+def test_confirm_is_single_use_and_sends_welcome(env, queued):
+    signup(env, "ada@example.org")
+    token = confirm_token(env, "ada@example.org")
+    with session_scope() as session:
+        subs.confirm_subscription(session, env, token, subs.Client(ip="198.51.100.1"))
+    assert get("ada@example.org").status is SubscriberStatus.confirmed
+    assert queued[-1][:2] == ("send_transactional", "welcome")
+    with pytest.raises(TokenError) as err, session_scope() as session:
+        subs.confirm_subscription(session, env, token)
+    assert err.value.reason == "used"
+
+
+def test_confirm_refuses_forged_expired_and_wrong_purpose(env, queued, monkeypatch):
+    signup(env, "ada@example.org")
+    sub = get("ada@example.org")
+    good = make_token(env, Purpose.confirm, sub.id, sub.token_version)
+    cases = {
+        "forged": good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB"),
+        "forged-purpose": make_token(env, Purpose.unsubscribe, sub.id, sub.token_version),
+    }
+    for token in cases.values():
+        with pytest.raises(TokenError) as err, session_scope() as session:
+            subs.confirm_subscription(session, env, token)
+        assert err.value.reason == "forged"
+    monkeypatch.setattr(env, "confirm_token_hours", 0)
+    with pytest.raises(TokenError) as err, session_scope() as session:
+        import time
+
+        time.sleep(1.1)
+        subs.confirm_subscription(session, env, good)
+    assert err.value.reason == "expired"
+    assert get("ada@example.org").status is SubscriberStatus.pending
+
+
+def test_resignup_of_confirmed_address_changes_nothing(env, queued):
+    signup(env, "ada@example.org", "robots")
+    with session_scope() as session:
+        subs.confirm_subscription(session, env, confirm_token(env, "ada@example.org"))
+    signup(env, "ada@example.org", "attacker's interests")
+    assert queued[-1][:2] == ("send_transactional", "welcome")  # within the cooldown: no mail
+    with session_scope() as session:
+        session.get(Subscriber, get("ada@example.org").id).confirm_sent_at -= timedelta(hours=1)
+    signup(env, "ada@example.org", "attacker's interests")
+    sub = get("ada@example.org")
+    assert sub.status is SubscriberStatus.confirmed
+    assert sub.interests == "robots"
+    assert queued[-1][:2] == ("send_transactional", "already_subscribed")
+
+
+def test_unsubscribe_is_idempotent_and_resubscribe_needs_fresh_opt_in(env, queued):
+    signup(env, "ada@example.org")
+    with session_scope() as session:
+        subs.confirm_subscription(session, env, confirm_token(env, "ada@example.org"))
+    old_prefs = make_token(env, Purpose.preferences, get("ada@example.org").id,
+                           get("ada@example.org").token_version)
+    with session_scope() as session:
+        sub = session.get(Subscriber, get("ada@example.org").id)
+        assert subs.unsubscribe(session, sub) is True
+        assert subs.unsubscribe(session, sub) is False
+    assert get("ada@example.org").status is SubscriberStatus.unsubscribed
+    # A later signup does not reactivate: it goes back to pending and needs a new confirmation.
+    with session_scope() as session:
+        session.get(Subscriber, get("ada@example.org").id).confirm_sent_at -= timedelta(hours=1)
+    signup(env, "ada@example.org")
+    assert get("ada@example.org").status is SubscriberStatus.pending
+    assert queued[-1][:2] == ("send_transactional", "confirm")
+    with pytest.raises(TokenError), session_scope() as session:  # old links died with it
+        subs.subscriber_for_token(session, env, Purpose.preferences, old_prefs)
+
+
+def test_consent_record_keeps_when_where_and_wording(env, queued):
+    signup(env, "ada@example.org", ip="192.0.2.44")
+    with session_scope() as session:
+        subs.confirm_subscription(session, env, confirm_token(env, "ada@example.org"),
+                                  subs.Client(ip="192.0.2.45", user_agent="Firefox"))
+    with session_scope() as session:
+        events = session.exec(select(ConsentEvent).order_by(ConsentEvent.id)).all()
+    assert [e.event for e in events] == ["signup_requested", "confirmed"]
+    assert events[0].ip == "192.0.2.44" and events[1].user_agent == "Firefox"
+    assert events[1].wording == subs.CONSENT_WORDING
+
+
+@pytest.mark.parametrize("bad", [
+    "", "   ", "not-an-address", "a@b", "ada@example.org\r\nBcc: victim@example.org",
+    "ada@example.org\nX-Injected: 1", "x" * 300 + "@example.org", "ada@@example.org",
+    "<ada@example.org>", "ada@example.org, bob@example.org",
+])
+def test_bad_addresses_are_refused_and_nothing_is_stored(env, queued, bad):
+    with pytest.raises(subs.InvalidInput):
+        signup(env, bad)
+    with session_scope() as session:
+        assert session.exec(select(Subscriber)).all() == []
+    assert queued == []
+
+
+def test_oversize_interests_are_refused(env, queued):
+    with pytest.raises(subs.InvalidInput):
+        signup(env, "ada@example.org", "x" * 5000)
+    assert queued == []
+
+
+def test_state_machine_refuses_unlisted_moves():
+    sub = Subscriber(email="a@example.org", email_key="a@example.org",
+                     status=SubscriberStatus.unsubscribed)
+    with pytest.raises(ValueError):
+        subs.transition(sub, SubscriberStatus.confirmed)  # never without a fresh opt-in
+
+
+def test_erase_removes_every_trace(env, queued):
+    signup(env, "ada@example.org")
+    with session_scope() as session:
+        subs.erase_subscriber(session, session.get(Subscriber, get("ada@example.org").id))
+    with session_scope() as session:
+        assert session.exec(select(Subscriber)).all() == []
+        assert session.exec(select(ConsentEvent)).all() == []

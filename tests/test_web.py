@@ -1,0 +1,242 @@
+"""The web flow over HTTP (in-process ASGI client against the real app, SQLite store)."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import select
+
+from newsletter.db import session_scope
+from newsletter.models import ConsentEvent, Subscriber, SubscriberStatus
+from newsletter.tokens import Purpose, make_token
+from newsletter.web import create_app
+from tests.conftest import link_in, text_part
+
+
+@pytest.fixture
+def settings(configure, sqlite_url):
+    return configure(NEWSLETTER_DATABASE_URL=sqlite_url, NEWSLETTER_SIGNUP_RATE_PER_IP="50")
+
+
+@pytest.fixture
+def client(settings):
+    with TestClient(create_app(settings), base_url="https://news.example.org") as c:
+        yield c
+
+
+def outbox(settings):
+    import email
+    import email.policy
+
+    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+            for p in sorted(settings.outbox_dir.glob("*.eml"))]
+
+
+def path_of(url: str) -> str:
+    return "/" + url.split("/", 3)[3]
+
+
+def subscriber(address: str) -> Subscriber | None:
+    with session_scope() as session:
+        return session.exec(select(Subscriber).where(Subscriber.email_key == address)).first()
+
+
+def state_snapshot():
+    with session_scope() as session:
+        subs = [(s.email, s.status, s.interests, s.frequency, s.max_papers, s.token_version)
+                for s in session.exec(select(Subscriber))]
+        events = len(session.exec(select(ConsentEvent)).all())
+    return subs, events
+
+
+def confirmed(client, settings, address="ada@example.org", interests="robots"):
+    client.post("/subscribe", data={"email": address, "interests": interests})
+    msg = [m for m in outbox(settings) if m["To"] == address][-1]
+    client.post(path_of(link_in(msg, "confirm")))
+    return subscriber(address)
+
+
+def test_signup_page_has_labelled_fields(client):
+    page = client.get("/")
+    assert page.status_code == 200
+    assert '<label for="email">' in page.text and '<label for="interests">' in page.text
+    assert 'action="https://news.example.org/subscribe"' in page.text
+
+
+def test_signup_answer_is_identical_for_every_address_state(client, settings):
+    def answer(address):
+        r = client.post("/subscribe", data={"email": address, "interests": "x"})
+        return r.status_code, r.text
+
+    new = answer("new@example.org")
+    pending = answer("new@example.org")
+    confirmed(client, settings, "conf@example.org")
+    conf = answer("conf@example.org")
+    sub = confirmed(client, settings, "gone@example.org")
+    client.post(f"/unsubscribe/{make_token(settings, Purpose.unsubscribe, sub.id, 0)}")
+    gone = answer("gone@example.org")
+    assert new == pending == conf == gone
+    assert new[0] == 202
+
+    def json_answer(address):
+        r = client.post("/subscribe", json={"email": address, "interests": "x"})
+        return r.status_code, r.json()
+
+    assert json_answer("a1@example.org") == json_answer("conf@example.org")
+
+
+def test_confirm_link_get_changes_nothing_and_post_confirms(client, settings):
+    client.post("/subscribe", data={"email": "ada@example.org", "interests": "robots"})
+    [msg] = outbox(settings)
+    assert msg["Subject"] == "Please confirm your Paper Digest subscription"
+    url = link_in(msg, "confirm")
+    before = state_snapshot()
+    for _ in range(3):  # a link scanner prefetching, several times
+        page = client.get(path_of(url))
+        assert page.status_code == 200 and "<form method=\"post\"" in page.text
+    assert client.head(path_of(url)).status_code in (200, 405)
+    assert state_snapshot() == before
+    done = client.post(path_of(url))
+    assert done.status_code == 200 and "You're subscribed" in done.text
+    assert subscriber("ada@example.org").status is SubscriberStatus.confirmed
+    again = client.post(path_of(url))
+    assert again.status_code == 410 and "already been used" in again.text
+    welcome = outbox(settings)[-1]
+    assert welcome["Subject"] == "Welcome to Paper Digest"
+    assert welcome["List-Unsubscribe"].startswith("<https://news.example.org/unsubscribe/")
+    assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+@pytest.mark.parametrize("path", ["/confirm/{t}", "/unsubscribe/{t}", "/preferences/{t}"])
+@pytest.mark.parametrize("token", ["garbage", "eyJzIjoxLCJ2IjowfQ.aaaaaa.bbbbbbbbbbbbbbbbbbbbbbbbbbb",
+                                   "x" * 600])
+def test_forged_tokens_get_a_clear_page_never_a_500(client, path, token):
+    for method in ("get", "post"):
+        r = getattr(client, method)(path.format(t=token))
+        assert r.status_code == 400, r.text
+        assert "This link is not valid" in r.text and 'href="https://news.example.org/"' in r.text
+
+
+def test_token_for_another_purpose_is_refused(client, settings):
+    sub = confirmed(client, settings)
+    unsubscribe_token = make_token(settings, Purpose.unsubscribe, sub.id, sub.token_version)
+    assert client.post(f"/preferences/{unsubscribe_token}", data={"interests": "x"}).status_code == 400
+    assert subscriber("ada@example.org").interests == "robots"
+
+
+def test_expired_confirmation_offers_a_new_link(client, settings, monkeypatch):
+    import time
+
+    client.post("/subscribe", data={"email": "ada@example.org"})
+    url = link_in(outbox(settings)[0], "confirm")
+    monkeypatch.setattr(settings, "confirm_token_hours", 0)
+    time.sleep(1.1)
+    r = client.post(path_of(url))
+    assert r.status_code == 410 and "expired" in r.text and "sign up again" in r.text.lower()
+    assert subscriber("ada@example.org").status is SubscriberStatus.pending
+
+
+@pytest.mark.parametrize("address", [
+    "ada@example.org\r\nBcc: x@example.org", "ada@example.org%0d%0aBcc:x@example.org",
+    "not an address", "x" * 1000 + "@example.org", "",
+])
+def test_bad_addresses_get_a_4xx_and_store_nothing(client, settings, address):
+    form = client.post("/subscribe", data={"email": address})
+    api = client.post("/subscribe", json={"email": address})
+    assert form.status_code == 400 and "Please check your address" in form.text
+    assert api.status_code == 400 and api.json()["error"] == "Please check your address"
+    assert state_snapshot() == ([], 0) and outbox(settings) == []
+
+
+def test_oversize_body_and_wrong_types_are_refused(client, settings):
+    assert client.post("/subscribe", data={"email": "a@example.org",
+                                           "interests": "x" * 100_000}).status_code == 413
+    assert client.post("/subscribe", data={"email": "a@example.org",
+                                           "interests": "x" * 3000}).status_code == 400
+    assert client.post("/subscribe", json=["a@example.org"]).status_code == 422
+    assert client.post("/subscribe", json={"email": 5}).status_code == 422
+    assert client.post("/subscribe", content=b"\xff\xfe", headers={
+        "content-type": "application/json"}).status_code == 422
+    assert state_snapshot() == ([], 0)
+
+
+def test_signups_are_rate_limited_per_ip(configure, sqlite_url):
+    settings = configure(NEWSLETTER_DATABASE_URL=sqlite_url, NEWSLETTER_SIGNUP_RATE_PER_IP="3")
+    with TestClient(create_app(settings)) as client:
+        codes = [client.post("/subscribe", data={"email": f"u{i}@example.org"}).status_code
+                 for i in range(5)]
+    assert codes == [202, 202, 202, 429, 429]
+    assert len(state_snapshot()[0]) == 3
+
+
+def test_one_click_unsubscribe_rfc8058(client, settings):
+    sub = confirmed(client, settings)
+    welcome = outbox(settings)[-1]
+    url = welcome["List-Unsubscribe"].strip("<>")
+    before = state_snapshot()
+    assert client.get(path_of(url)).status_code == 200  # a scanner's GET changes nothing
+    assert state_snapshot() == before
+    client.cookies.clear()
+    for _ in range(2):  # idempotent
+        r = client.post(path_of(url), content=b"List-Unsubscribe=One-Click",
+                        headers={"content-type": "application/x-www-form-urlencoded"},
+                        follow_redirects=False)
+        assert r.status_code == 200
+    r = client.post(path_of(url), files={"List-Unsubscribe": (None, "One-Click")},
+                    follow_redirects=False)
+    assert r.status_code == 200
+    assert subscriber("ada@example.org").status is SubscriberStatus.unsubscribed
+    assert sub.id == subscriber("ada@example.org").id
+
+
+def test_preferences_change_export_and_erase(client, settings):
+    confirmed(client, settings)
+    welcome = outbox(settings)[-1]
+    prefs = path_of(link_in(welcome, "preferences"))
+    page = client.get(prefs)
+    assert page.status_code == 200 and "robots" in page.text
+    r = client.post(prefs, data={"interests": "diffusion models", "frequency": "daily",
+                                 "max_papers": "5"})
+    assert r.status_code == 200 and "Saved" in r.text
+    sub = subscriber("ada@example.org")
+    assert (sub.interests, sub.frequency.value, sub.max_papers) == ("diffusion models", "daily", 5)
+    for bad in ({"frequency": "hourly"}, {"max_papers": "500"}, {"max_papers": "many"}):
+        r = client.post(prefs, data=bad)
+        assert r.status_code == 400 and 'role="alert"' in r.text
+    assert subscriber("ada@example.org").max_papers == 5
+    data = client.get(prefs + "/export")
+    assert data.status_code == 200 and data.json()["email"] == "ada@example.org"
+    assert [e["event"] for e in data.json()["consent_events"]][:2] == ["signup_requested", "confirmed"]
+    assert client.post(prefs + "/erase", data={}).status_code == 400  # needs the box ticked
+    assert subscriber("ada@example.org") is not None
+    r = client.post(prefs + "/erase", data={"confirm": "yes"})
+    assert r.status_code == 200 and "erased" in r.text
+    assert subscriber("ada@example.org") is None
+    assert client.get(prefs).status_code == 410
+
+
+def test_healthz_reports_the_database(client, configure):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    broken = configure(NEWSLETTER_DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:1/none")
+    with TestClient(create_app(broken)) as c:
+        r = c.get("/healthz")
+    assert r.status_code == 503
+
+
+def test_unknown_pages_and_methods_are_clean_4xx(client):
+    assert client.get("/nope").status_code == 404
+    assert client.get("/subscribe").status_code == 405
+    assert client.put("/confirm/x").status_code == 405
+
+
+def test_paper_text_and_input_are_escaped_in_pages(client):
+    r = client.post("/subscribe", data={"email": "<script>alert(1)</script>@x",
+                                        "interests": "<script>alert(2)</script>"})
+    assert r.status_code == 400
+    assert "<script>alert" not in r.text and "&lt;script&gt;" in r.text
+
+
+def test_confirmation_email_text(client, settings):
+    client.post("/subscribe", data={"email": "ada@example.org"})
+    body = text_part(outbox(settings)[0])
+    assert "https://news.example.org/confirm/" in body and "72 hours" in body
