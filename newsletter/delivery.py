@@ -94,20 +94,21 @@ def sent_history(conn: Connection, subscriber_ids: list[int], issue_id: int) -> 
 
 # ---- rendering one issue, cached per worker process -----------------------------------------
 
-_renderers: OrderedDict[int, DigestRenderer] = OrderedDict()
+_renderers: OrderedDict[tuple[str, int], DigestRenderer] = OrderedDict()
 
 
 def renderer_for(settings: Settings, issue_id: int) -> DigestRenderer:
     """The issue's renderer, built (and premailer run) once per process, not per batch."""
-    if issue_id not in _renderers:
+    key = (settings.database_url, issue_id)
+    if key not in _renderers:
         with session_scope(settings.database_url) as session:
             issue = session.get(Issue, issue_id)
             if issue is None:
                 raise LookupError(f"issue {issue_id} does not exist")
-            _renderers[issue_id] = DigestRenderer.load(session, settings, issue)
+            _renderers[key] = DigestRenderer.load(session, settings, issue)
         while len(_renderers) > 4:
             _renderers.popitem(last=False)
-    return _renderers[issue_id]
+    return _renderers[key]
 
 
 def digest_message(settings: Settings, renderer: DigestRenderer, sub: Subscriber,

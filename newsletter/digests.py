@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from markupsafe import escape
-from sqlalchemy import literal
+from sqlalchemy import literal, or_
 from sqlmodel import Session, select
 
 from newsletter import links
@@ -59,9 +59,14 @@ def issue_title(issue: Issue) -> str:
 
 
 def candidate_papers(session: Session, frequency: Frequency, now: datetime) -> list[int]:
-    """The period's papers, most trending first; the latest papers if the period has none."""
+    """The period's papers, most trending first; the latest papers if the period has none.
+
+    A paper belongs to the period if it was published or first listed (ingested) in it: the
+    Hugging Face listing of this week carries papers whose arXiv date is older.
+    """
     since = now - WINDOW[frequency]
-    recent = session.exec(select(Paper).where(Paper.published_at >= since)).all()
+    recent = session.exec(select(Paper).where(
+        or_(Paper.published_at >= since, Paper.ingested_at >= since))).all()
     pool = recent or session.exec(select(Paper).order_by(Paper.published_at.desc())
                                   .limit(MAX_CANDIDATES)).all()
     pool = sorted(pool, key=lambda p: -trending_score(p.upvotes, p.published_at, now))
@@ -99,7 +104,8 @@ def plan_deliveries(session: Session, issue: Issue) -> int:
             Subscriber.frequency == issue.frequency)
     stmt = insert_ignore(table, session.get_bind().dialect.name).from_select(
         ["issue_id", "subscriber_id", "state", "attempts", "paper_ids"], rows)
-    added = session.execute(stmt).rowcount or 0
+    added = session.execute(stmt, execution_options={"preserve_rowcount": True}).rowcount
+    added = max(added, 0)
     issue.planned_at = utcnow()
     session.add(issue)
     return added
@@ -270,6 +276,14 @@ class DigestRenderer:
     def rank(self, sub: Subscriber, exclude: set[int] = frozenset()) -> list[RankedItem]:
         return rank_papers(self.index, sub.interests, profile=sub.profile or None,
                            exclude=exclude, limit=sub.max_papers)
+
+    def rank_ids(self, sub: Subscriber, paper_ids: list[int]) -> list[RankedItem]:
+        """The reader's ranking restricted to `paper_ids`, in the order given (as sent)."""
+        others = set(self.views) - set(paper_ids)
+        ranked = {r.paper_id: r for r in rank_papers(
+            self.index, sub.interests, profile=sub.profile or None, exclude=others,
+            limit=len(paper_ids))}
+        return [ranked[i] for i in paper_ids if i in ranked]
 
     def items(self, sub: Subscriber, ranked: list[RankedItem]) -> list[DigestItem]:
         s, iid = self.settings, self.issue.id

@@ -135,7 +135,15 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], bytes]] = []
+        self.replies: dict[str, str] = {}  # address -> SMTP reply to RCPT, e.g. "550 no such user"
         self._cond = threading.Condition()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        reply = self.replies.get(address)
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook
         with self._cond:

@@ -1,0 +1,81 @@
+"""What readers and mail servers tell us back: votes on papers, bounces and complaints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from newsletter import subscriptions as subs
+from newsletter.config import Settings
+from newsletter.models import Delivery, Issue, Paper, Subscriber, SubscriberStatus, Vote, utcnow
+from newsletter.ranking import update_profile
+from newsletter.tokens import Purpose, TokenError
+
+
+@dataclass(frozen=True)
+class VoteRequest:
+    subscriber_id: int
+    issue_id: int
+    paper_id: int
+    direction: int
+    paper_title: str
+
+
+def read_vote(session: Session, settings: Settings, token: str) -> VoteRequest:
+    """Decode a "more / less like this" link; TokenError if forged or not one we sent."""
+    sub, extra = subs.subscriber_for_token(session, settings, Purpose.vote, token)
+    issue_id, paper_id, direction = extra.get("i"), extra.get("p"), extra.get("d")
+    issue = session.get(Issue, issue_id) if isinstance(issue_id, int) else None
+    paper = session.get(Paper, paper_id) if isinstance(paper_id, int) else None
+    if issue is None or paper is None or direction not in (1, -1) \
+            or paper_id not in issue.paper_ids:
+        raise TokenError("forged")
+    return VoteRequest(sub.id, issue_id, paper_id, direction, paper.title)
+
+
+def record_vote(session: Session, settings: Settings, vote: VoteRequest,
+                client: subs.Client = subs.Client()) -> bool:
+    """Record the vote once per (issue, paper, reader) and fold it into the reader's profile.
+
+    Returns False when this paper of this issue already has the reader's vote. Votes that
+    arrive within `vote_grace_seconds` of sending are ignored as scanner noise.
+    """
+    from newsletter.delivery import renderer_for
+
+    sub = session.get(Subscriber, vote.subscriber_id)
+    if sub is None or sub.status is not SubscriberStatus.confirmed:
+        raise TokenError("used")
+    if _too_soon(session, settings, vote):
+        return False
+    try:
+        with session.begin_nested():
+            session.add(Vote(issue_id=vote.issue_id, paper_id=vote.paper_id,
+                             subscriber_id=vote.subscriber_id, direction=vote.direction))
+    except IntegrityError:
+        return False
+    index = renderer_for(settings, vote.issue_id).index
+    sub.profile = update_profile(sub.profile or None, index, vote.paper_id, vote.direction)
+    session.add(sub)
+    return True
+
+
+def _too_soon(session: Session, settings: Settings, vote: VoteRequest) -> bool:
+    if settings.vote_grace_seconds <= 0:
+        return False
+    sent_at = session.exec(select(Delivery.sent_at).where(
+        Delivery.issue_id == vote.issue_id, Delivery.subscriber_id == vote.subscriber_id)).first()
+    return sent_at is not None and utcnow() - sent_at < timedelta(
+        seconds=settings.vote_grace_seconds)
+
+
+def apply_bounce_event(session: Session, kind: str, address: str, reason: str = "") -> bool:
+    """Hard bounce -> bounced; complaint -> unsubscribed; soft bounce -> noted only."""
+    sub = subs.find_by_email(session, address)
+    if sub is None or kind == "soft_bounce":
+        return False
+    if kind == "hard_bounce":
+        return subs.mark_bounced(session, sub, reason)
+    return subs.unsubscribe(session, sub, subs.Client(user_agent="webhook"), via="complaint")

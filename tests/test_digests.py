@@ -1,0 +1,260 @@
+"""Issues, ranking into digests, rendering and the delivery ledger (in-process, both stores)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from sqlmodel import select
+
+from newsletter import admin
+from newsletter.db import session_scope
+from newsletter.delivery import delivery_counts, dispatch_issue, renderer_for, send_batch
+from newsletter.digests import DigestItem, full_context, plan_issue, reader_links
+from newsletter.mail.render import render_email
+from newsletter.models import (
+    Delivery,
+    DeliveryState,
+    Frequency,
+    Issue,
+    Paper,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+from newsletter.papers import PaperRecord, ingest_records, sample_feed_path
+from tests.conftest import html_part, text_part
+from tests.test_mail import spam_score
+
+READERS = {
+    "llm@example.org": "large language models and agents using tools",
+    "med@example.org": "medical image segmentation",
+    "robot@example.org": "robot learning and reinforcement learning for control",
+}
+
+
+def add_subscriber(address, interests="", status=SubscriberStatus.confirmed,
+                   frequency=Frequency.weekly, max_papers=5) -> int:
+    with session_scope() as session:
+        sub = Subscriber(email=address, email_key=address.casefold(), interests=interests,
+                         status=status, frequency=frequency, max_papers=max_papers)
+        session.add(sub)
+        session.flush()
+        return sub.id
+
+
+def ingest_sample() -> None:
+    settings = admin.get_settings()
+    admin.ingest(settings, path=sample_feed_path())
+
+
+@pytest.fixture
+def world(configure, db_url, smtp_server):
+    box, port = smtp_server
+    settings = configure(NEWSLETTER_DATABASE_URL=db_url, NEWSLETTER_SMTP_HOST="127.0.0.1",
+                         NEWSLETTER_SMTP_PORT=str(port), NEWSLETTER_BATCH_SIZE="2")
+    ingest_sample()
+    ids = {a: add_subscriber(a, i) for a, i in READERS.items()}
+    add_subscriber("pending@example.org", "x", status=SubscriberStatus.pending)
+    add_subscriber("gone@example.org", "x", status=SubscriberStatus.unsubscribed)
+    return type("World", (), {"settings": settings, "box": box, "ids": ids})
+
+
+def send_now():
+    return admin.send_now(admin.get_settings(), "weekly")
+
+
+def digests(box, to=None):
+    return [m for m in box.parsed(to) if "List-Id" in m]
+
+
+def titles_in_text(msg) -> list[str]:
+    return re.findall(r"^\d+\. (.+)$", text_part(msg), flags=re.M)
+
+
+def test_each_confirmed_reader_gets_one_digest_led_by_their_interests(world):
+    result = send_now()
+    assert result["counts"]["sent"] == 3
+    for address, topic in [("llm@example.org", "language model"),
+                           ("med@example.org", "segmentation"),
+                           ("robot@example.org", "reinforcement learning")]:
+        [msg] = digests(world.box, address)
+        top = titles_in_text(msg)[:2]
+        assert any(topic in t.lower() for t in top), (address, top)
+        assert len(titles_in_text(msg)) == 5  # their max_papers
+    assert digests(world.box, "pending@example.org") == []
+    assert digests(world.box, "gone@example.org") == []
+
+
+def test_second_send_in_the_same_period_sends_nothing(world):
+    send_now()
+    again = send_now()
+    assert again["planned"] == 0 and again["counts"]["sent"] == 3
+    assert len(digests(world.box)) == 3
+    with session_scope() as session:
+        assert len(session.exec(select(Issue)).all()) == 1
+
+
+def test_unsubscribed_after_planning_gets_nothing(world):
+    with session_scope() as session:
+        issue, planned = plan_issue(session, Frequency.weekly)
+    assert planned == 3
+    with session_scope() as session:
+        sub = session.get(Subscriber, world.ids["med@example.org"])
+        sub.status = SubscriberStatus.unsubscribed
+    dispatch_issue(issue.id)
+    assert digests(world.box, "med@example.org") == []
+    counts = delivery_counts(issue.id)
+    assert counts["sent"] == 2 and counts["skipped"] == 1
+
+
+def test_a_paper_is_never_sent_to_the_same_reader_twice(world):
+    now = utcnow()
+    with session_scope() as session:
+        first, _ = plan_issue(session, Frequency.weekly, now)
+    dispatch_issue(first.id)
+    with session_scope() as session:
+        second, _ = plan_issue(session, Frequency.weekly, now + timedelta(days=7))
+    dispatch_issue(second.id)
+    for address in READERS:
+        a, b = digests(world.box, address)
+        assert not set(titles_in_text(a)) & set(titles_in_text(b))
+
+
+def test_digest_headers_links_and_spam_score(world):
+    send_now()
+    [msg] = digests(world.box, "llm@example.org")
+    assert msg.get_content_type() == "multipart/alternative"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert msg["List-Unsubscribe"].startswith("<https://news.example.org/unsubscribe/")
+    assert msg["List-Id"] and msg["Message-ID"] and msg["Date"]
+    html = html_part(msg)
+    assert "<style" not in html.split("</head>")[0].split("@media")[0] or 'style="' in html
+    assert 'style="' in html and "<script" not in html
+    for link in re.findall(r'href="([^"]+)"', html):
+        assert link.startswith("https://"), link
+    raw = world.box.messages[-1][2]
+    assert spam_score(raw) <= 1.0
+
+
+def test_text_and_html_list_the_same_papers_in_the_same_order(world):
+    send_now()
+    for address in READERS:
+        [msg] = digests(world.box, address)
+        html_titles = re.findall(r'<p class="paper-title"[^>]*>(?:<a [^>]*>)?(.*?)(?:</a>)?</p>',
+                                 html_part(msg))
+        import html as html_lib
+
+        assert [html_lib.unescape(t) for t in html_titles] == titles_in_text(msg)
+
+
+def test_assembled_digest_equals_a_plain_render_and_inline(world):
+    with session_scope() as session:
+        issue, _ = plan_issue(session, Frequency.weekly)
+    renderer = renderer_for(world.settings, issue.id)
+    with session_scope() as session:
+        sub = session.get(Subscriber, world.ids["robot@example.org"])
+    items = renderer.items(sub, renderer.rank(sub))
+    fast = renderer.render(sub, items)
+    context = full_context(world.settings, issue, sub, items,
+                           reader_links(world.settings, sub, issue.id))
+    slow = render_email("digest", context)
+
+    def norm(html: str) -> str:
+        return re.sub(r"\s+", " ", html).replace("> <", "><").strip()
+
+    assert norm(fast.html) == norm(slow.html)
+    assert fast.text == slow.text and fast.subject == slow.subject
+
+
+def test_paper_text_from_outside_is_escaped(world):
+    with session_scope() as session:
+        ingest_records(session, [PaperRecord(
+            title="<script>alert('x')</script> Large language model agents",
+            abstract="<img src=x onerror=alert(1)> agents with tools", source="test",
+            upvotes=999)])
+    send_now()
+    [msg] = digests(world.box, "llm@example.org")
+    html = html_part(msg)
+    assert "<script>alert" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert" in html
+    assert "<script>alert('x')</script> Large language model agents" in text_part(msg)
+
+
+def test_permanent_failure_bounces_transient_failure_retries(world):
+    world.box.replies["med@example.org"] = "550 5.1.1 no such user"
+    world.box.replies["robot@example.org"] = "451 4.3.0 try again later"
+    first = send_now()
+    assert first["counts"]["sent"] == 1 and first["counts"]["failed"] == 1
+    assert first["counts"]["deferred"] == 1
+    with session_scope() as session:
+        assert session.get(Subscriber, world.ids["med@example.org"]).status is SubscriberStatus.bounced
+    del world.box.replies["robot@example.org"]
+    second = send_now()  # the deferred row goes out; the bounced one is not retried
+    assert second["counts"]["sent"] == 2 and second["counts"]["failed"] == 1
+    assert len(digests(world.box, "robot@example.org")) == 1
+
+
+def test_a_batch_run_twice_sends_once(world):
+    with session_scope() as session:
+        issue, _ = plan_issue(session, Frequency.weekly)
+        ids = list(session.exec(select(Delivery.id).where(Delivery.issue_id == issue.id)))
+    first = send_batch(issue.id, ids)
+    second = send_batch(issue.id, ids)
+    assert first["sent"] == 3 and second["claimed"] == 0
+    assert len(digests(world.box)) == 3
+
+
+def test_daily_readers_get_the_daily_issue_only(world):
+    add_subscriber("daily@example.org", "diffusion", frequency=Frequency.daily)
+    send_now()
+    assert digests(world.box, "daily@example.org") == []
+    admin.send_now(admin.get_settings(), "daily")
+    assert len(digests(world.box, "daily@example.org")) == 1
+    with session_scope() as session:
+        periods = sorted(i.period for i in session.exec(select(Issue)))
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", periods[0]) and "-W" in periods[1]
+
+
+def test_preview_ranks_for_interests(world):
+    result = admin.preview(world.settings, interests="medical image segmentation", email=None,
+                           limit=3)
+    assert len(result["items"]) == 3
+    assert "segment" in result["items"][0]["title"].lower()
+    assert result["items"][0]["score"] >= result["items"][1]["score"] >= result["items"][2]["score"]
+
+
+def test_issue_freezes_its_papers(world):
+    with session_scope() as session:
+        issue, _ = plan_issue(session, Frequency.weekly)
+        frozen = list(issue.paper_ids)
+        assert len(frozen) == len(session.exec(select(Paper)).all())
+    ingest_sample()
+    with session_scope() as session:
+        ingest_records(session, [PaperRecord(title="A brand new paper", source="test")])
+    with session_scope() as session:
+        again, planned = plan_issue(session, Frequency.weekly)
+    assert again.id == issue.id and again.paper_ids == frozen and planned == 0
+
+
+def test_rendering_is_not_per_recipient_premailer(world, monkeypatch):
+    calls = []
+    import newsletter.digests as digests_module
+
+    real = digests_module.inline_css
+    monkeypatch.setattr(digests_module, "inline_css", lambda html: calls.append(1) or real(html))
+    from newsletter import delivery
+
+    delivery._renderers.clear()
+    send_now()
+    assert len(calls) == 1  # once for the issue, not once per reader
+
+
+def test_item_why_lines_name_matched_terms(world):
+    with session_scope() as session:
+        issue, _ = plan_issue(session, Frequency.weekly)
+        sub = session.get(Subscriber, world.ids["med@example.org"])
+    renderer = renderer_for(world.settings, issue.id)
+    items: list[DigestItem] = renderer.items(sub, renderer.rank(sub))
+    assert "segmentation" in items[0].why.lower()
