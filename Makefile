@@ -1,0 +1,41 @@
+# The README's commands. `make demo` and `make test` work on a fresh machine.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: demo test install install-test services system-deps serve worker beat lint bench
+
+demo: install
+	$(BIN)/newsletter demo
+
+test: install-test system-deps services
+	$(BIN)/pytest -q
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+
+system-deps:
+	sh scripts/system-deps.sh
+
+services:
+	sh scripts/services.sh
+
+serve: install
+	$(BIN)/newsletter serve
+
+worker: install
+	$(BIN)/celery -A workers worker --loglevel=INFO
+
+beat: install
+	$(BIN)/celery -A workers beat --loglevel=INFO
+
+bench: install-test services
+	$(BIN)/python benchmarks/ranking_eval.py
+	$(BIN)/python benchmarks/send_throughput.py --subscribers 20000
