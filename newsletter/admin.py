@@ -114,7 +114,9 @@ def preview(settings: Settings, *, interests: str | None, email: str | None,
             sub = subs.find_by_email(session, email)
             if sub is None:
                 raise LookupError(f"no subscriber with address {email}")
-            sub = sub.model_copy()
+            sub = Subscriber(id=sub.id, email=sub.email, email_key=sub.email_key,
+                             interests=sub.interests, profile=dict(sub.profile or {}),
+                             token_version=sub.token_version, status=sub.status)
         else:
             sub = Subscriber(id=0, email="preview@example.org", email_key="preview@example.org",
                              interests=subs.clean_interests(interests))

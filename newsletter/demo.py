@@ -70,7 +70,11 @@ def sign_up_readers(client, outbox: Path) -> None:
 
 
 def run_demo(outbox: Path, database: Path, console: Console) -> None:
-    from fastapi.testclient import TestClient
+    import warnings
+
+    with warnings.catch_warnings():  # Starlette nags about its test client's HTTP library
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
 
     configure(outbox, database)
     from newsletter import admin

@@ -1,0 +1,130 @@
+"""The `newsletter` command as an operator uses it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from newsletter.cli import app
+from newsletter.papers import sample_feed_path
+from tests.conftest import ROOT, process_env
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli(configure, sqlite_url):
+    configure(NEWSLETTER_DATABASE_URL=sqlite_url)
+
+    def run(*args: str, ok: bool = True):
+        result = runner.invoke(app, list(args))
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return run
+
+
+def test_subscribers_add_list_export_remove(cli):
+    cli("subscribers", "add", "ada@example.org", "--interests", "robots", "--confirmed")
+    cli("subscribers", "add", "bob@example.org")  # double opt-in: stays pending
+    rows = json.loads(cli("subscribers", "list", "--json").stdout)
+    assert {(r["email"], r["status"]) for r in rows} == {
+        ("ada@example.org", "confirmed"), ("bob@example.org", "pending")}
+    confirmed = json.loads(cli("subscribers", "list", "--json", "--status", "confirmed").stdout)
+    assert [r["email"] for r in confirmed] == ["ada@example.org"]
+    data = json.loads(cli("subscribers", "export", "ada@example.org").stdout)
+    assert data["interests"] == "robots" and data["consent_events"][-1]["event"] == "imported"
+    cli("subscribers", "remove", "ada@example.org")
+    rows = json.loads(cli("subscribers", "list", "--json").stdout)
+    assert {r["email"]: r["status"] for r in rows}["ada@example.org"] == "unsubscribed"
+    cli("subscribers", "remove", "bob@example.org", "--erase")
+    assert [r["email"] for r in json.loads(cli("subscribers", "list", "--json").stdout)] == [
+        "ada@example.org"]
+
+
+def test_user_mistakes_get_a_message_not_a_traceback(cli, tmp_path):
+    for args, words in [
+        (("subscribers", "add", "not-an-address"), "not valid"),
+        (("subscribers", "remove", "nobody@example.org"), "no subscriber"),
+        (("subscribers", "list", "--status", "happy"), "unknown status"),
+        (("papers", "ingest", str(tmp_path / "missing.json")), "no such file"),
+        (("issues", "show", "99"), "no issue"),
+        (("send",), "--now"),
+        (("send", "--now", "--frequency", "hourly"), "weekly or daily"),
+    ]:
+        result = cli(*args, ok=False)
+        assert result.exit_code != 0
+        assert words in result.output and "Traceback" not in result.output, result.output
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    result = cli("papers", "ingest", str(bad), ok=False)
+    assert result.exit_code == 1 and "bad.json" in result.output
+
+
+def test_ingest_preview_send_and_issues(cli):
+    report = json.loads(cli("papers", "ingest", str(sample_feed_path()), "--json").stdout)
+    assert report["added"] == 75 and report["errors"] == []
+    again = json.loads(cli("papers", "ingest", str(sample_feed_path()), "--json").stdout)
+    assert again["added"] == 0 and again["unchanged"] == 75
+    items = json.loads(cli("preview", "--interests", "medical image segmentation",
+                           "--json").stdout)
+    assert len(items) == 10 and "segment" in items[0]["title"].lower()
+    assert [i["score"] for i in items] == sorted((i["score"] for i in items), reverse=True)
+    cli("subscribers", "add", "ada@example.org", "--interests", "robots", "--confirmed")
+    items = json.loads(cli("preview", "--subscriber", "ada@example.org", "--json").stdout)
+    assert items and all({"title", "score", "why"} <= set(i) for i in items)
+    dry = json.loads(cli("send", "--now", "--dry-run", "--json").stdout)
+    assert dry["due"] == 1
+    first = json.loads(cli("send", "--now", "--json").stdout)
+    assert first["counts"]["sent"] == 1 and first["planned"] == 1
+    second = json.loads(cli("send", "--now", "--json").stdout)
+    assert second["planned"] == 0 and second["counts"]["sent"] == 1
+    issues = json.loads(cli("issues", "list", "--json").stdout)
+    assert len(issues) == 1 and issues[0]["counts"]["sent"] == 1
+    shown = json.loads(cli("issues", "show", str(issues[0]["id"]), "--json").stdout)
+    assert len(shown["paper_titles"]) == 75
+    assert "Issue" in cli("issues", "list").stdout or "period" in cli("issues", "list").stdout
+    stats = json.loads(cli("stats", "--json").stdout)
+    assert stats["subscribers"]["confirmed"] == 1
+
+
+def test_preview_writes_html(cli, tmp_path):
+    cli("papers", "ingest", str(sample_feed_path()))
+    out = tmp_path / "preview.html"
+    cli("preview", "--interests", "robots", "--html", str(out))
+    assert "<html" in out.read_text() and 'style="' in out.read_text()
+
+
+def test_help_has_examples():
+    result = runner.invoke(app, ["papers", "ingest", "--help"])
+    assert result.exit_code == 0 and "--source huggingface" in result.output
+
+
+def test_installed_command_refuses_default_secret_in_production(tmp_path):
+    env = process_env()
+    env.pop("NEWSLETTER_SECRET_KEY")
+    env["NEWSLETTER_MODE"] = "production"
+    env["NEWSLETTER_DATABASE_URL"] = f"sqlite:///{tmp_path / 'x.db'}"
+    result = subprocess.run([sys.executable, "-m", "newsletter", "serve", "--port", "1"],
+                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "NEWSLETTER_SECRET_KEY" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_runs_the_whole_journey_offline(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env["PYTHONPATH"] = str(ROOT)
+    result = subprocess.run([sys.executable, "-m", "newsletter", "demo"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "4 demo readers signed up and confirmed" in result.stdout
+    assert "4 digests sent" in result.stdout
+    outbox = tmp_path / "var" / "demo" / "outbox"
+    digests = [p for p in outbox.glob("*.eml") if b"List-Id:" in p.read_bytes()]
+    assert len(digests) == 4

@@ -1,0 +1,127 @@
+"""One-click feedback from inside the digest: "more like this" / "less like this"."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import select
+
+from newsletter import admin
+from newsletter.db import session_scope
+from newsletter.delivery import renderer_for
+from newsletter.models import Issue, Subscriber, Vote
+from newsletter.papers import sample_feed_path
+from newsletter.web import create_app
+from tests.conftest import text_part
+from tests.test_digests import add_subscriber, digests
+
+
+@pytest.fixture
+def world(configure, db_url, smtp_server):
+    box, port = smtp_server
+    settings = configure(NEWSLETTER_DATABASE_URL=db_url, NEWSLETTER_SMTP_HOST="127.0.0.1",
+                         NEWSLETTER_SMTP_PORT=str(port))
+    admin.ingest(settings, path=sample_feed_path())
+    sub_id = add_subscriber("ada@example.org", "learning", max_papers=8)
+    admin.send_now(settings, "weekly")
+    [msg] = digests(box, "ada@example.org")
+    client = TestClient(create_app(settings))
+    return type("World", (), {"settings": settings, "box": box, "sub_id": sub_id, "msg": msg,
+                              "client": client})
+
+
+def vote_links(msg) -> list[tuple[str, str, str]]:
+    """(paper title, more-like-this path, less-like-this path) for every paper in the email."""
+    body = text_part(msg)
+    blocks = re.findall(r"^\d+\. (.+?)$.*?More like this: (\S+)\s+Less like this: (\S+)", body,
+                        flags=re.M | re.S)
+    return [(t, "/" + m.split("/", 3)[3], "/" + l.split("/", 3)[3]) for t, m, l in blocks]
+
+
+def votes() -> list[Vote]:
+    with session_scope() as session:
+        return session.exec(select(Vote)).all()
+
+
+def ranking(world) -> list[str]:
+    with session_scope() as session:
+        issue = session.exec(select(Issue)).one()
+        sub = session.get(Subscriber, world.sub_id)
+    renderer = renderer_for(world.settings, issue.id)
+    return [renderer.views[r.paper_id].title for r in renderer.rank(sub)]
+
+
+def test_every_paper_has_both_vote_links_in_text_and_html(world):
+    links = vote_links(world.msg)
+    assert len(links) == 8
+    html = world.msg.get_body(("html",)).get_content()
+    for _, more, less in links:
+        assert more.split("/vote/")[1] in html and less.split("/vote/")[1] in html
+
+
+def test_a_prefetch_records_nothing_the_button_records_once(world):
+    title, more, _ = vote_links(world.msg)[3]
+    for _ in range(3):  # a mail scanner following the link
+        page = world.client.get(more)
+        assert page.status_code == 200 and "More like this?" in page.text
+    assert votes() == []
+    first = world.client.post(more)
+    assert first.status_code == 200 and "Noted" in first.text
+    again = world.client.post(more)  # replayed
+    assert again.status_code == 200 and "already voted" in again.text
+    assert len(votes()) == 1 and votes()[0].direction == 1
+
+
+def test_forged_and_tampered_vote_links_are_refused(world):
+    _, more, _ = vote_links(world.msg)[0]
+    token = more.split("/vote/")[1]
+    payload, rest = token.split(".", 1)
+    import base64
+    import json
+
+    data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    data["s"] = data["s"] + 1  # someone else's profile
+    forged = base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+    for path in (f"/vote/{forged}.{rest}", "/vote/nonsense", more[:-4] + "AAAA"):
+        assert world.client.post(path).status_code == 400
+    assert votes() == []
+
+
+def test_a_vote_shifts_the_next_digest_and_says_why(world):
+    before = ranking(world)
+    liked, more, _ = vote_links(world.msg)[-1]  # the last paper shown
+    world.client.post(more)
+    after = ranking(world)
+    assert after.index(liked) < before.index(liked)  # it, and papers like it, move up
+    with session_scope() as session:
+        issue = session.exec(select(Issue)).one()
+        sub = session.get(Subscriber, world.sub_id)
+    for _, more, _ in vote_links(world.msg)[-3:-1]:  # a few more likes: the profile leads
+        world.client.post(more)
+    with session_scope() as session:
+        sub = session.get(Subscriber, world.sub_id)
+    ranked = renderer_for(world.settings, issue.id).rank(sub)
+    assert any(r.why.startswith("Because you liked “") for r in ranked), [r.why for r in ranked]
+
+
+def test_less_like_this_moves_the_paper_down(world):
+    before = ranking(world)
+    disliked, _, less = vote_links(world.msg)[0]
+    world.client.post(less)
+    after = ranking(world)
+    assert disliked not in after or after.index(disliked) > before.index(disliked)
+
+
+def test_preferences_show_what_was_learned_and_reset_it(world):
+    _, more, _ = vote_links(world.msg)[0]
+    world.client.post(more)
+    prefs = "/" + re.search(r"https://\S+/preferences/\S+", text_part(world.msg)).group(0) \
+        .split("/", 3)[3]
+    page = world.client.get(prefs)
+    assert "What your digest has learned" in page.text and "(more)" in page.text
+    reset = world.client.post(prefs + "/reset-profile")
+    assert reset.status_code == 200 and "forgotten" in reset.text
+    with session_scope() as session:
+        assert session.get(Subscriber, world.sub_id).profile == {}
