@@ -48,7 +48,6 @@ class Settings(BaseSettings):
     confirm_cooldown_minutes: int = 10
     signup_rate_per_ip: int = 10  # signups per IP per minute
     vote_grace_seconds: int = 0  # votes sooner than this after sending are treated as scanner noise
-    count_paper_clicks: bool = False
 
     digest_weekday: int = Field(default=0, ge=0, le=6)  # 0 = Monday
     digest_hour: int = Field(default=7, ge=0, le=23)
@@ -62,6 +61,13 @@ class Settings(BaseSettings):
     arxiv_url: str = "https://export.arxiv.org/api/query"
     batch_size: int = Field(default=100, ge=1, le=5000)
     stale_claim_seconds: int = 120
+    # Fault recovery; tests shorten these. The beat entry recover-stale-claims runs every
+    # recover_interval_seconds; an issue with open rows and no claim for redispatch_after_seconds
+    # (longer than the longest retry backoff) is dispatched again (its tasks were lost).
+    recover_interval_seconds: float = Field(default=30.0, gt=0)
+    redispatch_after_seconds: int = Field(default=600, ge=1)
+    retry_backoff_seconds: int = Field(default=5, ge=1)  # Celery retry_backoff (base, doubling)
+    retry_backoff_max_seconds: int = Field(default=300, ge=1)
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> "Settings":
@@ -70,6 +76,9 @@ class Settings(BaseSettings):
                 "NEWSLETTER_SECRET_KEY is missing, the default, or shorter than 16 characters. "
                 "Set a long random secret, or NEWSLETTER_MODE=dev for local experiments."
             )
+        if self.mode == "production" and not self.base_url.startswith("https://"):
+            # RFC 8058: List-Unsubscribe must carry an https link; mail providers ignore others.
+            raise ConfigError("NEWSLETTER_BASE_URL must be an https:// URL in production.")
         return self
 
     @property
