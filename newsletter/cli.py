@@ -29,6 +29,13 @@ console = Console()
 err = Console(stderr=True)
 
 
+@app.callback()
+def _main() -> None:
+    from newsletter.logs import setup_logging
+
+    setup_logging("WARNING")  # the CLI shows its own summaries; logs only for trouble
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     err.print(f"[bold red]Error:[/] {message}")
     return typer.Exit(code)

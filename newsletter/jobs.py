@@ -43,7 +43,7 @@ def run(name: str, *args: Any) -> Any:
     try:
         return resolve(name)(*args)
     except Exception:  # in-process jobs must not break the request that queued them
-        log.exception("job %s%r failed", name, args)
+        log.exception("job.failed", extra={"job": name, "args": list(args)})
         return None
 
 

@@ -6,6 +6,7 @@ No HTTP here: the web app and the CLI parse input, call these, and commit. Mail 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from sqlmodel import Session, select
 
 from newsletter import jobs
 from newsletter.config import Settings
+from newsletter.logs import event as log_event
 from newsletter.models import (
     ConsentEvent,
     Frequency,
@@ -24,6 +26,7 @@ from newsletter.models import (
 )
 from newsletter.tokens import Purpose, TokenError, read_token
 
+log = logging.getLogger("newsletter.subscriptions")
 CONSENT_WORDING = (
     "v1: Send me the weekly Paper Digest of trending research papers, ranked for my interests. "
     "I can change my preferences or unsubscribe with one click from any email."
@@ -90,6 +93,8 @@ def transition(sub: Subscriber, new: SubscriberStatus) -> None:
 
 def record_consent(session: Session, sub: Subscriber, event: str, client: Client,
                    wording: str | None = None) -> None:
+    """Append a consent row (and log the event with the subscriber's id, never the address)."""
+    log_event(log, f"subscriber.{event}", subscriber_id=sub.id, ip=client.ip)
     session.add(ConsentEvent(
         subscriber_id=sub.id, email_key=sub.email_key, event=event,
         ip=(client.ip or None) and client.ip[:64],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import worker_process_init
+from celery.signals import after_setup_logger, worker_process_init
 
 from newsletter.config import get_settings
 
@@ -39,13 +39,21 @@ def make_app() -> Celery:
                         "schedule": crontab(minute=0, hour=settings.digest_hour)},
             "ingest": {"task": "newsletter.ingest_papers",
                        "schedule": crontab(minute=0, hour=settings.ingest_hour)},
-            "recover-stale-claims": {"task": "newsletter.recover_stale", "schedule": 30.0},
+            "recover-stale-claims": {"task": "newsletter.recover_stale",
+                                     "schedule": settings.recover_interval_seconds},
         },
     )
     return app
 
 
 app = make_app()
+
+
+@after_setup_logger.connect
+def _json_logs(**_kwargs) -> None:
+    from newsletter.logs import setup_logging
+
+    setup_logging()
 
 
 @worker_process_init.connect

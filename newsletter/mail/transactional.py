@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from newsletter import links
 from newsletter.config import Settings, get_settings
 from newsletter.db import session_scope
+from newsletter.logs import event
 from newsletter.mail.message import Envelope, build_message, dkim_sign, new_message_id
 from newsletter.mail.render import render_email
 from newsletter.mail.senders import PermanentSendError, open_sender
@@ -84,9 +85,10 @@ def send_transactional(kind: str, subscriber_id: int) -> str:
     try:
         sender.send(to, message)
     except PermanentSendError as exc:
-        log.warning("%s email to subscriber %s refused: %s", kind, subscriber_id, exc)
+        event(log, "mail.refused", logging.WARNING, kind=kind, subscriber_id=subscriber_id,
+              smtp_code=exc.code, error=str(exc))
         return "refused"
     finally:
         sender.close()
-    log.info("sent %s email to subscriber %s", kind, subscriber_id)
+    event(log, "mail.sent", kind=kind, subscriber_id=subscriber_id)
     return "sent"

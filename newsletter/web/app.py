@@ -42,6 +42,9 @@ def error_response(request: Request, status_code: int, title: str, message: str,
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    from newsletter.logs import setup_logging
+
+    setup_logging()
     app = FastAPI(title="Paper Digest", version="0.1.0", docs_url="/api/docs",
                   redoc_url=None, openapi_url="/api/openapi.json")
     app.state.settings = settings
