@@ -1,0 +1,337 @@
+"""Behaviour of newsletter.ranking: relevance, fallbacks, explanations and feedback."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from newsletter.ranking import (
+    PROFILE_MAX_TERMS,
+    PROFILE_MAX_TITLES,
+    TRENDING_WHY,
+    PaperText,
+    build_index,
+    describe_profile,
+    rank_papers,
+    stem,
+    trending_score,
+    update_profile,
+)
+
+NOW = datetime(2025, 3, 14, 12, tzinfo=UTC)
+
+PAPERS = [
+    PaperText(
+        1,
+        "Video Diffusion Models for Text-to-Video Generation",
+        "We train a denoising diffusion model that generates short videos from text prompts.",
+        upvotes=5,
+        published_at=NOW - timedelta(days=1),
+    ),
+    PaperText(
+        2,
+        "Dexterous Robotic Manipulation from Human Demonstrations",
+        "A robot learns grasping and in-hand manipulation skills by imitation of "
+        "teleoperated demonstrations.",
+        upvotes=40,
+        published_at=NOW - timedelta(days=2),
+    ),
+    PaperText(
+        3,
+        "Tool Use for Large Language Model Agents",
+        "Large language models call external tools and APIs to act as autonomous agents.",
+        upvotes=120,
+        published_at=NOW - timedelta(days=1),
+    ),
+    PaperText(
+        4,
+        "Offline Reinforcement Learning with Conservative Value Functions",
+        "An offline RL method that learns policies from fixed datasets of robot trajectories.",
+        upvotes=80,
+        published_at=NOW - timedelta(days=3),
+    ),
+    PaperText(
+        5,
+        "Learning Robot Manipulation Policies with Diffusion",
+        "Diffusion policies for robotic manipulation trained on demonstrations of grasping.",
+        upvotes=50,
+        published_at=NOW - timedelta(days=1),
+    ),
+    PaperText(
+        6,
+        "Quantization of Transformers for Efficient Inference",
+        "Low-bit quantization makes transformer language models faster and smaller.",
+        upvotes=60,
+        published_at=NOW,
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def index():
+    return build_index(PAPERS, NOW)
+
+
+def ids(items):
+    return [item.paper_id for item in items]
+
+
+def trending_order(index):
+    return [p.id for _, p in sorted(zip(index.trending, index.papers), key=lambda tp: -tp[0])]
+
+
+# --- relevance -----------------------------------------------------------------------------------
+
+
+def test_a_matching_paper_ranks_above_non_matching_ones(index):
+    ranked = rank_papers(index, "video diffusion", limit=6)
+    assert ranked[0].paper_id == 1
+    assert ranked[0].relevance > ranked[-1].relevance
+    assert ranked == sorted(ranked, key=lambda item: -item.score)
+
+
+def test_title_and_phrase_matches_outrank_scattered_words(index):
+    # Paper 5 has "robot manipulation" in its title; paper 4 only mentions a robot.
+    ranked = ids(rank_papers(index, "robot manipulation", limit=6))
+    assert ranked.index(5) < ranked.index(4)
+    assert ranked.index(2) < ranked.index(4)
+
+
+def test_synonyms_match_and_are_explained_in_the_readers_words(index):
+    top = rank_papers(index, "LLM", limit=1)[0]
+    assert top.paper_id == 3  # says "large language model", never "LLM"
+    assert "llm" in top.matched_terms
+    assert top.why == "Matches your interests: llm"
+
+
+def test_why_names_the_matched_terms(index):
+    top = rank_papers(index, "I like diffusion models and video generation", limit=1)[0]
+    assert top.paper_id == 1
+    assert top.why.startswith("Matches your interests: ")
+    assert "video generation" in top.matched_terms
+    assert any(term in top.why for term in top.matched_terms)
+
+
+def test_why_prefers_the_readers_words_to_related_ones():
+    scan = PaperText(1, "Semantic segmentation of brain MRI", "Semantic segmentation for disease.")
+    top = rank_papers(build_index([scan], NOW), "medical segmentation", limit=1)[0]
+    assert top.why == "Matches your interests: segmentation"
+    assert top.matched_terms[0] == "segmentation" and "disease" in top.matched_terms
+
+
+@pytest.mark.parametrize("interests", ["", "   ", "zyzzyva quuxification", "!!! ??? ..."])
+def test_no_usable_interests_fall_back_to_trending_order(index, interests):
+    ranked = rank_papers(index, interests, limit=6)
+    assert ids(ranked) == trending_order(index)
+    assert {item.why for item in ranked} == {TRENDING_WHY}
+    assert all(item.matched_terms == () for item in ranked)
+
+
+def test_papers_that_match_nothing_are_filled_in_by_trending(index):
+    ranked = rank_papers(index, "quantization", limit=6)
+    assert ranked[0].paper_id == 6
+    rest = [item for item in ranked if item.paper_id != 6]
+    assert [item.paper_id for item in rest] == [i for i in trending_order(index) if i != 6]
+    assert {item.why for item in rest} == {TRENDING_WHY}
+
+
+def test_excluded_papers_never_appear(index):
+    for interests in ("video diffusion", ""):
+        ranked = rank_papers(index, interests, exclude={1, 3}, limit=10)
+        assert not {1, 3} & set(ids(ranked))
+        assert len(ranked) == 4
+    assert rank_papers(index, "diffusion", exclude=[p.id for p in PAPERS]) == []
+
+
+@pytest.mark.parametrize("limit, expected", [(0, 0), (-3, 0), (1, 1), (2, 2), (50, 6)])
+def test_limit_is_respected(index, limit, expected):
+    assert len(rank_papers(index, "robot", limit=limit)) == expected
+
+
+# --- trending ------------------------------------------------------------------------------------
+
+
+def test_trending_score_has_diminishing_returns_and_decays_with_age():
+    day_old = NOW - timedelta(days=1)
+    scores = [trending_score(u, day_old, NOW) for u in (0, 10, 100, 1000, 100_000)]
+    assert scores == sorted(scores) and 0 == scores[0] and scores[-1] < 1
+    assert scores[2] - scores[1] > scores[3] - scores[2]  # diminishing returns
+    fresh, old = trending_score(50, NOW, NOW), trending_score(50, NOW - timedelta(days=3), NOW)
+    assert old == pytest.approx(fresh / 2)  # three-day half-life
+
+
+def test_trending_score_copes_with_odd_dates_and_counts():
+    naive = datetime(2025, 3, 13, 12)  # naive datetimes are UTC
+    aware = naive.replace(tzinfo=UTC)
+    assert trending_score(30, naive, NOW) == trending_score(30, aware, NOW)
+    assert trending_score(30, NOW + timedelta(days=9), NOW) == trending_score(30, NOW, NOW)
+    assert 0 < trending_score(30, None, NOW) < trending_score(30, NOW, NOW)
+    assert trending_score(-5, NOW, NOW) == 0
+
+
+# --- feedback ------------------------------------------------------------------------------------
+
+
+def test_a_vote_up_moves_similar_papers_up_and_a_vote_down_moves_them_down(index):
+    def position(profile):
+        return ids(rank_papers(index, "", profile=profile, exclude={2}, limit=6)).index(5)
+
+    neutral = position(None)
+    liked = update_profile(None, index, 2, +1)  # robot manipulation from demonstrations
+    disliked = update_profile(None, index, 2, -1)
+    assert position(liked) < neutral
+    assert position(disliked) > neutral
+    assert position(liked) == 0
+
+
+def test_votes_reorder_papers_that_match_the_stated_interests(index):
+    def top_two(direction: int) -> list[int]:
+        profile = None
+        for _ in range(3):
+            profile = update_profile(profile, index, 2, direction)  # the robot paper
+        return ids(rank_papers(index, "diffusion", profile=profile, exclude={2}, limit=2))
+
+    assert ids(rank_papers(index, "diffusion", limit=2)) in ([1, 5], [5, 1])
+    assert top_two(+1) == [5, 1]  # robot diffusion first for a reader who likes robots …
+    assert top_two(-1)[0] == 1  # … and not for one who does not
+
+
+def test_why_mentions_the_liked_paper(index):
+    profile = update_profile(None, index, 2, +1)
+    top = rank_papers(index, "", profile=profile, exclude={2}, limit=1)[0]
+    assert top.why == "Because you liked “Dexterous Robotic Manipulation from Human Demonstrations”"
+
+
+def test_update_profile_returns_a_new_json_profile(index):
+    before = {"terms": {"robot": 0.5}, "liked": [], "disliked": [], "votes": 1}
+    snapshot = json.dumps(before, sort_keys=True)
+    after = update_profile(before, index, 3, +1)
+    assert json.dumps(before, sort_keys=True) == snapshot  # not modified in place
+    assert json.loads(json.dumps(after)) == after
+    assert after["votes"] == 2 and after["liked"] == [PAPERS[2].title]
+    after = update_profile(after, index, 3, -1)  # changing one's mind moves the title
+    assert after["liked"] == [] and after["disliked"] == [PAPERS[2].title]
+
+
+def test_profile_stays_capped_however_many_votes():
+    papers = [
+        PaperText(
+            i,
+            f"Paper {i} about topic{i} and subject{i * 7}",
+            " ".join(f"word{(i * 13 + k) % 500} term{k % 40}" for k in range(120)),
+        )
+        for i in range(1, 61)
+    ]
+    big = build_index(papers, NOW)
+    profile = None
+    for i, paper in enumerate(papers * 2):
+        profile = update_profile(profile, big, paper.id, 1 if i % 3 else -1)
+    assert len(profile["terms"]) <= PROFILE_MAX_TERMS
+    assert len(profile["liked"]) <= PROFILE_MAX_TITLES
+    assert len(profile["disliked"]) <= PROFILE_MAX_TITLES
+    assert profile["liked"][-1] == papers[-1].title  # most recent last
+    assert profile["votes"] == 120
+    assert len(json.dumps(profile)) < 20_000
+
+
+def test_describe_profile_lists_the_strongest_learned_terms(index):
+    profile = update_profile(update_profile(None, index, 2, +1), index, 6, -1)
+    described = describe_profile(profile, limit=5)
+    assert len(described) == 5
+    assert all(isinstance(term, str) and isinstance(w, float) for term, w in described)
+    assert [abs(w) for _, w in described] == sorted((abs(w) for _, w in described), reverse=True)
+    assert describe_profile(None) == [] and describe_profile({}) == []
+
+
+def test_update_profile_rejects_bad_votes(index):
+    with pytest.raises(ValueError):
+        update_profile(None, index, 1, 0)
+    with pytest.raises(KeyError):
+        update_profile(None, index, 999, 1)
+
+
+# --- odd input -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "interests",
+    [
+        "x" * 1_000_000,
+        "diffusion " * 100_000,
+        "深度学习 🤖 naïve café ÆØÅ",
+        "<script>alert('robots')</script> <b>diffusion</b> &amp; &#x27;video&#x27;",
+        "\x00\x1f\u200b\ufeff",
+        "-- ' \" ; DROP TABLE papers; --",
+        None,
+    ],
+)
+def test_odd_interests_do_not_crash(index, interests):
+    ranked = rank_papers(index, interests, limit=6)
+    assert sorted(ids(ranked)) == [1, 2, 3, 4, 5, 6]
+
+
+def test_html_is_tokenised_as_text(index):
+    top = rank_papers(index, "<p>Video <em>diffusion</em></p>", limit=1)[0]
+    assert top.paper_id == 1 and "p" not in top.matched_terms
+
+
+@pytest.mark.parametrize(
+    "profile",
+    [
+        None,
+        {},
+        [],
+        "junk",
+        {"terms": "junk", "votes": "many"},
+        {"terms": {"robot": float("nan"), "grasp": "x", "manipulation": 1e308}, "liked": [3, None]},
+    ],
+)
+def test_odd_profiles_do_not_crash(index, profile):
+    assert len(rank_papers(index, "robot", profile=profile, limit=6)) == 6
+    assert update_profile(profile, index, 2, 1)["votes"] >= 1
+
+
+def test_odd_papers_do_not_crash():
+    odd = build_index(
+        [PaperText(1, "", ""), PaperText(2, "!!!", "\x00" * 10), PaperText(3, "Ünïcödé 論文", "")],
+        NOW,
+    )
+    assert len(rank_papers(odd, "unicode", limit=5)) == 3
+    assert rank_papers(build_index([], NOW), "anything") == []
+
+
+def test_stemmer_conflates_inflections_but_not_different_words():
+    assert stem("learning") == stem("learned") == stem("learns") == "learn"
+    assert stem("robotics") == stem("robotic") == stem("robots") == "robot"
+    assert stem("segmentation") == stem("segmenting") == stem("segment")
+    assert stem("generation") != stem("general")
+    assert stem("transformer") != stem("transformation")
+
+
+# --- quality on the labelled evaluation set -----------------------------------------------------
+
+
+def _benchmark():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "ranking_eval.py"
+    spec = importlib.util.spec_from_file_location("ranking_eval", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being created
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ranking_beats_tfidf_on_the_labelled_interests():
+    bench = _benchmark()
+    if not bench.default_papers_path().is_file():
+        pytest.skip(f"shared papers file not found at {bench.default_papers_path()}")
+    papers = bench.load_papers()
+    results = bench.evaluate(papers, bench.load_queries(papers))
+    ours, tfidf = results["ours"], results["tfidf_cosine"]
+    assert ours["p@5"] >= tfidf["p@5"] + 0.05
+    assert ours["p@10"] >= tfidf["p@10"]
+    assert ours["p@5"] > 3 * results["trending_only"]["p@5"]
