@@ -239,8 +239,8 @@ class Worker:
 class WebServer:
     """A real uvicorn process serving the app."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
+        self.port = port or free_port()  # a given port lets NEWSLETTER_BASE_URL name this server
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
