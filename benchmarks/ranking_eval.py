@@ -1,6 +1,6 @@
 """How well and how fast `newsletter.ranking` ranks papers for a reader's interests.
 
-    python benchmarks/ranking_eval.py [--papers PATH] [--json]
+    python benchmarks/ranking_eval.py [--papers PATH] [--json] [--ablation]
 
 Reports, over the labelled interests in benchmarks/data/ranking_eval.json:
 
@@ -8,7 +8,10 @@ Reports, over the labelled interests in benchmarks/data/ranking_eval.json:
   order alone, and for textbook tf-idf cosine similarity;
 * the time `rank_papers` takes per subscriber;
 * a feedback simulation: readers with a hidden topic but a vague stated interest vote on the five
-  papers of each issue, and we measure precision@5 of their next issue against that hidden topic.
+  papers of each issue, and we measure precision@5 of their next issue against that hidden topic;
+  also for a variant, labelled as such, of readers who only ever click "more like this";
+* with --ablation, the same simulation with each of the learning tunables set back to its value
+  before issue #7, one at a time.
 
 Upvotes are synthetic and deterministic (a hash of the title, as in the sample feed) because the
 shared file has titles and abstracts only; publication dates are unknown, so trending is upvotes.
@@ -17,6 +20,7 @@ shared file has titles and abstracts only; publication dates are unknown, so tre
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import itertools
 import json
@@ -36,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
+from newsletter import ranking
 from newsletter.ranking import (
     STOPWORDS,
     PaperIndex,
@@ -207,6 +212,8 @@ def simulate_feedback(
     papers: Sequence[PaperText],
     queries: Sequence[EvalQuery],
     checkpoints: Sequence[int] = FEEDBACK_VOTES,
+    *,
+    dislikes: bool = True,
 ) -> dict[str, Any]:
     """Readers who teach the ranking their taste by voting, scored on papers they never saw.
 
@@ -218,6 +225,9 @@ def simulate_feedback(
     +1 if it is in the hidden topic, -1 otherwise. After 0, 1, 3, 5 … votes we rank next week's
     half with the learned profile and report precision@5 against the hidden topic, beside the
     same reader without a profile and the best possible value.
+
+    With `dislikes=False` the readers never click "less like this": they look at the same
+    papers but only vote +1, and the checkpoints count papers looked at, not votes.
     """
     index = build_index(papers, NOW)
     halves = [frozenset(p.id for p in papers[k::2]) for k in (0, 1)]
@@ -232,7 +242,7 @@ def simulate_feedback(
     for (q, stated), (past, upcoming) in itertools.product(readers, (halves, halves[::-1])):
         plain.append(_next_issue_precision(index, stated, None, past, q.relevant))
         ceiling.append(min(len(q.relevant & upcoming), 5) / 5)
-        for votes, profile in _votes(index, stated, q.relevant, upcoming, max(checkpoints)):
+        for votes, profile in _votes(index, stated, q.relevant, upcoming, max(checkpoints), dislikes):
             if votes in learned:
                 p5 = _next_issue_precision(index, stated, profile, past, q.relevant)
                 learned[votes].append(p5)
@@ -257,9 +267,15 @@ def _next_issue_precision(
 
 
 def _votes(
-    index: PaperIndex, stated: str, relevant: frozenset[int], unseen: frozenset[int], limit: int
+    index: PaperIndex,
+    stated: str,
+    relevant: frozenset[int],
+    unseen: frozenset[int],
+    limit: int,
+    dislikes: bool = True,
 ) -> Iterator[tuple[int, dict[str, Any] | None]]:
-    """(votes cast, profile) after each vote, starting with (0, None); `unseen` is never shown."""
+    """(votes cast, profile) after each vote, starting with (0, None); `unseen` is never shown.
+    Without `dislikes`, a paper outside the topic gets no vote but still counts as judged."""
     profile: dict[str, Any] | None = None
     sent = set(unseen)
     votes = 0
@@ -270,25 +286,66 @@ def _votes(
             return
         for item in issue[: limit - votes]:
             direction = 1 if item.paper_id in relevant else -1
-            profile = update_profile(profile, index, item.paper_id, direction)
+            if direction > 0 or dislikes:
+                profile = update_profile(profile, index, item.paper_id, direction)
             votes += 1
             yield votes, profile
         sent.update(item.paper_id for item in issue)
 
 
+# The learning tunables of newsletter.ranking set back, one at a time, to what they were (or
+# did) before issue #7. "all of them" leaves only what no tunable undoes: liked and disliked
+# papers are scored apart, each side normalised on its own.
+ABLATIONS: dict[str, dict[str, float]] = {
+    "liked words not expanded by lexicon": {"PROFILE_EXPANSION": 0.0},
+    "40 terms per vote, not 100": {"PROFILE_TERMS_PER_VOTE": 40},
+    "no slots kept for liked terms": {"PROFILE_LIKED_SHARE": 0.0},
+    "dislikes move generic words too": {"PROFILE_DISLIKE_IDF": 0.0},
+    "disliked side weighs 0.5, not 0.25": {"PROFILE_DISLIKED_WEIGHT": 0.5},
+    "vague interests keep full weight": {"STATED_FULL_SPECIFICITY": 0.0},
+}
+ABLATIONS["all of them"] = {k: v for values in ABLATIONS.values() for k, v in values.items()}
+
+
+@contextlib.contextmanager
+def tunables(**values: float) -> Iterator[None]:
+    """Set module-level tunables of newsletter.ranking for the duration of a block."""
+    old = {name: getattr(ranking, name) for name in values}
+    try:
+        for name, value in values.items():
+            setattr(ranking, name, value)
+        yield
+    finally:
+        for name, value in old.items():
+            setattr(ranking, name, value)
+
+
+def feedback_ablation(papers: Sequence[PaperText], queries: Sequence[EvalQuery]) -> dict[str, Any]:
+    """P@5 after 0, 1, 3 … votes as shipped and with each of ABLATIONS."""
+    results = {"as shipped": simulate_feedback(papers, queries)["with_feedback_p@5"]}
+    for label, values in ABLATIONS.items():
+        with tunables(**values):
+            results[label] = simulate_feedback(papers, queries)["with_feedback_p@5"]
+    return results
+
+
 # --- report -------------------------------------------------------------------------------------
 
 
-def run(papers_path: Path | None = None) -> dict[str, Any]:
+def run(papers_path: Path | None = None, *, ablation: bool = False) -> dict[str, Any]:
     papers = load_papers(papers_path)
     queries = load_queries(papers)
-    return {
+    report = {
         "papers": len(papers),
         "queries": len(queries),
         "precision": evaluate(papers, queries),
         "timing": time_ranking(papers, queries),
         "feedback": simulate_feedback(papers, queries),
+        "feedback_upvotes_only": simulate_feedback(papers, queries, dislikes=False),
     }
+    if ablation:
+        report["feedback_ablation"] = feedback_ablation(papers, queries)
+    return report
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -314,6 +371,20 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"{'votes':<8}{'with feedback':>14}{'without':>10}{'best possible':>15}")
     for votes, p in f["with_feedback_p@5"].items():
         print(f"{votes:<8}{p:>14.3f}{f['without_feedback_p@5']:>10.3f}{f['ceiling_p@5']:>15.3f}")
+    u = report["feedback_upvotes_only"]
+    print()
+    print(
+        'Variant: the same readers, but they only click "more like this" (no -1 votes); '
+        "P@5 after N papers seen:"
+    )
+    print("  ".join(f"{n}: {p:.3f}" for n, p in u["with_feedback_p@5"].items()))
+    if "feedback_ablation" in report:
+        rows = report["feedback_ablation"]
+        print()
+        print("Ablation: P@5 after N votes with one learning tunable set back to its pre-#7 value")
+        print(f"{'':<40}" + "".join(f"{n:>7}" for n in rows["as shipped"]))
+        for label, row in rows.items():
+            print(f"{label:<40}" + "".join(f"{p:>7.3f}" for p in row.values()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -322,11 +393,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--papers", type=Path, default=None, help=f"papers JSON (default: {default_papers_path()})"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--ablation", action="store_true", help="also rerun the feedback simulation per tunable"
+    )
     args = parser.parse_args(argv)
     path = args.papers or default_papers_path()
     if not path.is_file():
         parser.error(f"papers file not found: {path} (pass --papers)")
-    report = run(path)
+    report = run(path, ablation=args.ablation)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

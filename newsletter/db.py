@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -89,7 +90,10 @@ def after_commit(session: Session, fn: Callable[[], object]) -> None:
 def _run_after_commit(session: Session) -> None:
     hooks = session.info.pop("after_commit", [])
     for fn in hooks:
-        fn()
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - the data is committed; a hook must not undo the answer
+            logging.getLogger("newsletter.db").exception("after_commit.failed")
 
 
 @event.listens_for(Session, "after_rollback")

@@ -43,10 +43,23 @@ def run(name: str, *args: Any) -> Any:
     try:
         return resolve(name)(*args)
     except Exception:  # in-process jobs must not break the request that queued them
-        log.exception("job.failed", extra={"job": name, "args": list(args)})
+        log.exception("job.failed", extra={"job": name, "job_args": list(args)})
         return None
 
 
-def enqueue(session: Session, name: str, *args: Any) -> None:
-    """Run job `name` after `session` commits (never before: the rows must exist)."""
-    after_commit(session, lambda: run(name, *args))
+def enqueue(session: Session, name: str, *args: Any,
+            on_failure: Callable[[], object] | None = None) -> None:
+    """Run job `name` after `session` commits (never before: the rows must exist).
+
+    If publishing fails (the broker is down) the committed request still stands: the error is
+    logged and `on_failure` runs, so the caller can undo what assumed the job was queued.
+    """
+    def publish() -> None:
+        try:
+            run(name, *args)
+        except Exception:  # noqa: BLE001 - the broker's errors are many and all mean "not queued"
+            log.exception("job.not_queued", extra={"job": name, "job_args": list(args)})
+            if on_failure is not None:
+                on_failure()
+
+    after_commit(session, publish)

@@ -207,6 +207,162 @@ def test_why_mentions_the_liked_paper(index):
     assert top.why == "Because you liked “Dexterous Robotic Manipulation from Human Demonstrations”"
 
 
+def test_a_vote_down_does_not_bury_papers_that_only_share_generic_words():
+    papers = [
+        PaperText(
+            1,
+            "Low-Bit Quantization of Large Language Models",
+            "We quantize the weights of large language models to four bits; no training is needed.",
+        ),
+        PaperText(
+            2,
+            "Quantization-Aware Training for Low-Bit Language Models",
+            "Quantization during training keeps low-bit large language models accurate.",
+            upvotes=150,
+        ),
+        PaperText(
+            3,
+            "Large Language Models as Tutors for Students",
+            "Large language models give students feedback on essays; training data comes from teachers.",
+            upvotes=90,
+        ),
+        PaperText(
+            4,
+            "Protein Structure Prediction with Language Models",
+            "Protein language models trained on sequences predict structure.",
+            upvotes=60,
+        ),
+        PaperText(
+            5,
+            "Weather Forecasting with Large Language Models",
+            "Training large language models on weather data for forecasting.",
+            upvotes=80,
+        ),
+        PaperText(
+            6,
+            "Code Generation with Large Language Models",
+            "Large language models write code after training on repositories.",
+            upvotes=70,
+        ),
+    ]
+    index = build_index(papers, NOW)
+    disliked = update_profile(None, index, 1, -1)
+
+    def order(profile):
+        return ids(rank_papers(index, "", profile=profile, exclude={1}, limit=5))
+
+    assert order(None) == [2, 3, 5, 6, 4]
+    # The near duplicate (quantization, low-bit) sinks; papers that merely say "large language
+    # models" and "training" too keep their order.
+    assert order(disliked) == [3, 5, 6, 4, 2]
+    weights = dict(describe_profile(disliked, limit=50))
+    assert abs(weights["language models"]) < abs(weights["quantization"]) / 10
+
+
+def test_many_dislikes_do_not_drown_one_like(index):
+    profile = update_profile(None, index, 2, +1)  # robot manipulation from demonstrations
+    for _ in range(3):
+        for paper_id in (1, 3, 4, 6):
+            profile = update_profile(profile, index, paper_id, -1)
+    top = rank_papers(index, "", profile=profile, exclude={2}, limit=1)[0]
+    assert top.paper_id == 5 and top.why.startswith("Because you liked")
+
+
+def test_a_full_profile_keeps_room_for_what_the_reader_liked():
+    # papers 2k+1 and 2k+2 share the words of topic k, and nothing else
+    papers = [
+        PaperText(i, f"Paper {i}", " ".join(f"t{(i - 1) // 2}w{k}" for k in range(60)), upvotes=i)
+        for i in range(1, 41)
+    ]
+    index = build_index(papers, NOW)
+    profile = update_profile(None, index, 1, +1)
+    for paper in papers[2:]:
+        profile = update_profile(profile, index, paper.id, -1)
+    assert len(profile["terms"]) == PROFILE_MAX_TERMS
+    assert sum(1 for w in profile["terms"].values() if w > 0) >= PROFILE_MAX_TERMS // 2
+    assert ids(rank_papers(index, "", profile=profile, exclude={1}, limit=1)) == [2]
+
+
+def test_vague_stated_interests_yield_to_votes_and_specific_ones_do_not():
+    papers = [
+        PaperText(
+            1,
+            "Robot Learning of Dexterous Grasping",
+            "A robot learns dexterous grasping from human demonstrations.",
+            upvotes=10,
+        ),
+        PaperText(
+            2,
+            "Learning Robot Manipulation from Demonstrations",
+            "Imitation learning lets a robot arm manipulate objects shown in demonstrations.",
+            upvotes=5,
+        ),
+        PaperText(
+            3,
+            "Learning Rate Schedules for Deep Learning",
+            "How learning rate warm-up and decay shape learning in deep networks.",
+            upvotes=50,
+        ),
+        PaperText(
+            4,
+            "Continual Learning Without Forgetting",
+            "Continual learning of new tasks while keeping old ones.",
+            upvotes=40,
+        ),
+        PaperText(
+            5, "Learning to Rank Search Results", "Learning ranking functions from clicks.", upvotes=30
+        ),
+        PaperText(
+            6,
+            "Learning Video Generation with Diffusion",
+            "Diffusion models learn to generate video.",
+            upvotes=60,
+        ),
+    ]
+    index = build_index(papers, NOW)
+    profile = update_profile(None, index, 1, +1)
+    # "learning" is in every paper: it says little, so the liked paper decides …
+    vague = rank_papers(index, "learning", profile=profile, exclude={1}, limit=1)[0]
+    assert vague.paper_id == 2
+    assert vague.why == "Because you liked “Robot Learning of Dexterous Grasping”"
+    # … while "continual learning" still wins after one vote for something else.
+    specific = rank_papers(index, "continual learning", profile=profile, exclude={1}, limit=2)
+    assert ids(specific) == [4, 2]
+    assert specific[0].why.startswith("Matches your interests: continual learning")
+
+
+def test_liked_words_find_their_synonyms_in_a_later_issue():
+    last_week = build_index(
+        [
+            PaperText(1, "LLM Agents That Use Tools", "An LLM calls tools to finish web tasks."),
+            PaperText(2, "Evaluating LLM Summaries", "Human raters judge LLM summaries of news."),
+            PaperText(3, "Protein Folding with Graph Networks", "Graph networks predict protein structure."),
+        ],
+        NOW,
+    )
+    profile = update_profile(None, last_week, 1, +1)
+    this_week = build_index(
+        [
+            PaperText(
+                11, "Scaling Large Language Models", "Larger language models trained on more text.", upvotes=5
+            ),
+            PaperText(
+                12,
+                "Weather Forecasting with Neural Operators",
+                "Neural operators predict the weather.",
+                upvotes=90,
+            ),
+            PaperText(
+                13, "Cell Segmentation in Microscopy", "Segmenting cells in microscope images.", upvotes=60
+            ),
+        ],
+        NOW,
+    )
+    top = rank_papers(this_week, "", profile=profile, limit=1)[0]
+    assert top.paper_id == 11  # says "large language models", never "LLM"
+    assert top.why == "Because you liked “LLM Agents That Use Tools”"
+
+
 def test_update_profile_returns_a_new_json_profile(index):
     before = {"terms": {"robot": 0.5}, "liked": [], "disliked": [], "votes": 1}
     snapshot = json.dumps(before, sort_keys=True)
@@ -335,3 +491,16 @@ def test_ranking_beats_tfidf_on_the_labelled_interests():
     assert ours["p@5"] >= tfidf["p@5"] + 0.05
     assert ours["p@10"] >= tfidf["p@10"]
     assert ours["p@5"] > 3 * results["trending_only"]["p@5"]
+
+
+def test_votes_teach_the_digest_in_the_feedback_simulation():
+    bench = _benchmark()
+    if not bench.default_papers_path().is_file():
+        pytest.skip(f"shared papers file not found at {bench.default_papers_path()}")
+    papers = bench.load_papers()
+    result = bench.simulate_feedback(papers, bench.load_queries(papers))
+    without, learned = result["without_feedback_p@5"], result["with_feedback_p@5"]
+    assert learned["0"] == without
+    assert learned["5"] >= without + 0.05
+    assert learned["10"] >= without + 0.12
+    assert learned["20"] >= without + 0.17
