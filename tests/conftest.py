@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -62,49 +63,50 @@ def drop_pg_database(url: str) -> None:
     admin.dispose()
 
 
+@contextmanager
+def migrated_pg() -> Iterator[str]:
+    """A throwaway PostgreSQL database with the migrations applied, dropped afterwards."""
+    from newsletter.db import _engines
+    from newsletter.migrate import upgrade
+
+    url = create_pg_database()
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        engine = _engines.pop(url, None)
+        if engine is not None:
+            engine.dispose()
+        drop_pg_database(url)
+
+
+def migrated_sqlite(folder: Path) -> str:
+    from newsletter.migrate import upgrade
+
+    url = f"sqlite:///{folder / 'test.db'}"
+    upgrade(url)
+    return url
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path) -> Iterator[str]:
     """A fresh, migrated database: a SQLite file, then a throwaway PostgreSQL database."""
-    from newsletter.migrate import upgrade
-
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'test.db'}"
-        upgrade(url)
-        yield url
+        yield migrated_sqlite(tmp_path)
         return
-    url = create_pg_database()
-    upgrade(url)
-    yield url
-    from newsletter.db import _engines
-
-    engine = _engines.pop(url, None)
-    if engine is not None:
-        engine.dispose()
-    drop_pg_database(url)
+    with migrated_pg() as url:
+        yield url
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    from newsletter.migrate import upgrade
-
-    url = create_pg_database()
-    upgrade(url)
-    yield url
-    from newsletter.db import _engines
-
-    engine = _engines.pop(url, None)
-    if engine is not None:
-        engine.dispose()
-    drop_pg_database(url)
+    with migrated_pg() as url:
+        yield url
 
 
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
-    from newsletter.migrate import upgrade
-
-    url = f"sqlite:///{tmp_path / 'test.db'}"
-    upgrade(url)
-    return url
+    return migrated_sqlite(tmp_path)
 
 
 # ---- settings -------------------------------------------------------------------------------

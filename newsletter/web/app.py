@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from newsletter.config import Settings, get_settings
 from newsletter.ratelimit import make_limiter
 from newsletter.templating import html_env
+from newsletter.tokens import TokenError
 
 MAX_BODY = 64 * 1024
 log = logging.getLogger("newsletter.web")
@@ -67,6 +68,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         titles = {404: "Page not found", 405: "Not allowed", 429: "Too many requests"}
         return error_response(request, exc.status_code, titles.get(exc.status_code, "Error"),
                               str(exc.detail) if exc.detail else "")
+
+    @app.exception_handler(TokenError)
+    async def bad_link(request: Request, exc: TokenError):
+        from newsletter.web.routes import token_error
+
+        return token_error(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):

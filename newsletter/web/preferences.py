@@ -10,14 +10,13 @@ from newsletter import subscriptions as subs
 from newsletter.db import session_scope
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.ranking import describe_profile
-from newsletter.tokens import Purpose, TokenError
+from newsletter.tokens import Purpose
 from newsletter.web.app import error_response, render_page, wants_json
 from newsletter.web.routes import (
     PREFS_BODY,
     client_of,
     read_fields,
     settings_of,
-    token_error,
 )
 
 router = APIRouter()
@@ -37,10 +36,7 @@ def _page(request: Request, sub: Subscriber, token: str, status_code: int = 200,
 def preferences_page(request: Request, token: str) -> Response:
     settings = settings_of(request)
     with session_scope(settings.database_url) as session:
-        try:
-            sub, _ = subs.subscriber_for_token(session, settings, Purpose.preferences, token)
-        except TokenError as exc:
-            return token_error(request, exc)
+        sub, _ = subs.subscriber_for_token(session, settings, Purpose.preferences, token)
         return _page(request, sub, token)
 
 
@@ -49,14 +45,12 @@ async def save_preferences(request: Request, token: str) -> Response:
     settings = settings_of(request)
     fields = await read_fields(request)
     with session_scope(settings.database_url) as session:
+        sub, _ = subs.subscriber_for_token(session, settings, Purpose.preferences, token)
         try:
-            sub, _ = subs.subscriber_for_token(session, settings, Purpose.preferences, token)
             subs.update_preferences(session, sub, interests=fields.get("interests"),
                                     frequency=fields.get("frequency"),
                                     max_papers=fields.get("max_papers"),
                                     client=client_of(request))
-        except TokenError as exc:
-            return token_error(request, exc)
         except subs.InvalidInput as exc:
             session.rollback()
             return _page(request, sub, token, status_code=400, error=str(exc))
@@ -69,10 +63,7 @@ async def save_preferences(request: Request, token: str) -> Response:
 def export_data(request: Request, token: str) -> Response:
     settings = settings_of(request)
     with session_scope(settings.database_url) as session:
-        try:
-            sub, _ = subs.subscriber_for_token(session, settings, Purpose.preferences, token)
-        except TokenError as exc:
-            return token_error(request, exc)
+        sub, _ = subs.subscriber_for_token(session, settings, Purpose.preferences, token)
         data = subs.export_subscriber(session, sub)
     return JSONResponse(data, headers={
         "Content-Disposition": 'attachment; filename="paper-digest-my-data.json"'})
@@ -82,10 +73,7 @@ def export_data(request: Request, token: str) -> Response:
 def reset_profile(request: Request, token: str) -> Response:
     settings = settings_of(request)
     with session_scope(settings.database_url) as session:
-        try:
-            sub, _ = subs.subscriber_for_token(session, settings, Purpose.preferences, token)
-        except TokenError as exc:
-            return token_error(request, exc)
+        sub, _ = subs.subscriber_for_token(session, settings, Purpose.preferences, token)
         sub.profile = {}
         session.add(sub)
         return _page(request, sub, token, reset=True)
@@ -96,10 +84,7 @@ async def erase(request: Request, token: str) -> Response:
     settings = settings_of(request)
     fields = await read_fields(request)
     with session_scope(settings.database_url) as session:
-        try:
-            sub, _ = subs.subscriber_for_token(session, settings, Purpose.preferences, token)
-        except TokenError as exc:
-            return token_error(request, exc)
+        sub, _ = subs.subscriber_for_token(session, settings, Purpose.preferences, token)
         if fields.get("confirm") != "yes":
             return _page(request, sub, token, status_code=400,
                          error="Tick the box to confirm that you want everything erased.")
