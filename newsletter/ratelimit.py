@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
 from collections import deque
 
 from newsletter.config import Settings
+
+log = logging.getLogger("newsletter.ratelimit")
 
 
 class MemoryLimiter:
@@ -30,27 +33,37 @@ class MemoryLimiter:
             return True
 
 
+# Count and add in one step: read-then-write from several requests at once would let a burst
+# through (each one sees room for itself). Redis runs a script atomically.
+_SLIDING_WINDOW = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, tonumber(ARGV[1]) - tonumber(ARGV[2]))
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]) + 1)
+return 1
+"""
+
+
 class RedisLimiter:
     """The same sliding window in a Redis sorted set, shared by every web process."""
 
     def __init__(self, url: str) -> None:
         import redis
 
-        self._redis = redis.Redis.from_url(url, socket_timeout=2)
+        self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._errors = (redis.RedisError, OSError)
+        self._allow = self._redis.register_script(_SLIDING_WINDOW)
 
     def allow(self, key: str, limit: int, window: int) -> bool:
         name, now = f"newsletter:rl:{key}", time.time()
-        pipe = self._redis.pipeline()
-        pipe.zremrangebyscore(name, 0, now - window)
-        pipe.zcard(name)
-        _, count = pipe.execute()
-        if int(count) >= limit:
-            return False
-        pipe = self._redis.pipeline()
-        pipe.zadd(name, {f"{now}:{uuid.uuid4().hex[:8]}": now})
-        pipe.expire(name, window + 1)
-        pipe.execute()
-        return True
+        member = f"{now}:{uuid.uuid4().hex[:8]}"
+        try:
+            return bool(self._allow(keys=[name], args=[repr(now), window, limit, member]))
+        except self._errors:
+            # Fail open: a Redis outage must not take signups down (the per-address cooldown
+            # in the database still limits confirmation emails).
+            log.warning("ratelimit.unavailable", extra={"key": key})
+            return True
 
 
 def make_limiter(settings: Settings) -> MemoryLimiter | RedisLimiter:

@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 
 from newsletter import jobs
 from newsletter.config import Settings
+from newsletter.db import insert_ignore
 from newsletter.logs import event as log_event
 from newsletter.models import (
     ConsentEvent,
@@ -123,12 +124,15 @@ def request_subscription(session: Session, settings: Settings, email: str, inter
     """
     address, key = normalise_email(email)
     text = clean_interests(interests)
-    sub = session.exec(select(Subscriber).where(Subscriber.email_key == key)).first()
-    if sub is None:
-        sub = Subscriber(email=address, email_key=key, interests=text,
-                         max_papers=settings.default_max_papers)
-        session.add(sub)
-        session.flush()
+    # Simultaneous signups of one address take turns: INSERT … ON CONFLICT DO NOTHING (no
+    # unique violation, no 500) and then the row locked until commit, so the cooldown holds.
+    new = Subscriber(email=address, email_key=key, interests=text,
+                     max_papers=settings.default_max_papers).model_dump(exclude={"id"})
+    created = session.execute(
+        insert_ignore(Subscriber.__table__, session.get_bind().dialect.name).values(**new),
+        execution_options={"preserve_rowcount": True}).rowcount == 1
+    sub = _locked_by_key(session, key)
+    if created:
         outcome, kind = "created", "confirm"
     elif sub.status is SubscriberStatus.confirmed:
         outcome, kind = "already-confirmed", "already_subscribed"
@@ -143,8 +147,29 @@ def request_subscription(session: Session, settings: Settings, email: str, inter
     if _cooling_down(sub, settings):
         return outcome + ":cooldown"
     sub.confirm_sent_at = utcnow()
-    jobs.enqueue(session, "send_transactional", kind, sub.id)
+    jobs.enqueue(session, "send_transactional", kind, sub.id,
+                 on_failure=lambda: _forget_cooldown(sub.id))
     return outcome
+
+
+def _forget_cooldown(subscriber_id: int) -> None:
+    """The email was never queued: let the next signup attempt send it instead of waiting."""
+    from newsletter.db import session_scope
+
+    try:
+        with session_scope() as session:
+            sub = session.get(Subscriber, subscriber_id)
+            if sub is not None:
+                sub.confirm_sent_at = None
+    except Exception:  # noqa: BLE001 - best effort; the cooldown then simply runs out
+        log.exception("subscriber.cooldown_not_reset", extra={"subscriber_id": subscriber_id})
+
+
+def _locked_by_key(session: Session, key: str) -> Subscriber | None:
+    """The subscriber with this lookup key, row-locked for this transaction (PostgreSQL)."""
+    stmt = select(Subscriber).where(Subscriber.email_key == key).with_for_update() \
+        .execution_options(populate_existing=True)
+    return session.exec(stmt).first()
 
 
 def subscriber_for_token(session: Session, settings: Settings, purpose: Purpose,

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from sqlalchemy.exc import OperationalError
 
+from newsletter.config import get_settings
 from newsletter.jobs import resolve
 from newsletter.mail.senders import TransientSendError
 from workers.celery_app import app
 
 RETRYABLE = (TransientSendError, OperationalError, ConnectionError, TimeoutError)
-# Backoff 5 s, 10 s, 20 s … capped at 5 min: all far below the visibility timeout.
-RETRY = dict(autoretry_for=RETRYABLE, retry_backoff=5, retry_backoff_max=300, retry_jitter=True,
+# Backoff 5 s, 10 s, 20 s … capped at 5 min (settings): all far below the visibility timeout.
+RETRY = dict(autoretry_for=RETRYABLE, retry_backoff=get_settings().retry_backoff_seconds,
+             retry_backoff_max=get_settings().retry_backoff_max_seconds, retry_jitter=True,
              max_retries=8)
 
 

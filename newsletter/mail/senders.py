@@ -16,6 +16,8 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Protocol
 
+import idna
+
 from newsletter.config import Settings
 
 
@@ -43,6 +45,18 @@ class Sender(Protocol):
 
 def envelope_sender(settings: Settings) -> str:
     return parseaddr(settings.mail_from)[1]
+
+
+def envelope_recipient(to: str) -> str:
+    """The RCPT TO address: an internationalised domain in its ASCII (A-label) form, so that
+    ada@bücher.example needs no SMTPUTF8 from the relay; only a non-ASCII mailbox name does."""
+    local, at, domain = to.rpartition("@")
+    if to.isascii() or not at or not local.isascii():
+        return to
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError:
+        return to
 
 
 def _classify(code: int, text: bytes | str) -> SendError:
@@ -83,9 +97,14 @@ class SMTPSender:
     def send(self, to: str, message: bytes) -> None:
         if self._smtp is None:
             self._smtp = self._connect()
-        options = [] if to.isascii() else ["SMTPUTF8"]
+        rcpt = envelope_recipient(to)
+        options = [] if rcpt.isascii() else ["SMTPUTF8"]
         try:
-            self._smtp.sendmail(self.sender, [to], message, mail_options=options)
+            self._smtp.sendmail(self.sender, [rcpt], message, mail_options=options)
+        except smtplib.SMTPNotSupportedError as exc:
+            # A non-ASCII mailbox name and a relay without SMTPUTF8: no retry can fix that, and
+            # the connection is fine for the rest of the batch.
+            raise PermanentSendError(f"cannot send to {to}: {exc}") from exc
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
             self._drop_if(code)

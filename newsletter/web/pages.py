@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hmac
 import json
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from sqlmodel import select
 
@@ -18,9 +19,11 @@ from newsletter.digests import issue_title, paper_view
 from newsletter.models import Delivery, DeliveryState, Issue, Paper
 from newsletter.tokens import Purpose, TokenError
 from newsletter.web.app import error_response, render_page
-from newsletter.web.routes import client_of, settings_of, token_error
+from newsletter.web.routes import client_of, settings_of
 
 router = APIRouter()
+# Ids are INTEGER columns: a larger number in the URL is a 422, not a database error (a 500).
+IssueId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 WEBHOOK_BODY = {"requestBody": {"content": {"application/json": {"schema": {
     "type": "object", "required": ["type", "email"],
     "properties": {"type": {"type": "string",
@@ -37,7 +40,7 @@ def archive(request: Request) -> Response:
 
 
 @router.get("/archive/{issue_id}", response_class=HTMLResponse)
-def archive_issue(request: Request, issue_id: int) -> Response:
+def archive_issue(request: Request, issue_id: IssueId) -> Response:
     """The non-personalised edition: the issue's papers in trending order."""
     with session_scope(settings_of(request).database_url) as session:
         issue = session.get(Issue, issue_id)
@@ -49,16 +52,13 @@ def archive_issue(request: Request, issue_id: int) -> Response:
 
 
 @router.get("/issues/{issue_id}/view/{token}", response_class=HTMLResponse)
-def view_in_browser(request: Request, issue_id: int, token: str) -> Response:
+def view_in_browser(request: Request, issue_id: IssueId, token: str) -> Response:
     """One reader's digest as it was sent (or would be sent), shown as a page."""
     settings = settings_of(request)
     with session_scope(settings.database_url) as session:
-        try:
-            sub, extra = subs.subscriber_for_token(session, settings, Purpose.view, token)
-        except TokenError as exc:
-            return token_error(request, exc)
+        sub, extra = subs.subscriber_for_token(session, settings, Purpose.view, token)
         if extra.get("i") != issue_id or session.get(Issue, issue_id) is None:
-            return token_error(request, TokenError("forged"))
+            raise TokenError("forged")
         delivery = session.exec(select(Delivery).where(
             Delivery.issue_id == issue_id, Delivery.subscriber_id == sub.id)).first()
         sent = delivery.paper_ids if delivery and delivery.state is DeliveryState.sent else None
@@ -72,22 +72,16 @@ def vote_page(request: Request, token: str) -> Response:
     """Shows what the vote is about; only the button (a POST) records it, never a prefetch."""
     settings = settings_of(request)
     with session_scope(settings.database_url) as session:
-        try:
-            vote = feedback.read_vote(session, settings, token)
-        except TokenError as exc:
-            return token_error(request, exc)
+        vote = feedback.read_vote(session, settings, token)
         return render_page(request, "vote.html", vote=vote, token=token, done=False)
 
 
 @router.post("/vote/{token}")
 def vote(request: Request, token: str) -> Response:
     settings = settings_of(request)
-    try:
-        with session_scope(settings.database_url) as session:
-            vote = feedback.read_vote(session, settings, token)
-            recorded = feedback.record_vote(session, settings, vote, client_of(request))
-    except TokenError as exc:
-        return token_error(request, exc)
+    with session_scope(settings.database_url) as session:
+        vote = feedback.read_vote(session, settings, token)
+        recorded = feedback.record_vote(session, settings, vote, client_of(request))
     return render_page(request, "vote.html", vote=vote, token=token, done=True,
                        recorded=recorded)
 
@@ -106,7 +100,8 @@ async def bounce_webhook(request: Request) -> Response:
     try:
         data = json.loads(await request.body())
         kind, address = data["type"], data["email"]
-        reason = str(data.get("reason", ""))[:500]
+        # printable text only: PostgreSQL refuses NUL bytes (that would be a 500)
+        reason = "".join(ch for ch in str(data.get("reason", ""))[:500] if ch.isprintable())
         if kind not in ("hard_bounce", "soft_bounce", "complaint") or not isinstance(address, str):
             raise ValueError(kind)
     except (ValueError, KeyError, TypeError):

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
+from newsletter import links
 from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.db import session_scope
@@ -86,7 +87,9 @@ def signup_page(request: Request) -> Response:
 async def subscribe(request: Request) -> Response:
     settings = settings_of(request)
     client = client_of(request)
-    if not request.app.state.limiter.allow(f"ip:{client.ip}", settings.signup_rate_per_ip, 60):
+    # In the thread pool: a Redis round trip must not block the event loop (every request waits).
+    if not await run_in_threadpool(request.app.state.limiter.allow, f"ip:{client.ip}",
+                                   settings.signup_rate_per_ip, 60):
         return error_response(request, 429, "Too many requests",
                               "Too many signups from your network just now. Please wait a minute.")
     fields = await read_fields(request)
@@ -113,26 +116,18 @@ async def subscribe(request: Request) -> Response:
 def confirm_page(request: Request, token: str) -> Response:
     settings = settings_of(request)
     with session_scope(settings.database_url) as session:
-        try:
-            sub, _ = subs.subscriber_for_token(session, settings, Purpose.confirm, token)
-        except TokenError as exc:
-            return token_error(request, exc)
+        sub, _ = subs.subscriber_for_token(session, settings, Purpose.confirm, token)
         if sub.status is not SubscriberStatus.pending:
-            return token_error(request, TokenError("used"))
+            raise TokenError("used")
         return render_page(request, "confirm.html", email=sub.email, token=token)
 
 
 @router.post("/confirm/{token}")
 def confirm(request: Request, token: str) -> Response:
     settings = settings_of(request)
-    try:
-        with session_scope(settings.database_url) as session:
-            sub = subs.confirm_subscription(session, settings, token, client_of(request))
-            from newsletter import links
-
-            prefs = links.preferences_url(settings, sub)
-    except TokenError as exc:
-        return token_error(request, exc)
+    with session_scope(settings.database_url) as session:
+        sub = subs.confirm_subscription(session, settings, token, client_of(request))
+        prefs = links.preferences_url(settings, sub)
     if wants_json(request):
         return JSONResponse({"status": "confirmed", "preferences_url": prefs})
     return render_page(request, "confirmed.html", email=sub.email, preferences_url=prefs)
@@ -142,10 +137,7 @@ def confirm(request: Request, token: str) -> Response:
 def unsubscribe_page(request: Request, token: str) -> Response:
     settings = settings_of(request)
     with session_scope(settings.database_url) as session:
-        try:
-            sub, _ = subs.subscriber_for_token(session, settings, Purpose.unsubscribe, token)
-        except TokenError as exc:
-            return token_error(request, exc)
+        sub, _ = subs.subscriber_for_token(session, settings, Purpose.unsubscribe, token)
         done = sub.status in (SubscriberStatus.unsubscribed, SubscriberStatus.bounced)
         return render_page(request, "unsubscribe.html", email=sub.email, token=token,
                            done=done)
