@@ -11,7 +11,9 @@ Guarantees (see README, "Delivery guarantees"):
 
 from __future__ import annotations
 
+import json
 import logging
+import select as io_select
 import time
 import uuid
 from collections import OrderedDict
@@ -19,8 +21,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from newsletter import jobs
 from newsletter.config import Settings, get_settings
@@ -42,7 +45,8 @@ from newsletter.models import (
 log = logging.getLogger("newsletter.delivery")
 D = Delivery.__table__
 S = Subscriber.__table__
-HEARTBEAT_SECONDS = 10
+HEARTBEAT_SECONDS = 10  # at most; never more than a third of settings.stale_claim_seconds
+SENT_RECORD_SECONDS = 30  # how long to keep trying to record a 250 while the database is away
 CLAIMABLE = (DeliveryState.pending, DeliveryState.deferred)
 
 
@@ -73,12 +77,15 @@ def release(conn: Connection, ids: list[int], owner: str, error: str) -> None:
         conn.commit()
 
 
-def heartbeat(conn: Connection, ids: list[int], owner: str) -> None:
-    if ids:
-        conn.execute(update(D).where(D.c.id.in_(ids), D.c.claimed_by == owner,
-                                     D.c.state == DeliveryState.sending)
-                     .values(claimed_at=utcnow()))
-        conn.commit()
+def heartbeat(conn: Connection, ids: list[int], owner: str) -> set[int]:
+    """Refresh our claims; returns the ids still ours (a claim swept as stale is not)."""
+    if not ids:
+        return set()
+    held = set(conn.execute(update(D).where(D.c.id.in_(ids), D.c.claimed_by == owner,
+                                            D.c.state == DeliveryState.sending)
+                            .values(claimed_at=utcnow()).returning(D.c.id)).scalars())
+    conn.commit()
+    return held
 
 
 def sent_history(conn: Connection, subscriber_ids: list[int], issue_id: int) -> dict[int, set[int]]:
@@ -159,7 +166,10 @@ def send_batch(issue_id: int, delivery_ids: list[int]) -> dict:
     settings = get_settings()
     owner = uuid.uuid4().hex
     result = BatchResult()
-    with get_engine(settings.database_url).connect() as conn:
+    # Autocommit: every statement here is its own transaction anyway (the claim, each row's
+    # outcome), and this saves a BEGIN and a COMMIT round trip per statement.
+    with get_engine(settings.database_url).connect().execution_options(
+            isolation_level="AUTOCOMMIT") as conn:
         claimed = claim(conn, issue_id, delivery_ids, owner)
         conn.commit()
         result.claimed = len(claimed)
@@ -168,7 +178,8 @@ def send_batch(issue_id: int, delivery_ids: list[int]) -> dict:
         try:
             _send_claimed(conn, settings, issue_id, claimed, owner, result)
         except BaseException as exc:
-            release(conn, [d for d, _ in claimed], owner, f"batch interrupted: {exc!r}")
+            _release_after_error(conn, [d for d, _ in claimed], owner,
+                                 f"batch interrupted: {exc!r}")
             raise
     log.info("issue %s batch: %s", issue_id, result.as_dict())
     if result.deferred:
@@ -183,22 +194,34 @@ def _send_claimed(conn: Connection, settings: Settings, issue_id: int,
     history = sent_history(conn, list(subscribers), issue_id)
     conn.commit()
     sender = open_sender(settings)
+    recorder = SentRecorder(conn)
+    interval = min(HEARTBEAT_SECONDS, settings.stale_claim_seconds / 3)
     beat = time.monotonic()
+    lost: set[int] = set()
     try:
         for n, (delivery_id, sub_id) in enumerate(claimed):
-            if time.monotonic() - beat > HEARTBEAT_SECONDS:
-                heartbeat(conn, [d for d, _ in claimed[n:]], owner)
+            if time.monotonic() - beat > interval:
+                recorder.wait()
+                rest = [d for d, _ in claimed[n:]]
+                lost = set(rest) - heartbeat(conn, rest, owner)
                 beat = time.monotonic()
+            if delivery_id in lost:  # swept as stale while we were slow: someone else sends it
+                continue
             outcome = _send_one(conn, settings, renderer, sender, delivery_id,
-                                subscribers.get(sub_id), history.get(sub_id, set()), owner)
+                                subscribers.get(sub_id), history.get(sub_id, set()), owner,
+                                recorder)
             setattr(result, outcome, getattr(result, outcome) + 1)
             if outcome == "deferred" and sender_is_down(sender):
+                recorder.wait()
                 rest = [d for d, _ in claimed[n + 1:]]
                 release(conn, rest, owner, "SMTP server unavailable")
                 result.deferred += len(rest)
                 break
     finally:
-        sender.close()
+        try:
+            recorder.wait()
+        finally:
+            sender.close()
 
 
 def sender_is_down(sender) -> bool:
@@ -207,11 +230,16 @@ def sender_is_down(sender) -> bool:
 
 
 def _send_one(conn: Connection, settings: Settings, renderer: DigestRenderer, sender,
-              delivery_id: int, sub: Subscriber | None, exclude: set[int], owner: str) -> str:
-    if sub is None or sub.status is not SubscriberStatus.confirmed:
+              delivery_id: int, sub: Subscriber | None, exclude: set[int], owner: str,
+              recorder: SentRecorder) -> str:
+    due = sub is not None and sub.status is SubscriberStatus.confirmed
+    # Render while the previous row's "sent" UPDATE is on its way; it must be committed before
+    # this connection is used again and before this message goes out.
+    built = digest_message(settings, renderer, sub, exclude) if due else None
+    recorder.wait()
+    if not due:
         finish(conn, delivery_id, owner, DeliveryState.skipped, error="no longer subscribed")
         return "skipped"
-    built = digest_message(settings, renderer, sub, exclude)
     if built is None:
         finish(conn, delivery_id, owner, DeliveryState.skipped, error="nothing new to send")
         return "skipped"
@@ -227,9 +255,121 @@ def _send_one(conn: Connection, settings: Settings, renderer: DigestRenderer, se
         finish(conn, delivery_id, owner, DeliveryState.deferred, smtp_code=exc.code,
                error=str(exc)[:1000])
         return "deferred"
-    finish(conn, delivery_id, owner, DeliveryState.sent, sent_at=utcnow(), smtp_code=250,
-           message_id=message_id, paper_ids=paper_ids, error=None)
+    recorder.record_sent(delivery_id, owner, sent_at=utcnow(), smtp_code=250,
+                         message_id=message_id, paper_ids=paper_ids, error=None)
     return "sent"
+
+
+def _record_sent(conn: Connection, delivery_id: int, owner: str, **values) -> None:
+    """Mark a row sent after the server's 250. If the database is unreachable just then, keep
+    trying (the connection reconnects after a rollback) for up to SENT_RECORD_SECONDS: giving
+    up means the reader gets this digest twice once the claim is recovered."""
+    deadline = time.monotonic() + SENT_RECORD_SECONDS
+    delay = 0.2
+    while True:
+        try:
+            finish(conn, delivery_id, owner, DeliveryState.sent, **values)
+            return
+        except DBAPIError:
+            conn.rollback()
+            if time.monotonic() > deadline:
+                raise
+            log.warning("database unavailable; retrying to record delivery %s", delivery_id)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+class SentRecorder:
+    """Marks rows sent in one round trip that overlaps rendering the next message.
+
+    On PostgreSQL (psycopg, autocommit) the row's UPDATE is sent right after the 250 as a
+    statement of its own, i.e. its own transaction, without waiting for the answer; `wait()`
+    collects the answer (the commit, fsync included) and runs before the connection is used for
+    anything else and before the next message is handed to SMTP. So a row is committed as sent
+    before the next message goes out, exactly as with `_record_sent` (a killed worker repeats at
+    most one message), but the commit no longer adds to the time per message. Any other
+    database, and any error, goes through `_record_sent` and its retries instead.
+    """
+
+    SQL = (f"UPDATE {D.name} SET state = 'sent', sent_at = $1, smtp_code = 250, message_id = $2,"
+           " paper_ids = $3, error = NULL WHERE id = $4 AND claimed_by = $5").encode()
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.pending: tuple | None = None  # (pgconn, delivery id, owner, values) in flight
+
+    def _pgconn(self):
+        """libpq's connection under `conn`, if it is psycopg's, autocommit and idle."""
+        try:
+            driver = self.conn.connection.driver_connection
+            pgconn = driver.pgconn
+            from psycopg import pq
+
+            if driver.autocommit and pgconn.transaction_status == pq.TransactionStatus.IDLE:
+                return pgconn
+        except Exception:  # noqa: BLE001 - not psycopg, or not usable: the plain path
+            pass
+        return None
+
+    def record_sent(self, delivery_id: int, owner: str, **values) -> None:
+        self.wait()
+        pgconn = self._pgconn()
+        if pgconn is not None:
+            params = [values["sent_at"].isoformat().encode(), values["message_id"].encode(),
+                      json.dumps(values["paper_ids"]).encode(), str(delivery_id).encode(),
+                      owner.encode()]
+            try:
+                pgconn.send_query_params(self.SQL, params)
+                while pgconn.flush():  # 1: not all of it left yet (non-blocking socket)
+                    io_select.select([], [pgconn.socket], [], 1.0)
+                self.pending = (pgconn, delivery_id, owner, values)
+                return
+            except Exception:  # noqa: BLE001 - the connection broke: the plain path
+                self.conn.invalidate()
+        _record_sent(self.conn, delivery_id, owner, **values)
+
+    def wait(self) -> None:
+        """Collect the UPDATE in flight, if any; if it did not succeed, record it the plain way."""
+        if self.pending is None:
+            return
+        pgconn, delivery_id, owner, values = self.pending
+        self.pending = None
+        try:
+            if self._collect(pgconn):
+                return
+        except Exception:  # noqa: BLE001 - the connection broke: invalidate, then the plain path
+            self.conn.invalidate()
+        _record_sent(self.conn, delivery_id, owner, **values)
+
+    @staticmethod
+    def _collect(pgconn) -> bool:
+        from psycopg import pq
+
+        deadline = time.monotonic() + SENT_RECORD_SECONDS
+        results = []
+        while True:
+            pgconn.consume_input()
+            if pgconn.is_busy():
+                if time.monotonic() > deadline:
+                    raise TimeoutError("no answer to the sent UPDATE")
+                io_select.select([pgconn.socket], [], [], 1.0)
+                continue
+            res = pgconn.get_result()
+            if res is None:
+                break
+            results.append(res)
+        return [r.status for r in results] == [pq.ExecStatus.COMMAND_OK]
+
+
+def _release_after_error(conn: Connection, ids: list[int], owner: str, error: str) -> None:
+    """Give the unsent rows back after an error. The error may be the database going away, so
+    roll back first; if that fails too, leave them: the stale-claim sweep puts them back, and
+    the original error (not this one) decides whether the task is retried."""
+    try:
+        conn.rollback()
+        release(conn, ids, owner, error)
+    except DBAPIError:
+        log.warning("could not release claims of batch %s; the stale sweep will", owner)
 
 
 def _bounce(conn: Connection, subscriber_id: int, reason: str) -> None:
@@ -281,19 +421,45 @@ def _run_batch(issue_id: int, ids: list[int]):
 
 
 def recover_stale_claims(older_than: int | None = None) -> int:
-    """Put back rows whose worker stopped heartbeating (killed mid-batch) and dispatch them."""
+    """Put back rows whose worker stopped heartbeating (killed mid-batch) and dispatch them.
+
+    Also dispatches again every issue of the last day that still has rows to send but no claim
+    for `redispatch_after_seconds` (longer than any retry backoff): its queued tasks were lost,
+    e.g. with a broker that restarted empty. Dispatching twice is harmless (the claim).
+    """
     settings = get_settings()
-    cutoff = utcnow() - timedelta(seconds=older_than or settings.stale_claim_seconds)
+    now = utcnow()
+    cutoff = now - timedelta(seconds=older_than or settings.stale_claim_seconds)
     with get_engine(settings.database_url).connect() as conn:
         rows = conn.execute(
             update(D).where(D.c.state == DeliveryState.sending, D.c.claimed_at < cutoff)
             .values(state=DeliveryState.deferred, error="claim went stale (worker lost)")
             .returning(D.c.issue_id)).all()
         conn.commit()
+        stalled = stalled_issues(conn, now - timedelta(seconds=settings.redispatch_after_seconds),
+                                 now - timedelta(hours=24))
     for issue_id in sorted({r[0] for r in rows}):
         log.warning("recovered stale claims of issue %s", issue_id)
         jobs.run("dispatch_issue", issue_id)
+    for issue_id in sorted(stalled - {r[0] for r in rows}):
+        log.warning("issue %s has open deliveries and no progress: dispatching again", issue_id)
+        jobs.run("dispatch_issue", issue_id)
     return len(rows)
+
+
+def stalled_issues(conn: Connection, quiet_since: datetime, created_since: datetime) -> set[int]:
+    """Issues created since `created_since` with claimable rows and no claim since `quiet_since`."""
+    issues = Issue.__table__
+    open_rows = func.sum(case((D.c.state.in_(CLAIMABLE), 1), else_=0))
+    last_activity = func.coalesce(func.max(D.c.claimed_at), issues.c.planned_at,
+                                  issues.c.created_at)
+    stmt = (select(D.c.issue_id).join(issues, issues.c.id == D.c.issue_id)
+            .where(issues.c.created_at >= created_since)
+            .group_by(D.c.issue_id, issues.c.planned_at, issues.c.created_at)
+            .having(open_rows > 0, last_activity < quiet_since))
+    found = set(conn.execute(stmt).scalars())
+    conn.commit()
+    return found
 
 
 def due_frequencies(settings: Settings, now: datetime) -> list[Frequency]:

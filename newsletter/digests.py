@@ -9,11 +9,16 @@ escaped per-reader values: string work only. A test holds this equal to a plain 
 
 from __future__ import annotations
 
+import json
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
+from jinja2 import Template, pass_environment
+from jinja2.filters import do_wordwrap
 from markupsafe import escape
 from sqlalchemy import literal, or_
 from sqlmodel import Session, select
@@ -37,6 +42,7 @@ from newsletter.ranking import PaperIndex, PaperText, RankedItem, build_index, r
 from newsletter.templating import html_env, text_env
 
 MAX_CANDIDATES = 100
+RANK_CACHE_SIZE = 512  # rankings remembered per issue (readers who share interests share them)
 ABSTRACT_CHARS = 420
 WINDOW = {Frequency.weekly: timedelta(days=7), Frequency.daily: timedelta(days=2)}
 
@@ -253,6 +259,25 @@ class IssueTemplate:
         return html
 
 
+@lru_cache(maxsize=4096)
+def _wrapped(env, text_: str, args: tuple, kwargs: tuple) -> str:
+    return do_wordwrap(env, text_, *args, **dict(kwargs))
+
+
+@pass_environment
+def _wordwrap_once(env, text_: str, *args, **kwargs) -> str:
+    """Jinja's wordwrap, remembered: a paper's abstract is wrapped once, not once per reader."""
+    return _wrapped(env, text_, args, tuple(kwargs.items()))
+
+
+@lru_cache(maxsize=1)
+def text_template() -> Template:
+    """The digest's plain-text template, in an overlay whose wordwrap filter is remembered."""
+    env = text_env().overlay(cache_size=10)
+    env.filters = {**env.filters, "wordwrap": _wordwrap_once}
+    return env.get_template("email/digest/body.txt")
+
+
 class DigestRenderer:
     """Everything about one issue that does not depend on the reader, computed once."""
 
@@ -266,6 +291,7 @@ class DigestRenderer:
         self.index: PaperIndex = build_index([paper_text(p) for p in papers],
                                              now or issue.created_at)
         self.template = IssueTemplate.build(settings, issue, self.views)
+        self._ranked: OrderedDict[tuple, tuple[RankedItem, ...]] = OrderedDict()
 
     @classmethod
     def load(cls, session: Session, settings: Settings, issue: Issue) -> "DigestRenderer":
@@ -274,8 +300,23 @@ class DigestRenderer:
         return cls(settings, issue, list(papers))
 
     def rank(self, sub: Subscriber, exclude: set[int] = frozenset()) -> list[RankedItem]:
-        return rank_papers(self.index, sub.interests, profile=sub.profile or None,
-                           exclude=exclude, limit=sub.max_papers)
+        """The reader's papers, best first. Ranking is a pure function of the interests, the
+        learned profile, the papers already sent and the limit, and many readers share those
+        (no interests at all, the same few words), so the last RANK_CACHE_SIZE rankings of the
+        issue are remembered."""
+        profile = sub.profile or None
+        key = (sub.interests, json.dumps(profile, sort_keys=True) if profile else "",
+               frozenset(exclude), sub.max_papers)
+        ranked = self._ranked.get(key)
+        if ranked is None:
+            ranked = tuple(rank_papers(self.index, sub.interests, profile=profile,
+                                       exclude=exclude, limit=sub.max_papers))
+            self._ranked[key] = ranked
+            if len(self._ranked) > RANK_CACHE_SIZE:
+                self._ranked.popitem(last=False)
+        else:
+            self._ranked.move_to_end(key)
+        return list(ranked)
 
     def rank_ids(self, sub: Subscriber, paper_ids: list[int]) -> list[RankedItem]:
         """The reader's ranking restricted to `paper_ids`, in the order given (as sent)."""
@@ -299,6 +340,6 @@ class DigestRenderer:
         html = self.template.assemble(items, {
             "email": sub.email, "intro": context["intro"], "view_url": rl.view_url,
             "preferences_url": rl.preferences_url, "unsubscribe_url": rl.unsubscribe_url})
-        body = text_env().get_template("email/digest/body.txt").render(context)
+        body = text_template().render(context)
         return RenderedEmail(subject=render_subject("digest", context), text=body.strip() + "\n",
                              html=html)

@@ -7,8 +7,13 @@ makes confirmation links single-use. Signatures are HMACs checked in constant ti
 
 from __future__ import annotations
 
+import base64
+import hmac
+import struct
+import time
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -49,10 +54,47 @@ def max_age(settings: Settings, purpose: Purpose) -> int:
     return settings.link_token_days * 86400
 
 
+@lru_cache(maxsize=64)
+def _signing_key(secret_key: str, purpose: Purpose) -> bytes:
+    """The HMAC key itsdangerous derives from the secret and the purpose's salt."""
+    return URLSafeTimedSerializer(secret_key, salt=f"newsletter.{purpose.value}") \
+        .make_signer().derive_key()
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+_TIMESTAMP = struct.Struct(">Q")
+_stamp: tuple[int, bytes] = (0, b"")
+
+
+def _timestamp() -> bytes:
+    """itsdangerous' timestamp field for now, encoded once a second."""
+    global _stamp
+    now = int(time.time())
+    if _stamp[0] != now:
+        _stamp = (now, _b64(_TIMESTAMP.pack(now).lstrip(b"\x00")))
+    return _stamp[1]
+
+
 def make_token(settings: Settings, purpose: Purpose, subscriber_id: int, version: int,
                **extra: Any) -> str:
-    """A URL-safe token for one subscriber and one purpose."""
-    return _serializer(settings, purpose).dumps({"s": subscriber_id, "v": version, **extra})
+    """A URL-safe token for one subscriber and one purpose, checked by `read_token`.
+
+    A digest signs ~25 links, so the usual small all-integer payload is signed here directly, in
+    exactly the format `URLSafeTimedSerializer.dumps` writes (a test holds it to that): the
+    derived key is cached and the HMAC is one C call. itsdangerous would also try zlib on the
+    payload (it never wins on ~40 bytes of JSON, and costs more than the rest); anything else
+    goes through itsdangerous itself.
+    """
+    data = {"s": subscriber_id, "v": version, **extra}
+    if not all(type(v) is int for v in data.values()) or len(data) > 8:  # noqa: E721 - no bool
+        return _serializer(settings, purpose).dumps(data)
+    payload = ",".join([f'"{k}":{v}' for k, v in data.items()])
+    value = _b64(b"{" + payload.encode("ascii") + b"}") + b"." + _timestamp()
+    signature = hmac.digest(_signing_key(settings.secret_key, purpose), value, "sha1")
+    return (value + b"." + _b64(signature)).decode("ascii")
 
 
 def read_token(settings: Settings, purpose: Purpose, token: str) -> TokenData:

@@ -8,8 +8,12 @@ the result with the standard library's parser to hold it to the same structure.
 
 from __future__ import annotations
 
+import base64
 import binascii
+import hashlib
+import re
 import secrets
+import time
 from dataclasses import dataclass, field
 from email.header import Header
 from email.utils import formatdate, make_msgid
@@ -41,6 +45,12 @@ def _header_value(value: str, name: str) -> bytes:
         raise ValueError(f"header {name} contains a line break")
     if value.isascii() and len(value) + len(name) < 900:
         return value.encode("ascii")
+    return _encoded_header(value, name)
+
+
+@lru_cache(maxsize=1024)
+def _encoded_header(value: str, name: str) -> bytes:
+    """RFC 2047, remembered: ~0.3 ms a call, and a digest's subjects repeat across readers."""
     return Header(value, "utf-8", header_name=name).encode(linesep="\r\n").encode("ascii")
 
 
@@ -58,6 +68,44 @@ def _address_value(value: str, name: str) -> bytes:
 
 
 def _qp(text: str) -> bytes:
+    """Quoted-printable with CRLF line ends.
+
+    Quoted-printable encodes each line on its own, and a digest's lines are mostly the same for
+    every reader (only links, the address and the reasons differ), so lines are encoded once and
+    remembered. Equal to encoding the whole text (a test holds it to that); text with a CR in it
+    takes the whole-text path.
+    """
+    if "\r" in text:
+        body = binascii.b2a_qp(text.encode("utf-8"), istext=True)
+        return body.replace(b"\r\n", b"\n").replace(b"\n", CRLF)
+    cache, seen = _QP_LINES, _QP_SEEN
+    if len(cache) > QP_CACHE_LINES:
+        cache.clear()
+    if len(seen) > QP_CACHE_LINES:
+        seen.clear()
+    *lines, last = text.split("\n")
+    out = []
+    for line in lines:  # each encoded as it is in the text: followed by a line break
+        encoded = cache.get(line)
+        if encoded is None:
+            encoded = binascii.b2a_qp((line + "\n").encode("utf-8"), istext=True)[:-1]
+            encoded = encoded.replace(b"\n", CRLF)
+            if line in seen:  # kept from its second use on: lines with a reader's links in
+                cache[line] = encoded  # them come once and would only push the others out
+            else:
+                seen.add(line)
+        out.append(encoded)
+    out.append(binascii.b2a_qp(last.encode("utf-8"), istext=True).replace(b"\n", CRLF))
+    return CRLF.join(out)
+
+
+QP_CACHE_LINES = 4096  # about two issues of template lines; bounded so memory stays flat
+_QP_LINES: dict[str, bytes] = {}
+_QP_SEEN: set[str] = set()
+
+
+def _qp_whole(text: str) -> bytes:
+    """The plain way, for tests to compare with."""
     body = binascii.b2a_qp(text.encode("utf-8"), istext=True)
     return body.replace(b"\r\n", b"\n").replace(b"\n", CRLF)
 
@@ -97,12 +145,89 @@ def _dkim_key(path: str) -> bytes:
 
 
 def dkim_sign(message: bytes, *, selector: str, domain: str, key_path: str | Path) -> bytes:
-    """Prepend a DKIM-Signature covering From and both List-Unsubscribe headers (RFC 8058 §4)."""
+    """Prepend a DKIM-Signature covering From and both List-Unsubscribe headers (RFC 8058 §4).
+
+    rsa-sha256 with relaxed/simple canonicalisation. The signature is computed here (RFC 6376
+    §3.4, §3.7) with the RSA step in OpenSSL via `cryptography`, about 1 ms, where dkimpy's
+    pure-Python RSA takes ~9 ms a message; tests verify the result with dkimpy. Keys that are not
+    RSA, or a missing `cryptography`, go through dkimpy.
+    """
+    head, sep, body = message.partition(b"\r\n\r\n")
+    fields = _header_fields(head)
+    present = {name for name, _ in fields}
+    headers = [h for h in DKIM_HEADERS if h in present]
+    key = _rsa_key(str(key_path))
+    if key is None:
+        return _dkimpy_sign(message, selector, domain, key_path, headers)
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    body = body if sep else b""
+    while body.endswith(b"\r\n\r\n"):  # simple body: no empty lines at the end, one CRLF
+        body = body[:-2]
+    if not body.endswith(CRLF):
+        body += CRLF
+    body_hash = base64.b64encode(hashlib.sha256(body).digest())
+    signed = b"".join(_relaxed(*field) for field in _pick_fields(fields, headers))
+    sig_header = (b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/simple; d=" + domain.encode()
+                  + b"; s=" + selector.encode() + b";\r\n\tt=" + str(int(time.time())).encode()
+                  + b"; h=" + b":".join(headers) + b";\r\n\tbh=" + body_hash + b";\r\n\tb=")
+    name, value = sig_header.split(b":", 1)
+    signed += _relaxed(b"dkim-signature", value)[:-2]  # the signature's own header, b= empty
+    signature = base64.b64encode(key.sign(signed, padding.PKCS1v15(), hashes.SHA256()))
+    folded = b"\r\n\t".join(signature[i:i + 72] for i in range(0, len(signature), 72))
+    return sig_header + folded + CRLF + message
+
+
+def _header_fields(head: bytes) -> list[tuple[bytes, bytes]]:
+    """(lower-case name, raw value with its folds) of each header field, in order."""
+    fields: list[tuple[bytes, bytes]] = []
+    for line in head.split(CRLF):
+        if line[:1] in (b" ", b"\t") and fields:
+            name, value = fields[-1]
+            fields[-1] = (name, value + CRLF + line)
+        elif b":" in line:
+            name, value = line.split(b":", 1)
+            fields.append((name.strip(b" \t").lower(), value))
+    return fields
+
+
+def _pick_fields(fields: list[tuple[bytes, bytes]], names: list[bytes]):
+    """The fields named in h=, in that order; a repeated name takes the next one up from the
+    bottom (RFC 6376 §5.4.2)."""
+    used: dict[bytes, int] = {}
+    for name in names:
+        matches = [f for f in fields if f[0] == name]
+        n = used.get(name, 0)
+        used[name] = n + 1
+        if n < len(matches):
+            yield matches[len(matches) - 1 - n]
+
+
+_WSP = re.compile(rb"[ \t]+")
+
+
+def _relaxed(name: bytes, value: bytes) -> bytes:
+    """Relaxed header canonicalisation (RFC 6376 §3.4.2), with its CRLF."""
+    value = _WSP.sub(b" ", value.replace(CRLF, b"")).strip(b" \t")
+    return name + b":" + value + CRLF
+
+
+@lru_cache(maxsize=4)
+def _rsa_key(path: str):
+    try:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    except ImportError:
+        return None
+    key = load_pem_private_key(_dkim_key(path), password=None)
+    return key if isinstance(key, rsa.RSAPrivateKey) else None
+
+
+def _dkimpy_sign(message: bytes, selector: str, domain: str, key_path: str | Path,
+                 headers: list[bytes]) -> bytes:
     import dkim
 
-    present = {line.split(b":", 1)[0].strip().lower()
-               for line in message.split(b"\r\n\r\n", 1)[0].split(CRLF) if b":" in line}
-    headers = [h for h in DKIM_HEADERS if h in present]
     sig = dkim.sign(message, selector.encode(), domain.encode(), _dkim_key(str(key_path)),
                     include_headers=headers, canonicalize=(b"relaxed", b"simple"))
     return sig + message

@@ -1,0 +1,222 @@
+"""The send path's shortcuts give the same results as the plain ways they replace.
+
+Fast token signing, line-cached quoted-printable, the OpenSSL DKIM signer, remembered rankings,
+and the overlapped "sent" UPDATE (see benchmarks/RESULTS.md for what each one buys).
+"""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import random
+import time
+from unittest import mock
+
+import pytest
+from sqlmodel import select
+
+from newsletter.config import Settings
+from newsletter.mail import message as mime
+from newsletter.tokens import Purpose, _serializer, make_token, read_token
+
+SECRET = "test-secret-0123456789abcdef"
+
+
+# ---- tokens ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("purpose", list(Purpose))
+def test_fast_tokens_are_exactly_what_itsdangerous_writes(purpose):
+    settings = Settings(mode="test", secret_key=SECRET)
+    now = time.time() - 5
+    for sid, version, extra in [(1, 0, {}), (123456, 3, {"i": 5, "p": 42, "d": -1}),
+                                (7, 1, {"i": 99}), (2**40, 12, {"i": 0, "p": 1, "d": 1})]:
+        with mock.patch("time.time", return_value=now):
+            fast = make_token(settings, purpose, sid, version, **extra)
+            plain = _serializer(settings, purpose).dumps({"s": sid, "v": version, **extra})
+        assert fast == plain
+        data = read_token(settings, purpose, fast)
+        assert (data.subscriber_id, data.version, data.extra) == (sid, version, extra)
+
+
+def test_tokens_with_other_payloads_still_go_through_itsdangerous():
+    settings = Settings(mode="test", secret_key=SECRET)
+    token = make_token(settings, Purpose.view, 5, 0, note="é" * 10, flag=True)
+    assert read_token(settings, Purpose.view, token).extra == {"note": "é" * 10, "flag": True}
+
+
+# ---- quoted-printable -----------------------------------------------------------------------
+
+def test_line_cached_quoted_printable_equals_encoding_the_whole_text():
+    rng = random.Random(4)
+    for alphabet in ("ab =\t.é数x\n\n" + "y" * 10, "a \t\n=", "x" * 30 + " \n\t=é"):
+        for _ in range(3000):
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 300)))
+            if rng.random() < 0.2:
+                text += " " * rng.randint(1, 3)
+            if rng.random() < 0.1:
+                text = "x" * rng.randint(70, 200) + "\n" + text
+            assert mime._qp(text) == mime._qp_whole(text), repr(text)
+    assert mime._qp("a\r\nb \r\n") == mime._qp_whole("a\r\nb \r\n")
+
+
+# ---- DKIM -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def dkim_key(tmp_path_factory):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    folder = tmp_path_factory.mktemp("dkim")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    (folder / "k.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    pub = key.public_key().public_bytes(serialization.Encoding.DER,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(pub)
+    return folder / "k.pem", (lambda name, timeout=5: record
+                              if name == b"s1._domainkey.news.example.org." else None)
+
+
+def signed_digest_like(key_path, **headers) -> bytes:
+    env = mime.Envelope(
+        mail_from="Paper Digest <digest@news.example.org>", to="ada@example.org",
+        subject="Paper Digest, week 48 of 2026: Résumé — " + "数学 " * 30,
+        message_id=mime.new_message_id("news.example.org", "3.7"),
+        headers={"List-Id": "Paper Digest <digest.news.example.org>",
+                 "List-Unsubscribe": "<https://news.example.org/unsubscribe/abc>",
+                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click", **headers})
+    raw = mime.build_message(env, "Hello\n\n" + "word " * 400 + "\n\n\n", "<p>hi</p>\n" * 2000)
+    return mime.dkim_sign(raw, selector="s1", domain="news.example.org", key_path=key_path)
+
+
+def test_fast_dkim_signature_verifies_with_dkimpy_and_covers_one_click(dkim_key):
+    dkim = pytest.importorskip("dkim")
+    key_path, dns = dkim_key
+    raw = signed_digest_like(key_path)
+    assert raw.startswith(b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/simple;")
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    assert dkim.verify(raw, dnsfunc=dns)
+    tag = raw.split(b"h=", 1)[1].split(b";", 1)[0].replace(b"\r\n", b"").replace(b"\t", b"")
+    assert {b"from", b"subject", b"list-unsubscribe", b"list-unsubscribe-post"} <= \
+        set(tag.split(b":"))
+    for before, after in [(b"List-Unsubscribe=One-Click", b"List-Unsubscribe=Nothing"),
+                          (b"ada@example.org", b"eve@example.org"),
+                          (b"word word", b"word sword")]:
+        assert not dkim.verify(raw.replace(before, after, 1), dnsfunc=dns), before
+    # relaxed/simple: refolded header whitespace is fine, an added trailing empty line too
+    assert dkim.verify(raw.replace(b"List-Id: ", b"List-Id:  \t ") + b"\r\n", dnsfunc=dns)
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_fast_dkim_agrees_with_dkimpy_on_what_it_signs(dkim_key):
+    dkim = pytest.importorskip("dkim")
+    key_path, dns = dkim_key
+    env = mime.Envelope(mail_from="a@news.example.org", to="b@example.org", subject="x",
+                        message_id="<1@news.example.org>", date="Thu, 26 Nov 2026 07:00:00 +0000")
+    raw = mime.build_message(env, "t", "h")
+    ours = mime.dkim_sign(raw, selector="s1", domain="news.example.org", key_path=key_path)
+    theirs = mime._dkimpy_sign(raw, "s1", "news.example.org", key_path,
+                               [b"from", b"to", b"subject", b"date"])
+    assert dkim.verify(ours, dnsfunc=dns) and dkim.verify(theirs, dnsfunc=dns)
+
+    def bh(signed: bytes) -> bytes:
+        return signed.split(b"bh=", 1)[1].split(b";", 1)[0]
+
+    assert bh(ours) == bh(theirs)  # the same body hash: the same body canonicalisation
+
+
+# ---- rankings remembered per issue ----------------------------------------------------------
+
+def test_remembered_rankings_equal_fresh_ones(configure, sqlite_url):
+    from newsletter import admin
+    from newsletter.db import session_scope
+    from newsletter.digests import DigestRenderer, plan_issue
+    from newsletter.models import Frequency, Issue, Paper, Subscriber
+    from newsletter.papers import sample_feed_path
+    from newsletter.ranking import rank_papers
+
+    settings = configure(NEWSLETTER_DATABASE_URL=sqlite_url)
+    admin.ingest(settings, path=sample_feed_path())
+    with session_scope() as session:
+        issue, _ = plan_issue(session, Frequency.weekly)
+        issue = session.get(Issue, issue.id)
+        papers = session.exec(select(Paper)).all()
+    renderer = DigestRenderer(settings, issue, list(papers))
+    some = sorted(renderer.views)[:3]
+    readers = [("", {}, set(), 10), ("robot learning", {}, set(), 10),
+               ("robot learning", {}, {some[0]}, 10), ("robot learning", {}, set(), 5),
+               ("robot learning", {"terms": {"diffusion": 2.0}, "votes": 2}, set(), 10),
+               ("medical imaging", {}, set(), 10)]
+    for round_ in range(2):  # the second round is served from memory
+        for n, (interests, profile, exclude, limit) in enumerate(readers):
+            sub = Subscriber(id=n + 1, email=f"r{n}@example.org", email_key=f"r{n}",
+                             interests=interests, profile=profile, max_papers=limit)
+            fresh = rank_papers(renderer.index, interests, profile=profile or None,
+                                exclude=exclude, limit=limit)
+            assert renderer.rank(sub, exclude) == fresh, (round_, interests, exclude, limit)
+
+
+# ---- the overlapped "sent" UPDATE -----------------------------------------------------------
+
+def _batch_world(configure, pg_url, smtp_server, readers: int):
+    from newsletter import admin
+    from newsletter.db import session_scope
+    from newsletter.digests import plan_issue
+    from newsletter.models import Delivery, Frequency, Subscriber, SubscriberStatus
+    from newsletter.papers import sample_feed_path
+
+    box, port = smtp_server
+    settings = configure(NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_SMTP_HOST="127.0.0.1",
+                         NEWSLETTER_SMTP_PORT=str(port))
+    admin.ingest(settings, path=sample_feed_path())
+    with session_scope() as session:
+        for i in range(readers):
+            session.add(Subscriber(email=f"r{i}@example.org", email_key=f"r{i}@example.org",
+                                   interests="robot learning" if i % 2 else "",
+                                   status=SubscriberStatus.confirmed))
+    with session_scope() as session:
+        issue, _ = plan_issue(session, Frequency.weekly)
+        ids = list(session.exec(select(Delivery.id).where(Delivery.issue_id == issue.id)))
+    return box, issue.id, ids
+
+
+def test_sent_rows_recorded_in_flight_carry_everything(configure, pg_url, smtp_server):
+    from newsletter.db import session_scope
+    from newsletter.delivery import send_batch
+    from newsletter.models import Delivery, DeliveryState
+
+    box, issue_id, ids = _batch_world(configure, pg_url, smtp_server, 6)
+    assert send_batch(issue_id, ids)["sent"] == 6
+    with session_scope() as session:
+        rows = session.exec(select(Delivery)).all()
+    assert {r.state for r in rows} == {DeliveryState.sent}
+    sent_ids = {m["Message-ID"] for m in box.parsed()}
+    for row in rows:
+        assert row.smtp_code == 250 and row.sent_at is not None and row.error is None
+        assert row.message_id in sent_ids and len(row.paper_ids) == 10
+
+
+def test_a_failed_in_flight_update_is_recorded_the_plain_way(configure, pg_url, smtp_server,
+                                                             monkeypatch):
+    from newsletter import delivery
+    from newsletter.delivery import send_batch
+
+    box, issue_id, ids = _batch_world(configure, pg_url, smtp_server, 4)
+    calls = {"n": 0}
+    real = delivery.SentRecorder._collect
+
+    def flaky(pgconn):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the database connection breaks while the UPDATE is in flight
+            pgconn.finish()
+            raise OSError("connection lost")
+        return real(pgconn)
+
+    monkeypatch.setattr(delivery.SentRecorder, "_collect", staticmethod(flaky))
+    assert send_batch(issue_id, ids)["sent"] == 4
+    assert calls["n"] >= 2  # the broken one was recorded again through _record_sent
+    assert delivery.delivery_counts(issue_id)["sent"] == 4
+    assert len(box.messages) == 4
