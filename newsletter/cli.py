@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -46,6 +47,11 @@ def settings() -> Settings:
         return get_settings()
     except ConfigError as exc:
         raise fail(str(exc)) from exc
+
+
+@contextmanager
+def _quiet():
+    yield
 
 
 def emit_json(data) -> None:
@@ -107,7 +113,8 @@ def subscribers_add(email: str, interests: str = "", frequency: str = "weekly",
                     max_papers: int = 10,
                     confirmed: bool = typer.Option(
                         False, help="Skip double opt-in: only for addresses whose consent you "
-                                    "already hold (recorded as 'imported').")) -> None:
+                                    "already hold (recorded as 'imported')."),
+                    as_json: bool = typer.Option(False, "--json")) -> None:
     """Add a subscriber (sends a confirmation email unless --confirmed).
 
     Example: newsletter subscribers add ada@example.org --interests "graph neural networks"
@@ -120,6 +127,9 @@ def subscribers_add(email: str, interests: str = "", frequency: str = "weekly",
                                        confirmed)
     except InvalidInput as exc:
         raise fail(str(exc)) from exc
+    if as_json:
+        address, status = outcome.rsplit(": ", 1)
+        return emit_json({"email": address, "status": status})
     console.print(outcome)
 
 
@@ -179,8 +189,9 @@ def papers_ingest(
     from newsletter import admin
 
     try:
-        report = admin.ingest(settings(), path=path, source=source, week=week, date=date,
-                              query=query)
+        with console.status("Fetching papers…", spinner="dots") if not as_json else _quiet():
+            report = admin.ingest(settings(), path=path, source=source, week=week, date=date,
+                                  query=query)
     except (ValueError, OSError) as exc:
         raise fail(str(exc)) from exc
     if as_json:
@@ -249,8 +260,10 @@ def send(now: bool = typer.Option(False, "--now", help="Plan and send the curren
         console.print(f"Dry run: issue {result['period']} would go to {result['due']} "
                       f"subscriber(s) with {result['papers']} candidate papers. Nothing sent.")
         return
-    console.print(f"Issue {result['issue_id']} ({result['period']}): planned {result['planned']} "
-                  f"new deliveries; now {result['counts']}.")
+    c = result["counts"]
+    console.print(f"Issue {result['issue_id']} ({result['period']}): {result['planned']} new "
+                  f"deliveries planned. Sent {c['sent']}, skipped {c['skipped']}, failed "
+                  f"{c['failed']}, still open {c['pending'] + c['deferred'] + c['sending']}.")
 
 
 @issues_app.command("list")
