@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     paper_source_path: Path | None = None  # for the file source; default: the bundled sample
     arxiv_query: str = "cat:cs.LG"
     huggingface_url: str = "https://huggingface.co/api/daily_papers"
+    huggingface_token: str | None = None  # raises the Hub's rate limit; reads need none
     arxiv_url: str = "https://export.arxiv.org/api/query"
     batch_size: int = Field(default=100, ge=1, le=5000)
     stale_claim_seconds: int = 120

@@ -677,6 +677,15 @@ class TestLoadSource:
 
         assert server.hits[0].query["date"] == "2025-09-08"
 
+    def test_the_configured_token_is_sent(self, server: StubServer) -> None:
+        server.routes["/api/daily_papers"] = json_reply([])
+        settings = self.settings(huggingface_url=server.url("/api/daily_papers"),
+                                 huggingface_token="hf_configured")
+
+        load_source(settings, source="huggingface", date="2025-09-08")
+
+        assert server.hits[0].headers["Authorization"] == "Bearer hf_configured"
+
     @pytest.mark.parametrize(
         "options",
         [{"path": "x.json", "week": "2025-W37"}, {"source": "arxiv", "week": "2025-W37"},

@@ -101,7 +101,8 @@ def load_source(
     kind = _choose_source(settings, source, path=path, week=week, date=date, query=query)
     if kind == "huggingface":
         url = settings.huggingface_url
-        return fetch_daily_papers(base_url=url, week=week, date=date, client=client)
+        return fetch_daily_papers(base_url=url, week=week, date=date, client=client,
+                                  token=settings.huggingface_token)
     if kind == "arxiv":
         query = query or settings.arxiv_query
         return fetch_arxiv(base_url=settings.arxiv_url, query=query, client=client)
