@@ -69,8 +69,13 @@ class EvalQuery:
 
 
 def default_papers_path() -> Path:
-    """shared/data/trending-papers.json in the directory beside the repository."""
-    return REPO.parent / "shared" / "data" / "trending-papers.json"
+    """shared/data/trending-papers.json beside the repository, else the bundled sample feed.
+
+    The sample feed (newsletter/data/sample_feed.json) carries the same 75 titles and abstracts,
+    so a clone without ../shared measures the same thing.
+    """
+    shared = REPO.parent / "shared" / "data" / "trending-papers.json"
+    return shared if shared.is_file() else REPO / "newsletter" / "data" / "sample_feed.json"
 
 
 def synthetic_upvotes(title: str) -> int:

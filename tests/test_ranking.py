@@ -483,8 +483,6 @@ def _benchmark():
 
 def test_ranking_beats_tfidf_on_the_labelled_interests():
     bench = _benchmark()
-    if not bench.default_papers_path().is_file():
-        pytest.skip(f"shared papers file not found at {bench.default_papers_path()}")
     papers = bench.load_papers()
     results = bench.evaluate(papers, bench.load_queries(papers))
     ours, tfidf = results["ours"], results["tfidf_cosine"]
@@ -495,8 +493,6 @@ def test_ranking_beats_tfidf_on_the_labelled_interests():
 
 def test_votes_teach_the_digest_in_the_feedback_simulation():
     bench = _benchmark()
-    if not bench.default_papers_path().is_file():
-        pytest.skip(f"shared papers file not found at {bench.default_papers_path()}")
     papers = bench.load_papers()
     result = bench.simulate_feedback(papers, bench.load_queries(papers))
     without, learned = result["without_feedback_p@5"], result["with_feedback_p@5"]
