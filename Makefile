@@ -36,6 +36,10 @@ worker: install
 beat: install
 	$(BIN)/celery -A workers beat --loglevel=INFO
 
+lint: install-test
+	$(BIN)/pip install -q ruff
+	$(BIN)/ruff check newsletter workers tests benchmarks
+
 bench: install-test services
 	$(BIN)/python benchmarks/ranking_eval.py
 	$(BIN)/python benchmarks/send_throughput.py --subscribers 20000

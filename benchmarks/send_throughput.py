@@ -64,8 +64,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-PG_ADMIN = os.environ.get("NEWSLETTER_BENCH_PG", os.environ.get(
-    "NEWSLETTER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
+from newsletter.testing import PG_ADMIN as TEST_PG
+from newsletter.testing import create_pg_database, drop_pg_database
+
+PG_ADMIN = os.environ.get("NEWSLETTER_BENCH_PG", TEST_PG)
 REDIS = os.environ.get("NEWSLETTER_BENCH_REDIS", os.environ.get(
     "NEWSLETTER_TEST_REDIS", "redis://127.0.0.1:6379"))
 SHARED_PAPERS = ROOT.parent / "shared" / "data" / "trending-papers.json"
@@ -124,26 +126,14 @@ def log(msg: str, quiet: bool) -> None:
 
 
 def create_database() -> str:
-    from sqlalchemy import create_engine, text
-
-    name = f"nl_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    return create_pg_database("nl_bench", PG_ADMIN)
 
 
 def drop_database(url: str) -> None:
-    from sqlalchemy import create_engine, text
-
     from newsletter.db import dispose_engines
 
     dispose_engines()
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-    admin.dispose()
+    drop_pg_database(url, PG_ADMIN)
 
 
 def private_redis_db() -> tuple[str, str]:
@@ -652,7 +642,8 @@ def run(args: argparse.Namespace) -> dict:
 
         sink_before = sink.count(settle=0.2) if sink else None
         sampler = Sampler(workers)
-        profiler = start_profiler(workers.proc.pid, Path(args.profile), args.profile_idle) if args.profile else None
+        profiler = (start_profiler(workers.proc.pid, Path(args.profile), args.profile_idle)
+                    if args.profile else None)
         cpu_before = cpu_seconds(workers.proc.pid)
         host_before = host_cpu()
         sampler.start()

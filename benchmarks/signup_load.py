@@ -47,8 +47,16 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-PG_ADMIN = os.environ.get("NEWSLETTER_BENCH_PG", os.environ.get(
-    "NEWSLETTER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
+from newsletter.testing import (  # noqa: E402
+    PG_ADMIN as TEST_PG,
+)
+from newsletter.testing import (
+    create_pg_database,
+    drop_pg_database,
+    wait_healthy,
+)
+
+PG_ADMIN = os.environ.get("NEWSLETTER_BENCH_PG", TEST_PG)
 ABUSER_IP = "203.0.113.66"
 
 
@@ -111,17 +119,11 @@ class Stack:
     """A throwaway PostgreSQL database, a private Redis and a uvicorn process."""
 
     def __init__(self, limit: int, web_workers: int) -> None:
-        from sqlalchemy import create_engine, text
 
         from newsletter.migrate import upgrade
 
         self.tmp = Path(tempfile.mkdtemp(prefix="signup-load-"))
-        self.db_name = f"nl_bench_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{self.db_name}"'))
-        admin.dispose()
-        self.db_url = PG_ADMIN.rsplit("/", 1)[0] + f"/{self.db_name}"
+        self.db_url = create_pg_database("nl_bench", PG_ADMIN)
         upgrade(self.db_url)
 
         redis_bin = shutil.which("redis-server")
@@ -154,22 +156,13 @@ class Stack:
         self._wait_ready()
 
     def _wait_ready(self) -> None:
-        import httpx
-
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.web.poll() is not None:
-                raise SystemExit(f"uvicorn exited: {(self.tmp / 'web.log').read_text()[-2000:]}")
-            time.sleep(0.1)
-        raise SystemExit("uvicorn did not start")
+        try:
+            wait_healthy(self.url, alive=lambda: self.web.poll() is None,
+                         describe=lambda: (self.tmp / "web.log").read_text()[-2000:])
+        except (RuntimeError, TimeoutError) as exc:
+            raise SystemExit(f"uvicorn did not start: {exc}") from exc
 
     def close(self) -> None:
-        from sqlalchemy import create_engine, text
 
         for proc in (self.web, self.redis):
             if proc.poll() is None:
@@ -178,10 +171,7 @@ class Stack:
                     proc.wait(10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)'))
-        admin.dispose()
+        drop_pg_database(self.db_url, PG_ADMIN)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 

@@ -25,8 +25,8 @@ from sqlmodel import Session, select
 
 from newsletter import links
 from newsletter.config import Settings
-from newsletter.mail.render import RenderedEmail, inline_css, render_subject
 from newsletter.db import insert_ignore
+from newsletter.mail.render import RenderedEmail, inline_css, render_subject
 from newsletter.models import (
     Delivery,
     DeliveryState,
@@ -37,8 +37,7 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
-from newsletter.ranking import PaperIndex, PaperText, RankedItem, build_index, rank_papers, \
-    trending_score
+from newsletter.ranking import PaperIndex, PaperText, RankedItem, build_index, rank_papers, trending_score
 from newsletter.templating import html_env, text_env
 
 MAX_CANDIDATES = 100

@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
+from newsletter.testing import create_pg_database, drop_pg_database, wait_healthy
+
 ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN = os.environ.get("NEWSLETTER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("NEWSLETTER_TEST_REDIS", "redis://127.0.0.1:6379")
 SECRET = "test-secret-0123456789abcdef"
 
@@ -41,27 +41,6 @@ def free_port() -> int:
 
 
 # ---- databases ------------------------------------------------------------------------------
-
-def create_pg_database() -> str:
-    from sqlalchemy import create_engine, text
-
-    name = f"nl_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-
-
-def drop_pg_database(url: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    name = url.rsplit("/", 1)[1]
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
 
 @contextmanager
 def migrated_pg() -> Iterator[str]:
@@ -249,17 +228,8 @@ class WebServer:
             [sys.executable, "-m", "uvicorn", "--factory", "newsletter.web:create_app",
              "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"web server exited: {log_path.read_text()[-2000:]}")
-            time.sleep(0.1)
-        raise TimeoutError("web server did not start")
+        wait_healthy(self.url, alive=lambda: self.proc.poll() is None,
+                     describe=lambda: log_path.read_text()[-2000:])
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -22,7 +22,8 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, insert, text
 
-from tests.conftest import PG_ADMIN, ROOT, free_port
+from newsletter.testing import PG_ADMIN
+from tests.conftest import ROOT, free_port
 
 TOPICS = ["large language models and agents using tools", "medical image segmentation",
           "robot learning and reinforcement learning for control", "diffusion models for video",

@@ -15,7 +15,6 @@ from newsletter.digests import DigestItem, full_context, plan_issue, reader_link
 from newsletter.mail.render import render_email
 from newsletter.models import (
     Delivery,
-    DeliveryState,
     Frequency,
     Issue,
     Paper,

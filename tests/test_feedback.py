@@ -37,7 +37,7 @@ def vote_links(msg) -> list[tuple[str, str, str]]:
     body = text_part(msg)
     blocks = re.findall(r"^\d+\. (.+?)$.*?More like this: (\S+)\s+Less like this: (\S+)", body,
                         flags=re.M | re.S)
-    return [(t, "/" + m.split("/", 3)[3], "/" + l.split("/", 3)[3]) for t, m, l in blocks]
+    return [(t, "/" + m.split("/", 3)[3], "/" + x.split("/", 3)[3]) for t, m, x in blocks]
 
 
 def votes() -> list[Vote]:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import link_in, text_part
+from tests.conftest import link_in
 
 pytestmark = pytest.mark.integration
 
