@@ -41,7 +41,6 @@ with --profile-idle). Results and profiles: benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import multiprocessing
 import os
@@ -65,7 +64,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from newsletter.testing import PG_ADMIN as TEST_PG
-from newsletter.testing import create_pg_database, drop_pg_database
+from newsletter.testing import create_pg_database, dkim_test_key, drop_pg_database, stop_process
 
 PG_ADMIN = os.environ.get("NEWSLETTER_BENCH_PG", TEST_PG)
 REDIS = os.environ.get("NEWSLETTER_BENCH_REDIS", os.environ.get(
@@ -209,17 +208,8 @@ def ingest_papers(path: Path) -> int:
 
 
 def make_dkim_key(folder: Path) -> Path:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     path = folder / "dkim.pem"
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.TraditionalOpenSSL,
-                                       serialization.NoEncryption()))
-    pub = key.public_key().public_bytes(serialization.Encoding.DER,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo)
-    (folder / "dkim.txt").write_bytes(b"v=DKIM1; k=rsa; p=" + base64.b64encode(pub))
+    (folder / "dkim.txt").write_bytes(dkim_test_key(path))
     return path
 
 
@@ -291,11 +281,7 @@ class Sink:
             time.sleep(settle)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc, timeout=5)
 
 
 # ---- the raw SMTP limit -----------------------------------------------------------------------
@@ -414,13 +400,7 @@ class Workers:
         return [p for p in process_tree(self.proc.pid) if p != self.proc.pid]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_process(self.proc, timeout=20, group=True)
         self._log.close()
 
 

@@ -53,6 +53,7 @@ from newsletter.testing import (  # noqa: E402
 from newsletter.testing import (
     create_pg_database,
     drop_pg_database,
+    stop_process,
     wait_healthy,
 )
 
@@ -165,12 +166,7 @@ class Stack:
     def close(self) -> None:
 
         for proc in (self.web, self.redis):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_process(proc)
         drop_pg_database(self.db_url, PG_ADMIN)
         shutil.rmtree(self.tmp, ignore_errors=True)
 

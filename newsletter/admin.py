@@ -46,15 +46,15 @@ def list_subscribers(status: str | None = None) -> list[dict[str, Any]]:
 
 def add_subscriber(settings: Settings, email: str, interests: str, frequency: str,
                    max_papers: int, confirmed: bool) -> str:
+    client = subs.Client(user_agent="cli")
     with session_scope() as session:
-        subs.request_subscription(session, settings, email, interests)
-        sub = subs.find_by_email(session, email)
-        subs.apply_preferences(sub, frequency=frequency, max_papers=max_papers)
-        if confirmed and sub.status is SubscriberStatus.pending:
-            session.info.pop("after_commit", None)  # no confirmation email for an import
-            subs.transition(sub, SubscriberStatus.confirmed)
-            sub.confirmed_at = utcnow()
-            subs.record_consent(session, sub, "imported", subs.Client(user_agent="cli"))
+        if confirmed:
+            sub = subs.import_subscriber(session, settings, email, interests=interests,
+                                         frequency=frequency, max_papers=max_papers, client=client)
+        else:
+            subs.request_subscription(session, settings, email, interests, client)
+            sub = subs.find_by_email(session, email)
+            subs.apply_preferences(sub, frequency=frequency, max_papers=max_papers)
         return f"{sub.email}: {sub.status.value}"
 
 

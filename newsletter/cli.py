@@ -215,8 +215,6 @@ def preview(interests: Optional[str] = typer.Option(None, help="Free-text intere
     from newsletter import admin
     from newsletter.subscriptions import InvalidInput
 
-    if not interests and not subscriber and interests != "":
-        interests = ""
     try:
         result = admin.preview(settings(), interests=interests, email=subscriber, limit=limit)
     except (InvalidInput, LookupError) as exc:

@@ -29,6 +29,7 @@ from newsletter import jobs
 from newsletter.config import Settings, get_settings
 from newsletter.db import get_engine, session_scope
 from newsletter.digests import DigestRenderer, plan_issue
+from newsletter.logs import event
 from newsletter.mail.message import Envelope, new_message_id
 from newsletter.mail.senders import PermanentSendError, TransientSendError, open_sender
 from newsletter.mail.transactional import finish_message, list_headers
@@ -181,7 +182,7 @@ def send_batch(issue_id: int, delivery_ids: list[int]) -> dict:
             _release_after_error(conn, [d for d, _ in claimed], owner,
                                  f"batch interrupted: {exc!r}")
             raise
-    log.info("issue %s batch: %s", issue_id, result.as_dict())
+    event(log, "batch.done", issue_id=issue_id, batch=owner, **result.as_dict())
     if result.deferred:
         raise TransientSendError(f"{result.deferred} deliveries deferred; retrying")
     return result.as_dict()
@@ -274,7 +275,7 @@ def _record_sent(conn: Connection, delivery_id: int, owner: str, **values) -> No
             conn.rollback()
             if time.monotonic() > deadline:
                 raise
-            log.warning("database unavailable; retrying to record delivery %s", delivery_id)
+            event(log, "delivery.record_retry", logging.WARNING, delivery_id=delivery_id)
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 
@@ -369,7 +370,7 @@ def _release_after_error(conn: Connection, ids: list[int], owner: str, error: st
         conn.rollback()
         release(conn, ids, owner, error)
     except DBAPIError:
-        log.warning("could not release claims of batch %s; the stale sweep will", owner)
+        event(log, "batch.release_failed", logging.WARNING, batch=owner, rows=len(ids))
 
 
 def _bounce(conn: Connection, subscriber_id: int, reason: str) -> None:
@@ -416,7 +417,7 @@ def _run_batch(issue_id: int, ids: list[int]):
     try:
         return send_batch(issue_id, ids)
     except TransientSendError as exc:  # in-process: rows stay deferred for the next send
-        log.warning("issue %s: %s", issue_id, exc)
+        event(log, "batch.deferred", logging.WARNING, issue_id=issue_id, error=str(exc))
         return {"claimed": len(ids), "deferred": len(ids)}
 
 
@@ -438,11 +439,10 @@ def recover_stale_claims(older_than: int | None = None) -> int:
         conn.commit()
         stalled = stalled_issues(conn, now - timedelta(seconds=settings.redispatch_after_seconds),
                                  now - timedelta(hours=24))
-    for issue_id in sorted({r[0] for r in rows}):
-        log.warning("recovered stale claims of issue %s", issue_id)
-        jobs.run("dispatch_issue", issue_id)
-    for issue_id in sorted(stalled - {r[0] for r in rows}):
-        log.warning("issue %s has open deliveries and no progress: dispatching again", issue_id)
+    recovered = {r[0] for r in rows}
+    for issue_id in sorted(recovered | stalled):
+        event(log, "issue.redispatch", logging.WARNING, issue_id=issue_id,
+              reason="stale claims" if issue_id in recovered else "no progress")
         jobs.run("dispatch_issue", issue_id)
     return len(rows)
 

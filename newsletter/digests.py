@@ -14,7 +14,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from jinja2 import Template, pass_environment
@@ -289,7 +289,6 @@ class DigestRenderer:
         self.views = {p.id: paper_view(p) for p in papers}
         self.index: PaperIndex = build_index([paper_text(p) for p in papers],
                                              now or issue.created_at)
-        self.template = IssueTemplate.build(settings, issue, self.views)
         self._ranked: OrderedDict[tuple, tuple[RankedItem, ...]] = OrderedDict()
 
     @classmethod
@@ -297,6 +296,11 @@ class DigestRenderer:
         papers = session.exec(select(Paper).where(Paper.id.in_(issue.paper_ids))).all() \
             if issue.paper_ids else []
         return cls(settings, issue, list(papers))
+
+    @cached_property
+    def template(self) -> IssueTemplate:
+        """The inlined HTML (premailer), built on first use: votes need only the index."""
+        return IssueTemplate.build(self.settings, self.issue, self.views)
 
     def rank(self, sub: Subscriber, exclude: set[int] = frozenset()) -> list[RankedItem]:
         """The reader's papers, best first. Ranking is a pure function of the interests, the

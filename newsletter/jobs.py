@@ -35,30 +35,31 @@ def resolve(name: str) -> Callable[..., Any]:
 
 
 def run(name: str, *args: Any) -> Any:
-    """Start job `name` now: publish it to the broker, or call it in this process."""
+    """Start job `name` now: publish it to the broker, or call it in this process.
+
+    Errors propagate either way (a broker that is down, a job that failed in-process); `enqueue`
+    is where they are caught for work queued behind a request.
+    """
     if get_settings().uses_broker:
         from workers.celery_app import app as celery_app
 
         return celery_app.send_task(f"newsletter.{name}", args=list(args))
-    try:
-        return resolve(name)(*args)
-    except Exception:  # in-process jobs must not break the request that queued them
-        log.exception("job.failed", extra={"job": name, "job_args": list(args)})
-        return None
+    return resolve(name)(*args)
 
 
 def enqueue(session: Session, name: str, *args: Any,
             on_failure: Callable[[], object] | None = None) -> None:
     """Run job `name` after `session` commits (never before: the rows must exist).
 
-    If publishing fails (the broker is down) the committed request still stands: the error is
-    logged and `on_failure` runs, so the caller can undo what assumed the job was queued.
+    If the job cannot be queued (the broker is down) or, in-process, fails (the SMTP relay is
+    down), the committed request still stands: the error is logged and `on_failure` runs, so the
+    caller can undo what assumed the job would be done.
     """
     def publish() -> None:
         try:
             run(name, *args)
         except Exception:  # noqa: BLE001 - the broker's errors are many and all mean "not queued"
-            log.exception("job.not_queued", extra={"job": name, "job_args": list(args)})
+            log.exception("job.failed", extra={"job": name, "job_args": list(args)})
             if on_failure is not None:
                 on_failure()
 

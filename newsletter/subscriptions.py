@@ -152,6 +152,27 @@ def request_subscription(session: Session, settings: Settings, email: str, inter
     return outcome
 
 
+def import_subscriber(session: Session, settings: Settings, email: str, *, interests: str,
+                      frequency: str, max_papers: int, client: Client = Client()) -> Subscriber:
+    """An operator adds an address whose consent they already hold: confirmed at once, no
+    email, and a consent row saying it was imported (the double opt-in happened elsewhere)."""
+    address, key = normalise_email(email)
+    sub = session.exec(select(Subscriber).where(Subscriber.email_key == key)).first()
+    if sub is None:
+        sub = Subscriber(email=address, email_key=key, max_papers=settings.default_max_papers)
+        session.add(sub)
+    elif sub.status in (SubscriberStatus.unsubscribed, SubscriberStatus.bounced):
+        transition(sub, SubscriberStatus.pending)
+        sub.token_version += 1  # links from the previous subscription die here
+    apply_preferences(sub, interests=interests, frequency=frequency, max_papers=max_papers)
+    if sub.status is SubscriberStatus.pending:
+        transition(sub, SubscriberStatus.confirmed)
+        sub.confirmed_at = utcnow()
+        session.flush()
+        record_consent(session, sub, "imported", client)
+    return sub
+
+
 def _forget_cooldown(subscriber_id: int) -> None:
     """The email was never queued: let the next signup attempt send it instead of waiting."""
     from newsletter.db import session_scope

@@ -49,3 +49,42 @@ def wait_healthy(url: str, alive: Callable[[], bool], describe: Callable[[], str
             raise RuntimeError(f"server exited: {describe()}")
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not become healthy")
+
+
+def stop_process(proc, timeout: float = 10.0, group: bool = False) -> None:
+    """SIGTERM a process (its whole process group if `group`), SIGKILL it if it lingers."""
+    import os
+    import signal
+    import subprocess
+
+    def send(sig: int) -> None:
+        try:
+            os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+    if proc.poll() is not None:
+        return
+    send(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        proc.wait(5)
+
+
+def dkim_test_key(path, pkcs8: bool = False) -> bytes:
+    """Write a fresh RSA-2048 private key (PEM) to `path`; return its DKIM DNS TXT record."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    fmt = (serialization.PrivateFormat.PKCS8 if pkcs8
+           else serialization.PrivateFormat.TraditionalOpenSSL)
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, fmt,
+                                       serialization.NoEncryption()))
+    public = key.public_key().public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from newsletter.testing import create_pg_database, drop_pg_database, wait_healthy
+from newsletter.testing import create_pg_database, drop_pg_database, stop_process, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS = os.environ.get("NEWSLETTER_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -208,13 +208,7 @@ class Worker:
         raise TimeoutError("worker did not become ready")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait(5)
+        stop_process(self.proc, timeout=15, group=True)
 
 
 class WebServer:
@@ -232,11 +226,7 @@ class WebServer:
                      describe=lambda: log_path.read_text()[-2000:])
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, insert, text
 
-from newsletter.testing import PG_ADMIN
+from newsletter.testing import PG_ADMIN, stop_process
 from tests.conftest import ROOT, free_port
 
 TOPICS = ["large language models and agents using tools", "medical image segmentation",
@@ -186,13 +186,7 @@ class Beat:
             start_new_session=True)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_process(self.proc, group=True)
 
 
 def children_of(pid: int) -> list[int]:

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from newsletter.cli import app
+from newsletter.config import get_settings
 from newsletter.papers import sample_feed_path
 from tests.conftest import ROOT, process_env
 
@@ -32,7 +33,10 @@ def cli(configure, sqlite_url):
 
 def test_subscribers_add_list_export_remove(cli):
     cli("subscribers", "add", "ada@example.org", "--interests", "robots", "--confirmed")
+    outbox = get_settings().outbox_dir
+    assert not list(outbox.glob("*.eml"))  # an import sends no confirmation
     cli("subscribers", "add", "bob@example.org")  # double opt-in: stays pending
+    assert len(list(outbox.glob("*.eml"))) == 1
     rows = json.loads(cli("subscribers", "list", "--json").stdout)
     assert {(r["email"], r["status"]) for r in rows} == {
         ("ada@example.org", "confirmed"), ("bob@example.org", "pending")}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from newsletter.testing import stop_process
 from tests.conftest import ROOT, create_pg_database, drop_pg_database, free_port
 
 yaml = pytest.importorskip("yaml")
@@ -179,13 +179,7 @@ class Service:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_process(self.proc, timeout=15, group=True)
         self._out.close()
 
 

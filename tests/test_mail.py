@@ -13,6 +13,7 @@ from newsletter.mail.message import Envelope, build_message, dkim_sign, new_mess
 from newsletter.mail.render import render_email
 from newsletter.mail.transactional import transactional_message
 from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.testing import dkim_test_key
 
 
 def parse(raw: bytes) -> email.message.EmailMessage:
@@ -107,18 +108,7 @@ def test_every_email_template_compiles_and_text_matches_html():
 
 def test_dkim_signature_verifies_and_covers_one_click_headers(tmp_path, configure, sub):
     dkim = pytest.importorskip("dkim")
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                            serialization.NoEncryption())
-    (tmp_path / "dkim.pem").write_bytes(pem)
-    pub = key.public_key().public_bytes(serialization.Encoding.DER,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo)
-    import base64
-
-    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(pub)
+    record = dkim_test_key(tmp_path / "dkim.pem")
     settings = configure(NEWSLETTER_DKIM_SELECTOR="pd", NEWSLETTER_DKIM_DOMAIN="news.example.org",
                          NEWSLETTER_DKIM_PRIVATE_KEY_PATH=str(tmp_path / "dkim.pem"))
     sub.status = SubscriberStatus.confirmed
@@ -135,13 +125,7 @@ def test_dkim_signature_verifies_and_covers_one_click_headers(tmp_path, configur
 
 def test_dkim_sign_directly_signs_present_headers_only(tmp_path):
     pytest.importorskip("dkim")
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    (tmp_path / "k.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption()))
+    dkim_test_key(tmp_path / "k.pem")
     raw = dkim_sign(build_message(envelope(headers={}), "t", "h"), selector="s",
                     domain="news.example.org", key_path=tmp_path / "k.pem")
     assert b"list-unsubscribe" not in raw.split(b"\r\n\r\n", 1)[0].lower().split(b"h=")[1][:200]

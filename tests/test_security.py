@@ -750,18 +750,11 @@ def test_digest_dkim_signature_verifies_and_covers_the_one_click_headers(configu
     send: the signature verifies with dkimpy and h= covers From, List-Unsubscribe and
     List-Unsubscribe-Post (RFC 8058 §4); changing a covered header breaks it."""
     import dkim
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
 
     from newsletter import admin
+    from newsletter.testing import dkim_test_key
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    (tmp_path / "dkim.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption()))
-    public = key.public_key().public_bytes(serialization.Encoding.DER,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
-    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    record = dkim_test_key(tmp_path / "dkim.pem")
     box, port = smtp_server
     configure(NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_SMTP_HOST="127.0.0.1",
               NEWSLETTER_SMTP_PORT=str(port), NEWSLETTER_DKIM_SELECTOR="pd",

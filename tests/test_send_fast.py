@@ -6,7 +6,6 @@ and the overlapped "sent" UPDATE (see benchmarks/RESULTS.md for what each one bu
 
 from __future__ import annotations
 
-import base64
 import email
 import email.policy
 import random
@@ -18,6 +17,7 @@ from sqlmodel import select
 
 from newsletter.config import Settings
 from newsletter.mail import message as mime
+from newsletter.testing import dkim_test_key
 from newsletter.tokens import Purpose, _serializer, make_token, read_token
 
 SECRET = "test-secret-0123456789abcdef"
@@ -64,17 +64,8 @@ def test_line_cached_quoted_printable_equals_encoding_the_whole_text():
 
 @pytest.fixture(scope="module")
 def dkim_key(tmp_path_factory):
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     folder = tmp_path_factory.mktemp("dkim")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    (folder / "k.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    pub = key.public_key().public_bytes(serialization.Encoding.DER,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo)
-    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(pub)
+    record = dkim_test_key(folder / "k.pem", pkcs8=True)
     return folder / "k.pem", (lambda name, timeout=5: record
                               if name == b"s1._domainkey.news.example.org." else None)
 

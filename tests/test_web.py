@@ -240,3 +240,16 @@ def test_confirmation_email_text(client, settings):
     client.post("/subscribe", data={"email": "ada@example.org"})
     body = text_part(outbox(settings)[0])
     assert "https://news.example.org/confirm/" in body and "72 hours" in body
+
+
+def test_a_confirmation_that_could_not_be_sent_does_not_start_the_cooldown(configure, sqlite_url):
+    from tests.conftest import free_port
+
+    settings = configure(NEWSLETTER_DATABASE_URL=sqlite_url, NEWSLETTER_SMTP_HOST="127.0.0.1",
+                         NEWSLETTER_SMTP_PORT=str(free_port()))  # nothing listens there
+    with TestClient(create_app(settings)) as client:
+        r = client.post("/subscribe", data={"email": "ada@example.org"})
+    assert r.status_code == 202  # the same answer as always
+    sub = subscriber("ada@example.org")
+    assert sub.status is SubscriberStatus.pending
+    assert sub.confirm_sent_at is None  # so trying again sends at once, not in 10 minutes
