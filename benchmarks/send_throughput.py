@@ -56,7 +56,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,8 +67,9 @@ from newsletter.testing import PG_ADMIN as TEST_PG
 from newsletter.testing import create_pg_database, dkim_test_key, drop_pg_database, stop_process
 
 PG_ADMIN = os.environ.get("NEWSLETTER_BENCH_PG", TEST_PG)
-REDIS = os.environ.get("NEWSLETTER_BENCH_REDIS", os.environ.get(
-    "NEWSLETTER_TEST_REDIS", "redis://127.0.0.1:6379"))
+REDIS = os.environ.get(
+    "NEWSLETTER_BENCH_REDIS", os.environ.get("NEWSLETTER_TEST_REDIS", "redis://127.0.0.1:6379")
+)
 SHARED_PAPERS = ROOT.parent / "shared" / "data" / "trending-papers.json"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -83,24 +84,63 @@ BASE_ENV = {
 
 # Interests people write: 1-3 of these, some with a little noise, and some readers with none.
 TOPICS = [
-    "large language models", "LLM agents and tool use", "reinforcement learning",
-    "robot learning", "robotic manipulation", "diffusion models", "image generation",
-    "video generation", "medical image segmentation", "computer vision", "3D reconstruction",
-    "neural radiance fields", "speech recognition", "text to speech", "machine translation",
-    "retrieval augmented generation", "question answering", "chain of thought reasoning",
-    "mathematical reasoning", "code generation", "graph neural networks", "continual learning",
-    "catastrophic forgetting", "meta learning", "few-shot learning", "self-supervised learning",
-    "contrastive learning", "representation learning", "interpretability",
-    "mechanistic interpretability", "alignment and RLHF", "preference optimization",
-    "model compression", "quantization", "knowledge distillation", "mixture of experts",
-    "efficient transformers", "long context", "multimodal models", "vision language models",
-    "world models", "embodied agents", "open-ended exploration", "curriculum learning",
-    "neuroscience-inspired AI", "cognitive science", "education and tutoring", "benchmarks",
-    "synthetic data", "hallucination", "web agents", "time series forecasting",
+    "large language models",
+    "LLM agents and tool use",
+    "reinforcement learning",
+    "robot learning",
+    "robotic manipulation",
+    "diffusion models",
+    "image generation",
+    "video generation",
+    "medical image segmentation",
+    "computer vision",
+    "3D reconstruction",
+    "neural radiance fields",
+    "speech recognition",
+    "text to speech",
+    "machine translation",
+    "retrieval augmented generation",
+    "question answering",
+    "chain of thought reasoning",
+    "mathematical reasoning",
+    "code generation",
+    "graph neural networks",
+    "continual learning",
+    "catastrophic forgetting",
+    "meta learning",
+    "few-shot learning",
+    "self-supervised learning",
+    "contrastive learning",
+    "representation learning",
+    "interpretability",
+    "mechanistic interpretability",
+    "alignment and RLHF",
+    "preference optimization",
+    "model compression",
+    "quantization",
+    "knowledge distillation",
+    "mixture of experts",
+    "efficient transformers",
+    "long context",
+    "multimodal models",
+    "vision language models",
+    "world models",
+    "embodied agents",
+    "open-ended exploration",
+    "curriculum learning",
+    "neuroscience-inspired AI",
+    "cognitive science",
+    "education and tutoring",
+    "benchmarks",
+    "synthetic data",
+    "hallucination",
+    "web agents",
+    "time series forecasting",
 ]
 
 
 # ---- small helpers ----------------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -158,6 +198,7 @@ def flush_redis(url: str) -> None:
 
 # ---- data -------------------------------------------------------------------------------------
 
+
 def interests_for(rng: random.Random) -> str:
     roll = rng.random()
     if roll < 0.08:
@@ -175,10 +216,12 @@ def copy_subscribers(db_url: str, n: int, seed: int = 7, unique: bool = False) -
     import psycopg
 
     rng = random.Random(seed)
-    now = datetime.now(timezone.utc).isoformat()
+    now = datetime.now(UTC).isoformat()
     conninfo = db_url.replace("postgresql+psycopg://", "postgresql://")
-    cols = ("email, email_key, interests, frequency, max_papers, status, token_version, "
-            "created_at, updated_at, confirmed_at, profile")
+    cols = (
+        "email, email_key, interests, frequency, max_papers, status, token_version, "
+        "created_at, updated_at, confirmed_at, profile"
+    )
     with psycopg.connect(conninfo) as conn, conn.cursor() as cur:
         with cur.copy(f"COPY subscriber ({cols}) FROM STDIN") as copy:
             chunk = []
@@ -187,8 +230,10 @@ def copy_subscribers(db_url: str, n: int, seed: int = 7, unique: bool = False) -
                 interests = interests_for(rng).replace("\t", " ")
                 if unique:
                     interests = f"{interests} zq{i}".strip()
-                chunk.append(f"{address}\t{address}\t{interests}\tweekly\t10\tconfirmed\t0\t"
-                             f"{now}\t{now}\t{now}\t{{}}\n")
+                chunk.append(
+                    f"{address}\t{address}\t{interests}\tweekly\t10\tconfirmed\t0\t"
+                    f"{now}\t{now}\t{now}\t{{}}\n"
+                )
                 if len(chunk) >= 20_000:
                     copy.write("".join(chunk))
                     chunk = []
@@ -235,6 +280,7 @@ def sample_messages(issue_id: int, count: int) -> list[bytes]:
 
 
 # ---- the sink ---------------------------------------------------------------------------------
+
 
 class Sink:
     """Postfix's smtp-sink on a free port; `received` is its running count of messages."""
@@ -286,8 +332,8 @@ class Sink:
 
 # ---- the raw SMTP limit -----------------------------------------------------------------------
 
-def _raw_pusher(host: str, port: int, messages: list[bytes], start_at: float, seconds: float,
-                queue) -> None:
+
+def _raw_pusher(host: str, port: int, messages: list[bytes], start_at: float, seconds: float, queue) -> None:
     smtp = smtplib.SMTP(host, port, timeout=30)
     smtp.ehlo()
     while time.time() < start_at:
@@ -297,8 +343,7 @@ def _raw_pusher(host: str, port: int, messages: list[bytes], start_at: float, se
     t0 = time.perf_counter()
     deadline = t0 + seconds
     while time.perf_counter() < deadline:
-        smtp.sendmail("digest@news.example.org", [f"raw{i}@example.org"],
-                      messages[i % len(messages)])
+        smtp.sendmail("digest@news.example.org", [f"raw{i}@example.org"], messages[i % len(messages)])
         sent += 1
         i += 1
     elapsed = time.perf_counter() - t0
@@ -307,32 +352,39 @@ def _raw_pusher(host: str, port: int, messages: list[bytes], start_at: float, se
     queue.put((sent, elapsed, cpu))
 
 
-def raw_smtp_rate(host: str, port: int, messages: list[bytes], connections: int,
-                  seconds: float) -> tuple[float, int, float]:
+def raw_smtp_rate(
+    host: str, port: int, messages: list[bytes], connections: int, seconds: float
+) -> tuple[float, int, float]:
     """Pre-built messages pushed with smtplib, one connection per process, as fast as possible."""
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     start_at = time.time() + 0.5
-    procs = [ctx.Process(target=_raw_pusher, args=(host, port, messages, start_at, seconds, queue))
-             for _ in range(connections)]
+    procs = [
+        ctx.Process(target=_raw_pusher, args=(host, port, messages, start_at, seconds, queue))
+        for _ in range(connections)
+    ]
     for p in procs:
         p.start()
     results = [queue.get(timeout=seconds + 60) for _ in procs]
     for p in procs:
         p.join()
     sent = sum(r[0] for r in results)
-    return (sum(n / elapsed for n, elapsed, _ in results), sent,
-            1000 * sum(r[2] for r in results) / max(sent, 1))
+    return (
+        sum(n / elapsed for n, elapsed, _ in results),
+        sent,
+        1000 * sum(r[2] for r in results) / max(sent, 1),
+    )
 
 
 # ---- worker processes -------------------------------------------------------------------------
+
 
 def _stat(pid: int) -> list[str] | None:
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return raw[raw.rindex(")") + 2:].split()  # fields from 3 (state) on
+    return raw[raw.rindex(")") + 2 :].split()  # fields from 3 (state) on
 
 
 def process_tree(root: int) -> list[int]:
@@ -374,16 +426,37 @@ def rss_mb(pid: int) -> float:
 class Workers:
     """`celery -A workers worker -P prefork --concurrency K` on its own queue."""
 
-    def __init__(self, env: dict[str, str], concurrency: int, queue: str, log_path: Path,
-                 app: str = "workers") -> None:
+    def __init__(
+        self, env: dict[str, str], concurrency: int, queue: str, log_path: Path, app: str = "workers"
+    ) -> None:
         self.log_path = log_path
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", app, "worker", "-P", "prefork",
-             f"--concurrency={concurrency}", "--loglevel=INFO", "-Q", queue,
-             "-n", f"{queue}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                app,
+                "worker",
+                "-P",
+                "prefork",
+                f"--concurrency={concurrency}",
+                "--loglevel=INFO",
+                "-Q",
+                queue,
+                "-n",
+                f"{queue}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.concurrency = concurrency
 
     def wait_ready(self, timeout: float = 60.0) -> None:
@@ -432,13 +505,29 @@ class Sampler(threading.Thread):
 
 # ---- profiling --------------------------------------------------------------------------------
 
+
 def start_profiler(pid: int, out: Path, idle: bool) -> subprocess.Popen:
     """py-spy on the worker and its pool processes: CPU samples, or wall-clock with `idle`."""
     exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    return subprocess.Popen([exe, "record", "--pid", str(pid), "--subprocesses", "--format", "raw",
-                             "--rate", "200", "--output", str(out), "--nonblocking"]
-                            + (["--idle"] if idle else []),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "--subprocesses",
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--output",
+            str(out),
+            "--nonblocking",
+        ]
+        + (["--idle"] if idle else []),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def stop_profiler(proc: subprocess.Popen, out: Path) -> str:
@@ -467,7 +556,7 @@ def summarise_profile(path: Path, top: int = 30, within: str = "send_batch") -> 
         starts = [i for i, f in enumerate(frames) if f.startswith(within + " (")]
         if not starts:
             continue
-        frames = frames[starts[0]:]
+        frames = frames[starts[0] :]
         n = int(count)
         total += n
         for f in set(frames):
@@ -486,27 +575,40 @@ def summarise_profile(path: Path, top: int = 30, within: str = "send_batch") -> 
 
 # ---- the run ----------------------------------------------------------------------------------
 
+
 def ledger_figures(issue_id: int) -> dict:
     from sqlalchemy import text
 
     from newsletter.db import get_engine
 
     with get_engine().connect() as conn:
-        states = dict(conn.execute(text(
-            "SELECT state, count(*) FROM delivery WHERE issue_id = :i GROUP BY state"),
-            {"i": issue_id}).all())
-        last = conn.execute(text("SELECT max(sent_at) FROM delivery WHERE issue_id = :i"),
-                            {"i": issue_id}).scalar()
-        lost = conn.execute(text(
-            "SELECT count(*) FROM subscriber s WHERE s.status = 'confirmed' AND NOT EXISTS "
-            "(SELECT 1 FROM delivery d WHERE d.subscriber_id = s.id AND d.issue_id = :i "
-            "AND d.state = 'sent')"), {"i": issue_id}).scalar()
-        retried = conn.execute(text(
-            "SELECT count(*) FROM delivery WHERE issue_id = :i AND attempts > 1"),
-            {"i": issue_id}).scalar()
+        states = dict(
+            conn.execute(
+                text("SELECT state, count(*) FROM delivery WHERE issue_id = :i GROUP BY state"),
+                {"i": issue_id},
+            ).all()
+        )
+        last = conn.execute(
+            text("SELECT max(sent_at) FROM delivery WHERE issue_id = :i"), {"i": issue_id}
+        ).scalar()
+        lost = conn.execute(
+            text(
+                "SELECT count(*) FROM subscriber s WHERE s.status = 'confirmed' AND NOT EXISTS "
+                "(SELECT 1 FROM delivery d WHERE d.subscriber_id = s.id AND d.issue_id = :i "
+                "AND d.state = 'sent')"
+            ),
+            {"i": issue_id},
+        ).scalar()
+        retried = conn.execute(
+            text("SELECT count(*) FROM delivery WHERE issue_id = :i AND attempts > 1"), {"i": issue_id}
+        ).scalar()
     states = {(k.value if hasattr(k, "value") else str(k)): v for k, v in states.items()}
-    return {"states": states, "last_sent": last.timestamp() if last else None, "lost": lost,
-            "retried": retried}
+    return {
+        "states": states,
+        "last_sent": last.timestamp() if last else None,
+        "lost": lost,
+        "retried": retried,
+    }
 
 
 def open_rows(issue_id: int) -> int:
@@ -515,18 +617,27 @@ def open_rows(issue_id: int) -> int:
     from newsletter.db import get_engine
 
     with get_engine().connect() as conn:
-        return conn.execute(text(
-            "SELECT count(*) FROM delivery WHERE issue_id = :i AND state IN "
-            "('pending', 'sending', 'deferred')"), {"i": issue_id}).scalar()
+        return conn.execute(
+            text(
+                "SELECT count(*) FROM delivery WHERE issue_id = :i AND state IN "
+                "('pending', 'sending', 'deferred')"
+            ),
+            {"i": issue_id},
+        ).scalar()
 
 
 def run(args: argparse.Namespace) -> dict:
     quiet = args.json
     tmp = Path(tempfile.mkdtemp(prefix="send-bench-"))
     cleanup: list = []
-    result: dict = {"subscribers": args.subscribers, "workers": args.workers, "dkim": args.dkim,
-                    "naive": args.naive, "async_commit": args.async_commit,
-                    "unique_interests": args.unique_interests}
+    result: dict = {
+        "subscribers": args.subscribers,
+        "workers": args.workers,
+        "dkim": args.dkim,
+        "naive": args.naive,
+        "async_commit": args.async_commit,
+        "unique_interests": args.unique_interests,
+    }
     try:
         db_url = create_database()
         cleanup.append(lambda: drop_database(db_url))
@@ -538,18 +649,21 @@ def run(args: argparse.Namespace) -> dict:
 
             admin = create_engine(db_url, isolation_level="AUTOCOMMIT")
             with admin.connect() as conn:
-                conn.execute(text(f'ALTER DATABASE "{db_url.rsplit("/", 1)[1]}" '
-                                  "SET synchronous_commit = off"))
+                conn.execute(
+                    text(f'ALTER DATABASE "{db_url.rsplit("/", 1)[1]}" SET synchronous_commit = off')
+                )
             admin.dispose()
         batch_size = 1 if args.naive else args.batch_size
-        env = {**BASE_ENV, "NEWSLETTER_DATABASE_URL": db_url,
-               "NEWSLETTER_OUTBOX_DIR": str(tmp / "outbox")}
+        env = {**BASE_ENV, "NEWSLETTER_DATABASE_URL": db_url, "NEWSLETTER_OUTBOX_DIR": str(tmp / "outbox")}
         if batch_size:
             env["NEWSLETTER_BATCH_SIZE"] = str(batch_size)
         if args.dkim:
             key = make_dkim_key(tmp)
-            env.update(NEWSLETTER_DKIM_SELECTOR="bench", NEWSLETTER_DKIM_DOMAIN="news.example.org",
-                       NEWSLETTER_DKIM_PRIVATE_KEY_PATH=str(key))
+            env.update(
+                NEWSLETTER_DKIM_SELECTOR="bench",
+                NEWSLETTER_DKIM_DOMAIN="news.example.org",
+                NEWSLETTER_DKIM_PRIVATE_KEY_PATH=str(key),
+            )
         for k in [k for k in os.environ if k.startswith("NEWSLETTER_")]:
             del os.environ[k]
         os.environ.update(env)
@@ -594,12 +708,14 @@ def run(args: argparse.Namespace) -> dict:
         reset_settings()
         samples = sample_messages(issue_id, min(200, args.subscribers))
         result["avg_message_kb"] = round(sum(map(len, samples)) / len(samples) / 1024, 1)
-        raw_rate, raw_sent, raw_cpu = raw_smtp_rate(host, port, samples, args.workers,
-                                                    args.raw_seconds)
+        raw_rate, raw_sent, raw_cpu = raw_smtp_rate(host, port, samples, args.workers, args.raw_seconds)
         result["raw_smtp_per_s"] = round(raw_rate, 1)
         result["raw_cpu_ms_per_msg"] = round(raw_cpu, 3)  # smtplib's own share of a send
-        log(f"raw SMTP: {raw_rate:.0f} msg/s over {args.workers} connection(s), "
-            f"{result['avg_message_kb']} KB messages", quiet)
+        log(
+            f"raw SMTP: {raw_rate:.0f} msg/s over {args.workers} connection(s), "
+            f"{result['avg_message_kb']} KB messages",
+            quiet,
+        )
 
         # the workers, on a private Redis database and queue
         broker, _claim = private_redis_db()
@@ -614,16 +730,22 @@ def run(args: argparse.Namespace) -> dict:
         celery_app.conf.task_default_queue = queue
         worker_env = {k: v for k, v in os.environ.items()}
         worker_env["PYTHONPATH"] = str(ROOT)
-        workers = Workers(worker_env, args.workers, queue, tmp / "worker.log",
-                          app="benchmarks.naive_app" if args.naive else "workers")
+        workers = Workers(
+            worker_env,
+            args.workers,
+            queue,
+            tmp / "worker.log",
+            app="benchmarks.naive_app" if args.naive else "workers",
+        )
         cleanup.append(workers.stop)
         workers.wait_ready()
         log(f"{args.workers} worker process(es) ready; sending", quiet)
 
         sink_before = sink.count(settle=0.2) if sink else None
         sampler = Sampler(workers)
-        profiler = (start_profiler(workers.proc.pid, Path(args.profile), args.profile_idle)
-                    if args.profile else None)
+        profiler = (
+            start_profiler(workers.proc.pid, Path(args.profile), args.profile_idle) if args.profile else None
+        )
         cpu_before = cpu_seconds(workers.proc.pid)
         host_before = host_cpu()
         sampler.start()
@@ -643,27 +765,30 @@ def run(args: argparse.Namespace) -> dict:
         elapsed = (ledger["last_sent"] or time.time()) - t0
         received = sink.count() - sink_before if sink else None
         rate = sent / elapsed if elapsed > 0 else 0.0
-        result.update({
-            "sent": sent,
-            "digests_per_s": round(rate, 1),
-            "ratio": round(rate / raw_rate, 3) if raw_rate else None,
-            "send_s": round(elapsed, 2),
-            "cpu_ms_per_digest": round(1000 * (cpu_after - cpu_before) / max(sent, 1), 2),
-            # how busy the whole machine was while sending (other people's work included)
-            "host_cpu_busy": round((host_after[0] - host_before[0])
-                                   / max(host_after[1] - host_before[1], 1), 2),
-            "peak_worker_rss_mb": round(sampler.peak_child, 1),
-            "worker_main_rss_mb": round(sampler.peak_main, 1),
-            "sink_received": received,
-            "dup": max(received - sent, 0) if received is not None else None,
-            "unconfirmed_250": max(sent - received, 0) if received is not None else None,
-            "lost": ledger["lost"],
-            "retried_rows": ledger["retried"],
-            "states": ledger["states"],
-            "batches": batches,
-            "batch_size": batch_size or get_settings().batch_size,
-            "raw_sent": raw_sent,
-        })
+        result.update(
+            {
+                "sent": sent,
+                "digests_per_s": round(rate, 1),
+                "ratio": round(rate / raw_rate, 3) if raw_rate else None,
+                "send_s": round(elapsed, 2),
+                "cpu_ms_per_digest": round(1000 * (cpu_after - cpu_before) / max(sent, 1), 2),
+                # how busy the whole machine was while sending (other people's work included)
+                "host_cpu_busy": round(
+                    (host_after[0] - host_before[0]) / max(host_after[1] - host_before[1], 1), 2
+                ),
+                "peak_worker_rss_mb": round(sampler.peak_child, 1),
+                "worker_main_rss_mb": round(sampler.peak_main, 1),
+                "sink_received": received,
+                "dup": max(received - sent, 0) if received is not None else None,
+                "unconfirmed_250": max(sent - received, 0) if received is not None else None,
+                "lost": ledger["lost"],
+                "retried_rows": ledger["retried"],
+                "states": ledger["states"],
+                "batches": batches,
+                "batch_size": batch_size or get_settings().batch_size,
+                "raw_sent": raw_sent,
+            }
+        )
         if profile_summary:
             result["profile"] = str(args.profile)
             log(profile_summary, quiet)
@@ -684,21 +809,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smtp-host")
     p.add_argument("--smtp-port", type=int, default=25)
     p.add_argument("--dkim", action="store_true", help="sign with a fresh RSA-2048 key")
-    p.add_argument("--naive", action="store_true",
-                   help="premailer per recipient and one task per recipient")
+    p.add_argument("--naive", action="store_true", help="premailer per recipient and one task per recipient")
     p.add_argument("--plan-only", action="store_true")
-    p.add_argument("--unique-interests", action="store_true",
-                   help="no two readers share interests (no ranking is reused)")
-    p.add_argument("--async-commit", action="store_true",
-                   help="what-if: synchronous_commit=off on the throwaway database")
-    p.add_argument("--batch-size", type=int, default=0,
-                   help="deliveries per task (default: the setting NEWSLETTER_BATCH_SIZE)")
+    p.add_argument(
+        "--unique-interests",
+        action="store_true",
+        help="no two readers share interests (no ranking is reused)",
+    )
+    p.add_argument(
+        "--async-commit",
+        action="store_true",
+        help="what-if: synchronous_commit=off on the throwaway database",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=0,
+        help="deliveries per task (default: the setting NEWSLETTER_BATCH_SIZE)",
+    )
     p.add_argument("--raw-seconds", type=float, default=5.0)
     p.add_argument("--papers", type=Path, help="paper feed (default: shared trending papers)")
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--profile", help="py-spy the workers during the send into this file")
-    p.add_argument("--profile-idle", action="store_true",
-                   help="profile wall-clock time (waits included), not CPU time")
+    p.add_argument(
+        "--profile-idle", action="store_true", help="profile wall-clock time (waits included), not CPU time"
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     result = run(args)

@@ -109,12 +109,15 @@ def choose_limit(rate: float, duration: float, ips: int, abuser_share: float) ->
     abuser_total = math.floor(rate * abuser_share * duration)
     low, high = ordinary_per_ip + 1, (abuser_total - 1) // minutes(duration)
     if low > high:
-        raise SystemExit(f"cannot separate ordinary clients ({ordinary_per_ip} requests per IP) "
-                         f"from the abuser ({abuser_total}): raise --ips or --abuser-share")
+        raise SystemExit(
+            f"cannot separate ordinary clients ({ordinary_per_ip} requests per IP) "
+            f"from the abuser ({abuser_total}): raise --ips or --abuser-share"
+        )
     return min(high, low + max(2, low // 4))
 
 
 # ---- the stack ------------------------------------------------------------------------------
+
 
 class Stack:
     """A throwaway PostgreSQL database, a private Redis and a uvicorn process."""
@@ -133,33 +136,73 @@ class Stack:
         self.redis_port = free_port()
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.redis = subprocess.Popen(
-            [redis_bin, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.tmp)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                redis_bin,
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.tmp),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-        env.update({
-            "NEWSLETTER_MODE": "test", "NEWSLETTER_SECRET_KEY": "bench-secret-0123456789abcdef",
-            "NEWSLETTER_BASE_URL": "https://news.example.org",
-            "NEWSLETTER_MAIL_FROM": "Paper Digest <digest@news.example.org>",
-            "NEWSLETTER_DATABASE_URL": self.db_url, "NEWSLETTER_BROKER_URL": self.redis_url,
-            "NEWSLETTER_SIGNUP_RATE_PER_IP": str(limit), "PYTHONPATH": str(ROOT),
-        })
+        env.update(
+            {
+                "NEWSLETTER_MODE": "test",
+                "NEWSLETTER_SECRET_KEY": "bench-secret-0123456789abcdef",
+                "NEWSLETTER_BASE_URL": "https://news.example.org",
+                "NEWSLETTER_MAIL_FROM": "Paper Digest <digest@news.example.org>",
+                "NEWSLETTER_DATABASE_URL": self.db_url,
+                "NEWSLETTER_BROKER_URL": self.redis_url,
+                "NEWSLETTER_SIGNUP_RATE_PER_IP": str(limit),
+                "PYTHONPATH": str(ROOT),
+            }
+        )
         self.log = open(self.tmp / "web.log", "ab")
         self.web = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "newsletter.web:create_app",
-             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
-             "--workers", str(web_workers), "--backlog", "2048",
-             "--timeout-keep-alive", "120"],  # no idle-close race with the client mid-run
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "newsletter.web:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                "--workers",
+                str(web_workers),
+                "--backlog",
+                "2048",
+                "--timeout-keep-alive",
+                "120",
+            ],  # no idle-close race with the client mid-run
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         self._wait_ready()
 
     def _wait_ready(self) -> None:
         try:
-            wait_healthy(self.url, alive=lambda: self.web.poll() is None,
-                         describe=lambda: (self.tmp / "web.log").read_text()[-2000:])
+            wait_healthy(
+                self.url,
+                alive=lambda: self.web.poll() is None,
+                describe=lambda: (self.tmp / "web.log").read_text()[-2000:],
+            )
         except (RuntimeError, TimeoutError) as exc:
             raise SystemExit(f"uvicorn did not start: {exc}") from exc
 
@@ -172,6 +215,7 @@ class Stack:
 
 
 # ---- the load -------------------------------------------------------------------------------
+
 
 def plan(rate: float, duration: float, ips: int, abuser_share: float) -> list[tuple[str, str]]:
     """(address, client ip) for every request, in send order; the abuser spread evenly."""
@@ -208,9 +252,11 @@ class Client:
 
         body = urlencode(fields).encode()
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n{head}"
-                   f"Content-Type: application/x-www-form-urlencoded\r\n"
-                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        request = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n{head}"
+            f"Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
         reader, writer = await self._connection()
         try:
             writer.write(request)
@@ -243,8 +289,7 @@ class Client:
             writer.close()
 
 
-async def drive(port: int, requests: list[tuple[str, str]], rate: float,
-                concurrency: int) -> list[dict]:
+async def drive(port: int, requests: list[tuple[str, str]], rate: float, concurrency: int) -> list[dict]:
     results: list[dict] = []
     client = Client(port, concurrency)
     gate = asyncio.Semaphore(concurrency)
@@ -255,14 +300,15 @@ async def drive(port: int, requests: list[tuple[str, str]], rate: float,
         async with gate:
             sent = time.perf_counter()
             try:
-                status = await client.post_form("/subscribe", {"email": address},
-                                                {"X-Forwarded-For": ip,
-                                                 "Accept": "application/json"})
+                status = await client.post_form(
+                    "/subscribe", {"email": address}, {"X-Forwarded-For": ip, "Accept": "application/json"}
+                )
             except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
                 status = f"error: {type(exc).__name__}: {exc}"
             done = time.perf_counter()
-        results.append({"address": address, "ip": ip, "status": status,
-                        "latency": done - due, "service": done - sent})
+        results.append(
+            {"address": address, "ip": ip, "status": status, "latency": done - due, "service": done - sent}
+        )
 
     tasks = []
     for i, (address, ip) in enumerate(requests):
@@ -277,6 +323,7 @@ async def drive(port: int, requests: list[tuple[str, str]], rate: float,
 
 
 # ---- checking the outcome -------------------------------------------------------------------
+
 
 def queued_confirmations(redis_url: str) -> Counter:
     import redis
@@ -304,8 +351,15 @@ def stored(db_url: str) -> dict[str, list[int]]:
     return found
 
 
-def run(rate: float, duration: float, ips: int, abuser_share: float, limit: int | None,
-        web_workers: int, concurrency: int) -> dict:
+def run(
+    rate: float,
+    duration: float,
+    ips: int,
+    abuser_share: float,
+    limit: int | None,
+    web_workers: int,
+    concurrency: int,
+) -> dict:
     limit = limit or choose_limit(rate, duration, ips, abuser_share)
     requests = plan(rate, duration, ips, abuser_share)
     stack = Stack(limit, web_workers)
@@ -332,43 +386,65 @@ def run(rate: float, duration: float, ips: int, abuser_share: float, limit: int 
     stored_once = sum(1 for a in accepted_addresses if len(by_address.get(a, [])) == 1)
     stored_twice = sum(1 for ids in by_address.values() if len(ids) > 1)
     stored_refused = sum(1 for r in limited if r["address"] in by_address)
-    queued_once = sum(1 for a in accepted_addresses
-                      if len(by_address.get(a, [])) == 1
-                      and queued[("confirm", by_address[a][0])] == 1)
+    queued_once = sum(
+        1
+        for a in accepted_addresses
+        if len(by_address.get(a, [])) == 1 and queued[("confirm", by_address[a][0])] == 1
+    )
     latency = [r["latency"] * 1000 for r in results]
     accepted_latency = [r["latency"] * 1000 for r in accepted]
 
     def summary(values: list[float]) -> dict:
-        return {"p50": percentile(values, 0.50), "p90": percentile(values, 0.90),
-                "p99": percentile(values, 0.99), "max": max(values) if values else None}
+        return {
+            "p50": percentile(values, 0.50),
+            "p90": percentile(values, 0.90),
+            "p99": percentile(values, 0.99),
+            "max": max(values) if values else None,
+        }
 
     report = {
-        "offered_rate_per_s": rate, "duration_s": duration, "requests": len(results),
-        "achieved_rate_per_s": round(len(results) / elapsed, 1), "elapsed_s": round(elapsed, 2),
-        "client_ips": ips, "abuser_ip": ABUSER_IP, "per_ip_limit_per_min": limit,
+        "offered_rate_per_s": rate,
+        "duration_s": duration,
+        "requests": len(results),
+        "achieved_rate_per_s": round(len(results) / elapsed, 1),
+        "elapsed_s": round(elapsed, 2),
+        "client_ips": ips,
+        "abuser_ip": ABUSER_IP,
+        "per_ip_limit_per_min": limit,
         "statuses": dict(statuses),
-        "accepted": len(accepted), "rate_limited": len(limited),
-        "rate_limited_ordinary": len(ordinary_limited), "errors": len(errors),
+        "accepted": len(accepted),
+        "rate_limited": len(limited),
+        "rate_limited_ordinary": len(ordinary_limited),
+        "errors": len(errors),
         "error_examples": [str(r["status"]) for r in errors[:5]],
-        "abuser_requests": len(abuser), "abuser_accepted": abuser_accepted,
+        "abuser_requests": len(abuser),
+        "abuser_accepted": abuser_accepted,
         "abuser_accepted_max": limit * windows,
-        "stored_exactly_once": stored_once, "stored_more_than_once": stored_twice,
+        "stored_exactly_once": stored_once,
+        "stored_more_than_once": stored_twice,
         "stored_although_refused": stored_refused,
         "subscribers_stored": sum(len(ids) for ids in by_address.values()),
         "confirmation_queued_exactly_once": queued_once,
         "confirmations_queued": sum(queued.values()),
         "web_workers": web_workers,
         "server_cpu_ms_per_request": round(server_cpu * 1000 / max(1, len(results)), 2),
-        "machine": {"cpus": os.cpu_count(), "loadavg_1min_before": round(load_before, 2),
-                    "loadavg_1min_after": round(load_after, 2)},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "loadavg_1min_before": round(load_before, 2),
+            "loadavg_1min_after": round(load_after, 2),
+        },
         "latency_ms": {k: v and round(v, 1) for k, v in summary(latency).items()},
         "accepted_latency_ms": {k: v and round(v, 1) for k, v in summary(accepted_latency).items()},
     }
-    report["ok"] = (report["errors"] == 0 and report["rate_limited_ordinary"] == 0
-                    and len(limited) > 0 and abuser_accepted <= limit * windows
-                    and stored_once == len(accepted) == report["subscribers_stored"]
-                    and stored_refused == 0
-                    and queued_once == len(accepted) == report["confirmations_queued"])
+    report["ok"] = (
+        report["errors"] == 0
+        and report["rate_limited_ordinary"] == 0
+        and len(limited) > 0
+        and abuser_accepted <= limit * windows
+        and stored_once == len(accepted) == report["subscribers_stored"]
+        and stored_refused == 0
+        and queued_once == len(accepted) == report["confirmations_queued"]
+    )
     return report
 
 
@@ -377,36 +453,50 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds")
     parser.add_argument("--ips", type=int, default=32, help="ordinary client IPs")
-    parser.add_argument("--abuser-share", type=float, default=0.1,
-                        help="share of the requests from one abusive IP")
-    parser.add_argument("--limit", type=int, default=None,
-                        help="per-IP signups a minute (default: chosen, see above)")
+    parser.add_argument(
+        "--abuser-share", type=float, default=0.1, help="share of the requests from one abusive IP"
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="per-IP signups a minute (default: chosen, see above)"
+    )
     parser.add_argument("--web-workers", type=int, default=1, help="uvicorn processes")
-    parser.add_argument("--concurrency", type=int, default=64,
-                        help="most requests in flight at once (client connections)")
+    parser.add_argument(
+        "--concurrency", type=int, default=64, help="most requests in flight at once (client connections)"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args()
-    report = run(args.rate, args.duration, args.ips, args.abuser_share, args.limit,
-                 args.web_workers, args.concurrency)
+    report = run(
+        args.rate, args.duration, args.ips, args.abuser_share, args.limit, args.web_workers, args.concurrency
+    )
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         lat, acc = report["latency_ms"], report["accepted_latency_ms"]
-        print(f"{report['requests']} signups in {report['elapsed_s']} s "
-              f"({report['achieved_rate_per_s']}/s offered {report['offered_rate_per_s']}/s), "
-              f"{report['client_ips']} IPs + 1 abusive, limit {report['per_ip_limit_per_min']}/min")
-        print(f"answers: {report['statuses']}; errors {report['errors']}; "
-              f"429 to ordinary clients {report['rate_limited_ordinary']}; abuser "
-              f"{report['abuser_accepted']}/{report['abuser_requests']} accepted")
-        print(f"stored exactly once {report['stored_exactly_once']}/{report['accepted']}, "
-              f"confirmation queued exactly once {report['confirmation_queued_exactly_once']}, "
-              f"stored although refused {report['stored_although_refused']}")
-        print(f"latency ms: p50 {lat['p50']} p90 {lat['p90']} p99 {lat['p99']} max {lat['max']}"
-              f" (accepted: p50 {acc['p50']} p99 {acc['p99']})")
-        print(f"server CPU {report['server_cpu_ms_per_request']} ms/request over "
-              f"{report['web_workers']} uvicorn process(es); load average "
-              f"{report['machine']['loadavg_1min_before']} -> "
-              f"{report['machine']['loadavg_1min_after']} on {report['machine']['cpus']} CPUs")
+        print(
+            f"{report['requests']} signups in {report['elapsed_s']} s "
+            f"({report['achieved_rate_per_s']}/s offered {report['offered_rate_per_s']}/s), "
+            f"{report['client_ips']} IPs + 1 abusive, limit {report['per_ip_limit_per_min']}/min"
+        )
+        print(
+            f"answers: {report['statuses']}; errors {report['errors']}; "
+            f"429 to ordinary clients {report['rate_limited_ordinary']}; abuser "
+            f"{report['abuser_accepted']}/{report['abuser_requests']} accepted"
+        )
+        print(
+            f"stored exactly once {report['stored_exactly_once']}/{report['accepted']}, "
+            f"confirmation queued exactly once {report['confirmation_queued_exactly_once']}, "
+            f"stored although refused {report['stored_although_refused']}"
+        )
+        print(
+            f"latency ms: p50 {lat['p50']} p90 {lat['p90']} p99 {lat['p99']} max {lat['max']}"
+            f" (accepted: p50 {acc['p50']} p99 {acc['p99']})"
+        )
+        print(
+            f"server CPU {report['server_cpu_ms_per_request']} ms/request over "
+            f"{report['web_workers']} uvicorn process(es); load average "
+            f"{report['machine']['loadavg_1min_before']} -> "
+            f"{report['machine']['loadavg_1min_after']} on {report['machine']['cpus']} CPUs"
+        )
         print("OK" if report["ok"] else "NOT OK")
     sys.exit(0 if report["ok"] else 1)
 

@@ -26,10 +26,16 @@ from newsletter.models import (
 
 
 def subscriber_row(sub: Subscriber) -> dict[str, Any]:
-    return {"id": sub.id, "email": sub.email, "status": sub.status.value,
-            "interests": sub.interests, "frequency": sub.frequency.value,
-            "max_papers": sub.max_papers, "created_at": sub.created_at.isoformat(),
-            "confirmed_at": sub.confirmed_at and sub.confirmed_at.isoformat()}
+    return {
+        "id": sub.id,
+        "email": sub.email,
+        "status": sub.status.value,
+        "interests": sub.interests,
+        "frequency": sub.frequency.value,
+        "max_papers": sub.max_papers,
+        "created_at": sub.created_at.isoformat(),
+        "confirmed_at": sub.confirmed_at and sub.confirmed_at.isoformat(),
+    }
 
 
 def list_subscribers(status: str | None = None) -> list[dict[str, Any]]:
@@ -44,13 +50,21 @@ def list_subscribers(status: str | None = None) -> list[dict[str, Any]]:
         return [subscriber_row(s) for s in session.exec(stmt)]
 
 
-def add_subscriber(settings: Settings, email: str, interests: str, frequency: str,
-                   max_papers: int, confirmed: bool) -> str:
+def add_subscriber(
+    settings: Settings, email: str, interests: str, frequency: str, max_papers: int, confirmed: bool
+) -> str:
     client = subs.Client(user_agent="cli")
     with session_scope() as session:
         if confirmed:
-            sub = subs.import_subscriber(session, settings, email, interests=interests,
-                                         frequency=frequency, max_papers=max_papers, client=client)
+            sub = subs.import_subscriber(
+                session,
+                settings,
+                email,
+                interests=interests,
+                frequency=frequency,
+                max_papers=max_papers,
+                client=client,
+            )
         else:
             subs.request_subscription(session, settings, email, interests, client)
             sub = subs.find_by_email(session, email)
@@ -80,23 +94,32 @@ def export(email: str | None) -> Any:
         return subs.export_subscriber(session, sub)
 
 
-def ingest(settings: Settings, *, path: Path | None = None, source: str | None = None,
-           week: str | None = None, date: str | None = None,
-           query: str | None = None) -> dict[str, Any]:
+def ingest(
+    settings: Settings,
+    *,
+    path: Path | None = None,
+    source: str | None = None,
+    week: str | None = None,
+    date: str | None = None,
+    query: str | None = None,
+) -> dict[str, Any]:
     """Fetch from a source and upsert the papers; bad items are reported, not fatal."""
     from newsletter.papers import SourceError, ingest_records, load_source
 
     if path is not None and not Path(path).exists():
         raise ValueError(f"no such file: {path}")
     try:
-        result = load_source(settings, source=source, path=path, week=week, date=date,
-                             query=query)
+        result = load_source(settings, source=source, path=path, week=week, date=date, query=query)
     except SourceError as exc:
         raise ValueError(str(exc)) from exc
     with session_scope() as session:
         report = ingest_records(session, result.records)
-    return {"added": report.added, "updated": report.updated, "unchanged": report.unchanged,
-            "errors": result.errors + report.errors}
+    return {
+        "added": report.added,
+        "updated": report.updated,
+        "unchanged": report.unchanged,
+        "errors": result.errors + report.errors,
+    }
 
 
 def scheduled_ingest() -> dict[str, Any]:
@@ -105,8 +128,7 @@ def scheduled_ingest() -> dict[str, Any]:
     return ingest(settings, path=settings.paper_source_path)
 
 
-def preview(settings: Settings, *, interests: str | None, email: str | None,
-            limit: int) -> dict[str, Any]:
+def preview(settings: Settings, *, interests: str | None, email: str | None, limit: int) -> dict[str, Any]:
     """Rank the store's current papers for some interests (or a subscriber), without sending."""
     now = utcnow()
     with session_scope() as session:
@@ -114,38 +136,68 @@ def preview(settings: Settings, *, interests: str | None, email: str | None,
             sub = subs.find_by_email(session, email)
             if sub is None:
                 raise LookupError(f"no subscriber with address {email}")
-            sub = Subscriber(id=sub.id, email=sub.email, email_key=sub.email_key,
-                             interests=sub.interests, profile=dict(sub.profile or {}),
-                             token_version=sub.token_version, status=sub.status)
+            sub = Subscriber(
+                id=sub.id,
+                email=sub.email,
+                email_key=sub.email_key,
+                interests=sub.interests,
+                profile=dict(sub.profile or {}),
+                token_version=sub.token_version,
+                status=sub.status,
+            )
         else:
-            sub = Subscriber(id=0, email="preview@example.org", email_key="preview@example.org",
-                             interests=subs.clean_interests(interests))
+            sub = Subscriber(
+                id=0,
+                email="preview@example.org",
+                email_key="preview@example.org",
+                interests=subs.clean_interests(interests),
+            )
         sub.max_papers = limit
         from newsletter.digests import candidate_papers
 
-        issue = Issue(id=0, frequency=Frequency.weekly, period=period_of(Frequency.weekly, now),
-                      title="Preview", paper_ids=candidate_papers(session, Frequency.weekly, now),
-                      created_at=now)
+        issue = Issue(
+            id=0,
+            frequency=Frequency.weekly,
+            period=period_of(Frequency.weekly, now),
+            title="Preview",
+            paper_ids=candidate_papers(session, Frequency.weekly, now),
+            created_at=now,
+        )
         papers = session.exec(select(Paper).where(Paper.id.in_(issue.paper_ids))).all()
     renderer = DigestRenderer(settings, issue, list(papers), now)
     ranked = renderer.rank(sub)
     rendered = renderer.render(sub, renderer.items(sub, ranked))
-    items = [{"paper_id": r.paper_id, "title": renderer.views[r.paper_id].title,
-              "score": round(r.score, 4), "relevance": round(r.relevance, 4),
-              "trending": round(r.trending, 4), "why": r.why} for r in ranked]
-    return {"items": items, "html": rendered.html, "text": rendered.text,
-            "subject": rendered.subject}
+    items = [
+        {
+            "paper_id": r.paper_id,
+            "title": renderer.views[r.paper_id].title,
+            "score": round(r.score, 4),
+            "relevance": round(r.relevance, 4),
+            "trending": round(r.trending, 4),
+            "why": r.why,
+        }
+        for r in ranked
+    ]
+    return {"items": items, "html": rendered.html, "text": rendered.text, "subject": rendered.subject}
 
 
 def due_count(frequency: Frequency) -> int:
     with session_scope() as session:
-        return session.exec(select(func.count()).select_from(Subscriber).where(
-            Subscriber.status == SubscriberStatus.confirmed,
-            Subscriber.frequency == frequency)).one()
+        return session.exec(
+            select(func.count())
+            .select_from(Subscriber)
+            .where(Subscriber.status == SubscriberStatus.confirmed, Subscriber.frequency == frequency)
+        ).one()
 
 
-def send_now(settings: Settings, frequency: str, *, dry_run: bool = False, wait: bool = True,
-             show_progress: bool = False) -> dict[str, Any]:
+def send_now(
+    settings: Settings,
+    frequency: str,
+    *,
+    dry_run: bool = False,
+    wait: bool = True,
+    show_progress: bool = False,
+) -> dict[str, Any]:
     """Plan this period's issue and dispatch it; a second run in the period sends nothing new."""
     try:
         freq = Frequency(frequency)
@@ -168,8 +220,12 @@ def send_now(settings: Settings, frequency: str, *, dry_run: bool = False, wait:
             _wait_with_progress(issue.id, total, show_progress)
     else:
         _run_with_progress(issue.id, total, show_progress)
-    return {"issue_id": issue.id, "period": issue.period, "planned": planned,
-            "counts": delivery_counts(issue.id)}
+    return {
+        "issue_id": issue.id,
+        "period": issue.period,
+        "planned": planned,
+        "counts": delivery_counts(issue.id),
+    }
 
 
 def _open_work(counts: dict[str, int]) -> int:
@@ -180,8 +236,9 @@ def _run_with_progress(issue_id: int, total: int, show: bool) -> None:
     from rich.progress import Progress
 
     with Progress(disable=not show, transient=True) as bar:
-        task = bar.add_task("Sending", total=max(total, 1),
-                            completed=total - _open_work(delivery_counts(issue_id)))
+        task = bar.add_task(
+            "Sending", total=max(total, 1), completed=total - _open_work(delivery_counts(issue_id))
+        )
         dispatch_issue(issue_id, progress=lambda r: bar.advance(task, r.get("claimed", 0)))
 
 
@@ -201,9 +258,15 @@ def _wait_with_progress(issue_id: int, total: int, show: bool, timeout: float = 
 
 
 def issue_row(issue: Issue) -> dict[str, Any]:
-    return {"id": issue.id, "frequency": issue.frequency.value, "period": issue.period,
-            "title": issue.title, "papers": len(issue.paper_ids),
-            "created_at": issue.created_at.isoformat(), "counts": delivery_counts(issue.id)}
+    return {
+        "id": issue.id,
+        "frequency": issue.frequency.value,
+        "period": issue.period,
+        "title": issue.title,
+        "papers": len(issue.paper_ids),
+        "created_at": issue.created_at.isoformat(),
+        "counts": delivery_counts(issue.id),
+    }
 
 
 def list_issues() -> list[dict[str, Any]]:
@@ -216,15 +279,13 @@ def show_issue(issue_id: int) -> dict[str, Any]:
         issue = session.get(Issue, issue_id)
         if issue is None:
             raise LookupError(f"no issue with id {issue_id}")
-        titles = {p.id: p.title for p in session.exec(
-            select(Paper).where(Paper.id.in_(issue.paper_ids)))}
-        return {**issue_row(issue), "paper_titles": [titles[i] for i in issue.paper_ids
-                                                     if i in titles]}
+        titles = {p.id: p.title for p in session.exec(select(Paper).where(Paper.id.in_(issue.paper_ids)))}
+        return {**issue_row(issue), "paper_titles": [titles[i] for i in issue.paper_ids if i in titles]}
 
 
 def stats() -> dict[str, Any]:
     with session_scope() as session:
-        by_status = dict(session.exec(select(Subscriber.status, func.count())
-                                      .group_by(Subscriber.status)).all())
-    return {"subscribers": {s.value: by_status.get(s, 0) for s in SubscriberStatus},
-            "issues": list_issues()}
+        by_status = dict(
+            session.exec(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all()
+        )
+    return {"subscribers": {s.value: by_status.get(s, 0) for s in SubscriberStatus}, "issues": list_issues()}

@@ -6,7 +6,6 @@ import json
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -14,12 +13,14 @@ from rich.table import Table
 
 from newsletter.config import ConfigError, Settings, get_settings
 
-app = typer.Typer(help="Paper Digest: trending research papers, ranked for each reader.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Paper Digest: trending research papers, ranked for each reader.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 subs_app = typer.Typer(help="Subscribers.", no_args_is_help=True)
-papers_app = typer.Typer(help="Papers: ingest from a file, Hugging Face or arXiv.",
-                         no_args_is_help=True)
+papers_app = typer.Typer(help="Papers: ingest from a file, Hugging Face or arXiv.", no_args_is_help=True)
 issues_app = typer.Typer(help="Issues (editions) and their deliveries.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(subs_app, name="subscribers")
@@ -60,9 +61,11 @@ def emit_json(data) -> None:
 
 # ---- serve, db ------------------------------------------------------------------------------
 
+
 @app.command()
-def serve(host: str = "127.0.0.1", port: int = 8000,
-          workers: int = typer.Option(1, help="Web worker processes.")) -> None:
+def serve(
+    host: str = "127.0.0.1", port: int = 8000, workers: int = typer.Option(1, help="Web worker processes.")
+) -> None:
     """Run the web app (signup, confirm, preferences, unsubscribe, archive).
 
     Example: newsletter serve --host 0.0.0.0 --port 8000
@@ -70,8 +73,15 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
     import uvicorn
 
     settings()  # refuse to start with a default secret before binding the port
-    uvicorn.run("newsletter.web:create_app", factory=True, host=host, port=port,
-                workers=workers, proxy_headers=True, log_level="info")
+    uvicorn.run(
+        "newsletter.web:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        log_level="info",
+    )
 
 
 @db_app.command("upgrade")
@@ -88,9 +98,12 @@ def db_upgrade(revision: str = "head") -> None:
 
 # ---- subscribers ----------------------------------------------------------------------------
 
+
 @subs_app.command("list")
-def subscribers_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-                     status: Optional[str] = typer.Option(None, help="Only this status.")) -> None:
+def subscribers_list(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    status: str | None = typer.Option(None, help="Only this status."),
+) -> None:
     """List subscribers. Example: newsletter subscribers list --status confirmed --json"""
     from newsletter import admin
 
@@ -102,19 +115,31 @@ def subscribers_list(as_json: bool = typer.Option(False, "--json", help="Print J
         return emit_json(rows)
     table = Table("email", "status", "frequency", "max", "interests", "created")
     for r in rows:
-        table.add_row(r["email"], r["status"], r["frequency"], str(r["max_papers"]),
-                      (r["interests"] or "")[:40], r["created_at"][:16])
+        table.add_row(
+            r["email"],
+            r["status"],
+            r["frequency"],
+            str(r["max_papers"]),
+            (r["interests"] or "")[:40],
+            r["created_at"][:16],
+        )
     console.print(table)
     console.print(f"{len(rows)} subscriber(s)")
 
 
 @subs_app.command("add")
-def subscribers_add(email: str, interests: str = "", frequency: str = "weekly",
-                    max_papers: int = 10,
-                    confirmed: bool = typer.Option(
-                        False, help="Skip double opt-in: only for addresses whose consent you "
-                                    "already hold (recorded as 'imported')."),
-                    as_json: bool = typer.Option(False, "--json")) -> None:
+def subscribers_add(
+    email: str,
+    interests: str = "",
+    frequency: str = "weekly",
+    max_papers: int = 10,
+    confirmed: bool = typer.Option(
+        False,
+        help="Skip double opt-in: only for addresses whose consent you "
+        "already hold (recorded as 'imported').",
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """Add a subscriber (sends a confirmation email unless --confirmed).
 
     Example: newsletter subscribers add ada@example.org --interests "graph neural networks"
@@ -123,8 +148,7 @@ def subscribers_add(email: str, interests: str = "", frequency: str = "weekly",
     from newsletter.subscriptions import InvalidInput
 
     try:
-        outcome = admin.add_subscriber(settings(), email, interests, frequency, max_papers,
-                                       confirmed)
+        outcome = admin.add_subscriber(settings(), email, interests, frequency, max_papers, confirmed)
     except InvalidInput as exc:
         raise fail(str(exc)) from exc
     if as_json:
@@ -134,9 +158,9 @@ def subscribers_add(email: str, interests: str = "", frequency: str = "weekly",
 
 
 @subs_app.command("remove")
-def subscribers_remove(email: str,
-                       erase: bool = typer.Option(False, help="Delete every record of them.")
-                       ) -> None:
+def subscribers_remove(
+    email: str, erase: bool = typer.Option(False, help="Delete every record of them.")
+) -> None:
     """Unsubscribe an address (or --erase it). Example: newsletter subscribers remove a@b.org"""
     from newsletter import admin
     from newsletter.subscriptions import InvalidInput
@@ -148,9 +172,10 @@ def subscribers_remove(email: str,
 
 
 @subs_app.command("export")
-def subscribers_export(email: Optional[str] = typer.Argument(None),
-                       output: Optional[Path] = typer.Option(None, "-o", help="File to write.")
-                       ) -> None:
+def subscribers_export(
+    email: str | None = typer.Argument(None),
+    output: Path | None = typer.Option(None, "-o", help="File to write."),
+) -> None:
     """Export one subscriber's data, or all subscribers, as JSON."""
     from newsletter import admin
     from newsletter.subscriptions import InvalidInput
@@ -169,45 +194,49 @@ def subscribers_export(email: Optional[str] = typer.Argument(None),
 
 # ---- papers, preview ------------------------------------------------------------------------
 
+
 @papers_app.command("ingest")
 def papers_ingest(
-    path: Optional[Path] = typer.Argument(None, help="A JSON feed file."),
-    source: Optional[str] = typer.Option(None, help="file | huggingface | arxiv"),
-    week: Optional[str] = typer.Option(None, help="Hugging Face ISO week, e.g. 2026-W48."),
-    date: Optional[str] = typer.Option(None, help="Hugging Face day, YYYY-MM-DD."),
-    query: Optional[str] = typer.Option(None, help="arXiv search query, e.g. cat:cs.CL."),
+    path: Path | None = typer.Argument(None, help="A JSON feed file."),
+    source: str | None = typer.Option(None, help="file | huggingface | arxiv"),
+    week: str | None = typer.Option(None, help="Hugging Face ISO week, e.g. 2026-W48."),
+    date: str | None = typer.Option(None, help="Hugging Face day, YYYY-MM-DD."),
+    query: str | None = typer.Option(None, help="arXiv search query, e.g. cat:cs.CL."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Ingest papers. Examples:
 
-      newsletter papers ingest feed.json
+    newsletter papers ingest feed.json
 
-      newsletter papers ingest --source huggingface --week 2026-W48
+    newsletter papers ingest --source huggingface --week 2026-W48
 
-      newsletter papers ingest --source arxiv --query "cat:cs.LG AND ti:diffusion"
+    newsletter papers ingest --source arxiv --query "cat:cs.LG AND ti:diffusion"
     """
     from newsletter import admin
 
     try:
         with console.status("Fetching papers…", spinner="dots") if not as_json else _quiet():
-            report = admin.ingest(settings(), path=path, source=source, week=week, date=date,
-                                  query=query)
+            report = admin.ingest(settings(), path=path, source=source, week=week, date=date, query=query)
     except (ValueError, OSError) as exc:
         raise fail(str(exc)) from exc
     if as_json:
         return emit_json(report)
-    console.print(f"Added {report['added']}, updated {report['updated']}, "
-                  f"unchanged {report['unchanged']}; {len(report['errors'])} item(s) skipped.")
+    console.print(
+        f"Added {report['added']}, updated {report['updated']}, "
+        f"unchanged {report['unchanged']}; {len(report['errors'])} item(s) skipped."
+    )
     for line in report["errors"][:20]:
         err.print(f"  skipped: {line}")
 
 
 @app.command()
-def preview(interests: Optional[str] = typer.Option(None, help="Free-text interests."),
-            subscriber: Optional[str] = typer.Option(None, help="Rank for this subscriber."),
-            limit: int = typer.Option(10, min=1, max=50),
-            as_json: bool = typer.Option(False, "--json", help="Ranked items as JSON."),
-            html: Optional[Path] = typer.Option(None, help="Write the digest HTML here.")) -> None:
+def preview(
+    interests: str | None = typer.Option(None, help="Free-text interests."),
+    subscriber: str | None = typer.Option(None, help="Rank for this subscriber."),
+    limit: int = typer.Option(10, min=1, max=50),
+    as_json: bool = typer.Option(False, "--json", help="Ranked items as JSON."),
+    html: Path | None = typer.Option(None, help="Write the digest HTML here."),
+) -> None:
     """Show the digest someone would get from the papers in the store now.
 
     Example: newsletter preview --interests "robot learning" --json
@@ -233,12 +262,15 @@ def preview(interests: Optional[str] = typer.Option(None, help="Free-text intere
 
 # ---- sending, issues ------------------------------------------------------------------------
 
+
 @app.command()
-def send(now: bool = typer.Option(False, "--now", help="Plan and send the current period."),
-         frequency: str = typer.Option("weekly", help="weekly | daily"),
-         dry_run: bool = typer.Option(False, "--dry-run", help="Plan nothing; show who is due."),
-         wait: bool = typer.Option(True, help="With a broker: wait and show progress."),
-         as_json: bool = typer.Option(False, "--json")) -> None:
+def send(
+    now: bool = typer.Option(False, "--now", help="Plan and send the current period."),
+    frequency: str = typer.Option("weekly", help="weekly | daily"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Plan nothing; show who is due."),
+    wait: bool = typer.Option(True, help="With a broker: wait and show progress."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """Send this period's digest; running it again in the same period sends nothing new.
 
     Example: newsletter send --now
@@ -248,20 +280,23 @@ def send(now: bool = typer.Option(False, "--now", help="Plan and send the curren
     if not now:
         raise fail("say --now to send the current period's issue (beat sends on schedule).")
     try:
-        result = admin.send_now(settings(), frequency, dry_run=dry_run, wait=wait,
-                                show_progress=not as_json)
+        result = admin.send_now(settings(), frequency, dry_run=dry_run, wait=wait, show_progress=not as_json)
     except ValueError as exc:
         raise fail(str(exc)) from exc
     if as_json:
         return emit_json(result)
     if dry_run:
-        console.print(f"Dry run: issue {result['period']} would go to {result['due']} "
-                      f"subscriber(s) with {result['papers']} candidate papers. Nothing sent.")
+        console.print(
+            f"Dry run: issue {result['period']} would go to {result['due']} "
+            f"subscriber(s) with {result['papers']} candidate papers. Nothing sent."
+        )
         return
     c = result["counts"]
-    console.print(f"Issue {result['issue_id']} ({result['period']}): {result['planned']} new "
-                  f"deliveries planned. Sent {c['sent']}, skipped {c['skipped']}, failed "
-                  f"{c['failed']}, still open {c['pending'] + c['deferred'] + c['sending']}.")
+    console.print(
+        f"Issue {result['issue_id']} ({result['period']}): {result['planned']} new "
+        f"deliveries planned. Sent {c['sent']}, skipped {c['skipped']}, failed "
+        f"{c['failed']}, still open {c['pending'] + c['deferred'] + c['sending']}."
+    )
 
 
 @issues_app.command("list")
@@ -275,9 +310,16 @@ def issues_list(as_json: bool = typer.Option(False, "--json")) -> None:
     table = Table("id", "frequency", "period", "papers", "sent", "pending", "failed", "skipped")
     for r in rows:
         c = r["counts"]
-        table.add_row(str(r["id"]), r["frequency"], r["period"], str(r["papers"]),
-                      str(c["sent"]), str(c["pending"] + c["deferred"] + c["sending"]),
-                      str(c["failed"]), str(c["skipped"]))
+        table.add_row(
+            str(r["id"]),
+            r["frequency"],
+            r["period"],
+            str(r["papers"]),
+            str(c["sent"]),
+            str(c["pending"] + c["deferred"] + c["sending"]),
+            str(c["failed"]),
+            str(c["skipped"]),
+        )
     console.print(table)
 
 
@@ -312,8 +354,10 @@ def stats(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @app.command()
-def demo(outbox: Path = typer.Option(Path("var/demo/outbox"), help="Where the .eml files go."),
-         database: Path = typer.Option(Path("var/demo/demo.db"), help="SQLite file.")) -> None:
+def demo(
+    outbox: Path = typer.Option(Path("var/demo/outbox"), help="Where the .eml files go."),
+    database: Path = typer.Option(Path("var/demo/demo.db"), help="SQLite file."),
+) -> None:
     """The whole journey on the embedded default: no services, SQLite, an outbox folder.
 
     Ingests the bundled sample feed, signs up demo readers through the real double opt-in,

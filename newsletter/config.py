@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     retry_backoff_max_seconds: int = Field(default=300, ge=1)
 
     @model_validator(mode="after")
-    def _refuse_default_secret(self) -> "Settings":
+    def _refuse_default_secret(self) -> Settings:
         if self.mode == "production" and (self.secret_key == DEV_SECRET or len(self.secret_key) < 16):
             raise ConfigError(
                 "NEWSLETTER_SECRET_KEY is missing, the default, or shorter than 16 characters. "

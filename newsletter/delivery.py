@@ -53,28 +53,34 @@ CLAIMABLE = (DeliveryState.pending, DeliveryState.deferred)
 
 # ---- the ledger -----------------------------------------------------------------------------
 
+
 def claim(conn: Connection, issue_id: int, ids: list[int], owner: str) -> list[tuple[int, int]]:
     """Atomically take the claimable rows among `ids`; returns (delivery id, subscriber id)."""
-    stmt = (update(D).where(D.c.id.in_(ids), D.c.issue_id == issue_id, D.c.state.in_(CLAIMABLE))
-            .values(state=DeliveryState.sending, claimed_at=utcnow(), claimed_by=owner,
-                    attempts=D.c.attempts + 1)
-            .returning(D.c.id, D.c.subscriber_id))
+    stmt = (
+        update(D)
+        .where(D.c.id.in_(ids), D.c.issue_id == issue_id, D.c.state.in_(CLAIMABLE))
+        .values(state=DeliveryState.sending, claimed_at=utcnow(), claimed_by=owner, attempts=D.c.attempts + 1)
+        .returning(D.c.id, D.c.subscriber_id)
+    )
     return sorted((row[0], row[1]) for row in conn.execute(stmt))
 
 
 def finish(conn: Connection, delivery_id: int, owner: str, state: DeliveryState, **values) -> None:
     """Record the outcome of one claimed row, in its own transaction."""
-    conn.execute(update(D).where(D.c.id == delivery_id, D.c.claimed_by == owner)
-                 .values(state=state, **values))
+    conn.execute(
+        update(D).where(D.c.id == delivery_id, D.c.claimed_by == owner).values(state=state, **values)
+    )
     conn.commit()
 
 
 def release(conn: Connection, ids: list[int], owner: str, error: str) -> None:
     """Give unsent claimed rows back (deferred) so a retry or another worker picks them up."""
     if ids:
-        conn.execute(update(D).where(D.c.id.in_(ids), D.c.claimed_by == owner,
-                                     D.c.state == DeliveryState.sending)
-                     .values(state=DeliveryState.deferred, error=error[:1000]))
+        conn.execute(
+            update(D)
+            .where(D.c.id.in_(ids), D.c.claimed_by == owner, D.c.state == DeliveryState.sending)
+            .values(state=DeliveryState.deferred, error=error[:1000])
+        )
         conn.commit()
 
 
@@ -82,9 +88,14 @@ def heartbeat(conn: Connection, ids: list[int], owner: str) -> set[int]:
     """Refresh our claims; returns the ids still ours (a claim swept as stale is not)."""
     if not ids:
         return set()
-    held = set(conn.execute(update(D).where(D.c.id.in_(ids), D.c.claimed_by == owner,
-                                            D.c.state == DeliveryState.sending)
-                            .values(claimed_at=utcnow()).returning(D.c.id)).scalars())
+    held = set(
+        conn.execute(
+            update(D)
+            .where(D.c.id.in_(ids), D.c.claimed_by == owner, D.c.state == DeliveryState.sending)
+            .values(claimed_at=utcnow())
+            .returning(D.c.id)
+        ).scalars()
+    )
     conn.commit()
     return held
 
@@ -92,9 +103,11 @@ def heartbeat(conn: Connection, ids: list[int], owner: str) -> set[int]:
 def sent_history(conn: Connection, subscriber_ids: list[int], issue_id: int) -> dict[int, set[int]]:
     """Papers each subscriber already received in earlier issues (never send one twice)."""
     history: dict[int, set[int]] = {sid: set() for sid in subscriber_ids}
-    rows = conn.execute(select(D.c.subscriber_id, D.c.paper_ids).where(
-        D.c.subscriber_id.in_(subscriber_ids), D.c.state == DeliveryState.sent,
-        D.c.issue_id != issue_id))
+    rows = conn.execute(
+        select(D.c.subscriber_id, D.c.paper_ids).where(
+            D.c.subscriber_id.in_(subscriber_ids), D.c.state == DeliveryState.sent, D.c.issue_id != issue_id
+        )
+    )
     for sid, paper_ids in rows:
         history[sid].update(paper_ids or ())
     return history
@@ -119,8 +132,9 @@ def renderer_for(settings: Settings, issue_id: int) -> DigestRenderer:
     return _renderers[key]
 
 
-def digest_message(settings: Settings, renderer: DigestRenderer, sub: Subscriber,
-                   exclude: set[int]) -> tuple[bytes, str, list[int]] | None:
+def digest_message(
+    settings: Settings, renderer: DigestRenderer, sub: Subscriber, exclude: set[int]
+) -> tuple[bytes, str, list[int]] | None:
     """The finished message for one reader, or None when nothing new is left to send them."""
     ranked = renderer.rank(sub, exclude)
     if not ranked:
@@ -129,16 +143,26 @@ def digest_message(settings: Settings, renderer: DigestRenderer, sub: Subscriber
     rendered = renderer.render(sub, items)
     issue = renderer.issue
     message_id = new_message_id(settings.mail_domain, f"{issue.id}.{sub.id}")
-    headers = {"List-Id": settings.list_id, **list_headers(settings, sub),
-               "Feedback-ID": f"{issue.id}:digest:{issue.frequency.value}:paperdigest",
-               "Precedence": "bulk", "Auto-Submitted": "auto-generated"}
-    env = Envelope(mail_from=settings.mail_from, to=sub.email, subject=rendered.subject,
-                   message_id=message_id, headers=headers)
+    headers = {
+        "List-Id": settings.list_id,
+        **list_headers(settings, sub),
+        "Feedback-ID": f"{issue.id}:digest:{issue.frequency.value}:paperdigest",
+        "Precedence": "bulk",
+        "Auto-Submitted": "auto-generated",
+    }
+    env = Envelope(
+        mail_from=settings.mail_from,
+        to=sub.email,
+        subject=rendered.subject,
+        message_id=message_id,
+        headers=headers,
+    )
     message = finish_message(settings, env, rendered.text, rendered.html)
     return message, message_id, [r.paper_id for r in ranked]
 
 
 # ---- one batch ------------------------------------------------------------------------------
+
 
 @dataclass
 class BatchResult:
@@ -169,8 +193,7 @@ def send_batch(issue_id: int, delivery_ids: list[int]) -> dict:
     result = BatchResult()
     # Autocommit: every statement here is its own transaction anyway (the claim, each row's
     # outcome), and this saves a BEGIN and a COMMIT round trip per statement.
-    with get_engine(settings.database_url).connect().execution_options(
-            isolation_level="AUTOCOMMIT") as conn:
+    with get_engine(settings.database_url).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         claimed = claim(conn, issue_id, delivery_ids, owner)
         conn.commit()
         result.claimed = len(claimed)
@@ -179,8 +202,7 @@ def send_batch(issue_id: int, delivery_ids: list[int]) -> dict:
         try:
             _send_claimed(conn, settings, issue_id, claimed, owner, result)
         except BaseException as exc:
-            _release_after_error(conn, [d for d, _ in claimed], owner,
-                                 f"batch interrupted: {exc!r}")
+            _release_after_error(conn, [d for d, _ in claimed], owner, f"batch interrupted: {exc!r}")
             raise
     event(log, "batch.done", issue_id=issue_id, batch=owner, **result.as_dict())
     if result.deferred:
@@ -188,8 +210,14 @@ def send_batch(issue_id: int, delivery_ids: list[int]) -> dict:
     return result.as_dict()
 
 
-def _send_claimed(conn: Connection, settings: Settings, issue_id: int,
-                  claimed: list[tuple[int, int]], owner: str, result: BatchResult) -> None:
+def _send_claimed(
+    conn: Connection,
+    settings: Settings,
+    issue_id: int,
+    claimed: list[tuple[int, int]],
+    owner: str,
+    result: BatchResult,
+) -> None:
     renderer = renderer_for(settings, issue_id)
     subscribers = _load_subscribers(conn, [s for _, s in claimed])
     history = sent_history(conn, list(subscribers), issue_id)
@@ -208,13 +236,21 @@ def _send_claimed(conn: Connection, settings: Settings, issue_id: int,
                 beat = time.monotonic()
             if delivery_id in lost:  # swept as stale while we were slow: someone else sends it
                 continue
-            outcome = _send_one(conn, settings, renderer, sender, delivery_id,
-                                subscribers.get(sub_id), history.get(sub_id, set()), owner,
-                                recorder)
+            outcome = _send_one(
+                conn,
+                settings,
+                renderer,
+                sender,
+                delivery_id,
+                subscribers.get(sub_id),
+                history.get(sub_id, set()),
+                owner,
+                recorder,
+            )
             setattr(result, outcome, getattr(result, outcome) + 1)
             if outcome == "deferred" and sender_is_down(sender):
                 recorder.wait()
-                rest = [d for d, _ in claimed[n + 1:]]
+                rest = [d for d, _ in claimed[n + 1 :]]
                 release(conn, rest, owner, "SMTP server unavailable")
                 result.deferred += len(rest)
                 break
@@ -230,9 +266,17 @@ def sender_is_down(sender) -> bool:
     return not sender.connected
 
 
-def _send_one(conn: Connection, settings: Settings, renderer: DigestRenderer, sender,
-              delivery_id: int, sub: Subscriber | None, exclude: set[int], owner: str,
-              recorder: SentRecorder) -> str:
+def _send_one(
+    conn: Connection,
+    settings: Settings,
+    renderer: DigestRenderer,
+    sender,
+    delivery_id: int,
+    sub: Subscriber | None,
+    exclude: set[int],
+    owner: str,
+    recorder: SentRecorder,
+) -> str:
     due = sub is not None and sub.status is SubscriberStatus.confirmed
     # Render while the previous row's "sent" UPDATE is on its way; it must be committed before
     # this connection is used again and before this message goes out.
@@ -248,16 +292,21 @@ def _send_one(conn: Connection, settings: Settings, renderer: DigestRenderer, se
     try:
         sender.send(sub.email, message)
     except PermanentSendError as exc:
-        finish(conn, delivery_id, owner, DeliveryState.failed, smtp_code=exc.code,
-               error=str(exc)[:1000])
+        finish(conn, delivery_id, owner, DeliveryState.failed, smtp_code=exc.code, error=str(exc)[:1000])
         _bounce(conn, sub.id, str(exc))
         return "failed"
     except TransientSendError as exc:
-        finish(conn, delivery_id, owner, DeliveryState.deferred, smtp_code=exc.code,
-               error=str(exc)[:1000])
+        finish(conn, delivery_id, owner, DeliveryState.deferred, smtp_code=exc.code, error=str(exc)[:1000])
         return "deferred"
-    recorder.record_sent(delivery_id, owner, sent_at=utcnow(), smtp_code=250,
-                         message_id=message_id, paper_ids=paper_ids, error=None)
+    recorder.record_sent(
+        delivery_id,
+        owner,
+        sent_at=utcnow(),
+        smtp_code=250,
+        message_id=message_id,
+        paper_ids=paper_ids,
+        error=None,
+    )
     return "sent"
 
 
@@ -292,8 +341,10 @@ class SentRecorder:
     database, and any error, goes through `_record_sent` and its retries instead.
     """
 
-    SQL = (f"UPDATE {D.name} SET state = 'sent', sent_at = $1, smtp_code = 250, message_id = $2,"
-           " paper_ids = $3, error = NULL WHERE id = $4 AND claimed_by = $5").encode()
+    SQL = (
+        f"UPDATE {D.name} SET state = 'sent', sent_at = $1, smtp_code = 250, message_id = $2,"
+        " paper_ids = $3, error = NULL WHERE id = $4 AND claimed_by = $5"
+    ).encode()
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -316,9 +367,13 @@ class SentRecorder:
         self.wait()
         pgconn = self._pgconn()
         if pgconn is not None:
-            params = [values["sent_at"].isoformat().encode(), values["message_id"].encode(),
-                      json.dumps(values["paper_ids"]).encode(), str(delivery_id).encode(),
-                      owner.encode()]
+            params = [
+                values["sent_at"].isoformat().encode(),
+                values["message_id"].encode(),
+                json.dumps(values["paper_ids"]).encode(),
+                str(delivery_id).encode(),
+                owner.encode(),
+            ]
             try:
                 pgconn.send_query_params(self.SQL, params)
                 while pgconn.flush():  # 1: not all of it left yet (non-blocking socket)
@@ -384,15 +439,21 @@ def _bounce(conn: Connection, subscriber_id: int, reason: str) -> None:
 
 # ---- dispatching an issue -------------------------------------------------------------------
 
+
 def pending_batches(issue_id: int, size: int) -> Iterator[list[int]]:
     """Claimable delivery ids of an issue in id order, `size` at a time (keyset pagination)."""
     engine = get_engine()
     last = 0
     while True:
         with engine.connect() as conn:
-            ids = list(conn.execute(
-                select(D.c.id).where(D.c.issue_id == issue_id, D.c.state.in_(CLAIMABLE),
-                                     D.c.id > last).order_by(D.c.id).limit(size)).scalars())
+            ids = list(
+                conn.execute(
+                    select(D.c.id)
+                    .where(D.c.issue_id == issue_id, D.c.state.in_(CLAIMABLE), D.c.id > last)
+                    .order_by(D.c.id)
+                    .limit(size)
+                ).scalars()
+            )
         if not ids:
             return
         last = ids[-1]
@@ -433,16 +494,24 @@ def recover_stale_claims(older_than: int | None = None) -> int:
     cutoff = now - timedelta(seconds=older_than or settings.stale_claim_seconds)
     with get_engine(settings.database_url).connect() as conn:
         rows = conn.execute(
-            update(D).where(D.c.state == DeliveryState.sending, D.c.claimed_at < cutoff)
+            update(D)
+            .where(D.c.state == DeliveryState.sending, D.c.claimed_at < cutoff)
             .values(state=DeliveryState.deferred, error="claim went stale (worker lost)")
-            .returning(D.c.issue_id)).all()
+            .returning(D.c.issue_id)
+        ).all()
         conn.commit()
-        stalled = stalled_issues(conn, now - timedelta(seconds=settings.redispatch_after_seconds),
-                                 now - timedelta(hours=24))
+        stalled = stalled_issues(
+            conn, now - timedelta(seconds=settings.redispatch_after_seconds), now - timedelta(hours=24)
+        )
     recovered = {r[0] for r in rows}
     for issue_id in sorted(recovered | stalled):
-        event(log, "issue.redispatch", logging.WARNING, issue_id=issue_id,
-              reason="stale claims" if issue_id in recovered else "no progress")
+        event(
+            log,
+            "issue.redispatch",
+            logging.WARNING,
+            issue_id=issue_id,
+            reason="stale claims" if issue_id in recovered else "no progress",
+        )
         jobs.run("dispatch_issue", issue_id)
     return len(rows)
 
@@ -451,12 +520,14 @@ def stalled_issues(conn: Connection, quiet_since: datetime, created_since: datet
     """Issues created since `created_since` with claimable rows and no claim since `quiet_since`."""
     issues = Issue.__table__
     open_rows = func.sum(case((D.c.state.in_(CLAIMABLE), 1), else_=0))
-    last_activity = func.coalesce(func.max(D.c.claimed_at), issues.c.planned_at,
-                                  issues.c.created_at)
-    stmt = (select(D.c.issue_id).join(issues, issues.c.id == D.c.issue_id)
-            .where(issues.c.created_at >= created_since)
-            .group_by(D.c.issue_id, issues.c.planned_at, issues.c.created_at)
-            .having(open_rows > 0, last_activity < quiet_since))
+    last_activity = func.coalesce(func.max(D.c.claimed_at), issues.c.planned_at, issues.c.created_at)
+    stmt = (
+        select(D.c.issue_id)
+        .join(issues, issues.c.id == D.c.issue_id)
+        .where(issues.c.created_at >= created_since)
+        .group_by(D.c.issue_id, issues.c.planned_at, issues.c.created_at)
+        .having(open_rows > 0, last_activity < quiet_since)
+    )
     found = set(conn.execute(stmt).scalars())
     conn.commit()
     return found
@@ -484,8 +555,9 @@ def scheduled_send(now: datetime | None = None) -> list[int]:
 
 def delivery_counts(issue_id: int) -> dict[str, int]:
     with get_engine().connect() as conn:
-        rows = conn.execute(select(D.c.state, func.count()).where(D.c.issue_id == issue_id)
-                            .group_by(D.c.state)).all()
+        rows = conn.execute(
+            select(D.c.state, func.count()).where(D.c.issue_id == issue_id).group_by(D.c.state)
+        ).all()
     counts = {s.value: 0 for s in DeliveryState}
     counts.update({(s.value if hasattr(s, "value") else str(s)): n for s, n in rows})
     return counts

@@ -35,12 +35,14 @@ def configure(outbox: Path, database: Path) -> None:
             path.unlink()
     for suffix in ("-wal", "-shm"):
         Path(str(database) + suffix).unlink(missing_ok=True)
-    os.environ.update({
-        "NEWSLETTER_MODE": os.environ.get("NEWSLETTER_MODE", "demo"),
-        "NEWSLETTER_DATABASE_URL": f"sqlite:///{database}",
-        "NEWSLETTER_OUTBOX_DIR": str(outbox),
-        "NEWSLETTER_CONFIRM_COOLDOWN_MINUTES": "0",
-    })
+    os.environ.update(
+        {
+            "NEWSLETTER_MODE": os.environ.get("NEWSLETTER_MODE", "demo"),
+            "NEWSLETTER_DATABASE_URL": f"sqlite:///{database}",
+            "NEWSLETTER_OUTBOX_DIR": str(outbox),
+            "NEWSLETTER_CONFIRM_COOLDOWN_MINUTES": "0",
+        }
+    )
     for name in ("NEWSLETTER_BROKER_URL", "NEWSLETTER_SMTP_HOST"):
         os.environ.pop(name, None)
     from newsletter.config import reset_settings
@@ -49,8 +51,10 @@ def configure(outbox: Path, database: Path) -> None:
 
 
 def read_messages(outbox: Path) -> list[email.message.EmailMessage]:
-    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
-            for p in sorted(outbox.glob("*.eml"))]
+    return [
+        email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+        for p in sorted(outbox.glob("*.eml"))
+    ]
 
 
 def text_of(msg: email.message.EmailMessage) -> str:
@@ -94,8 +98,9 @@ def run_demo(outbox: Path, database: Path, console: Console) -> None:
     result = admin.send_now(settings, "weekly", show_progress=True)
     console.print(f"Issue {result['period']}: {result['counts']['sent']} digests sent.")
     show_summary(outbox, console)
-    console.print(f"\nEvery email is a .eml file in [bold]{outbox.resolve()}[/] "
-                  "(open one in your mail client).")
+    console.print(
+        f"\nEvery email is a .eml file in [bold]{outbox.resolve()}[/] (open one in your mail client)."
+    )
 
 
 def show_summary(outbox: Path, console: Console) -> None:
@@ -107,6 +112,10 @@ def show_summary(outbox: Path, console: Console) -> None:
         body = text_of(msg)
         titles = re.findall(r"^\d+\. (.+)$", body, flags=re.M)
         to = str(msg["To"])
-        table.add_row(to, interests.get(to) or "(none: trending order)", str(len(titles)),
-                      titles[0][:60] if titles else "-")
+        table.add_row(
+            to,
+            interests.get(to) or "(none: trending order)",
+            str(len(titles)),
+            titles[0][:60] if titles else "-",
+        )
     console.print(table)

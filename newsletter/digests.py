@@ -48,6 +48,7 @@ WINDOW = {Frequency.weekly: timedelta(days=7), Frequency.daily: timedelta(days=2
 
 # ---- periods and planning -------------------------------------------------------------------
 
+
 def period_of(frequency: Frequency, now: datetime) -> str:
     """The edition key: ISO week for weekly digests ("2026-W48"), the date for daily ones."""
     if frequency is Frequency.daily:
@@ -70,10 +71,12 @@ def candidate_papers(session: Session, frequency: Frequency, now: datetime) -> l
     Hugging Face listing of this week carries papers whose arXiv date is older.
     """
     since = now - WINDOW[frequency]
-    recent = session.exec(select(Paper).where(
-        or_(Paper.published_at >= since, Paper.ingested_at >= since))).all()
-    pool = recent or session.exec(select(Paper).order_by(Paper.published_at.desc())
-                                  .limit(MAX_CANDIDATES)).all()
+    recent = session.exec(
+        select(Paper).where(or_(Paper.published_at >= since, Paper.ingested_at >= since))
+    ).all()
+    pool = (
+        recent or session.exec(select(Paper).order_by(Paper.published_at.desc()).limit(MAX_CANDIDATES)).all()
+    )
     pool = sorted(pool, key=lambda p: -trending_score(p.upvotes, p.published_at, now))
     return [p.id for p in pool[:MAX_CANDIDATES]]
 
@@ -87,9 +90,15 @@ def get_or_create_issue(session: Session, frequency: Frequency, now: datetime) -
         return issue
     title = issue_title(Issue(frequency=frequency, period=period))
     table = Issue.__table__
-    session.execute(insert_ignore(table, session.get_bind().dialect.name).values(
-        frequency=frequency, period=period, title=title, created_at=now,
-        paper_ids=candidate_papers(session, frequency, now)))
+    session.execute(
+        insert_ignore(table, session.get_bind().dialect.name).values(
+            frequency=frequency,
+            period=period,
+            title=title,
+            created_at=now,
+            paper_ids=candidate_papers(session, frequency, now),
+        )
+    )
     session.flush()
     return session.exec(stmt).one()
 
@@ -102,13 +111,15 @@ def plan_deliveries(session: Session, issue: Issue) -> int:
     """
     table = Delivery.__table__
     rows = select(
-        literal(issue.id), Subscriber.id,
-        literal(DeliveryState.pending, table.c.state.type), literal(0),
+        literal(issue.id),
+        Subscriber.id,
+        literal(DeliveryState.pending, table.c.state.type),
+        literal(0),
         literal([], table.c.paper_ids.type),
-    ).where(Subscriber.status == SubscriberStatus.confirmed,
-            Subscriber.frequency == issue.frequency)
+    ).where(Subscriber.status == SubscriberStatus.confirmed, Subscriber.frequency == issue.frequency)
     stmt = insert_ignore(table, session.get_bind().dialect.name).from_select(
-        ["issue_id", "subscriber_id", "state", "attempts", "paper_ids"], rows)
+        ["issue_id", "subscriber_id", "state", "attempts", "paper_ids"], rows
+    )
     added = session.execute(stmt, execution_options={"preserve_rowcount": True}).rowcount
     added = max(added, 0)
     issue.planned_at = utcnow()
@@ -116,8 +127,9 @@ def plan_deliveries(session: Session, issue: Issue) -> int:
     return added
 
 
-def plan_issue(session: Session, frequency: Frequency = Frequency.weekly,
-               now: datetime | None = None) -> tuple[Issue, int]:
+def plan_issue(
+    session: Session, frequency: Frequency = Frequency.weekly, now: datetime | None = None
+) -> tuple[Issue, int]:
     """Create (or find) this period's issue and plan its deliveries; returns (issue, new rows)."""
     now = now or utcnow()
     issue = get_or_create_issue(session, frequency, now)
@@ -125,6 +137,7 @@ def plan_issue(session: Session, frequency: Frequency = Frequency.weekly,
 
 
 # ---- papers as the templates see them -------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class PaperView:
@@ -148,8 +161,13 @@ def _shorten(text_: str, limit: int) -> str:
 
 def paper_view(paper: Paper) -> PaperView:
     arxiv = paper.arxiv_url
-    pairs = [("Paper", paper.url), ("arXiv", arxiv), ("PDF", paper.pdf_url),
-             ("Code", paper.code_url), ("Project", paper.project_url)]
+    pairs = [
+        ("Paper", paper.url),
+        ("arXiv", arxiv),
+        ("PDF", paper.pdf_url),
+        ("Code", paper.code_url),
+        ("Project", paper.project_url),
+    ]
     seen: set[str] = set()
     link_list = []
     for label, url in pairs:
@@ -159,19 +177,30 @@ def paper_view(paper: Paper) -> PaperView:
     authors = tuple(paper.authors or ())
     line = ", ".join(authors[:6]) + (f" and {len(authors) - 6} more" if len(authors) > 6 else "")
     return PaperView(
-        id=paper.id, title=paper.title, link=paper.url or arxiv or paper.pdf_url or "",
-        authors=authors, authors_line=line, abstract_short=_shorten(paper.abstract, ABSTRACT_CHARS),
-        thumbnail=paper.thumbnail, links=tuple(link_list[1:] if link_list else ()),
+        id=paper.id,
+        title=paper.title,
+        link=paper.url or arxiv or paper.pdf_url or "",
+        authors=authors,
+        authors_line=line,
+        abstract_short=_shorten(paper.abstract, ABSTRACT_CHARS),
+        thumbnail=paper.thumbnail,
+        links=tuple(link_list[1:] if link_list else ()),
     )
 
 
 def paper_text(paper: Paper) -> PaperText:
-    return PaperText(id=paper.id, title=paper.title, abstract=paper.abstract,
-                     keywords=tuple(paper.keywords or ()), upvotes=paper.upvotes,
-                     published_at=paper.published_at)
+    return PaperText(
+        id=paper.id,
+        title=paper.title,
+        abstract=paper.abstract,
+        keywords=tuple(paper.keywords or ()),
+        upvotes=paper.upvotes,
+        published_at=paper.published_at,
+    )
 
 
 # ---- per-reader context ---------------------------------------------------------------------
+
 
 @dataclass
 class DigestItem:
@@ -190,9 +219,11 @@ class ReaderLinks:
 
 
 def reader_links(settings: Settings, sub: Subscriber, issue_id: int) -> ReaderLinks:
-    return ReaderLinks(view_url=links.view_url(settings, sub, issue_id),
-                       preferences_url=links.preferences_url(settings, sub),
-                       unsubscribe_url=links.unsubscribe_url(settings, sub))
+    return ReaderLinks(
+        view_url=links.view_url(settings, sub, issue_id),
+        preferences_url=links.preferences_url(settings, sub),
+        unsubscribe_url=links.unsubscribe_url(settings, sub),
+    )
 
 
 def intro_line(sub: Subscriber, n: int) -> str:
@@ -201,13 +232,19 @@ def intro_line(sub: Subscriber, n: int) -> str:
     return f"The {n} most popular papers of this period. Tell us your interests to rank them for you."
 
 
-def full_context(settings: Settings, issue: Issue, sub: Subscriber, items: list[DigestItem],
-                 rl: ReaderLinks) -> dict[str, Any]:
+def full_context(
+    settings: Settings, issue: Issue, sub: Subscriber, items: list[DigestItem], rl: ReaderLinks
+) -> dict[str, Any]:
     return {
-        "issue_title": issue_title(issue), "items": items, "email": sub.email,
-        "intro": intro_line(sub, len(items)), "base_url": settings.base_url.rstrip("/"),
-        "view_url": rl.view_url, "preferences_url": rl.preferences_url,
-        "unsubscribe_url": rl.unsubscribe_url, "archive_url": links.archive_url(settings),
+        "issue_title": issue_title(issue),
+        "items": items,
+        "email": sub.email,
+        "intro": intro_line(sub, len(items)),
+        "base_url": settings.base_url.rstrip("/"),
+        "view_url": rl.view_url,
+        "preferences_url": rl.preferences_url,
+        "unsubscribe_url": rl.unsubscribe_url,
+        "archive_url": links.archive_url(settings),
     }
 
 
@@ -227,12 +264,19 @@ class IssueTemplate:
     cards: dict[int, str] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, settings: Settings, issue: Issue, views: dict[int, PaperView]) -> "IssueTemplate":
-        items = [DigestItem(paper=v, why=PH.format("why"), more_url=PH.format("more_url"),
-                            less_url=PH.format("less_url")) for v in views.values()]
+    def build(cls, settings: Settings, issue: Issue, views: dict[int, PaperView]) -> IssueTemplate:
+        items = [
+            DigestItem(
+                paper=v, why=PH.format("why"), more_url=PH.format("more_url"), less_url=PH.format("less_url")
+            )
+            for v in views.values()
+        ]
         context = {
-            "issue_title": issue_title(issue), "items": items, "card_markers": True,
-            "base_url": settings.base_url.rstrip("/"), "archive_url": links.archive_url(settings),
+            "issue_title": issue_title(issue),
+            "items": items,
+            "card_markers": True,
+            "base_url": settings.base_url.rstrip("/"),
+            "archive_url": links.archive_url(settings),
             **{name: PH.format(name) for name in SHELL_FIELDS},
         }
         html = inline_css(html_env().get_template("email/digest/body.html").render(context))
@@ -242,7 +286,7 @@ class IssueTemplate:
             first = last = html.find("</table>", html.find('class="papers"'))
             shell = html[:first] + PH.format("cards") + html[last:]
         else:
-            shell = html[:first] + PH.format("cards") + html[last + len("<!--/PDCARD-->"):]
+            shell = html[:first] + PH.format("cards") + html[last + len("<!--/PDCARD-->") :]
         return cls(shell=shell, cards=cards)
 
     def assemble(self, items: list[DigestItem], values: dict[str, str]) -> str:
@@ -280,21 +324,22 @@ def text_template() -> Template:
 class DigestRenderer:
     """Everything about one issue that does not depend on the reader, computed once."""
 
-    def __init__(self, settings: Settings, issue: Issue, papers: list[Paper],
-                 now: datetime | None = None) -> None:
+    def __init__(
+        self, settings: Settings, issue: Issue, papers: list[Paper], now: datetime | None = None
+    ) -> None:
         self.settings = settings
         self.issue = issue
         order = {pid: i for i, pid in enumerate(issue.paper_ids)}
         papers = sorted((p for p in papers if p.id in order), key=lambda p: order[p.id])
         self.views = {p.id: paper_view(p) for p in papers}
-        self.index: PaperIndex = build_index([paper_text(p) for p in papers],
-                                             now or issue.created_at)
+        self.index: PaperIndex = build_index([paper_text(p) for p in papers], now or issue.created_at)
         self._ranked: OrderedDict[tuple, tuple[RankedItem, ...]] = OrderedDict()
 
     @classmethod
-    def load(cls, session: Session, settings: Settings, issue: Issue) -> "DigestRenderer":
-        papers = session.exec(select(Paper).where(Paper.id.in_(issue.paper_ids))).all() \
-            if issue.paper_ids else []
+    def load(cls, session: Session, settings: Settings, issue: Issue) -> DigestRenderer:
+        papers = (
+            session.exec(select(Paper).where(Paper.id.in_(issue.paper_ids))).all() if issue.paper_ids else []
+        )
         return cls(settings, issue, list(papers))
 
     @cached_property
@@ -308,12 +353,17 @@ class DigestRenderer:
         (no interests at all, the same few words), so the last RANK_CACHE_SIZE rankings of the
         issue are remembered."""
         profile = sub.profile or None
-        key = (sub.interests, json.dumps(profile, sort_keys=True) if profile else "",
-               frozenset(exclude), sub.max_papers)
+        key = (
+            sub.interests,
+            json.dumps(profile, sort_keys=True) if profile else "",
+            frozenset(exclude),
+            sub.max_papers,
+        )
         ranked = self._ranked.get(key)
         if ranked is None:
-            ranked = tuple(rank_papers(self.index, sub.interests, profile=profile,
-                                       exclude=exclude, limit=sub.max_papers))
+            ranked = tuple(
+                rank_papers(self.index, sub.interests, profile=profile, exclude=exclude, limit=sub.max_papers)
+            )
             self._ranked[key] = ranked
             if len(self._ranked) > RANK_CACHE_SIZE:
                 self._ranked.popitem(last=False)
@@ -324,25 +374,40 @@ class DigestRenderer:
     def rank_ids(self, sub: Subscriber, paper_ids: list[int]) -> list[RankedItem]:
         """The reader's ranking restricted to `paper_ids`, in the order given (as sent)."""
         others = set(self.views) - set(paper_ids)
-        ranked = {r.paper_id: r for r in rank_papers(
-            self.index, sub.interests, profile=sub.profile or None, exclude=others,
-            limit=len(paper_ids))}
+        ranked = {
+            r.paper_id: r
+            for r in rank_papers(
+                self.index, sub.interests, profile=sub.profile or None, exclude=others, limit=len(paper_ids)
+            )
+        }
         return [ranked[i] for i in paper_ids if i in ranked]
 
     def items(self, sub: Subscriber, ranked: list[RankedItem]) -> list[DigestItem]:
         s, iid = self.settings, self.issue.id
-        return [DigestItem(paper=self.views[r.paper_id], why=r.why, score=r.score,
-                           more_url=links.vote_url(s, sub, iid, r.paper_id, 1),
-                           less_url=links.vote_url(s, sub, iid, r.paper_id, -1))
-                for r in ranked]
+        return [
+            DigestItem(
+                paper=self.views[r.paper_id],
+                why=r.why,
+                score=r.score,
+                more_url=links.vote_url(s, sub, iid, r.paper_id, 1),
+                less_url=links.vote_url(s, sub, iid, r.paper_id, -1),
+            )
+            for r in ranked
+        ]
 
     def render(self, sub: Subscriber, items: list[DigestItem]) -> RenderedEmail:
         """Subject, plain text and inlined HTML for one reader (no CSS inlining here)."""
         rl = reader_links(self.settings, sub, self.issue.id)
         context = full_context(self.settings, self.issue, sub, items, rl)
-        html = self.template.assemble(items, {
-            "email": sub.email, "intro": context["intro"], "view_url": rl.view_url,
-            "preferences_url": rl.preferences_url, "unsubscribe_url": rl.unsubscribe_url})
+        html = self.template.assemble(
+            items,
+            {
+                "email": sub.email,
+                "intro": context["intro"],
+                "view_url": rl.view_url,
+                "preferences_url": rl.preferences_url,
+                "unsubscribe_url": rl.unsubscribe_url,
+            },
+        )
         body = text_template().render(context)
-        return RenderedEmail(subject=render_subject("digest", context), text=body.strip() + "\n",
-                             html=html)
+        return RenderedEmail(subject=render_subject("digest", context), text=body.strip() + "\n", html=html)

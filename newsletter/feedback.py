@@ -30,14 +30,14 @@ def read_vote(session: Session, settings: Settings, token: str) -> VoteRequest:
     issue_id, paper_id, direction = extra.get("i"), extra.get("p"), extra.get("d")
     issue = session.get(Issue, issue_id) if isinstance(issue_id, int) else None
     paper = session.get(Paper, paper_id) if isinstance(paper_id, int) else None
-    if issue is None or paper is None or direction not in (1, -1) \
-            or paper_id not in issue.paper_ids:
+    if issue is None or paper is None or direction not in (1, -1) or paper_id not in issue.paper_ids:
         raise TokenError("forged")
     return VoteRequest(sub.id, issue_id, paper_id, direction, paper.title)
 
 
-def record_vote(session: Session, settings: Settings, vote: VoteRequest,
-                client: subs.Client = subs.Client()) -> bool:
+def record_vote(
+    session: Session, settings: Settings, vote: VoteRequest, client: subs.Client = subs.Client()
+) -> bool:
     """Record the vote once per (issue, paper, reader) and fold it into the reader's profile.
 
     Returns False when this paper of this issue already has the reader's vote. Votes that
@@ -52,8 +52,14 @@ def record_vote(session: Session, settings: Settings, vote: VoteRequest,
         return False
     try:
         with session.begin_nested():
-            session.add(Vote(issue_id=vote.issue_id, paper_id=vote.paper_id,
-                             subscriber_id=vote.subscriber_id, direction=vote.direction))
+            session.add(
+                Vote(
+                    issue_id=vote.issue_id,
+                    paper_id=vote.paper_id,
+                    subscriber_id=vote.subscriber_id,
+                    direction=vote.direction,
+                )
+            )
     except IntegrityError:
         return False
     index = renderer_for(settings, vote.issue_id).index
@@ -65,10 +71,12 @@ def record_vote(session: Session, settings: Settings, vote: VoteRequest,
 def _too_soon(session: Session, settings: Settings, vote: VoteRequest) -> bool:
     if settings.vote_grace_seconds <= 0:
         return False
-    sent_at = session.exec(select(Delivery.sent_at).where(
-        Delivery.issue_id == vote.issue_id, Delivery.subscriber_id == vote.subscriber_id)).first()
-    return sent_at is not None and utcnow() - sent_at < timedelta(
-        seconds=settings.vote_grace_seconds)
+    sent_at = session.exec(
+        select(Delivery.sent_at).where(
+            Delivery.issue_id == vote.issue_id, Delivery.subscriber_id == vote.subscriber_id
+        )
+    ).first()
+    return sent_at is not None and utcnow() - sent_at < timedelta(seconds=settings.vote_grace_seconds)
 
 
 def apply_bounce_event(session: Session, kind: str, address: str, reason: str = "") -> bool:

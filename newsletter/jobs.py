@@ -47,14 +47,14 @@ def run(name: str, *args: Any) -> Any:
     return resolve(name)(*args)
 
 
-def enqueue(session: Session, name: str, *args: Any,
-            on_failure: Callable[[], object] | None = None) -> None:
+def enqueue(session: Session, name: str, *args: Any, on_failure: Callable[[], object] | None = None) -> None:
     """Run job `name` after `session` commits (never before: the rows must exist).
 
     If the job cannot be queued (the broker is down) or, in-process, fails (the SMTP relay is
     down), the committed request still stands: the error is logged and `on_failure` runs, so the
     caller can undo what assumed the job would be done.
     """
+
     def publish() -> None:
         try:
             run(name, *args)

@@ -31,10 +31,8 @@ def view_url(settings: Settings, sub: Subscriber, issue_id: int) -> str:
     return _url(settings, f"/issues/{issue_id}/view/{token}")
 
 
-def vote_url(settings: Settings, sub: Subscriber, issue_id: int, paper_id: int,
-             direction: int) -> str:
-    token = make_token(settings, Purpose.vote, sub.id, sub.token_version, i=issue_id,
-                       p=paper_id, d=direction)
+def vote_url(settings: Settings, sub: Subscriber, issue_id: int, paper_id: int, direction: int) -> str:
+    token = make_token(settings, Purpose.vote, sub.id, sub.token_version, i=issue_id, p=paper_id, d=direction)
     return _url(settings, f"/vote/{token}")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
@@ -12,7 +12,7 @@ from sqlmodel import Field, SQLModel
 
 def utcnow() -> datetime:
     """Now, timezone-aware in UTC (SQLModel stores aware datetimes and returns them in UTC)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class SubscriberStatus(str, enum.Enum):

@@ -92,15 +92,21 @@ def transition(sub: Subscriber, new: SubscriberStatus) -> None:
     sub.updated_at = utcnow()
 
 
-def record_consent(session: Session, sub: Subscriber, event: str, client: Client,
-                   wording: str | None = None) -> None:
+def record_consent(
+    session: Session, sub: Subscriber, event: str, client: Client, wording: str | None = None
+) -> None:
     """Append a consent row (and log the event with the subscriber's id, never the address)."""
     log_event(log, f"subscriber.{event}", subscriber_id=sub.id, ip=client.ip)
-    session.add(ConsentEvent(
-        subscriber_id=sub.id, email_key=sub.email_key, event=event,
-        ip=(client.ip or None) and client.ip[:64],
-        user_agent=(client.user_agent or None) and client.user_agent[:512], wording=wording,
-    ))
+    session.add(
+        ConsentEvent(
+            subscriber_id=sub.id,
+            email_key=sub.email_key,
+            event=event,
+            ip=(client.ip or None) and client.ip[:64],
+            user_agent=(client.user_agent or None) and client.user_agent[:512],
+            wording=wording,
+        )
+    )
 
 
 def find_by_email(session: Session, email: str) -> Subscriber | None:
@@ -113,8 +119,9 @@ def _cooling_down(sub: Subscriber, settings: Settings) -> bool:
     return sub.confirm_sent_at is not None and utcnow() - sub.confirm_sent_at < cooldown
 
 
-def request_subscription(session: Session, settings: Settings, email: str, interests: str | None,
-                         client: Client = Client()) -> str:
+def request_subscription(
+    session: Session, settings: Settings, email: str, interests: str | None, client: Client = Client()
+) -> str:
     """Handle a signup for any address state; return what happened (never shown to the user).
 
     New, unsubscribed and bounced addresses become pending and get a confirmation email; a
@@ -126,11 +133,16 @@ def request_subscription(session: Session, settings: Settings, email: str, inter
     text = clean_interests(interests)
     # Simultaneous signups of one address take turns: INSERT … ON CONFLICT DO NOTHING (no
     # unique violation, no 500) and then the row locked until commit, so the cooldown holds.
-    new = Subscriber(email=address, email_key=key, interests=text,
-                     max_papers=settings.default_max_papers).model_dump(exclude={"id"})
-    created = session.execute(
-        insert_ignore(Subscriber.__table__, session.get_bind().dialect.name).values(**new),
-        execution_options={"preserve_rowcount": True}).rowcount == 1
+    new = Subscriber(
+        email=address, email_key=key, interests=text, max_papers=settings.default_max_papers
+    ).model_dump(exclude={"id"})
+    created = (
+        session.execute(
+            insert_ignore(Subscriber.__table__, session.get_bind().dialect.name).values(**new),
+            execution_options={"preserve_rowcount": True},
+        ).rowcount
+        == 1
+    )
     sub = _locked_by_key(session, key)
     if created:
         outcome, kind = "created", "confirm"
@@ -147,13 +159,20 @@ def request_subscription(session: Session, settings: Settings, email: str, inter
     if _cooling_down(sub, settings):
         return outcome + ":cooldown"
     sub.confirm_sent_at = utcnow()
-    jobs.enqueue(session, "send_transactional", kind, sub.id,
-                 on_failure=lambda: _forget_cooldown(sub.id))
+    jobs.enqueue(session, "send_transactional", kind, sub.id, on_failure=lambda: _forget_cooldown(sub.id))
     return outcome
 
 
-def import_subscriber(session: Session, settings: Settings, email: str, *, interests: str,
-                      frequency: str, max_papers: int, client: Client = Client()) -> Subscriber:
+def import_subscriber(
+    session: Session,
+    settings: Settings,
+    email: str,
+    *,
+    interests: str,
+    frequency: str,
+    max_papers: int,
+    client: Client = Client(),
+) -> Subscriber:
     """An operator adds an address whose consent they already hold: confirmed at once, no
     email, and a consent row saying it was imported (the double opt-in happened elsewhere)."""
     address, key = normalise_email(email)
@@ -188,13 +207,18 @@ def _forget_cooldown(subscriber_id: int) -> None:
 
 def _locked_by_key(session: Session, key: str) -> Subscriber | None:
     """The subscriber with this lookup key, row-locked for this transaction (PostgreSQL)."""
-    stmt = select(Subscriber).where(Subscriber.email_key == key).with_for_update() \
+    stmt = (
+        select(Subscriber)
+        .where(Subscriber.email_key == key)
+        .with_for_update()
         .execution_options(populate_existing=True)
+    )
     return session.exec(stmt).first()
 
 
-def subscriber_for_token(session: Session, settings: Settings, purpose: Purpose,
-                         token: str) -> tuple[Subscriber, dict[str, Any]]:
+def subscriber_for_token(
+    session: Session, settings: Settings, purpose: Purpose, token: str
+) -> tuple[Subscriber, dict[str, Any]]:
     """The subscriber a link names, or TokenError (forged, expired, used)."""
     data = read_token(settings, purpose, token)
     sub = session.get(Subscriber, data.subscriber_id)
@@ -206,8 +230,9 @@ def subscriber_for_token(session: Session, settings: Settings, purpose: Purpose,
     return sub, data.extra
 
 
-def confirm_subscription(session: Session, settings: Settings, token: str,
-                         client: Client = Client()) -> Subscriber:
+def confirm_subscription(
+    session: Session, settings: Settings, token: str, client: Client = Client()
+) -> Subscriber:
     """Confirm a pending subscriber (single-use) and queue the welcome email."""
     sub, _ = subscriber_for_token(session, settings, Purpose.confirm, token)
     if sub.status is not SubscriberStatus.pending:
@@ -217,14 +242,12 @@ def confirm_subscription(session: Session, settings: Settings, token: str,
     sub.confirmed_at = utcnow()
     sub.unsubscribed_at = None
     sub.token_version += 1  # burns this confirmation link and any other outstanding one
-    record_consent(session, sub, "resubscribed" if was_resubscribe else "confirmed", client,
-                   CONSENT_WORDING)
+    record_consent(session, sub, "resubscribed" if was_resubscribe else "confirmed", client, CONSENT_WORDING)
     jobs.enqueue(session, "send_transactional", "welcome", sub.id)
     return sub
 
 
-def unsubscribe(session: Session, sub: Subscriber, client: Client = Client(),
-                via: str = "link") -> bool:
+def unsubscribe(session: Session, sub: Subscriber, client: Client = Client(), via: str = "link") -> bool:
     """Unsubscribe; idempotent. Returns True if the state changed."""
     if sub.status in (SubscriberStatus.unsubscribed, SubscriberStatus.bounced):
         return False
@@ -234,9 +257,13 @@ def unsubscribe(session: Session, sub: Subscriber, client: Client = Client(),
     return True
 
 
-def apply_preferences(sub: Subscriber, *, interests: str | None = None,
-                      frequency: str | None = None,
-                      max_papers: int | str | None = None) -> None:
+def apply_preferences(
+    sub: Subscriber,
+    *,
+    interests: str | None = None,
+    frequency: str | None = None,
+    max_papers: int | str | None = None,
+) -> None:
     """Validate and set whichever preferences are given; InvalidInput on a bad value."""
     if interests is not None:
         sub.interests = clean_interests(interests)
@@ -256,9 +283,15 @@ def apply_preferences(sub: Subscriber, *, interests: str | None = None,
     sub.updated_at = utcnow()
 
 
-def update_preferences(session: Session, sub: Subscriber, *, interests: str | None,
-                       frequency: str | None, max_papers: int | str | None,
-                       client: Client = Client()) -> Subscriber:
+def update_preferences(
+    session: Session,
+    sub: Subscriber,
+    *,
+    interests: str | None,
+    frequency: str | None,
+    max_papers: int | str | None,
+    client: Client = Client(),
+) -> Subscriber:
     """A confirmed subscriber changes interests, frequency or digest size."""
     if sub.status is not SubscriberStatus.confirmed:
         raise InvalidInput("This subscription is not active; sign up again to change it.")
@@ -272,23 +305,36 @@ def export_subscriber(session: Session, sub: Subscriber) -> dict[str, Any]:
     """Everything we hold about a subscriber, as JSON-ready data."""
     from newsletter.models import Delivery, Vote  # local: keeps this module's imports small
 
-    events = session.exec(select(ConsentEvent).where(ConsentEvent.subscriber_id == sub.id)
-                          .order_by(ConsentEvent.id)).all()
+    events = session.exec(
+        select(ConsentEvent).where(ConsentEvent.subscriber_id == sub.id).order_by(ConsentEvent.id)
+    ).all()
     deliveries = session.exec(select(Delivery).where(Delivery.subscriber_id == sub.id)).all()
     votes = session.exec(select(Vote).where(Vote.subscriber_id == sub.id)).all()
     return {
-        "email": sub.email, "status": sub.status.value, "interests": sub.interests,
-        "frequency": sub.frequency.value, "max_papers": sub.max_papers,
+        "email": sub.email,
+        "status": sub.status.value,
+        "interests": sub.interests,
+        "frequency": sub.frequency.value,
+        "max_papers": sub.max_papers,
         "created_at": sub.created_at.isoformat(),
         "confirmed_at": sub.confirmed_at and sub.confirmed_at.isoformat(),
         "unsubscribed_at": sub.unsubscribed_at and sub.unsubscribed_at.isoformat(),
         "learned_profile": sub.profile,
-        "consent_events": [{"event": e.event, "at": e.at.isoformat(), "ip": e.ip,
-                            "user_agent": e.user_agent, "wording": e.wording} for e in events],
-        "deliveries": [{"issue_id": d.issue_id, "state": d.state.value,
-                        "sent_at": d.sent_at and d.sent_at.isoformat()} for d in deliveries],
-        "votes": [{"issue_id": v.issue_id, "paper_id": v.paper_id, "direction": v.direction}
-                  for v in votes],
+        "consent_events": [
+            {
+                "event": e.event,
+                "at": e.at.isoformat(),
+                "ip": e.ip,
+                "user_agent": e.user_agent,
+                "wording": e.wording,
+            }
+            for e in events
+        ],
+        "deliveries": [
+            {"issue_id": d.issue_id, "state": d.state.value, "sent_at": d.sent_at and d.sent_at.isoformat()}
+            for d in deliveries
+        ],
+        "votes": [{"issue_id": v.issue_id, "paper_id": v.paper_id, "direction": v.direction} for v in votes],
     }
 
 
@@ -298,8 +344,11 @@ def erase_subscriber(session: Session, sub: Subscriber) -> None:
 
     from newsletter.models import Delivery, Vote
 
-    for table, column in ((Delivery, Delivery.subscriber_id), (Vote, Vote.subscriber_id),
-                          (ConsentEvent, ConsentEvent.subscriber_id)):
+    for table, column in (
+        (Delivery, Delivery.subscriber_id),
+        (Vote, Vote.subscriber_id),
+        (ConsentEvent, ConsentEvent.subscriber_id),
+    ):
         session.exec(delete(table).where(column == sub.id))  # type: ignore[call-overload]
     session.delete(sub)
 

@@ -7,8 +7,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-PG_ADMIN = os.environ.get("NEWSLETTER_TEST_PG",
-                          "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN = os.environ.get("NEWSLETTER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 def create_pg_database(prefix: str = "nl_test", admin_url: str = PG_ADMIN) -> str:
@@ -33,8 +32,9 @@ def drop_pg_database(url: str, admin_url: str = PG_ADMIN) -> None:
     admin.dispose()
 
 
-def wait_healthy(url: str, alive: Callable[[], bool], describe: Callable[[], str],
-                 timeout: float = 30.0) -> None:
+def wait_healthy(
+    url: str, alive: Callable[[], bool], describe: Callable[[], str], timeout: float = 30.0
+) -> None:
     """Poll `url` + /healthz until 200; fail early with `describe()` if `alive()` turns False."""
     import httpx
 
@@ -81,10 +81,9 @@ def dkim_test_key(path, pkcs8: bool = False) -> bytes:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    fmt = (serialization.PrivateFormat.PKCS8 if pkcs8
-           else serialization.PrivateFormat.TraditionalOpenSSL)
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, fmt,
-                                       serialization.NoEncryption()))
-    public = key.public_key().public_bytes(serialization.Encoding.DER,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    fmt = serialization.PrivateFormat.PKCS8 if pkcs8 else serialization.PrivateFormat.TraditionalOpenSSL
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()))
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)

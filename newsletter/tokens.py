@@ -57,8 +57,7 @@ def max_age(settings: Settings, purpose: Purpose) -> int:
 @lru_cache(maxsize=64)
 def _signing_key(secret_key: str, purpose: Purpose) -> bytes:
     """The HMAC key itsdangerous derives from the secret and the purpose's salt."""
-    return URLSafeTimedSerializer(secret_key, salt=f"newsletter.{purpose.value}") \
-        .make_signer().derive_key()
+    return URLSafeTimedSerializer(secret_key, salt=f"newsletter.{purpose.value}").make_signer().derive_key()
 
 
 def _b64(data: bytes) -> bytes:
@@ -78,8 +77,7 @@ def _timestamp() -> bytes:
     return _stamp[1]
 
 
-def make_token(settings: Settings, purpose: Purpose, subscriber_id: int, version: int,
-               **extra: Any) -> str:
+def make_token(settings: Settings, purpose: Purpose, subscriber_id: int, version: int, **extra: Any) -> str:
     """A URL-safe token for one subscriber and one purpose, checked by `read_token`.
 
     A digest signs ~25 links, so the usual small all-integer payload is signed here directly, in

@@ -42,6 +42,7 @@ def free_port() -> int:
 
 # ---- databases ------------------------------------------------------------------------------
 
+
 @contextmanager
 def migrated_pg() -> Iterator[str]:
     """A throwaway PostgreSQL database with the migrations applied, dropped afterwards."""
@@ -90,6 +91,7 @@ def sqlite_url(tmp_path) -> str:
 
 # ---- settings -------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def configure(monkeypatch, tmp_path):
     """Set NEWSLETTER_* variables for this test and return fresh Settings."""
@@ -110,6 +112,7 @@ def configure(monkeypatch, tmp_path):
 
 
 # ---- SMTP -----------------------------------------------------------------------------------
+
 
 class Mailbox:
     """What an in-process aiosmtpd server received, parsed."""
@@ -135,11 +138,15 @@ class Mailbox:
     def parsed(self, to: str | None = None) -> list[email.message.EmailMessage]:
         with self._cond:
             raw = [(rcpts, data) for _, rcpts, data in self.messages]
-        return [email.message_from_bytes(data, policy=email.policy.default)
-                for rcpts, data in raw if to is None or to in rcpts]
+        return [
+            email.message_from_bytes(data, policy=email.policy.default)
+            for rcpts, data in raw
+            if to is None or to in rcpts
+        ]
 
-    def wait_for(self, count: int, to: str | None = None, timeout: float = 20.0,
-                 subject: str | None = None) -> list[email.message.EmailMessage]:
+    def wait_for(
+        self, count: int, to: str | None = None, timeout: float = 20.0, subject: str | None = None
+    ) -> list[email.message.EmailMessage]:
         deadline = time.monotonic() + timeout
         while True:
             msgs = [m for m in self.parsed(to) if subject is None or subject in str(m["Subject"])]
@@ -174,6 +181,7 @@ def link_in(msg: email.message.EmailMessage, path: str) -> str:
 
 # ---- processes ------------------------------------------------------------------------------
 
+
 def process_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     env.update(BASE_ENV)
@@ -185,17 +193,36 @@ def process_env(**overrides: str) -> dict[str, str]:
 class Worker:
     """A real `celery -A workers worker` process."""
 
-    def __init__(self, env: dict[str, str], concurrency: int = 1, name: str | None = None,
-                 log_path: Path | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], concurrency: int = 1, name: str | None = None, log_path: Path | None = None
+    ) -> None:
         self.name = name or f"w{uuid.uuid4().hex[:6]}"
         self.log_path = log_path
         self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers", "worker", "-P", "prefork",
-             f"--concurrency={concurrency}", "--loglevel=INFO", "-n", f"{self.name}@%h",
-             "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers",
+                "worker",
+                "-P",
+                "prefork",
+                f"--concurrency={concurrency}",
+                "--loglevel=INFO",
+                "-n",
+                f"{self.name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -219,11 +246,27 @@ class WebServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "newsletter.web:create_app",
-             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        wait_healthy(self.url, alive=lambda: self.proc.poll() is None,
-                     describe=lambda: log_path.read_text()[-2000:])
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "newsletter.web:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_healthy(
+            self.url, alive=lambda: self.proc.poll() is None, describe=lambda: log_path.read_text()[-2000:]
+        )
 
     def stop(self) -> None:
         stop_process(self.proc)
@@ -246,15 +289,30 @@ def redis_db() -> Iterator[str]:
 def stack(pg_url, redis_db, smtp_server, tmp_path):
     """PostgreSQL + Redis + a Celery worker + uvicorn + SMTP, all configured alike."""
     box, port = smtp_server
-    env = process_env(NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_BROKER_URL=redis_db,
-                      NEWSLETTER_SMTP_HOST="127.0.0.1", NEWSLETTER_SMTP_PORT=str(port),
-                      NEWSLETTER_CONFIRM_COOLDOWN_MINUTES="10")
+    env = process_env(
+        NEWSLETTER_DATABASE_URL=pg_url,
+        NEWSLETTER_BROKER_URL=redis_db,
+        NEWSLETTER_SMTP_HOST="127.0.0.1",
+        NEWSLETTER_SMTP_PORT=str(port),
+        NEWSLETTER_CONFIRM_COOLDOWN_MINUTES="10",
+    )
     worker = Worker(env, concurrency=2, log_path=tmp_path / "worker.log")
     web = WebServer(env, tmp_path / "web.log")
     try:
         worker.wait_ready()
-        yield type("Stack", (), {"env": env, "mailbox": box, "web": web, "worker": worker,
-                                 "db_url": pg_url, "broker": redis_db, "tmp": tmp_path})
+        yield type(
+            "Stack",
+            (),
+            {
+                "env": env,
+                "mailbox": box,
+                "web": web,
+                "worker": worker,
+                "db_url": pg_url,
+                "broker": redis_db,
+                "tmp": tmp_path,
+            },
+        )
     finally:
         web.stop()
         worker.stop()

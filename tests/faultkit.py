@@ -25,12 +25,20 @@ from sqlalchemy import create_engine, insert, text
 from newsletter.testing import PG_ADMIN, stop_process
 from tests.conftest import ROOT, free_port
 
-TOPICS = ["large language models and agents using tools", "medical image segmentation",
-          "robot learning and reinforcement learning for control", "diffusion models for video",
-          "graph neural networks", "speech recognition", "", "protein structure prediction"]
+TOPICS = [
+    "large language models and agents using tools",
+    "medical image segmentation",
+    "robot learning and reinforcement learning for control",
+    "diffusion models for video",
+    "graph neural networks",
+    "speech recognition",
+    "",
+    "protein structure prediction",
+]
 
 
 # ---- SMTP -----------------------------------------------------------------------------------
+
 
 class FaultySMTP:
     """An aiosmtpd handler that counts accepted messages per recipient and fails on cue.
@@ -120,9 +128,8 @@ class SMTPServer:
         self.kwargs = kwargs
         self.controller: Controller | None = None
 
-    def start(self) -> "SMTPServer":
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
-                                     **self.kwargs)
+    def start(self) -> SMTPServer:
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **self.kwargs)
         self.controller.start()
         return self
 
@@ -134,6 +141,7 @@ class SMTPServer:
 
 # ---- Redis of our own -----------------------------------------------------------------------
 
+
 class PrivateRedis:
     """`redis-server` on a free port, no persistence: stopping it loses every queued message."""
 
@@ -143,13 +151,28 @@ class PrivateRedis:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "PrivateRedis":
+    def start(self) -> PrivateRedis:
         binary = shutil.which("redis-server")
         assert binary, "redis-server is not installed (scripts/system-deps.sh installs it)"
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir), "--maxmemory-policy", "noeviction"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--maxmemory-policy",
+                "noeviction",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         import redis
 
         client = redis.Redis.from_url(self.url)
@@ -172,18 +195,32 @@ def _pings(client) -> bool:
 
 # ---- processes ------------------------------------------------------------------------------
 
+
 class Beat:
     """A real `celery -A workers beat` (or another app module) with its schedule file in tmp."""
 
-    def __init__(self, env: dict[str, str], tmp: Path, app: str = "workers",
-                 name: str = "beat") -> None:
+    def __init__(self, env: dict[str, str], tmp: Path, app: str = "workers", name: str = "beat") -> None:
         self.log_path = tmp / f"{name}.log"
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", app, "beat", "--loglevel=INFO",
-             "-s", str(tmp / f"{name}-schedule"), "--pidfile="],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                app,
+                "beat",
+                "--loglevel=INFO",
+                "-s",
+                str(tmp / f"{name}-schedule"),
+                "--pidfile=",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def stop(self) -> None:
         stop_process(self.proc, group=True)
@@ -214,8 +251,7 @@ def kill_group(proc: subprocess.Popen) -> None:
     proc.wait(10)
 
 
-def wait_until(predicate: Callable[[], object], timeout: float, what: str,
-               interval: float = 0.1):
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -239,17 +275,29 @@ def publish(broker_url: str, task: str, *args) -> None:
 
 # ---- data -----------------------------------------------------------------------------------
 
-def add_confirmed(db_url: str, count: int, domain: str = "example.org",
-                  prefix: str = "reader") -> list[str]:
+
+def add_confirmed(db_url: str, count: int, domain: str = "example.org", prefix: str = "reader") -> list[str]:
     """`count` confirmed weekly subscribers in one statement; returns their addresses."""
     from newsletter.models import Subscriber, SubscriberStatus, utcnow
 
     now = utcnow()
     addresses = [f"{prefix}{i:05d}@{domain}" for i in range(count)]
-    rows = [{"email": a, "email_key": a, "interests": TOPICS[i % len(TOPICS)],
-             "frequency": "weekly", "max_papers": 3, "status": SubscriberStatus.confirmed,
-             "token_version": 0, "created_at": now, "updated_at": now, "confirmed_at": now,
-             "profile": {}} for i, a in enumerate(addresses)]
+    rows = [
+        {
+            "email": a,
+            "email_key": a,
+            "interests": TOPICS[i % len(TOPICS)],
+            "frequency": "weekly",
+            "max_papers": 3,
+            "status": SubscriberStatus.confirmed,
+            "token_version": 0,
+            "created_at": now,
+            "updated_at": now,
+            "confirmed_at": now,
+            "profile": {},
+        }
+        for i, a in enumerate(addresses)
+    ]
     engine = create_engine(db_url)
     with engine.begin() as conn:
         conn.execute(insert(Subscriber.__table__), rows)
@@ -260,8 +308,9 @@ def add_confirmed(db_url: str, count: int, domain: str = "example.org",
 def ledger(db_url: str, issue_id: int) -> dict[str, int]:
     engine = create_engine(db_url)
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT state, count(*) FROM delivery WHERE issue_id = :i "
-                                 "GROUP BY state"), {"i": issue_id}).all()
+        rows = conn.execute(
+            text("SELECT state, count(*) FROM delivery WHERE issue_id = :i GROUP BY state"), {"i": issue_id}
+        ).all()
     engine.dispose()
     return {str(s): n for s, n in rows}
 
@@ -287,9 +336,13 @@ def database_outage(db_url: str, seconds: float) -> int:
             conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline:
-                terminated += conn.execute(text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name}).scalar()
+                terminated += conn.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = :n AND pid <> pg_backend_pid()"
+                    ),
+                    {"n": name},
+                ).scalar()
                 time.sleep(0.2)
     finally:
         with admin.connect() as conn:

@@ -43,8 +43,14 @@ pytestmark = pytest.mark.browser
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = os.environ.get("NEWSLETTER_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-gpu",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SHOTS = ROOT / "artifacts" / "screenshots"
 DOC_SHOTS = ROOT / "docs" / "screenshots"
 SIGNUP_LIMIT = 3  # signups per IP per minute on the test server
@@ -54,19 +60,33 @@ IPS = (f"198.51.100.{i}" for i in itertools.count(1))
 # A paper with every link and a thumbnail, so the email's images and link row are exercised.
 ROBOT_PAPER = dict(
     title="Dexterous Robot Hands Learn Household Tasks from Human Video",
-    abstract=("We teach a robot hand household manipulation from human video. Robot learning with "
-              "reinforcement learning for control, a learned reward from video, and sim-to-real "
-              "transfer let the policy fold towels and open jars on a real robot."),
-    authors=["Ada Lovelace", "Alan Turing", "Grace Hopper", "Hedy Lamarr", "Katherine Johnson",
-             "Barbara Liskov", "Edsger Dijkstra"],
+    abstract=(
+        "We teach a robot hand household manipulation from human video. Robot learning with "
+        "reinforcement learning for control, a learned reward from video, and sim-to-real "
+        "transfer let the policy fold towels and open jars on a real robot."
+    ),
+    authors=[
+        "Ada Lovelace",
+        "Alan Turing",
+        "Grace Hopper",
+        "Hedy Lamarr",
+        "Katherine Johnson",
+        "Barbara Liskov",
+        "Edsger Dijkstra",
+    ],
     keywords=["robot learning", "reinforcement learning", "control", "manipulation"],
-    arxiv_id="2501.01234", url=f"https://{THUMB_HOST}/papers/2501.01234",
+    arxiv_id="2501.01234",
+    url=f"https://{THUMB_HOST}/papers/2501.01234",
     code_url="https://github.com/example/dexterous-hands",
     project_url=f"https://{THUMB_HOST}/projects/dexterous-hands",
-    thumbnail=f"https://{THUMB_HOST}/thumbs/2501.01234.png", upvotes=2, source="test")
+    thumbnail=f"https://{THUMB_HOST}/thumbs/2501.01234.png",
+    upvotes=2,
+    source="test",
+)
 
 
 # ---- the site: uvicorn + SQLite + aiosmtpd, settings shared with this process ---------------
+
 
 class Site:
     def __init__(self, url: str, box: Mailbox, db_url: str) -> None:
@@ -101,12 +121,16 @@ def site(tmp_path_factory) -> Iterator[Site]:
     controller = Controller(box, hostname="127.0.0.1", port=free_port())
     controller.start()
     port = free_port()
-    env = {**BASE_ENV, "NEWSLETTER_DATABASE_URL": db_url, "NEWSLETTER_SMTP_HOST": "127.0.0.1",
-           "NEWSLETTER_SMTP_PORT": str(controller.port),
-           "NEWSLETTER_BASE_URL": f"http://127.0.0.1:{port}",
-           "NEWSLETTER_OUTBOX_DIR": str(tmp / "outbox"),
-           "NEWSLETTER_SIGNUP_RATE_PER_IP": str(SIGNUP_LIMIT),
-           "NEWSLETTER_CONFIRM_COOLDOWN_MINUTES": "0"}
+    env = {
+        **BASE_ENV,
+        "NEWSLETTER_DATABASE_URL": db_url,
+        "NEWSLETTER_SMTP_HOST": "127.0.0.1",
+        "NEWSLETTER_SMTP_PORT": str(controller.port),
+        "NEWSLETTER_BASE_URL": f"http://127.0.0.1:{port}",
+        "NEWSLETTER_OUTBOX_DIR": str(tmp / "outbox"),
+        "NEWSLETTER_SIGNUP_RATE_PER_IP": str(SIGNUP_LIMIT),
+        "NEWSLETTER_CONFIRM_COOLDOWN_MINUTES": "0",
+    }
     patch = pytest.MonkeyPatch()
     for key in [k for k in os.environ if k.startswith("NEWSLETTER_")]:
         patch.delenv(key)
@@ -133,6 +157,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
 
 # ---- the browser ----------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def browser():
     with playwright_api.sync_playwright() as p:
@@ -147,13 +172,16 @@ def thumbnail_png(browser) -> bytes:
     page = browser.new_page(viewport={"width": 600, "height": 320})
     bars = "".join(
         f'<div style="width:46px;height:{h}px;background:{c};border-radius:3px 3px 0 0"></div>'
-        for h, c in zip((90, 150, 120, 200, 170, 230),
-                        ("#93b4f5", "#5b8def", "#93b4f5", "#1a56db", "#5b8def", "#1a56db")))
+        for h, c in zip(
+            (90, 150, 120, 200, 170, 230), ("#93b4f5", "#5b8def", "#93b4f5", "#1a56db", "#5b8def", "#1a56db")
+        )
+    )
     page.set_content(
         '<div id="f" style="width:544px;height:286px;background:#eef2fb;box-sizing:border-box;'
         'padding:22px 40px 0;font:600 15px system-ui;color:#1f2933">Figure 1: success rate'
         '<div style="display:flex;align-items:flex-end;gap:28px;height:230px;'
-        f'border-bottom:2px solid #52606d;margin-top:10px">{bars}</div></div>')
+        f'border-bottom:2px solid #52606d;margin-top:10px">{bars}</div></div>'
+    )
     png = page.locator("#f").screenshot()
     page.close()
     return png
@@ -166,8 +194,10 @@ def new_page(site, browser, thumbnail_png):
 
     def make(width: int = 900, height: int = 900, color_scheme: str = "light"):
         context = browser.new_context(
-            viewport={"width": width, "height": height}, color_scheme=color_scheme,
-            extra_http_headers={"X-Forwarded-For": next(IPS)})
+            viewport={"width": width, "height": height},
+            color_scheme=color_scheme,
+            extra_http_headers={"X-Forwarded-For": next(IPS)},
+        )
 
         def route(r):
             url = r.request.url
@@ -316,6 +346,7 @@ def titles_in(msg) -> list[str]:
 
 # ---- the journey ----------------------------------------------------------------------------
 
+
 def test_signup_confirm_preferences_digest_and_unsubscribe_in_the_browser(site, new_page):
     address = "Ada.Browser@example.org"
     page = new_page()
@@ -417,6 +448,7 @@ def test_signup_confirm_preferences_digest_and_unsubscribe_in_the_browser(site, 
 
 # ---- error states ---------------------------------------------------------------------------
 
+
 def expired_token(purpose: str, subscriber_id: int = 1, age_days: int = 400) -> str:
     """A correctly signed token whose timestamp lies `age_days` in the past."""
     from itsdangerous import TimestampSigner, URLSafeTimedSerializer
@@ -426,7 +458,8 @@ def expired_token(purpose: str, subscriber_id: int = 1, age_days: int = 400) -> 
             return int(time.time()) - age_days * 86400
 
     return URLSafeTimedSerializer(SECRET, salt=f"newsletter.{purpose}", signer=Backdated).dumps(
-        {"s": subscriber_id, "v": 0})
+        {"s": subscriber_id, "v": 0}
+    )
 
 
 def test_expired_and_forged_links_explain_what_to_do(site, new_page):
@@ -438,8 +471,12 @@ def test_expired_and_forged_links_explain_what_to_do(site, new_page):
     shot(page, "error-expired-link")
 
     forged = expired_token("confirm", age_days=0)[:-4] + "AAAA"
-    for path in (f"/confirm/{forged}", f"/preferences/{forged}", f"/unsubscribe/{forged}",
-                 "/confirm/not-a-token"):
+    for path in (
+        f"/confirm/{forged}",
+        f"/preferences/{forged}",
+        f"/unsubscribe/{forged}",
+        "/confirm/not-a-token",
+    ):
         assert go(page, site.url + path) == 400, path
         assert heading(page) == "This link is not valid"
         assert "Copy the whole link" in page.locator("main").inner_text()
@@ -502,6 +539,7 @@ def test_archive_pages_are_accessible(site, new_page):
 
 # ---- the digest email -----------------------------------------------------------------------
 
+
 class EmailHTML(HTMLParser):
     """Every start tag with its attributes, comments and <style> text of an email body."""
 
@@ -560,8 +598,9 @@ def test_digest_email_renders_inline_table_layout_dark_and_phone(site, new_page)
     from newsletter import admin
 
     address = "layout@example.org"
-    admin.add_subscriber(site.settings(), address, "robot learning and reinforcement learning",
-                         "weekly", 4, confirmed=True)
+    admin.add_subscriber(
+        site.settings(), address, "robot learning and reinforcement learning", "weekly", 4, confirmed=True
+    )
     site.send("weekly")
     [msg] = site.digests(address)
     html = html_part(msg)
@@ -581,9 +620,13 @@ def test_digest_email_renders_inline_table_layout_dark_and_phone(site, new_page)
 
     # Table layout, 600 px at most, with a fixed-width table for Outlook's Word engine.
     tables = doc.all("table")
-    assert tables and all(t.get("role") == "presentation" and t.get("cellpadding") == "0"
-                          and t.get("cellspacing") == "0" and t.get("border") == "0"
-                          for t in tables)
+    assert tables and all(
+        t.get("role") == "presentation"
+        and t.get("cellpadding") == "0"
+        and t.get("cellspacing") == "0"
+        and t.get("border") == "0"
+        for t in tables
+    )
     [main] = [t for t in tables if "main" in t.get("class", "").split()]
     assert "max-width:600px" in main["style"].replace(" ", "")
     assert any("[if mso]" in c and 'width="600"' in c for c in doc.comments)

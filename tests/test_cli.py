@@ -39,7 +39,9 @@ def test_subscribers_add_list_export_remove(cli):
     assert len(list(outbox.glob("*.eml"))) == 1
     rows = json.loads(cli("subscribers", "list", "--json").stdout)
     assert {(r["email"], r["status"]) for r in rows} == {
-        ("ada@example.org", "confirmed"), ("bob@example.org", "pending")}
+        ("ada@example.org", "confirmed"),
+        ("bob@example.org", "pending"),
+    }
     confirmed = json.loads(cli("subscribers", "list", "--json", "--status", "confirmed").stdout)
     assert [r["email"] for r in confirmed] == ["ada@example.org"]
     data = json.loads(cli("subscribers", "export", "ada@example.org").stdout)
@@ -49,7 +51,8 @@ def test_subscribers_add_list_export_remove(cli):
     assert {r["email"]: r["status"] for r in rows}["ada@example.org"] == "unsubscribed"
     cli("subscribers", "remove", "bob@example.org", "--erase")
     assert [r["email"] for r in json.loads(cli("subscribers", "list", "--json").stdout)] == [
-        "ada@example.org"]
+        "ada@example.org"
+    ]
 
 
 def test_user_mistakes_get_a_message_not_a_traceback(cli, tmp_path):
@@ -76,8 +79,7 @@ def test_ingest_preview_send_and_issues(cli):
     assert report["added"] == 75 and report["errors"] == []
     again = json.loads(cli("papers", "ingest", str(sample_feed_path()), "--json").stdout)
     assert again["added"] == 0 and again["unchanged"] == 75
-    items = json.loads(cli("preview", "--interests", "medical image segmentation",
-                           "--json").stdout)
+    items = json.loads(cli("preview", "--interests", "medical image segmentation", "--json").stdout)
     assert len(items) == 10 and "segment" in items[0]["title"].lower()
     assert [i["score"] for i in items] == sorted((i["score"] for i in items), reverse=True)
     cli("subscribers", "add", "ada@example.org", "--interests", "robots", "--confirmed")
@@ -115,8 +117,14 @@ def test_installed_command_refuses_default_secret_in_production(tmp_path):
     env.pop("NEWSLETTER_SECRET_KEY")
     env["NEWSLETTER_MODE"] = "production"
     env["NEWSLETTER_DATABASE_URL"] = f"sqlite:///{tmp_path / 'x.db'}"
-    result = subprocess.run([sys.executable, "-m", "newsletter", "serve", "--port", "1"],
-                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "newsletter", "serve", "--port", "1"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert "NEWSLETTER_SECRET_KEY" in result.stderr and "Traceback" not in result.stderr
 
@@ -124,8 +132,14 @@ def test_installed_command_refuses_default_secret_in_production(tmp_path):
 def test_demo_runs_the_whole_journey_offline(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     env["PYTHONPATH"] = str(ROOT)
-    result = subprocess.run([sys.executable, "-m", "newsletter", "demo"], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=180)
+    result = subprocess.run(
+        [sys.executable, "-m", "newsletter", "demo"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert result.returncode == 0, result.stderr
     assert "4 demo readers signed up and confirmed" in result.stdout
     assert "4 digests sent" in result.stdout

@@ -69,6 +69,7 @@ def depends(compose: dict, name: str) -> dict[str, str]:
 
 # ---- structure ------------------------------------------------------------------------------
 
+
 def test_compose_declares_the_services_healthchecks_volumes_and_order(compose):
     services = compose["services"]
     assert set(services) == {"postgres", "redis", "mailpit", "migrate", "web", "worker", "beat"}
@@ -89,11 +90,15 @@ def test_compose_declares_the_services_healthchecks_volumes_and_order(compose):
     # Start order: data services healthy -> migrate exited 0 -> web, worker, beat.
     assert depends(compose, "migrate") == {"postgres": "service_healthy"}
     for name in ("web", "worker"):
-        assert depends(compose, name) == {"migrate": "service_completed_successfully",
-                                          "redis": "service_healthy",
-                                          "mailpit": "service_healthy"}, name
-    assert depends(compose, "beat") == {"migrate": "service_completed_successfully",
-                                        "redis": "service_healthy"}
+        assert depends(compose, name) == {
+            "migrate": "service_completed_successfully",
+            "redis": "service_healthy",
+            "mailpit": "service_healthy",
+        }, name
+    assert depends(compose, "beat") == {
+        "migrate": "service_completed_successfully",
+        "redis": "service_healthy",
+    }
 
     # One image built from this repository runs every Python service.
     for name in APP_SERVICES:
@@ -122,7 +127,8 @@ def test_compose_environment_is_wired_to_the_services_and_valid(compose, monkeyp
     pg = compose["services"]["postgres"]["environment"]
     assert env["NEWSLETTER_DATABASE_URL"] == (
         f"postgresql+psycopg://{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}@postgres:5432/"
-        f"{pg['POSTGRES_DB']}")
+        f"{pg['POSTGRES_DB']}"
+    )
     assert env["NEWSLETTER_BROKER_URL"] == "redis://redis:6379/0"
     assert (env["NEWSLETTER_SMTP_HOST"], env["NEWSLETTER_SMTP_PORT"]) == ("mailpit", "1025")
     assert env["NEWSLETTER_BASE_URL"] == "http://localhost:8000"
@@ -141,8 +147,9 @@ def test_compose_environment_is_wired_to_the_services_and_valid(compose, monkeyp
     # The placeholder secret only works in dev: production with it refuses to start.
     with pytest.raises(ConfigError):
         settings_from({**env, "NEWSLETTER_MODE": "production"})
-    overridden = interpolate(compose["x-newsletter-env"]["NEWSLETTER_SECRET_KEY"],
-                             {"NEWSLETTER_SECRET_KEY": "s" * 40})
+    overridden = interpolate(
+        compose["x-newsletter-env"]["NEWSLETTER_SECRET_KEY"], {"NEWSLETTER_SECRET_KEY": "s" * 40}
+    )
     assert overridden == "s" * 40
 
 
@@ -152,12 +159,19 @@ def test_dockerfile_installs_the_package_on_python_311_slim():
     assert "pip install ." in text and re.search(r"^USER app$", text, re.M)
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", ".git", ".env", "var", "artifacts"} <= set(ignored)
-    for needed in ("pyproject.toml", "README.md", "newsletter", "workers", "templates",
-                   "migrations"):  # what `pip install .` reads from the build context
+    for needed in (
+        "pyproject.toml",
+        "README.md",
+        "newsletter",
+        "workers",
+        "templates",
+        "migrations",
+    ):  # what `pip install .` reads from the build context
         assert (ROOT / needed).exists(), needed
 
 
 # ---- each service's command, run natively ---------------------------------------------------
+
 
 class Service:
     """One compose service's command as a local process group, its output in a log file."""
@@ -165,8 +179,9 @@ class Service:
     def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
         self.name, self.log = name, log
         self._out = open(log, "wb")
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._out,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -187,12 +202,12 @@ def healthcheck(test: list[str], env: dict[str, str], timeout: float = 30) -> su
     """Run a compose healthcheck `test` as Docker does: exec for CMD, `sh -c` for CMD-SHELL."""
     kind, *rest = test
     argv = ["/bin/sh", "-c", rest[0]] if kind == "CMD-SHELL" else rest
-    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
-def test_each_python_service_starts_natively_and_becomes_healthy(compose, redis_db, smtp_server,
-                                                                 tmp_path):
+def test_each_python_service_starts_natively_and_becomes_healthy(compose, redis_db, smtp_server, tmp_path):
     box, smtp_port = smtp_server
     services = compose["services"]
     env = service_env(compose, "web")
@@ -211,19 +226,31 @@ def test_each_python_service_starts_natively_and_becomes_healthy(compose, redis_
             return [str(port) if v == "8000" else swap(v) for v in value]
         return swap(value)
 
-    local = {**{k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}, **env,
-             "NEWSLETTER_DATABASE_URL": db_url, "NEWSLETTER_BROKER_URL": redis_db,
-             "NEWSLETTER_SMTP_HOST": "127.0.0.1", "NEWSLETTER_SMTP_PORT": str(smtp_port),
-             "NEWSLETTER_BASE_URL": f"http://127.0.0.1:{port}",
-             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-             "HOSTNAME": socket.gethostname()}  # Docker sets it to the container's node name
+    local = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")},
+        **env,
+        "NEWSLETTER_DATABASE_URL": db_url,
+        "NEWSLETTER_BROKER_URL": redis_db,
+        "NEWSLETTER_SMTP_HOST": "127.0.0.1",
+        "NEWSLETTER_SMTP_PORT": str(smtp_port),
+        "NEWSLETTER_BASE_URL": f"http://127.0.0.1:{port}",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "HOSTNAME": socket.gethostname(),
+    }  # Docker sets it to the container's node name
     assert env["NEWSLETTER_DATABASE_URL"].split("@")[1].startswith("postgres:5432/")
     running: list[Service] = []
     try:
         # migrate: a one-shot that must exit 0 before anything else starts.
         started = time.monotonic()
-        migrate = subprocess.run(native(services["migrate"]["command"]), cwd=ROOT, env=local,
-                                 capture_output=True, text=True, timeout=60, check=False)
+        migrate = subprocess.run(
+            native(services["migrate"]["command"]),
+            cwd=ROOT,
+            env=local,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert migrate.returncode == 0, migrate.stdout + migrate.stderr
         assert "up to date" in migrate.stdout
         timings = {"migrate": time.monotonic() - started}
@@ -263,8 +290,9 @@ def test_each_python_service_starts_natively_and_becomes_healthy(compose, redis_
         timings["beat"] = time.monotonic() - started
 
         # Wired together: a signup on web is mailed by the worker through "mailpit".
-        r = httpx.post(f"http://127.0.0.1:{port}/subscribe",
-                       data={"email": "compose@example.org", "interests": "robots"})
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/subscribe", data={"email": "compose@example.org", "interests": "robots"}
+        )
         assert r.status_code == 202
         [confirm] = box.wait_for(1, to="compose@example.org", timeout=20)
         assert f"http://127.0.0.1:{port}/confirm/" in confirm.get_body(("plain",)).get_content()

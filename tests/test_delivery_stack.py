@@ -19,14 +19,19 @@ pytestmark = pytest.mark.integration
 READERS = {
     "llm@example.org": ("large language models and agents using tools", "language model"),
     "med@example.org": ("medical image segmentation", "segment"),
-    "robot@example.org": ("robot learning, reinforcement learning for control",
-                          "reinforcement learning"),
+    "robot@example.org": ("robot learning, reinforcement learning for control", "reinforcement learning"),
 }
 
 
 def newsletter(stack, *args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "newsletter", *args], env=stack.env, cwd=ROOT,
-                            capture_output=True, text=True, timeout=240)
+    result = subprocess.run(
+        [sys.executable, "-m", "newsletter", *args],
+        env=stack.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -81,11 +86,15 @@ def test_weekly_issue_through_celery(stack, configure):
     [msg] = digests(stack, "med@example.org")
     url = msg["List-Unsubscribe"].strip("<>")
     local = stack.web.url + "/" + url.split("/", 3)[3]
-    r = httpx.post(local, content=b"List-Unsubscribe=One-Click",
-                   headers={"content-type": "application/x-www-form-urlencoded"})
+    r = httpx.post(
+        local,
+        content=b"List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 200
     assert sql(stack, "SELECT status FROM subscriber WHERE email_key = 'med@example.org'") == [
-        ("unsubscribed",)]
+        ("unsubscribed",)
+    ]
 
     # View in browser shows the same papers the reader got.
     [msg] = digests(stack, "robot@example.org")

@@ -33,11 +33,18 @@ READERS = {
 }
 
 
-def add_subscriber(address, interests="", status=SubscriberStatus.confirmed,
-                   frequency=Frequency.weekly, max_papers=5) -> int:
+def add_subscriber(
+    address, interests="", status=SubscriberStatus.confirmed, frequency=Frequency.weekly, max_papers=5
+) -> int:
     with session_scope() as session:
-        sub = Subscriber(email=address, email_key=address.casefold(), interests=interests,
-                         status=status, frequency=frequency, max_papers=max_papers)
+        sub = Subscriber(
+            email=address,
+            email_key=address.casefold(),
+            interests=interests,
+            status=status,
+            frequency=frequency,
+            max_papers=max_papers,
+        )
         session.add(sub)
         session.flush()
         return sub.id
@@ -51,8 +58,12 @@ def ingest_sample() -> None:
 @pytest.fixture
 def world(configure, db_url, smtp_server):
     box, port = smtp_server
-    settings = configure(NEWSLETTER_DATABASE_URL=db_url, NEWSLETTER_SMTP_HOST="127.0.0.1",
-                         NEWSLETTER_SMTP_PORT=str(port), NEWSLETTER_BATCH_SIZE="2")
+    settings = configure(
+        NEWSLETTER_DATABASE_URL=db_url,
+        NEWSLETTER_SMTP_HOST="127.0.0.1",
+        NEWSLETTER_SMTP_PORT=str(port),
+        NEWSLETTER_BATCH_SIZE="2",
+    )
     ingest_sample()
     ids = {a: add_subscriber(a, i) for a, i in READERS.items()}
     add_subscriber("pending@example.org", "x", status=SubscriberStatus.pending)
@@ -75,9 +86,11 @@ def titles_in_text(msg) -> list[str]:
 def test_each_confirmed_reader_gets_one_digest_led_by_their_interests(world):
     result = send_now()
     assert result["counts"]["sent"] == 3
-    for address, topic in [("llm@example.org", "language model"),
-                           ("med@example.org", "segmentation"),
-                           ("robot@example.org", "reinforcement learning")]:
+    for address, topic in [
+        ("llm@example.org", "language model"),
+        ("med@example.org", "segmentation"),
+        ("robot@example.org", "reinforcement learning"),
+    ]:
         [msg] = digests(world.box, address)
         top = titles_in_text(msg)[:2]
         assert any(topic in t.lower() for t in top), (address, top)
@@ -141,8 +154,9 @@ def test_text_and_html_list_the_same_papers_in_the_same_order(world):
     send_now()
     for address in READERS:
         [msg] = digests(world.box, address)
-        html_titles = re.findall(r'<p class="paper-title"[^>]*>(?:<a [^>]*>)?(.*?)(?:</a>)?</p>',
-                                 html_part(msg))
+        html_titles = re.findall(
+            r'<p class="paper-title"[^>]*>(?:<a [^>]*>)?(.*?)(?:</a>)?</p>', html_part(msg)
+        )
         import html as html_lib
 
         assert [html_lib.unescape(t) for t in html_titles] == titles_in_text(msg)
@@ -156,8 +170,7 @@ def test_assembled_digest_equals_a_plain_render_and_inline(world):
         sub = session.get(Subscriber, world.ids["robot@example.org"])
     items = renderer.items(sub, renderer.rank(sub))
     fast = renderer.render(sub, items)
-    context = full_context(world.settings, issue, sub, items,
-                           reader_links(world.settings, sub, issue.id))
+    context = full_context(world.settings, issue, sub, items, reader_links(world.settings, sub, issue.id))
     slow = render_email("digest", context)
 
     def norm(html: str) -> str:
@@ -169,10 +182,17 @@ def test_assembled_digest_equals_a_plain_render_and_inline(world):
 
 def test_paper_text_from_outside_is_escaped(world):
     with session_scope() as session:
-        ingest_records(session, [PaperRecord(
-            title="<script>alert('x')</script> Large language model agents",
-            abstract="<img src=x onerror=alert(1)> agents with tools", source="test",
-            upvotes=999)])
+        ingest_records(
+            session,
+            [
+                PaperRecord(
+                    title="<script>alert('x')</script> Large language model agents",
+                    abstract="<img src=x onerror=alert(1)> agents with tools",
+                    source="test",
+                    upvotes=999,
+                )
+            ],
+        )
     send_now()
     [msg] = digests(world.box, "llm@example.org")
     html = html_part(msg)
@@ -217,8 +237,7 @@ def test_daily_readers_get_the_daily_issue_only(world):
 
 
 def test_preview_ranks_for_interests(world):
-    result = admin.preview(world.settings, interests="medical image segmentation", email=None,
-                           limit=3)
+    result = admin.preview(world.settings, interests="medical image segmentation", email=None, limit=3)
     assert len(result["items"]) == 3
     assert "segment" in result["items"][0]["title"].lower()
     assert result["items"][0]["score"] >= result["items"][1]["score"] >= result["items"][2]["score"]

@@ -49,23 +49,33 @@ FAST = {
 class Rig:
     """One throwaway world: database, private Redis, SMTP server, and its worker processes."""
 
-    def __init__(self, db_url: str, tmp, configure, smtp: SMTPServer, redis: PrivateRedis,
-                 **env: str) -> None:
+    def __init__(
+        self, db_url: str, tmp, configure, smtp: SMTPServer, redis: PrivateRedis, **env: str
+    ) -> None:
         self.db_url, self.tmp, self.smtp, self.redis = db_url, tmp, smtp, redis
         self.box = smtp.handler
         hours = time.gmtime().tm_hour
         self.env = process_env(
-            NEWSLETTER_DATABASE_URL=db_url, NEWSLETTER_BROKER_URL=redis.url,
-            NEWSLETTER_SMTP_HOST="127.0.0.1", NEWSLETTER_SMTP_PORT=str(smtp.port),
+            NEWSLETTER_DATABASE_URL=db_url,
+            NEWSLETTER_BROKER_URL=redis.url,
+            NEWSLETTER_SMTP_HOST="127.0.0.1",
+            NEWSLETTER_SMTP_PORT=str(smtp.port),
             # keep beat's daily crontab entries away from the hour the test runs in
             NEWSLETTER_DIGEST_HOUR=str((hours + 12) % 24),
             NEWSLETTER_INGEST_HOUR=str((hours + 13) % 24),
             NEWSLETTER_DIGEST_WEEKDAY=str(time.gmtime().tm_wday),
-            **FAST, **env)
+            **FAST,
+            **env,
+        )
         # The test process itself plans issues and reads the ledger with the same settings,
         # but never talks to the broker (jobs would run in-process): no broker here.
-        configure(**{k: v for k, v in self.env.items()
-                     if k.startswith("NEWSLETTER_") and k != "NEWSLETTER_BROKER_URL"})
+        configure(
+            **{
+                k: v
+                for k, v in self.env.items()
+                if k.startswith("NEWSLETTER_") and k != "NEWSLETTER_BROKER_URL"
+            }
+        )
         self.workers: list[Worker] = []
         self.beats: list[Beat] = []
 
@@ -76,8 +86,7 @@ class Rig:
         started = []
         for _ in range(count):  # start them all, then wait: startups overlap
             n = len(self.workers)
-            w = Worker(self.env, concurrency=concurrency, name=f"w{n}",
-                       log_path=self.tmp / f"worker{n}.log")
+            w = Worker(self.env, concurrency=concurrency, name=f"w{n}", log_path=self.tmp / f"worker{n}.log")
             self.workers.append(w)
             started.append(w)
         for w in started:
@@ -118,8 +127,9 @@ class Rig:
         try:
             return wait_until(done, timeout, "every delivery to finish", interval=0.25)
         except AssertionError:
-            raise AssertionError(f"ledger {ledger(self.db_url, issue_id)}, smtp total "
-                                 f"{self.box.total()}; logs in {self.tmp}") from None
+            raise AssertionError(
+                f"ledger {ledger(self.db_url, issue_id)}, smtp total {self.box.total()}; logs in {self.tmp}"
+            ) from None
 
     def close(self) -> None:
         for b in self.beats:
@@ -158,6 +168,7 @@ def assert_exactly_once(box: FaultySMTP, addresses: list[str], extra_allowed: in
 
 # ---- four workers, one issue ----------------------------------------------------------------
 
+
 def test_four_workers_sending_one_issue_send_each_digest_once(rig):
     r = rig(NEWSLETTER_BATCH_SIZE="25")
     issue_id, addresses = r.plan(1200)
@@ -174,6 +185,7 @@ def test_four_workers_sending_one_issue_send_each_digest_once(rig):
 
 
 # ---- kill -9 mid-send -----------------------------------------------------------------------
+
 
 def test_worker_killed_mid_send_every_reader_gets_one_digest(rig):
     """kill -9 a sending process four times (a pool child twice, a whole worker twice); beat's
@@ -202,8 +214,10 @@ def test_worker_killed_mid_send_every_reader_gets_one_digest(rig):
     dups = assert_exactly_once(r.box, addresses, extra_allowed=len(kills))
     recovered = scalar(r.db_url, "SELECT count(*) FROM delivery WHERE attempts > 1")
     assert recovered > 0  # the killed batches' rows were put back and sent by someone else
-    print(f"kill test: {len(addresses)} readers, kills {kills}, {dups} duplicate(s), "
-          f"{recovered} rows recovered, {elapsed:.1f}s")
+    print(
+        f"kill test: {len(addresses)} readers, kills {kills}, {dups} duplicate(s), "
+        f"{recovered} rows recovered, {elapsed:.1f}s"
+    )
 
 
 def test_slow_batch_keeps_its_claims_while_idle_workers_wait(rig):
@@ -223,6 +237,7 @@ def test_slow_batch_keeps_its_claims_while_idle_workers_wait(rig):
 
 
 # ---- SMTP trouble ---------------------------------------------------------------------------
+
 
 def plan_next_week(issue_days: int = 7) -> int:
     from datetime import timedelta
@@ -249,8 +264,11 @@ def test_smtp_trouble_transient_cases_retry_550_bounces_rest_unaffected(rig):
     r.start_workers(2)
     r.beat()
     r.dispatch(issue_id)
-    wait_until(lambda: ledger(r.db_url, issue_id).get("deferred", 0) >= 50, 30,
-               "sends to be deferred while the server is down")
+    wait_until(
+        lambda: ledger(r.db_url, issue_id).get("deferred", 0) >= 50,
+        30,
+        "sends to be deferred while the server is down",
+    )
     assert r.box.total() == 0
     r.smtp.start()  # the server comes up on the same port
     counts = r.wait_sent(issue_id, len(addresses), timeout=90)
@@ -260,8 +278,7 @@ def test_smtp_trouble_transient_cases_retry_550_bounces_rest_unaffected(rig):
     assert assert_exactly_once(r.box, delivered) == 0
     for a in refused:
         assert r.box.received[a] == 0 and r.box.rcpt_attempts[a] == 1  # never retried
-    assert scalar(r.db_url, "SELECT count(*) FROM subscriber WHERE status = 'bounced'") == \
-        len(refused)
+    assert scalar(r.db_url, "SELECT count(*) FROM subscriber WHERE status = 'bounced'") == len(refused)
     assert scalar(r.db_url, "SELECT count(*) FROM delivery WHERE attempts > 1") >= 50
     logs = "".join(w.log_path.read_text() for w in r.workers)
     assert "Retry in" in logs  # Celery autoretry with backoff, not a tight loop
@@ -278,6 +295,7 @@ def test_smtp_trouble_transient_cases_retry_550_bounces_rest_unaffected(rig):
 
 
 # ---- Redis restarted mid-send ---------------------------------------------------------------
+
 
 def test_redis_restarted_empty_mid_send_nothing_lost(rig):
     """Kill the broker mid-send (no persistence: every queued batch task is gone) and start it
@@ -302,6 +320,7 @@ def test_redis_restarted_empty_mid_send_nothing_lost(rig):
 
 # ---- the database goes away for a while -----------------------------------------------------
 
+
 def test_database_briefly_unavailable_send_resumes_and_completes(rig):
     """For three seconds the test database refuses connections and every open backend is
     terminated (twice over). Batches fail and retry, dead claims are recovered; the send ends
@@ -322,6 +341,7 @@ def test_database_briefly_unavailable_send_resumes_and_completes(rig):
 
 # ---- beat twice, beat restarted, `newsletter send --now` at the same time ------------------
 
+
 def test_two_beats_a_restarted_beat_and_send_now_make_one_issue_one_digest_each(rig):
     """Two beat processes tick the scheduled send every 1.5 s (celery#2856: duplicate beats),
     one is restarted on its schedule file, and an operator runs `newsletter send --now` in the
@@ -334,11 +354,18 @@ def test_two_beats_a_restarted_beat_and_send_now_make_one_issue_one_digest_each(
     r.start_workers(2)
     first = r.beat(name="beatA", app="tests.fault_beat")
     r.beat(name="beatB", app="tests.fault_beat")
-    wait_until(lambda: scalar(r.db_url, "SELECT count(*) FROM delivery") > 0, 30,
-               "a scheduled send to plan the issue")
-    cli = subprocess.Popen([str(Path(sys.executable).parent / "newsletter"), "send", "--now",
-                            "--json"], cwd=ROOT, env=r.env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE)
+    wait_until(
+        lambda: scalar(r.db_url, "SELECT count(*) FROM delivery") > 0,
+        30,
+        "a scheduled send to plan the issue",
+    )
+    cli = subprocess.Popen(
+        [str(Path(sys.executable).parent / "newsletter"), "send", "--now", "--json"],
+        cwd=ROOT,
+        env=r.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     first.stop()
     restarted = r.beat(name="beatA", app="tests.fault_beat")  # same schedule file
     out, err = cli.communicate(timeout=90)
@@ -347,18 +374,25 @@ def test_two_beats_a_restarted_beat_and_send_now_make_one_issue_one_digest_each(
     counts = r.wait_sent(result["issue_id"], len(addresses), timeout=60)
     assert counts == {"sent": len(addresses)}
     # a few more ticks after everything went out change nothing
-    ticks = lambda: sum(b.log_path.read_text().count("Sending due task digests")  # noqa: E731
-                        for b in r.beats)
+    ticks = lambda: sum(
+        b.log_path.read_text().count("Sending due task digests")  # noqa: E731
+        for b in r.beats
+    )
     later = ticks() + 4
     wait_until(lambda: ticks() >= later, 30, "more beat ticks")
     time.sleep(1)
     for b in r.beats:
         b.stop()
-    issues = scalar(r.db_url, "SELECT string_agg(frequency || ' ' || period || ' x' || n, ', ') "
-                    "FROM (SELECT frequency, period, count(*) n FROM issue "
-                    "GROUP BY frequency, period) t")
-    assert scalar(r.db_url, "SELECT max(n) FROM (SELECT count(*) n FROM issue "
-                  "GROUP BY frequency, period) t") == 1, issues
+    issues = scalar(
+        r.db_url,
+        "SELECT string_agg(frequency || ' ' || period || ' x' || n, ', ') "
+        "FROM (SELECT frequency, period, count(*) n FROM issue "
+        "GROUP BY frequency, period) t",
+    )
+    assert (
+        scalar(r.db_url, "SELECT max(n) FROM (SELECT count(*) n FROM issue GROUP BY frequency, period) t")
+        == 1
+    ), issues
     assert scalar(r.db_url, "SELECT count(*) FROM issue WHERE frequency = 'weekly'") == 1
     assert scalar(r.db_url, "SELECT count(*) FROM delivery") == len(addresses)
     assert assert_exactly_once(r.box, addresses) == 0
@@ -375,8 +409,12 @@ def test_signup_survives_a_broker_outage(tmp_path, pg_url, smtp_server):
 
     box, port = smtp_server
     redis = PrivateRedis(tmp_path).start()
-    env = process_env(NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_BROKER_URL=redis.url,
-                      NEWSLETTER_SMTP_HOST="127.0.0.1", NEWSLETTER_SMTP_PORT=str(port))
+    env = process_env(
+        NEWSLETTER_DATABASE_URL=pg_url,
+        NEWSLETTER_BROKER_URL=redis.url,
+        NEWSLETTER_SMTP_HOST="127.0.0.1",
+        NEWSLETTER_SMTP_PORT=str(port),
+    )
     web = WebServer(env, tmp_path / "web.log")
     try:
         redis.kill()

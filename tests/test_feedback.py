@@ -21,22 +21,25 @@ from tests.test_digests import add_subscriber, digests
 @pytest.fixture
 def world(configure, db_url, smtp_server):
     box, port = smtp_server
-    settings = configure(NEWSLETTER_DATABASE_URL=db_url, NEWSLETTER_SMTP_HOST="127.0.0.1",
-                         NEWSLETTER_SMTP_PORT=str(port))
+    settings = configure(
+        NEWSLETTER_DATABASE_URL=db_url, NEWSLETTER_SMTP_HOST="127.0.0.1", NEWSLETTER_SMTP_PORT=str(port)
+    )
     admin.ingest(settings, path=sample_feed_path())
     sub_id = add_subscriber("ada@example.org", "learning", max_papers=8)
     admin.send_now(settings, "weekly")
     [msg] = digests(box, "ada@example.org")
     client = TestClient(create_app(settings))
-    return type("World", (), {"settings": settings, "box": box, "sub_id": sub_id, "msg": msg,
-                              "client": client})
+    return type(
+        "World", (), {"settings": settings, "box": box, "sub_id": sub_id, "msg": msg, "client": client}
+    )
 
 
 def vote_links(msg) -> list[tuple[str, str, str]]:
     """(paper title, more-like-this path, less-like-this path) for every paper in the email."""
     body = text_part(msg)
-    blocks = re.findall(r"^\d+\. (.+?)$.*?More like this: (\S+)\s+Less like this: (\S+)", body,
-                        flags=re.M | re.S)
+    blocks = re.findall(
+        r"^\d+\. (.+?)$.*?More like this: (\S+)\s+Less like this: (\S+)", body, flags=re.M | re.S
+    )
     return [(t, "/" + m.split("/", 3)[3], "/" + x.split("/", 3)[3]) for t, m, x in blocks]
 
 
@@ -117,8 +120,7 @@ def test_less_like_this_moves_the_paper_down(world):
 def test_preferences_show_what_was_learned_and_reset_it(world):
     _, more, _ = vote_links(world.msg)[0]
     world.client.post(more)
-    prefs = "/" + re.search(r"https://\S+/preferences/\S+", text_part(world.msg)).group(0) \
-        .split("/", 3)[3]
+    prefs = "/" + re.search(r"https://\S+/preferences/\S+", text_part(world.msg)).group(0).split("/", 3)[3]
     page = world.client.get(prefs)
     assert "What your digest has learned" in page.text and "(more)" in page.text
     reset = world.client.post(prefs + "/reset-profile")

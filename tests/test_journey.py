@@ -17,8 +17,9 @@ pytestmark = pytest.mark.integration
 def status_of(db_url: str, address: str) -> str:
     engine = create_engine(db_url)
     with engine.connect() as conn:
-        value = conn.execute(text("SELECT status FROM subscriber WHERE email_key = :k"),
-                             {"k": address.casefold()}).scalar()
+        value = conn.execute(
+            text("SELECT status FROM subscriber WHERE email_key = :k"), {"k": address.casefold()}
+        ).scalar()
     engine.dispose()
     return value
 
@@ -30,8 +31,9 @@ def local(url: str, stack) -> str:
 
 def test_signup_confirm_welcome_preferences_unsubscribe(stack):
     web, box = stack.web, stack.mailbox
-    r = httpx.post(web.url + "/subscribe",
-                   data={"email": "Ada@Example.org", "interests": "reinforcement learning"})
+    r = httpx.post(
+        web.url + "/subscribe", data={"email": "Ada@Example.org", "interests": "reinforcement learning"}
+    )
     assert r.status_code == 202 and "Check your inbox" in r.text
 
     [confirm] = box.wait_for(1, to="Ada@example.org")
@@ -51,13 +53,17 @@ def test_signup_confirm_welcome_preferences_unsubscribe(stack):
     one_click = welcome["List-Unsubscribe"].strip("<>")
     assert one_click.startswith("https://news.example.org/unsubscribe/")
     prefs = link_in(welcome, "preferences")
-    r = httpx.post(local(prefs, stack), data={"interests": "robot learning", "frequency": "daily",
-                                              "max_papers": "7"})
+    r = httpx.post(
+        local(prefs, stack), data={"interests": "robot learning", "frequency": "daily", "max_papers": "7"}
+    )
     assert r.status_code == 200 and "Saved" in r.text
     assert "robot learning" in httpx.get(local(prefs, stack)).text
 
-    r = httpx.post(local(one_click, stack), content=b"List-Unsubscribe=One-Click",
-                   headers={"content-type": "application/x-www-form-urlencoded"})
+    r = httpx.post(
+        local(one_click, stack),
+        content=b"List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 200 and not r.is_redirect
     assert status_of(stack.db_url, "ada@example.org") == "unsubscribed"
 
@@ -68,7 +74,9 @@ def test_signup_confirm_welcome_preferences_unsubscribe(stack):
 
 def test_signup_for_known_addresses_looks_the_same(stack):
     web = stack.web
-    answers = {httpx.post(web.url + "/subscribe", data={"email": a}).text
-               for a in ("one@example.org", "one@example.org", "two@example.org")}
+    answers = {
+        httpx.post(web.url + "/subscribe", data={"email": a}).text
+        for a in ("one@example.org", "one@example.org", "two@example.org")
+    }
     assert len(answers) == 1
     assert len(stack.mailbox.wait_for(2)) == 2  # one confirmation each, not two for "one"

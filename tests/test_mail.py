@@ -26,26 +26,36 @@ def body(msg: email.message.EmailMessage, kind: str) -> str:
 
 
 def envelope(**kw) -> Envelope:
-    base = dict(mail_from="Paper Digest <digest@news.example.org>", to="ada@example.org",
-                subject="Hello", message_id=new_message_id("news.example.org", "t.1"),
-                headers={"List-Id": "Paper Digest <digest.news.example.org>"})
+    base = dict(
+        mail_from="Paper Digest <digest@news.example.org>",
+        to="ada@example.org",
+        subject="Hello",
+        message_id=new_message_id("news.example.org", "t.1"),
+        headers={"List-Id": "Paper Digest <digest.news.example.org>"},
+    )
     return Envelope(**{**base, **kw})
 
 
 def spam_score(raw: bytes) -> float:
     if shutil.which("spamassassin") is None:
         pytest.fail("spamassassin is not installed (apt-get install spamassassin; .ci/run does)")
-    out = subprocess.run(["spamassassin", "-L", "-t"], input=raw, capture_output=True,
-                         timeout=120).stdout.decode("utf-8", "replace")
+    out = subprocess.run(
+        ["spamassassin", "-L", "-t"], input=raw, capture_output=True, timeout=120
+    ).stdout.decode("utf-8", "replace")
     line = next(ln for ln in out.splitlines() if ln.startswith("X-Spam-Status:"))
     return float(line.split("score=")[1].split()[0])
 
 
 @pytest.fixture
 def sub():
-    return Subscriber(id=7, email="ada@example.org", email_key="ada@example.org",
-                      status=SubscriberStatus.pending, interests="robot learning",
-                      token_version=0)
+    return Subscriber(
+        id=7,
+        email="ada@example.org",
+        email_key="ada@example.org",
+        status=SubscriberStatus.pending,
+        interests="robot learning",
+        token_version=0,
+    )
 
 
 def test_multipart_alternative_text_then_html_with_required_headers():
@@ -86,9 +96,14 @@ def test_html_has_inlined_css_and_escapes_input(configure, sub):
     assert "<script>alert(1)</script>" in body(msg, "plain")
 
 
-@pytest.mark.parametrize("kind,status", [("confirm", SubscriberStatus.pending),
-                                         ("welcome", SubscriberStatus.confirmed),
-                                         ("already_subscribed", SubscriberStatus.confirmed)])
+@pytest.mark.parametrize(
+    "kind,status",
+    [
+        ("confirm", SubscriberStatus.pending),
+        ("welcome", SubscriberStatus.confirmed),
+        ("already_subscribed", SubscriberStatus.confirmed),
+    ],
+)
 def test_journey_emails_score_low_in_spamassassin(configure, sub, kind, status):
     settings = configure()
     sub.status = status
@@ -97,9 +112,16 @@ def test_journey_emails_score_low_in_spamassassin(configure, sub, kind, status):
 
 
 def test_every_email_template_compiles_and_text_matches_html():
-    context = {"email": "a@example.org", "base_url": "https://x.org", "interests": "ml",
-               "confirm_hours": 72, "next_digest": "on Monday", "confirm_url": "https://x.org/c/1",
-               "preferences_url": "https://x.org/p/1", "unsubscribe_url": "https://x.org/u/1"}
+    context = {
+        "email": "a@example.org",
+        "base_url": "https://x.org",
+        "interests": "ml",
+        "confirm_hours": 72,
+        "next_digest": "on Monday",
+        "confirm_url": "https://x.org/c/1",
+        "preferences_url": "https://x.org/p/1",
+        "unsubscribe_url": "https://x.org/u/1",
+    }
     for name in ("confirm", "welcome", "already_subscribed"):
         rendered = render_email(name, context)
         for url in ("https://x.org/c/1", "https://x.org/p/1", "https://x.org/u/1"):
@@ -109,8 +131,11 @@ def test_every_email_template_compiles_and_text_matches_html():
 def test_dkim_signature_verifies_and_covers_one_click_headers(tmp_path, configure, sub):
     dkim = pytest.importorskip("dkim")
     record = dkim_test_key(tmp_path / "dkim.pem")
-    settings = configure(NEWSLETTER_DKIM_SELECTOR="pd", NEWSLETTER_DKIM_DOMAIN="news.example.org",
-                         NEWSLETTER_DKIM_PRIVATE_KEY_PATH=str(tmp_path / "dkim.pem"))
+    settings = configure(
+        NEWSLETTER_DKIM_SELECTOR="pd",
+        NEWSLETTER_DKIM_DOMAIN="news.example.org",
+        NEWSLETTER_DKIM_PRIVATE_KEY_PATH=str(tmp_path / "dkim.pem"),
+    )
     sub.status = SubscriberStatus.confirmed
     raw = transactional_message(settings, "welcome", sub)
     assert raw.startswith(b"DKIM-Signature:")
@@ -119,13 +144,19 @@ def test_dkim_signature_verifies_and_covers_one_click_headers(tmp_path, configur
         assert header in signed_headers.split(b":")
     dns = lambda name, timeout=5: record if name == b"pd._domainkey.news.example.org." else None  # noqa: E731
     assert dkim.verify(raw, dnsfunc=dns)
-    assert not dkim.verify(raw.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
-                                       b"List-Unsubscribe-Post: nothing"), dnsfunc=dns)
+    assert not dkim.verify(
+        raw.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", b"List-Unsubscribe-Post: nothing"),
+        dnsfunc=dns,
+    )
 
 
 def test_dkim_sign_directly_signs_present_headers_only(tmp_path):
     pytest.importorskip("dkim")
     dkim_test_key(tmp_path / "k.pem")
-    raw = dkim_sign(build_message(envelope(headers={}), "t", "h"), selector="s",
-                    domain="news.example.org", key_path=tmp_path / "k.pem")
+    raw = dkim_sign(
+        build_message(envelope(headers={}), "t", "h"),
+        selector="s",
+        domain="news.example.org",
+        key_path=tmp_path / "k.pem",
+    )
     assert b"list-unsubscribe" not in raw.split(b"\r\n\r\n", 1)[0].lower().split(b"h=")[1][:200]

@@ -159,7 +159,7 @@ def test_limit_is_respected(index, limit, expected):
 def test_trending_score_has_diminishing_returns_and_decays_with_age():
     day_old = NOW - timedelta(days=1)
     scores = [trending_score(u, day_old, NOW) for u in (0, 10, 100, 1000, 100_000)]
-    assert scores == sorted(scores) and 0 == scores[0] and scores[-1] < 1
+    assert scores == sorted(scores) and scores[0] == 0 and scores[-1] < 1
     assert scores[2] - scores[1] > scores[3] - scores[2]  # diminishing returns
     fresh, old = trending_score(50, NOW, NOW), trending_score(50, NOW - timedelta(days=3), NOW)
     assert old == pytest.approx(fresh / 2)  # three-day half-life

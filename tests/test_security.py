@@ -35,12 +35,14 @@ from tests.faultkit import FaultySMTP, PrivateRedis, SMTPServer
 
 HOOK = "hook-secret-0123456789"
 BASE = "https://news.example.org"
-TOKEN_TITLES = {400: "This link is not valid", 410: ("This link has expired",
-                                                     "This link has already been used",
-                                                     "This subscription no longer exists")}
+TOKEN_TITLES = {
+    400: "This link is not valid",
+    410: ("This link has expired", "This link has already been used", "This subscription no longer exists"),
+}
 
 
 # ---- helpers --------------------------------------------------------------------------------
+
 
 def snapshot(db_url: str) -> dict[str, list[tuple]]:
     """Every row of every table, in key order: two equal snapshots mean nothing changed."""
@@ -48,15 +50,19 @@ def snapshot(db_url: str) -> dict[str, list[tuple]]:
 
     engine = create_engine(db_url)
     with engine.connect() as conn:
-        data = {t.name: [tuple(r) for r in conn.execute(select(t).order_by(*t.primary_key))]
-                for t in SQLModel.metadata.sorted_tables}
+        data = {
+            t.name: [tuple(r) for r in conn.execute(select(t).order_by(*t.primary_key))]
+            for t in SQLModel.metadata.sorted_tables
+        }
     engine.dispose()
     return data
 
 
 def outbox(settings) -> list[email.message.EmailMessage]:
-    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
-            for p in sorted(Path(settings.outbox_dir).glob("*.eml"))]
+    return [
+        email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+        for p in sorted(Path(settings.outbox_dir).glob("*.eml"))
+    ]
 
 
 def path_of(url: str) -> str:
@@ -77,8 +83,13 @@ def add_subscriber(address: str, status: str = "confirmed", interests: str = "ag
     from newsletter.models import Subscriber, SubscriberStatus
 
     with session_scope() as session:
-        sub = Subscriber(email=address, email_key=address.casefold(), interests=interests,
-                         status=SubscriberStatus(status), max_papers=5)
+        sub = Subscriber(
+            email=address,
+            email_key=address.casefold(),
+            interests=interests,
+            status=SubscriberStatus(status),
+            max_papers=5,
+        )
         session.add(sub)
         session.flush()
         return sub.id
@@ -94,12 +105,14 @@ def sub_row(sub_id: int):
 
 def app_routes(app) -> list:
     """Every route of the app, with included routers flattened (FastAPI keeps them nested)."""
+
     def walk(routes):
         for r in routes:
             if hasattr(r, "original_router"):
                 yield from walk(r.original_router.routes)
             else:
                 yield r
+
     return list(walk(app.routes))
 
 
@@ -113,8 +126,9 @@ def ingest_sample() -> None:
 @pytest.fixture
 def app_settings(configure, pg_url):
     """In-process app on PostgreSQL; jobs run in-process and mail goes to the outbox folder."""
-    return configure(NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_WEBHOOK_SECRET=HOOK,
-                     NEWSLETTER_SIGNUP_RATE_PER_IP="100000")
+    return configure(
+        NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_WEBHOOK_SECRET=HOOK, NEWSLETTER_SIGNUP_RATE_PER_IP="100000"
+    )
 
 
 @pytest.fixture
@@ -126,6 +140,7 @@ def client(app_settings):
 
 
 # ---- fuzzing every operation of the OpenAPI schema ------------------------------------------
+
 
 def test_fuzz_every_operation_never_answers_5xx(app_settings):
     """Schemathesis generates valid and invalid inputs from the app's own OpenAPI schema for
@@ -150,14 +165,26 @@ def test_fuzz_every_operation_never_answers_5xx(app_settings):
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
             @given(case=operation.as_strategy(generation_mode=mode))
-            @hyp_settings(max_examples=25, deadline=None, database=None, derandomize=True,
-                          suppress_health_check=list(HealthCheck))
+            @hyp_settings(
+                max_examples=25,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                suppress_health_check=list(HealthCheck),
+            )
             def run(case):
                 response = case.call(headers={"Authorization": f"Bearer {HOOK}"})
                 seen.append(response.status_code)
                 if response.status_code >= 500:
-                    failures.append((case.method, case.formatted_path, case.body,
-                                     response.status_code, response.text[:300]))
+                    failures.append(
+                        (
+                            case.method,
+                            case.formatted_path,
+                            case.body,
+                            response.status_code,
+                            response.text[:300],
+                        )
+                    )
 
             try:
                 run()
@@ -172,13 +199,19 @@ def test_schema_lists_every_route(client):
     """The fuzzer only reaches what the schema lists: every app route must be in it."""
     paths = client.get("/api/openapi.json").json()["paths"]
     listed = {(m.upper(), p) for p, ops in paths.items() for m in ops}
-    routes = {(m, r.path) for r in app_routes(client.app) if hasattr(r, "methods")
-              and r.include_in_schema for m in r.methods if m != "HEAD"}
+    routes = {
+        (m, r.path)
+        for r in app_routes(client.app)
+        if hasattr(r, "methods") and r.include_in_schema
+        for m in r.methods
+        if m != "HEAD"
+    }
     assert routes <= listed, routes - listed
     assert len(listed) >= 18
 
 
 # ---- the bounce / complaint webhook ---------------------------------------------------------
+
 
 def test_bounce_webhook_hard_bounce_complaint_and_refusals(client, app_settings):
     hard = add_subscriber("hard@example.org")
@@ -189,11 +222,13 @@ def test_bounce_webhook_hard_bounce_complaint_and_refusals(client, app_settings)
 
     refused = [
         ({}, {"type": "hard_bounce", "email": "hard@example.org"}, 401),
-        ({"Authorization": "Bearer wrong-secret-0123456789"},
-         {"type": "hard_bounce", "email": "hard@example.org"}, 401),
+        (
+            {"Authorization": "Bearer wrong-secret-0123456789"},
+            {"type": "hard_bounce", "email": "hard@example.org"},
+            401,
+        ),
         ({"Authorization": "Bearer "}, {"type": "hard_bounce", "email": "hard@example.org"}, 401),
-        ({"Authorization": f"Basic {HOOK}"}, {"type": "complaint", "email": "hard@example.org"},
-         401),
+        ({"Authorization": f"Basic {HOOK}"}, {"type": "complaint", "email": "hard@example.org"}, 401),
         (auth, {"type": "unsubscribe_everyone", "email": "hard@example.org"}, 422),
         (auth, {"type": "hard_bounce"}, 422),
         (auth, {"type": "hard_bounce", "email": ["hard@example.org"]}, 422),
@@ -206,16 +241,16 @@ def test_bounce_webhook_hard_bounce_complaint_and_refusals(client, app_settings)
         r = client.post("/webhooks/bounce", json=body, headers=headers)
         assert r.status_code == status, (headers, body, r.text)
     for raw in (b"{not json", b"\xff\xfe", b""):
-        r = client.post("/webhooks/bounce", content=raw,
-                        headers={**auth, "content-type": "application/json"})
+        r = client.post("/webhooks/bounce", content=raw, headers={**auth, "content-type": "application/json"})
         assert r.status_code == 422
     r = client.post("/webhooks/bounce", content=b"x" * 70_000, headers=auth)
     assert r.status_code == 413
     assert snapshot(app_settings.database_url) == before  # nothing changed
 
     def event(kind, address, reason="550 5.1.1 user unknown"):
-        r = client.post("/webhooks/bounce", json={"type": kind, "email": address,
-                                                  "reason": reason}, headers=auth)
+        r = client.post(
+            "/webhooks/bounce", json={"type": kind, "email": address, "reason": reason}, headers=auth
+        )
         assert r.status_code == 200, r.text
         return r.json()["changed"]
 
@@ -247,8 +282,9 @@ def test_bounce_webhook_is_closed_without_a_configured_secret(configure, pg_url)
     add_subscriber("hard@example.org")
     with TestClient(create_app(settings)) as c:
         for header in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer None"}):
-            r = c.post("/webhooks/bounce", json={"type": "hard_bounce",
-                                                 "email": "hard@example.org"}, headers=header)
+            r = c.post(
+                "/webhooks/bounce", json={"type": "hard_bounce", "email": "hard@example.org"}, headers=header
+            )
             assert r.status_code == 401
     assert sub_row(subscriber_id("hard@example.org")).status.value == "confirmed"
 
@@ -256,19 +292,40 @@ def test_bounce_webhook_is_closed_without_a_configured_secret(configure, pg_url)
 # ---- addresses ------------------------------------------------------------------------------
 
 BAD_ADDRESSES = [
-    "plainaddress", "@example.org", "ada@", "ada@@example.org", "ada@example..org",
-    "ada@-bad.org", "ada example@example.org", "<ada@example.org>", "Ada <ada@example.org>",
-    "ada@example.org, eve@example.org", "ada@example.org;eve@example.org", '"ada"@example.org',
-    "ada@localhost", "ada@[127.0.0.1]", "ada@example.org>", "ada@exam<ple.org",
+    "plainaddress",
+    "@example.org",
+    "ada@",
+    "ada@@example.org",
+    "ada@example..org",
+    "ada@-bad.org",
+    "ada example@example.org",
+    "<ada@example.org>",
+    "Ada <ada@example.org>",
+    "ada@example.org, eve@example.org",
+    "ada@example.org;eve@example.org",
+    '"ada"@example.org',
+    "ada@localhost",
+    "ada@[127.0.0.1]",
+    "ada@example.org>",
+    "ada@exam<ple.org",
     # 10,000 characters, in each part
-    "x" * 10_000 + "@example.org", "ada@" + "a" * 9_990 + ".org", "a" * 10_000,
+    "x" * 10_000 + "@example.org",
+    "ada@" + "a" * 9_990 + ".org",
+    "a" * 10_000,
     # line breaks, anywhere, in every spelling, that would start a new header
-    "ada@example.org\r\nBcc: victim@example.org", "ada@example.org\nBcc: victim@example.org",
-    "ada@example.org\rBcc: victim@example.org", "ada@example.org\r\n\r\nforged body",
-    "\r\nBcc: victim@example.org\r\nada@example.org", "ada@example.org\x00",
-    "ada@example.org\u2028Bcc: victim@example.org", "ada\u0085@example.org",
+    "ada@example.org\r\nBcc: victim@example.org",
+    "ada@example.org\nBcc: victim@example.org",
+    "ada@example.org\rBcc: victim@example.org",
+    "ada@example.org\r\n\r\nforged body",
+    "\r\nBcc: victim@example.org\r\nada@example.org",
+    "ada@example.org\x00",
+    "ada@example.org\u2028Bcc: victim@example.org",
+    "ada\u0085@example.org",
     # unicode that is not a real address: invisible, bidi-reordering, broken IDNA
-    "ada@exam\u200bple.org", "ada\u202e@example.org", "ada@xn--zz.example", "ada@bücher..example",
+    "ada@exam\u200bple.org",
+    "ada\u202e@example.org",
+    "ada@xn--zz.example",
+    "ada@bücher..example",
 ]
 
 
@@ -294,8 +351,17 @@ def test_line_breaks_in_fields_that_never_reach_a_header_cannot_inject_one(clien
     assert msg["Bcc"] is None and msg.get_all("To") == ["ada@example.org"]
     assert msg.get_all("Subject") == ["Please confirm your Paper Digest subscription"]
     names = {k.lower() for k in msg.keys()}
-    assert names <= {"from", "to", "subject", "date", "message-id", "mime-version",
-                     "auto-submitted", "content-type", "dkim-signature"}, names
+    assert names <= {
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "mime-version",
+        "auto-submitted",
+        "content-type",
+        "dkim-signature",
+    }, names
 
 
 def test_unicode_and_idn_addresses_one_subscriber_delivered_without_smtputf8(configure, pg_url):
@@ -309,14 +375,26 @@ def test_unicode_and_idn_addresses_one_subscriber_delivered_without_smtputf8(con
     box = FaultySMTP()
     server = SMTPServer(box, enable_SMTPUTF8=False).start()  # a relay without SMTPUTF8
     try:
-        settings = configure(NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_SMTP_HOST="127.0.0.1",
-                             NEWSLETTER_SMTP_PORT=str(server.port),
-                             NEWSLETTER_SIGNUP_RATE_PER_IP="1000")
+        settings = configure(
+            NEWSLETTER_DATABASE_URL=pg_url,
+            NEWSLETTER_SMTP_HOST="127.0.0.1",
+            NEWSLETTER_SMTP_PORT=str(server.port),
+            NEWSLETTER_SIGNUP_RATE_PER_IP="1000",
+        )
         with TestClient(create_app(settings)) as c:
-            answers = {(r.status_code, r.text) for r in (
-                c.post("/subscribe", data={"email": a}) for a in (
-                    "ada@BÜCHER.example", "ada@xn--bcher-kva.example", "ada@bücher.example",
-                    "jose\u0301@example.org", "jos\u00e9@example.org"))}
+            answers = {
+                (r.status_code, r.text)
+                for r in (
+                    c.post("/subscribe", data={"email": a})
+                    for a in (
+                        "ada@BÜCHER.example",
+                        "ada@xn--bcher-kva.example",
+                        "ada@bücher.example",
+                        "jose\u0301@example.org",
+                        "jos\u00e9@example.org",
+                    )
+                )
+            }
         assert len(answers) == 1 and answers.pop()[0] == 202
         engine = create_engine(pg_url)
         with engine.connect() as conn:
@@ -328,8 +406,7 @@ def test_unicode_and_idn_addresses_one_subscriber_delivered_without_smtputf8(con
 
         # A digest batch with both kinds among ordinary readers.
         ingest_sample()
-        for a in ("one@example.org", "eve@bücher.example", "\u7528\u6237@example.org",
-                  "two@example.org"):
+        for a in ("one@example.org", "eve@bücher.example", "\u7528\u6237@example.org", "two@example.org"):
             add_subscriber(a)
         result = admin.send_now(admin.get_settings(), "weekly")
         assert result["counts"]["sent"] == 3 and result["counts"]["failed"] == 1
@@ -347,17 +424,23 @@ def test_non_ascii_mailbox_names_are_delivered_over_smtputf8(configure, pg_url):
     box = FaultySMTP()
     server = SMTPServer(box, enable_SMTPUTF8=True).start()
     try:
-        settings = configure(NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_SMTP_HOST="127.0.0.1",
-                             NEWSLETTER_SMTP_PORT=str(server.port))
+        settings = configure(
+            NEWSLETTER_DATABASE_URL=pg_url,
+            NEWSLETTER_SMTP_HOST="127.0.0.1",
+            NEWSLETTER_SMTP_PORT=str(server.port),
+        )
         with TestClient(create_app(settings)) as c:
-            assert c.post("/subscribe", data={"email": "\u7528\u6237@\u4f8b\u5b50.\u5e7f\u544a"}
-                          ).status_code == 202
+            assert (
+                c.post("/subscribe", data={"email": "\u7528\u6237@\u4f8b\u5b50.\u5e7f\u544a"}).status_code
+                == 202
+            )
         assert box.received == {"\u7528\u6237@\u4f8b\u5b50.\u5e7f\u544a": 1}
     finally:
         server.stop()
 
 
 # ---- hostile paper text ---------------------------------------------------------------------
+
 
 def test_paper_text_with_html_is_escaped_in_every_page_and_email(configure, pg_url, smtp_server):
     """A source sends a paper whose title, abstract, authors and links carry markup and
@@ -369,16 +452,25 @@ def test_paper_text_with_html_is_escaped_in_every_page_and_email(configure, pg_u
     from newsletter.web import create_app
 
     box, port = smtp_server
-    settings = configure(NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_SMTP_HOST="127.0.0.1",
-                         NEWSLETTER_SMTP_PORT=str(port))
+    settings = configure(
+        NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_SMTP_HOST="127.0.0.1", NEWSLETTER_SMTP_PORT=str(port)
+    )
     ingest_sample()
     with session_scope() as session:
-        ingest_records(session, [PaperRecord(
-            title="<script>alert('title')</script> Agents using tools <b>bold</b>",
-            abstract="<img src=x onerror=alert('abstract')> large language model agents",
-            authors=["<svg onload=alert('author')>", "Eve \"quote\" O'Brien"],
-            url='https://example.org/p"><script>alert("url")</script>',
-            code_url="javascript:alert('code')", source="test", upvotes=10_000)])
+        ingest_records(
+            session,
+            [
+                PaperRecord(
+                    title="<script>alert('title')</script> Agents using tools <b>bold</b>",
+                    abstract="<img src=x onerror=alert('abstract')> large language model agents",
+                    authors=["<svg onload=alert('author')>", 'Eve "quote" O\'Brien'],
+                    url='https://example.org/p"><script>alert("url")</script>',
+                    code_url="javascript:alert('code')",
+                    source="test",
+                    upvotes=10_000,
+                )
+            ],
+        )
     sub_id = add_subscriber("ada@example.org", interests="large language model agents tools")
     result = admin.send_now(admin.get_settings(), "weekly")
     assert result["counts"]["sent"] == 1
@@ -390,9 +482,13 @@ def test_paper_text_with_html_is_escaped_in_every_page_and_email(configure, pg_u
         view = re.search(r"https://news\.example\.org(/issues/\d+/view/[\w.-]+)", text_part(msg))
         vote = re.search(r'href="https://news\.example\.org(/vote/[\w.-]+)"', html_mail)
         prefs = path_of(link_in(msg, "preferences"))
-        for name, path in [("archive", "/archive"), ("archive issue", f"/archive/{issue_id}"),
-                           ("view in browser", view.group(1)), ("vote page", vote.group(1)),
-                           ("preferences", prefs)]:
+        for name, path in [
+            ("archive", "/archive"),
+            ("archive issue", f"/archive/{issue_id}"),
+            ("view in browser", view.group(1)),
+            ("vote page", vote.group(1)),
+            ("preferences", prefs),
+        ]:
             r = c.get(path)
             assert r.status_code == 200, (name, r.text[:300])
             pages[name] = r.text
@@ -414,6 +510,7 @@ def test_paper_text_with_html_is_escaped_in_every_page_and_email(configure, pg_u
 
 # ---- tokens ---------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def reader_world(client, app_settings):
     """Two confirmed readers with a sent issue, and a pending one: real tokens of each kind."""
@@ -431,8 +528,18 @@ def reader_world(client, app_settings):
     with session_scope() as session:
         issue = session.exec(select(Issue)).first()[0]
     pen = subscriber_id("pen@example.org")
-    return type("World", (), {"a": a, "b": b, "pen": pen, "issue": issue,
-                              "paper": issue.paper_ids[0], "other_paper": issue.paper_ids[1]})
+    return type(
+        "World",
+        (),
+        {
+            "a": a,
+            "b": b,
+            "pen": pen,
+            "issue": issue,
+            "paper": issue.paper_ids[0],
+            "other_paper": issue.paper_ids[1],
+        },
+    )
 
 
 def token_for(settings, purpose: Purpose, sub_id: int, **extra) -> str:
@@ -440,8 +547,9 @@ def token_for(settings, purpose: Purpose, sub_id: int, **extra) -> str:
     return make_token(settings, purpose, sub_id, version, **extra)
 
 
-def test_bad_tokens_are_refused_with_a_clear_page_and_change_nothing(client, app_settings,
-                                                                     reader_world, monkeypatch):
+def test_bad_tokens_are_refused_with_a_clear_page_and_change_nothing(
+    client, app_settings, reader_world, monkeypatch
+):
     """Forged, tampered, signed with another key, expired, used, of another purpose, of another
     subscriber or issue: on every token route, GET and POST, a 400/410 page that says what
     happened and what to do; no row changes, no email goes out."""
@@ -451,30 +559,46 @@ def test_bad_tokens_are_refused_with_a_clear_page_and_change_nothing(client, app
     issue_id = w.issue.id
     view = lambda sid, i=issue_id: token_for(s, Purpose.view, sid, i=i)  # noqa: E731
     vote = lambda sid, p=w.paper: token_for(s, Purpose.vote, sid, i=issue_id, p=p, d=1)  # noqa: E731
-    good = {Purpose.confirm: token_for(s, Purpose.confirm, w.pen),
-            Purpose.unsubscribe: token_for(s, Purpose.unsubscribe, w.a),
-            Purpose.preferences: token_for(s, Purpose.preferences, w.a),
-            Purpose.view: view(w.a), Purpose.vote: vote(w.a)}
-    routes = [("GET", "/confirm/{t}", Purpose.confirm), ("POST", "/confirm/{t}", Purpose.confirm),
-              ("GET", "/unsubscribe/{t}", Purpose.unsubscribe),
-              ("POST", "/unsubscribe/{t}", Purpose.unsubscribe),
-              ("GET", "/preferences/{t}", Purpose.preferences),
-              ("POST", "/preferences/{t}", Purpose.preferences),
-              ("GET", "/preferences/{t}/export", Purpose.preferences),
-              ("POST", "/preferences/{t}/reset-profile", Purpose.preferences),
-              ("POST", "/preferences/{t}/erase", Purpose.preferences),
-              ("GET", f"/issues/{issue_id}/view/{{t}}", Purpose.view),
-              ("GET", "/vote/{t}", Purpose.vote), ("POST", "/vote/{t}", Purpose.vote)]
+    good = {
+        Purpose.confirm: token_for(s, Purpose.confirm, w.pen),
+        Purpose.unsubscribe: token_for(s, Purpose.unsubscribe, w.a),
+        Purpose.preferences: token_for(s, Purpose.preferences, w.a),
+        Purpose.view: view(w.a),
+        Purpose.vote: vote(w.a),
+    }
+    routes = [
+        ("GET", "/confirm/{t}", Purpose.confirm),
+        ("POST", "/confirm/{t}", Purpose.confirm),
+        ("GET", "/unsubscribe/{t}", Purpose.unsubscribe),
+        ("POST", "/unsubscribe/{t}", Purpose.unsubscribe),
+        ("GET", "/preferences/{t}", Purpose.preferences),
+        ("POST", "/preferences/{t}", Purpose.preferences),
+        ("GET", "/preferences/{t}/export", Purpose.preferences),
+        ("POST", "/preferences/{t}/reset-profile", Purpose.preferences),
+        ("POST", "/preferences/{t}/erase", Purpose.preferences),
+        ("GET", f"/issues/{issue_id}/view/{{t}}", Purpose.view),
+        ("GET", "/vote/{t}", Purpose.vote),
+        ("POST", "/vote/{t}", Purpose.vote),
+    ]
     other_key = s.model_copy(update={"secret_key": "another-secret-key-0123456789"})
     real = itsdangerous.timed.TimestampSigner.get_timestamp
-    monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp",
-                        lambda self: real(self) - 400 * 86400)
+    monkeypatch.setattr(
+        itsdangerous.timed.TimestampSigner, "get_timestamp", lambda self: real(self) - 400 * 86400
+    )
     from newsletter.tokens import _serializer  # itsdangerous itself, with the clock set back
 
-    expired = {p: _serializer(s, p).dumps({"s": w.pen if p is Purpose.confirm else w.a,
-                                           "v": sub_row(w.a).token_version, "i": issue_id,
-                                           "p": w.paper, "d": 1})
-               for p in Purpose}
+    expired = {
+        p: _serializer(s, p).dumps(
+            {
+                "s": w.pen if p is Purpose.confirm else w.a,
+                "v": sub_row(w.a).token_version,
+                "i": issue_id,
+                "p": w.paper,
+                "d": 1,
+            }
+        )
+        for p in Purpose
+    }
     monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp", real)
 
     def bad_tokens(purpose: Purpose) -> dict[str, str]:
@@ -483,7 +607,9 @@ def test_bad_tokens_are_refused_with_a_clear_page_and_change_nothing(client, app
         other_payload = token_for(s, purpose, w.b, i=issue_id, p=w.paper, d=1).split(".")[0]
         wrong_purpose = next(p for p in Purpose if p is not purpose)
         return {
-            "garbage": "not-a-token", "empty-ish": ".", "huge": "a" * 4000,
+            "garbage": "not-a-token",
+            "empty-ish": ".",
+            "huge": "a" * 4000,
             "truncated": token[:-5],
             "signature changed": token[:-10] + ("A" if token[-10] != "A" else "B") + token[-9:],
             "payload of another subscriber": f"{other_payload}.{stamp}.{sig}",
@@ -499,15 +625,21 @@ def test_bad_tokens_are_refused_with_a_clear_page_and_change_nothing(client, app
             r = client.request(method, path.format(t=token), data={"confirm": "yes"})
             assert r.status_code in (400, 404, 410), (method, path, kind, r.status_code)
             if r.status_code != 404:  # 404: a path the router refused (e.g. "." or a slash)
-                assert any(t in r.text for t in (TOKEN_TITLES[400], *TOKEN_TITLES[410])), \
-                    (method, path, kind, r.text[:200])
+                assert any(t in r.text for t in (TOKEN_TITLES[400], *TOKEN_TITLES[410])), (
+                    method,
+                    path,
+                    kind,
+                    r.text[:200],
+                )
                 assert 'href="https://news.example.org/"' in r.text  # a way forward
             seen.add(kind)
     # another subscriber's issue link, a vote for a paper not in the issue, another issue
-    for method, path in [("GET", f"/issues/{issue_id + 1}/view/{view(w.a)}"),
-                         ("GET", f"/issues/{issue_id}/view/{view(w.a, i=issue_id + 1)}"),
-                         ("GET", f"/vote/{vote(w.a, p=10**6)}"),
-                         ("POST", f"/vote/{vote(w.a, p=10**6)}")]:
+    for method, path in [
+        ("GET", f"/issues/{issue_id + 1}/view/{view(w.a)}"),
+        ("GET", f"/issues/{issue_id}/view/{view(w.a, i=issue_id + 1)}"),
+        ("GET", f"/vote/{vote(w.a, p=10**6)}"),
+        ("POST", f"/vote/{vote(w.a, p=10**6)}"),
+    ]:
         r = client.request(method, path)
         assert r.status_code == 400 and TOKEN_TITLES[400] in r.text, (path, r.status_code)
     assert snapshot(s.database_url) == before and len(outbox(s)) == mails
@@ -521,15 +653,18 @@ def test_bad_tokens_are_refused_with_a_clear_page_and_change_nothing(client, app
     prefs = good[Purpose.preferences]
     client.post(f"/unsubscribe/{good[Purpose.unsubscribe]}")
     client.post("/subscribe", data={"email": "ada@example.org"})  # a fresh opt-in: new links
-    for path in (f"/preferences/{prefs}", f"/issues/{issue_id}/view/{good[Purpose.view]}",
-                 f"/vote/{good[Purpose.vote]}"):
+    for path in (
+        f"/preferences/{prefs}",
+        f"/issues/{issue_id}/view/{good[Purpose.view]}",
+        f"/vote/{good[Purpose.vote]}",
+    ):
         r = client.get(path)
         assert r.status_code == 410 and "already been used" in r.text, path
 
 
-def test_signatures_and_the_webhook_secret_are_compared_in_constant_time(client, reader_world,
-                                                                         app_settings,
-                                                                         monkeypatch):
+def test_signatures_and_the_webhook_secret_are_compared_in_constant_time(
+    client, reader_world, app_settings, monkeypatch
+):
     """Token signatures are HMAC-SHA1 checked by itsdangerous with hmac.compare_digest, and the
     webhook's bearer secret with hmac.compare_digest too: no early-exit string comparison that
     leaks how many leading characters were right."""
@@ -542,12 +677,16 @@ def test_signatures_and_the_webhook_secret_are_compared_in_constant_time(client,
     calls.clear()
     assert client.get(f"/preferences/{token}").status_code == 200 and len(calls) >= 1
     calls.clear()
-    r = client.post("/webhooks/bounce", json={"type": "complaint", "email": "ada@example.org"},
-                    headers={"Authorization": "Bearer hook-secret-0123456780"})
+    r = client.post(
+        "/webhooks/bounce",
+        json={"type": "complaint", "email": "ada@example.org"},
+        headers={"Authorization": "Bearer hook-secret-0123456780"},
+    )
     assert r.status_code == 401 and calls == [1]
 
 
 # ---- enumeration ----------------------------------------------------------------------------
+
 
 def test_no_endpoint_tells_whether_an_address_is_known(client, app_settings, reader_world):
     """Signing up (and signing up again, which is how a confirmation is resent) answers the same
@@ -558,33 +697,50 @@ def test_no_endpoint_tells_whether_an_address_is_known(client, app_settings, rea
     from newsletter.models import Subscriber, SubscriberStatus
 
     with session_scope() as session:
-        session.add(Subscriber(email="gone@example.org", email_key="gone@example.org",
-                               status=SubscriberStatus.unsubscribed))
-        session.add(Subscriber(email="bounced@example.org", email_key="bounced@example.org",
-                               status=SubscriberStatus.bounced))
+        session.add(
+            Subscriber(
+                email="gone@example.org", email_key="gone@example.org", status=SubscriberStatus.unsubscribed
+            )
+        )
+        session.add(
+            Subscriber(
+                email="bounced@example.org", email_key="bounced@example.org", status=SubscriberStatus.bounced
+            )
+        )
     erase_token = token_for(app_settings, Purpose.preferences, reader_world.b)
-    assert client.post(f"/preferences/{erase_token}/erase", data={"confirm": "yes"}
-                       ).status_code == 200  # bob@example.org is erased
+    assert (
+        client.post(f"/preferences/{erase_token}/erase", data={"confirm": "yes"}).status_code == 200
+    )  # bob@example.org is erased
 
     def answers(address):
         form = client.post("/subscribe", data={"email": address, "interests": "x"})
         api = client.post("/subscribe", json={"email": address, "interests": "x"})
         return (form.status_code, form.text, dict(form.cookies)), (api.status_code, api.json())
 
-    cases = ["never-seen@example.org", "pen@example.org", "PEN@Example.org", "ada@example.org",
-             "Ada@EXAMPLE.org", "gone@example.org", "bounced@example.org", "bob@example.org",
-             "never-seen@example.org"]  # the last one: again, inside the cooldown
+    cases = [
+        "never-seen@example.org",
+        "pen@example.org",
+        "PEN@Example.org",
+        "ada@example.org",
+        "Ada@EXAMPLE.org",
+        "gone@example.org",
+        "bounced@example.org",
+        "bob@example.org",
+        "never-seen@example.org",
+    ]  # the last one: again, inside the cooldown
     seen = {address: answers(address) for address in cases}
     assert len({json.dumps(v, sort_keys=True) for v in seen.values()}) == 1, seen
     assert next(iter(seen.values()))[0][0] == 202
 
     schema = client.get("/api/openapi.json").json()
-    by_address = sorted(path for path, ops in schema["paths"].items()
-                        if "email" in json.dumps(ops) or "{email}" in path)
+    by_address = sorted(
+        path for path, ops in schema["paths"].items() if "email" in json.dumps(ops) or "{email}" in path
+    )
     assert by_address == ["/subscribe", "/webhooks/bounce"]
 
 
 # ---- no GET changes state -------------------------------------------------------------------
+
 
 def test_no_get_or_head_changes_anything(client, app_settings, reader_world):
     """Every GET route of the app, with real, valid tokens (what a link scanner or a prefetch
@@ -592,17 +748,19 @@ def test_no_get_or_head_changes_anything(client, app_settings, reader_world):
     w, s = reader_world, app_settings
     issue_id = w.issue.id
     urls = {
-        "/": "/", "/healthz": "/healthz", "/metrics": "/metrics", "/archive": "/archive",
+        "/": "/",
+        "/healthz": "/healthz",
+        "/metrics": "/metrics",
+        "/archive": "/archive",
         "/archive/{issue_id}": f"/archive/{issue_id}",
         "/confirm/{token}": f"/confirm/{token_for(s, Purpose.confirm, w.pen)}",
         "/unsubscribe/{token}": f"/unsubscribe/{token_for(s, Purpose.unsubscribe, w.a)}",
         "/preferences/{token}": f"/preferences/{token_for(s, Purpose.preferences, w.a)}",
-        "/preferences/{token}/export":
-            f"/preferences/{token_for(s, Purpose.preferences, w.a)}/export",
-        "/issues/{issue_id}/view/{token}":
-            f"/issues/{issue_id}/view/{token_for(s, Purpose.view, w.a, i=issue_id)}",
+        "/preferences/{token}/export": f"/preferences/{token_for(s, Purpose.preferences, w.a)}/export",
+        "/issues/{issue_id}/view/{token}": f"/issues/{issue_id}/view/{token_for(s, Purpose.view, w.a, i=issue_id)}",
         "/vote/{token}": f"/vote/{token_for(s, Purpose.vote, w.a, i=issue_id, p=w.paper, d=1)}",
-        "/api/openapi.json": "/api/openapi.json", "/api/docs": "/api/docs",
+        "/api/openapi.json": "/api/openapi.json",
+        "/api/docs": "/api/docs",
         "/docs/oauth2-redirect": "/docs/oauth2-redirect",
     }
     get_routes = {r.path for r in app_routes(client.app) if "GET" in getattr(r, "methods", ())}
@@ -619,6 +777,7 @@ def test_no_get_or_head_changes_anything(client, app_settings, reader_world):
 
 
 # ---- production settings --------------------------------------------------------------------
+
 
 def test_production_refuses_a_default_or_short_secret(tmp_path, configure, monkeypatch):
     """Settings, create_app, `newsletter serve` and a bare uvicorn all refuse to run in
@@ -644,14 +803,27 @@ def test_production_refuses_a_default_or_short_secret(tmp_path, configure, monke
     env.pop("NEWSLETTER_SECRET_KEY")
 
     bin_dir = Path(sys.executable).parent
-    for name, argv in [("cli", [str(bin_dir / "newsletter"), "serve"]),
-                       ("uvicorn", [sys.executable, "-m", "uvicorn", "--factory",
-                                    "newsletter.web:create_app", "--host", "127.0.0.1"])]:
+    for name, argv in [
+        ("cli", [str(bin_dir / "newsletter"), "serve"]),
+        (
+            "uvicorn",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "newsletter.web:create_app",
+                "--host",
+                "127.0.0.1",
+            ],
+        ),
+    ]:
         for secret in (None, DEV_SECRET, "too-short"):
             port = free_port()
             run_env = dict(env, NEWSLETTER_SECRET_KEY=secret) if secret else env
-            done = subprocess.run([*argv, "--port", str(port)], cwd=tmp_path, env=run_env,
-                                  capture_output=True, timeout=60)
+            done = subprocess.run(
+                [*argv, "--port", str(port)], cwd=tmp_path, env=run_env, capture_output=True, timeout=60
+            )
             assert done.returncode != 0, (name, secret)
             assert b"NEWSLETTER_SECRET_KEY" in done.stderr + done.stdout, (name, done.stderr)
             with socket.socket() as probe:
@@ -659,6 +831,7 @@ def test_production_refuses_a_default_or_short_secret(tmp_path, configure, monke
 
 
 # ---- STARTTLS verifies certificates ---------------------------------------------------------
+
 
 def self_signed(tmp_path: Path, names: list[str]) -> tuple[Path, Path]:
     """A self-signed certificate (and its key) for `names` (DNS names or IP addresses)."""
@@ -678,20 +851,27 @@ def self_signed(tmp_path: Path, names: list[str]) -> tuple[Path, Path]:
             alt.append(x509.IPAddress(ipaddress.ip_address(n)))
         except ValueError:
             alt.append(x509.DNSName(n))
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     stem = tmp_path / names[0].replace(".", "_")
     cert_path, key_path = stem.with_suffix(".crt"), stem.with_suffix(".key")
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return cert_path, key_path
 
 
@@ -710,9 +890,11 @@ def test_starttls_verifies_the_server_certificate(configure, tmp_path, monkeypat
         return SMTPServer(FaultySMTP(), tls_context=context, require_starttls=True).start()
 
     def send(server: SMTPServer) -> None:
-        settings = configure(NEWSLETTER_SMTP_HOST="127.0.0.1",
-                             NEWSLETTER_SMTP_PORT=str(server.port),
-                             NEWSLETTER_SMTP_STARTTLS="true")
+        settings = configure(
+            NEWSLETTER_SMTP_HOST="127.0.0.1",
+            NEWSLETTER_SMTP_PORT=str(server.port),
+            NEWSLETTER_SMTP_STARTTLS="true",
+        )
         sender = SMTPSender(settings)
         try:
             sender.send("ada@example.org", b"Subject: hi\r\n\r\nhello\r\n")
@@ -744,8 +926,10 @@ def test_starttls_verifies_the_server_certificate(configure, tmp_path, monkeypat
 
 # ---- DKIM on the digest ---------------------------------------------------------------------
 
-def test_digest_dkim_signature_verifies_and_covers_the_one_click_headers(configure, pg_url,
-                                                                         smtp_server, tmp_path):
+
+def test_digest_dkim_signature_verifies_and_covers_the_one_click_headers(
+    configure, pg_url, smtp_server, tmp_path
+):
     """tests/test_mail.py checks a journey email; this checks the digest as it leaves a real
     send: the signature verifies with dkimpy and h= covers From, List-Unsubscribe and
     List-Unsubscribe-Post (RFC 8058 §4); changing a covered header breaks it."""
@@ -756,10 +940,14 @@ def test_digest_dkim_signature_verifies_and_covers_the_one_click_headers(configu
 
     record = dkim_test_key(tmp_path / "dkim.pem")
     box, port = smtp_server
-    configure(NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_SMTP_HOST="127.0.0.1",
-              NEWSLETTER_SMTP_PORT=str(port), NEWSLETTER_DKIM_SELECTOR="pd",
-              NEWSLETTER_DKIM_DOMAIN="news.example.org",
-              NEWSLETTER_DKIM_PRIVATE_KEY_PATH=str(tmp_path / "dkim.pem"))
+    configure(
+        NEWSLETTER_DATABASE_URL=pg_url,
+        NEWSLETTER_SMTP_HOST="127.0.0.1",
+        NEWSLETTER_SMTP_PORT=str(port),
+        NEWSLETTER_DKIM_SELECTOR="pd",
+        NEWSLETTER_DKIM_DOMAIN="news.example.org",
+        NEWSLETTER_DKIM_PRIVATE_KEY_PATH=str(tmp_path / "dkim.pem"),
+    )
     ingest_sample()
     add_subscriber("ada@example.org")
     assert admin.send_now(admin.get_settings(), "weekly")["counts"]["sent"] == 1
@@ -778,6 +966,7 @@ def test_digest_dkim_signature_verifies_and_covers_the_one_click_headers(configu
 
 # ---- rate limits under a burst, over the network --------------------------------------------
 
+
 def queued_confirmations(redis_url: str) -> list[tuple[str, int]]:
     """(kind, subscriber id) of every send_transactional task waiting in the broker."""
     import redis
@@ -795,8 +984,9 @@ async def burst(url: str, requests: list[tuple[str, dict]]) -> list[httpx.Respon
     """All at once: one connection per request, no client-side pacing."""
     limits = httpx.Limits(max_connections=len(requests))
     async with httpx.AsyncClient(timeout=30, limits=limits) as c:
-        return await asyncio.gather(*(c.post(url + "/subscribe", data={"email": a}, headers=h)
-                                      for a, h in requests))
+        return await asyncio.gather(
+            *(c.post(url + "/subscribe", data={"email": a}, headers=h) for a, h in requests)
+        )
 
 
 @pytest.fixture
@@ -804,8 +994,12 @@ def web_stack(pg_url, tmp_path):
     """uvicorn (real process) on PostgreSQL with a private Redis as broker and rate-limit store;
     no worker, so queued confirmations stay in the broker where the test can count them."""
     redis = PrivateRedis(tmp_path).start()
-    env = process_env(NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_BROKER_URL=redis.url,
-                      NEWSLETTER_SIGNUP_RATE_PER_IP="10", NEWSLETTER_CONFIRM_COOLDOWN_MINUTES="10")
+    env = process_env(
+        NEWSLETTER_DATABASE_URL=pg_url,
+        NEWSLETTER_BROKER_URL=redis.url,
+        NEWSLETTER_SIGNUP_RATE_PER_IP="10",
+        NEWSLETTER_CONFIRM_COOLDOWN_MINUTES="10",
+    )
     web = WebServer(env, tmp_path / "web.log")
     yield type("WebStack", (), {"url": web.url, "redis": redis.url, "db_url": pg_url})
     web.stop()
@@ -819,12 +1013,14 @@ def test_per_ip_and_per_address_limits_hold_under_a_burst(web_stack):
     subscriber and one confirmation. uvicorn trusts X-Forwarded-For from 127.0.0.1 only (its
     default), which is how a test on loopback speaks for many clients."""
     one_ip = {"X-Forwarded-For": "203.0.113.9"}
-    responses = asyncio.run(burst(web_stack.url, [(f"u{i}@example.org", one_ip)
-                                                  for i in range(60)]))
+    responses = asyncio.run(burst(web_stack.url, [(f"u{i}@example.org", one_ip) for i in range(60)]))
     codes = sorted(r.status_code for r in responses)
     assert codes == [202] * 10 + [429] * 50, codes
-    accepted = {a for (a, _), r in zip([(f"u{i}@example.org", 0) for i in range(60)],
-                                       responses) if r.status_code == 202}
+    accepted = {
+        a
+        for (a, _), r in zip([(f"u{i}@example.org", 0) for i in range(60)], responses)
+        if r.status_code == 202
+    }
     engine = create_engine(web_stack.db_url)
     with engine.connect() as conn:
         stored = list(conn.execute(text("SELECT email_key, id FROM subscriber")))
@@ -838,15 +1034,15 @@ def test_per_ip_and_per_address_limits_hold_under_a_burst(web_stack):
     spellings = ["same@example.org", "Same@example.org", "SAME@EXAMPLE.ORG", " same@example.org "]
     requests = [(spellings[i % 4], {"X-Forwarded-For": f"198.51.100.{i + 1}"}) for i in range(30)]
     responses = asyncio.run(burst(web_stack.url, requests))
-    assert {(r.status_code, r.text) for r in responses} == {(responses[0].status_code,
-                                                             responses[0].text)}
+    assert {(r.status_code, r.text) for r in responses} == {(responses[0].status_code, responses[0].text)}
     assert responses[0].status_code == 202
     with engine.connect() as conn:
-        same = list(conn.execute(text("SELECT id FROM subscriber WHERE email_key = "
-                                      "'same@example.org'")).scalars())
-        events = conn.execute(text("SELECT count(*) FROM consent_event WHERE email_key = "
-                                   "'same@example.org'")).scalar()
+        same = list(
+            conn.execute(text("SELECT id FROM subscriber WHERE email_key = 'same@example.org'")).scalars()
+        )
+        events = conn.execute(
+            text("SELECT count(*) FROM consent_event WHERE email_key = 'same@example.org'")
+        ).scalar()
     engine.dispose()
     assert len(same) == 1 and events == 30
-    assert [q for q in queued_confirmations(web_stack.redis) if q[1] == same[0]] == \
-        [("confirm", same[0])]
+    assert [q for q in queued_confirmations(web_stack.redis) if q[1] == same[0]] == [("confirm", same[0])]

@@ -25,12 +25,17 @@ SECRET = "test-secret-0123456789abcdef"
 
 # ---- tokens ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("purpose", list(Purpose))
 def test_fast_tokens_are_exactly_what_itsdangerous_writes(purpose):
     settings = Settings(mode="test", secret_key=SECRET)
     now = time.time() - 5
-    for sid, version, extra in [(1, 0, {}), (123456, 3, {"i": 5, "p": 42, "d": -1}),
-                                (7, 1, {"i": 99}), (2**40, 12, {"i": 0, "p": 1, "d": 1})]:
+    for sid, version, extra in [
+        (1, 0, {}),
+        (123456, 3, {"i": 5, "p": 42, "d": -1}),
+        (7, 1, {"i": 99}),
+        (2**40, 12, {"i": 0, "p": 1, "d": 1}),
+    ]:
         with mock.patch("time.time", return_value=now):
             fast = make_token(settings, purpose, sid, version, **extra)
             plain = _serializer(settings, purpose).dumps({"s": sid, "v": version, **extra})
@@ -47,6 +52,7 @@ def test_tokens_with_other_payloads_still_go_through_itsdangerous():
 
 # ---- quoted-printable -----------------------------------------------------------------------
 
+
 def test_line_cached_quoted_printable_equals_encoding_the_whole_text():
     rng = random.Random(4)
     for alphabet in ("ab =\t.é数x\n\n" + "y" * 10, "a \t\n=", "x" * 30 + " \n\t=é"):
@@ -62,22 +68,29 @@ def test_line_cached_quoted_printable_equals_encoding_the_whole_text():
 
 # ---- DKIM -----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def dkim_key(tmp_path_factory):
     folder = tmp_path_factory.mktemp("dkim")
     record = dkim_test_key(folder / "k.pem", pkcs8=True)
-    return folder / "k.pem", (lambda name, timeout=5: record
-                              if name == b"s1._domainkey.news.example.org." else None)
+    return folder / "k.pem", (
+        lambda name, timeout=5: record if name == b"s1._domainkey.news.example.org." else None
+    )
 
 
 def signed_digest_like(key_path, **headers) -> bytes:
     env = mime.Envelope(
-        mail_from="Paper Digest <digest@news.example.org>", to="ada@example.org",
+        mail_from="Paper Digest <digest@news.example.org>",
+        to="ada@example.org",
         subject="Paper Digest, week 48 of 2026: Résumé — " + "数学 " * 30,
         message_id=mime.new_message_id("news.example.org", "3.7"),
-        headers={"List-Id": "Paper Digest <digest.news.example.org>",
-                 "List-Unsubscribe": "<https://news.example.org/unsubscribe/abc>",
-                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click", **headers})
+        headers={
+            "List-Id": "Paper Digest <digest.news.example.org>",
+            "List-Unsubscribe": "<https://news.example.org/unsubscribe/abc>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            **headers,
+        },
+    )
     raw = mime.build_message(env, "Hello\n\n" + "word " * 400 + "\n\n\n", "<p>hi</p>\n" * 2000)
     return mime.dkim_sign(raw, selector="s1", domain="news.example.org", key_path=key_path)
 
@@ -90,11 +103,12 @@ def test_fast_dkim_signature_verifies_with_dkimpy_and_covers_one_click(dkim_key)
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
     assert dkim.verify(raw, dnsfunc=dns)
     tag = raw.split(b"h=", 1)[1].split(b";", 1)[0].replace(b"\r\n", b"").replace(b"\t", b"")
-    assert {b"from", b"subject", b"list-unsubscribe", b"list-unsubscribe-post"} <= \
-        set(tag.split(b":"))
-    for before, after in [(b"List-Unsubscribe=One-Click", b"List-Unsubscribe=Nothing"),
-                          (b"ada@example.org", b"eve@example.org"),
-                          (b"word word", b"word sword")]:
+    assert {b"from", b"subject", b"list-unsubscribe", b"list-unsubscribe-post"} <= set(tag.split(b":"))
+    for before, after in [
+        (b"List-Unsubscribe=One-Click", b"List-Unsubscribe=Nothing"),
+        (b"ada@example.org", b"eve@example.org"),
+        (b"word word", b"word sword"),
+    ]:
         assert not dkim.verify(raw.replace(before, after, 1), dnsfunc=dns), before
     # relaxed/simple: refolded header whitespace is fine, an added trailing empty line too
     assert dkim.verify(raw.replace(b"List-Id: ", b"List-Id:  \t ") + b"\r\n", dnsfunc=dns)
@@ -105,12 +119,16 @@ def test_fast_dkim_signature_verifies_with_dkimpy_and_covers_one_click(dkim_key)
 def test_fast_dkim_agrees_with_dkimpy_on_what_it_signs(dkim_key):
     dkim = pytest.importorskip("dkim")
     key_path, dns = dkim_key
-    env = mime.Envelope(mail_from="a@news.example.org", to="b@example.org", subject="x",
-                        message_id="<1@news.example.org>", date="Thu, 26 Nov 2026 07:00:00 +0000")
+    env = mime.Envelope(
+        mail_from="a@news.example.org",
+        to="b@example.org",
+        subject="x",
+        message_id="<1@news.example.org>",
+        date="Thu, 26 Nov 2026 07:00:00 +0000",
+    )
     raw = mime.build_message(env, "t", "h")
     ours = mime.dkim_sign(raw, selector="s1", domain="news.example.org", key_path=key_path)
-    theirs = mime._dkimpy_sign(raw, "s1", "news.example.org", key_path,
-                               [b"from", b"to", b"subject", b"date"])
+    theirs = mime._dkimpy_sign(raw, "s1", "news.example.org", key_path, [b"from", b"to", b"subject", b"date"])
     assert dkim.verify(ours, dnsfunc=dns) and dkim.verify(theirs, dnsfunc=dns)
 
     def bh(signed: bytes) -> bytes:
@@ -120,6 +138,7 @@ def test_fast_dkim_agrees_with_dkimpy_on_what_it_signs(dkim_key):
 
 
 # ---- rankings remembered per issue ----------------------------------------------------------
+
 
 def test_remembered_rankings_equal_fresh_ones(configure, sqlite_url):
     from newsletter import admin
@@ -137,20 +156,32 @@ def test_remembered_rankings_equal_fresh_ones(configure, sqlite_url):
         papers = session.exec(select(Paper)).all()
     renderer = DigestRenderer(settings, issue, list(papers))
     some = sorted(renderer.views)[:3]
-    readers = [("", {}, set(), 10), ("robot learning", {}, set(), 10),
-               ("robot learning", {}, {some[0]}, 10), ("robot learning", {}, set(), 5),
-               ("robot learning", {"terms": {"diffusion": 2.0}, "votes": 2}, set(), 10),
-               ("medical imaging", {}, set(), 10)]
+    readers = [
+        ("", {}, set(), 10),
+        ("robot learning", {}, set(), 10),
+        ("robot learning", {}, {some[0]}, 10),
+        ("robot learning", {}, set(), 5),
+        ("robot learning", {"terms": {"diffusion": 2.0}, "votes": 2}, set(), 10),
+        ("medical imaging", {}, set(), 10),
+    ]
     for round_ in range(2):  # the second round is served from memory
         for n, (interests, profile, exclude, limit) in enumerate(readers):
-            sub = Subscriber(id=n + 1, email=f"r{n}@example.org", email_key=f"r{n}",
-                             interests=interests, profile=profile, max_papers=limit)
-            fresh = rank_papers(renderer.index, interests, profile=profile or None,
-                                exclude=exclude, limit=limit)
+            sub = Subscriber(
+                id=n + 1,
+                email=f"r{n}@example.org",
+                email_key=f"r{n}",
+                interests=interests,
+                profile=profile,
+                max_papers=limit,
+            )
+            fresh = rank_papers(
+                renderer.index, interests, profile=profile or None, exclude=exclude, limit=limit
+            )
             assert renderer.rank(sub, exclude) == fresh, (round_, interests, exclude, limit)
 
 
 # ---- the overlapped "sent" UPDATE -----------------------------------------------------------
+
 
 def _batch_world(configure, pg_url, smtp_server, readers: int):
     from newsletter import admin
@@ -160,14 +191,20 @@ def _batch_world(configure, pg_url, smtp_server, readers: int):
     from newsletter.papers import sample_feed_path
 
     box, port = smtp_server
-    settings = configure(NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_SMTP_HOST="127.0.0.1",
-                         NEWSLETTER_SMTP_PORT=str(port))
+    settings = configure(
+        NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_SMTP_HOST="127.0.0.1", NEWSLETTER_SMTP_PORT=str(port)
+    )
     admin.ingest(settings, path=sample_feed_path())
     with session_scope() as session:
         for i in range(readers):
-            session.add(Subscriber(email=f"r{i}@example.org", email_key=f"r{i}@example.org",
-                                   interests="robot learning" if i % 2 else "",
-                                   status=SubscriberStatus.confirmed))
+            session.add(
+                Subscriber(
+                    email=f"r{i}@example.org",
+                    email_key=f"r{i}@example.org",
+                    interests="robot learning" if i % 2 else "",
+                    status=SubscriberStatus.confirmed,
+                )
+            )
     with session_scope() as session:
         issue, _ = plan_issue(session, Frequency.weekly)
         ids = list(session.exec(select(Delivery.id).where(Delivery.issue_id == issue.id)))
@@ -190,8 +227,7 @@ def test_sent_rows_recorded_in_flight_carry_everything(configure, pg_url, smtp_s
         assert row.message_id in sent_ids and len(row.paper_ids) == 10
 
 
-def test_a_failed_in_flight_update_is_recorded_the_plain_way(configure, pg_url, smtp_server,
-                                                             monkeypatch):
+def test_a_failed_in_flight_update_is_recorded_the_plain_way(configure, pg_url, smtp_server, monkeypatch):
     from newsletter import delivery
     from newsletter.delivery import send_batch
 

@@ -16,9 +16,20 @@ pytestmark = pytest.mark.integration
 
 
 def test_signup_load_tiny_run_no_errors_every_accepted_signup_stored_and_queued_once():
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "signup_load.py"),
-                           "--rate", "60", "--duration", "3", "--json"],
-                          cwd=ROOT, capture_output=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "signup_load.py"),
+            "--rate",
+            "60",
+            "--duration",
+            "3",
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+    )
     report = json.loads(done.stdout)
     assert report["errors"] == 0, report["error_examples"]
     assert set(report["statuses"]) <= {"202", "429"}
@@ -27,7 +38,6 @@ def test_signup_load_tiny_run_no_errors_every_accepted_signup_stored_and_queued_
     assert report["abuser_accepted"] <= report["abuser_accepted_max"]
     assert report["stored_exactly_once"] == report["accepted"] == report["subscribers_stored"]
     assert report["stored_although_refused"] == 0
-    assert report["confirmation_queued_exactly_once"] == report["accepted"] \
-        == report["confirmations_queued"]
+    assert report["confirmation_queued_exactly_once"] == report["accepted"] == report["confirmations_queued"]
     assert report["latency_ms"]["p50"] is not None and report["ok"] is True
     assert done.returncode == 0

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ Reply = tuple[int, str, bytes]
 
 
 def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=timezone.utc)
+    return datetime(*parts, tzinfo=UTC)
 
 
 # --- a real HTTP server on 127.0.0.1, answering from canned files -------------------------------
@@ -227,8 +227,16 @@ class TestFileFeed:
 
     @pytest.mark.parametrize(
         "url",
-        ["javascript:alert(1)", "data:text/html,hi", "ftp://x.org/a", "/relative", "https://", 42,
-         "https://x.org/a b", "https://x.org/" + "a" * 1000],
+        [
+            "javascript:alert(1)",
+            "data:text/html,hi",
+            "ftp://x.org/a",
+            "/relative",
+            "https://",
+            42,
+            "https://x.org/a b",
+            "https://x.org/" + "a" * 1000,
+        ],
     )
     def test_unsafe_or_unusable_links_are_dropped(self, url: Any) -> None:
         record = PaperRecord(title="Links", code_url=url, url=url, thumbnail=url)
@@ -284,7 +292,9 @@ class TestHuggingFace:
         assert {hit.query["week"] for hit in server.hits} == {"2025-W37"}
         assert {hit.query["limit"] for hit in server.hits} == {"4"}
         assert [record.arxiv_id for record in result.records] == [
-            "2509.04664", "2510.01234", "2510.05555",
+            "2509.04664",
+            "2510.01234",
+            "2510.05555",
         ]  # the repeat of 2509.04664 on page 1 is dropped
 
     def test_reads_the_nested_paper_first(self, server: StubServer) -> None:
@@ -597,8 +607,15 @@ class TestIngest:
 
         report = ingest_records(
             session,
-            [PaperRecord(title="Rising", arxiv_id="2101.00001", upvotes=40,
-                         code_url="https://github.com/x/rising", keywords=["rl"])],
+            [
+                PaperRecord(
+                    title="Rising",
+                    arxiv_id="2101.00001",
+                    upvotes=40,
+                    code_url="https://github.com/x/rising",
+                    keywords=["rl"],
+                )
+            ],
         )
 
         [row] = papers(session)
@@ -609,9 +626,7 @@ class TestIngest:
     def test_a_source_without_votes_keeps_the_known_count(self, session: Session) -> None:
         ingest_records(session, [PaperRecord(title="Voted", arxiv_id="2101.00001", upvotes=40)])
 
-        report = ingest_records(
-            session, [PaperRecord(title="Voted", arxiv_id="2101.00001", source="arxiv")]
-        )
+        report = ingest_records(session, [PaperRecord(title="Voted", arxiv_id="2101.00001", source="arxiv")])
 
         assert report.unchanged == 1
         assert papers(session)[0].upvotes == 40
@@ -679,8 +694,9 @@ class TestLoadSource:
 
     def test_the_configured_token_is_sent(self, server: StubServer) -> None:
         server.routes["/api/daily_papers"] = json_reply([])
-        settings = self.settings(huggingface_url=server.url("/api/daily_papers"),
-                                 huggingface_token="hf_configured")
+        settings = self.settings(
+            huggingface_url=server.url("/api/daily_papers"), huggingface_token="hf_configured"
+        )
 
         load_source(settings, source="huggingface", date="2025-09-08")
 
@@ -688,8 +704,11 @@ class TestLoadSource:
 
     @pytest.mark.parametrize(
         "options",
-        [{"path": "x.json", "week": "2025-W37"}, {"source": "arxiv", "week": "2025-W37"},
-         {"source": "file", "query": "cat:cs.LG"}],
+        [
+            {"path": "x.json", "week": "2025-W37"},
+            {"source": "arxiv", "week": "2025-W37"},
+            {"source": "file", "query": "cat:cs.LG"},
+        ],
     )
     def test_options_of_different_sources_are_refused(self, options: dict[str, str]) -> None:
         with pytest.raises(ValueError, match="belong to different paper sources"):

@@ -28,14 +28,14 @@ def queued(monkeypatch):
 
 def signup(settings, address, interests="", ip="203.0.113.5"):
     with session_scope() as session:
-        return subs.request_subscription(session, settings, address, interests,
-                                         subs.Client(ip=ip, user_agent="pytest"))
+        return subs.request_subscription(
+            session, settings, address, interests, subs.Client(ip=ip, user_agent="pytest")
+        )
 
 
 def get(address):
     with session_scope() as session:
-        return session.exec(select(Subscriber).where(
-            Subscriber.email_key == address.casefold())).one()
+        return session.exec(select(Subscriber).where(Subscriber.email_key == address.casefold())).one()
 
 
 def confirm_token(settings, address):
@@ -114,8 +114,9 @@ def test_unsubscribe_is_idempotent_and_resubscribe_needs_fresh_opt_in(env, queue
     signup(env, "ada@example.org")
     with session_scope() as session:
         subs.confirm_subscription(session, env, confirm_token(env, "ada@example.org"))
-    old_prefs = make_token(env, Purpose.preferences, get("ada@example.org").id,
-                           get("ada@example.org").token_version)
+    old_prefs = make_token(
+        env, Purpose.preferences, get("ada@example.org").id, get("ada@example.org").token_version
+    )
     with session_scope() as session:
         sub = session.get(Subscriber, get("ada@example.org").id)
         assert subs.unsubscribe(session, sub) is True
@@ -134,8 +135,12 @@ def test_unsubscribe_is_idempotent_and_resubscribe_needs_fresh_opt_in(env, queue
 def test_consent_record_keeps_when_where_and_wording(env, queued):
     signup(env, "ada@example.org", ip="192.0.2.44")
     with session_scope() as session:
-        subs.confirm_subscription(session, env, confirm_token(env, "ada@example.org"),
-                                  subs.Client(ip="192.0.2.45", user_agent="Firefox"))
+        subs.confirm_subscription(
+            session,
+            env,
+            confirm_token(env, "ada@example.org"),
+            subs.Client(ip="192.0.2.45", user_agent="Firefox"),
+        )
     with session_scope() as session:
         events = session.exec(select(ConsentEvent).order_by(ConsentEvent.id)).all()
     assert [e.event for e in events] == ["signup_requested", "confirmed"]
@@ -143,11 +148,21 @@ def test_consent_record_keeps_when_where_and_wording(env, queued):
     assert events[1].wording == subs.CONSENT_WORDING
 
 
-@pytest.mark.parametrize("bad", [
-    "", "   ", "not-an-address", "a@b", "ada@example.org\r\nBcc: victim@example.org",
-    "ada@example.org\nX-Injected: 1", "x" * 300 + "@example.org", "ada@@example.org",
-    "<ada@example.org>", "ada@example.org, bob@example.org",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "   ",
+        "not-an-address",
+        "a@b",
+        "ada@example.org\r\nBcc: victim@example.org",
+        "ada@example.org\nX-Injected: 1",
+        "x" * 300 + "@example.org",
+        "ada@@example.org",
+        "<ada@example.org>",
+        "ada@example.org, bob@example.org",
+    ],
+)
 def test_bad_addresses_are_refused_and_nothing_is_stored(env, queued, bad):
     with pytest.raises(subs.InvalidInput):
         signup(env, bad)
@@ -163,8 +178,7 @@ def test_oversize_interests_are_refused(env, queued):
 
 
 def test_state_machine_refuses_unlisted_moves():
-    sub = Subscriber(email="a@example.org", email_key="a@example.org",
-                     status=SubscriberStatus.unsubscribed)
+    sub = Subscriber(email="a@example.org", email_key="a@example.org", status=SubscriberStatus.unsubscribed)
     with pytest.raises(ValueError):
         subs.transition(sub, SubscriberStatus.confirmed)  # never without a fresh opt-in
 

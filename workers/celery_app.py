@@ -15,8 +15,9 @@ VISIBILITY_TIMEOUT = 2 * 3600
 
 def make_app() -> Celery:
     settings = get_settings()
-    app = Celery("newsletter", broker=settings.broker_url or "redis://127.0.0.1:6379/0",
-                 include=["workers.tasks"])
+    app = Celery(
+        "newsletter", broker=settings.broker_url or "redis://127.0.0.1:6379/0", include=["workers.tasks"]
+    )
     app.conf.update(
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
         result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
@@ -35,12 +36,18 @@ def make_app() -> Celery:
         enable_utc=True,
         worker_hijack_root_logger=False,
         beat_schedule={
-            "digests": {"task": "newsletter.scheduled_send",
-                        "schedule": crontab(minute=0, hour=settings.digest_hour)},
-            "ingest": {"task": "newsletter.ingest_papers",
-                       "schedule": crontab(minute=0, hour=settings.ingest_hour)},
-            "recover-stale-claims": {"task": "newsletter.recover_stale",
-                                     "schedule": settings.recover_interval_seconds},
+            "digests": {
+                "task": "newsletter.scheduled_send",
+                "schedule": crontab(minute=0, hour=settings.digest_hour),
+            },
+            "ingest": {
+                "task": "newsletter.ingest_papers",
+                "schedule": crontab(minute=0, hour=settings.ingest_hour),
+            },
+            "recover-stale-claims": {
+                "task": "newsletter.recover_stale",
+                "schedule": settings.recover_interval_seconds,
+            },
         },
     )
     return app

@@ -11,9 +11,13 @@ from workers.celery_app import app
 
 RETRYABLE = (TransientSendError, OperationalError, ConnectionError, TimeoutError)
 # Backoff 5 s, 10 s, 20 s … capped at 5 min (settings): all far below the visibility timeout.
-RETRY = dict(autoretry_for=RETRYABLE, retry_backoff=get_settings().retry_backoff_seconds,
-             retry_backoff_max=get_settings().retry_backoff_max_seconds, retry_jitter=True,
-             max_retries=8)
+RETRY = dict(
+    autoretry_for=RETRYABLE,
+    retry_backoff=get_settings().retry_backoff_seconds,
+    retry_backoff_max=get_settings().retry_backoff_max_seconds,
+    retry_jitter=True,
+    max_retries=8,
+)
 
 
 @app.task(name="newsletter.send_transactional", expires=24 * 3600, **RETRY)

@@ -63,7 +63,7 @@ def _address_value(value: str, name: str) -> bytes:
     if "<" in value:
         display, addr = value.rsplit("<", 1)
         encoded = Header(display.strip().strip('"'), "utf-8").encode()
-        return f"{encoded} <{addr}".encode("utf-8")
+        return f"{encoded} <{addr}".encode()
     return value.encode("utf-8")  # an internationalised address: needs SMTPUTF8
 
 
@@ -122,21 +122,41 @@ def build_message(env: Envelope, text: str, html: str) -> bytes:
         (b"MIME-Version", b"1.0"),
     ]
     head += [(k.encode("ascii"), _header_value(v, k)) for k, v in env.headers.items()]
-    head.append((b"Content-Type",
-                 f'multipart/alternative; boundary="{boundary}"'.encode("ascii")))
+    head.append((b"Content-Type", f'multipart/alternative; boundary="{boundary}"'.encode("ascii")))
     b = boundary.encode("ascii")
     parts = [k + b": " + v for k, v in head]
-    parts += [b"", b"This is a multipart message in MIME format.", b"", b"--" + b,
-              b'Content-Type: text/plain; charset="utf-8"',
-              b"Content-Transfer-Encoding: quoted-printable", b"", _qp(text), b"--" + b,
-              b'Content-Type: text/html; charset="utf-8"',
-              b"Content-Transfer-Encoding: quoted-printable", b"", _qp(html),
-              b"--" + b + b"--", b""]
+    parts += [
+        b"",
+        b"This is a multipart message in MIME format.",
+        b"",
+        b"--" + b,
+        b'Content-Type: text/plain; charset="utf-8"',
+        b"Content-Transfer-Encoding: quoted-printable",
+        b"",
+        _qp(text),
+        b"--" + b,
+        b'Content-Type: text/html; charset="utf-8"',
+        b"Content-Transfer-Encoding: quoted-printable",
+        b"",
+        _qp(html),
+        b"--" + b + b"--",
+        b"",
+    ]
     return CRLF.join(parts)
 
 
-DKIM_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"mime-version",
-                b"content-type", b"list-id", b"list-unsubscribe", b"list-unsubscribe-post"]
+DKIM_HEADERS = [
+    b"from",
+    b"to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"mime-version",
+    b"content-type",
+    b"list-id",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+]
 
 
 @lru_cache(maxsize=4)
@@ -169,13 +189,23 @@ def dkim_sign(message: bytes, *, selector: str, domain: str, key_path: str | Pat
         body += CRLF
     body_hash = base64.b64encode(hashlib.sha256(body).digest())
     signed = b"".join(_relaxed(*field) for field in _pick_fields(fields, headers))
-    sig_header = (b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/simple; d=" + domain.encode()
-                  + b"; s=" + selector.encode() + b";\r\n\tt=" + str(int(time.time())).encode()
-                  + b"; h=" + b":".join(headers) + b";\r\n\tbh=" + body_hash + b";\r\n\tb=")
+    sig_header = (
+        b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/simple; d="
+        + domain.encode()
+        + b"; s="
+        + selector.encode()
+        + b";\r\n\tt="
+        + str(int(time.time())).encode()
+        + b"; h="
+        + b":".join(headers)
+        + b";\r\n\tbh="
+        + body_hash
+        + b";\r\n\tb="
+    )
     name, value = sig_header.split(b":", 1)
     signed += _relaxed(b"dkim-signature", value)[:-2]  # the signature's own header, b= empty
     signature = base64.b64encode(key.sign(signed, padding.PKCS1v15(), hashes.SHA256()))
-    folded = b"\r\n\t".join(signature[i:i + 72] for i in range(0, len(signature), 72))
+    folded = b"\r\n\t".join(signature[i : i + 72] for i in range(0, len(signature), 72))
     return sig_header + folded + CRLF + message
 
 
@@ -224,10 +254,17 @@ def _rsa_key(path: str):
     return key if isinstance(key, rsa.RSAPrivateKey) else None
 
 
-def _dkimpy_sign(message: bytes, selector: str, domain: str, key_path: str | Path,
-                 headers: list[bytes]) -> bytes:
+def _dkimpy_sign(
+    message: bytes, selector: str, domain: str, key_path: str | Path, headers: list[bytes]
+) -> bytes:
     import dkim
 
-    sig = dkim.sign(message, selector.encode(), domain.encode(), _dkim_key(str(key_path)),
-                    include_headers=headers, canonicalize=(b"relaxed", b"simple"))
+    sig = dkim.sign(
+        message,
+        selector.encode(),
+        domain.encode(),
+        _dkim_key(str(key_path)),
+        include_headers=headers,
+        canonicalize=(b"relaxed", b"simple"),
+    )
     return sig + message

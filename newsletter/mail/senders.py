@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import smtplib
-import socket
 import ssl
 import time
 from email.utils import parseaddr
@@ -112,7 +111,7 @@ class SMTPSender:
         except smtplib.SMTPResponseException as exc:
             self._drop_if(exc.smtp_code)
             raise _classify(exc.smtp_code, exc.smtp_error) from exc
-        except (smtplib.SMTPServerDisconnected, OSError, socket.timeout) as exc:
+        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             raise TransientSendError(f"connection lost: {exc}") from exc
         except smtplib.SMTPException as exc:

@@ -43,16 +43,21 @@ def finish_message(settings: Settings, env: Envelope, text: str, html: str) -> b
     """Build the bytes and DKIM-sign them when a key is configured."""
     message = build_message(env, text, html)
     if settings.dkim_private_key_path and settings.dkim_selector:
-        message = dkim_sign(message, selector=settings.dkim_selector,
-                            domain=settings.dkim_domain or settings.mail_domain,
-                            key_path=settings.dkim_private_key_path)
+        message = dkim_sign(
+            message,
+            selector=settings.dkim_selector,
+            domain=settings.dkim_domain or settings.mail_domain,
+            key_path=settings.dkim_private_key_path,
+        )
     return message
 
 
 def transactional_message(settings: Settings, kind: str, sub: Subscriber) -> bytes:
     context = {
-        "email": sub.email, "base_url": settings.base_url.rstrip("/"),
-        "interests": sub.interests, "confirm_hours": settings.confirm_token_hours,
+        "email": sub.email,
+        "base_url": settings.base_url.rstrip("/"),
+        "interests": sub.interests,
+        "confirm_hours": settings.confirm_token_hours,
         "next_digest": next_digest_text(settings, sub),
     }
     headers = {"Auto-Submitted": "auto-generated"}
@@ -63,9 +68,13 @@ def transactional_message(settings: Settings, kind: str, sub: Subscriber) -> byt
         context["unsubscribe_url"] = links.unsubscribe_url(settings, sub)
         headers.update(list_headers(settings, sub))
     rendered = render_email(kind, context)
-    env = Envelope(mail_from=settings.mail_from, to=sub.email, subject=rendered.subject,
-                   message_id=new_message_id(settings.mail_domain, f"{kind}.{sub.id}"),
-                   headers=headers)
+    env = Envelope(
+        mail_from=settings.mail_from,
+        to=sub.email,
+        subject=rendered.subject,
+        message_id=new_message_id(settings.mail_domain, f"{kind}.{sub.id}"),
+        headers=headers,
+    )
     return finish_message(settings, env, rendered.text, rendered.html)
 
 
@@ -76,8 +85,11 @@ def send_transactional(kind: str, subscriber_id: int) -> str:
         sub = session.get(Subscriber, subscriber_id)
         if sub is None or sub.status is not REQUIRED_STATE[kind]:
             return "skipped"
-        if kind == "confirm" and sub.confirm_sent_at and \
-                utcnow() - sub.confirm_sent_at > timedelta(hours=settings.confirm_token_hours):
+        if (
+            kind == "confirm"
+            and sub.confirm_sent_at
+            and utcnow() - sub.confirm_sent_at > timedelta(hours=settings.confirm_token_hours)
+        ):
             return "skipped"  # a queue backlog older than the link itself: not worth sending
         message = transactional_message(settings, kind, sub)
         to = sub.email
@@ -85,8 +97,15 @@ def send_transactional(kind: str, subscriber_id: int) -> str:
     try:
         sender.send(to, message)
     except PermanentSendError as exc:
-        event(log, "mail.refused", logging.WARNING, kind=kind, subscriber_id=subscriber_id,
-              smtp_code=exc.code, error=str(exc))
+        event(
+            log,
+            "mail.refused",
+            logging.WARNING,
+            kind=kind,
+            subscriber_id=subscriber_id,
+            smtp_code=exc.code,
+            error=str(exc),
+        )
         return "refused"
     finally:
         sender.close()

@@ -96,9 +96,7 @@ def parse_entry(entry: ET.Element) -> PaperRecord:
     )
 
 
-def _polite_get(
-    http: httpx.Client, url: str, params: dict[str, Any], min_interval: float
-) -> httpx.Response:
+def _polite_get(http: httpx.Client, url: str, params: dict[str, Any], min_interval: float) -> httpx.Response:
     global _last_request_done
     with _request_lock:
         if _last_request_done is not None:

@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,9 +29,7 @@ USER_AGENT = f"paper-digest/{__version__}"
 
 # C0/C1 controls (NUL breaks PostgreSQL text), bidi overrides (they can reorder a subject line)
 # and lone surrogates (not encodable as UTF-8). Tab, LF and CR are handled as whitespace.
-_CONTROL = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
-)
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _NON_WORD = re.compile(r"[\W_]+")
 _URL_UNSAFE = re.compile(r"\s")
 _ARXIV_PREFIX = re.compile(r"^(?:arxiv:|https?://(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/)", re.I)
@@ -108,9 +106,7 @@ def title_key(title: str) -> str:
     return key[:MAX_TITLE_KEY].rstrip()
 
 
-def collect(
-    items: Iterable[Any], parse: Callable[[Any], PaperRecord], label: str = "item"
-) -> SourceResult:
+def collect(items: Iterable[Any], parse: Callable[[Any], PaperRecord], label: str = "item") -> SourceResult:
     """Parse each raw item; a bad one is skipped and reported as "<label> <index>: <why>"."""
     result = SourceResult()
     for index, raw in enumerate(items):
@@ -232,16 +228,16 @@ def parse_datetime(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return as_utc(value)
     if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
     raise ValueError(f"published_at is not a date: {_show(value)}")
 
 
 def as_utc(value: datetime) -> datetime:
     """`value` as an aware UTC datetime; a naive one is taken to be UTC already."""
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     try:
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
     except OverflowError:
         raise ValueError(f"date is out of range: {value.isoformat()}") from None
 

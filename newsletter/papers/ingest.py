@@ -101,8 +101,9 @@ def load_source(
     kind = _choose_source(settings, source, path=path, week=week, date=date, query=query)
     if kind == "huggingface":
         url = settings.huggingface_url
-        return fetch_daily_papers(base_url=url, week=week, date=date, client=client,
-                                  token=settings.huggingface_token)
+        return fetch_daily_papers(
+            base_url=url, week=week, date=date, client=client, token=settings.huggingface_token
+        )
     if kind == "arxiv":
         query = query or settings.arxiv_query
         return fetch_arxiv(base_url=settings.arxiv_url, query=query, client=client)
@@ -194,4 +195,3 @@ def _refresh(row: Paper, record: PaperRecord) -> bool:
     for name, value in changed.items():
         setattr(row, name, value)
     return bool(changed)
-

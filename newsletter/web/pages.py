@@ -24,11 +24,23 @@ from newsletter.web.routes import client_of, settings_of
 router = APIRouter()
 # Ids are INTEGER columns: a larger number in the URL is a 422, not a database error (a 500).
 IssueId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-WEBHOOK_BODY = {"requestBody": {"content": {"application/json": {"schema": {
-    "type": "object", "required": ["type", "email"],
-    "properties": {"type": {"type": "string",
-                            "enum": ["hard_bounce", "soft_bounce", "complaint"]},
-                   "email": {"type": "string"}, "reason": {"type": "string"}}}}}}}
+WEBHOOK_BODY = {
+    "requestBody": {
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["type", "email"],
+                    "properties": {
+                        "type": {"type": "string", "enum": ["hard_bounce", "soft_bounce", "complaint"]},
+                        "email": {"type": "string"},
+                        "reason": {"type": "string"},
+                    },
+                }
+            }
+        }
+    }
+}
 
 
 @router.get("/archive", response_class=HTMLResponse)
@@ -59,8 +71,9 @@ def view_in_browser(request: Request, issue_id: IssueId, token: str) -> Response
         sub, extra = subs.subscriber_for_token(session, settings, Purpose.view, token)
         if extra.get("i") != issue_id or session.get(Issue, issue_id) is None:
             raise TokenError("forged")
-        delivery = session.exec(select(Delivery).where(
-            Delivery.issue_id == issue_id, Delivery.subscriber_id == sub.id)).first()
+        delivery = session.exec(
+            select(Delivery).where(Delivery.issue_id == issue_id, Delivery.subscriber_id == sub.id)
+        ).first()
         sent = delivery.paper_ids if delivery and delivery.state is DeliveryState.sent else None
     renderer = renderer_for(settings, issue_id)
     ranked = renderer.rank_ids(sub, sent) if sent else renderer.rank(sub)
@@ -82,8 +95,7 @@ def vote(request: Request, token: str) -> Response:
     with session_scope(settings.database_url) as session:
         vote = feedback.read_vote(session, settings, token)
         recorded = feedback.record_vote(session, settings, vote, client_of(request))
-    return render_page(request, "vote.html", vote=vote, token=token, done=True,
-                       recorded=recorded)
+    return render_page(request, "vote.html", vote=vote, token=token, done=True, recorded=recorded)
 
 
 @router.post("/webhooks/bounce", openapi_extra=WEBHOOK_BODY)
@@ -105,8 +117,7 @@ async def bounce_webhook(request: Request) -> Response:
         if kind not in ("hard_bounce", "soft_bounce", "complaint") or not isinstance(address, str):
             raise ValueError(kind)
     except (ValueError, KeyError, TypeError):
-        return JSONResponse({"error": "invalid body", "detail": WEBHOOK_BODY["requestBody"]},
-                            status_code=422)
+        return JSONResponse({"error": "invalid body", "detail": WEBHOOK_BODY["requestBody"]}, status_code=422)
     settings = settings_of(request)
     try:
         with session_scope(settings.database_url) as session:
@@ -124,6 +135,8 @@ def metrics(request: Request) -> Response:
     lines += [f'newsletter_subscribers{{status="{k}"}} {v}' for k, v in data["subscribers"].items()]
     lines.append("# TYPE newsletter_deliveries gauge")
     for issue in data["issues"]:
-        lines += [f'newsletter_deliveries{{issue="{issue["id"]}",period="{issue["period"]}",'
-                  f'state="{k}"}} {v}' for k, v in issue["counts"].items()]
+        lines += [
+            f'newsletter_deliveries{{issue="{issue["id"]}",period="{issue["period"]}",state="{k}"}} {v}'
+            for k, v in issue["counts"].items()
+        ]
     return PlainTextResponse("\n".join(lines) + "\n")

@@ -22,14 +22,20 @@ from newsletter.web.routes import (
 router = APIRouter()
 
 
-def _page(request: Request, sub: Subscriber, token: str, status_code: int = 200,
-          **context) -> Response:
+def _page(request: Request, sub: Subscriber, token: str, status_code: int = 200, **context) -> Response:
     settings = settings_of(request)
-    return render_page(request, "preferences.html", status_code=status_code, sub=sub,
-                       unsubscribe_url=links.unsubscribe_url(settings, sub),
-                       token=token, active=sub.status is SubscriberStatus.confirmed,
-                       learned=describe_profile(sub.profile or None)[:12],
-                       liked=(sub.profile or {}).get("liked", []), **context)
+    return render_page(
+        request,
+        "preferences.html",
+        status_code=status_code,
+        sub=sub,
+        unsubscribe_url=links.unsubscribe_url(settings, sub),
+        token=token,
+        active=sub.status is SubscriberStatus.confirmed,
+        learned=describe_profile(sub.profile or None)[:12],
+        liked=(sub.profile or {}).get("liked", []),
+        **context,
+    )
 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse)
@@ -47,10 +53,14 @@ async def save_preferences(request: Request, token: str) -> Response:
     with session_scope(settings.database_url) as session:
         sub, _ = subs.subscriber_for_token(session, settings, Purpose.preferences, token)
         try:
-            subs.update_preferences(session, sub, interests=fields.get("interests"),
-                                    frequency=fields.get("frequency"),
-                                    max_papers=fields.get("max_papers"),
-                                    client=client_of(request))
+            subs.update_preferences(
+                session,
+                sub,
+                interests=fields.get("interests"),
+                frequency=fields.get("frequency"),
+                max_papers=fields.get("max_papers"),
+                client=client_of(request),
+            )
         except subs.InvalidInput as exc:
             session.rollback()
             return _page(request, sub, token, status_code=400, error=str(exc))
@@ -65,8 +75,9 @@ def export_data(request: Request, token: str) -> Response:
     with session_scope(settings.database_url) as session:
         sub, _ = subs.subscriber_for_token(session, settings, Purpose.preferences, token)
         data = subs.export_subscriber(session, sub)
-    return JSONResponse(data, headers={
-        "Content-Disposition": 'attachment; filename="paper-digest-my-data.json"'})
+    return JSONResponse(
+        data, headers={"Content-Disposition": 'attachment; filename="paper-digest-my-data.json"'}
+    )
 
 
 @router.post("/preferences/{token}/reset-profile")
@@ -86,9 +97,18 @@ async def erase(request: Request, token: str) -> Response:
     with session_scope(settings.database_url) as session:
         sub, _ = subs.subscriber_for_token(session, settings, Purpose.preferences, token)
         if fields.get("confirm") != "yes":
-            return _page(request, sub, token, status_code=400,
-                         error="Tick the box to confirm that you want everything erased.")
+            return _page(
+                request,
+                sub,
+                token,
+                status_code=400,
+                error="Tick the box to confirm that you want everything erased.",
+            )
         subs.erase_subscriber(session, sub)
-    return error_response(request, 200, "Your data has been erased",
-                          "We no longer hold your address, your interests or your history. "
-                          "You can sign up again at any time.", show_signup=True)
+    return error_response(
+        request,
+        200,
+        "Your data has been erased",
+        "We no longer hold your address, your interests or your history. You can sign up again at any time.",
+        show_signup=True,
+    )

@@ -20,34 +20,68 @@ from newsletter.web.app import error_response, render_page, wants_json
 
 router = APIRouter()
 
-SIGNUP_ACK = ("Thanks! If this address can receive Paper Digest, a confirmation link is on its "
-              "way. Open it to start your subscription; nothing is sent until you confirm.")
+SIGNUP_ACK = (
+    "Thanks! If this address can receive Paper Digest, a confirmation link is on its "
+    "way. Open it to start your subscription; nothing is sent until you confirm."
+)
 TOKEN_PAGES = {
-    "forged": (400, "This link is not valid",
-               "The link may have been cut short or changed. Copy the whole link from the email, "
-               "or sign up again to get a new one."),
-    "expired": (410, "This link has expired",
-                "For your safety, links stop working after a while. Sign up again with the same "
-                "address and we will send you a fresh one."),
-    "used": (410, "This link has already been used",
-             "It may have been used already, or replaced by a newer one. If your subscription is "
-             "active, use the preferences link in your latest email; otherwise sign up again."),
-    "gone": (410, "This subscription no longer exists",
-             "We hold no data for it any more. You can sign up again at any time."),
+    "forged": (
+        400,
+        "This link is not valid",
+        "The link may have been cut short or changed. Copy the whole link from the email, "
+        "or sign up again to get a new one.",
+    ),
+    "expired": (
+        410,
+        "This link has expired",
+        "For your safety, links stop working after a while. Sign up again with the same "
+        "address and we will send you a fresh one.",
+    ),
+    "used": (
+        410,
+        "This link has already been used",
+        "It may have been used already, or replaced by a newer one. If your subscription is "
+        "active, use the preferences link in your latest email; otherwise sign up again.",
+    ),
+    "gone": (
+        410,
+        "This subscription no longer exists",
+        "We hold no data for it any more. You can sign up again at any time.",
+    ),
 }
 FORM_BODY = {
-    "requestBody": {"content": {
-        "application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {
-            "email": {"type": "string"}, "interests": {"type": "string"}}}},
-        "application/json": {"schema": {"type": "object", "properties": {
-            "email": {"type": "string"}, "interests": {"type": "string"}}}},
-    }}
+    "requestBody": {
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"email": {"type": "string"}, "interests": {"type": "string"}},
+                }
+            },
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"email": {"type": "string"}, "interests": {"type": "string"}},
+                }
+            },
+        }
+    }
 }
 PREFS_BODY = {
-    "requestBody": {"content": {
-        "application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {
-            "interests": {"type": "string"}, "frequency": {"type": "string"},
-            "max_papers": {"type": "string"}}}}}}
+    "requestBody": {
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "interests": {"type": "string"},
+                        "frequency": {"type": "string"},
+                        "max_papers": {"type": "string"},
+                    },
+                }
+            }
+        }
+    }
 }
 
 
@@ -56,8 +90,9 @@ def settings_of(request: Request) -> Settings:
 
 
 def client_of(request: Request) -> subs.Client:
-    return subs.Client(ip=request.client.host if request.client else None,
-                       user_agent=request.headers.get("user-agent"))
+    return subs.Client(
+        ip=request.client.host if request.client else None, user_agent=request.headers.get("user-agent")
+    )
 
 
 async def read_fields(request: Request) -> dict[str, Any]:
@@ -88,10 +123,15 @@ async def subscribe(request: Request) -> Response:
     settings = settings_of(request)
     client = client_of(request)
     # In the thread pool: a Redis round trip must not block the event loop (every request waits).
-    if not await run_in_threadpool(request.app.state.limiter.allow, f"ip:{client.ip}",
-                                   settings.signup_rate_per_ip, 60):
-        return error_response(request, 429, "Too many requests",
-                              "Too many signups from your network just now. Please wait a minute.")
+    if not await run_in_threadpool(
+        request.app.state.limiter.allow, f"ip:{client.ip}", settings.signup_rate_per_ip, 60
+    ):
+        return error_response(
+            request,
+            429,
+            "Too many requests",
+            "Too many signups from your network just now. Please wait a minute.",
+        )
     fields = await read_fields(request)
     email, interests = fields.get("email"), fields.get("interests", "")
     if not isinstance(email, str) or not isinstance(interests, (str, type(None))):
@@ -104,12 +144,17 @@ async def subscribe(request: Request) -> Response:
     try:
         await run_in_threadpool(work)
     except subs.InvalidInput as exc:
-        return error_response(request, 400, "Please check your address", str(exc),
-                              email=email if len(email) < 300 else "", interests=interests or "")
+        return error_response(
+            request,
+            400,
+            "Please check your address",
+            str(exc),
+            email=email if len(email) < 300 else "",
+            interests=interests or "",
+        )
     if wants_json(request):
         return JSONResponse({"status": "ok", "message": SIGNUP_ACK}, status_code=202)
-    return render_page(request, "message.html", status_code=202, title="Check your inbox",
-                       message=SIGNUP_ACK)
+    return render_page(request, "message.html", status_code=202, title="Check your inbox", message=SIGNUP_ACK)
 
 
 @router.get("/confirm/{token}", response_class=HTMLResponse)
@@ -139,8 +184,7 @@ def unsubscribe_page(request: Request, token: str) -> Response:
     with session_scope(settings.database_url) as session:
         sub, _ = subs.subscriber_for_token(session, settings, Purpose.unsubscribe, token)
         done = sub.status in (SubscriberStatus.unsubscribed, SubscriberStatus.bounced)
-        return render_page(request, "unsubscribe.html", email=sub.email, token=token,
-                           done=done)
+        return render_page(request, "unsubscribe.html", email=sub.email, token=token, done=done)
 
 
 @router.post("/unsubscribe/{token}")
@@ -169,4 +213,3 @@ def healthz(request: Request) -> Response:
     except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
         return JSONResponse({"status": "error", "database": type(exc).__name__}, status_code=503)
     return JSONResponse({"status": "ok"})
-
