@@ -16,7 +16,6 @@ import logging
 import select as io_select
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,7 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from newsletter import jobs
 from newsletter.config import Settings, get_settings
 from newsletter.db import get_engine, session_scope
-from newsletter.digests import DigestRenderer, plan_issue
+from newsletter.digests import DigestRenderer, plan_issue, renderer_for
 from newsletter.logs import event
 from newsletter.mail.message import Envelope, new_message_id
 from newsletter.mail.senders import PermanentSendError, TransientSendError, open_sender
@@ -111,25 +110,6 @@ def sent_history(conn: Connection, subscriber_ids: list[int], issue_id: int) -> 
     for sid, paper_ids in rows:
         history[sid].update(paper_ids or ())
     return history
-
-
-# ---- rendering one issue, cached per worker process -----------------------------------------
-
-_renderers: OrderedDict[tuple[str, int], DigestRenderer] = OrderedDict()
-
-
-def renderer_for(settings: Settings, issue_id: int) -> DigestRenderer:
-    """The issue's renderer, built (and premailer run) once per process, not per batch."""
-    key = (settings.database_url, issue_id)
-    if key not in _renderers:
-        with session_scope(settings.database_url) as session:
-            issue = session.get(Issue, issue_id)
-            if issue is None:
-                raise LookupError(f"issue {issue_id} does not exist")
-            _renderers[key] = DigestRenderer.load(session, settings, issue)
-        while len(_renderers) > 4:
-            _renderers.popitem(last=False)
-    return _renderers[key]
 
 
 def digest_message(

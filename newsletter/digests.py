@@ -25,7 +25,7 @@ from sqlmodel import Session, select
 
 from newsletter import links
 from newsletter.config import Settings
-from newsletter.db import insert_ignore
+from newsletter.db import insert_ignore, session_scope
 from newsletter.mail.render import RenderedEmail, inline_css, render_subject
 from newsletter.models import (
     Delivery,
@@ -411,3 +411,22 @@ class DigestRenderer:
         )
         body = text_template().render(context)
         return RenderedEmail(subject=render_subject("digest", context), text=body.strip() + "\n", html=html)
+
+
+# ---- rendering one issue, cached per worker process -----------------------------------------
+
+_renderers: OrderedDict[tuple[str, int], DigestRenderer] = OrderedDict()
+
+
+def renderer_for(settings: Settings, issue_id: int) -> DigestRenderer:
+    """The issue's renderer, built (and premailer run) once per process, not per batch."""
+    key = (settings.database_url, issue_id)
+    if key not in _renderers:
+        with session_scope(settings.database_url) as session:
+            issue = session.get(Issue, issue_id)
+            if issue is None:
+                raise LookupError(f"issue {issue_id} does not exist")
+            _renderers[key] = DigestRenderer.load(session, settings, issue)
+        while len(_renderers) > 4:
+            _renderers.popitem(last=False)
+    return _renderers[key]

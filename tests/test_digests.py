@@ -262,9 +262,7 @@ def test_rendering_is_not_per_recipient_premailer(world, monkeypatch):
 
     real = digests_module.inline_css
     monkeypatch.setattr(digests_module, "inline_css", lambda html: calls.append(1) or real(html))
-    from newsletter import delivery
-
-    delivery._renderers.clear()
+    digests_module._renderers.clear()
     send_now()
     assert len(calls) == 1  # once for the issue, not once per reader
 
