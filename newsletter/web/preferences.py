@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from newsletter import links
 from newsletter import subscriptions as subs
-from newsletter.db import session_scope
+from newsletter.config import Settings
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.ranking import describe_profile
 from newsletter.tokens import Purpose
-from newsletter.web.app import error_response, render_page, wants_json
-from newsletter.web.routes import (
-    PREFS_BODY,
-    client_of,
-    read_fields,
-    settings_of,
-)
+from newsletter.web.deps import ClientDep, SessionDep, SettingsDep, read_fields, subscriber_for
+from newsletter.web.responses import error_response, render_page, wants_json
 
 router = APIRouter()
+PREFS_BODY = {
+    "requestBody": {
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "interests": {"type": "string"},
+                        "frequency": {"type": "string"},
+                        "max_papers": {"type": "string"},
+                    },
+                }
+            }
+        }
+    }
+}
+Reader = Annotated[Subscriber, Depends(subscriber_for(Purpose.preferences))]
 
 
-def _page(request: Request, sub: Subscriber, token: str, status_code: int = 200, **context) -> Response:
-    settings = settings_of(request)
+def _page(
+    request: Request, settings: Settings, sub: Subscriber, token: str, status_code: int = 200, **context: Any
+) -> Response:
     return render_page(
         request,
         "preferences.html",
@@ -39,72 +54,64 @@ def _page(request: Request, sub: Subscriber, token: str, status_code: int = 200,
 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse)
-def preferences_page(request: Request, token: str) -> Response:
-    settings = settings_of(request)
-    with session_scope(settings.database_url) as session:
-        sub, _ = subs.subscriber_for_token(session, settings, Purpose.preferences, token)
-        return _page(request, sub, token)
+def preferences_page(request: Request, token: str, sub: Reader, settings: SettingsDep) -> Response:
+    return _page(request, settings, sub, token)
 
 
 @router.post("/preferences/{token}", openapi_extra=PREFS_BODY)
-async def save_preferences(request: Request, token: str) -> Response:
-    settings = settings_of(request)
+async def save_preferences(
+    request: Request, token: str, sub: Reader, session: SessionDep, settings: SettingsDep, client: ClientDep
+) -> Response:
     fields = await read_fields(request)
-    with session_scope(settings.database_url) as session:
-        sub, _ = subs.subscriber_for_token(session, settings, Purpose.preferences, token)
-        try:
-            subs.update_preferences(
-                session,
-                sub,
-                interests=fields.get("interests"),
-                frequency=fields.get("frequency"),
-                max_papers=fields.get("max_papers"),
-                client=client_of(request),
-            )
-        except subs.InvalidInput as exc:
-            session.rollback()
-            return _page(request, sub, token, status_code=400, error=str(exc))
-        if wants_json(request):
-            return JSONResponse({"status": "saved"})
-        return _page(request, sub, token, saved=True)
+    try:
+        subs.update_preferences(
+            session,
+            sub,
+            interests=fields.get("interests"),
+            frequency=fields.get("frequency"),
+            max_papers=fields.get("max_papers"),
+            client=client,
+        )
+    except subs.InvalidInput as exc:
+        session.rollback()
+        return _page(request, settings, sub, token, status_code=400, error=str(exc))
+    if wants_json(request):
+        return JSONResponse({"status": "saved"})
+    return _page(request, settings, sub, token, saved=True)
 
 
 @router.get("/preferences/{token}/export")
-def export_data(request: Request, token: str) -> Response:
-    settings = settings_of(request)
-    with session_scope(settings.database_url) as session:
-        sub, _ = subs.subscriber_for_token(session, settings, Purpose.preferences, token)
-        data = subs.export_subscriber(session, sub)
+def export_data(sub: Reader, session: SessionDep) -> Response:
     return JSONResponse(
-        data, headers={"Content-Disposition": 'attachment; filename="paper-digest-my-data.json"'}
+        subs.export_subscriber(session, sub),
+        headers={"Content-Disposition": 'attachment; filename="paper-digest-my-data.json"'},
     )
 
 
 @router.post("/preferences/{token}/reset-profile")
-def reset_profile(request: Request, token: str) -> Response:
-    settings = settings_of(request)
-    with session_scope(settings.database_url) as session:
-        sub, _ = subs.subscriber_for_token(session, settings, Purpose.preferences, token)
-        sub.profile = {}
-        session.add(sub)
-        return _page(request, sub, token, reset=True)
+def reset_profile(
+    request: Request, token: str, sub: Reader, session: SessionDep, settings: SettingsDep
+) -> Response:
+    sub.profile = {}
+    session.add(sub)
+    return _page(request, settings, sub, token, reset=True)
 
 
 @router.post("/preferences/{token}/erase")
-async def erase(request: Request, token: str) -> Response:
-    settings = settings_of(request)
+async def erase(
+    request: Request, token: str, sub: Reader, session: SessionDep, settings: SettingsDep
+) -> Response:
     fields = await read_fields(request)
-    with session_scope(settings.database_url) as session:
-        sub, _ = subs.subscriber_for_token(session, settings, Purpose.preferences, token)
-        if fields.get("confirm") != "yes":
-            return _page(
-                request,
-                sub,
-                token,
-                status_code=400,
-                error="Tick the box to confirm that you want everything erased.",
-            )
-        subs.erase_subscriber(session, sub)
+    if fields.get("confirm") != "yes":
+        return _page(
+            request,
+            settings,
+            sub,
+            token,
+            status_code=400,
+            error="Tick the box to confirm that you want everything erased.",
+        )
+    subs.erase_subscriber(session, sub)
     return error_response(
         request,
         200,

@@ -1,0 +1,70 @@
+"""How the web app answers: a page for people, the same thing as JSON for API clients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from newsletter.config import Settings
+from newsletter.templating import html_env
+from newsletter.tokens import TokenError
+
+TOKEN_PAGES = {
+    "forged": (
+        400,
+        "This link is not valid",
+        "The link may have been cut short or changed. Copy the whole link from the email, "
+        "or sign up again to get a new one.",
+    ),
+    "expired": (
+        410,
+        "This link has expired",
+        "For your safety, links stop working after a while. Sign up again with the same "
+        "address and we will send you a fresh one.",
+    ),
+    "used": (
+        410,
+        "This link has already been used",
+        "It may have been used already, or replaced by a newer one. If your subscription is "
+        "active, use the preferences link in your latest email; otherwise sign up again.",
+    ),
+    "gone": (
+        410,
+        "This subscription no longer exists",
+        "We hold no data for it any more. You can sign up again at any time.",
+    ),
+}
+
+
+def wants_json(request: Request) -> bool:
+    ctype = request.headers.get("content-type", "")
+    accept = request.headers.get("accept", "")
+    return ctype.startswith("application/json") or (
+        "application/json" in accept and "text/html" not in accept
+    )
+
+
+def render_page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    settings: Settings = request.app.state.settings
+    html = (
+        html_env()
+        .get_template(f"web/{name}")
+        .render(base_url=settings.base_url.rstrip("/"), request_path=request.url.path, **context)
+    )
+    return HTMLResponse(html, status_code=status_code)
+
+
+def error_response(request: Request, status_code: int, title: str, message: str, **context: Any) -> Response:
+    """The same error as a JSON object for API clients and as a page for people."""
+    if wants_json(request):
+        return JSONResponse({"error": title, "detail": message}, status_code=status_code)
+    return render_page(
+        request, "message.html", status_code=status_code, title=title, message=message, **context
+    )
+
+
+def token_error(request: Request, exc: TokenError) -> Response:
+    status, title, message = TOKEN_PAGES.get(exc.reason, TOKEN_PAGES["forged"])
+    return error_response(request, status, title, message, show_signup=True)
