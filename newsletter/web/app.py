@@ -17,7 +17,7 @@ from newsletter.web import pages, preferences, routes
 from newsletter.web.responses import error_response, token_error
 
 MAX_BODY = 64 * 1024
-HTTP_TITLES = {404: "Page not found", 405: "Not allowed", 429: "Too many requests"}
+HTTP_TITLES = {401: "Unauthorized", 404: "Page not found", 405: "Not allowed", 429: "Too many requests"}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

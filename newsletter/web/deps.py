@@ -1,15 +1,20 @@
-"""What a route receives instead of building it: settings, a session, the client, a link's reader.
+"""What a route receives instead of building it: settings, a session, the client, a link's reader,
+the request body as a model, and the checks that come before it (rate limit, webhook secret).
 
 Routers import this module and `responses`, never `app`.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, HTTPException, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
 from sqlmodel import Session
 
 from newsletter import subscriptions as subs
@@ -20,6 +25,8 @@ from newsletter.tokens import Purpose
 
 # Ids are INTEGER columns: a larger number in the URL is a 422, not a database error (a 500).
 IssueId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+Body = TypeVar("Body", bound=BaseModel)
+BODY_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "application/json")
 
 
 def app_settings(request: Request) -> Settings:
@@ -65,14 +72,66 @@ def subscriber_for(purpose: Purpose) -> Callable[..., Subscriber]:
     return subscriber
 
 
-async def read_fields(request: Request) -> dict[str, Any]:
-    """Form fields or a JSON object; anything else is an empty dict (fields then fail validation)."""
-    ctype = request.headers.get("content-type", "")
-    try:
-        if ctype.startswith("application/json"):
-            data = json.loads(await request.body() or b"{}")
-            return data if isinstance(data, dict) else {}
-        form = await request.form()
+class FormOrJson(Generic[Body]):
+    """A dependency: the request body as `model`, from a form (urlencoded or multipart) or a JSON
+    object; a RequestValidationError (the 422 "Invalid request" answer) when it does not fit.
+
+    FastAPI sees only the `request` this reads, so routers use `FormOrJsonRoute`, which documents
+    the body in OpenAPI from `model` (keep body models flat: no nested models).
+    """
+
+    def __init__(self, model: type[Body]) -> None:
+        self.model = model
+
+    async def __call__(self, request: Request) -> Body:
+        data = await _fields(request)
+        try:
+            return self.model.model_validate(data)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_context=False)
+            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from exc
+
+    def openapi(self) -> dict[str, Any]:
+        schema = self.model.model_json_schema()
+        return {"required": True, "content": {media: {"schema": schema} for media in BODY_MEDIA_TYPES}}
+
+
+async def _fields(request: Request) -> Any:
+    """The JSON value, or the form's text fields (files are not fields here)."""
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            return json.loads(await request.body() or b"{}")
+        except ValueError as exc:  # also UnicodeDecodeError
+            raise RequestValidationError(
+                [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error", "input": {}}]
+            ) from exc
+    async with request.form() as form:
         return {k: v for k, v in form.items() if isinstance(v, str)}
-    except (ValueError, UnicodeDecodeError, AssertionError):
-        return {}
+
+
+class FormOrJsonRoute(APIRoute):
+    """An APIRoute whose OpenAPI operation shows the body its `FormOrJson` dependency reads."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        for dependency in self.dependant.dependencies:
+            if isinstance(dependency.call, FormOrJson):
+                self.openapi_extra = {"requestBody": dependency.call.openapi(), **(self.openapi_extra or {})}
+
+
+def within_signup_rate(request: Request, settings: SettingsDep, client: ClientDep) -> None:
+    """Refuse a signup (429) once the client's address has made too many this minute.
+
+    A plain function, so FastAPI runs it in the thread pool: the Redis round trip never blocks
+    the event loop that every request waits on."""
+    if not request.app.state.limiter.allow(f"ip:{client.ip}", settings.signup_rate_per_ip, 60):
+        raise HTTPException(429, "Too many signups from your network just now. Please wait a minute.")
+
+
+def webhook_caller(request: Request, settings: SettingsDep) -> None:
+    """Refuse (401) a caller without the shared webhook secret, compared in constant time; a
+    service with no secret configured refuses everyone. Runs before the body is read."""
+    secret = settings.webhook_secret
+    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
+        raise HTTPException(401, "Send the shared secret as Authorization: Bearer <secret>.")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hmac
-import json
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, field_validator
 from sqlmodel import col, select
 
 from newsletter import feedback
@@ -15,27 +15,32 @@ from newsletter.admin import stats
 from newsletter.digests import issue_title, paper_view, renderer_for
 from newsletter.models import Delivery, DeliveryState, Issue, Paper
 from newsletter.tokens import Purpose, TokenError
-from newsletter.web.deps import ClientDep, IssueId, SessionDep, SettingsDep
+from newsletter.web.deps import (
+    ClientDep,
+    FormOrJson,
+    FormOrJsonRoute,
+    IssueId,
+    SessionDep,
+    SettingsDep,
+    webhook_caller,
+)
 from newsletter.web.responses import error_response, render_page
 
-router = APIRouter()
-WEBHOOK_BODY = {
-    "requestBody": {
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["type", "email"],
-                    "properties": {
-                        "type": {"type": "string", "enum": ["hard_bounce", "soft_bounce", "complaint"]},
-                        "email": {"type": "string"},
-                        "reason": {"type": "string"},
-                    },
-                }
-            }
-        }
-    }
-}
+router = APIRouter(route_class=FormOrJsonRoute)
+
+
+class BounceEvent(BaseModel):
+    """A bounce or complaint reported by the mail provider."""
+
+    type: Literal["hard_bounce", "soft_bounce", "complaint"]
+    email: str
+    reason: str = ""
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _printable(cls, value: Any) -> str:
+        # printable text only: PostgreSQL refuses NUL bytes (that would be a 500)
+        return "".join(ch for ch in str("" if value is None else value)[:500] if ch.isprintable())
 
 
 @router.get("/archive", response_class=HTMLResponse)
@@ -87,28 +92,14 @@ def vote(
     return render_page(request, "vote.html", vote=vote, token=token, done=True, recorded=recorded)
 
 
-@router.post("/webhooks/bounce", openapi_extra=WEBHOOK_BODY)
-async def bounce_webhook(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    """Bounces and complaints from the mail provider, authenticated by a shared secret.
-
-    Body: {"type": "hard_bounce" | "soft_bounce" | "complaint", "email": "...", "reason": "..."}
-    with the header `Authorization: Bearer <NEWSLETTER_WEBHOOK_SECRET>`.
-    """
-    secret = settings.webhook_secret
-    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
-        return JSONResponse({"error": "unauthorized"}, status_code=401)
+@router.post("/webhooks/bounce", dependencies=[Depends(webhook_caller)])
+def bounce_webhook(
+    event: Annotated[BounceEvent, Depends(FormOrJson(BounceEvent))], session: SessionDep
+) -> Response:
+    """Bounces and complaints from the mail provider, with the header
+    `Authorization: Bearer <NEWSLETTER_WEBHOOK_SECRET>`."""
     try:
-        data = json.loads(await request.body())
-        kind, address = data["type"], data["email"]
-        # printable text only: PostgreSQL refuses NUL bytes (that would be a 500)
-        reason = "".join(ch for ch in str(data.get("reason", ""))[:500] if ch.isprintable())
-        if kind not in ("hard_bounce", "soft_bounce", "complaint") or not isinstance(address, str):
-            raise ValueError(kind)
-    except (ValueError, KeyError, TypeError):
-        return JSONResponse({"error": "invalid body", "detail": WEBHOOK_BODY["requestBody"]}, status_code=422)
-    try:
-        changed = feedback.apply_bounce_event(session, kind, address, reason)
+        changed = feedback.apply_bounce_event(session, event.type, event.email, event.reason)
     except subs.InvalidInput as exc:
         return JSONResponse({"error": "invalid email", "detail": str(exc)}, status_code=422)
     return JSONResponse({"status": "ok", "changed": changed})

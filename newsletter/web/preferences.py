@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel
 
 from newsletter import links
 from newsletter import subscriptions as subs
@@ -13,26 +14,34 @@ from newsletter.config import Settings
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.ranking import describe_profile
 from newsletter.tokens import Purpose
-from newsletter.web.deps import ClientDep, SessionDep, SettingsDep, read_fields, subscriber_for
+from newsletter.web.deps import (
+    ClientDep,
+    FormOrJson,
+    FormOrJsonRoute,
+    SessionDep,
+    SettingsDep,
+    subscriber_for,
+)
 from newsletter.web.responses import error_response, render_page, wants_json
 
-router = APIRouter()
-PREFS_BODY = {
-    "requestBody": {
-        "content": {
-            "application/x-www-form-urlencoded": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "interests": {"type": "string"},
-                        "frequency": {"type": "string"},
-                        "max_papers": {"type": "string"},
-                    },
-                }
-            }
-        }
-    }
-}
+router = APIRouter(route_class=FormOrJsonRoute)
+
+
+class PreferencesForm(BaseModel):
+    """The settings to change; those left out stay as they are. Values are checked by the core,
+    whose message the page shows (a 400, not a 422)."""
+
+    interests: str | None = None
+    frequency: str | None = None
+    max_papers: str | int | None = None
+
+
+class EraseForm(BaseModel):
+    """Erasing everything needs the confirmation box ticked (`confirm=yes`)."""
+
+    confirm: str = ""
+
+
 Reader = Annotated[Subscriber, Depends(subscriber_for(Purpose.preferences))]
 
 
@@ -58,18 +67,23 @@ def preferences_page(request: Request, token: str, sub: Reader, settings: Settin
     return _page(request, settings, sub, token)
 
 
-@router.post("/preferences/{token}", openapi_extra=PREFS_BODY)
-async def save_preferences(
-    request: Request, token: str, sub: Reader, session: SessionDep, settings: SettingsDep, client: ClientDep
+@router.post("/preferences/{token}")
+def save_preferences(
+    request: Request,
+    token: str,
+    sub: Reader,
+    body: Annotated[PreferencesForm, Depends(FormOrJson(PreferencesForm))],
+    session: SessionDep,
+    settings: SettingsDep,
+    client: ClientDep,
 ) -> Response:
-    fields = await read_fields(request)
     try:
         subs.update_preferences(
             session,
             sub,
-            interests=fields.get("interests"),
-            frequency=fields.get("frequency"),
-            max_papers=fields.get("max_papers"),
+            interests=body.interests,
+            frequency=body.frequency,
+            max_papers=body.max_papers,
             client=client,
         )
     except subs.InvalidInput as exc:
@@ -98,11 +112,15 @@ def reset_profile(
 
 
 @router.post("/preferences/{token}/erase")
-async def erase(
-    request: Request, token: str, sub: Reader, session: SessionDep, settings: SettingsDep
+def erase(
+    request: Request,
+    token: str,
+    sub: Reader,
+    body: Annotated[EraseForm, Depends(FormOrJson(EraseForm))],
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> Response:
-    fields = await read_fields(request)
-    if fields.get("confirm") != "yes":
+    if body.confirm != "yes":
         return _page(
             request,
             settings,

@@ -9,41 +9,41 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel
 from sqlalchemy import text
-from starlette.concurrency import run_in_threadpool
 
 from newsletter import links
 from newsletter import subscriptions as subs
 from newsletter.db import session_scope
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.tokens import Purpose, TokenError
-from newsletter.web.deps import ClientDep, SessionDep, SettingsDep, read_fields, subscriber_for
+from newsletter.web.deps import (
+    ClientDep,
+    FormOrJson,
+    FormOrJsonRoute,
+    SessionDep,
+    SettingsDep,
+    subscriber_for,
+    within_signup_rate,
+)
 from newsletter.web.responses import error_response, render_page, token_error, wants_json
 
-router = APIRouter()
+router = APIRouter(route_class=FormOrJsonRoute)
 
 SIGNUP_ACK = (
     "Thanks! If this address can receive Paper Digest, a confirmation link is on its "
     "way. Open it to start your subscription; nothing is sent until you confirm."
 )
-FORM_BODY = {
-    "requestBody": {
-        "content": {
-            "application/x-www-form-urlencoded": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"email": {"type": "string"}, "interests": {"type": "string"}},
-                }
-            },
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"email": {"type": "string"}, "interests": {"type": "string"}},
-                }
-            },
-        }
-    }
-}
+
+
+class Signup(BaseModel):
+    """A signup: an address and, optionally, the reader's interests in their own words."""
+
+    email: str
+    interests: str | None = ""
+
+
+SignupBody = Annotated[Signup, Depends(FormOrJson(Signup))]
 UnsubscribeReader = Annotated[Subscriber, Depends(subscriber_for(Purpose.unsubscribe))]
 
 
@@ -52,34 +52,20 @@ def signup_page(request: Request) -> Response:
     return render_page(request, "signup.html", wording=subs.CONSENT_WORDING.split(": ", 1)[1])
 
 
-@router.post("/subscribe", openapi_extra=FORM_BODY)
-async def subscribe(
-    request: Request, session: SessionDep, settings: SettingsDep, client: ClientDep
+@router.post("/subscribe", dependencies=[Depends(within_signup_rate)])
+def subscribe(
+    request: Request, body: SignupBody, session: SessionDep, settings: SettingsDep, client: ClientDep
 ) -> Response:
-    # In the thread pool: a Redis round trip must not block the event loop (every request waits).
-    if not await run_in_threadpool(
-        request.app.state.limiter.allow, f"ip:{client.ip}", settings.signup_rate_per_ip, 60
-    ):
-        return error_response(
-            request,
-            429,
-            "Too many requests",
-            "Too many signups from your network just now. Please wait a minute.",
-        )
-    fields = await read_fields(request)
-    email, interests = fields.get("email"), fields.get("interests", "")
-    if not isinstance(email, str) or not isinstance(interests, (str, type(None))):
-        return error_response(request, 422, "Invalid request", "Please enter an email address.")
     try:
-        await run_in_threadpool(subs.request_subscription, session, settings, email, interests, client)
+        subs.request_subscription(session, settings, body.email, body.interests, client)
     except subs.InvalidInput as exc:
         return error_response(
             request,
             400,
             "Please check your address",
             str(exc),
-            email=email if len(email) < 300 else "",
-            interests=interests or "",
+            email=body.email if len(body.email) < 300 else "",
+            interests=body.interests or "",
         )
     if wants_json(request):
         return JSONResponse({"status": "ok", "message": SIGNUP_ACK}, status_code=202)
