@@ -13,7 +13,7 @@ from newsletter.config import Settings
 from newsletter.digests import renderer_for
 from newsletter.models import Delivery, Issue, Paper, Subscriber, SubscriberStatus, Vote, utcnow
 from newsletter.ranking import update_profile
-from newsletter.tokens import Purpose, TokenError
+from newsletter.tokens import Purpose, TokenError, TokenReason
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ def read_vote(session: Session, settings: Settings, token: str) -> VoteRequest:
     issue = session.get(Issue, issue_id) if isinstance(issue_id, int) else None
     paper = session.get(Paper, paper_id) if isinstance(paper_id, int) else None
     if issue is None or paper is None or direction not in (1, -1) or paper_id not in issue.paper_ids:
-        raise TokenError("forged")
+        raise TokenError(TokenReason.forged)
     return VoteRequest(sub.id, issue_id, paper_id, direction, paper.title)
 
 
@@ -46,7 +46,7 @@ def record_vote(
     """
     sub = session.get(Subscriber, vote.subscriber_id)
     if sub is None or sub.status is not SubscriberStatus.confirmed:
-        raise TokenError("used")
+        raise TokenError(TokenReason.used)
     if _too_soon(session, settings, vote):
         return False
     try:

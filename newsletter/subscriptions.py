@@ -25,7 +25,7 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
-from newsletter.tokens import Purpose, TokenError, read_token
+from newsletter.tokens import Purpose, TokenError, TokenReason, read_token
 
 log = logging.getLogger("newsletter.subscriptions")
 CONSENT_WORDING = (
@@ -219,14 +219,14 @@ def _locked_by_key(session: Session, key: str) -> Subscriber | None:
 def subscriber_for_token(
     session: Session, settings: Settings, purpose: Purpose, token: str
 ) -> tuple[Subscriber, dict[str, Any]]:
-    """The subscriber a link names, or TokenError (forged, expired, used)."""
+    """The subscriber a link names, or TokenError (forged, expired, used, gone)."""
     data = read_token(settings, purpose, token)
     sub = session.get(Subscriber, data.subscriber_id)
     if sub is None:
-        raise TokenError("forged" if purpose is Purpose.confirm else "gone")
+        raise TokenError(TokenReason.forged if purpose is Purpose.confirm else TokenReason.gone)
     # Unsubscribing stays possible with any link we ever sent; everything else needs a live one.
     if purpose is not Purpose.unsubscribe and data.version != sub.token_version:
-        raise TokenError("used")
+        raise TokenError(TokenReason.used)
     return sub, data.extra
 
 
@@ -236,7 +236,7 @@ def confirm_subscription(
     """Confirm a pending subscriber (single-use) and queue the welcome email."""
     sub, _ = subscriber_for_token(session, settings, Purpose.confirm, token)
     if sub.status is not SubscriberStatus.pending:
-        raise TokenError("used")
+        raise TokenError(TokenReason.used)
     was_resubscribe = sub.confirmed_at is not None
     transition(sub, SubscriberStatus.confirmed)
     sub.confirmed_at = utcnow()

@@ -29,11 +29,20 @@ class Purpose(str, Enum):
     vote = "vote"
 
 
-class TokenError(Exception):
-    """A link that cannot be honoured; `reason` is one of forged, expired, used."""
+class TokenReason(str, Enum):
+    """Why a link cannot be honoured (the web app shows a page for each)."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+    forged = "forged"  # not one we signed, cut short, or signed for another purpose
+    expired = "expired"
+    used = "used"  # already used, or replaced by a newer link
+    gone = "gone"  # the subscriber it names has been erased
+
+
+class TokenError(Exception):
+    """A link that cannot be honoured, and why."""
+
+    def __init__(self, reason: TokenReason) -> None:
+        super().__init__(reason.value)
         self.reason = reason
 
 
@@ -96,16 +105,16 @@ def make_token(settings: Settings, purpose: Purpose, subscriber_id: int, version
 
 
 def read_token(settings: Settings, purpose: Purpose, token: str) -> TokenData:
-    """Verify signature, purpose and age; raise TokenError("forged"|"expired") otherwise."""
+    """Verify signature, purpose and age; raise TokenError (forged, expired) otherwise."""
     if not token or len(token) > 512:
-        raise TokenError("forged")
+        raise TokenError(TokenReason.forged)
     try:
         data = _serializer(settings, purpose).loads(token, max_age=max_age(settings, purpose))
     except SignatureExpired as exc:
-        raise TokenError("expired") from exc
+        raise TokenError(TokenReason.expired) from exc
     except BadSignature as exc:
-        raise TokenError("forged") from exc
+        raise TokenError(TokenReason.forged) from exc
     if not isinstance(data, dict) or not isinstance(data.get("s"), int):
-        raise TokenError("forged")
+        raise TokenError(TokenReason.forged)
     extra = {k: v for k, v in data.items() if k not in ("s", "v")}
     return TokenData(subscriber_id=data["s"], version=int(data.get("v", 0)), extra=extra)

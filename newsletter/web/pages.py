@@ -14,7 +14,7 @@ from newsletter import subscriptions as subs
 from newsletter.admin import stats
 from newsletter.digests import issue_title, paper_view, renderer_for
 from newsletter.models import Delivery, DeliveryState, Issue, Paper
-from newsletter.tokens import Purpose, TokenError
+from newsletter.tokens import Purpose, TokenError, TokenReason
 from newsletter.web.deps import (
     ClientDep,
     FormOrJson,
@@ -66,7 +66,7 @@ def view_in_browser(issue_id: IssueId, token: str, session: SessionDep, settings
     """One reader's digest as it was sent (or would be sent), shown as a page."""
     sub, extra = subs.subscriber_for_token(session, settings, Purpose.view, token)
     if extra.get("i") != issue_id or session.get(Issue, issue_id) is None:
-        raise TokenError("forged")
+        raise TokenError(TokenReason.forged)
     delivery = session.exec(
         select(Delivery).where(Delivery.issue_id == issue_id, Delivery.subscriber_id == sub.id)
     ).first()

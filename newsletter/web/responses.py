@@ -9,28 +9,28 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from newsletter.config import Settings
 from newsletter.templating import html_env
-from newsletter.tokens import TokenError
+from newsletter.tokens import TokenError, TokenReason
 
-TOKEN_PAGES = {
-    "forged": (
+TOKEN_PAGES: dict[TokenReason, tuple[int, str, str]] = {
+    TokenReason.forged: (
         400,
         "This link is not valid",
         "The link may have been cut short or changed. Copy the whole link from the email, "
         "or sign up again to get a new one.",
     ),
-    "expired": (
+    TokenReason.expired: (
         410,
         "This link has expired",
         "For your safety, links stop working after a while. Sign up again with the same "
         "address and we will send you a fresh one.",
     ),
-    "used": (
+    TokenReason.used: (
         410,
         "This link has already been used",
         "It may have been used already, or replaced by a newer one. If your subscription is "
         "active, use the preferences link in your latest email; otherwise sign up again.",
     ),
-    "gone": (
+    TokenReason.gone: (
         410,
         "This subscription no longer exists",
         "We hold no data for it any more. You can sign up again at any time.",
@@ -66,5 +66,5 @@ def error_response(request: Request, status_code: int, title: str, message: str,
 
 
 def token_error(request: Request, exc: TokenError) -> Response:
-    status, title, message = TOKEN_PAGES.get(exc.reason, TOKEN_PAGES["forged"])
+    status, title, message = TOKEN_PAGES[exc.reason]
     return error_response(request, status, title, message, show_signup=True)

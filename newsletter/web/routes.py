@@ -16,7 +16,7 @@ from newsletter import links
 from newsletter import subscriptions as subs
 from newsletter.db import session_scope
 from newsletter.models import Subscriber, SubscriberStatus
-from newsletter.tokens import Purpose, TokenError
+from newsletter.tokens import Purpose, TokenError, TokenReason
 from newsletter.web.deps import (
     ClientDep,
     FormOrJson,
@@ -76,7 +76,7 @@ def subscribe(
 def confirm_page(request: Request, token: str, session: SessionDep, settings: SettingsDep) -> Response:
     sub, _ = subs.subscriber_for_token(session, settings, Purpose.confirm, token)
     if sub.status is not SubscriberStatus.pending:
-        raise TokenError("used")
+        raise TokenError(TokenReason.used)
     return render_page(request, "confirm.html", email=sub.email, token=token)
 
 
@@ -105,7 +105,7 @@ def unsubscribe(
     try:
         sub, _ = subs.subscriber_for_token(session, settings, Purpose.unsubscribe, token)
     except TokenError as exc:
-        if exc.reason == "gone":  # erased: there is nothing left to unsubscribe
+        if exc.reason is TokenReason.gone:  # erased: there is nothing left to unsubscribe
             return PlainTextResponse("Unsubscribed.\n")
         return token_error(request, exc)
     subs.unsubscribe(session, sub, client, via="one-click")
