@@ -430,3 +430,17 @@ def renderer_for(settings: Settings, issue_id: int) -> DigestRenderer:
         while len(_renderers) > 4:
             _renderers.popitem(last=False)
     return _renderers[key]
+
+
+def reader_view(session: Session, settings: Settings, issue: Issue, sub: Subscriber) -> str:
+    """One reader's digest of `issue` as an HTML page: the papers they were sent, in that order,
+    or, if the issue has not reached them, the papers they would be sent now."""
+    delivery = session.exec(
+        select(Delivery).where(Delivery.issue_id == issue.id, Delivery.subscriber_id == sub.id)
+    ).first()
+    renderer = renderer_for(settings, issue.id)
+    if delivery and delivery.state is DeliveryState.sent and delivery.paper_ids:
+        ranked = renderer.rank_ids(sub, delivery.paper_ids)
+    else:
+        ranked = renderer.rank(sub)
+    return renderer.render(sub, renderer.items(sub, ranked)).html

@@ -67,6 +67,12 @@ def record_vote(
     return True
 
 
+def reset_profile(session: Session, sub: Subscriber) -> None:
+    """Forget what the reader's votes taught the ranking; their stated interests stay."""
+    sub.profile = {}
+    session.add(sub)
+
+
 def _too_soon(session: Session, settings: Settings, vote: VoteRequest) -> bool:
     if settings.vote_grace_seconds <= 0:
         return False

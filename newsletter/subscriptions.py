@@ -230,13 +230,19 @@ def subscriber_for_token(
     return sub, data.extra
 
 
+def pending_subscriber(session: Session, settings: Settings, token: str) -> Subscriber:
+    """The subscriber a confirmation link names, still pending; TokenError (used) once confirmed."""
+    sub, _ = subscriber_for_token(session, settings, Purpose.confirm, token)
+    if sub.status is not SubscriberStatus.pending:
+        raise TokenError(TokenReason.used)
+    return sub
+
+
 def confirm_subscription(
     session: Session, settings: Settings, token: str, client: Client = Client()
 ) -> Subscriber:
     """Confirm a pending subscriber (single-use) and queue the welcome email."""
-    sub, _ = subscriber_for_token(session, settings, Purpose.confirm, token)
-    if sub.status is not SubscriberStatus.pending:
-        raise TokenError(TokenReason.used)
+    sub = pending_subscriber(session, settings, token)
     was_resubscribe = sub.confirmed_at is not None
     transition(sub, SubscriberStatus.confirmed)
     sub.confirmed_at = utcnow()

@@ -12,8 +12,8 @@ from sqlmodel import col, select
 from newsletter import feedback
 from newsletter import subscriptions as subs
 from newsletter.admin import stats
-from newsletter.digests import issue_title, paper_view, renderer_for
-from newsletter.models import Delivery, DeliveryState, Issue, Paper
+from newsletter.digests import issue_title, paper_view, reader_view
+from newsletter.models import Issue, Paper
 from newsletter.tokens import Purpose, TokenError, TokenReason
 from newsletter.web.deps import (
     ClientDep,
@@ -65,15 +65,10 @@ def archive_issue(request: Request, issue_id: IssueId, session: SessionDep) -> R
 def view_in_browser(issue_id: IssueId, token: str, session: SessionDep, settings: SettingsDep) -> Response:
     """One reader's digest as it was sent (or would be sent), shown as a page."""
     sub, extra = subs.subscriber_for_token(session, settings, Purpose.view, token)
-    if extra.get("i") != issue_id or session.get(Issue, issue_id) is None:
+    issue = session.get(Issue, issue_id)
+    if issue is None or extra.get("i") != issue_id:  # the link names the issue it was sent with
         raise TokenError(TokenReason.forged)
-    delivery = session.exec(
-        select(Delivery).where(Delivery.issue_id == issue_id, Delivery.subscriber_id == sub.id)
-    ).first()
-    sent = delivery.paper_ids if delivery and delivery.state is DeliveryState.sent else None
-    renderer = renderer_for(settings, issue_id)
-    ranked = renderer.rank_ids(sub, sent) if sent else renderer.rank(sub)
-    return HTMLResponse(renderer.render(sub, renderer.items(sub, ranked)).html)
+    return HTMLResponse(reader_view(session, settings, issue, sub))
 
 
 @router.get("/vote/{token}", response_class=HTMLResponse)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
 
-from newsletter import links
+from newsletter import feedback, links
 from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.models import Subscriber, SubscriberStatus
@@ -106,8 +106,7 @@ def export_data(sub: Reader, session: SessionDep) -> Response:
 def reset_profile(
     request: Request, token: str, sub: Reader, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    sub.profile = {}
-    session.add(sub)
+    feedback.reset_profile(session, sub)
     return _page(request, settings, sub, token, reset=True)
 
 

@@ -74,9 +74,7 @@ def subscribe(
 
 @router.get("/confirm/{token}", response_class=HTMLResponse)
 def confirm_page(request: Request, token: str, session: SessionDep, settings: SettingsDep) -> Response:
-    sub, _ = subs.subscriber_for_token(session, settings, Purpose.confirm, token)
-    if sub.status is not SubscriberStatus.pending:
-        raise TokenError(TokenReason.used)
+    sub = subs.pending_subscriber(session, settings, token)
     return render_page(request, "confirm.html", email=sub.email, token=token)
 
 
