@@ -11,9 +11,9 @@ from sqlmodel import col, select
 
 from newsletter import feedback
 from newsletter import subscriptions as subs
-from newsletter.admin import stats
 from newsletter.digests import issue_title, paper_view, reader_view
 from newsletter.models import Issue, Paper
+from newsletter.stats import issue_counts, subscriber_counts
 from newsletter.tokens import Purpose, TokenError, TokenReason
 from newsletter.web.deps import (
     ClientDep,
@@ -101,15 +101,14 @@ def bounce_webhook(
 
 
 @router.get("/metrics")
-def metrics() -> Response:
+def metrics(session: SessionDep) -> Response:
     """Prometheus text: subscribers by status, deliveries by issue and state."""
-    data = stats()
     lines = ["# TYPE newsletter_subscribers gauge"]
-    lines += [f'newsletter_subscribers{{status="{k}"}} {v}' for k, v in data["subscribers"].items()]
+    lines += [f'newsletter_subscribers{{status="{k}"}} {v}' for k, v in subscriber_counts(session).items()]
     lines.append("# TYPE newsletter_deliveries gauge")
-    for issue in data["issues"]:
+    for issue in issue_counts(session):
         lines += [
-            f'newsletter_deliveries{{issue="{issue["id"]}",period="{issue["period"]}",state="{k}"}} {v}'
-            for k, v in issue["counts"].items()
+            f'newsletter_deliveries{{issue="{issue.id}",period="{issue.period}",state="{k}"}} {v}'
+            for k, v in issue.counts.items()
         ]
     return PlainTextResponse("\n".join(lines) + "\n")
