@@ -26,7 +26,7 @@ from newsletter.web.deps import (
     subscriber_for,
     within_signup_rate,
 )
-from newsletter.web.responses import error_response, render_page, token_error, wants_json
+from newsletter.web.responses import error_response, render_page, wants_json
 
 router = APIRouter(route_class=FormOrJsonRoute)
 
@@ -105,7 +105,7 @@ def unsubscribe(
     except TokenError as exc:
         if exc.reason is TokenReason.gone:  # erased: there is nothing left to unsubscribe
             return PlainTextResponse("Unsubscribed.\n")
-        return token_error(request, exc)
+        raise
     subs.unsubscribe(session, sub, client, via="one-click")
     if wants_json(request):
         return JSONResponse({"status": "unsubscribed"})
