@@ -12,9 +12,10 @@ from sqlmodel import select
 from newsletter import jobs
 from newsletter import subscriptions as subs
 from newsletter.config import Settings, get_settings
-from newsletter.db import session_scope
-from newsletter.delivery import delivery_counts, dispatch_issue
-from newsletter.digests import DigestRenderer, period_of, plan_issue
+from newsletter.db import get_engine, session_scope
+from newsletter.delivery import dispatch_issue
+from newsletter.digests import DigestRenderer, period_of
+from newsletter.ledger import delivery_counts, plan_issue
 from newsletter.models import (
     Frequency,
     Issue,
@@ -46,7 +47,7 @@ def list_subscribers(status: str | None = None) -> list[dict[str, Any]]:
         except ValueError as exc:
             allowed = ", ".join(s.value for s in SubscriberStatus)
             raise ValueError(f"unknown status {status!r}; use one of {allowed}") from exc
-    with session_scope() as session:
+    with session_scope(get_settings().database_url) as session:
         return [subscriber_row(s) for s in session.exec(stmt)]
 
 
@@ -54,7 +55,7 @@ def add_subscriber(
     settings: Settings, email: str, interests: str, frequency: str, max_papers: int, confirmed: bool
 ) -> str:
     client = subs.Client(user_agent="cli")
-    with session_scope() as session:
+    with session_scope(get_settings().database_url) as session:
         if confirmed:
             sub = subs.import_subscriber(
                 session,
@@ -73,7 +74,7 @@ def add_subscriber(
 
 
 def remove_subscriber(email: str, erase: bool) -> str:
-    with session_scope() as session:
+    with session_scope(get_settings().database_url) as session:
         sub = subs.find_by_email(session, email)
         if sub is None:
             raise LookupError(f"no subscriber with address {email}")
@@ -85,7 +86,7 @@ def remove_subscriber(email: str, erase: bool) -> str:
 
 
 def export(email: str | None) -> Any:
-    with session_scope() as session:
+    with session_scope(get_settings().database_url) as session:
         if email is None:
             return [subscriber_row(s) for s in session.exec(select(Subscriber))]
         sub = subs.find_by_email(session, email)
@@ -112,7 +113,7 @@ def ingest(
         result = load_source(settings, source=source, path=path, week=week, date=date, query=query)
     except SourceError as exc:
         raise ValueError(str(exc)) from exc
-    with session_scope() as session:
+    with session_scope(get_settings().database_url) as session:
         report = ingest_records(session, result.records)
     return {
         "added": report.added,
@@ -131,7 +132,7 @@ def scheduled_ingest() -> dict[str, Any]:
 def preview(settings: Settings, *, interests: str | None, email: str | None, limit: int) -> dict[str, Any]:
     """Rank the store's current papers for some interests (or a subscriber), without sending."""
     now = utcnow()
-    with session_scope() as session:
+    with session_scope(get_settings().database_url) as session:
         if email:
             sub = subs.find_by_email(session, email)
             if sub is None:
@@ -182,7 +183,7 @@ def preview(settings: Settings, *, interests: str | None, email: str | None, lim
 
 
 def due_count(frequency: Frequency) -> int:
-    with session_scope() as session:
+    with session_scope(get_settings().database_url) as session:
         return session.exec(
             select(func.count())
             .select_from(Subscriber)
@@ -207,15 +208,15 @@ def send_now(
     if dry_run:
         from newsletter.digests import candidate_papers
 
-        with session_scope() as session:
+        with session_scope(get_settings().database_url) as session:
             papers = len(candidate_papers(session, freq, now))
         return {"period": period_of(freq, now), "due": due_count(freq), "papers": papers}
-    with session_scope() as session:
+    with session_scope(get_settings().database_url) as session:
         issue, planned = plan_issue(session, freq, now)
-    counts = delivery_counts(issue.id)
+    counts = delivery_counts(get_engine(get_settings().database_url), issue.id)
     total = sum(counts.values())
     if settings.uses_broker:
-        jobs.run("dispatch_issue", issue.id)
+        jobs.run(get_settings(), dispatch_issue, issue.id)
         if wait:
             _wait_with_progress(issue.id, total, show_progress)
     else:
@@ -224,7 +225,7 @@ def send_now(
         "issue_id": issue.id,
         "period": issue.period,
         "planned": planned,
-        "counts": delivery_counts(issue.id),
+        "counts": delivery_counts(get_engine(get_settings().database_url), issue.id),
     }
 
 
@@ -237,9 +238,11 @@ def _run_with_progress(issue_id: int, total: int, show: bool) -> None:
 
     with Progress(disable=not show, transient=True) as bar:
         task = bar.add_task(
-            "Sending", total=max(total, 1), completed=total - _open_work(delivery_counts(issue_id))
+            "Sending",
+            total=max(total, 1),
+            completed=total - _open_work(delivery_counts(get_engine(get_settings().database_url), issue_id)),
         )
-        dispatch_issue(issue_id, progress=lambda r: bar.advance(task, r.get("claimed", 0)))
+        dispatch_issue(get_settings(), issue_id, progress=lambda r: bar.advance(task, r.get("claimed", 0)))
 
 
 def _wait_with_progress(issue_id: int, total: int, show: bool, timeout: float = 3600) -> None:
@@ -250,7 +253,7 @@ def _wait_with_progress(issue_id: int, total: int, show: bool, timeout: float = 
     with Progress(disable=not show, transient=True) as bar:
         task = bar.add_task("Sending", total=max(total, 1))
         while time.monotonic() < deadline:
-            counts = delivery_counts(issue_id)
+            counts = delivery_counts(get_engine(get_settings().database_url), issue_id)
             bar.update(task, completed=total - _open_work(counts))
             if counts["pending"] + counts["sending"] == 0:
                 return
@@ -265,17 +268,17 @@ def issue_row(issue: Issue) -> dict[str, Any]:
         "title": issue.title,
         "papers": len(issue.paper_ids),
         "created_at": issue.created_at.isoformat(),
-        "counts": delivery_counts(issue.id),
+        "counts": delivery_counts(get_engine(get_settings().database_url), issue.id),
     }
 
 
 def list_issues() -> list[dict[str, Any]]:
-    with session_scope() as session:
+    with session_scope(get_settings().database_url) as session:
         return [issue_row(i) for i in session.exec(select(Issue).order_by(Issue.id.desc()))]
 
 
 def show_issue(issue_id: int) -> dict[str, Any]:
-    with session_scope() as session:
+    with session_scope(get_settings().database_url) as session:
         issue = session.get(Issue, issue_id)
         if issue is None:
             raise LookupError(f"no issue with id {issue_id}")
@@ -284,7 +287,7 @@ def show_issue(issue_id: int) -> dict[str, Any]:
 
 
 def stats() -> dict[str, Any]:
-    with session_scope() as session:
+    with session_scope(get_settings().database_url) as session:
         by_status = dict(
             session.exec(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all()
         )

@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./var/newsletter.db"
     broker_url: str | None = None
     redis_url: str | None = None  # rate limits shared across web processes; defaults to broker
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"] = "INFO"
 
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -85,6 +86,13 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def limits_redis_url(self) -> str | None:
+        """Where rate limits are shared: `redis_url`, else a Redis broker, else nowhere."""
+        if self.redis_url:
+            return self.redis_url
+        return self.broker_url if (self.broker_url or "").startswith("redis") else None
 
     @property
     def uses_broker(self) -> bool:

@@ -20,22 +20,18 @@ from typing import Any
 from jinja2 import Template, pass_environment
 from jinja2.filters import do_wordwrap
 from markupsafe import escape
-from sqlalchemy import literal, or_
+from sqlalchemy import or_
 from sqlmodel import Session, select
 
 from newsletter import links
 from newsletter.config import Settings
-from newsletter.db import insert_ignore
+from newsletter.db import insert_ignore, session_scope
 from newsletter.mail.render import RenderedEmail, inline_css, render_subject
 from newsletter.models import (
-    Delivery,
-    DeliveryState,
     Frequency,
     Issue,
     Paper,
     Subscriber,
-    SubscriberStatus,
-    utcnow,
 )
 from newsletter.ranking import PaperIndex, PaperText, RankedItem, build_index, rank_papers, trending_score
 from newsletter.templating import html_env, text_env
@@ -101,39 +97,6 @@ def get_or_create_issue(session: Session, frequency: Frequency, now: datetime) -
     )
     session.flush()
     return session.exec(stmt).one()
-
-
-def plan_deliveries(session: Session, issue: Issue) -> int:
-    """One pending delivery per confirmed subscriber of the issue's frequency, in one statement.
-
-    INSERT … SELECT keeps the subscriber list in the database (no rows in Python memory) and
-    ON CONFLICT makes planning twice harmless. Returns how many rows were added.
-    """
-    table = Delivery.__table__
-    rows = select(
-        literal(issue.id),
-        Subscriber.id,
-        literal(DeliveryState.pending, table.c.state.type),
-        literal(0),
-        literal([], table.c.paper_ids.type),
-    ).where(Subscriber.status == SubscriberStatus.confirmed, Subscriber.frequency == issue.frequency)
-    stmt = insert_ignore(table, session.get_bind().dialect.name).from_select(
-        ["issue_id", "subscriber_id", "state", "attempts", "paper_ids"], rows
-    )
-    added = session.execute(stmt, execution_options={"preserve_rowcount": True}).rowcount
-    added = max(added, 0)
-    issue.planned_at = utcnow()
-    session.add(issue)
-    return added
-
-
-def plan_issue(
-    session: Session, frequency: Frequency = Frequency.weekly, now: datetime | None = None
-) -> tuple[Issue, int]:
-    """Create (or find) this period's issue and plan its deliveries; returns (issue, new rows)."""
-    now = now or utcnow()
-    issue = get_or_create_issue(session, frequency, now)
-    return issue, plan_deliveries(session, issue)
 
 
 # ---- papers as the templates see them -------------------------------------------------------
@@ -411,3 +374,23 @@ class DigestRenderer:
         )
         body = text_template().render(context)
         return RenderedEmail(subject=render_subject("digest", context), text=body.strip() + "\n", html=html)
+
+
+# ---- one renderer per issue per process -----------------------------------------------------
+
+_renderers: OrderedDict[tuple[str, int], DigestRenderer] = OrderedDict()
+RENDERERS_KEPT = 4
+
+
+def renderer_for(settings: Settings, issue_id: int) -> DigestRenderer:
+    """The issue's renderer, built (and premailer run) once per process, not per batch."""
+    key = (settings.database_url, issue_id)
+    if key not in _renderers:
+        with session_scope(settings.database_url) as session:
+            issue = session.get(Issue, issue_id)
+            if issue is None:
+                raise LookupError(f"issue {issue_id} does not exist")
+            _renderers[key] = DigestRenderer.load(session, settings, issue)
+        while len(_renderers) > RENDERERS_KEPT:
+            _renderers.popitem(last=False)
+    return _renderers[key]

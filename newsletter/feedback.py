@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 
 from newsletter import subscriptions as subs
 from newsletter.config import Settings
+from newsletter.digests import renderer_for
 from newsletter.models import Delivery, Issue, Paper, Subscriber, SubscriberStatus, Vote, utcnow
 from newsletter.ranking import update_profile
 from newsletter.tokens import Purpose, TokenError
@@ -43,8 +44,6 @@ def record_vote(
     Returns False when this paper of this issue already has the reader's vote. Votes that
     arrive within `vote_grace_seconds` of sending are ignored as scanner noise.
     """
-    from newsletter.delivery import renderer_for
-
     sub = session.get(Subscriber, vote.subscriber_id)
     if sub is None or sub.status is not SubscriberStatus.confirmed:
         raise TokenError("used")

@@ -110,9 +110,10 @@ class Site:
 def site(tmp_path_factory) -> Iterator[Site]:
     from newsletter import admin
     from newsletter.config import reset_settings
-    from newsletter.db import _engines, session_scope
+    from newsletter.db import _engines
     from newsletter.migrate import upgrade
     from newsletter.papers import PaperRecord, ingest_records, sample_feed_path
+    from newsletter.testing import configured_session
 
     tmp = tmp_path_factory.mktemp("browser")
     db_url = f"sqlite:///{tmp / 'site.db'}"
@@ -140,7 +141,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
     server = None
     try:
         admin.ingest(admin.get_settings(), path=sample_feed_path())
-        with session_scope() as session:
+        with configured_session() as session:
             ingest_records(session, [PaperRecord(**ROBOT_PAPER)])
         server = WebServer(process_env(**env), tmp / "web.log", port=port)
         yield Site(server.url, box, db_url)

@@ -106,11 +106,11 @@ class Rig:
         return add_confirmed(self.db_url, count)
 
     def plan(self, readers: int) -> tuple[int, list[str]]:
-        from newsletter.db import session_scope
-        from newsletter.digests import plan_issue
+        from newsletter.ledger import plan_issue
+        from newsletter.testing import configured_session
 
         addresses = self.readers(readers)
-        with session_scope() as session:
+        with configured_session() as session:
             issue, planned = plan_issue(session)
         assert planned == readers
         return issue.id, addresses
@@ -242,11 +242,11 @@ def test_slow_batch_keeps_its_claims_while_idle_workers_wait(rig):
 def plan_next_week(issue_days: int = 7) -> int:
     from datetime import timedelta
 
-    from newsletter.db import session_scope
-    from newsletter.digests import plan_issue
+    from newsletter.ledger import plan_issue
     from newsletter.models import utcnow
+    from newsletter.testing import configured_session
 
-    with session_scope() as session:
+    with configured_session() as session:
         issue, _ = plan_issue(session, now=utcnow() + timedelta(days=issue_days))
     return issue.id
 

@@ -70,19 +70,19 @@ def path_of(url: str) -> str:
 
 
 def subscriber_id(address_key: str) -> int | None:
-    from newsletter.db import session_scope
     from newsletter.models import Subscriber
+    from newsletter.testing import configured_session
 
-    with session_scope() as session:
+    with configured_session() as session:
         sub = session.exec(select(Subscriber).where(Subscriber.email_key == address_key)).first()
         return sub[0].id if sub else None
 
 
 def add_subscriber(address: str, status: str = "confirmed", interests: str = "agents") -> int:
-    from newsletter.db import session_scope
     from newsletter.models import Subscriber, SubscriberStatus
+    from newsletter.testing import configured_session
 
-    with session_scope() as session:
+    with configured_session() as session:
         sub = Subscriber(
             email=address,
             email_key=address.casefold(),
@@ -96,10 +96,10 @@ def add_subscriber(address: str, status: str = "confirmed", interests: str = "ag
 
 
 def sub_row(sub_id: int):
-    from newsletter.db import session_scope
     from newsletter.models import Subscriber
+    from newsletter.testing import configured_session
 
-    with session_scope() as session:
+    with configured_session() as session:
         return session.get(Subscriber, sub_id)
 
 
@@ -149,14 +149,14 @@ def test_fuzz_every_operation_never_answers_5xx(app_settings):
     from hypothesis import given
     from schemathesis.generation.modes import GenerationMode
 
-    from newsletter.db import session_scope
-    from newsletter.digests import plan_issue
+    from newsletter.ledger import plan_issue
+    from newsletter.testing import configured_session
     from newsletter.web import create_app
 
     ingest_sample()
     add_subscriber("reader@example.org")
     add_subscriber("pending@example.org", status="pending")
-    with session_scope() as session:
+    with configured_session() as session:
         plan_issue(session)
     schema = schemathesis.openapi.from_asgi("/api/openapi.json", create_app(app_settings))
     seen, failures = [], []
@@ -265,12 +265,12 @@ def test_bounce_webhook_hard_bounce_complaint_and_refusals(client, app_settings)
     assert sub_row(soft).status.value == "bounced"
 
     # the next issue goes to nobody of them
-    from newsletter.db import session_scope
-    from newsletter.digests import plan_issue
+    from newsletter.ledger import plan_issue
+    from newsletter.testing import configured_session
 
     ingest_sample()
     add_subscriber("stays@example.org")
-    with session_scope() as session:
+    with configured_session() as session:
         _, planned = plan_issue(session)
     assert planned == 1
 
@@ -447,8 +447,8 @@ def test_paper_text_with_html_is_escaped_in_every_page_and_email(configure, pg_u
     script. Every page that shows it and the digest's HTML show it as text; the plain-text part
     shows it verbatim (it is text); no javascript: link survives."""
     from newsletter import admin
-    from newsletter.db import session_scope
     from newsletter.papers import PaperRecord, ingest_records
+    from newsletter.testing import configured_session
     from newsletter.web import create_app
 
     box, port = smtp_server
@@ -456,7 +456,7 @@ def test_paper_text_with_html_is_escaped_in_every_page_and_email(configure, pg_u
         NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_SMTP_HOST="127.0.0.1", NEWSLETTER_SMTP_PORT=str(port)
     )
     ingest_sample()
-    with session_scope() as session:
+    with configured_session() as session:
         ingest_records(
             session,
             [
@@ -515,17 +515,17 @@ def test_paper_text_with_html_is_escaped_in_every_page_and_email(configure, pg_u
 def reader_world(client, app_settings):
     """Two confirmed readers with a sent issue, and a pending one: real tokens of each kind."""
     from newsletter import admin
-    from newsletter.db import session_scope
     from newsletter.models import Issue
     from newsletter.subscriptions import request_subscription
+    from newsletter.testing import configured_session
 
     ingest_sample()
     a = add_subscriber("ada@example.org", interests="language model agents")
     b = add_subscriber("bob@example.org", interests="robot learning")
     admin.send_now(admin.get_settings(), "weekly")
-    with session_scope() as session:
+    with configured_session() as session:
         request_subscription(session, app_settings, "pen@example.org", "robots")
-    with session_scope() as session:
+    with configured_session() as session:
         issue = session.exec(select(Issue)).first()[0]
     pen = subscriber_id("pen@example.org")
     return type(
@@ -693,10 +693,10 @@ def test_no_endpoint_tells_whether_an_address_is_known(client, app_settings, rea
     for an unknown, pending, confirmed, unsubscribed, bounced or erased address, in any case,
     form or JSON, inside or outside the cooldown. Preferences are reached only through a signed
     link: no route looks a subscriber up by address, except the authenticated webhook."""
-    from newsletter.db import session_scope
     from newsletter.models import Subscriber, SubscriberStatus
+    from newsletter.testing import configured_session
 
-    with session_scope() as session:
+    with configured_session() as session:
         session.add(
             Subscriber(
                 email="gone@example.org", email_key="gone@example.org", status=SubscriberStatus.unsubscribed

@@ -14,8 +14,7 @@ from newsletter import feedback
 from newsletter import subscriptions as subs
 from newsletter.admin import stats
 from newsletter.db import session_scope
-from newsletter.delivery import renderer_for
-from newsletter.digests import issue_title, paper_view
+from newsletter.digests import issue_title, paper_view, renderer_for
 from newsletter.models import Delivery, DeliveryState, Issue, Paper
 from newsletter.tokens import Purpose, TokenError
 from newsletter.web.app import error_response, render_page
