@@ -34,9 +34,11 @@ import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
+
+from newsletter.values import as_utc, shorten
 
 # --- tunables (see benchmarks/ranking_eval.py for their effect) -------------------------------
 
@@ -142,14 +144,8 @@ def trending_score(upvotes: int, published_at: datetime | None, now: datetime) -
     popularity = u / (u + TRENDING_UPVOTES_HALF)
     if published_at is None:
         return popularity * TRENDING_UNKNOWN_AGE
-    age_days = max((_as_utc(now) - _as_utc(published_at)).total_seconds() / 86_400, 0.0)
+    age_days = max((as_utc(now) - as_utc(published_at)).total_seconds() / 86_400, 0.0)
     return popularity * 0.5 ** (age_days / TRENDING_HALF_LIFE_DAYS)
-
-
-def _as_utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 # --- stemming ----------------------------------------------------------------------------------
@@ -907,7 +903,7 @@ def _item(
     if relevance < MIN_RELEVANCE:
         why = TRENDING_WHY
     elif from_profile and liked:
-        why = f"Because you liked “{_shorten(_closest_title(index, doc, liked), 80)}”"
+        why = f"Because you liked “{shorten(_closest_title(index, doc, liked), 80, one_line=True)}”"
     elif matched:
         why = "Matches your interests: " + ", ".join(own[:3] or [w for w, _ in matched[:3]])
     else:
@@ -961,11 +957,6 @@ def _closest_title(index: PaperIndex, doc: int, liked: list[str]) -> str:
     return max(reversed(liked), key=lambda t: sum(weights.get(s, 0.0) for s in set(_stems(t))))
 
 
-def _shorten(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
-
-
 # --- feedback ------------------------------------------------------------------------------------
 
 
@@ -995,7 +986,7 @@ def update_profile(
             step = -PROFILE_DISLIKE * unit * (index.idf.get(term, 0.0) / rare) ** PROFILE_DISLIKE_IDF
         terms[label] = terms.get(label, 0.0) + step
     kept = _strongest(terms)
-    title = _shorten(index.papers[doc].title, 300)
+    title = shorten(index.papers[doc].title, 300, one_line=True)
     mine, other = ("liked", "disliked") if direction > 0 else ("disliked", "liked")
     return {
         "terms": {label: round(w, 4) for label, w in kept if abs(w) >= 1e-4},
@@ -1048,4 +1039,4 @@ def _strongest(terms: Mapping[str, float]) -> list[tuple[str, float]]:
 def _titles(value: Any) -> list[str]:
     if not isinstance(value, list):
         return []
-    return [_shorten(t, 300) for t in value if isinstance(t, str)][-PROFILE_MAX_TITLES:]
+    return [shorten(t, 300, one_line=True) for t in value if isinstance(t, str)][-PROFILE_MAX_TITLES:]
