@@ -5,12 +5,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from newsletter.ranking import (
+    DEFAULT_PARAMS,
     PROFILE_MAX_TERMS,
     PROFILE_MAX_TITLES,
     TRENDING_WHY,
@@ -122,6 +124,18 @@ def test_why_prefers_the_readers_words_to_related_ones():
     top = rank_papers(build_index([scan], NOW), "medical segmentation", limit=1)[0]
     assert top.why == "Matches your interests: segmentation"
     assert top.matched_terms[0] == "segmentation" and "disease" in top.matched_terms
+
+
+def test_params_are_passed_in_and_cached_work_follows_them(index):
+    as_shipped = rank_papers(index, "LLM", limit=6)
+    no_lexicon = replace(DEFAULT_PARAMS, synonym_weight=0.0, related_weight=0.0)
+    for ranked in (
+        rank_papers(build_index(PAPERS, NOW, no_lexicon), "LLM", limit=6),  # the index's params
+        rank_papers(index, "LLM", limit=6, params=no_lexicon),  # or the caller's
+    ):
+        assert all(item.matched_terms == () for item in ranked)
+        assert ids(ranked) == trending_order(index)
+    assert rank_papers(index, "LLM", limit=6) == as_shipped
 
 
 @pytest.mark.parametrize("interests", ["", "   ", "zyzzyva quuxification", "!!! ??? ..."])
