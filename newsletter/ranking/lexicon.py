@@ -1,9 +1,10 @@
-"""The research-topic lexicon: phrases that bring other phrases into a reader's query.
+"""The research-topic lexicon: phrases in a reader's interests that bring in other phrases.
 
-SYNONYMS: each line lists phrases that name the same thing, so any one of them brings in the
-others (at `RankingParams.synonym_weight`). RELATED: the phrase on the left also brings in the
-ones on the right, at `RankingParams.related_weight`, but not the other way round. Phrases are
-kept as their stems, so "robots" in a reader's interests finds the entry for "robot".
+The entries live in `lexicon.txt` beside this module, a plain text file that people who are not
+programmers can edit; its header explains the format. Synonyms bring each other in at
+`RankingParams.synonym_weight`; a related term is brought in by its phrase, one way only, at
+`RankingParams.related_weight`. Entries are keyed by their stems, so "robots" in a reader's
+interests finds the entry for "robot".
 """
 
 from __future__ import annotations
@@ -13,152 +14,14 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import resources
 
 from newsletter.ranking.text import stems
 
-# Generic ML/AI vocabulary.
-_SYNONYMS = """
-llm | large language model
-lm | language model
-vlm | vision language model | vision language
-mllm | multimodal large language model | multimodal llm
-rl | reinforcement learning
-drl | deep reinforcement learning | deep rl
-marl | multi agent reinforcement learning
-rlhf | reinforcement learning from human feedback | learning from human feedback
-dpo | direct preference optimization
-ppo | proximal policy optimization
-mbrl | model based reinforcement learning | model based rl
-irl | inverse reinforcement learning
-nlp | natural language processing
-nlg | natural language generation
-cv | computer vision
-asr | speech recognition
-tts | text to speech
-mt | machine translation
-qa | question answering
-cot | chain of thought
-icl | in context learning
-sft | supervised fine tuning
-peft | parameter efficient fine tuning
-lora | low rank adaptation
-rag | retrieval augmented generation
-kd | knowledge distillation
-gan | generative adversarial network
-vae | variational autoencoder
-vit | vision transformer
-cnn | convolutional neural network | convnet
-rnn | recurrent neural network
-lstm | long short term memory
-gnn | graph neural network
-moe | mixture of experts
-nerf | neural radiance field
-ssl | self supervised learning
-ood | out of distribution
-kg | knowledge graph
-hci | human computer interaction
-continual learning | lifelong learning | incremental learning
-catastrophic forgetting | catastrophic interference
-imitation learning | learning from demonstration | behavior cloning | behavioural cloning
-meta learning | learning to learn
-world model | dynamics model
-offline rl | offline reinforcement learning | batch reinforcement learning
-in context learning | few shot prompting
-instruction tuning | instruction tuned | instruction finetuning
-tool use | tool learning | tool augmented
-llm agent | language agent | language model agent | llm based agent
-chatbot | dialogue system | conversational agent
-dialogue | dialog | conversation
-summarization | summarisation
-optimization | optimisation
-quantization | quantisation | low bit
-pruning | sparsification
-neuroscience | brain inspired | neuro inspired
-child | children | infant
-education | educational | tutoring | pedagogy | pedagogical
-knowledge tracing | student modeling | student modelling
-hallucination | factuality | factual consistency
-chain of thought | step by step reasoning
-"""
+LEXICON_FILE = "lexicon.txt"
 
-_RELATED = """
-llm: language model | gpt | chatgpt | transformer
-language model: llm | text generation
-agent: agents | tool | planning | environment | autonomous
-robot: robotic | manipulation | embodied | locomotion | grasping | dexterous
-robotics: robot | manipulation | embodied | control
-manipulation: robot | grasping | dexterous | gripper
-embodied: robot | agent | simulated environment
-reinforcement learning: reward | policy | agent | environment
-reward model: rlhf | preference | reward
-alignment: human feedback | preference | helpful | harmless | rlhf | values
-preference: human feedback | reward model | rlhf | alignment
-human feedback: preference | alignment | reward model
-diffusion: denoising | score based | generative
-generative: generation | diffusion | gan
-image: vision | visual | pixel
-vision: image | visual | video
-video: visual | temporal | frame
-segmentation: mask | semantic segmentation | pixel
-medical: clinical | patient | mri | disease | healthcare | brain
-detection: detector | object detection
-continual learning: catastrophic forgetting | replay | task incremental | class incremental
-catastrophic forgetting: continual learning | replay | stability plasticity
-forgetting: catastrophic forgetting | continual learning | retention
-replay: rehearsal | experience replay | memory buffer
-curriculum: easy to hard | task ordering
-imitation learning: demonstration | expert | behavior cloning
-demonstration: imitation | expert | teleoperation
-meta learning: learning algorithm | learned optimizer | few shot
-exploration: curiosity | intrinsic motivation | novelty | open ended
-open ended: open endedness | exploration | novelty
-skill: skill discovery | primitive | behavior
-skill discovery: intrinsic reward | unsupervised skill
-reasoning: chain of thought | math | logic | planning
-math: mathematical | arithmetic | theorem | gsm8k
-mathematical reasoning: math | chain of thought | problem solving
-efficient: efficiency | compression | sparse | quantization | pruning | distillation
-efficiency: efficient | compression | sparse
-compression: quantization | pruning | distillation | sparse
-sparse: sparsity | pruning
-distillation: teacher | student | compact model
-knowledge distillation: teacher model | student model | distill
-transformer: attention | self attention
-attention: transformer | self attention
-in context learning: few shot | prompting
-instruction tuning: instruction following | supervised fine tuning | instruction dataset
-prompt: prompting | in context learning | few shot
-prompting: prompt | in context learning | zero shot
-self improvement: self training | self improving | iterative training | bootstrapping
-synthetic data: data generation | generated data | self generated
-survey: review | overview | taxonomy
-benchmark: evaluation | dataset | leaderboard
-evaluation: benchmark | metric
-interpretability: mechanistic | explainability | probing
-mechanistic: interpretability | circuit
-brain: neuroscience | neural | biological | cognitive
-neuroscience: brain | biological | cognitive
-memory: episodic memory | working memory | retention
-cognitive science: psychology | human learning | developmental
-psychology: cognitive | developmental | human behavior
-language acquisition: child | word learning | developmental
-education: student | learner | teaching | tutoring | course
-tutoring: student | learner | education
-multimodal: vision language | image text | visual
-vision language: multimodal | image | visual
-graph: graph neural network | node | knowledge graph
-speech: audio | spoken | asr
-audio: speech | sound
-code: programming | software | code generation
-web: browser | website | navigation
-game: video game | atari
-planning: planner | search | reasoning
-search: retrieval | planning
-retrieval: search | retriever | rag
-representation learning: representation | embedding | self supervised
-self supervised learning: contrastive | representation learning | unsupervised
-dialogue: response generation | utterance
-"""
+Synonyms = tuple[str, ...]  # phrases that name the same thing
+Related = tuple[str, tuple[str, ...]]  # a phrase, and the phrases it brings in
 
 
 @dataclass(frozen=True)
@@ -184,19 +47,55 @@ class Lexicon:
 
 @lru_cache(maxsize=8)
 def lexicon(synonym_weight: float, related_weight: float) -> Lexicon:
-    """The lexicon with its expansions weighted as given (built once per pair of weights)."""
+    """The shipped lexicon with its expansions weighted as given (built once per pair)."""
+    synonyms, related = _shipped()
     entries: dict[tuple[str, ...], list[Expansion]] = defaultdict(list)
-    for line in filter(None, map(str.strip, _SYNONYMS.splitlines())):
-        names = [name.strip() for name in line.split("|")]
+    for names in synonyms:
         group = [stems(name) for name in names]
         for name, key in zip(names, group, strict=True):
             others = tuple(g for g in group if g != key)
             entries[key].append(Expansion(name, others, synonym_weight, True))
-    for line in filter(None, map(str.strip, _RELATED.splitlines())):
-        left, right = line.split(":", 1)
-        related = tuple(stems(p) for p in right.split("|"))
-        entries[stems(left)].append(Expansion(left.strip(), related, related_weight, False))
-    return Lexicon({k: tuple(v) for k, v in entries.items()}, max(len(key) for key in entries))
+    for left, right in related:
+        targets = tuple(stems(name) for name in right)
+        entries[stems(left)].append(Expansion(left, targets, related_weight, False))
+    return Lexicon({k: tuple(v) for k, v in entries.items()}, max(map(len, entries), default=0))
+
+
+def parse_lexicon(text: str, source: str = LEXICON_FILE) -> tuple[list[Synonyms], list[Related]]:
+    """The synonym lines and the related-term lines of a lexicon file, in file order.
+
+    Raises ValueError naming `source` and the line of an entry that cannot be used: a synonym
+    line with a single phrase, or a phrase with no word left once stop words are dropped.
+    """
+    synonyms: list[Synonyms] = []
+    related: list[Related] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"{source} line {number}"
+        left, colon, right = line.partition(":")
+        names = tuple(_phrase(name, where) for name in (right if colon else line).split("|"))
+        if colon:
+            related.append((_phrase(left, where), names))
+        elif len(names) < 2:
+            raise ValueError(f"{where}: synonyms need two or more phrases separated by |")
+        else:
+            synonyms.append(names)
+    return synonyms, related
+
+
+@lru_cache(maxsize=1)
+def _shipped() -> tuple[list[Synonyms], list[Related]]:
+    text = resources.files("newsletter.ranking").joinpath(LEXICON_FILE).read_text(encoding="utf-8")
+    return parse_lexicon(text)
+
+
+def _phrase(text: str, where: str) -> str:
+    phrase = text.strip()
+    if not stems(phrase):
+        raise ValueError(f"{where}: {phrase!r} has no word to match (empty, or only common words)")
+    return phrase
 
 
 def phrase_keys(phrase: tuple[str, ...], weight: float) -> list[tuple[str, float, bool]]:
