@@ -35,6 +35,7 @@ from newsletter.models import (
 )
 from newsletter.ranking import PaperIndex, PaperText, RankedItem, build_index, rank_papers, trending_score
 from newsletter.templating import html_env, text_env
+from newsletter.values import shorten
 
 MAX_CANDIDATES = 100
 RANK_CACHE_SIZE = 512  # rankings remembered per issue (readers who share interests share them)
@@ -114,14 +115,6 @@ class PaperView:
     links: tuple[tuple[str, str], ...]
 
 
-def _shorten(text_: str, limit: int) -> str:
-    text_ = " ".join(text_.split())
-    if len(text_) <= limit:
-        return text_
-    cut = text_[:limit].rsplit(" ", 1)[0]
-    return cut.rstrip(",.;:") + "…"
-
-
 def paper_view(paper: Paper) -> PaperView:
     arxiv = paper.arxiv_url
     pairs = [
@@ -145,7 +138,7 @@ def paper_view(paper: Paper) -> PaperView:
         link=paper.url or arxiv or paper.pdf_url or "",
         authors=authors,
         authors_line=line,
-        abstract_short=_shorten(paper.abstract, ABSTRACT_CHARS),
+        abstract_short=shorten(paper.abstract, ABSTRACT_CHARS, one_line=True, at_word=True),
         thumbnail=paper.thumbnail,
         links=tuple(link_list[1:] if link_list else ()),
     )
