@@ -83,10 +83,6 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
-    @property
     def uses_broker(self) -> bool:
         return bool(self.broker_url)
 
