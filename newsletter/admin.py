@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlmodel import select
 
 from newsletter import jobs
 from newsletter import subscriptions as subs
-from newsletter.config import Settings, get_settings
+from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.delivery import delivery_counts, dispatch_issue
 from newsletter.digests import DigestRenderer, period_of, plan_issue
@@ -23,6 +24,9 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
+from newsletter.papers import SourceError
+from newsletter.papers.ingest import load_source, store_fetched
+from newsletter.papers.ingest import scheduled_ingest as scheduled_ingest  # jobs.JOBS names it here
 
 
 def subscriber_row(sub: Subscriber) -> dict[str, Any]:
@@ -103,29 +107,17 @@ def ingest(
     date: str | None = None,
     query: str | None = None,
 ) -> dict[str, Any]:
-    """Fetch from a source and upsert the papers; bad items are reported, not fatal."""
-    from newsletter.papers import SourceError, ingest_records, load_source
+    """Fetch from a source and upsert the papers; bad items are reported, not fatal.
 
+    Returns {"added", "updated", "unchanged", "errors"}.
+    """
     if path is not None and not Path(path).exists():
         raise ValueError(f"no such file: {path}")
     try:
-        result = load_source(settings, source=source, path=path, week=week, date=date, query=query)
+        fetched = load_source(settings, source=source, path=path, week=week, date=date, query=query)
     except SourceError as exc:
         raise ValueError(str(exc)) from exc
-    with session_scope() as session:
-        report = ingest_records(session, result.records)
-    return {
-        "added": report.added,
-        "updated": report.updated,
-        "unchanged": report.unchanged,
-        "errors": result.errors + report.errors,
-    }
-
-
-def scheduled_ingest() -> dict[str, Any]:
-    """Beat's daily ingest from the configured source."""
-    settings = get_settings()
-    return ingest(settings, path=settings.paper_source_path)
+    return asdict(store_fetched(settings, fetched))
 
 
 def preview(settings: Settings, *, interests: str | None, email: str | None, limit: int) -> dict[str, Any]:

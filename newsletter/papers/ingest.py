@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlmodel import Session, col, select
 
-from newsletter.config import Settings
+from newsletter.config import Settings, get_settings
+from newsletter.db import session_scope
 from newsletter.models import Paper, utcnow
 from newsletter.papers.arxiv import fetch_arxiv
 from newsletter.papers.base import LINK_FIELDS, PaperRecord, SourceResult, as_utc, title_key
@@ -97,6 +99,23 @@ def ingest_records(
         report.count(outcome)
     session.flush()
     return report
+
+
+def store_fetched(settings: Settings, fetched: SourceResult) -> IngestReport:
+    """Ingest what a source returned in one transaction that commits (for jobs and the CLI).
+
+    The source's own bad items come first in the report's errors.
+    """
+    with session_scope(settings.database_url) as session:
+        report = ingest_records(session, fetched.records)
+    return replace(report, errors=fetched.errors + report.errors)
+
+
+def scheduled_ingest() -> dict[str, Any]:
+    """Beat's daily ingest from the configured source; returns the report as JSON-ready data."""
+    settings = get_settings()
+    fetched = load_source(settings, path=settings.paper_source_path)
+    return asdict(store_fetched(settings, fetched))
 
 
 def load_source(
