@@ -84,10 +84,6 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
-    @property
     def limits_redis_url(self) -> str | None:
         """Where rate limits are shared: `redis_url`, else a Redis broker, else nowhere."""
         if self.redis_url:

@@ -17,6 +17,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from newsletter import admin
+from newsletter.config import get_settings, reset_settings
+from newsletter.migrate import upgrade
+from newsletter.papers import sample_feed_path
+from newsletter.web import create_app
+
 DEMO_READERS = [
     ("ada@example.org", "large language models, reasoning and agents that use tools"),
     ("grace@example.org", "medical imaging and segmentation"),
@@ -27,7 +33,11 @@ CONFIRM_RE = re.compile(r"https?://\S+/confirm/[A-Za-z0-9._-]+")
 
 
 def configure(outbox: Path, database: Path) -> None:
-    """Point the settings at a fresh SQLite file and outbox folder, with no services."""
+    """Point the settings at a fresh SQLite file and outbox folder, with no services.
+
+    Through the environment, not a Settings object: the send path and the confirmation
+    emails still read the global settings.
+    """
     for path in (database, outbox):
         if path.is_dir():
             shutil.rmtree(path)
@@ -45,8 +55,6 @@ def configure(outbox: Path, database: Path) -> None:
     )
     for name in ("NEWSLETTER_BROKER_URL", "NEWSLETTER_SMTP_HOST"):
         os.environ.pop(name, None)
-    from newsletter.config import reset_settings
-
     reset_settings()
 
 
@@ -58,7 +66,8 @@ def read_messages(outbox: Path) -> list[email.message.EmailMessage]:
 
 
 def text_of(msg: email.message.EmailMessage) -> str:
-    return msg.get_body(preferencelist=("plain",)).get_content()
+    body = msg.get_body(preferencelist=("plain",))
+    return body.get_content() if body else ""
 
 
 def sign_up_readers(client, outbox: Path) -> None:
@@ -81,19 +90,13 @@ def run_demo(outbox: Path, database: Path, console: Console) -> None:
         from fastapi.testclient import TestClient
 
     configure(outbox, database)
-    from newsletter import admin
-    from newsletter.config import get_settings
-    from newsletter.migrate import upgrade
-    from newsletter.papers import sample_feed_path
-    from newsletter.web import create_app
-
     settings = get_settings()
     upgrade(settings.database_url)
     report = admin.ingest(settings, path=sample_feed_path())
     console.print(f"Ingested {report['added']} papers from the bundled sample feed.")
     with TestClient(create_app(settings), base_url=settings.base_url) as client:
         sign_up_readers(client, outbox)
-    confirmed = [s for s in admin.list_subscribers() if s["status"] == "confirmed"]
+    confirmed = admin.list_subscribers(settings, status="confirmed")
     console.print(f"{len(confirmed)} demo readers signed up and confirmed by email (double opt-in).")
     result = admin.send_now(settings, "weekly", show_progress=True)
     console.print(f"Issue {result['period']}: {result['counts']['sent']} digests sent.")

@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 import pytest
 from aiosmtpd.controller import Controller
 
+from newsletter.config import get_settings
 from tests.conftest import (
     BASE_ENV,
     ROOT,
@@ -140,7 +141,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
     reset_settings()
     server = None
     try:
-        admin.ingest(admin.get_settings(), path=sample_feed_path())
+        admin.ingest(get_settings(), path=sample_feed_path())
         with configured_session() as session:
             ingest_records(session, [PaperRecord(**ROBOT_PAPER)])
         server = WebServer(process_env(**env), tmp / "web.log", port=port)

@@ -9,6 +9,7 @@ import pytest
 from sqlmodel import select
 
 from newsletter import admin
+from newsletter.config import get_settings
 from newsletter.db import get_engine
 from newsletter.delivery import dispatch_issue, send_batch
 from newsletter.digests import DigestItem, full_context, reader_links, renderer_for
@@ -53,7 +54,7 @@ def add_subscriber(
 
 
 def ingest_sample() -> None:
-    settings = admin.get_settings()
+    settings = get_settings()
     admin.ingest(settings, path=sample_feed_path())
 
 
@@ -74,7 +75,7 @@ def world(configure, db_url, smtp_server):
 
 
 def send_now():
-    return admin.send_now(admin.get_settings(), "weekly")
+    return admin.send_now(get_settings(), "weekly")
 
 
 def digests(box, to=None):
@@ -235,7 +236,7 @@ def test_daily_readers_get_the_daily_issue_only(world):
     add_subscriber("daily@example.org", "diffusion", frequency=Frequency.daily)
     send_now()
     assert digests(world.box, "daily@example.org") == []
-    admin.send_now(admin.get_settings(), "daily")
+    admin.send_now(get_settings(), "daily")
     assert len(digests(world.box, "daily@example.org")) == 1
     with configured_session() as session:
         periods = sorted(i.period for i in session.exec(select(Issue)))

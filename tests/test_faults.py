@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from newsletter.config import get_settings
 from tests.conftest import ROOT, Worker, process_env
 from tests.faultkit import (
     Beat,
@@ -102,7 +103,7 @@ class Rig:
         from newsletter import admin
         from newsletter.papers import sample_feed_path
 
-        admin.ingest(admin.get_settings(), path=sample_feed_path())
+        admin.ingest(get_settings(), path=sample_feed_path())
         return add_confirmed(self.db_url, count)
 
     def plan(self, readers: int) -> tuple[int, list[str]]:

@@ -29,6 +29,7 @@ from hypothesis import settings as hyp_settings
 from sqlalchemy import create_engine, select, text
 from sqlmodel import SQLModel
 
+from newsletter.config import get_settings
 from newsletter.tokens import Purpose, make_token
 from tests.conftest import WebServer, free_port, link_in, process_env, text_part
 from tests.faultkit import FaultySMTP, PrivateRedis, SMTPServer
@@ -120,7 +121,7 @@ def ingest_sample() -> None:
     from newsletter import admin
     from newsletter.papers import sample_feed_path
 
-    admin.ingest(admin.get_settings(), path=sample_feed_path())
+    admin.ingest(get_settings(), path=sample_feed_path())
 
 
 @pytest.fixture
@@ -408,7 +409,7 @@ def test_unicode_and_idn_addresses_one_subscriber_delivered_without_smtputf8(con
         ingest_sample()
         for a in ("one@example.org", "eve@bücher.example", "\u7528\u6237@example.org", "two@example.org"):
             add_subscriber(a)
-        result = admin.send_now(admin.get_settings(), "weekly")
+        result = admin.send_now(get_settings(), "weekly")
         assert result["counts"]["sent"] == 3 and result["counts"]["failed"] == 1
         assert result["counts"]["deferred"] == 0  # nothing stuck behind the unicode mailbox
         assert box.received["one@example.org"] == box.received["two@example.org"] == 1
@@ -472,7 +473,7 @@ def test_paper_text_with_html_is_escaped_in_every_page_and_email(configure, pg_u
             ],
         )
     sub_id = add_subscriber("ada@example.org", interests="large language model agents tools")
-    result = admin.send_now(admin.get_settings(), "weekly")
+    result = admin.send_now(get_settings(), "weekly")
     assert result["counts"]["sent"] == 1
     [msg] = box.parsed("ada@example.org")
     html_mail = msg.get_body(("html",)).get_content()
@@ -522,7 +523,7 @@ def reader_world(client, app_settings):
     ingest_sample()
     a = add_subscriber("ada@example.org", interests="language model agents")
     b = add_subscriber("bob@example.org", interests="robot learning")
-    admin.send_now(admin.get_settings(), "weekly")
+    admin.send_now(get_settings(), "weekly")
     with configured_session() as session:
         request_subscription(session, app_settings, "pen@example.org", "robots")
     with configured_session() as session:
@@ -950,7 +951,7 @@ def test_digest_dkim_signature_verifies_and_covers_the_one_click_headers(
     )
     ingest_sample()
     add_subscriber("ada@example.org")
-    assert admin.send_now(admin.get_settings(), "weekly")["counts"]["sent"] == 1
+    assert admin.send_now(get_settings(), "weekly")["counts"]["sent"] == 1
     [(_, rcpts, raw)] = box.messages
     dns = lambda name, timeout=5: record if name == b"pd._domainkey.news.example.org." else None  # noqa: E731
     assert raw.startswith(b"DKIM-Signature:") and dkim.verify(raw, dnsfunc=dns)

@@ -7,12 +7,12 @@ from typing import Any
 from celery.schedules import crontab
 from celery.signals import after_setup_logger, worker_process_init
 
-from newsletter.admin import scheduled_ingest  # moves to papers.ingest with the CLI work
 from newsletter.config import get_settings
 from newsletter.db import dispose_engines
 from newsletter.delivery import recover_stale_claims, scheduled_send
 from newsletter.jobs import task_name
 from newsletter.logs import setup_logging
+from newsletter.papers.ingest import scheduled_ingest
 from newsletter.worker import make_app
 
 settings = get_settings()

@@ -10,11 +10,11 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from newsletter.admin import scheduled_ingest  # moves to papers.ingest with the CLI work
 from newsletter.delivery import dispatch_issue, recover_stale_claims, scheduled_send, send_batch
 from newsletter.jobs import task_name
 from newsletter.mail.senders import TransientSendError
 from newsletter.mail.transactional import send_transactional
+from newsletter.papers.ingest import scheduled_ingest
 from workers.celery_app import app, settings
 
 RETRYABLE = (TransientSendError, OperationalError, ConnectionError, TimeoutError)
@@ -56,4 +56,4 @@ def recover_stale_claims_task() -> int:
 
 @app.task(name=task_name(scheduled_ingest), **RETRY)
 def scheduled_ingest_task() -> dict[str, Any]:
-    return scheduled_ingest()
+    return scheduled_ingest(settings)

@@ -129,7 +129,7 @@ async def bounce_webhook(request: Request) -> Response:
 @router.get("/metrics")
 def metrics(request: Request) -> Response:
     """Prometheus text: subscribers by status, deliveries by issue and state."""
-    data = stats()
+    data = stats(settings_of(request))
     lines = ["# TYPE newsletter_subscribers gauge"]
     lines += [f'newsletter_subscribers{{status="{k}"}} {v}' for k, v in data["subscribers"].items()]
     lines.append("# TYPE newsletter_deliveries gauge")
