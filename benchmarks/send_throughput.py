@@ -64,7 +64,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from newsletter.testing import PG_ADMIN as TEST_PG
-from newsletter.testing import create_pg_database, dkim_test_key, drop_pg_database, stop_process
+from newsletter.testing import create_pg_database, dkim_test_key, drop_pg_database, free_port, stop_process
 
 PG_ADMIN = os.environ.get("NEWSLETTER_BENCH_PG", TEST_PG)
 REDIS = os.environ.get(
@@ -140,12 +140,6 @@ TOPICS = [
 
 
 # ---- small helpers ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(host: str, port: int, timeout: float = 10.0) -> None:
@@ -731,7 +725,7 @@ def run(args: argparse.Namespace) -> dict:
 
         celery_app = publisher(get_settings())
         celery_app.conf.task_default_queue = queue
-        worker_env = {k: v for k, v in os.environ.items()}
+        worker_env = dict(os.environ.items())
         worker_env["PYTHONPATH"] = str(ROOT)
         workers = Workers(
             worker_env,

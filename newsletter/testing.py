@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import os
 import signal
+import socket
 import subprocess
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -20,6 +21,13 @@ from newsletter.config import get_settings
 from newsletter.db import session_scope
 
 PG_ADMIN = os.environ.get("NEWSLETTER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def create_pg_database(prefix: str = "nl_test", admin_url: str = PG_ADMIN) -> str:
@@ -63,10 +71,8 @@ def stop_process(proc, timeout: float = 10.0, group: bool = False) -> None:
     """SIGTERM a process (its whole process group if `group`), SIGKILL it if it lingers."""
 
     def send(sig: int) -> None:
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
-        except ProcessLookupError:
-            pass
 
     if proc.poll() is not None:
         return

@@ -199,7 +199,7 @@ def test_worker_killed_mid_send_every_reader_gets_one_digest(rig):
     r.dispatch(issue_id)
     kills = []
     for at, target in [(300, "child"), (800, "worker"), (1300, "child"), (1800, "worker")]:
-        wait_until(lambda: r.box.total() >= at, 60, f"{at} digests sent")
+        wait_until(lambda at=at: r.box.total() >= at, 60, f"{at} digests sent")
         alive = [w for w in r.workers if w.proc.poll() is None]
         victim = alive[len(kills) % len(alive)]
         if target == "child":
@@ -374,11 +374,14 @@ def test_two_beats_a_restarted_beat_and_send_now_make_one_issue_one_digest_each(
     result = json.loads(out)
     counts = r.wait_sent(result["issue_id"], len(addresses), timeout=60)
     assert counts == {"sent": len(addresses)}
+
     # a few more ticks after everything went out change nothing
-    ticks = lambda: sum(
-        b.log_path.read_text().count("Sending due task digests")  # noqa: E731
-        for b in r.beats
-    )
+    def ticks():
+        return sum(
+            b.log_path.read_text().count("Sending due task digests")  # noqa: E731
+            for b in r.beats
+        )
+
     later = ticks() + 4
     wait_until(lambda: ticks() >= later, 30, "more beat ticks")
     time.sleep(1)

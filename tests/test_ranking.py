@@ -86,7 +86,7 @@ def ids(items):
 
 
 def trending_order(index):
-    return [p.id for _, p in sorted(zip(index.trending, index.papers), key=lambda tp: -tp[0])]
+    return [p.id for _, p in sorted(zip(index.trending, index.papers, strict=False), key=lambda tp: -tp[0])]
 
 
 # --- relevance -----------------------------------------------------------------------------------

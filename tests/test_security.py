@@ -351,7 +351,7 @@ def test_line_breaks_in_fields_that_never_reach_a_header_cannot_inject_one(clien
     [msg] = outbox(app_settings)
     assert msg["Bcc"] is None and msg.get_all("To") == ["ada@example.org"]
     assert msg.get_all("Subject") == ["Please confirm your Paper Digest subscription"]
-    names = {k.lower() for k in msg.keys()}
+    names = {k.lower() for k in msg}
     assert names <= {
         "from",
         "to",
@@ -758,7 +758,9 @@ def test_no_get_or_head_changes_anything(client, app_settings, reader_world):
         "/unsubscribe/{token}": f"/unsubscribe/{token_for(s, Purpose.unsubscribe, w.a)}",
         "/preferences/{token}": f"/preferences/{token_for(s, Purpose.preferences, w.a)}",
         "/preferences/{token}/export": f"/preferences/{token_for(s, Purpose.preferences, w.a)}/export",
-        "/issues/{issue_id}/view/{token}": f"/issues/{issue_id}/view/{token_for(s, Purpose.view, w.a, i=issue_id)}",
+        "/issues/{issue_id}/view/{token}": (
+            f"/issues/{issue_id}/view/{token_for(s, Purpose.view, w.a, i=issue_id)}"
+        ),
         "/vote/{token}": f"/vote/{token_for(s, Purpose.vote, w.a, i=issue_id, p=w.paper, d=1)}",
         "/api/openapi.json": "/api/openapi.json",
         "/api/docs": "/api/docs",
@@ -1019,7 +1021,7 @@ def test_per_ip_and_per_address_limits_hold_under_a_burst(web_stack):
     assert codes == [202] * 10 + [429] * 50, codes
     accepted = {
         a
-        for (a, _), r in zip([(f"u{i}@example.org", 0) for i in range(60)], responses)
+        for (a, _), r in zip([(f"u{i}@example.org", 0) for i in range(60)], responses, strict=False)
         if r.status_code == 202
     }
     engine = create_engine(web_stack.db_url)
