@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEV_SECRET = "dev-insecure-secret-change-me"
 
@@ -97,6 +97,24 @@ class Settings(BaseSettings):
     @property
     def mail_domain(self) -> str:
         return self.mail_from.rsplit("@", 1)[-1].strip(" >")
+
+
+class _ValuesOnly(Settings):
+    @classmethod
+    def settings_customise_sources(  # type: ignore[override]
+        cls,
+        _settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        **_environment: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def settings_from(**values: Any) -> Settings:
+    """Settings from `values` and the defaults only: no environment variable, no .env file.
+
+    For runs that must not touch the operator's configuration (the demo)."""
+    return _ValuesOnly(**values)
 
 
 @lru_cache

@@ -189,3 +189,30 @@ def test_demo_runs_the_whole_journey_offline(tmp_path):
     outbox = tmp_path / "var" / "demo" / "outbox"
     digests = [p for p in outbox.glob("*.eml") if b"List-Id:" in p.read_bytes()]
     assert len(digests) == 4
+
+
+def test_demo_next_to_a_production_configuration_touches_none_of_it(tmp_path):
+    """Run where an operator's .env and environment name a database, broker and relay, the demo
+    uses its own SQLite file and outbox: none of those services is even reachable here."""
+    unreachable = {
+        "NEWSLETTER_MODE": "production",
+        "NEWSLETTER_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:1/production",
+        "NEWSLETTER_BROKER_URL": "redis://127.0.0.1:1/0",
+        "NEWSLETTER_SMTP_HOST": "127.0.0.1",
+        "NEWSLETTER_SMTP_PORT": "1",
+    }
+    (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in unreachable.items()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(PYTHONPATH=str(ROOT), NEWSLETTER_SMTP_HOST="127.0.0.1", NEWSLETTER_SMTP_PORT="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "newsletter", "demo"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "4 digests sent" in result.stdout
+    outbox = tmp_path / "var" / "demo" / "outbox"
+    assert len([p for p in outbox.glob("*.eml") if b"List-Id:" in p.read_bytes()]) == 4
