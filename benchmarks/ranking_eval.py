@@ -10,8 +10,8 @@ Reports, over the labelled interests in benchmarks/data/ranking_eval.json:
 * a feedback simulation: readers with a hidden topic but a vague stated interest vote on the five
   papers of each issue, and we measure precision@5 of their next issue against that hidden topic;
   also for a variant, labelled as such, of readers who only ever click "more like this";
-* with --ablation, the same simulation with each of the learning tunables set back to its value
-  before issue #7, one at a time.
+* with --ablation, the same simulation with each of the learning tunables set back to its
+  earlier value (plain Rocchio), one at a time.
 
 Upvotes are synthetic and deterministic (a hash of the title, as in the sample feed) because the
 shared file has titles and abstracts only; publication dates are unknown, so trending is upvotes.
@@ -20,7 +20,6 @@ shared file has titles and abstracts only; publication dates are unknown, so tre
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import itertools
 import json
@@ -31,7 +30,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,11 +39,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
-from newsletter import ranking
 from newsletter.ranking import (
+    DEFAULT_PARAMS,
     STOPWORDS,
     PaperIndex,
     PaperText,
+    RankingParams,
     build_index,
     rank_papers,
     update_profile,
@@ -152,7 +152,7 @@ def rankers(papers: Sequence[PaperText], index: PaperIndex) -> dict[str, Ranker]
         "ours": lambda q: [it.paper_id for it in rank_papers(index, q, limit=n)],
         "ours_relevance_only": lambda q: [it.paper_id for it in rank_papers(relevance_only, q, limit=n)],
         "tfidf_cosine": tfidf.rank,
-        "trending_only": lambda q: by_trending,
+        "trending_only": lambda _interests: by_trending,
     }
 
 
@@ -179,7 +179,9 @@ def evaluate(papers: Sequence[PaperText], queries: Sequence[EvalQuery]) -> dict[
     for name, rank in rankers(papers, index).items():
         runs = [rank(q.interests) for q in queries]
         results[name] = {
-            f"p@{k}": statistics.mean(precision_at(r, q.relevant, k) for r, q in zip(runs, queries))
+            f"p@{k}": statistics.mean(
+                precision_at(r, q.relevant, k) for r, q in zip(runs, queries, strict=True)
+            )
             for k in (5, 10)
         }
     results["ceiling"] = {
@@ -219,6 +221,7 @@ def simulate_feedback(
     checkpoints: Sequence[int] = FEEDBACK_VOTES,
     *,
     dislikes: bool = True,
+    params: RankingParams = DEFAULT_PARAMS,
 ) -> dict[str, Any]:
     """Readers who teach the ranking their taste by voting, scored on papers they never saw.
 
@@ -232,9 +235,10 @@ def simulate_feedback(
     same reader without a profile and the best possible value.
 
     With `dislikes=False` the readers never click "less like this": they look at the same
-    papers but only vote +1, and the checkpoints count papers looked at, not votes.
+    papers but only vote +1, and the checkpoints count papers looked at, not votes. The index is
+    built with `params`, which ranking and voting then use.
     """
-    index = build_index(papers, NOW)
+    index = build_index(papers, NOW, params)
     halves = [frozenset(p.id for p in papers[k::2]) for k in (0, 1)]
     readers = [
         (q, stated)
@@ -298,39 +302,26 @@ def _votes(
         sent.update(item.paper_id for item in issue)
 
 
-# The learning tunables of newsletter.ranking set back, one at a time, to what they were (or
-# did) before issue #7. "all of them" leaves only what no tunable undoes: liked and disliked
+# The learning tunables of RankingParams set back, one at a time, to what they were (or did)
+# with plain Rocchio. "all of them" leaves only what no tunable undoes: liked and disliked
 # papers are scored apart, each side normalised on its own.
 ABLATIONS: dict[str, dict[str, float]] = {
-    "liked words not expanded by lexicon": {"PROFILE_EXPANSION": 0.0},
-    "40 terms per vote, not 100": {"PROFILE_TERMS_PER_VOTE": 40},
-    "no slots kept for liked terms": {"PROFILE_LIKED_SHARE": 0.0},
-    "dislikes move generic words too": {"PROFILE_DISLIKE_IDF": 0.0},
-    "disliked side weighs 0.5, not 0.25": {"PROFILE_DISLIKED_WEIGHT": 0.5},
-    "vague interests keep full weight": {"STATED_FULL_SPECIFICITY": 0.0},
+    "liked words not expanded by lexicon": {"profile_expansion": 0.0},
+    "40 terms per vote, not 100": {"profile_terms_per_vote": 40},
+    "no slots kept for liked terms": {"profile_liked_share": 0.0},
+    "dislikes move generic words too": {"profile_dislike_idf": 0.0},
+    "disliked side weighs 0.5, not 0.25": {"profile_disliked_weight": 0.5},
+    "vague interests keep full weight": {"stated_full_specificity": 0.0},
 }
 ABLATIONS["all of them"] = {k: v for values in ABLATIONS.values() for k, v in values.items()}
-
-
-@contextlib.contextmanager
-def tunables(**values: float) -> Iterator[None]:
-    """Set module-level tunables of newsletter.ranking for the duration of a block."""
-    old = {name: getattr(ranking, name) for name in values}
-    try:
-        for name, value in values.items():
-            setattr(ranking, name, value)
-        yield
-    finally:
-        for name, value in old.items():
-            setattr(ranking, name, value)
 
 
 def feedback_ablation(papers: Sequence[PaperText], queries: Sequence[EvalQuery]) -> dict[str, Any]:
     """P@5 after 0, 1, 3 … votes as shipped and with each of ABLATIONS."""
     results = {"as shipped": simulate_feedback(papers, queries)["with_feedback_p@5"]}
     for label, values in ABLATIONS.items():
-        with tunables(**values):
-            results[label] = simulate_feedback(papers, queries)["with_feedback_p@5"]
+        params = replace(DEFAULT_PARAMS, **values)
+        results[label] = simulate_feedback(papers, queries, params=params)["with_feedback_p@5"]
     return results
 
 
@@ -386,7 +377,7 @@ def print_report(report: dict[str, Any]) -> None:
     if "feedback_ablation" in report:
         rows = report["feedback_ablation"]
         print()
-        print("Ablation: P@5 after N votes with one learning tunable set back to its pre-#7 value")
+        print("Ablation: P@5 after N votes with one learning tunable set back to its plain-Rocchio value")
         print(f"{'':<40}" + "".join(f"{n:>7}" for n in rows["as shipped"]))
         for label, row in rows.items():
             print(f"{label:<40}" + "".join(f"{p:>7.3f}" for p in row.values()))

@@ -64,7 +64,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from newsletter.testing import PG_ADMIN as TEST_PG
-from newsletter.testing import create_pg_database, dkim_test_key, drop_pg_database, stop_process
+from newsletter.testing import create_pg_database, dkim_test_key, drop_pg_database, free_port, stop_process
 
 PG_ADMIN = os.environ.get("NEWSLETTER_BENCH_PG", TEST_PG)
 REDIS = os.environ.get(
@@ -140,12 +140,6 @@ TOPICS = [
 
 
 # ---- small helpers ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(host: str, port: int, timeout: float = 10.0) -> None:
@@ -263,13 +257,14 @@ def sample_messages(issue_id: int, count: int) -> list[bytes]:
     from sqlmodel import select
 
     from newsletter.config import get_settings
-    from newsletter.db import session_scope
-    from newsletter.delivery import digest_message, renderer_for
+    from newsletter.delivery import digest_message
+    from newsletter.digests import renderer_for
     from newsletter.models import Subscriber
+    from newsletter.testing import configured_session
 
     settings = get_settings()
     renderer = renderer_for(settings, issue_id)
-    with session_scope() as session:
+    with configured_session() as session:
         subs = session.exec(select(Subscriber).order_by(Subscriber.id).limit(count)).all()
     out = []
     for sub in subs:
@@ -579,9 +574,10 @@ def summarise_profile(path: Path, top: int = 30, within: str = "send_batch") -> 
 def ledger_figures(issue_id: int) -> dict:
     from sqlalchemy import text
 
+    from newsletter.config import get_settings
     from newsletter.db import get_engine
 
-    with get_engine().connect() as conn:
+    with get_engine(get_settings().database_url).connect() as conn:
         states = dict(
             conn.execute(
                 text("SELECT state, count(*) FROM delivery WHERE issue_id = :i GROUP BY state"),
@@ -614,9 +610,10 @@ def ledger_figures(issue_id: int) -> dict:
 def open_rows(issue_id: int) -> int:
     from sqlalchemy import text
 
+    from newsletter.config import get_settings
     from newsletter.db import get_engine
 
-    with get_engine().connect() as conn:
+    with get_engine(get_settings().database_url).connect() as conn:
         return conn.execute(
             text(
                 "SELECT count(*) FROM delivery WHERE issue_id = :i AND state IN "
@@ -681,12 +678,12 @@ def run(args: argparse.Namespace) -> dict:
         result["load_s"] = round(time.perf_counter() - t, 2)
         log(f"{args.subscribers} subscribers loaded in {result['load_s']} s", quiet)
 
-        from newsletter.db import session_scope
-        from newsletter.digests import plan_issue
+        from newsletter.ledger import plan_issue
         from newsletter.models import Frequency
+        from newsletter.testing import configured_session
 
         t = time.perf_counter()
-        with session_scope() as session:
+        with configured_session() as session:
             issue, planned = plan_issue(session, Frequency.weekly)
             issue_id = issue.id
         result["plan_s"] = round(time.perf_counter() - t, 3)
@@ -724,11 +721,11 @@ def run(args: argparse.Namespace) -> dict:
         env["NEWSLETTER_BROKER_URL"] = broker
         os.environ["NEWSLETTER_BROKER_URL"] = broker
         reset_settings()
-        from workers.celery_app import app as celery_app
+        from newsletter.worker import publisher
 
-        celery_app.conf.broker_url = broker
+        celery_app = publisher(get_settings())
         celery_app.conf.task_default_queue = queue
-        worker_env = {k: v for k, v in os.environ.items()}
+        worker_env = dict(os.environ.items())
         worker_env["PYTHONPATH"] = str(ROOT)
         workers = Workers(
             worker_env,
@@ -752,7 +749,7 @@ def run(args: argparse.Namespace) -> dict:
         from newsletter.delivery import dispatch_issue
 
         t0 = time.time()
-        batches = dispatch_issue(issue_id)
+        batches = dispatch_issue(get_settings(), issue_id)
         deadline = time.monotonic() + args.timeout
         while open_rows(issue_id) and time.monotonic() < deadline:
             time.sleep(0.25)

@@ -34,7 +34,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,18 +52,13 @@ from newsletter.testing import (  # noqa: E402
 from newsletter.testing import (
     create_pg_database,
     drop_pg_database,
+    free_port,
     stop_process,
     wait_healthy,
 )
 
 PG_ADMIN = os.environ.get("NEWSLETTER_BENCH_PG", TEST_PG)
 ABUSER_IP = "203.0.113.66"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -1,60 +1,73 @@
-"""Operator actions behind the CLI: plain functions returning JSON-ready data."""
+"""Operator actions behind the CLI: plain functions that take the settings and return data.
+
+Mistakes the operator can fix raise `OperatorError`.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func
-from sqlmodel import select
+from sqlmodel import Session, col, select
 
 from newsletter import jobs
 from newsletter import subscriptions as subs
-from newsletter.config import Settings, get_settings
-from newsletter.db import session_scope
-from newsletter.delivery import delivery_counts, dispatch_issue
-from newsletter.digests import DigestRenderer, period_of, plan_issue
+from newsletter.config import Settings
+from newsletter.db import get_engine, session_scope
+from newsletter.delivery import dispatch_issue
+from newsletter.digests import DigestRenderer, candidate_papers, period_of
+from newsletter.errors import OperatorError
+from newsletter.ledger import delivery_counts, plan_issue
 from newsletter.models import (
     Frequency,
     Issue,
     Paper,
     Subscriber,
+    SubscriberPublic,
     SubscriberStatus,
     utcnow,
 )
+from newsletter.papers import SourceError
+from newsletter.papers.ingest import load_source, store_fetched
+
+CLI_CLIENT = subs.Client(user_agent="cli")  # recorded in consent rows of operator actions
 
 
-def subscriber_row(sub: Subscriber) -> dict[str, Any]:
-    return {
-        "id": sub.id,
-        "email": sub.email,
-        "status": sub.status.value,
-        "interests": sub.interests,
-        "frequency": sub.frequency.value,
-        "max_papers": sub.max_papers,
-        "created_at": sub.created_at.isoformat(),
-        "confirmed_at": sub.confirmed_at and sub.confirmed_at.isoformat(),
-    }
+@dataclass(frozen=True)
+class Removal:
+    """What `remove_subscriber` did: the address and its status now ("erased" if gone)."""
+
+    email: str
+    status: str
 
 
-def list_subscribers(status: str | None = None) -> list[dict[str, Any]]:
-    stmt = select(Subscriber).order_by(Subscriber.id)
+def _subscriber(session: Session, email: str) -> Subscriber:
+    sub = subs.find_by_email(session, email)
+    if sub is None:
+        raise OperatorError(f"no subscriber with address {email}")
+    return sub
+
+
+def list_subscribers(settings: Settings, status: str | None = None) -> list[SubscriberPublic]:
+    stmt = select(Subscriber).order_by(col(Subscriber.id))
     if status:
         try:
             stmt = stmt.where(Subscriber.status == SubscriberStatus(status))
         except ValueError as exc:
             allowed = ", ".join(s.value for s in SubscriberStatus)
-            raise ValueError(f"unknown status {status!r}; use one of {allowed}") from exc
-    with session_scope() as session:
-        return [subscriber_row(s) for s in session.exec(stmt)]
+            raise OperatorError(f"unknown status {status!r}; use one of {allowed}") from exc
+    with session_scope(settings.database_url) as session:
+        return [SubscriberPublic.model_validate(s) for s in session.exec(stmt)]
 
 
 def add_subscriber(
     settings: Settings, email: str, interests: str, frequency: str, max_papers: int, confirmed: bool
-) -> str:
-    client = subs.Client(user_agent="cli")
-    with session_scope() as session:
+) -> SubscriberPublic:
+    """Import a subscriber whose consent you hold (`confirmed`), or start the double opt-in."""
+    with session_scope(settings.database_url) as session:
         if confirmed:
             sub = subs.import_subscriber(
                 session,
@@ -63,35 +76,33 @@ def add_subscriber(
                 interests=interests,
                 frequency=frequency,
                 max_papers=max_papers,
-                client=client,
+                client=CLI_CLIENT,
             )
         else:
-            subs.request_subscription(session, settings, email, interests, client)
-            sub = subs.find_by_email(session, email)
+            subs.request_subscription(session, settings, email, interests, CLI_CLIENT)
+            sub = _subscriber(session, email)
             subs.apply_preferences(sub, frequency=frequency, max_papers=max_papers)
-        return f"{sub.email}: {sub.status.value}"
+        return SubscriberPublic.model_validate(sub)
 
 
-def remove_subscriber(email: str, erase: bool) -> str:
-    with session_scope() as session:
-        sub = subs.find_by_email(session, email)
-        if sub is None:
-            raise LookupError(f"no subscriber with address {email}")
+def remove_subscriber(settings: Settings, email: str, erase: bool) -> Removal:
+    """Unsubscribe an address, or erase every record of it."""
+    with session_scope(settings.database_url) as session:
+        sub = _subscriber(session, email)
         if erase:
             subs.erase_subscriber(session, sub)
-            return f"{email}: erased"
-        subs.unsubscribe(session, sub, subs.Client(user_agent="cli"), via="operator")
-        return f"{sub.email}: {sub.status.value}"
+            return Removal(email, "erased")
+        subs.unsubscribe(session, sub, CLI_CLIENT, via="operator")
+        return Removal(sub.email, sub.status.value)
 
 
-def export(email: str | None) -> Any:
-    with session_scope() as session:
+def export(settings: Settings, email: str | None) -> Any:
+    """JSON-ready data: everything held about one subscriber, or every subscriber's row."""
+    with session_scope(settings.database_url) as session:
         if email is None:
-            return [subscriber_row(s) for s in session.exec(select(Subscriber))]
-        sub = subs.find_by_email(session, email)
-        if sub is None:
-            raise LookupError(f"no subscriber with address {email}")
-        return subs.export_subscriber(session, sub)
+            rows = session.exec(select(Subscriber).order_by(col(Subscriber.id)))
+            return [SubscriberPublic.model_validate(s).model_dump(mode="json") for s in rows]
+        return subs.export_subscriber(session, _subscriber(session, email))
 
 
 def ingest(
@@ -103,39 +114,25 @@ def ingest(
     date: str | None = None,
     query: str | None = None,
 ) -> dict[str, Any]:
-    """Fetch from a source and upsert the papers; bad items are reported, not fatal."""
-    from newsletter.papers import SourceError, ingest_records, load_source
+    """Fetch from a source and upsert the papers; bad items are reported, not fatal.
 
+    Returns {"added", "updated", "unchanged", "errors"}.
+    """
     if path is not None and not Path(path).exists():
-        raise ValueError(f"no such file: {path}")
+        raise OperatorError(f"no such file: {path}")
     try:
-        result = load_source(settings, source=source, path=path, week=week, date=date, query=query)
-    except SourceError as exc:
-        raise ValueError(str(exc)) from exc
-    with session_scope() as session:
-        report = ingest_records(session, result.records)
-    return {
-        "added": report.added,
-        "updated": report.updated,
-        "unchanged": report.unchanged,
-        "errors": result.errors + report.errors,
-    }
-
-
-def scheduled_ingest() -> dict[str, Any]:
-    """Beat's daily ingest from the configured source."""
-    settings = get_settings()
-    return ingest(settings, path=settings.paper_source_path)
+        fetched = load_source(settings, source=source, path=path, week=week, date=date, query=query)
+    except (SourceError, ValueError) as exc:  # a failing source, or options of two sources
+        raise OperatorError(str(exc)) from exc
+    return asdict(store_fetched(settings, fetched))
 
 
 def preview(settings: Settings, *, interests: str | None, email: str | None, limit: int) -> dict[str, Any]:
     """Rank the store's current papers for some interests (or a subscriber), without sending."""
     now = utcnow()
-    with session_scope() as session:
+    with session_scope(settings.database_url) as session:
         if email:
-            sub = subs.find_by_email(session, email)
-            if sub is None:
-                raise LookupError(f"no subscriber with address {email}")
+            sub = _subscriber(session, email)
             sub = Subscriber(
                 id=sub.id,
                 email=sub.email,
@@ -153,8 +150,6 @@ def preview(settings: Settings, *, interests: str | None, email: str | None, lim
                 interests=subs.clean_interests(interests),
             )
         sub.max_papers = limit
-        from newsletter.digests import candidate_papers
-
         issue = Issue(
             id=0,
             frequency=Frequency.weekly,
@@ -163,7 +158,7 @@ def preview(settings: Settings, *, interests: str | None, email: str | None, lim
             paper_ids=candidate_papers(session, Frequency.weekly, now),
             created_at=now,
         )
-        papers = session.exec(select(Paper).where(Paper.id.in_(issue.paper_ids))).all()
+        papers = session.exec(select(Paper).where(col(Paper.id).in_(issue.paper_ids))).all()
     renderer = DigestRenderer(settings, issue, list(papers), now)
     ranked = renderer.rank(sub)
     rendered = renderer.render(sub, renderer.items(sub, ranked))
@@ -181,8 +176,8 @@ def preview(settings: Settings, *, interests: str | None, email: str | None, lim
     return {"items": items, "html": rendered.html, "text": rendered.text, "subject": rendered.subject}
 
 
-def due_count(frequency: Frequency) -> int:
-    with session_scope() as session:
+def due_count(settings: Settings, frequency: Frequency) -> int:
+    with session_scope(settings.database_url) as session:
         return session.exec(
             select(func.count())
             .select_from(Subscriber)
@@ -202,47 +197,51 @@ def send_now(
     try:
         freq = Frequency(frequency)
     except ValueError as exc:
-        raise ValueError("frequency must be weekly or daily") from exc
+        raise OperatorError("frequency must be weekly or daily") from exc
     now = utcnow()
     if dry_run:
-        from newsletter.digests import candidate_papers
-
-        with session_scope() as session:
+        with session_scope(settings.database_url) as session:
             papers = len(candidate_papers(session, freq, now))
-        return {"period": period_of(freq, now), "due": due_count(freq), "papers": papers}
-    with session_scope() as session:
+        return {"period": period_of(freq, now), "due": due_count(settings, freq), "papers": papers}
+    with session_scope(settings.database_url) as session:
         issue, planned = plan_issue(session, freq, now)
-    counts = delivery_counts(issue.id)
-    total = sum(counts.values())
+    total = sum(counts(settings, issue.id).values())
     if settings.uses_broker:
-        jobs.run("dispatch_issue", issue.id)
+        jobs.run(settings, dispatch_issue, issue.id)
         if wait:
-            _wait_with_progress(issue.id, total, show_progress)
+            _wait_with_progress(settings, issue.id, total, show_progress)
     else:
-        _run_with_progress(issue.id, total, show_progress)
+        _run_with_progress(settings, issue.id, total, show_progress)
     return {
         "issue_id": issue.id,
         "period": issue.period,
         "planned": planned,
-        "counts": delivery_counts(issue.id),
+        "counts": counts(settings, issue.id),
     }
+
+
+def counts(settings: Settings, issue_id: int) -> dict[str, int]:
+    """An issue's delivery rows by state."""
+    return delivery_counts(get_engine(settings.database_url), issue_id)
 
 
 def _open_work(counts: dict[str, int]) -> int:
     return counts["pending"] + counts["sending"] + counts["deferred"]
 
 
-def _run_with_progress(issue_id: int, total: int, show: bool) -> None:
+def _run_with_progress(settings: Settings, issue_id: int, total: int, show: bool) -> None:
     from rich.progress import Progress
 
     with Progress(disable=not show, transient=True) as bar:
         task = bar.add_task(
-            "Sending", total=max(total, 1), completed=total - _open_work(delivery_counts(issue_id))
+            "Sending", total=max(total, 1), completed=total - _open_work(counts(settings, issue_id))
         )
-        dispatch_issue(issue_id, progress=lambda r: bar.advance(task, r.get("claimed", 0)))
+        dispatch_issue(settings, issue_id, progress=lambda r: bar.advance(task, r.get("claimed", 0)))
 
 
-def _wait_with_progress(issue_id: int, total: int, show: bool, timeout: float = 3600) -> None:
+def _wait_with_progress(
+    settings: Settings, issue_id: int, total: int, show: bool, timeout: float = 3600
+) -> None:
     """Follow the ledger while workers send; stop when nothing is left open (or deferred only)."""
     from rich.progress import Progress
 
@@ -250,14 +249,14 @@ def _wait_with_progress(issue_id: int, total: int, show: bool, timeout: float = 
     with Progress(disable=not show, transient=True) as bar:
         task = bar.add_task("Sending", total=max(total, 1))
         while time.monotonic() < deadline:
-            counts = delivery_counts(issue_id)
-            bar.update(task, completed=total - _open_work(counts))
-            if counts["pending"] + counts["sending"] == 0:
+            now = counts(settings, issue_id)
+            bar.update(task, completed=total - _open_work(now))
+            if now["pending"] + now["sending"] == 0:
                 return
             time.sleep(0.5)
 
 
-def issue_row(issue: Issue) -> dict[str, Any]:
+def issue_row(settings: Settings, issue: Issue) -> dict[str, Any]:
     return {
         "id": issue.id,
         "frequency": issue.frequency.value,
@@ -265,27 +264,36 @@ def issue_row(issue: Issue) -> dict[str, Any]:
         "title": issue.title,
         "papers": len(issue.paper_ids),
         "created_at": issue.created_at.isoformat(),
-        "counts": delivery_counts(issue.id),
+        "counts": counts(settings, issue.id),
     }
 
 
-def list_issues() -> list[dict[str, Any]]:
-    with session_scope() as session:
-        return [issue_row(i) for i in session.exec(select(Issue).order_by(Issue.id.desc()))]
+def list_issues(settings: Settings) -> list[dict[str, Any]]:
+    with session_scope(settings.database_url) as session:
+        return [issue_row(settings, i) for i in session.exec(select(Issue).order_by(col(Issue.id).desc()))]
 
 
-def show_issue(issue_id: int) -> dict[str, Any]:
-    with session_scope() as session:
+def show_issue(settings: Settings, issue_id: int) -> dict[str, Any]:
+    with session_scope(settings.database_url) as session:
         issue = session.get(Issue, issue_id)
         if issue is None:
-            raise LookupError(f"no issue with id {issue_id}")
-        titles = {p.id: p.title for p in session.exec(select(Paper).where(Paper.id.in_(issue.paper_ids)))}
-        return {**issue_row(issue), "paper_titles": [titles[i] for i in issue.paper_ids if i in titles]}
+            raise OperatorError(f"no issue with id {issue_id}")
+        titles = {
+            p.id: p.title for p in session.exec(select(Paper).where(col(Paper.id).in_(issue.paper_ids)))
+        }
+        return {
+            **issue_row(settings, issue),
+            "paper_titles": [titles[i] for i in issue.paper_ids if i in titles],
+        }
 
 
-def stats() -> dict[str, Any]:
-    with session_scope() as session:
+def stats(settings: Settings) -> dict[str, Any]:
+    """Subscribers by status, and every issue with its delivery counts."""
+    with session_scope(settings.database_url) as session:
         by_status = dict(
             session.exec(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all()
         )
-    return {"subscribers": {s.value: by_status.get(s, 0) for s in SubscriberStatus}, "issues": list_issues()}
+    return {
+        "subscribers": {s.value: by_status.get(s, 0) for s in SubscriberStatus},
+        "issues": list_issues(settings),
+    }

@@ -4,16 +4,75 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import contextmanager
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import typer
+from pydantic_core import to_jsonable_python
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.exc import DBAPIError, OperationalError
+from typer.core import TyperGroup
 
-from newsletter.config import ConfigError, Settings, get_settings
+from newsletter import admin
+from newsletter.config import ConfigError, get_settings
+from newsletter.errors import OperatorError
+from newsletter.logs import setup_logging
+from newsletter.subscriptions import InvalidInput
+
+# uvicorn (serve), alembic (db upgrade) and FastAPI (demo) are imported inside the one command
+# that needs each: every other command starts in half the time.
+
+# What the core raises for a mistake the operator can fix; anything else is a bug and keeps its
+# traceback. Database errors are sorted by `database_problem`.
+OPERATOR_MISTAKES = (OperatorError, InvalidInput, ConfigError, OSError)
+# How PostgreSQL (SQLSTATE: undefined table, column) and SQLite say the schema is behind the code
+_SCHEMA_BEHIND = {"42P01", "42703"}
+_SQLITE_SCHEMA_BEHIND = ("no such table", "no such column")
+
+console = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+def database_problem(exc: DBAPIError) -> str | None:
+    """The one line for a database that is missing its schema or cannot be reached, else None."""
+    detail = str(exc.orig).partition("\n")[0]  # PostgreSQL goes on with the SQL and a hint
+    if getattr(exc.orig, "sqlstate", None) in _SCHEMA_BEHIND or detail.startswith(_SQLITE_SCHEMA_BEHIND):
+        return f"the database schema is missing or old ({detail}): run `newsletter db upgrade`"
+    if isinstance(exc, OperationalError):
+        return f"cannot reach the database: {detail}"
+    return None
+
+
+def operator_message(exc: Exception) -> str | None:
+    """What to tell the operator about `exc`, on one line; None if it is a bug."""
+    if isinstance(exc, OPERATOR_MISTAKES):
+        message: str | None = str(exc)
+    elif isinstance(exc, DBAPIError):
+        message = database_problem(exc)
+    else:
+        message = None
+    return message and " ".join(message.split())
+
+
+class OneLineErrors(TyperGroup):
+    """The one error handler of every command: a mistake becomes one line on stderr and exit 1."""
+
+    def invoke(self, ctx: Any) -> Any:  # a click Context (Typer may vendor its own click)
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            message = operator_message(exc)
+            if not message:
+                raise
+            err.print(f"[bold red]Error:[/] {escape(message)}")
+            raise typer.Exit(1) from exc
+
 
 app = typer.Typer(
+    cls=OneLineErrors,
     help="Paper Digest: trending research papers, ranked for each reader.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -27,36 +86,15 @@ app.add_typer(subs_app, name="subscribers")
 app.add_typer(papers_app, name="papers")
 app.add_typer(issues_app, name="issues")
 
-console = Console()
-err = Console(stderr=True)
-
 
 @app.callback()
 def _main() -> None:
-    from newsletter.logs import setup_logging
-
     setup_logging("WARNING")  # the CLI shows its own summaries; logs only for trouble
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]Error:[/] {message}")
-    return typer.Exit(code)
-
-
-def settings() -> Settings:
-    try:
-        return get_settings()
-    except ConfigError as exc:
-        raise fail(str(exc)) from exc
-
-
-@contextmanager
-def _quiet():
-    yield
-
-
-def emit_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+def emit_json(data: Any) -> None:
+    """Print models, dataclasses and plain data as indented JSON."""
+    sys.stdout.write(json.dumps(to_jsonable_python(data, fallback=str), indent=2) + "\n")
 
 
 # ---- serve, db ------------------------------------------------------------------------------
@@ -72,7 +110,7 @@ def serve(
     """
     import uvicorn
 
-    settings()  # refuse to start with a default secret before binding the port
+    get_settings()  # refuse to start with a default secret before binding the port
     uvicorn.run(
         "newsletter.web:create_app",
         factory=True,
@@ -87,13 +125,16 @@ def serve(
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Apply the migrations to NEWSLETTER_DATABASE_URL (creates a SQLite file if needed)."""
+    from alembic.util import CommandError
+
     from newsletter.migrate import upgrade
 
+    url = get_settings().database_url
     try:
-        upgrade(settings().database_url, revision)
-    except Exception as exc:  # noqa: BLE001 - show the reason, not a traceback
-        raise fail(f"could not upgrade {settings().database_url}: {exc}") from exc
-    console.print(f"Database at [bold]{settings().database_url}[/] is up to date.")
+        upgrade(url, revision)
+    except CommandError as exc:  # alembic's word for an unknown revision: the operator's mistake
+        raise OperatorError(f"could not upgrade: {exc}") from exc
+    console.print(f"Database at [bold]{escape(url)}[/] is up to date.")
 
 
 # ---- subscribers ----------------------------------------------------------------------------
@@ -105,23 +146,18 @@ def subscribers_list(
     status: str | None = typer.Option(None, help="Only this status."),
 ) -> None:
     """List subscribers. Example: newsletter subscribers list --status confirmed --json"""
-    from newsletter import admin
-
-    try:
-        rows = admin.list_subscribers(status)
-    except ValueError as exc:
-        raise fail(str(exc)) from exc
+    rows = admin.list_subscribers(get_settings(), status)
     if as_json:
         return emit_json(rows)
     table = Table("email", "status", "frequency", "max", "interests", "created")
     for r in rows:
         table.add_row(
-            r["email"],
-            r["status"],
-            r["frequency"],
-            str(r["max_papers"]),
-            (r["interests"] or "")[:40],
-            r["created_at"][:16],
+            r.email,
+            r.status.value,
+            r.frequency.value,
+            str(r.max_papers),
+            r.interests[:40],
+            f"{r.created_at:%Y-%m-%d %H:%M}",
         )
     console.print(table)
     console.print(f"{len(rows)} subscriber(s)")
@@ -144,17 +180,10 @@ def subscribers_add(
 
     Example: newsletter subscribers add ada@example.org --interests "graph neural networks"
     """
-    from newsletter import admin
-    from newsletter.subscriptions import InvalidInput
-
-    try:
-        outcome = admin.add_subscriber(settings(), email, interests, frequency, max_papers, confirmed)
-    except InvalidInput as exc:
-        raise fail(str(exc)) from exc
+    sub = admin.add_subscriber(get_settings(), email, interests, frequency, max_papers, confirmed)
     if as_json:
-        address, status = outcome.rsplit(": ", 1)
-        return emit_json({"email": address, "status": status})
-    console.print(outcome)
+        return emit_json(sub)
+    console.print(f"{sub.email}: {sub.status.value}")
 
 
 @subs_app.command("remove")
@@ -162,13 +191,8 @@ def subscribers_remove(
     email: str, erase: bool = typer.Option(False, help="Delete every record of them.")
 ) -> None:
     """Unsubscribe an address (or --erase it). Example: newsletter subscribers remove a@b.org"""
-    from newsletter import admin
-    from newsletter.subscriptions import InvalidInput
-
-    try:
-        console.print(admin.remove_subscriber(email, erase))
-    except (InvalidInput, LookupError) as exc:
-        raise fail(str(exc)) from exc
+    removal = admin.remove_subscriber(get_settings(), email, erase)
+    console.print(f"{removal.email}: {removal.status}")
 
 
 @subs_app.command("export")
@@ -177,13 +201,7 @@ def subscribers_export(
     output: Path | None = typer.Option(None, "-o", help="File to write."),
 ) -> None:
     """Export one subscriber's data, or all subscribers, as JSON."""
-    from newsletter import admin
-    from newsletter.subscriptions import InvalidInput
-
-    try:
-        data = admin.export(email)
-    except (InvalidInput, LookupError) as exc:
-        raise fail(str(exc)) from exc
+    data = admin.export(get_settings(), email)
     text = json.dumps(data, indent=2, default=str)
     if output:
         output.write_text(text + "\n")
@@ -212,13 +230,9 @@ def papers_ingest(
 
     newsletter papers ingest --source arxiv --query "cat:cs.LG AND ti:diffusion"
     """
-    from newsletter import admin
-
-    try:
-        with console.status("Fetching papers…", spinner="dots") if not as_json else _quiet():
-            report = admin.ingest(settings(), path=path, source=source, week=week, date=date, query=query)
-    except (ValueError, OSError) as exc:
-        raise fail(str(exc)) from exc
+    settings = get_settings()
+    with nullcontext() if as_json else console.status("Fetching papers…", spinner="dots"):
+        report = admin.ingest(settings, path=path, source=source, week=week, date=date, query=query)
     if as_json:
         return emit_json(report)
     console.print(
@@ -241,13 +255,7 @@ def preview(
 
     Example: newsletter preview --interests "robot learning" --json
     """
-    from newsletter import admin
-    from newsletter.subscriptions import InvalidInput
-
-    try:
-        result = admin.preview(settings(), interests=interests, email=subscriber, limit=limit)
-    except (InvalidInput, LookupError) as exc:
-        raise fail(str(exc)) from exc
+    result = admin.preview(get_settings(), interests=interests, email=subscriber, limit=limit)
     if html:
         html.write_text(result["html"])
     if as_json:
@@ -275,14 +283,10 @@ def send(
 
     Example: newsletter send --now
     """
-    from newsletter import admin
-
     if not now:
-        raise fail("say --now to send the current period's issue (beat sends on schedule).")
-    try:
-        result = admin.send_now(settings(), frequency, dry_run=dry_run, wait=wait, show_progress=not as_json)
-    except ValueError as exc:
-        raise fail(str(exc)) from exc
+        raise OperatorError("say --now to send the current period's issue (beat sends on schedule).")
+    settings = get_settings()
+    result = admin.send_now(settings, frequency, dry_run=dry_run, wait=wait, show_progress=not as_json)
     if as_json:
         return emit_json(result)
     if dry_run:
@@ -302,9 +306,7 @@ def send(
 @issues_app.command("list")
 def issues_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """Issues with their delivery counts."""
-    from newsletter import admin
-
-    rows = admin.list_issues()
+    rows = admin.list_issues(get_settings())
     if as_json:
         return emit_json(rows)
     table = Table("id", "frequency", "period", "papers", "sent", "pending", "failed", "skipped")
@@ -326,12 +328,7 @@ def issues_list(as_json: bool = typer.Option(False, "--json")) -> None:
 @issues_app.command("show")
 def issues_show(issue_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
     """One issue: its papers and delivery counts."""
-    from newsletter import admin
-
-    try:
-        data = admin.show_issue(issue_id)
-    except LookupError as exc:
-        raise fail(str(exc)) from exc
+    data = admin.show_issue(get_settings(), issue_id)
     if as_json:
         return emit_json(data)
     console.print(f"[bold]{data['title']}[/] (id {data['id']}, {data['frequency']} {data['period']})")
@@ -343,9 +340,7 @@ def issues_show(issue_id: int, as_json: bool = typer.Option(False, "--json")) ->
 @app.command()
 def stats(as_json: bool = typer.Option(False, "--json")) -> None:
     """Subscribers by status and deliveries by state, per issue."""
-    from newsletter import admin
-
-    data = admin.stats()
+    data = admin.stats(get_settings())
     if as_json:
         return emit_json(data)
     console.print(f"Subscribers: {data['subscribers']}")
@@ -366,7 +361,3 @@ def demo(
     from newsletter.demo import run_demo
 
     run_demo(outbox=outbox, database=database, console=console)
-
-
-def main() -> None:  # pragma: no cover - console entry
-    app()

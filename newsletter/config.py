@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEV_SECRET = "dev-insecure-secret-change-me"
 
@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./var/newsletter.db"
     broker_url: str | None = None
     redis_url: str | None = None  # rate limits shared across web processes; defaults to broker
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"] = "INFO"
 
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -83,8 +84,11 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
+    def limits_redis_url(self) -> str | None:
+        """Where rate limits are shared: `redis_url`, else a Redis broker, else nowhere."""
+        if self.redis_url:
+            return self.redis_url
+        return self.broker_url if (self.broker_url or "").startswith("redis") else None
 
     @property
     def uses_broker(self) -> bool:
@@ -93,6 +97,24 @@ class Settings(BaseSettings):
     @property
     def mail_domain(self) -> str:
         return self.mail_from.rsplit("@", 1)[-1].strip(" >")
+
+
+class _ValuesOnly(Settings):
+    @classmethod
+    def settings_customise_sources(  # type: ignore[override]
+        cls,
+        _settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        **_environment: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def settings_from(**values: Any) -> Settings:
+    """Settings from `values` and the defaults only: no environment variable, no .env file.
+
+    For runs that must not touch the operator's configuration (the demo)."""
+    return _ValuesOnly(**values)
 
 
 @lru_cache

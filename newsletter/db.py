@@ -9,10 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Table, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
-
-from newsletter.config import get_settings
 
 _engines: dict[str, Engine] = {}
 
@@ -38,9 +38,8 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
-def get_engine(url: str | None = None) -> Engine:
-    """The process-wide engine for the configured (or given) database URL."""
-    url = url or get_settings().database_url
+def get_engine(url: str) -> Engine:
+    """The process-wide engine for a database URL (one pool per URL per process)."""
     if url not in _engines:
         _engines[url] = make_engine(url)
     return _engines[url]
@@ -59,15 +58,12 @@ if hasattr(os, "register_at_fork"):
 
 def insert_ignore(table: Table, dialect: str):
     """An INSERT that skips rows hitting a unique constraint (SQLite and PostgreSQL alike)."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     return insert(table).on_conflict_do_nothing()
 
 
 @contextmanager
-def session_scope(url: str | None = None) -> Iterator[Session]:
+def session_scope(url: str) -> Iterator[Session]:
     """A session that commits once at the end (or rolls back), then runs after-commit hooks."""
     with Session(get_engine(url), expire_on_commit=False) as session:
         try:

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import email
 import email.policy
-import os
 import re
+import secrets
 import shutil
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from newsletter import admin
+from newsletter.config import Settings, settings_from
+from newsletter.errors import OperatorError
+from newsletter.migrate import upgrade
+from newsletter.papers import sample_feed_path
+from newsletter.web import create_app
 
 DEMO_READERS = [
     ("ada@example.org", "large language models, reasoning and agents that use tools"),
@@ -26,8 +33,12 @@ DEMO_READERS = [
 CONFIRM_RE = re.compile(r"https?://\S+/confirm/[A-Za-z0-9._-]+")
 
 
-def configure(outbox: Path, database: Path) -> None:
-    """Point the settings at a fresh SQLite file and outbox folder, with no services."""
+def demo_settings(outbox: Path, database: Path) -> Settings:
+    """A fresh SQLite file and outbox folder, no services, and a secret of its own.
+
+    Built from values only: the demo never reads the operator's environment or `.env`, so run
+    next to a production configuration it still cannot reach that database, broker or relay.
+    """
     for path in (database, outbox):
         if path.is_dir():
             shutil.rmtree(path)
@@ -35,19 +46,13 @@ def configure(outbox: Path, database: Path) -> None:
             path.unlink()
     for suffix in ("-wal", "-shm"):
         Path(str(database) + suffix).unlink(missing_ok=True)
-    os.environ.update(
-        {
-            "NEWSLETTER_MODE": os.environ.get("NEWSLETTER_MODE", "demo"),
-            "NEWSLETTER_DATABASE_URL": f"sqlite:///{database}",
-            "NEWSLETTER_OUTBOX_DIR": str(outbox),
-            "NEWSLETTER_CONFIRM_COOLDOWN_MINUTES": "0",
-        }
+    return settings_from(
+        mode="demo",
+        secret_key=secrets.token_urlsafe(32),
+        database_url=f"sqlite:///{database}",
+        outbox_dir=outbox,
+        confirm_cooldown_minutes=0,
     )
-    for name in ("NEWSLETTER_BROKER_URL", "NEWSLETTER_SMTP_HOST"):
-        os.environ.pop(name, None)
-    from newsletter.config import reset_settings
-
-    reset_settings()
 
 
 def read_messages(outbox: Path) -> list[email.message.EmailMessage]:
@@ -58,7 +63,8 @@ def read_messages(outbox: Path) -> list[email.message.EmailMessage]:
 
 
 def text_of(msg: email.message.EmailMessage) -> str:
-    return msg.get_body(preferencelist=("plain",)).get_content()
+    body = msg.get_body(preferencelist=("plain",))
+    return body.get_content() if body else ""
 
 
 def sign_up_readers(client, outbox: Path) -> None:
@@ -80,23 +86,21 @@ def run_demo(outbox: Path, database: Path, console: Console) -> None:
         warnings.simplefilter("ignore")
         from fastapi.testclient import TestClient
 
-    configure(outbox, database)
-    from newsletter import admin
-    from newsletter.config import get_settings
-    from newsletter.migrate import upgrade
-    from newsletter.papers import sample_feed_path
-    from newsletter.web import create_app
-
-    settings = get_settings()
+    settings = demo_settings(outbox, database)
     upgrade(settings.database_url)
     report = admin.ingest(settings, path=sample_feed_path())
     console.print(f"Ingested {report['added']} papers from the bundled sample feed.")
     with TestClient(create_app(settings), base_url=settings.base_url) as client:
         sign_up_readers(client, outbox)
-    confirmed = [s for s in admin.list_subscribers() if s["status"] == "confirmed"]
+    confirmed = admin.list_subscribers(settings, status="confirmed")
     console.print(f"{len(confirmed)} demo readers signed up and confirmed by email (double opt-in).")
+    if len(confirmed) != len(DEMO_READERS):
+        raise OperatorError(f"only {len(confirmed)} of {len(DEMO_READERS)} demo readers were confirmed")
     result = admin.send_now(settings, "weekly", show_progress=True)
-    console.print(f"Issue {result['period']}: {result['counts']['sent']} digests sent.")
+    sent = result["counts"]["sent"]
+    console.print(f"Issue {result['period']}: {sent} digests sent.")
+    if sent != len(DEMO_READERS):
+        raise OperatorError(f"{sent} of {len(DEMO_READERS)} demo digests were sent")
     show_summary(outbox, console)
     console.print(
         f"\nEvery email is a .eml file in [bold]{outbox.resolve()}[/] (open one in your mail client)."

@@ -20,7 +20,7 @@ from typing import Any
 from jinja2 import Template, pass_environment
 from jinja2.filters import do_wordwrap
 from markupsafe import escape
-from sqlalchemy import literal, or_
+from sqlalchemy import or_
 from sqlmodel import Session, select
 
 from newsletter import links
@@ -28,17 +28,14 @@ from newsletter.config import Settings
 from newsletter.db import insert_ignore, session_scope
 from newsletter.mail.render import RenderedEmail, inline_css, render_subject
 from newsletter.models import (
-    Delivery,
-    DeliveryState,
     Frequency,
     Issue,
     Paper,
     Subscriber,
-    SubscriberStatus,
-    utcnow,
 )
 from newsletter.ranking import PaperIndex, PaperText, RankedItem, build_index, rank_papers, trending_score
 from newsletter.templating import html_env, text_env
+from newsletter.values import shorten
 
 MAX_CANDIDATES = 100
 RANK_CACHE_SIZE = 512  # rankings remembered per issue (readers who share interests share them)
@@ -103,39 +100,6 @@ def get_or_create_issue(session: Session, frequency: Frequency, now: datetime) -
     return session.exec(stmt).one()
 
 
-def plan_deliveries(session: Session, issue: Issue) -> int:
-    """One pending delivery per confirmed subscriber of the issue's frequency, in one statement.
-
-    INSERT … SELECT keeps the subscriber list in the database (no rows in Python memory) and
-    ON CONFLICT makes planning twice harmless. Returns how many rows were added.
-    """
-    table = Delivery.__table__
-    rows = select(
-        literal(issue.id),
-        Subscriber.id,
-        literal(DeliveryState.pending, table.c.state.type),
-        literal(0),
-        literal([], table.c.paper_ids.type),
-    ).where(Subscriber.status == SubscriberStatus.confirmed, Subscriber.frequency == issue.frequency)
-    stmt = insert_ignore(table, session.get_bind().dialect.name).from_select(
-        ["issue_id", "subscriber_id", "state", "attempts", "paper_ids"], rows
-    )
-    added = session.execute(stmt, execution_options={"preserve_rowcount": True}).rowcount
-    added = max(added, 0)
-    issue.planned_at = utcnow()
-    session.add(issue)
-    return added
-
-
-def plan_issue(
-    session: Session, frequency: Frequency = Frequency.weekly, now: datetime | None = None
-) -> tuple[Issue, int]:
-    """Create (or find) this period's issue and plan its deliveries; returns (issue, new rows)."""
-    now = now or utcnow()
-    issue = get_or_create_issue(session, frequency, now)
-    return issue, plan_deliveries(session, issue)
-
-
 # ---- papers as the templates see them -------------------------------------------------------
 
 
@@ -149,14 +113,6 @@ class PaperView:
     abstract_short: str
     thumbnail: str | None
     links: tuple[tuple[str, str], ...]
-
-
-def _shorten(text_: str, limit: int) -> str:
-    text_ = " ".join(text_.split())
-    if len(text_) <= limit:
-        return text_
-    cut = text_[:limit].rsplit(" ", 1)[0]
-    return cut.rstrip(",.;:") + "…"
 
 
 def paper_view(paper: Paper) -> PaperView:
@@ -182,7 +138,7 @@ def paper_view(paper: Paper) -> PaperView:
         link=paper.url or arxiv or paper.pdf_url or "",
         authors=authors,
         authors_line=line,
-        abstract_short=_shorten(paper.abstract, ABSTRACT_CHARS),
+        abstract_short=shorten(paper.abstract, ABSTRACT_CHARS, one_line=True, at_word=True),
         thumbnail=paper.thumbnail,
         links=tuple(link_list[1:] if link_list else ()),
     )
@@ -413,9 +369,10 @@ class DigestRenderer:
         return RenderedEmail(subject=render_subject("digest", context), text=body.strip() + "\n", html=html)
 
 
-# ---- rendering one issue, cached per worker process -----------------------------------------
+# ---- one renderer per issue per process -----------------------------------------------------
 
 _renderers: OrderedDict[tuple[str, int], DigestRenderer] = OrderedDict()
+RENDERERS_KEPT = 4
 
 
 def renderer_for(settings: Settings, issue_id: int) -> DigestRenderer:
@@ -427,20 +384,14 @@ def renderer_for(settings: Settings, issue_id: int) -> DigestRenderer:
             if issue is None:
                 raise LookupError(f"issue {issue_id} does not exist")
             _renderers[key] = DigestRenderer.load(session, settings, issue)
-        while len(_renderers) > 4:
+        while len(_renderers) > RENDERERS_KEPT:
             _renderers.popitem(last=False)
     return _renderers[key]
 
 
-def reader_view(session: Session, settings: Settings, issue: Issue, sub: Subscriber) -> str:
-    """One reader's digest of `issue` as an HTML page: the papers they were sent, in that order,
-    or, if the issue has not reached them, the papers they would be sent now."""
-    delivery = session.exec(
-        select(Delivery).where(Delivery.issue_id == issue.id, Delivery.subscriber_id == sub.id)
-    ).first()
-    renderer = renderer_for(settings, issue.id)
-    if delivery and delivery.state is DeliveryState.sent and delivery.paper_ids:
-        ranked = renderer.rank_ids(sub, delivery.paper_ids)
-    else:
-        ranked = renderer.rank(sub)
+def reader_view(settings: Settings, issue_id: int, sub: Subscriber, sent: list[int] | None) -> str:
+    """One reader's digest as a page: the papers `sent` to them, in that order, or (None, nothing
+    sent yet) the papers they would be sent now. `ledger.sent_papers` gives `sent`."""
+    renderer = renderer_for(settings, issue_id)
+    ranked = renderer.rank_ids(sub, sent) if sent else renderer.rank(sub)
     return renderer.render(sub, renderer.items(sub, ranked)).html

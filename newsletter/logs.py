@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,8 +24,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
-def setup_logging(level: str | None = None) -> None:
-    """Send the newsletter's logs to stderr as JSON lines (idempotent)."""
+def setup_logging(level: str = "INFO") -> None:
+    """Send the newsletter's logs to stderr as JSON lines (idempotent); `level` is
+    `Settings.log_level` where settings are known."""
     logger = logging.getLogger("newsletter")
     if any(getattr(h, "_newsletter", False) for h in logger.handlers):
         return
@@ -34,7 +34,7 @@ def setup_logging(level: str | None = None) -> None:
     handler.setFormatter(JsonFormatter())
     handler._newsletter = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
-    logger.setLevel(level or os.environ.get("NEWSLETTER_LOG_LEVEL", "INFO"))
+    logger.setLevel(level.upper())
     logger.propagate = False
 
 

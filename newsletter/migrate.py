@@ -7,6 +7,8 @@ from importlib.resources import files
 from alembic import command
 from alembic.config import Config
 
+from newsletter.db import make_engine
+
 
 def alembic_config(database_url: str) -> Config:
     cfg = Config()
@@ -17,7 +19,5 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Bring the database at `database_url` to `revision` (creating a SQLite file if needed)."""
-    from newsletter.db import make_engine
-
     make_engine(database_url).dispose()  # creates the folder of a SQLite file
     command.upgrade(alembic_config(database_url), revision)

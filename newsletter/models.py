@@ -59,6 +59,9 @@ class Subscriber(SubscriberBase, table=True):
 
 
 class SubscriberPublic(SubscriberBase):
+    """What the operator sees of a subscriber (no tokens, no learned profile)."""
+
+    id: int
     status: SubscriberStatus
     created_at: datetime
     confirmed_at: datetime | None

@@ -67,7 +67,5 @@ class RedisLimiter:
 
 
 def make_limiter(settings: Settings) -> MemoryLimiter | RedisLimiter:
-    url = settings.redis_url or (
-        settings.broker_url if (settings.broker_url or "").startswith("redis") else None
-    )
+    url = settings.limits_redis_url
     return RedisLimiter(url) if url else MemoryLimiter()

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from newsletter.models import Delivery, DeliveryState, Issue, Subscriber, SubscriberStatus
+from newsletter.ledger import counts_by_issue
+from newsletter.models import DeliveryState, Issue, Subscriber, SubscriberStatus
 
 
 @dataclass(frozen=True)
@@ -25,16 +26,8 @@ def subscriber_counts(session: Session) -> dict[str, int]:
 
 
 def issue_counts(session: Session) -> list[IssueCounts]:
-    """Every issue's deliveries by state, newest issue first, in one grouped query."""
-    rows = session.exec(
-        select(Delivery.issue_id, Delivery.state, func.count()).group_by(
-            col(Delivery.issue_id), col(Delivery.state)
-        )
-    ).all()
-    counted = {(issue_id, state): n for issue_id, state, n in rows}
+    """Every issue's deliveries by state, newest issue first."""
+    counted = counts_by_issue(session)
+    none = {s.value: 0 for s in DeliveryState}
     issues = session.exec(select(Issue).order_by(col(Issue.id).desc())).all()
-    return [
-        IssueCounts(issue.id, issue.period, {s.value: counted.get((issue.id, s), 0) for s in DeliveryState})
-        for issue in issues
-        if issue.id is not None
-    ]
+    return [IssueCounts(i.id, i.period, counted.get(i.id, none)) for i in issues if i.id is not None]

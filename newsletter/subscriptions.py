@@ -12,17 +12,21 @@ from datetime import timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import delete
 from sqlmodel import Session, select
 
 from newsletter import jobs
 from newsletter.config import Settings
-from newsletter.db import insert_ignore
+from newsletter.db import insert_ignore, session_scope
 from newsletter.logs import event as log_event
+from newsletter.mail.transactional import send_transactional
 from newsletter.models import (
     ConsentEvent,
+    Delivery,
     Frequency,
     Subscriber,
     SubscriberStatus,
+    Vote,
     utcnow,
 )
 from newsletter.tokens import Purpose, TokenError, TokenReason, read_token
@@ -159,7 +163,14 @@ def request_subscription(
     if _cooling_down(sub, settings):
         return outcome + ":cooldown"
     sub.confirm_sent_at = utcnow()
-    jobs.enqueue(session, "send_transactional", kind, sub.id, on_failure=lambda: _forget_cooldown(sub.id))
+    jobs.enqueue(
+        session,
+        settings,
+        send_transactional,
+        kind,
+        sub.id,
+        on_failure=lambda: _forget_cooldown(settings, sub.id),
+    )
     return outcome
 
 
@@ -192,12 +203,10 @@ def import_subscriber(
     return sub
 
 
-def _forget_cooldown(subscriber_id: int) -> None:
+def _forget_cooldown(settings: Settings, subscriber_id: int) -> None:
     """The email was never queued: let the next signup attempt send it instead of waiting."""
-    from newsletter.db import session_scope
-
     try:
-        with session_scope() as session:
+        with session_scope(settings.database_url) as session:
             sub = session.get(Subscriber, subscriber_id)
             if sub is not None:
                 sub.confirm_sent_at = None
@@ -249,7 +258,7 @@ def confirm_subscription(
     sub.unsubscribed_at = None
     sub.token_version += 1  # burns this confirmation link and any other outstanding one
     record_consent(session, sub, "resubscribed" if was_resubscribe else "confirmed", client, CONSENT_WORDING)
-    jobs.enqueue(session, "send_transactional", "welcome", sub.id)
+    jobs.enqueue(session, settings, send_transactional, "welcome", sub.id)
     return sub
 
 
@@ -309,8 +318,6 @@ def update_preferences(
 
 def export_subscriber(session: Session, sub: Subscriber) -> dict[str, Any]:
     """Everything we hold about a subscriber, as JSON-ready data."""
-    from newsletter.models import Delivery, Vote  # local: keeps this module's imports small
-
     events = session.exec(
         select(ConsentEvent).where(ConsentEvent.subscriber_id == sub.id).order_by(ConsentEvent.id)
     ).all()
@@ -346,10 +353,6 @@ def export_subscriber(session: Session, sub: Subscriber) -> dict[str, Any]:
 
 def erase_subscriber(session: Session, sub: Subscriber) -> None:
     """Forget a subscriber: deliveries, votes and consent rows go, then the subscriber."""
-    from sqlalchemy import delete
-
-    from newsletter.models import Delivery, Vote
-
     for table, column in (
         (Delivery, Delivery.subscriber_id),
         (Vote, Vote.subscriber_id),

@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import signal
+import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, suppress
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import create_engine, text
+from sqlmodel import Session
+
+from newsletter.config import get_settings
+from newsletter.db import session_scope
 
 PG_ADMIN = os.environ.get("NEWSLETTER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def create_pg_database(prefix: str = "nl_test", admin_url: str = PG_ADMIN) -> str:
     """Create an empty database with a unique name; return its SQLAlchemy URL."""
-    from sqlalchemy import create_engine, text
-
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -24,8 +42,6 @@ def create_pg_database(prefix: str = "nl_test", admin_url: str = PG_ADMIN) -> st
 
 def drop_pg_database(url: str, admin_url: str = PG_ADMIN) -> None:
     """Drop a database made by create_pg_database, closing whoever is still connected."""
-    from sqlalchemy import create_engine, text
-
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
@@ -53,15 +69,10 @@ def wait_healthy(
 
 def stop_process(proc, timeout: float = 10.0, group: bool = False) -> None:
     """SIGTERM a process (its whole process group if `group`), SIGKILL it if it lingers."""
-    import os
-    import signal
-    import subprocess
 
     def send(sig: int) -> None:
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
-        except ProcessLookupError:
-            pass
 
     if proc.poll() is not None:
         return
@@ -75,11 +86,6 @@ def stop_process(proc, timeout: float = 10.0, group: bool = False) -> None:
 
 def dkim_test_key(path, pkcs8: bool = False) -> bytes:
     """Write a fresh RSA-2048 private key (PEM) to `path`; return its DKIM DNS TXT record."""
-    import base64
-
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     fmt = serialization.PrivateFormat.PKCS8 if pkcs8 else serialization.PrivateFormat.TraditionalOpenSSL
     path.write_bytes(key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()))
@@ -87,3 +93,9 @@ def dkim_test_key(path, pkcs8: bool = False) -> bytes:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+
+def configured_session() -> AbstractContextManager[Session]:
+    """A session on the database the environment configures (tests and benchmarks set
+    NEWSLETTER_DATABASE_URL, then read it here, at their edge)."""
+    return session_scope(get_settings().database_url)

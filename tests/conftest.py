@@ -6,7 +6,6 @@ import email
 import email.policy
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from newsletter.testing import create_pg_database, drop_pg_database, stop_process, wait_healthy
+from newsletter.testing import create_pg_database, drop_pg_database, free_port, stop_process, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS = os.environ.get("NEWSLETTER_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -32,12 +31,6 @@ BASE_ENV = {
     "NEWSLETTER_MAIL_FROM": "Paper Digest <digest@news.example.org>",
     "NEWSLETTER_LIST_ID": "Paper Digest <digest.news.example.org>",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---- databases ------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ inside the product is mocked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -244,10 +245,8 @@ def children_of(pid: int) -> list[int]:
 
 def kill_group(proc: subprocess.Popen) -> None:
     """kill -9 a process started with start_new_session and everything it forked."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait(10)
 
 

@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 import pytest
 from aiosmtpd.controller import Controller
 
+from newsletter.config import get_settings
 from tests.conftest import (
     BASE_ENV,
     ROOT,
@@ -58,14 +59,14 @@ THUMB_HOST = "papers.example.org"  # served by the browser context, never by the
 IPS = (f"198.51.100.{i}" for i in itertools.count(1))
 
 # A paper with every link and a thumbnail, so the email's images and link row are exercised.
-ROBOT_PAPER = dict(
-    title="Dexterous Robot Hands Learn Household Tasks from Human Video",
-    abstract=(
+ROBOT_PAPER = {
+    "title": "Dexterous Robot Hands Learn Household Tasks from Human Video",
+    "abstract": (
         "We teach a robot hand household manipulation from human video. Robot learning with "
         "reinforcement learning for control, a learned reward from video, and sim-to-real "
         "transfer let the policy fold towels and open jars on a real robot."
     ),
-    authors=[
+    "authors": [
         "Ada Lovelace",
         "Alan Turing",
         "Grace Hopper",
@@ -74,15 +75,15 @@ ROBOT_PAPER = dict(
         "Barbara Liskov",
         "Edsger Dijkstra",
     ],
-    keywords=["robot learning", "reinforcement learning", "control", "manipulation"],
-    arxiv_id="2501.01234",
-    url=f"https://{THUMB_HOST}/papers/2501.01234",
-    code_url="https://github.com/example/dexterous-hands",
-    project_url=f"https://{THUMB_HOST}/projects/dexterous-hands",
-    thumbnail=f"https://{THUMB_HOST}/thumbs/2501.01234.png",
-    upvotes=2,
-    source="test",
-)
+    "keywords": ["robot learning", "reinforcement learning", "control", "manipulation"],
+    "arxiv_id": "2501.01234",
+    "url": f"https://{THUMB_HOST}/papers/2501.01234",
+    "code_url": "https://github.com/example/dexterous-hands",
+    "project_url": f"https://{THUMB_HOST}/projects/dexterous-hands",
+    "thumbnail": f"https://{THUMB_HOST}/thumbs/2501.01234.png",
+    "upvotes": 2,
+    "source": "test",
+}
 
 
 # ---- the site: uvicorn + SQLite + aiosmtpd, settings shared with this process ---------------
@@ -110,9 +111,10 @@ class Site:
 def site(tmp_path_factory) -> Iterator[Site]:
     from newsletter import admin
     from newsletter.config import reset_settings
-    from newsletter.db import _engines, session_scope
+    from newsletter.db import _engines
     from newsletter.migrate import upgrade
     from newsletter.papers import PaperRecord, ingest_records, sample_feed_path
+    from newsletter.testing import configured_session
 
     tmp = tmp_path_factory.mktemp("browser")
     db_url = f"sqlite:///{tmp / 'site.db'}"
@@ -139,8 +141,8 @@ def site(tmp_path_factory) -> Iterator[Site]:
     reset_settings()
     server = None
     try:
-        admin.ingest(admin.get_settings(), path=sample_feed_path())
-        with session_scope() as session:
+        admin.ingest(get_settings(), path=sample_feed_path())
+        with configured_session() as session:
             ingest_records(session, [PaperRecord(**ROBOT_PAPER)])
         server = WebServer(process_env(**env), tmp / "web.log", port=port)
         yield Site(server.url, box, db_url)
@@ -173,7 +175,9 @@ def thumbnail_png(browser) -> bytes:
     bars = "".join(
         f'<div style="width:46px;height:{h}px;background:{c};border-radius:3px 3px 0 0"></div>'
         for h, c in zip(
-            (90, 150, 120, 200, 170, 230), ("#93b4f5", "#5b8def", "#93b4f5", "#1a56db", "#5b8def", "#1a56db")
+            (90, 150, 120, 200, 170, 230),
+            ("#93b4f5", "#5b8def", "#93b4f5", "#1a56db", "#5b8def", "#1a56db"),
+            strict=False,
         )
     )
     page.set_content(

@@ -10,10 +10,12 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from newsletter import admin
 from newsletter.cli import app
 from newsletter.config import get_settings
 from newsletter.papers import sample_feed_path
-from tests.conftest import ROOT, process_env
+from newsletter.testing import create_pg_database, drop_pg_database
+from tests.conftest import ROOT, migrated_sqlite, process_env
 
 runner = CliRunner()
 
@@ -72,6 +74,47 @@ def test_user_mistakes_get_a_message_not_a_traceback(cli, tmp_path):
     bad.write_text("{not json")
     result = cli("papers", "ingest", str(bad), ok=False)
     assert result.exit_code == 1 and "bad.json" in result.output
+
+
+def one_line_error(*args: str) -> str:
+    """Run a command that must fail with one line on stderr (no traceback); return that line."""
+    result = runner.invoke(app, list(args))
+    assert isinstance(result.exception, SystemExit), result.exception  # not an uncaught error
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    return result.stderr
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def unmigrated_url(request, tmp_path):
+    """A database that exists but never had `newsletter db upgrade`."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    url = create_pg_database()
+    yield url
+    drop_pg_database(url)
+
+
+def test_a_database_without_its_schema_says_to_upgrade(configure, unmigrated_url):
+    configure(NEWSLETTER_DATABASE_URL=unmigrated_url)
+    for args in (("issues", "list"), ("stats", "--json"), ("subscribers", "list")):
+        assert "run `newsletter db upgrade`" in one_line_error(*args), args
+
+
+def test_an_unreachable_database_is_one_line(configure):
+    configure(NEWSLETTER_DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    for args in (("stats",), ("issues", "list", "--json"), ("subscribers", "add", "ada@example.org")):
+        assert "cannot reach the database" in one_line_error(*args), args
+
+
+def test_commands_use_the_settings_they_are_given(configure, sqlite_url, tmp_path):
+    configure(NEWSLETTER_DATABASE_URL=sqlite_url)
+    other = get_settings().model_copy(update={"database_url": migrated_sqlite(tmp_path / "other")})
+    admin.add_subscriber(other, "ada@example.org", "robots", "weekly", 5, confirmed=True)
+    assert [s.email for s in admin.list_subscribers(other)] == ["ada@example.org"]
+    assert admin.list_subscribers(get_settings()) == []
+    assert admin.stats(other)["subscribers"]["confirmed"] == 1
 
 
 def test_ingest_preview_send_and_issues(cli):
@@ -146,3 +189,30 @@ def test_demo_runs_the_whole_journey_offline(tmp_path):
     outbox = tmp_path / "var" / "demo" / "outbox"
     digests = [p for p in outbox.glob("*.eml") if b"List-Id:" in p.read_bytes()]
     assert len(digests) == 4
+
+
+def test_demo_next_to_a_production_configuration_touches_none_of_it(tmp_path):
+    """Run where an operator's .env and environment name a database, broker and relay, the demo
+    uses its own SQLite file and outbox: none of those services is even reachable here."""
+    unreachable = {
+        "NEWSLETTER_MODE": "production",
+        "NEWSLETTER_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:1/production",
+        "NEWSLETTER_BROKER_URL": "redis://127.0.0.1:1/0",
+        "NEWSLETTER_SMTP_HOST": "127.0.0.1",
+        "NEWSLETTER_SMTP_PORT": "1",
+    }
+    (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in unreachable.items()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(PYTHONPATH=str(ROOT), NEWSLETTER_SMTP_HOST="127.0.0.1", NEWSLETTER_SMTP_PORT="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "newsletter", "demo"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "4 digests sent" in result.stdout
+    outbox = tmp_path / "var" / "demo" / "outbox"
+    assert len([p for p in outbox.glob("*.eml") if b"List-Id:" in p.read_bytes()]) == 4

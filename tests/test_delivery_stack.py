@@ -60,11 +60,11 @@ def test_weekly_issue_through_celery(stack, configure):
     newsletter(stack, "subscribers", "add", late, "--interests", "diffusion", "--confirmed")
 
     # Plan first, then the late reader leaves, then the workers send: they must re-check.
-    from newsletter.db import session_scope
-    from newsletter.digests import plan_issue
+    from newsletter.ledger import plan_issue
+    from newsletter.testing import configured_session
 
     configure(NEWSLETTER_DATABASE_URL=stack.db_url)
-    with session_scope() as session:
+    with configured_session() as session:
         issue, planned = plan_issue(session)
     assert planned == 4
     sql(stack, "UPDATE subscriber SET status = 'unsubscribed' WHERE email_key = :k", k=late)

@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from newsletter.config import get_settings
 from tests.conftest import ROOT, Worker, process_env
 from tests.faultkit import (
     Beat,
@@ -102,15 +103,15 @@ class Rig:
         from newsletter import admin
         from newsletter.papers import sample_feed_path
 
-        admin.ingest(admin.get_settings(), path=sample_feed_path())
+        admin.ingest(get_settings(), path=sample_feed_path())
         return add_confirmed(self.db_url, count)
 
     def plan(self, readers: int) -> tuple[int, list[str]]:
-        from newsletter.db import session_scope
-        from newsletter.digests import plan_issue
+        from newsletter.ledger import plan_issue
+        from newsletter.testing import configured_session
 
         addresses = self.readers(readers)
-        with session_scope() as session:
+        with configured_session() as session:
             issue, planned = plan_issue(session)
         assert planned == readers
         return issue.id, addresses
@@ -198,7 +199,7 @@ def test_worker_killed_mid_send_every_reader_gets_one_digest(rig):
     r.dispatch(issue_id)
     kills = []
     for at, target in [(300, "child"), (800, "worker"), (1300, "child"), (1800, "worker")]:
-        wait_until(lambda: r.box.total() >= at, 60, f"{at} digests sent")
+        wait_until(lambda at=at: r.box.total() >= at, 60, f"{at} digests sent")
         alive = [w for w in r.workers if w.proc.poll() is None]
         victim = alive[len(kills) % len(alive)]
         if target == "child":
@@ -242,11 +243,11 @@ def test_slow_batch_keeps_its_claims_while_idle_workers_wait(rig):
 def plan_next_week(issue_days: int = 7) -> int:
     from datetime import timedelta
 
-    from newsletter.db import session_scope
-    from newsletter.digests import plan_issue
+    from newsletter.ledger import plan_issue
     from newsletter.models import utcnow
+    from newsletter.testing import configured_session
 
-    with session_scope() as session:
+    with configured_session() as session:
         issue, _ = plan_issue(session, now=utcnow() + timedelta(days=issue_days))
     return issue.id
 
@@ -373,11 +374,14 @@ def test_two_beats_a_restarted_beat_and_send_now_make_one_issue_one_digest_each(
     result = json.loads(out)
     counts = r.wait_sent(result["issue_id"], len(addresses), timeout=60)
     assert counts == {"sent": len(addresses)}
+
     # a few more ticks after everything went out change nothing
-    ticks = lambda: sum(
-        b.log_path.read_text().count("Sending due task digests")  # noqa: E731
-        for b in r.beats
-    )
+    def ticks():
+        return sum(
+            b.log_path.read_text().count("Sending due task digests")  # noqa: E731
+            for b in r.beats
+        )
+
     later = ticks() + 4
     wait_until(lambda: ticks() >= later, 30, "more beat ticks")
     time.sleep(1)

@@ -9,10 +9,10 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from newsletter import admin
-from newsletter.db import session_scope
-from newsletter.delivery import renderer_for
+from newsletter.digests import renderer_for
 from newsletter.models import Issue, Subscriber, Vote
 from newsletter.papers import sample_feed_path
+from newsletter.testing import configured_session
 from newsletter.web import create_app
 from tests.conftest import text_part
 from tests.test_digests import add_subscriber, digests
@@ -44,12 +44,12 @@ def vote_links(msg) -> list[tuple[str, str, str]]:
 
 
 def votes() -> list[Vote]:
-    with session_scope() as session:
+    with configured_session() as session:
         return session.exec(select(Vote)).all()
 
 
 def ranking(world) -> list[str]:
-    with session_scope() as session:
+    with configured_session() as session:
         issue = session.exec(select(Issue)).one()
         sub = session.get(Subscriber, world.sub_id)
     renderer = renderer_for(world.settings, issue.id)
@@ -98,12 +98,12 @@ def test_a_vote_shifts_the_next_digest_and_says_why(world):
     world.client.post(more)
     after = ranking(world)
     assert after.index(liked) < before.index(liked)  # it, and papers like it, move up
-    with session_scope() as session:
+    with configured_session() as session:
         issue = session.exec(select(Issue)).one()
         sub = session.get(Subscriber, world.sub_id)
     for _, more, _ in vote_links(world.msg)[-3:-1]:  # a few more likes: the profile leads
         world.client.post(more)
-    with session_scope() as session:
+    with configured_session() as session:
         sub = session.get(Subscriber, world.sub_id)
     ranked = renderer_for(world.settings, issue.id).rank(sub)
     assert any(r.why.startswith("Because you liked “") for r in ranked), [r.why for r in ranked]
@@ -125,5 +125,5 @@ def test_preferences_show_what_was_learned_and_reset_it(world):
     assert "What your digest has learned" in page.text and "(more)" in page.text
     reset = world.client.post(prefs + "/reset-profile")
     assert reset.status_code == 200 and "forgotten" in reset.text
-    with session_scope() as session:
+    with configured_session() as session:
         assert session.get(Subscriber, world.sub_id).profile == {}

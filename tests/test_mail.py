@@ -26,13 +26,13 @@ def body(msg: email.message.EmailMessage, kind: str) -> str:
 
 
 def envelope(**kw) -> Envelope:
-    base = dict(
-        mail_from="Paper Digest <digest@news.example.org>",
-        to="ada@example.org",
-        subject="Hello",
-        message_id=new_message_id("news.example.org", "t.1"),
-        headers={"List-Id": "Paper Digest <digest.news.example.org>"},
-    )
+    base = {
+        "mail_from": "Paper Digest <digest@news.example.org>",
+        "to": "ada@example.org",
+        "subject": "Hello",
+        "message_id": new_message_id("news.example.org", "t.1"),
+        "headers": {"List-Id": "Paper Digest <digest.news.example.org>"},
+    }
     return Envelope(**{**base, **kw})
 
 

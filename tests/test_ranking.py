@@ -5,12 +5,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
 from newsletter.ranking import (
+    DEFAULT_PARAMS,
     PROFILE_MAX_TERMS,
     PROFILE_MAX_TITLES,
     TRENDING_WHY,
@@ -22,6 +25,7 @@ from newsletter.ranking import (
     trending_score,
     update_profile,
 )
+from newsletter.ranking.lexicon import LEXICON_FILE, parse_lexicon
 
 NOW = datetime(2025, 3, 14, 12, tzinfo=UTC)
 
@@ -82,7 +86,7 @@ def ids(items):
 
 
 def trending_order(index):
-    return [p.id for _, p in sorted(zip(index.trending, index.papers), key=lambda tp: -tp[0])]
+    return [p.id for _, p in sorted(zip(index.trending, index.papers, strict=False), key=lambda tp: -tp[0])]
 
 
 # --- relevance -----------------------------------------------------------------------------------
@@ -122,6 +126,33 @@ def test_why_prefers_the_readers_words_to_related_ones():
     top = rank_papers(build_index([scan], NOW), "medical segmentation", limit=1)[0]
     assert top.why == "Matches your interests: segmentation"
     assert top.matched_terms[0] == "segmentation" and "disease" in top.matched_terms
+
+
+def test_params_are_passed_in_and_cached_work_follows_them(index):
+    as_shipped = rank_papers(index, "LLM", limit=6)
+    no_lexicon = replace(DEFAULT_PARAMS, synonym_weight=0.0, related_weight=0.0)
+    for ranked in (
+        rank_papers(build_index(PAPERS, NOW, no_lexicon), "LLM", limit=6),  # the index's params
+        rank_papers(index, "LLM", limit=6, params=no_lexicon),  # or the caller's
+    ):
+        assert all(item.matched_terms == () for item in ranked)
+        assert ids(ranked) == trending_order(index)
+    assert rank_papers(index, "LLM", limit=6) == as_shipped
+
+
+def test_the_lexicon_ships_as_a_text_file_and_bad_lines_are_named():
+    shipped = resources.files("newsletter.ranking").joinpath(LEXICON_FILE).read_text(encoding="utf-8")
+    synonyms, related = parse_lexicon(shipped)
+    assert ("llm", "large language model") in synonyms
+    assert any(left == "robot" and "manipulation" in right for left, right in related)
+    edited = "# a comment\n\nprotein | polypeptide\nfolding: structure prediction | alphafold\n"
+    assert parse_lexicon(edited) == (
+        [("protein", "polypeptide")],
+        [("folding", ("structure prediction", "alphafold"))],
+    )
+    for bad in ("protein", "protein | ", "folding: structure | the", ": structure"):
+        with pytest.raises(ValueError, match="lexicon.txt line 3"):
+            parse_lexicon("# a comment\n\n" + bad)
 
 
 @pytest.mark.parametrize("interests", ["", "   ", "zyzzyva quuxification", "!!! ??? ..."])

@@ -29,6 +29,7 @@ from hypothesis import settings as hyp_settings
 from sqlalchemy import create_engine, select, text
 from sqlmodel import SQLModel
 
+from newsletter.config import get_settings
 from newsletter.tokens import Purpose, make_token
 from tests.conftest import WebServer, free_port, link_in, process_env, text_part
 from tests.faultkit import FaultySMTP, PrivateRedis, SMTPServer
@@ -70,19 +71,19 @@ def path_of(url: str) -> str:
 
 
 def subscriber_id(address_key: str) -> int | None:
-    from newsletter.db import session_scope
     from newsletter.models import Subscriber
+    from newsletter.testing import configured_session
 
-    with session_scope() as session:
+    with configured_session() as session:
         sub = session.exec(select(Subscriber).where(Subscriber.email_key == address_key)).first()
         return sub[0].id if sub else None
 
 
 def add_subscriber(address: str, status: str = "confirmed", interests: str = "agents") -> int:
-    from newsletter.db import session_scope
     from newsletter.models import Subscriber, SubscriberStatus
+    from newsletter.testing import configured_session
 
-    with session_scope() as session:
+    with configured_session() as session:
         sub = Subscriber(
             email=address,
             email_key=address.casefold(),
@@ -96,10 +97,10 @@ def add_subscriber(address: str, status: str = "confirmed", interests: str = "ag
 
 
 def sub_row(sub_id: int):
-    from newsletter.db import session_scope
     from newsletter.models import Subscriber
+    from newsletter.testing import configured_session
 
-    with session_scope() as session:
+    with configured_session() as session:
         return session.get(Subscriber, sub_id)
 
 
@@ -120,7 +121,7 @@ def ingest_sample() -> None:
     from newsletter import admin
     from newsletter.papers import sample_feed_path
 
-    admin.ingest(admin.get_settings(), path=sample_feed_path())
+    admin.ingest(get_settings(), path=sample_feed_path())
 
 
 @pytest.fixture
@@ -149,14 +150,14 @@ def test_fuzz_every_operation_never_answers_5xx(app_settings):
     from hypothesis import given
     from schemathesis.generation.modes import GenerationMode
 
-    from newsletter.db import session_scope
-    from newsletter.digests import plan_issue
+    from newsletter.ledger import plan_issue
+    from newsletter.testing import configured_session
     from newsletter.web import create_app
 
     ingest_sample()
     add_subscriber("reader@example.org")
     add_subscriber("pending@example.org", status="pending")
-    with session_scope() as session:
+    with configured_session() as session:
         plan_issue(session)
     schema = schemathesis.openapi.from_asgi("/api/openapi.json", create_app(app_settings))
     seen, failures = [], []
@@ -265,12 +266,12 @@ def test_bounce_webhook_hard_bounce_complaint_and_refusals(client, app_settings)
     assert sub_row(soft).status.value == "bounced"
 
     # the next issue goes to nobody of them
-    from newsletter.db import session_scope
-    from newsletter.digests import plan_issue
+    from newsletter.ledger import plan_issue
+    from newsletter.testing import configured_session
 
     ingest_sample()
     add_subscriber("stays@example.org")
-    with session_scope() as session:
+    with configured_session() as session:
         _, planned = plan_issue(session)
     assert planned == 1
 
@@ -350,7 +351,7 @@ def test_line_breaks_in_fields_that_never_reach_a_header_cannot_inject_one(clien
     [msg] = outbox(app_settings)
     assert msg["Bcc"] is None and msg.get_all("To") == ["ada@example.org"]
     assert msg.get_all("Subject") == ["Please confirm your Paper Digest subscription"]
-    names = {k.lower() for k in msg.keys()}
+    names = {k.lower() for k in msg}
     assert names <= {
         "from",
         "to",
@@ -408,7 +409,7 @@ def test_unicode_and_idn_addresses_one_subscriber_delivered_without_smtputf8(con
         ingest_sample()
         for a in ("one@example.org", "eve@bücher.example", "\u7528\u6237@example.org", "two@example.org"):
             add_subscriber(a)
-        result = admin.send_now(admin.get_settings(), "weekly")
+        result = admin.send_now(get_settings(), "weekly")
         assert result["counts"]["sent"] == 3 and result["counts"]["failed"] == 1
         assert result["counts"]["deferred"] == 0  # nothing stuck behind the unicode mailbox
         assert box.received["one@example.org"] == box.received["two@example.org"] == 1
@@ -447,8 +448,8 @@ def test_paper_text_with_html_is_escaped_in_every_page_and_email(configure, pg_u
     script. Every page that shows it and the digest's HTML show it as text; the plain-text part
     shows it verbatim (it is text); no javascript: link survives."""
     from newsletter import admin
-    from newsletter.db import session_scope
     from newsletter.papers import PaperRecord, ingest_records
+    from newsletter.testing import configured_session
     from newsletter.web import create_app
 
     box, port = smtp_server
@@ -456,7 +457,7 @@ def test_paper_text_with_html_is_escaped_in_every_page_and_email(configure, pg_u
         NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_SMTP_HOST="127.0.0.1", NEWSLETTER_SMTP_PORT=str(port)
     )
     ingest_sample()
-    with session_scope() as session:
+    with configured_session() as session:
         ingest_records(
             session,
             [
@@ -472,7 +473,7 @@ def test_paper_text_with_html_is_escaped_in_every_page_and_email(configure, pg_u
             ],
         )
     sub_id = add_subscriber("ada@example.org", interests="large language model agents tools")
-    result = admin.send_now(admin.get_settings(), "weekly")
+    result = admin.send_now(get_settings(), "weekly")
     assert result["counts"]["sent"] == 1
     [msg] = box.parsed("ada@example.org")
     html_mail = msg.get_body(("html",)).get_content()
@@ -515,17 +516,17 @@ def test_paper_text_with_html_is_escaped_in_every_page_and_email(configure, pg_u
 def reader_world(client, app_settings):
     """Two confirmed readers with a sent issue, and a pending one: real tokens of each kind."""
     from newsletter import admin
-    from newsletter.db import session_scope
     from newsletter.models import Issue
     from newsletter.subscriptions import request_subscription
+    from newsletter.testing import configured_session
 
     ingest_sample()
     a = add_subscriber("ada@example.org", interests="language model agents")
     b = add_subscriber("bob@example.org", interests="robot learning")
-    admin.send_now(admin.get_settings(), "weekly")
-    with session_scope() as session:
+    admin.send_now(get_settings(), "weekly")
+    with configured_session() as session:
         request_subscription(session, app_settings, "pen@example.org", "robots")
-    with session_scope() as session:
+    with configured_session() as session:
         issue = session.exec(select(Issue)).first()[0]
     pen = subscriber_id("pen@example.org")
     return type(
@@ -693,10 +694,10 @@ def test_no_endpoint_tells_whether_an_address_is_known(client, app_settings, rea
     for an unknown, pending, confirmed, unsubscribed, bounced or erased address, in any case,
     form or JSON, inside or outside the cooldown. Preferences are reached only through a signed
     link: no route looks a subscriber up by address, except the authenticated webhook."""
-    from newsletter.db import session_scope
     from newsletter.models import Subscriber, SubscriberStatus
+    from newsletter.testing import configured_session
 
-    with session_scope() as session:
+    with configured_session() as session:
         session.add(
             Subscriber(
                 email="gone@example.org", email_key="gone@example.org", status=SubscriberStatus.unsubscribed
@@ -757,7 +758,9 @@ def test_no_get_or_head_changes_anything(client, app_settings, reader_world):
         "/unsubscribe/{token}": f"/unsubscribe/{token_for(s, Purpose.unsubscribe, w.a)}",
         "/preferences/{token}": f"/preferences/{token_for(s, Purpose.preferences, w.a)}",
         "/preferences/{token}/export": f"/preferences/{token_for(s, Purpose.preferences, w.a)}/export",
-        "/issues/{issue_id}/view/{token}": f"/issues/{issue_id}/view/{token_for(s, Purpose.view, w.a, i=issue_id)}",
+        "/issues/{issue_id}/view/{token}": (
+            f"/issues/{issue_id}/view/{token_for(s, Purpose.view, w.a, i=issue_id)}"
+        ),
         "/vote/{token}": f"/vote/{token_for(s, Purpose.vote, w.a, i=issue_id, p=w.paper, d=1)}",
         "/api/openapi.json": "/api/openapi.json",
         "/api/docs": "/api/docs",
@@ -950,7 +953,7 @@ def test_digest_dkim_signature_verifies_and_covers_the_one_click_headers(
     )
     ingest_sample()
     add_subscriber("ada@example.org")
-    assert admin.send_now(admin.get_settings(), "weekly")["counts"]["sent"] == 1
+    assert admin.send_now(get_settings(), "weekly")["counts"]["sent"] == 1
     [(_, rcpts, raw)] = box.messages
     dns = lambda name, timeout=5: record if name == b"pd._domainkey.news.example.org." else None  # noqa: E731
     assert raw.startswith(b"DKIM-Signature:") and dkim.verify(raw, dnsfunc=dns)
@@ -1018,7 +1021,7 @@ def test_per_ip_and_per_address_limits_hold_under_a_burst(web_stack):
     assert codes == [202] * 10 + [429] * 50, codes
     accepted = {
         a
-        for (a, _), r in zip([(f"u{i}@example.org", 0) for i in range(60)], responses)
+        for (a, _), r in zip([(f"u{i}@example.org", 0) for i in range(60)], responses, strict=False)
         if r.status_code == 202
     }
     engine = create_engine(web_stack.db_url)

@@ -142,15 +142,16 @@ def test_fast_dkim_agrees_with_dkimpy_on_what_it_signs(dkim_key):
 
 def test_remembered_rankings_equal_fresh_ones(configure, sqlite_url):
     from newsletter import admin
-    from newsletter.db import session_scope
-    from newsletter.digests import DigestRenderer, plan_issue
+    from newsletter.digests import DigestRenderer
+    from newsletter.ledger import plan_issue
     from newsletter.models import Frequency, Issue, Paper, Subscriber
     from newsletter.papers import sample_feed_path
     from newsletter.ranking import rank_papers
+    from newsletter.testing import configured_session
 
     settings = configure(NEWSLETTER_DATABASE_URL=sqlite_url)
     admin.ingest(settings, path=sample_feed_path())
-    with session_scope() as session:
+    with configured_session() as session:
         issue, _ = plan_issue(session, Frequency.weekly)
         issue = session.get(Issue, issue.id)
         papers = session.exec(select(Paper)).all()
@@ -185,17 +186,17 @@ def test_remembered_rankings_equal_fresh_ones(configure, sqlite_url):
 
 def _batch_world(configure, pg_url, smtp_server, readers: int):
     from newsletter import admin
-    from newsletter.db import session_scope
-    from newsletter.digests import plan_issue
+    from newsletter.ledger import plan_issue
     from newsletter.models import Delivery, Frequency, Subscriber, SubscriberStatus
     from newsletter.papers import sample_feed_path
+    from newsletter.testing import configured_session
 
     box, port = smtp_server
     settings = configure(
         NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_SMTP_HOST="127.0.0.1", NEWSLETTER_SMTP_PORT=str(port)
     )
     admin.ingest(settings, path=sample_feed_path())
-    with session_scope() as session:
+    with configured_session() as session:
         for i in range(readers):
             session.add(
                 Subscriber(
@@ -205,20 +206,20 @@ def _batch_world(configure, pg_url, smtp_server, readers: int):
                     status=SubscriberStatus.confirmed,
                 )
             )
-    with session_scope() as session:
+    with configured_session() as session:
         issue, _ = plan_issue(session, Frequency.weekly)
         ids = list(session.exec(select(Delivery.id).where(Delivery.issue_id == issue.id)))
-    return box, issue.id, ids
+    return settings, box, issue.id, ids
 
 
 def test_sent_rows_recorded_in_flight_carry_everything(configure, pg_url, smtp_server):
-    from newsletter.db import session_scope
     from newsletter.delivery import send_batch
     from newsletter.models import Delivery, DeliveryState
+    from newsletter.testing import configured_session
 
-    box, issue_id, ids = _batch_world(configure, pg_url, smtp_server, 6)
-    assert send_batch(issue_id, ids)["sent"] == 6
-    with session_scope() as session:
+    settings, box, issue_id, ids = _batch_world(configure, pg_url, smtp_server, 6)
+    assert send_batch(settings, issue_id, ids)["sent"] == 6
+    with configured_session() as session:
         rows = session.exec(select(Delivery)).all()
     assert {r.state for r in rows} == {DeliveryState.sent}
     sent_ids = {m["Message-ID"] for m in box.parsed()}
@@ -228,12 +229,13 @@ def test_sent_rows_recorded_in_flight_carry_everything(configure, pg_url, smtp_s
 
 
 def test_a_failed_in_flight_update_is_recorded_the_plain_way(configure, pg_url, smtp_server, monkeypatch):
-    from newsletter import delivery
+    from newsletter import ledger
+    from newsletter.db import get_engine
     from newsletter.delivery import send_batch
 
-    box, issue_id, ids = _batch_world(configure, pg_url, smtp_server, 4)
+    settings, box, issue_id, ids = _batch_world(configure, pg_url, smtp_server, 4)
     calls = {"n": 0}
-    real = delivery.SentRecorder._collect
+    real = ledger.SentRecorder._collect
 
     def flaky(pgconn):
         calls["n"] += 1
@@ -242,8 +244,8 @@ def test_a_failed_in_flight_update_is_recorded_the_plain_way(configure, pg_url, 
             raise OSError("connection lost")
         return real(pgconn)
 
-    monkeypatch.setattr(delivery.SentRecorder, "_collect", staticmethod(flaky))
-    assert send_batch(issue_id, ids)["sent"] == 4
-    assert calls["n"] >= 2  # the broken one was recorded again through _record_sent
-    assert delivery.delivery_counts(issue_id)["sent"] == 4
+    monkeypatch.setattr(ledger.SentRecorder, "_collect", staticmethod(flaky))
+    assert send_batch(settings, issue_id, ids)["sent"] == 4
+    assert calls["n"] >= 2  # the broken one was recorded again through record_sent
+    assert ledger.delivery_counts(get_engine(settings.database_url), issue_id)["sent"] == 4
     assert len(box.messages) == 4

@@ -513,7 +513,7 @@ class TestArxiv:
 
         arrivals = sorted(hit.at for hit in server.hits)
         assert len(arrivals) == 3
-        assert all(later - earlier >= 0.3 for earlier, later in zip(arrivals, arrivals[1:]))
+        assert all(later - earlier >= 0.3 for earlier, later in zip(arrivals, arrivals[1:], strict=False))
 
 
 # --- ingest -------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ import pytest
 from sqlmodel import select
 
 from newsletter import subscriptions as subs
-from newsletter.db import session_scope
 from newsletter.models import ConsentEvent, Subscriber, SubscriberStatus
+from newsletter.testing import configured_session
 from newsletter.tokens import Purpose, TokenError, make_token
 
 
@@ -22,19 +22,21 @@ def env(configure, db_url):
 def queued(monkeypatch):
     """The jobs queued after commit, instead of running them (the mail is tested elsewhere)."""
     calls: list[tuple] = []
-    monkeypatch.setattr("newsletter.jobs.run", lambda name, *args: calls.append((name, *args)))
+    monkeypatch.setattr(
+        "newsletter.jobs.run", lambda _settings, job, *args: calls.append((job.__name__, *args))
+    )
     return calls
 
 
 def signup(settings, address, interests="", ip="203.0.113.5"):
-    with session_scope() as session:
+    with configured_session() as session:
         return subs.request_subscription(
             session, settings, address, interests, subs.Client(ip=ip, user_agent="pytest")
         )
 
 
 def get(address):
-    with session_scope() as session:
+    with configured_session() as session:
         return session.exec(select(Subscriber).where(Subscriber.email_key == address.casefold())).one()
 
 
@@ -56,7 +58,7 @@ def test_case_variants_are_one_subscriber_and_cooldown_limits_mail(env, queued):
     signup(env, "ada@example.org")
     signup(env, "ADA@example.org")
     signup(env, "  ada@EXAMPLE.org ")
-    with session_scope() as session:
+    with configured_session() as session:
         assert len(session.exec(select(Subscriber)).all()) == 1
     assert len(queued) == 1  # one email per address per cooldown
 
@@ -64,11 +66,11 @@ def test_case_variants_are_one_subscriber_and_cooldown_limits_mail(env, queued):
 def test_confirm_is_single_use_and_sends_welcome(env, queued):
     signup(env, "ada@example.org")
     token = confirm_token(env, "ada@example.org")
-    with session_scope() as session:
+    with configured_session() as session:
         subs.confirm_subscription(session, env, token, subs.Client(ip="198.51.100.1"))
     assert get("ada@example.org").status is SubscriberStatus.confirmed
     assert queued[-1][:2] == ("send_transactional", "welcome")
-    with pytest.raises(TokenError) as err, session_scope() as session:
+    with pytest.raises(TokenError) as err, configured_session() as session:
         subs.confirm_subscription(session, env, token)
     assert err.value.reason == "used"
 
@@ -82,11 +84,11 @@ def test_confirm_refuses_forged_expired_and_wrong_purpose(env, queued, monkeypat
         "forged-purpose": make_token(env, Purpose.unsubscribe, sub.id, sub.token_version),
     }
     for token in cases.values():
-        with pytest.raises(TokenError) as err, session_scope() as session:
+        with pytest.raises(TokenError) as err, configured_session() as session:
             subs.confirm_subscription(session, env, token)
         assert err.value.reason == "forged"
     monkeypatch.setattr(env, "confirm_token_hours", 0)
-    with pytest.raises(TokenError) as err, session_scope() as session:
+    with pytest.raises(TokenError) as err, configured_session() as session:
         import time
 
         time.sleep(1.1)
@@ -97,11 +99,11 @@ def test_confirm_refuses_forged_expired_and_wrong_purpose(env, queued, monkeypat
 
 def test_resignup_of_confirmed_address_changes_nothing(env, queued):
     signup(env, "ada@example.org", "robots")
-    with session_scope() as session:
+    with configured_session() as session:
         subs.confirm_subscription(session, env, confirm_token(env, "ada@example.org"))
     signup(env, "ada@example.org", "attacker's interests")
     assert queued[-1][:2] == ("send_transactional", "welcome")  # within the cooldown: no mail
-    with session_scope() as session:
+    with configured_session() as session:
         session.get(Subscriber, get("ada@example.org").id).confirm_sent_at -= timedelta(hours=1)
     signup(env, "ada@example.org", "attacker's interests")
     sub = get("ada@example.org")
@@ -112,36 +114,36 @@ def test_resignup_of_confirmed_address_changes_nothing(env, queued):
 
 def test_unsubscribe_is_idempotent_and_resubscribe_needs_fresh_opt_in(env, queued):
     signup(env, "ada@example.org")
-    with session_scope() as session:
+    with configured_session() as session:
         subs.confirm_subscription(session, env, confirm_token(env, "ada@example.org"))
     old_prefs = make_token(
         env, Purpose.preferences, get("ada@example.org").id, get("ada@example.org").token_version
     )
-    with session_scope() as session:
+    with configured_session() as session:
         sub = session.get(Subscriber, get("ada@example.org").id)
         assert subs.unsubscribe(session, sub) is True
         assert subs.unsubscribe(session, sub) is False
     assert get("ada@example.org").status is SubscriberStatus.unsubscribed
     # A later signup does not reactivate: it goes back to pending and needs a new confirmation.
-    with session_scope() as session:
+    with configured_session() as session:
         session.get(Subscriber, get("ada@example.org").id).confirm_sent_at -= timedelta(hours=1)
     signup(env, "ada@example.org")
     assert get("ada@example.org").status is SubscriberStatus.pending
     assert queued[-1][:2] == ("send_transactional", "confirm")
-    with pytest.raises(TokenError), session_scope() as session:  # old links died with it
+    with pytest.raises(TokenError), configured_session() as session:  # old links died with it
         subs.subscriber_for_token(session, env, Purpose.preferences, old_prefs)
 
 
 def test_consent_record_keeps_when_where_and_wording(env, queued):
     signup(env, "ada@example.org", ip="192.0.2.44")
-    with session_scope() as session:
+    with configured_session() as session:
         subs.confirm_subscription(
             session,
             env,
             confirm_token(env, "ada@example.org"),
             subs.Client(ip="192.0.2.45", user_agent="Firefox"),
         )
-    with session_scope() as session:
+    with configured_session() as session:
         events = session.exec(select(ConsentEvent).order_by(ConsentEvent.id)).all()
     assert [e.event for e in events] == ["signup_requested", "confirmed"]
     assert events[0].ip == "192.0.2.44" and events[1].user_agent == "Firefox"
@@ -166,7 +168,7 @@ def test_consent_record_keeps_when_where_and_wording(env, queued):
 def test_bad_addresses_are_refused_and_nothing_is_stored(env, queued, bad):
     with pytest.raises(subs.InvalidInput):
         signup(env, bad)
-    with session_scope() as session:
+    with configured_session() as session:
         assert session.exec(select(Subscriber)).all() == []
     assert queued == []
 
@@ -185,8 +187,8 @@ def test_state_machine_refuses_unlisted_moves():
 
 def test_erase_removes_every_trace(env, queued):
     signup(env, "ada@example.org")
-    with session_scope() as session:
+    with configured_session() as session:
         subs.erase_subscriber(session, session.get(Subscriber, get("ada@example.org").id))
-    with session_scope() as session:
+    with configured_session() as session:
         assert session.exec(select(Subscriber)).all() == []
         assert session.exec(select(ConsentEvent)).all() == []

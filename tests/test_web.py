@@ -6,8 +6,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
-from newsletter.db import session_scope
 from newsletter.models import ConsentEvent, Subscriber, SubscriberStatus
+from newsletter.testing import configured_session
 from newsletter.tokens import Purpose, make_token
 from newsletter.web import create_app
 from tests.conftest import link_in, text_part
@@ -39,12 +39,12 @@ def path_of(url: str) -> str:
 
 
 def subscriber(address: str) -> Subscriber | None:
-    with session_scope() as session:
+    with configured_session() as session:
         return session.exec(select(Subscriber).where(Subscriber.email_key == address)).first()
 
 
 def state_snapshot():
-    with session_scope() as session:
+    with configured_session() as session:
         subs = [
             (s.email, s.status, s.interests, s.frequency, s.max_papers, s.token_version)
             for s in session.exec(select(Subscriber))

@@ -1,4 +1,4 @@
-"""Celery workers: `celery -A workers worker` and `celery -A workers beat`."""
+"""Celery entry points: `celery -A workers worker` and `celery -A workers beat`."""
 
 from workers.celery_app import app
 

@@ -1,71 +1,39 @@
-"""The Celery app, its configuration (see shared/reference/delivery.md §1) and beat schedule."""
+"""`celery -A workers worker|beat`: the core's Celery app with this service's tasks and schedule."""
 
 from __future__ import annotations
 
-from celery import Celery
+from typing import Any
+
 from celery.schedules import crontab
 from celery.signals import after_setup_logger, worker_process_init
 
 from newsletter.config import get_settings
+from newsletter.db import dispose_engines
+from newsletter.delivery import recover_stale_claims, scheduled_send
+from newsletter.jobs import task_name
+from newsletter.logs import setup_logging
+from newsletter.papers.ingest import scheduled_ingest
+from newsletter.worker import make_app
 
-# Redis redelivers any unacknowledged message after the visibility timeout, so every task and
-# every retry countdown stays far below it, and sending is idempotent in the database anyway.
-VISIBILITY_TIMEOUT = 2 * 3600
-
-
-def make_app() -> Celery:
-    settings = get_settings()
-    app = Celery(
-        "newsletter", broker=settings.broker_url or "redis://127.0.0.1:6379/0", include=["workers.tasks"]
-    )
-    app.conf.update(
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
-        result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
-        visibility_timeout=VISIBILITY_TIMEOUT,
-        broker_connection_retry_on_startup=True,
-        task_acks_late=True,
-        task_reject_on_worker_lost=False,
-        task_ignore_result=True,
-        worker_prefetch_multiplier=1,
-        worker_soft_shutdown_timeout=10,
-        task_time_limit=1800,
-        task_soft_time_limit=1500,
-        task_serializer="json",
-        accept_content=["json"],
-        timezone=settings.timezone,
-        enable_utc=True,
-        worker_hijack_root_logger=False,
-        beat_schedule={
-            "digests": {
-                "task": "newsletter.scheduled_send",
-                "schedule": crontab(minute=0, hour=settings.digest_hour),
-            },
-            "ingest": {
-                "task": "newsletter.ingest_papers",
-                "schedule": crontab(minute=0, hour=settings.ingest_hour),
-            },
-            "recover-stale-claims": {
-                "task": "newsletter.recover_stale",
-                "schedule": settings.recover_interval_seconds,
-            },
-        },
-    )
-    return app
-
-
-app = make_app()
+settings = get_settings()
+app = make_app(settings)
+app.conf.include = ["workers.tasks"]
+app.conf.beat_schedule = {
+    "digests": {"task": task_name(scheduled_send), "schedule": crontab(minute=0, hour=settings.digest_hour)},
+    "ingest": {"task": task_name(scheduled_ingest), "schedule": crontab(minute=0, hour=settings.ingest_hour)},
+    "recover-stale-claims": {
+        "task": task_name(recover_stale_claims),
+        "schedule": settings.recover_interval_seconds,
+    },
+}
 
 
 @after_setup_logger.connect
-def _json_logs(**_kwargs) -> None:
-    from newsletter.logs import setup_logging
-
-    setup_logging()
+def _json_logs(**_kwargs: Any) -> None:
+    setup_logging(settings.log_level)
 
 
 @worker_process_init.connect
-def _fresh_connections(**_kwargs) -> None:
+def _fresh_connections(**_kwargs: Any) -> None:
     # A forked child must not reuse the parent's pooled database sockets.
-    from newsletter.db import dispose_engines
-
     dispose_engines()

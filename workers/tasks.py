@@ -1,50 +1,59 @@
-"""Thin Celery tasks: ids in, a plain core function does the work, transient errors retry."""
+"""Thin Celery tasks: ids in, the core function they wrap does the work, transient errors retry.
+
+Each task is registered as `jobs.task_name(fn)`, the name `newsletter.jobs.run` publishes, and
+calls `fn(settings, *ids)` with the worker's settings.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.exc import OperationalError
 
-from newsletter.config import get_settings
-from newsletter.jobs import resolve
+from newsletter.delivery import dispatch_issue, recover_stale_claims, scheduled_send, send_batch
+from newsletter.jobs import task_name
 from newsletter.mail.senders import TransientSendError
-from workers.celery_app import app
+from newsletter.mail.transactional import send_transactional
+from newsletter.papers.ingest import scheduled_ingest
+from workers.celery_app import app, settings
 
 RETRYABLE = (TransientSendError, OperationalError, ConnectionError, TimeoutError)
 # Backoff 5 s, 10 s, 20 s … capped at 5 min (settings): all far below the visibility timeout.
-RETRY = dict(
-    autoretry_for=RETRYABLE,
-    retry_backoff=get_settings().retry_backoff_seconds,
-    retry_backoff_max=get_settings().retry_backoff_max_seconds,
-    retry_jitter=True,
-    max_retries=8,
-)
+RETRY: dict[str, Any] = {
+    "autoretry_for": RETRYABLE,
+    "retry_backoff": settings.retry_backoff_seconds,
+    "retry_backoff_max": settings.retry_backoff_max_seconds,
+    "retry_jitter": True,
+    "max_retries": 8,
+}
+DAY = 24 * 3600
 
 
-@app.task(name="newsletter.send_transactional", expires=24 * 3600, **RETRY)
-def send_transactional(kind: str, subscriber_id: int) -> str:
-    return resolve("send_transactional")(kind, subscriber_id)
+@app.task(name=task_name(send_transactional), expires=DAY, **RETRY)
+def send_transactional_task(kind: str, subscriber_id: int) -> str:
+    return send_transactional(settings, kind, subscriber_id)
 
 
-@app.task(name="newsletter.send_batch", expires=24 * 3600, **RETRY)
-def send_batch(issue_id: int, delivery_ids: list[int]) -> dict:
-    return resolve("send_batch")(issue_id, delivery_ids)
+@app.task(name=task_name(send_batch), expires=DAY, **RETRY)
+def send_batch_task(issue_id: int, delivery_ids: list[int]) -> dict[str, int]:
+    return send_batch(settings, issue_id, delivery_ids)
 
 
-@app.task(name="newsletter.dispatch_issue", **RETRY)
-def dispatch_issue(issue_id: int) -> int:
-    return resolve("dispatch_issue")(issue_id)
+@app.task(name=task_name(dispatch_issue), **RETRY)
+def dispatch_issue_task(issue_id: int) -> int:
+    return dispatch_issue(settings, issue_id)
 
 
-@app.task(name="newsletter.scheduled_send", **RETRY)
-def scheduled_send() -> list:
-    return resolve("scheduled_send")()
+@app.task(name=task_name(scheduled_send), **RETRY)
+def scheduled_send_task() -> list[int]:
+    return scheduled_send(settings)
 
 
-@app.task(name="newsletter.recover_stale", expires=60)
-def recover_stale() -> int:
-    return resolve("recover_stale")()
+@app.task(name=task_name(recover_stale_claims), expires=60)
+def recover_stale_claims_task() -> int:
+    return recover_stale_claims(settings)
 
 
-@app.task(name="newsletter.ingest_papers", **RETRY)
-def ingest_papers() -> dict:
-    return resolve("ingest_papers")()
+@app.task(name=task_name(scheduled_ingest), **RETRY)
+def scheduled_ingest_task() -> dict[str, Any]:
+    return scheduled_ingest(settings)

@@ -20,6 +20,10 @@ from email.utils import formatdate, make_msgid
 from functools import lru_cache
 from pathlib import Path
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
 CRLF = b"\r\n"
 
 
@@ -179,9 +183,6 @@ def dkim_sign(message: bytes, *, selector: str, domain: str, key_path: str | Pat
     key = _rsa_key(str(key_path))
     if key is None:
         return _dkimpy_sign(message, selector, domain, key_path, headers)
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding
-
     body = body if sep else b""
     while body.endswith(b"\r\n\r\n"):  # simple body: no empty lines at the end, one CRLF
         body = body[:-2]
@@ -245,11 +246,6 @@ def _relaxed(name: bytes, value: bytes) -> bytes:
 
 @lru_cache(maxsize=4)
 def _rsa_key(path: str):
-    try:
-        from cryptography.hazmat.primitives.asymmetric import rsa
-        from cryptography.hazmat.primitives.serialization import load_pem_private_key
-    except ImportError:
-        return None
     key = load_pem_private_key(_dkim_key(path), password=None)
     return key if isinstance(key, rsa.RSAPrivateKey) else None
 

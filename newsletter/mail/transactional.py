@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from newsletter import links
-from newsletter.config import Settings, get_settings
+from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.logs import event
-from newsletter.mail.message import Envelope, build_message, dkim_sign, new_message_id
+from newsletter.mail.compose import finish_message, list_headers
+from newsletter.mail.message import Envelope, new_message_id
 from newsletter.mail.render import render_email
 from newsletter.mail.senders import PermanentSendError, open_sender
 from newsletter.models import Frequency, Subscriber, SubscriberStatus, utcnow
@@ -25,31 +26,10 @@ REQUIRED_STATE = {
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
-def next_digest_text(settings: Settings, sub: Subscriber, now: datetime | None = None) -> str:
+def next_digest_text(settings: Settings, sub: Subscriber) -> str:
     if sub.frequency is Frequency.daily:
         return f"tomorrow at {settings.digest_hour:02d}:00 {settings.timezone}"
     return f"on {WEEKDAYS[settings.digest_weekday]} at {settings.digest_hour:02d}:00 {settings.timezone}"
-
-
-def list_headers(settings: Settings, sub: Subscriber) -> dict[str, str]:
-    """RFC 2369/8058 headers: one-click unsubscribe by POST to the https link."""
-    return {
-        "List-Unsubscribe": f"<{links.unsubscribe_url(settings, sub)}>",
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-    }
-
-
-def finish_message(settings: Settings, env: Envelope, text: str, html: str) -> bytes:
-    """Build the bytes and DKIM-sign them when a key is configured."""
-    message = build_message(env, text, html)
-    if settings.dkim_private_key_path and settings.dkim_selector:
-        message = dkim_sign(
-            message,
-            selector=settings.dkim_selector,
-            domain=settings.dkim_domain or settings.mail_domain,
-            key_path=settings.dkim_private_key_path,
-        )
-    return message
 
 
 def transactional_message(settings: Settings, kind: str, sub: Subscriber) -> bytes:
@@ -78,10 +58,9 @@ def transactional_message(settings: Settings, kind: str, sub: Subscriber) -> byt
     return finish_message(settings, env, rendered.text, rendered.html)
 
 
-def send_transactional(kind: str, subscriber_id: int) -> str:
+def send_transactional(settings: Settings, kind: str, subscriber_id: int) -> str:
     """Send one journey email if it still makes sense; transient errors propagate (retry)."""
-    settings = get_settings()
-    with session_scope() as session:
+    with session_scope(settings.database_url) as session:
         sub = session.get(Subscriber, subscriber_id)
         if sub is None or sub.status is not REQUIRED_STATE[kind]:
             return "skipped"

@@ -1,4 +1,4 @@
-"""The arXiv source: the legacy Atom query API (reference: papers.md 4.1).
+"""The arXiv source: the legacy Atom query API (https://info.arxiv.org/help/api/user-manual.html).
 
 arXiv's terms allow one request at a time and no more than one every three seconds, so every
 request in this process goes through one lock and waits out the interval since the last one.

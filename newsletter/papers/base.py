@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from newsletter import __version__
+from newsletter.values import as_utc, shorten
 
 MAX_TITLE = 1000
 MAX_ABSTRACT = 10_000
@@ -66,7 +67,7 @@ class PaperRecord:
 
     def __post_init__(self) -> None:
         self.title = _checked_title(self.title)
-        self.abstract = _capped(clean_block(self.abstract or "", "abstract"), MAX_ABSTRACT)
+        self.abstract = shorten(clean_block(self.abstract or "", "abstract"), MAX_ABSTRACT)
         self.authors = clean_names(self.authors, "authors")[:MAX_AUTHORS]
         self.keywords = _unique(clean_names(self.keywords, "keywords"))[:MAX_KEYWORDS]
         self.arxiv_id = normalise_arxiv_id(self.arxiv_id)
@@ -232,16 +233,6 @@ def parse_datetime(value: Any) -> datetime | None:
     raise ValueError(f"published_at is not a date: {_show(value)}")
 
 
-def as_utc(value: datetime) -> datetime:
-    """`value` as an aware UTC datetime; a naive one is taken to be UTC already."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError(f"date is out of range: {value.isoformat()}") from None
-
-
 def describe_response(response: httpx.Response) -> str:
     """A short, single-line excerpt of a response body for an error message."""
     try:
@@ -280,10 +271,6 @@ def _checked_title(value: Any) -> str:
     if len(title) > MAX_TITLE:
         raise ValueError(f"title is longer than {MAX_TITLE} characters")
     return title
-
-
-def _capped(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _unique(values: list[str]) -> list[str]:

@@ -1,7 +1,7 @@
 """The Hugging Face source: `/api/daily_papers`, paged, for one ISO week or one day.
 
 Items carry some fields at the top level and some in a nested `paper` object, and which side a
-field sits on has changed over time (reference: papers.md 1.4, 8), so both are read.
+field sits on has changed over time, so both are read.
 """
 
 from __future__ import annotations

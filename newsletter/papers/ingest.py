@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlmodel import Session, col, select
 
 from newsletter.config import Settings
+from newsletter.db import session_scope
 from newsletter.models import Paper, utcnow
 from newsletter.papers.arxiv import fetch_arxiv
 from newsletter.papers.base import LINK_FIELDS, PaperRecord, SourceResult, as_utc, title_key
@@ -22,6 +25,14 @@ _SOURCES = ("file", "huggingface", "arxiv")
 _SOURCE_OF = {"path": "file", "week": "huggingface", "date": "huggingface", "query": "arxiv"}
 
 
+class Outcome(enum.Enum):
+    """What one record did to the store."""
+
+    added = "added"
+    updated = "updated"
+    unchanged = "unchanged"
+
+
 @dataclass
 class IngestReport:
     """How many records made new rows, changed rows, or matched rows exactly; and which failed."""
@@ -30,6 +41,15 @@ class IngestReport:
     updated: int = 0
     unchanged: int = 0
     errors: list[str] = field(default_factory=list)
+
+    def count(self, outcome: Outcome) -> None:
+        """Count one record under its outcome."""
+        if outcome is Outcome.added:
+            self.added += 1
+        elif outcome is Outcome.updated:
+            self.updated += 1
+        else:
+            self.unchanged += 1
 
 
 class _Papers:
@@ -76,9 +96,25 @@ def ingest_records(
         except ValueError as exc:
             report.errors.append(f"record {index} ({record.title[:80]!r}): {exc}")
             continue
-        setattr(report, outcome, getattr(report, outcome) + 1)
+        report.count(outcome)
     session.flush()
     return report
+
+
+def store_fetched(settings: Settings, fetched: SourceResult) -> IngestReport:
+    """Ingest what a source returned in one transaction that commits (for jobs and the CLI).
+
+    The source's own bad items come first in the report's errors.
+    """
+    with session_scope(settings.database_url) as session:
+        report = ingest_records(session, fetched.records)
+    return replace(report, errors=fetched.errors + report.errors)
+
+
+def scheduled_ingest(settings: Settings) -> dict[str, Any]:
+    """Beat's daily ingest from the configured source; returns the report as JSON-ready data."""
+    fetched = load_source(settings, path=settings.paper_source_path)
+    return asdict(store_fetched(settings, fetched))
 
 
 def load_source(
@@ -142,17 +178,17 @@ def _chunks(values: list[str]) -> Iterator[list[str]]:
         yield values[start : start + _IN_CHUNK]
 
 
-def _ingest_one(session: Session, papers: _Papers, record: PaperRecord, now: datetime) -> str:
-    """Add or refresh the row for one record; returns the IngestReport counter to bump."""
+def _ingest_one(session: Session, papers: _Papers, record: PaperRecord, now: datetime) -> Outcome:
+    """Add or refresh the row for one record."""
     key = title_key(record.title)
     row = papers.match(record, key)
     if row is None:
         row = _new_row(record, key, now)
-        outcome = "added"
+        outcome = Outcome.added
     elif _refresh(row, record):
-        outcome = "updated"
+        outcome = Outcome.updated
     else:
-        return "unchanged"
+        return Outcome.unchanged
     session.add(row)
     papers.remember(row)
     return outcome

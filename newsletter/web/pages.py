@@ -12,6 +12,7 @@ from sqlmodel import col, select
 from newsletter import feedback
 from newsletter import subscriptions as subs
 from newsletter.digests import issue_title, paper_view, reader_view
+from newsletter.ledger import sent_papers
 from newsletter.models import Issue, Paper
 from newsletter.stats import issue_counts, subscriber_counts
 from newsletter.tokens import Purpose, TokenError, TokenReason
@@ -68,7 +69,8 @@ def view_in_browser(issue_id: IssueId, token: str, session: SessionDep, settings
     issue = session.get(Issue, issue_id)
     if issue is None or extra.get("i") != issue_id:  # the link names the issue it was sent with
         raise TokenError(TokenReason.forged)
-    return HTMLResponse(reader_view(session, settings, issue, sub))
+    sent = sent_papers(session, issue_id, sub)
+    return HTMLResponse(reader_view(settings, issue_id, sub, sent))
 
 
 @router.get("/vote/{token}", response_class=HTMLResponse)

@@ -1,0 +1,35 @@
+"""Small helpers for text and dates shared by papers, ranking and digests (standard library only)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def shorten(text: str, width: int, *, one_line: bool = False, at_word: bool = False) -> str:
+    """`text` unchanged if it fits in `width` characters, else cut and ended with "…".
+
+    With `one_line`, whitespace runs (line breaks included) first become one space. By default
+    the cut keeps `width - 1` characters, trailing spaces dropped, so the result fits in `width`.
+    With `at_word` it falls on the last space within the first `width` characters instead, and
+    drops the punctuation (,.;:) left before the "…".
+    """
+    if one_line:
+        text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    if at_word:
+        return text[:width].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
+    return text[: width - 1].rstrip() + "…"
+
+
+def as_utc(value: datetime) -> datetime:
+    """`value` as an aware UTC datetime; a naive one is taken to be UTC already.
+
+    Raises ValueError if the conversion leaves the range of `datetime`.
+    """
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"date is out of range: {value.isoformat()}") from None
