@@ -1,29 +1,27 @@
 """Plan an issue, rank its papers for each subscriber, and render the digest.
 
 Rendering is split in two so that premailer (~15 ms a call) runs once per issue, not once per
-recipient: `IssueTemplate` renders the whole digest once with every candidate paper and with
-placeholders where per-reader values go, inlines the CSS, and cuts the result into a shell and
-one fragment per paper card. `DigestRenderer.render` then ranks, picks the cards and fills in
-escaped per-reader values: string work only. A test holds this equal to a plain render + inline.
+recipient: `issue_template` renders the whole digest once with every candidate paper and with
+slot markers where per-reader values go, inlines the CSS, and cuts the result into segments
+(`newsletter.assemble`). `DigestRenderer.render` then ranks, picks the cards and puts escaped
+per-reader values into the slots by position: string work only, and paper text is never
+searched for markers. A test holds this equal to a plain render + inline.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Any
 
-from jinja2 import Template, pass_environment
-from jinja2.filters import do_wordwrap
-from markupsafe import escape
 from sqlalchemy import or_
 from sqlmodel import Session, select
 
 from newsletter import links
+from newsletter.assemble import SHELL_SLOTS, IssueTemplate, new_marker, text_template
 from newsletter.config import Settings
 from newsletter.db import insert_ignore, session_scope
 from newsletter.mail.render import RenderedEmail, inline_css, render_subject
@@ -34,7 +32,7 @@ from newsletter.models import (
     Subscriber,
 )
 from newsletter.ranking import PaperIndex, PaperText, RankedItem, build_index, rank_papers, trending_score
-from newsletter.templating import html_env, text_env
+from newsletter.templating import html_env
 from newsletter.values import shorten
 
 MAX_CANDIDATES = 100
@@ -204,77 +202,25 @@ def full_context(
     }
 
 
-# ---- render once per issue, assemble per reader ---------------------------------------------
-
-PH = "PDPH{}PDPH"  # placeholder: letters only, so neither Jinja, lxml nor premailer touch it
-CARD_RE = re.compile(r"<!--PDCARD (\d+)-->(.*?)<!--/PDCARD-->", re.S)
-SHELL_FIELDS = ("email", "intro", "view_url", "preferences_url", "unsubscribe_url")
-CARD_FIELDS = ("why", "more_url", "less_url")
+# ---- render once per issue, assemble per reader (newsletter.assemble) ----------------------
 
 
-@dataclass
-class IssueTemplate:
-    """The digest HTML, inlined once, cut into a shell and one fragment per paper."""
-
-    shell: str
-    cards: dict[int, str] = field(default_factory=dict)
-
-    @classmethod
-    def build(cls, settings: Settings, issue: Issue, views: dict[int, PaperView]) -> IssueTemplate:
-        items = [
-            DigestItem(
-                paper=v, why=PH.format("why"), more_url=PH.format("more_url"), less_url=PH.format("less_url")
-            )
-            for v in views.values()
-        ]
-        context = {
-            "issue_title": issue_title(issue),
-            "items": items,
-            "card_markers": True,
-            "base_url": settings.base_url.rstrip("/"),
-            "archive_url": links.archive_url(settings),
-            **{name: PH.format(name) for name in SHELL_FIELDS},
-        }
-        html = inline_css(html_env().get_template("email/digest/body.html").render(context))
-        cards = {int(pid): body for pid, body in CARD_RE.findall(html)}
-        first, last = html.find("<!--PDCARD "), html.rfind("<!--/PDCARD-->")
-        if first < 0:  # an issue with no papers
-            first = last = html.find("</table>", html.find('class="papers"'))
-            shell = html[:first] + PH.format("cards") + html[last:]
-        else:
-            shell = html[:first] + PH.format("cards") + html[last + len("<!--/PDCARD-->") :]
-        return cls(shell=shell, cards=cards)
-
-    def assemble(self, items: list[DigestItem], values: dict[str, str]) -> str:
-        parts = []
-        for item in items:
-            card = self.cards[item.paper.id]
-            for name in CARD_FIELDS:
-                card = card.replace(PH.format(name), str(escape(getattr(item, name))))
-            parts.append(card)
-        html = self.shell.replace(PH.format("cards"), "\n".join(parts))
-        for name, value in values.items():
-            html = html.replace(PH.format(name), str(escape(value)))
-        return html
-
-
-@lru_cache(maxsize=4096)
-def _wrapped(env, text_: str, args: tuple, kwargs: tuple) -> str:
-    return do_wordwrap(env, text_, *args, **dict(kwargs))
-
-
-@pass_environment
-def _wordwrap_once(env, text_: str, *args, **kwargs) -> str:
-    """Jinja's wordwrap, remembered: a paper's abstract is wrapped once, not once per reader."""
-    return _wrapped(env, text_, args, tuple(kwargs.items()))
-
-
-@lru_cache(maxsize=1)
-def text_template() -> Template:
-    """The digest's plain-text template, in an overlay whose wordwrap filter is remembered."""
-    env = text_env().overlay(cache_size=10)
-    env.filters = {**env.filters, "wordwrap": _wordwrap_once}
-    return env.get_template("email/digest/body.txt")
+def issue_template(settings: Settings, issue: Issue, views: dict[int, PaperView]) -> IssueTemplate:
+    """The digest rendered and inlined once with every paper, cut at the per-reader slots."""
+    marker = new_marker(repr(view) for view in views.values())  # repr keeps a run of hex as it is
+    why, more, less = marker("why"), marker("more_url"), marker("less_url")
+    items = [DigestItem(paper=v, why=why, more_url=more, less_url=less) for v in views.values()]
+    context = {
+        "issue_title": issue_title(issue),
+        "items": items,
+        "card_marker": marker("card"),
+        "base_url": settings.base_url.rstrip("/"),
+        "archive_url": links.archive_url(settings),
+        **{name: marker(name) for name in SHELL_SLOTS},
+    }
+    return IssueTemplate.cut(
+        inline_css(html_env().get_template("email/digest/body.html").render(context)), marker
+    )
 
 
 class DigestRenderer:
@@ -301,7 +247,7 @@ class DigestRenderer:
     @cached_property
     def template(self) -> IssueTemplate:
         """The inlined HTML (premailer), built on first use: votes need only the index."""
-        return IssueTemplate.build(self.settings, self.issue, self.views)
+        return issue_template(self.settings, self.issue, self.views)
 
     def rank(self, sub: Subscriber, exclude: set[int] = frozenset()) -> list[RankedItem]:
         """The reader's papers, best first. Ranking is a pure function of the interests, the
@@ -356,14 +302,8 @@ class DigestRenderer:
         rl = reader_links(self.settings, sub, self.issue.id)
         context = full_context(self.settings, self.issue, sub, items, rl)
         html = self.template.assemble(
-            items,
-            {
-                "email": sub.email,
-                "intro": context["intro"],
-                "view_url": rl.view_url,
-                "preferences_url": rl.preferences_url,
-                "unsubscribe_url": rl.unsubscribe_url,
-            },
+            [(i.paper.id, {"why": i.why, "more_url": i.more_url, "less_url": i.less_url}) for i in items],
+            {name: context[name] for name in SHELL_SLOTS},
         )
         body = text_template().render(context)
         return RenderedEmail(subject=render_subject("digest", context), text=body.strip() + "\n", html=html)
