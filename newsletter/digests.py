@@ -1,11 +1,13 @@
 """Plan an issue, rank its papers for each subscriber, and render the digest.
 
-Rendering is split in two so that premailer (~15 ms a call) runs once per issue, not once per
-recipient: `issue_template` renders the whole digest once with every candidate paper and with
-slot markers where per-reader values go, inlines the CSS, and cuts the result into segments
-(`newsletter.assemble`). `DigestRenderer.render` then ranks, picks the cards and puts escaped
-per-reader values into the slots by position: string work only, and paper text is never
-searched for markers. A test holds this equal to a plain render + inline.
+An issue keeps a snapshot of its papers when it is planned (`paper_snapshot`), and renders from
+it, so a later ingest cannot change what a planned issue shows. Rendering is split in two so
+that premailer (~15 ms a call) runs once per issue, not once per recipient: `issue_template`
+renders the whole digest once with every candidate paper and with slot markers where per-reader
+values go, inlines the CSS, and cuts the result into segments (`newsletter.assemble`).
+`DigestRenderer.render` then ranks, picks the cards and puts escaped per-reader values into the
+slots by position: string work only, and paper text is never searched for markers. A test holds
+this equal to a plain render + inline.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from functools import cached_property
 from typing import Any
 
 from sqlalchemy import or_
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from newsletter import links
 from newsletter.assemble import SHELL_SLOTS, IssueTemplate, new_marker, text_template
@@ -31,6 +33,7 @@ from newsletter.models import (
     Paper,
     Subscriber,
 )
+from newsletter.papers.base import LINK_FIELDS
 from newsletter.ranking import PaperIndex, PaperText, RankedItem, build_index, rank_papers, trending_score
 from newsletter.templating import html_env
 from newsletter.values import shorten
@@ -38,6 +41,8 @@ from newsletter.values import shorten
 MAX_CANDIDATES = 100
 RANK_CACHE_SIZE = 512  # rankings remembered per issue (readers who share interests share them)
 ABSTRACT_CHARS = 420
+# Paper columns an issue keeps (issue.papers_snapshot): what paper_view and paper_text read.
+SNAPSHOT_FIELDS = ("id", "title", "abstract", "authors", "keywords", "upvotes", "published_at") + LINK_FIELDS
 WINDOW = {Frequency.weekly: timedelta(days=7), Frequency.daily: timedelta(days=2)}
 
 
@@ -59,7 +64,7 @@ def issue_title(issue: Issue) -> str:
     return f"Paper Digest, week {int(week)} of {year}"
 
 
-def candidate_papers(session: Session, frequency: Frequency, now: datetime) -> list[int]:
+def candidate_pool(session: Session, frequency: Frequency, now: datetime) -> list[Paper]:
     """The period's papers, most trending first; the latest papers if the period has none.
 
     A paper belongs to the period if it was published or first listed (ingested) in it: the
@@ -73,7 +78,12 @@ def candidate_papers(session: Session, frequency: Frequency, now: datetime) -> l
         recent or session.exec(select(Paper).order_by(Paper.published_at.desc()).limit(MAX_CANDIDATES)).all()
     )
     pool = sorted(pool, key=lambda p: -trending_score(p.upvotes, p.published_at, now))
-    return [p.id for p in pool[:MAX_CANDIDATES]]
+    return pool[:MAX_CANDIDATES]
+
+
+def candidate_papers(session: Session, frequency: Frequency, now: datetime) -> list[int]:
+    """The ids of `candidate_pool`."""
+    return [p.id for p in candidate_pool(session, frequency, now)]
 
 
 def get_or_create_issue(session: Session, frequency: Frequency, now: datetime) -> Issue:
@@ -85,13 +95,15 @@ def get_or_create_issue(session: Session, frequency: Frequency, now: datetime) -
         return issue
     title = issue_title(Issue(frequency=frequency, period=period))
     table = Issue.__table__
+    pool = candidate_pool(session, frequency, now)
     session.execute(
         insert_ignore(table, session.get_bind().dialect.name).values(
             frequency=frequency,
             period=period,
             title=title,
             created_at=now,
-            paper_ids=candidate_papers(session, frequency, now),
+            paper_ids=[p.id for p in pool],
+            papers_snapshot=[paper_snapshot(p) for p in pool],
         )
     )
     session.flush()
@@ -140,6 +152,26 @@ def paper_view(paper: Paper) -> PaperView:
         thumbnail=paper.thumbnail,
         links=tuple(link_list[1:] if link_list else ()),
     )
+
+
+def paper_snapshot(paper: Paper) -> dict[str, Any]:
+    """What an issue keeps of a paper when it is planned: all it shows and ranks by, as JSON."""
+    return {name: getattr(paper, name) for name in SNAPSHOT_FIELDS} | {
+        "published_at": paper.published_at.isoformat()
+    }
+
+
+def issue_papers(session: Session, issue: Issue) -> list[Paper]:
+    """The issue's papers in its order, as they were when it was planned (unsaved rows, so a
+    later ingest changes nothing here). Issues planned before migration 0005 have no snapshot
+    and get the papers' current rows."""
+    if issue.papers_snapshot is not None:
+        return [
+            Paper(**{**kept, "published_at": datetime.fromisoformat(kept["published_at"])})
+            for kept in issue.papers_snapshot
+        ]
+    found = {p.id: p for p in session.exec(select(Paper).where(col(Paper.id).in_(issue.paper_ids)))}
+    return [found[i] for i in issue.paper_ids if i in found]
 
 
 def paper_text(paper: Paper) -> PaperText:
@@ -239,10 +271,8 @@ class DigestRenderer:
 
     @classmethod
     def load(cls, session: Session, settings: Settings, issue: Issue) -> DigestRenderer:
-        papers = (
-            session.exec(select(Paper).where(Paper.id.in_(issue.paper_ids))).all() if issue.paper_ids else []
-        )
-        return cls(settings, issue, list(papers))
+        """The issue's renderer, from its snapshot of the papers (see `issue_papers`)."""
+        return cls(settings, issue, issue_papers(session, issue))
 
     @cached_property
     def template(self) -> IssueTemplate:

@@ -1,4 +1,5 @@
-"""Feed text is data, never template: the review's placeholder attack (H2)."""
+"""Feed text is data, never template: the review's placeholder attack (H2), and issues that keep
+the papers they were planned with however the feed changes afterwards."""
 
 from __future__ import annotations
 
@@ -8,11 +9,16 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+from alembic import command
+from sqlalchemy import insert, text
 from sqlmodel import select
 
 from newsletter import admin, assemble
+from newsletter.db import get_engine
 from newsletter.digests import DigestRenderer, _renderers, renderer_for
-from newsletter.models import Delivery, Frequency, Issue, Paper, Subscriber
+from newsletter.ledger import plan_issue
+from newsletter.migrate import alembic_config, upgrade
+from newsletter.models import Delivery, Frequency, Issue, Paper, Subscriber, utcnow
 from newsletter.papers import sample_feed_path
 from newsletter.testing import configured_session
 from tests.conftest import html_part, text_part
@@ -135,3 +141,53 @@ def test_a_drawn_nonce_that_paper_text_contains_is_refused(configure, monkeypatc
     assert f"Agents {NEW_FORMAT}" in page.html and page.html.count("ada@example.org") == 1
     assert "/vote/" in page.html and "/unsubscribe/" in page.html
     assert next(drawn, None) is None  # the matching nonce was refused, the second one used
+
+
+def test_a_planned_issue_keeps_the_links_it_was_planned_with(hostile_world):
+    """A later ingest changes the paper's links and thumbnail; the issue planned before it sends,
+    and shows in the browser, the ones it was planned with."""
+    with configured_session() as session:
+        issue, _ = plan_issue(session, Frequency.weekly)
+    changed = {**HOSTILE, **{field: f"https://evil.example/v2/{field}" for field in LINKS}}
+    ingest_json(hostile_world.settings, hostile_world.tmp, [changed], "changed.json")
+    with configured_session() as session:
+        row = session.exec(select(Paper).where(Paper.arxiv_id == HOSTILE["arxiv_id"])).one()
+        assert row.project_url == changed["projectPage"]  # the feed's change did land
+        sub = session.get(Subscriber, hostile_world.ids["med@example.org"])
+    admin.send_now(hostile_world.settings, "weekly")
+    [msg] = digests(hostile_world.box, "med@example.org")
+    renderer = renderer_for(hostile_world.settings, issue.id)
+    page = renderer.render(sub, renderer.items(sub, renderer.rank(sub)))
+    for body, fields in [(html_part(msg), LINKS), (page.html, LINKS), (text_part(msg), LINKS[1:])]:
+        assert "/v2/" not in body
+        for field in fields:
+            assert HOSTILE[field] in html_lib.unescape(body), field
+    assert "/v2/" not in page.text
+
+
+def test_issues_planned_before_the_snapshot_render_from_the_paper_rows(configure, tmp_path):
+    """Migration 0005 adds issue.papers_snapshot; an issue planned before it (NULL) still renders,
+    from the papers' current rows, and the migration goes down again."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    settings = configure(NEWSLETTER_DATABASE_URL=url)
+    upgrade(url, "0001")
+    admin.ingest(settings, path=sample_feed_path())
+    with configured_session() as session:
+        papers = session.exec(select(Paper).order_by(Paper.id).limit(5)).all()
+        ids, titles = [p.id for p in papers], [p.title for p in papers]
+    with get_engine(url).begin() as conn:  # as 0001 knew the table: no snapshot column
+        conn.execute(
+            insert(Issue.__table__).values(
+                frequency=Frequency.weekly, period="2026-W01", title="old", paper_ids=ids, created_at=utcnow()
+            )
+        )
+    upgrade(url)
+    with configured_session() as session:
+        issue = session.exec(select(Issue)).one()
+        assert issue.papers_snapshot is None
+    renderer = renderer_for(settings, issue.id)
+    assert [v.title for v in renderer.views.values()] == titles
+    command.downgrade(alembic_config(url), "0001")
+    with get_engine(url).connect() as conn:
+        columns = [row[1] for row in conn.execute(text("PRAGMA table_info(issue)"))]
+    assert "papers_snapshot" not in columns and "paper_ids" in columns
