@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy.orm import deferred
 from sqlmodel import Field, SQLModel
 
 
@@ -103,15 +104,23 @@ class Paper(SQLModel, table=True):
     source: str = Field(default="file", max_length=40)
 
 
+_papers_snapshot = Column("papers_snapshot", JSON, nullable=True)
+
+
 class Issue(SQLModel, table=True):
     """One edition: a period (ISO week or day) for one frequency, with its papers frozen."""
 
     __table_args__ = (UniqueConstraint("frequency", "period", name="uq_issue_period"),)
+    # The snapshot (~2 KB a paper) is loaded only when read: lists of issues never need it.
+    __mapper_args__ = {"properties": {"papers_snapshot": deferred(_papers_snapshot)}}
     id: int | None = Field(default=None, primary_key=True)
     frequency: Frequency = Field(default=Frequency.weekly)
     period: str = Field(max_length=20)  # "2026-W48" or "2026-11-26"
     title: str = Field(max_length=200)
     paper_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # What the issue shows and ranks of each paper, as planned (digests.paper_snapshot), so a later
+    # ingest cannot change a planned issue. None for issues planned before migration 0005.
+    papers_snapshot: list[dict[str, Any]] | None = Field(default=None, sa_column=_papers_snapshot)
     created_at: datetime = Field(default_factory=utcnow)
     planned_at: datetime | None = None
 
