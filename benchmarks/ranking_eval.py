@@ -178,10 +178,12 @@ def precision_at(ranked: Sequence[int], relevant: frozenset[int], k: int) -> flo
 
 
 def precision(runs: Sequence[Sequence[int]], queries: Sequence[EvalQuery]) -> dict[str, dict[str, float]]:
-    """Mean precision@5 and @10 over each of GROUPS."""
+    """Mean precision@5 and @10 over each of GROUPS that has queries."""
     result = {}
     for group in GROUPS:
         pairs = [(r, q) for r, q in zip(runs, queries, strict=True) if group in (q.part, f"batch {q.batch}")]
+        if not pairs:
+            continue
         result[group] = {
             f"p@{k}": statistics.mean(precision_at(r, q.relevant, k) for r, q in pairs) for k in (5, 10)
         }
@@ -249,7 +251,9 @@ def simulate_feedback(
 
 
 # Each retrieval idea kept in RankingParams, switched off on its own: precision without it.
-RETRIEVAL_ABLATIONS: dict[str, dict[str, Any]] = {}
+RETRIEVAL_ABLATIONS: dict[str, dict[str, Any]] = {
+    "no pseudo-relevance feedback (RM3)": {"prf_weight": 0.0},
+}
 
 
 def retrieval_ablation(papers: Sequence[PaperText], queries: Sequence[EvalQuery]) -> dict[str, Any]:
