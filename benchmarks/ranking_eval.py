@@ -250,9 +250,13 @@ def simulate_feedback(
     return ranking_feedback.simulate(papers, queries, NOW, checkpoints, dislikes=dislikes, params=params)
 
 
-# Each retrieval idea kept in RankingParams, switched off on its own: precision without it.
+# Each retrieval idea in RankingParams, switched off on its own: precision without it.
 RETRIEVAL_ABLATIONS: dict[str, dict[str, Any]] = {
     "no pseudo-relevance feedback (RM3)": {"prf_weight": 0.0},
+    "no hand-written lexicon": {"synonym_weight": 0.0, "related_weight": 0.0, "profile_expansion": 0.0},
+    "no coverage bonus": {"coverage_weight": 0.0},
+    "no bigram phrases": {"bigram_weight": 0.0},
+    "title and keywords count as abstract": {"title_weight": 1.0, "keywords_weight": 1.0},
 }
 
 

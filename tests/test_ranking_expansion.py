@@ -55,3 +55,14 @@ def test_pseudo_relevance_feedback_waits_for_enough_matches():
     index = build_index(WEATHER, NOW)
     ranked = [item.paper_id for item in rank_papers(index, "protein", limit=7)]
     assert ranked == [5, 1, 2, 3, 4, 6, 7]  # then the trending order (equal upvotes: index order)
+
+
+def test_the_lexicon_can_be_switched_off_for_the_ablation():
+    papers = [
+        _paper(1, "Large Language Model Agents", "Agents built on a large language model."),
+        *WEATHER[4:],
+    ]
+    index = build_index(papers, NOW)
+    assert rank_papers(index, "LLM", limit=1)[0].relevance > 0
+    off = replace(DEFAULT_PARAMS, synonym_weight=0.0, related_weight=0.0, prf_weight=0.0)
+    assert all(item.relevance == 0 for item in rank_papers(index, "LLM", params=off))
