@@ -7,6 +7,8 @@ Relevance is lexical and explainable:
   "manipulation") at lower weight;
 * a paper that covers more of the reader's words ("LLM agents and tool use") beats one that
   repeats a single word many times;
+* the terms the best matches share join the query as a second, weaker one (pseudo-relevance
+  feedback, see `expand`), so papers that say the same thing in other words come up too;
 * a learned profile (`profile`) is mixed in, and vague stated interests ("learning") yield to
   what the reader's votes say.
 
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from newsletter.ranking.expand import feedback_terms
 from newsletter.ranking.index import PaperIndex, idf_of
 from newsletter.ranking.lexicon import Expansion, lexicon, phrase_keys
 from newsletter.ranking.params import RankingParams
@@ -85,6 +88,8 @@ def parse_query(interests: str, params: RankingParams) -> Query:
                 pair = f"{prev.word} {token.word}" if token.joined else ""
                 add(f"{prev.term} {token.term}", params.bigram_weight, pair, (base + i - 1, base + i))
         for start, end, expansion in expansions.matches([t.term for t in phrase]):
+            if expansion.weight <= 0:  # switched off (the ablation): it covers nothing either
+                continue
             words = _expansion_words(phrase[start:end], expansion)
             # A synonym of a phrase covers all its words; something merely related to a phrase
             # ("vision language" → "visual") covers none of them.
@@ -164,6 +169,8 @@ def _relevance_parts(
     papers then subtracts up to `profile_disliked_weight`. Without votes this is the stated score.
     """
     stated = _scaled(_stated_scores(index, query, params.coverage_weight), candidates)
+    if params.prf_weight > 0:
+        stated = _with_feedback(index, stated, candidates, params)
     has_stated = any(stated[d] for d in candidates)
     if not profile["terms"]:
         return stated, [0.0] * len(stated)
@@ -179,6 +186,19 @@ def _relevance_parts(
         [w_stated * s / total for s in stated],
         [w_liked * p / total - push * n for p, n in zip(liked, disliked, strict=True)],
     )
+
+
+def _with_feedback(
+    index: PaperIndex, stated: list[float], candidates: list[int], params: RankingParams
+) -> list[float]:
+    """The stated scores mixed with those of the terms the best matches share (RM3, see
+    `expand.feedback_terms`): `prf_weight` of the result comes from them."""
+    terms = [(t, w, None) for t, w in feedback_terms(index, stated, candidates, params)]
+    if not terms:
+        return stated
+    expanded = _scaled(_bm25(index, terms), candidates)
+    share = params.prf_weight
+    return _scaled([(1 - share) * s + share * e for s, e in zip(stated, expanded, strict=True)], candidates)
 
 
 def _specificity(index: PaperIndex, query: Query, full: float) -> float:
