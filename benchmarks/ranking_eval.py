@@ -178,12 +178,10 @@ def precision_at(ranked: Sequence[int], relevant: frozenset[int], k: int) -> flo
 
 
 def precision(runs: Sequence[Sequence[int]], queries: Sequence[EvalQuery]) -> dict[str, dict[str, float]]:
-    """Mean precision@5 and @10 over each of GROUPS that has queries."""
+    """Mean precision@5 and @10 over each of GROUPS."""
     result = {}
     for group in GROUPS:
         pairs = [(r, q) for r, q in zip(runs, queries, strict=True) if group in (q.part, f"batch {q.batch}")]
-        if not pairs:
-            continue
         result[group] = {
             f"p@{k}": statistics.mean(precision_at(r, q.relevant, k) for r, q in pairs) for k in (5, 10)
         }
@@ -250,9 +248,8 @@ def simulate_feedback(
     return ranking_feedback.simulate(papers, queries, NOW, checkpoints, dislikes=dislikes, params=params)
 
 
-# Each retrieval idea in RankingParams, switched off on its own: precision without it.
+# Each retrieval idea kept in RankingParams, switched off on its own: precision without it.
 RETRIEVAL_ABLATIONS: dict[str, dict[str, Any]] = {
-    "no pseudo-relevance feedback (RM3)": {"prf_weight": 0.0},
     "no hand-written lexicon": {"synonym_weight": 0.0, "related_weight": 0.0, "profile_expansion": 0.0},
     "no coverage bonus": {"coverage_weight": 0.0},
     "no bigram phrases": {"bigram_weight": 0.0},

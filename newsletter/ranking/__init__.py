@@ -9,7 +9,6 @@ profile (`update_profile`) that later rankings mix in. The modules, bottom up:
 * `lexicon`: research-topic synonyms and related terms that expand a reader's words;
 * `index`: the BM25F index of one issue's papers, and trending scores;
 * `profile`: Rocchio profiles learned from votes;
-* `expand`: query expansion learned from the issue's own papers (pseudo-relevance feedback);
 * `score`: query expansion, relevance, the trending blend and the "why" of each pick.
 """
 

@@ -36,14 +36,6 @@ class RankingParams:
     related_weight: float = 0.35  # an expansion that is merely close ("robot" → "manipulation")
     coverage_weight: float = 0.5  # a paper covering none of the reader's words loses half its score
 
-    # --- query expansion learned from the issue's papers (expand.py) ---
-    # RM3 pseudo-relevance feedback: the 10 strongest terms of the 3 best matches are a second
-    # query worth 30% of the stated score. Tune part of the eval: P@5 0.620 → 0.640, P@10
-    # 0.373 → 0.377 (0 turns it off; other settings in 0.2-0.5 × 2-5 × 10-40 gave 0.620-0.640).
-    prf_weight: float = 0.3
-    prf_docs: int = 3
-    prf_terms: int = 10
-
     # --- learning from votes ---
     # Feedback simulation (P@5 of the next issue after 0/1/3/5/10/20 votes, vague readers; no
     # votes 0.208, best possible 0.658): 0.208 0.237 0.254 0.271 0.358 0.413 with these values,

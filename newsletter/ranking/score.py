@@ -7,8 +7,6 @@ Relevance is lexical and explainable:
   "manipulation") at lower weight;
 * a paper that covers more of the reader's words ("LLM agents and tool use") beats one that
   repeats a single word many times;
-* the terms the best matches share join the query as a second, weaker one (pseudo-relevance
-  feedback, see `expand`), so papers that say the same thing in other words come up too;
 * a learned profile (`profile`) is mixed in, and vague stated interests ("learning") yield to
   what the reader's votes say.
 
@@ -25,7 +23,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from newsletter.ranking.expand import feedback_terms
 from newsletter.ranking.index import PaperIndex, idf_of
 from newsletter.ranking.lexicon import Expansion, lexicon, phrase_keys
 from newsletter.ranking.params import RankingParams
@@ -169,8 +166,6 @@ def _relevance_parts(
     papers then subtracts up to `profile_disliked_weight`. Without votes this is the stated score.
     """
     stated = _scaled(_stated_scores(index, query, params.coverage_weight), candidates)
-    if params.prf_weight > 0:
-        stated = _with_feedback(index, stated, candidates, params)
     has_stated = any(stated[d] for d in candidates)
     if not profile["terms"]:
         return stated, [0.0] * len(stated)
@@ -186,19 +181,6 @@ def _relevance_parts(
         [w_stated * s / total for s in stated],
         [w_liked * p / total - push * n for p, n in zip(liked, disliked, strict=True)],
     )
-
-
-def _with_feedback(
-    index: PaperIndex, stated: list[float], candidates: list[int], params: RankingParams
-) -> list[float]:
-    """The stated scores mixed with those of the terms the best matches share (RM3, see
-    `expand.feedback_terms`): `prf_weight` of the result comes from them."""
-    terms = [(t, w, None) for t, w in feedback_terms(index, stated, candidates, params)]
-    if not terms:
-        return stated
-    expanded = _scaled(_bm25(index, terms), candidates)
-    share = params.prf_weight
-    return _scaled([(1 - share) * s + share * e for s, e in zip(stated, expanded, strict=True)], candidates)
 
 
 def _specificity(index: PaperIndex, query: Query, full: float) -> float:
