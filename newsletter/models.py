@@ -1,4 +1,4 @@
-"""The store: subscribers, consent, papers, issues (editions), deliveries and votes."""
+"""The store: subscribers, consent, papers, issues (editions), deliveries, journey emails, votes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
 from sqlalchemy.orm import deferred
 from sqlmodel import Field, SQLModel
 
@@ -144,6 +144,45 @@ class Delivery(SQLModel, table=True):
     smtp_code: int | None = None
     error: str | None = Field(default=None, max_length=1000)
     paper_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+# The journey emails that are not finished yet: at most one per subscriber and kind (see below).
+UNSENT_JOURNEY_EMAIL = text("state IN ('pending', 'deferred', 'sending')")
+
+
+class JourneyEmail(SQLModel, table=True):
+    """The outbox of journey emails (confirm, welcome, already subscribed): one row per email,
+    written in the transaction that calls for it, claimed before SMTP like a `Delivery`.
+
+    `next_attempt_at` is when beat's sweep queues the row again if no job has sent it by then.
+    At most one unsent row per (subscriber, kind): asking again re-queues that row.
+    """
+
+    __tablename__ = "journey_email"
+    __table_args__ = (
+        Index(
+            "uq_journey_email_unsent",
+            "subscriber_id",
+            "kind",
+            unique=True,
+            postgresql_where=UNSENT_JOURNEY_EMAIL,
+            sqlite_where=UNSENT_JOURNEY_EMAIL,
+        ),
+        Index("ix_journey_email_state_next", "state", "next_attempt_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    kind: str = Field(max_length=32)  # a template name: confirm, welcome, already_subscribed
+    state: DeliveryState = Field(default=DeliveryState.pending)
+    attempts: int = Field(default=0)
+    created_at: datetime = Field(default_factory=utcnow)
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    claimed_at: datetime | None = None
+    claimed_by: str | None = Field(default=None, max_length=32)
+    sent_at: datetime | None = None
+    message_id: str | None = Field(default=None, max_length=255)
+    smtp_code: int | None = None
+    error: str | None = Field(default=None, max_length=1000)
 
 
 class Vote(SQLModel, table=True):
