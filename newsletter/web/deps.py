@@ -1,5 +1,5 @@
 """What a route receives instead of building it: settings, a session, the client, a link's reader,
-the request body as a model, and the checks that come before it (rate limit, webhook secret).
+the request body as a model, and the checks that come before it (rate limits, webhook secret).
 
 Routers import this module and `responses`, never `app`.
 """
@@ -21,6 +21,7 @@ from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.models import Subscriber
+from newsletter.ratelimit import client_key
 from newsletter.tokens import Purpose
 
 # Ids are INTEGER columns: a larger number in the URL is a 422, not a database error (a 500).
@@ -119,13 +120,25 @@ class FormOrJsonRoute(APIRoute):
                 self.openapi_extra = {"requestBody": dependency.call.openapi(), **(self.openapi_extra or {})}
 
 
-def within_signup_rate(request: Request, settings: SettingsDep, client: ClientDep) -> None:
-    """Refuse a signup (429) once the client's address has made too many this minute.
+def within_rate(name: str, limit_of: Callable[[Settings], int], message: str) -> Callable[..., None]:
+    """A dependency: refuse (429 `message`) once the client's network (`ratelimit.client_key`)
+    has made `limit_of(settings)` such requests this minute; `name` keeps each count apart.
 
-    A plain function, so FastAPI runs it in the thread pool: the Redis round trip never blocks
-    the event loop that every request waits on."""
-    if not request.app.state.limiter.allow(f"ip:{client.ip}", settings.signup_rate_per_ip, 60):
-        raise HTTPException(429, "Too many signups from your network just now. Please wait a minute.")
+    The check is a plain function, so FastAPI runs it in the thread pool: the Redis round trip
+    never blocks the event loop that every request waits on."""
+
+    def check(request: Request, settings: SettingsDep, client: ClientDep) -> None:
+        if not request.app.state.limiter.allow(f"{name}:{client_key(client.ip)}", limit_of(settings), 60):
+            raise HTTPException(429, message)
+
+    return check
+
+
+within_signup_rate = within_rate(
+    "ip",
+    lambda settings: settings.signup_rate_per_ip,
+    "Too many signups from your network just now. Please wait a minute.",
+)
 
 
 def webhook_caller(request: Request, settings: SettingsDep) -> None:

@@ -1,0 +1,128 @@
+"""The web app's guards, attacked in-process (ASGI, SQLite store).
+
+The same app over a real network (chunked bodies, its log, timing) is in tests/test_web_server.py;
+the headers of every route are in tests/test_security.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+import tracemalloc
+
+import pytest
+from fastapi.testclient import TestClient
+
+from newsletter.ratelimit import MemoryLimiter, client_key
+from newsletter.web import create_app
+from tests.conftest import free_port
+
+BASE = "https://news.example.org"
+
+
+class Events(logging.Handler):
+    """The event names logged under `logger` while the block runs."""
+
+    def __init__(self, logger: str) -> None:
+        super().__init__()
+        self.names: list[str] = []
+        self.logger = logging.getLogger(logger)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.names.append(record.getMessage())
+
+    def __enter__(self) -> Events:
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.logger.removeHandler(self)
+
+
+# ---- the rate limiter -----------------------------------------------------------------------
+
+
+def test_ipv6_clients_are_counted_by_their_64(configure, sqlite_url):
+    """One home IPv6 line has 2^64 addresses: each of them used to get its own bucket."""
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert client_key("::ffff:203.0.113.7") == "203.0.113.7" and client_key("203.0.113.7") == "203.0.113.7"
+    settings = configure(NEWSLETTER_DATABASE_URL=sqlite_url, NEWSLETTER_SIGNUP_RATE_PER_IP="3")
+    app = create_app(settings)
+
+    def signup(ip: str, address: str) -> int:
+        with TestClient(app, base_url=BASE, client=(ip, 40000)) as c:
+            return c.post("/subscribe", json={"email": address}).status_code
+
+    same_line = [signup(f"2001:db8:1:2:{i:x}::{i + 1:x}", f"v6-{i}@example.org") for i in range(5)]
+    assert same_line == [202, 202, 202, 429, 429]
+    assert signup("2001:db8:1:3::1", "next-door@example.org") == 202  # another /64
+
+
+def test_memory_limiter_stays_bounded_and_per_call_time_flat_at_200k_keys():
+    """200,000 distinct clients through a limiter that keeps 100,000: once the bound is reached
+    a call costs what it cost before (it used to rebuild the whole table on every call past
+    100k, 54 ms each), and memory stops growing at the bound (about 32 MiB)."""
+
+    def run(limiter: MemoryLimiter, start: int, count: int = 20_000, budget: float = 10.0) -> float:
+        """Microseconds per call for `count` new keys."""
+        began = time.perf_counter()
+        for i in range(start, start + count):
+            limiter.allow(f"ip:198.18.{i >> 8 & 255}.{i & 255}/{i}", 10, 60)
+            if time.perf_counter() - began > budget:
+                pytest.fail(f"{i - start} calls took over {budget} s")
+        return (time.perf_counter() - began) / count * 1e6
+
+    timed = MemoryLimiter()
+    filling = [run(timed, start) for start in range(0, 100_000, 20_000)]
+    evicting = [run(timed, start) for start in range(100_000, 200_000, 20_000)]
+    rounded = [[round(t, 2) for t in ts] for ts in (filling, evicting)]
+    print(f"us per call: filling {rounded[0]}, past the bound {rounded[1]}")
+    assert len(timed) == 100_000
+    assert max(evicting) < 3 * sorted(filling)[2] + 2
+
+    tracemalloc.start()
+    try:
+        weighed = MemoryLimiter()
+        for start in range(0, 200_000, 20_000):
+            run(weighed, start, budget=60.0)
+            if start == 80_000:
+                at_bound = tracemalloc.get_traced_memory()[0]
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    print(f"memory: {at_bound / 2**20:.1f} MiB at 100k keys, {after / 2**20:.1f} MiB after 200k")
+    assert after < 1.3 * at_bound and after < 48 * 2**20
+    assert [weighed.allow("again", 2, 60) for _ in range(3)] == [True, True, False]
+
+
+@pytest.fixture
+def blackhole():
+    """A port that accepts TCP connections (the kernel's backlog) and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+@pytest.mark.parametrize("redis", ["closed port", "never answers"])
+def test_with_redis_down_limits_count_in_process_memory_and_signups_never_wait(
+    configure, sqlite_url, blackhole, redis
+):
+    """The choice when Redis is down: count in this process's memory, with one warning, and try
+    Redis again 30 s later. The limit still holds (it used to be off: every signup got 202), and
+    at most one request waits for Redis's 1 s timeout."""
+    port = free_port() if redis == "closed port" else blackhole
+    settings = configure(
+        NEWSLETTER_DATABASE_URL=sqlite_url,
+        NEWSLETTER_REDIS_URL=f"redis://127.0.0.1:{port}/0",
+        NEWSLETTER_SIGNUP_RATE_PER_IP="3",
+    )
+    with Events("newsletter.ratelimit") as events, TestClient(create_app(settings)) as c:
+        began = time.monotonic()
+        codes = [c.post("/subscribe", json={"email": f"r{i}@example.org"}).status_code for i in range(6)]
+        took = time.monotonic() - began
+    assert codes == [202, 202, 202, 429, 429, 429]
+    assert events.names == ["ratelimit.unavailable"]
+    assert took < 4.0, took
