@@ -1,4 +1,5 @@
-"""The FastAPI application factory: settings, routers, error pages, size limits, headers.
+"""The FastAPI application factory: settings, routers, error pages, size limits, headers, and
+running jobs after the answer.
 
 Only entry points import this module (`newsletter serve`, tests, benchmarks, the demo).
 """
@@ -8,22 +9,31 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from newsletter.config import Settings, get_settings
 from newsletter.logs import setup_logging
 from newsletter.ratelimit import make_limiter
 from newsletter.tokens import TokenError
 from newsletter.web import pages, preferences, routes
+from newsletter.web.middleware import JobsAfterResponse
 from newsletter.web.responses import error_response, token_error
 
 MAX_BODY = 64 * 1024
 HTTP_TITLES = {401: "Unauthorized", 404: "Page not found", 405: "Not allowed", 429: "Too many requests"}
 
 
+class WebApp(FastAPI):
+    """FastAPI with our layer outside Starlette's own: jobs run after whatever answer went out."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return JobsAfterResponse(super().build_middleware_stack())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     setup_logging()
-    app = FastAPI(
+    app = WebApp(
         title="Paper Digest",
         version="0.1.0",
         docs_url="/api/docs",
