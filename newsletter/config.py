@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEV_SECRET = "dev-insecure-secret-change-me"
 
@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     redispatch_after_seconds: int = Field(default=600, ge=1)
     retry_backoff_seconds: int = Field(default=5, ge=1)  # Celery retry_backoff (base, doubling)
     retry_backoff_max_seconds: int = Field(default=300, ge=1)
+
+    # The web app's guards (README "Security"). Lists are comma-separated in the environment.
+    thumbnail_hosts: Annotated[list[str], NoDecode] = ["cdn-thumbnails.huggingface.co"]  # view page img-src
+
+    @field_validator("thumbnail_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

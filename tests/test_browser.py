@@ -132,6 +132,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
         "NEWSLETTER_OUTBOX_DIR": str(tmp / "outbox"),
         "NEWSLETTER_SIGNUP_RATE_PER_IP": str(SIGNUP_LIMIT),
         "NEWSLETTER_CONFIRM_COOLDOWN_MINUTES": "0",
+        "NEWSLETTER_THUMBNAIL_HOSTS": THUMB_HOST,
     }
     patch = pytest.MonkeyPatch()
     for key in [k for k in os.environ if k.startswith("NEWSLETTER_")]:
@@ -193,8 +194,11 @@ def thumbnail_png(browser) -> bytes:
 
 @pytest.fixture
 def new_page(site, browser, thumbnail_png):
-    """Pages from a fresh context: own cookies, own client IP, only local and stub requests."""
-    contexts = []
+    """Pages from a fresh context: own cookies, own client IP, only local and stub requests.
+
+    Every page's console is watched: a Content-Security-Policy violation (a style, script or
+    image the page's policy refused) fails the test."""
+    contexts, violations = [], []
 
     def make(width: int = 900, height: int = 900, color_scheme: str = "light"):
         context = browser.new_context(
@@ -214,11 +218,17 @@ def new_page(site, browser, thumbnail_png):
         context.route("**/*", route)
         context.set_default_timeout(10_000)
         contexts.append(context)
-        return context.new_page()
+        page = context.new_page()
+        page.on(
+            "console",
+            lambda msg: "Content Security Policy" in msg.text and violations.append((page.url, msg.text)),
+        )
+        return page
 
     yield make
     for context in contexts:
         context.close()
+    assert not violations, violations
 
 
 def shot(page, name: str, fit: bool = True) -> Path:

@@ -1,5 +1,5 @@
-"""The FastAPI application factory: settings, routers, error pages, size limits, headers, and
-running jobs after the answer.
+"""The FastAPI application factory: settings, routers, error pages, size limits, and the layers
+around them.
 
 Only entry points import this module (`newsletter serve`, tests, benchmarks, the demo).
 """
@@ -16,7 +16,7 @@ from newsletter.logs import setup_logging
 from newsletter.ratelimit import make_limiter
 from newsletter.tokens import TokenError
 from newsletter.web import pages, preferences, routes
-from newsletter.web.middleware import JobsAfterResponse
+from newsletter.web.middleware import JobsAfterResponse, SecurityHeaders
 from newsletter.web.responses import error_response, token_error
 
 MAX_BODY = 64 * 1024
@@ -24,10 +24,12 @@ HTTP_TITLES = {401: "Unauthorized", 404: "Page not found", 405: "Not allowed", 4
 
 
 class WebApp(FastAPI):
-    """FastAPI with our layer outside Starlette's own: jobs run after whatever answer went out."""
+    """FastAPI with our layers outside Starlette's own: its 500 answer gets the security headers
+    like every other, and jobs run after whatever answer went out."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return JobsAfterResponse(super().build_middleware_stack())
+        inner = super().build_middleware_stack()
+        return JobsAfterResponse(SecurityHeaders(inner, self.state.settings))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -50,11 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return error_response(
                 request, 413, "Request too large", "That request is larger than this service accepts."
             )
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        return response
+        return await call_next(request)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):

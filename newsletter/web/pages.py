@@ -25,6 +25,7 @@ from newsletter.web.deps import (
     SettingsDep,
     webhook_caller,
 )
+from newsletter.web.headers import view_policy
 from newsletter.web.responses import error_response, render_page
 
 router = APIRouter(route_class=FormOrJsonRoute)
@@ -70,7 +71,8 @@ def view_in_browser(issue_id: IssueId, token: str, session: SessionDep, settings
     if issue is None or extra.get("i") != issue_id:  # the link names the issue it was sent with
         raise TokenError(TokenReason.forged)
     sent = sent_papers(session, issue_id, sub)
-    return HTMLResponse(reader_view(settings, issue_id, sub, sent))
+    html = reader_view(settings, issue_id, sub, sent)
+    return HTMLResponse(html, headers={"Content-Security-Policy": view_policy(settings)})
 
 
 @router.get("/vote/{token}", response_class=HTMLResponse)
