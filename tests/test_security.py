@@ -31,7 +31,7 @@ from sqlmodel import SQLModel
 
 from newsletter.config import get_settings
 from newsletter.tokens import Purpose, make_token
-from tests.conftest import WebServer, free_port, link_in, process_env, text_part
+from tests.conftest import WebServer, app_routes, free_port, link_in, process_env, text_part
 from tests.faultkit import FaultySMTP, PrivateRedis, SMTPServer
 
 HOOK = "hook-secret-0123456789"
@@ -102,19 +102,6 @@ def sub_row(sub_id: int):
 
     with configured_session() as session:
         return session.get(Subscriber, sub_id)
-
-
-def app_routes(app) -> list:
-    """Every route of the app, with included routers flattened (FastAPI keeps them nested)."""
-
-    def walk(routes):
-        for r in routes:
-            if hasattr(r, "original_router"):
-                yield from walk(r.original_router.routes)
-            else:
-                yield r
-
-    return list(walk(app.routes))
 
 
 def ingest_sample() -> None:
@@ -790,7 +777,7 @@ def test_no_get_or_head_changes_anything(client, app_settings, reader_world):
 def test_every_answer_carries_the_security_headers_and_every_page_a_policy(
     client, app_settings, reader_world, configure
 ):
-    """Every GET route, the error pages, a 413 and a 500 (which used to bypass the
+    """Every GET route, the error pages, both kinds of 413 and a 500 (which used to bypass the
     header middleware) carry nosniff, no-referrer, DENY framing, no-store, HSTS (the
     base URL is https) and a Content-Security-Policy that loads and runs nothing but the page's
     own stylesheet and script. The view-in-browser page takes images from the
@@ -804,6 +791,9 @@ def test_every_answer_carries_the_security_headers_and_every_page_a_policy(
     answers["413 by length"] = client.post(
         "/subscribe", data={"email": "a@example.org", "interests": "x" * 70_000}
     )
+    answers["413 chunked"] = client.post(
+        "/subscribe", content=iter([b"x" * 40_000] * 3), headers={"content-type": "application/json"}
+    )
 
     def boom() -> None:
         raise RuntimeError("a bug")
@@ -813,7 +803,7 @@ def test_every_answer_carries_the_security_headers_and_every_page_a_policy(
     with TestClient(app, base_url=BASE, raise_server_exceptions=False) as c:
         answers["500"] = c.get("/boom")
     assert answers["500"].status_code == 500
-    assert answers["413 by length"].status_code == 413
+    assert answers["413 chunked"].status_code == answers["413 by length"].status_code == 413
 
     page_styles = f"style-src {inline_hash('page.css')}"
     for name, r in answers.items():

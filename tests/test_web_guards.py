@@ -6,6 +6,7 @@ the headers of every route are in tests/test_security.py.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
@@ -16,9 +17,10 @@ from fastapi.testclient import TestClient
 
 from newsletter.ratelimit import MemoryLimiter, client_key
 from newsletter.web import create_app
-from tests.conftest import free_port
+from tests.conftest import app_routes, free_port
 
 BASE = "https://news.example.org"
+HOOK = "hook-secret-0123456789"
 
 
 class Events(logging.Handler):
@@ -38,6 +40,72 @@ class Events(logging.Handler):
 
     def __exit__(self, *exc) -> None:
         self.logger.removeHandler(self)
+
+
+@pytest.fixture
+def settings(configure, sqlite_url):
+    return configure(
+        NEWSLETTER_DATABASE_URL=sqlite_url,
+        NEWSLETTER_WEBHOOK_SECRET=HOOK,
+        NEWSLETTER_SIGNUP_RATE_PER_IP="1000",
+    )
+
+
+# ---- nothing is read before the link or the secret is checked -------------------------------
+
+
+def test_links_and_secrets_are_checked_before_any_body_is_read(settings):
+    """Every POST route with a bad link token (or, for the webhook, no valid secret) answers
+    without reading a byte of its body: the body here never ends, and the app is never handed
+    any of it. (Signup takes no link: it reads its form.)"""
+    app = create_app(settings)
+    cases = {
+        "/confirm/{token}": ({}, 400),
+        "/unsubscribe/{token}": ({}, 400),
+        "/preferences/{token}": ({}, 400),
+        "/preferences/{token}/reset-profile": ({}, 400),
+        "/preferences/{token}/erase": ({}, 400),
+        "/vote/{token}": ({}, 400),
+        "/webhooks/bounce": ({"authorization": "Bearer wrong-secret-0123456789"}, 401),
+    }
+    posts = {r.path for r in app_routes(app) if "POST" in getattr(r, "methods", ())}
+    assert posts - {"/subscribe"} == {c.split(" ")[0] for c in cases}, posts  # list new POST routes
+
+    async def call(path: str, headers: dict[str, str]) -> tuple[int, int]:
+        handed_over, answer = 0, {}
+
+        async def receive():
+            nonlocal handed_over
+            handed_over += 1
+            return {"type": "http.request", "body": b"x" * 1024, "more_body": True}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+
+        raw = [(b"host", b"news.example.org"), (b"content-type", b"application/json")]
+        raw += [(b"transfer-encoding", b"chunked")] + [(k.encode(), v.encode()) for k, v in headers.items()]
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "https",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": raw,
+            "client": ("203.0.113.5", 40000),
+            "server": ("news.example.org", 443),
+        }
+        await asyncio.wait_for(app(scope, receive, send), timeout=20)
+        return answer["status"], handed_over
+
+    forged = "eyJzIjoxLCJ2IjowfQ.aaaaaa.bbbbbbbbbbbbbbbbbbbbbbbbbbb"
+    for case, (headers, status) in cases.items():
+        path = case.split(" ")[0].format(token=forged)
+        assert asyncio.run(call(path, headers)) == (status, 0), case
 
 
 # ---- the rate limiter -----------------------------------------------------------------------

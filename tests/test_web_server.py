@@ -4,8 +4,12 @@ raw HTTP and read from the outside (their memory, their log, how long they take 
 
 from __future__ import annotations
 
+import re
+import socket
 import statistics
+import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +18,73 @@ from tests.conftest import WebServer, migrated_sqlite, process_env
 from tests.faultkit import FaultySMTP, SMTPServer
 
 pytestmark = pytest.mark.integration
+
+
+def vm_kib(pid: int, field: str) -> int:
+    """A memory figure of a process from /proc (VmHWM: its peak resident set), in KiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(rf"^{field}:\s+(\d+) kB", status, re.M).group(1))
+
+
+def chunked_post(port: int, path: str, total: int, chunk: int = 1 << 16) -> tuple[int | None, int]:
+    """POST `total` bytes with Transfer-Encoding: chunked (no Content-Length) over a raw socket,
+    reading the answer while sending; (status, bytes sent before the server hung up)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    answer = bytearray()
+
+    def read() -> None:
+        while True:
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            answer.extend(data)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        "Accept: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    piece = f"{chunk:x}\r\n".encode() + b"x" * chunk + b"\r\n"
+    sent = 0
+    try:
+        sock.sendall(head.encode() + f"{11:x}\r\n".encode() + b'{"email": "' + b"\r\n")
+        while sent < total:
+            sock.sendall(piece)
+            sent += chunk
+        sock.sendall(b"0\r\n\r\n")
+    except OSError:
+        pass  # the server hung up: what it answered first is in `answer`
+    reader.join(timeout=30)
+    sock.close()
+    status = re.match(rb"HTTP/1\.1 (\d{3})", bytes(answer))
+    return (int(status.group(1)) if status else None), sent
+
+
+def test_a_chunked_50mb_body_is_cut_off_at_64kb_and_memory_stays_flat(tmp_path):
+    """A chunked body has no Content-Length, so the old cap never saw it and /subscribe
+    read all of it (one 300 MB request took a server to 1 GB). Now the bytes are counted as they
+    arrive: 413 past 64 KB, the connection closed, and the server's peak memory barely moves."""
+    env = process_env(NEWSLETTER_DATABASE_URL=migrated_sqlite(tmp_path), NEWSLETTER_OUTBOX_DIR=str(tmp_path))
+    web = WebServer(env, tmp_path / "web.log")
+    try:
+        before = vm_kib(web.proc.pid, "VmHWM")
+        for path, expected in (
+            ("/subscribe", 413),
+            ("/preferences/forged-token-aaaaaaaaaaaaaaaaaaaa/erase", 400),
+        ):
+            status, sent = chunked_post(web.port, path, total=50 * 2**20)
+            assert status == expected, (path, status)
+            assert sent < 50 * 2**20, "the server read the whole body"
+        after = vm_kib(web.proc.pid, "VmHWM")
+        print(f"server VmHWM: {before} KiB before, {after} KiB after two 50 MB chunked bodies")
+        assert after - before < 16 * 1024
+        assert httpx.get(web.url + "/healthz").status_code == 200
+    finally:
+        web.stop()
 
 
 # ---- a signup takes as long with or without an email to send --------------------------------

@@ -1,5 +1,4 @@
-"""The FastAPI application factory: settings, routers, error pages, size limits, and the layers
-around them.
+"""The FastAPI application factory: settings, routers, error pages, and the layers around them.
 
 Only entry points import this module (`newsletter serve`, tests, benchmarks, the demo).
 """
@@ -16,11 +15,16 @@ from newsletter.logs import setup_logging
 from newsletter.ratelimit import make_limiter
 from newsletter.tokens import TokenError
 from newsletter.web import pages, preferences, routes
-from newsletter.web.middleware import JobsAfterResponse, SecurityHeaders
+from newsletter.web.middleware import BodyLimit, JobsAfterResponse, SecurityHeaders
 from newsletter.web.responses import error_response, token_error
 
-MAX_BODY = 64 * 1024
-HTTP_TITLES = {401: "Unauthorized", 404: "Page not found", 405: "Not allowed", 429: "Too many requests"}
+HTTP_TITLES = {
+    401: "Unauthorized",
+    404: "Page not found",
+    405: "Not allowed",
+    413: "Request too large",
+    429: "Too many requests",
+}
 
 
 class WebApp(FastAPI):
@@ -44,15 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.limiter = make_limiter(settings)
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return error_response(
-                request, 413, "Request too large", "That request is larger than this service accepts."
-            )
-        return await call_next(request)
+    app.add_middleware(BodyLimit)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
