@@ -22,7 +22,7 @@ from newsletter.errors import OperatorError
 from newsletter.logs import setup_logging
 from newsletter.subscriptions import InvalidInput
 
-# uvicorn (serve), alembic (db upgrade) and FastAPI (demo) are imported inside the one command
+# uvicorn and FastAPI (serve, demo) and alembic (db upgrade) are imported inside the one command
 # that needs each: every other command starts in half the time.
 
 # What the core raises for a mistake the operator can fix; anything else is a bug and keeps its
@@ -106,20 +106,14 @@ def serve(
 ) -> None:
     """Run the web app (signup, confirm, preferences, unsubscribe, archive).
 
+    Logs at NEWSLETTER_LOG_LEVEL, one JSON line per event and per request (link tokens
+    redacted).
+
     Example: newsletter serve --host 0.0.0.0 --port 8000
     """
-    import uvicorn
+    from newsletter.web.server import serve as run_web  # uvicorn and FastAPI: see the note above
 
-    get_settings()  # refuse to start with a default secret before binding the port
-    uvicorn.run(
-        "newsletter.web:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        proxy_headers=True,
-        log_level="info",
-    )
+    run_web(get_settings(), host, port, workers)
 
 
 @db_app.command("upgrade")

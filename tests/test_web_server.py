@@ -4,9 +4,14 @@ raw HTTP and read from the outside (their memory, their log, how long they take 
 
 from __future__ import annotations
 
+import email
+import email.policy
+import json
 import re
 import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,16 +19,25 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import WebServer, migrated_sqlite, process_env
+from newsletter.testing import stop_process, wait_healthy
+from tests.conftest import ROOT, WebServer, free_port, migrated_sqlite, process_env, text_part
 from tests.faultkit import FaultySMTP, SMTPServer
 
 pytestmark = pytest.mark.integration
+NEWSLETTER = Path(sys.executable).parent / "newsletter"
 
 
 def vm_kib(pid: int, field: str) -> int:
     """A memory figure of a process from /proc (VmHWM: its peak resident set), in KiB."""
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(rf"^{field}:\s+(\d+) kB", status, re.M).group(1))
+
+
+def wait_for_files(folder: Path, pattern: str, timeout: float = 10.0) -> list[Path]:
+    deadline = time.monotonic() + timeout
+    while not (found := sorted(folder.glob(pattern))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
 
 
 def chunked_post(port: int, path: str, total: int, chunk: int = 1 << 16) -> tuple[int | None, int]:
@@ -85,6 +99,56 @@ def test_a_chunked_50mb_body_is_cut_off_at_64kb_and_memory_stays_flat(tmp_path):
         assert httpx.get(web.url + "/healthz").status_code == 200
     finally:
         web.stop()
+
+
+# ---- `newsletter serve`: its log, its log level, where it listens ---------------------------
+
+
+def test_serve_logs_each_request_with_tokens_redacted_and_the_apps_events(tmp_path):
+    """uvicorn's access log wrote every link token; `newsletter serve` turns it off
+    and logs one JSON line per request with the token segments redacted. The app's INFO events
+    (signup, confirmation, mail sent) reach the log at NEWSLETTER_LOG_LEVEL (the CLI's WARNING
+    used to win)."""
+    port = free_port()
+    env = process_env(
+        NEWSLETTER_DATABASE_URL=migrated_sqlite(tmp_path),
+        NEWSLETTER_OUTBOX_DIR=str(tmp_path / "outbox"),
+    )
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(NEWSLETTER), "serve", "--port", str(port)], cwd=ROOT, env=env, stdout=out, stderr=out
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, alive=lambda: proc.poll() is None, describe=log.read_text)
+        with httpx.Client(base_url=url, headers={"Accept": "application/json"}) as c:
+            assert c.post("/subscribe", json={"email": "ada@example.org"}).status_code == 202
+            [eml] = wait_for_files(tmp_path / "outbox", "*.eml")  # sent once the answer is out
+            msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+            confirm = re.search(r"/confirm/([\w.-]+)", text_part(msg)).group(1)
+            assert c.get(f"/confirm/{confirm}").status_code == 200
+            prefs_url = c.post(f"/confirm/{confirm}").json()["preferences_url"]
+            prefs = prefs_url.rsplit("/", 1)[1]
+            assert c.get(f"/preferences/{prefs}/export?download=1").status_code == 200
+            assert c.get(f"/preferences/{prefs}/no-such-page").status_code == 404
+    finally:
+        stop_process(proc)
+    output = log.read_text()
+    for secret in (confirm, prefs):
+        assert secret not in output
+    requests = [json.loads(line) for line in output.splitlines() if '"http.request"' in line]
+    seen = {(r["method"], r["path"], r["status"]) for r in requests}
+    assert {
+        ("POST", "/subscribe", 202),
+        ("GET", "/confirm/<redacted>", 200),
+        ("POST", "/confirm/<redacted>", 200),
+        ("GET", "/preferences/<redacted>/export", 200),
+        ("GET", "/preferences/<redacted>/no-such-page", 404),
+    } <= seen, seen
+    assert all(isinstance(r["duration_ms"], float) for r in requests)
+    events = {json.loads(line)["event"] for line in output.splitlines() if line.startswith("{")}
+    assert {"subscriber.signup_requested", "mail.sent", "subscriber.confirmed"} <= events, events
 
 
 # ---- a signup takes as long with or without an email to send --------------------------------

@@ -15,7 +15,7 @@ from newsletter.logs import setup_logging
 from newsletter.ratelimit import make_limiter
 from newsletter.tokens import TokenError
 from newsletter.web import pages, preferences, routes
-from newsletter.web.middleware import BodyLimit, JobsAfterResponse, SecurityHeaders
+from newsletter.web.middleware import BodyLimit, JobsAfterResponse, RequestLog, SecurityHeaders
 from newsletter.web.responses import error_response, token_error
 
 HTTP_TITLES = {
@@ -29,16 +29,16 @@ HTTP_TITLES = {
 
 class WebApp(FastAPI):
     """FastAPI with our layers outside Starlette's own: its 500 answer gets the security headers
-    like every other, and jobs run after whatever answer went out."""
+    and a log line like every other, and jobs run after whatever answer went out."""
 
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
-        return JobsAfterResponse(SecurityHeaders(inner, self.state.settings))
+        return JobsAfterResponse(RequestLog(SecurityHeaders(inner, self.state.settings)))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    setup_logging()
+    setup_logging(settings.log_level, keep_level=True)
     app = WebApp(
         title="Paper Digest",
         version="0.1.0",

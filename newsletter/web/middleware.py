@@ -1,13 +1,16 @@
 """The app's layers around every request, as pure ASGI middleware: the body cap, the security
-headers, and a request's jobs run once its answer has gone out.
+headers, the request log, and a request's jobs run once its answer has gone out.
 
-`app.WebApp` puts the last two outside Starlette's own error handling, so its 500 answer gets
-the headers too; `BodyLimit` sits inside it, where its 413 becomes an error page.
+`app.WebApp` puts the last three outside Starlette's own error handling, so its 500 answer gets
+the headers and a log line too; `BodyLimit` sits inside it, where its 413 becomes an error page.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
+import time
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
@@ -16,13 +19,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from newsletter import jobs
 from newsletter.config import Settings
+from newsletter.logs import event
 from newsletter.web.headers import fixed_headers
 from newsletter.web.responses import error_response
+
+log = logging.getLogger("newsletter.web")
 
 MAX_BODY = 64 * 1024
 TOO_LARGE = "That request is larger than this service accepts."
 # Outside production only: Swagger UI loads its script and styles from a CDN.
 DOCS_PATHS = ("/api/docs", "/docs/oauth2-redirect")
+# Route names and ids; every other path segment could be a link token and is never logged.
+_LOGGABLE_SEGMENT = re.compile(r"[a-z0-9._-]{0,24}")
 
 
 class BodyLimit:
@@ -87,6 +95,43 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+def redact_path(path: str) -> str:
+    """`path` with each segment that could be a token replaced by `<redacted>`: only short
+    lower-case segments (route names, issue ids) are kept. The query string is never logged."""
+    return "/".join(s if _LOGGABLE_SEGMENT.fullmatch(s) else "<redacted>" for s in path.split("/"))
+
+
+class RequestLog:
+    """One JSON line per request (`http.request`: method, redacted path, status, duration). It
+    replaces uvicorn's access log, which writes link tokens and client addresses verbatim."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), 500  # 500 unless the app answers (uvicorn will)
+
+        async def noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting_status)
+        finally:
+            event(
+                log,
+                "http.request",
+                method=scope["method"],
+                path=redact_path(scope["path"]),
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
 
 
 class JobsAfterResponse:
