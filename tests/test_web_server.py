@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from newsletter.config import DEV_SECRET
 from newsletter.testing import stop_process, wait_healthy
 from tests.conftest import ROOT, WebServer, free_port, migrated_sqlite, process_env, text_part
 from tests.faultkit import FaultySMTP, SMTPServer
@@ -113,6 +114,7 @@ def test_serve_logs_each_request_with_tokens_redacted_and_the_apps_events(tmp_pa
     env = process_env(
         NEWSLETTER_DATABASE_URL=migrated_sqlite(tmp_path),
         NEWSLETTER_OUTBOX_DIR=str(tmp_path / "outbox"),
+        FORWARDED_ALLOW_IPS="*",  # wrong behind a proxy: serve says so
     )
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
@@ -149,6 +151,31 @@ def test_serve_logs_each_request_with_tokens_redacted_and_the_apps_events(tmp_pa
     assert all(isinstance(r["duration_ms"], float) for r in requests)
     events = {json.loads(line)["event"] for line in output.splitlines() if line.startswith("{")}
     assert {"subscriber.signup_requested", "mail.sent", "subscriber.confirmed"} <= events, events
+    assert "serve.forwarded_allow_ips_any" in events
+
+
+def test_serve_refuses_the_dev_secret_on_a_public_address(tmp_path):
+    """Anyone who reaches a server signing with the public dev secret can forge a link for
+    every subscriber. `newsletter serve` refuses such an address with one line naming the
+    setting, and binds nothing."""
+    dev = process_env(NEWSLETTER_MODE="dev", NEWSLETTER_SECRET_KEY=DEV_SECRET)
+    for env, host, setting in (
+        (dev, "0.0.0.0", "NEWSLETTER_SECRET_KEY"),
+        (dev, "::", "NEWSLETTER_SECRET_KEY"),
+    ):
+        port = free_port()
+        done = subprocess.run(
+            [str(NEWSLETTER), "serve", "--host", host, "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 1, (host, done.stderr)
+        assert setting in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0
 
 
 # ---- a signup takes as long with or without an email to send --------------------------------
