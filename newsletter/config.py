@@ -72,9 +72,11 @@ class Settings(BaseSettings):
     retry_backoff_max_seconds: int = Field(default=300, ge=1)
 
     # The web app's guards (README "Security"). Lists are comma-separated in the environment.
+    metrics_token: str | None = None  # Bearer token for GET /metrics; none set: /metrics is closed
+    admin_tokens: Annotated[list[str], NoDecode] = []  # operators' tokens; each also opens /metrics
     thumbnail_hosts: Annotated[list[str], NoDecode] = ["cdn-thumbnails.huggingface.co"]  # view page img-src
 
-    @field_validator("thumbnail_hosts", mode="before")
+    @field_validator("admin_tokens", "thumbnail_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value

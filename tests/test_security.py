@@ -35,6 +35,7 @@ from tests.conftest import WebServer, app_routes, free_port, link_in, process_en
 from tests.faultkit import FaultySMTP, PrivateRedis, SMTPServer
 
 HOOK = "hook-secret-0123456789"
+METRICS = "metrics-token-0123456789"
 BASE = "https://news.example.org"
 TOKEN_TITLES = {
     400: "This link is not valid",
@@ -115,7 +116,10 @@ def ingest_sample() -> None:
 def app_settings(configure, pg_url):
     """In-process app on PostgreSQL; jobs run in-process and mail goes to the outbox folder."""
     return configure(
-        NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_WEBHOOK_SECRET=HOOK, NEWSLETTER_SIGNUP_RATE_PER_IP="100000"
+        NEWSLETTER_DATABASE_URL=pg_url,
+        NEWSLETTER_WEBHOOK_SECRET=HOOK,
+        NEWSLETTER_METRICS_TOKEN=METRICS,
+        NEWSLETTER_SIGNUP_RATE_PER_IP="100000",
     )
 
 
@@ -761,9 +765,10 @@ def test_no_get_or_head_changes_anything(client, app_settings, reader_world):
     get_routes = {r.path for r in app_routes(client.app) if "GET" in getattr(r, "methods", ())}
     assert get_routes == set(urls), get_routes ^ set(urls)  # a new GET route must be walked
     before, mails = snapshot(s.database_url), len(outbox(s))
+    metrics = {"Authorization": f"Bearer {METRICS}"}
     for path, url in urls.items():
         for method in ("GET", "HEAD", "GET"):
-            r = client.request(method, url)
+            r = client.request(method, url, headers=metrics if path == "/metrics" else None)
             assert r.status_code in (200, 405), (method, path, r.status_code)
             if method == "GET":
                 assert r.status_code == 200, (path, r.text[:200])
@@ -785,9 +790,14 @@ def test_every_answer_carries_the_security_headers_and_every_page_a_policy(
     from newsletter.web import create_app
     from newsletter.web.headers import inline_hash
 
-    answers = {path: client.get(url) for path, url in every_get_url(app_settings, reader_world).items()}
+    metrics = {"Authorization": f"Bearer {METRICS}"}
+    answers = {
+        path: client.get(url, headers=metrics if path == "/metrics" else None)
+        for path, url in every_get_url(app_settings, reader_world).items()
+    }
     answers["404 page"] = client.get("/no-such-page")
     answers["400 bad link"] = client.get("/preferences/not-a-token")
+    answers["401 metrics"] = client.get("/metrics")
     answers["413 by length"] = client.post(
         "/subscribe", data={"email": "a@example.org", "interests": "x" * 70_000}
     )

@@ -7,6 +7,7 @@ the headers of every route are in tests/test_security.py.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import socket
 import time
@@ -21,6 +22,8 @@ from tests.conftest import app_routes, free_port
 
 BASE = "https://news.example.org"
 HOOK = "hook-secret-0123456789"
+METRICS = "metrics-token-0123456789"
+ADMINS = ("admin-one-0123456789abc", "admin-two-0123456789abc")
 
 
 class Events(logging.Handler):
@@ -47,8 +50,66 @@ def settings(configure, sqlite_url):
     return configure(
         NEWSLETTER_DATABASE_URL=sqlite_url,
         NEWSLETTER_WEBHOOK_SECRET=HOOK,
+        NEWSLETTER_METRICS_TOKEN=METRICS,
+        NEWSLETTER_ADMIN_TOKENS=",".join(ADMINS),
         NEWSLETTER_SIGNUP_RATE_PER_IP="1000",
     )
+
+
+@pytest.fixture
+def client(settings):
+    with TestClient(create_app(settings), base_url=BASE) as c:
+        yield c
+
+
+# ---- /metrics and the schema ----------------------------------------------------------------
+
+
+def test_metrics_need_a_bearer_token_compared_in_constant_time(client, settings, configure, monkeypatch):
+    """/metrics counts subscribers by status: with one signup it would tell new, confirmed and
+    unsubscribed addresses apart. Only a configured metrics or admin token reads it."""
+    for header in (
+        {},
+        {"Authorization": ""},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer wrong-token-0123456789"},
+        {"Authorization": f"Basic {METRICS}"},
+        {"Authorization": METRICS},  # no scheme
+        {"Authorization": f"Bearer {METRICS}x"},
+    ):
+        r = client.get("/metrics", headers=header)
+        assert r.status_code == 401, header
+        assert "newsletter_subscribers" not in r.text and r.headers["www-authenticate"] == "Bearer"
+    for token in (METRICS, *ADMINS):
+        for scheme in ("Bearer", "bearer", "BEARER"):
+            r = client.get("/metrics", headers={"Authorization": f"{scheme} {token}"})
+            assert r.status_code == 200 and "newsletter_subscribers" in r.text, (scheme, token)
+
+    calls = []
+    real = hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: calls.append(1) or real(a, b))
+    client.get("/metrics", headers={"Authorization": f"Bearer {METRICS}"})
+    assert len(calls) == 3  # every configured token is compared, the first match does not stop it
+    monkeypatch.undo()
+
+    closed = configure(NEWSLETTER_DATABASE_URL=settings.database_url)  # no token configured
+    with TestClient(create_app(closed)) as c:
+        for header in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer None"}):
+            assert c.get("/metrics", headers=header).status_code == 401
+
+
+def test_schema_and_its_browser_are_closed_in_production(configure, settings):
+    """Production serves neither /api/docs nor the OpenAPI JSON; the schema is still built
+    (the fuzz test reads `app.openapi()`), and development and test modes serve both."""
+    schema_paths = ("/api/docs", "/api/openapi.json", "/docs/oauth2-redirect")
+    with TestClient(create_app(settings), base_url=BASE) as c:
+        assert [c.get(p).status_code for p in schema_paths] == [200, 200, 200]
+    production = configure(NEWSLETTER_DATABASE_URL=settings.database_url, NEWSLETTER_MODE="production")
+    app = create_app(production)
+    with TestClient(app, base_url=BASE) as c:
+        assert [c.get(p).status_code for p in schema_paths] == [404, 404, 404]
+        assert c.get("/healthz").status_code == 200
+    assert "/subscribe" in app.openapi()["paths"]
 
 
 # ---- nothing is read before the link or the secret is checked -------------------------------

@@ -26,6 +26,7 @@ from tests.faultkit import FaultySMTP, SMTPServer
 
 pytestmark = pytest.mark.integration
 NEWSLETTER = Path(sys.executable).parent / "newsletter"
+METRICS = "metrics-token-0123456789"
 
 
 def vm_kib(pid: int, field: str) -> int:
@@ -114,6 +115,7 @@ def test_serve_logs_each_request_with_tokens_redacted_and_the_apps_events(tmp_pa
     env = process_env(
         NEWSLETTER_DATABASE_URL=migrated_sqlite(tmp_path),
         NEWSLETTER_OUTBOX_DIR=str(tmp_path / "outbox"),
+        NEWSLETTER_METRICS_TOKEN=METRICS,
         FORWARDED_ALLOW_IPS="*",  # wrong behind a proxy: serve says so
     )
     log = tmp_path / "serve.log"
@@ -134,10 +136,11 @@ def test_serve_logs_each_request_with_tokens_redacted_and_the_apps_events(tmp_pa
             prefs = prefs_url.rsplit("/", 1)[1]
             assert c.get(f"/preferences/{prefs}/export?download=1").status_code == 200
             assert c.get(f"/preferences/{prefs}/no-such-page").status_code == 404
+            assert c.get("/metrics", headers={"Authorization": f"Bearer {METRICS}"}).status_code == 200
     finally:
         stop_process(proc)
     output = log.read_text()
-    for secret in (confirm, prefs):
+    for secret in (confirm, prefs, METRICS):
         assert secret not in output
     requests = [json.loads(line) for line in output.splitlines() if '"http.request"' in line]
     seen = {(r["method"], r["path"], r["status"]) for r in requests}
@@ -147,6 +150,7 @@ def test_serve_logs_each_request_with_tokens_redacted_and_the_apps_events(tmp_pa
         ("POST", "/confirm/<redacted>", 200),
         ("GET", "/preferences/<redacted>/export", 200),
         ("GET", "/preferences/<redacted>/no-such-page", 404),
+        ("GET", "/metrics", 200),
     } <= seen, seen
     assert all(isinstance(r["duration_ms"], float) for r in requests)
     events = {json.loads(line)["event"] for line in output.splitlines() if line.startswith("{")}

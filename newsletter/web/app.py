@@ -15,6 +15,7 @@ from newsletter.logs import setup_logging
 from newsletter.ratelimit import make_limiter
 from newsletter.tokens import TokenError
 from newsletter.web import pages, preferences, routes
+from newsletter.web.auth import check_secrets
 from newsletter.web.middleware import BodyLimit, JobsAfterResponse, RequestLog, SecurityHeaders
 from newsletter.web.responses import error_response, token_error
 
@@ -38,13 +39,16 @@ class WebApp(FastAPI):
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    check_secrets(settings)
     setup_logging(settings.log_level, keep_level=True)
+    # The schema and its browser are for development; `app.openapi()` works in every mode.
+    open_schema = settings.mode != "production"
     app = WebApp(
         title="Paper Digest",
         version="0.1.0",
-        docs_url="/api/docs",
+        docs_url="/api/docs" if open_schema else None,
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        openapi_url="/api/openapi.json" if open_schema else None,
     )
     app.state.settings = settings
     app.state.limiter = make_limiter(settings)
@@ -52,12 +56,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        return error_response(
+        response = error_response(
             request,
             exc.status_code,
             HTTP_TITLES.get(exc.status_code, "Error"),
             str(exc.detail) if exc.detail else "",
         )
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(TokenError)
     async def bad_link(request: Request, exc: TokenError):

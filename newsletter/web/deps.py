@@ -1,7 +1,7 @@
 """What a route receives instead of building it: settings, a session, the client, a link's reader,
 the request body as a model, and the checks that come before it (rate limits, webhook secret).
 
-Routers import this module and `responses`, never `app`.
+Routers import this module, `auth` and `responses`, never `app`.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from newsletter.ledger import sent_papers
 from newsletter.models import Issue, Paper
 from newsletter.stats import issue_counts, subscriber_counts
 from newsletter.tokens import Purpose, TokenError, TokenReason
+from newsletter.web.auth import metrics_caller
 from newsletter.web.deps import (
     ClientDep,
     FormOrJson,
@@ -104,9 +105,10 @@ def bounce_webhook(
     return JSONResponse({"status": "ok", "changed": changed})
 
 
-@router.get("/metrics")
+@router.get("/metrics", dependencies=[Depends(metrics_caller)])
 def metrics(session: SessionDep) -> Response:
-    """Prometheus text: subscribers by status, deliveries by issue and state."""
+    """Prometheus text: subscribers by status, deliveries by issue and state, for a caller with
+    `Authorization: Bearer <NEWSLETTER_METRICS_TOKEN or one of NEWSLETTER_ADMIN_TOKENS>`."""
     lines = ["# TYPE newsletter_subscribers gauge"]
     lines += [f'newsletter_subscribers{{status="{k}"}} {v}' for k, v in subscriber_counts(session).items()]
     lines.append("# TYPE newsletter_deliveries gauge")

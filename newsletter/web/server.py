@@ -14,6 +14,7 @@ import uvicorn
 
 from newsletter.config import DEV_SECRET, ConfigError, Settings
 from newsletter.logs import event, setup_logging
+from newsletter.web.auth import check_secrets
 
 log = logging.getLogger("newsletter.web")
 
@@ -45,6 +46,7 @@ def serve(
     """Run the web app under uvicorn, logging at NEWSLETTER_LOG_LEVEL: the app's events and one
     redacted line per request (uvicorn's own access log, which writes link tokens, is off)."""
     refuse_dev_secret_on_network(settings, host, published_on_loopback)
+    check_secrets(settings)
     setup_logging(settings.log_level)
     if os.environ.get("FORWARDED_ALLOW_IPS", "").strip() == "*":
         event(log, "serve.forwarded_allow_ips_any", logging.WARNING, hint="list the proxy's address instead")
