@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     metrics_token: str | None = None  # Bearer token for GET /metrics; none set: /metrics is closed
     admin_tokens: Annotated[list[str], NoDecode] = []  # operators' tokens; each also opens /metrics
     thumbnail_hosts: Annotated[list[str], NoDecode] = ["cdn-thumbnails.huggingface.co"]  # view page img-src
+    webhook_rate_per_ip: int = Field(default=600, ge=1)  # bounce webhook calls per IP per minute
 
     @field_validator("admin_tokens", "thumbnail_hosts", mode="before")
     @classmethod

@@ -7,7 +7,9 @@ the headers of every route are in tests/test_security.py.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
+import json
 import logging
 import socket
 import time
@@ -16,6 +18,7 @@ import tracemalloc
 import pytest
 from fastapi.testclient import TestClient
 
+from newsletter.config import ConfigError, Settings
 from newsletter.ratelimit import MemoryLimiter, client_key
 from newsletter.web import create_app
 from tests.conftest import app_routes, free_port
@@ -112,6 +115,64 @@ def test_schema_and_its_browser_are_closed_in_production(configure, settings):
     assert "/subscribe" in app.openapi()["paths"]
 
 
+# ---- the bounce webhook ---------------------------------------------------------------------
+
+
+def signed(body: bytes, stamp: int, secret: str = HOOK) -> dict[str, str]:
+    digest = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return {"X-Timestamp": str(stamp), "X-Signature": f"sha256={digest}", "content-type": "application/json"}
+
+
+def test_webhook_scheme_is_required_and_case_insensitive_and_bodies_can_be_signed(client):
+    event = {"type": "soft_bounce", "email": "someone@example.org", "reason": "452 mailbox full"}
+    raw = json.dumps(event).encode()
+
+    def post(headers: dict[str, str], body: bytes = raw) -> int:
+        headers = {"content-type": "application/json", **headers}
+        return client.post("/webhooks/bounce", content=body, headers=headers).status_code
+
+    assert post({"Authorization": HOOK}) == 401  # no scheme: refused (it used to pass)
+    assert post({"Authorization": f"Basic {HOOK}"}) == 401
+    assert post({"Authorization": f"Bearer{HOOK}"}) == 401
+    for scheme in ("Bearer", "bearer", "BEARER", " Bearer "):
+        assert post({"Authorization": f"{scheme} {HOOK}"}) == 200, scheme
+
+    now = int(time.time())
+    assert post(signed(raw, now)) == 200
+    assert post(signed(raw, now - 290)) == 200  # within five minutes
+    assert post(signed(raw, now - 301)) == 401  # a replay older than five minutes
+    assert post(signed(raw, now + 301)) == 401
+    assert post(signed(raw, now, secret="another-secret-0123456789")) == 401
+    other = json.dumps({**event, "type": "hard_bounce"}).encode()
+    assert post(signed(raw, now), body=other) == 401  # the signature covers the body
+    assert post({**signed(raw, now), "X-Timestamp": str(now + 1)}) == 401  # and the timestamp
+    assert post({**signed(raw, now), "X-Timestamp": "soon"}) == 401
+    # a signature that does not check is not rescued by a bearer token next to it
+    assert post({**signed(raw, now, secret="x" * 20), "Authorization": f"Bearer {HOOK}"}) == 401
+
+
+def test_webhook_calls_are_rate_limited_and_short_secrets_refused_in_production(configure, sqlite_url):
+    settings = configure(
+        NEWSLETTER_DATABASE_URL=sqlite_url, NEWSLETTER_WEBHOOK_SECRET=HOOK, NEWSLETTER_WEBHOOK_RATE_PER_IP="3"
+    )
+    with TestClient(create_app(settings)) as c:
+        codes = [
+            c.post("/webhooks/bounce", json={}, headers={"Authorization": f"Bearer guess-{i}"}).status_code
+            for i in range(5)
+        ]
+    assert codes == [401, 401, 401, 429, 429]
+
+    for name, values in (
+        ("NEWSLETTER_WEBHOOK_SECRET", {"webhook_secret": "short-secret"}),
+        ("NEWSLETTER_METRICS_TOKEN", {"metrics_token": "metrics"}),
+        ("NEWSLETTER_ADMIN_TOKENS", {"admin_tokens": ["a" * 20, "b" * 15]}),
+    ):
+        production = Settings(mode="production", base_url=BASE, secret_key="k" * 40, **values)
+        with pytest.raises(ConfigError, match=name):
+            create_app(production)
+        create_app(production.model_copy(update={"mode": "dev"}))  # development takes any
+
+
 # ---- nothing is read before the link or the secret is checked -------------------------------
 
 
@@ -120,6 +181,7 @@ def test_links_and_secrets_are_checked_before_any_body_is_read(settings):
     without reading a byte of its body: the body here never ends, and the app is never handed
     any of it. (Signup takes no link: it reads its form.)"""
     app = create_app(settings)
+    stale = signed(b"{}", int(time.time()) - 3600)
     cases = {
         "/confirm/{token}": ({}, 400),
         "/unsubscribe/{token}": ({}, 400),
@@ -128,6 +190,7 @@ def test_links_and_secrets_are_checked_before_any_body_is_read(settings):
         "/preferences/{token}/erase": ({}, 400),
         "/vote/{token}": ({}, 400),
         "/webhooks/bounce": ({"authorization": "Bearer wrong-secret-0123456789"}, 401),
+        "/webhooks/bounce (stale signature)": ({k.lower(): v for k, v in stale.items()}, 401),
     }
     posts = {r.path for r in app_routes(app) if "POST" in getattr(r, "methods", ())}
     assert posts - {"/subscribe"} == {c.split(" ")[0] for c in cases}, posts  # list new POST routes

@@ -158,14 +158,16 @@ def test_serve_logs_each_request_with_tokens_redacted_and_the_apps_events(tmp_pa
     assert "serve.forwarded_allow_ips_any" in events
 
 
-def test_serve_refuses_the_dev_secret_on_a_public_address(tmp_path):
+def test_serve_refuses_the_dev_secret_on_a_public_address_and_short_secrets_in_production(tmp_path):
     """Anyone who reaches a server signing with the public dev secret can forge a link for
     every subscriber. `newsletter serve` refuses such an address with one line naming the
-    setting, and binds nothing."""
+    setting, and binds nothing; in production it refuses a short webhook secret."""
     dev = process_env(NEWSLETTER_MODE="dev", NEWSLETTER_SECRET_KEY=DEV_SECRET)
+    short = process_env(NEWSLETTER_MODE="production", NEWSLETTER_WEBHOOK_SECRET="hooksecret")
     for env, host, setting in (
         (dev, "0.0.0.0", "NEWSLETTER_SECRET_KEY"),
         (dev, "::", "NEWSLETTER_SECRET_KEY"),
+        (short, "127.0.0.1", "NEWSLETTER_WEBHOOK_SECRET"),
     ):
         port = free_port()
         done = subprocess.run(

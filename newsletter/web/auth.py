@@ -1,8 +1,13 @@
-"""Who may call what: bearer tokens for /metrics, checked before the body is read."""
+"""Who may call what: bearer tokens for /metrics, and the bounce webhook's secret or signature.
+Each is a dependency that runs before the body is read (the webhook's signature aside: it covers
+the body, which the body cap keeps under 64 KB).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import time
 from collections.abc import Iterable
 
 from fastapi import HTTPException, Request
@@ -10,15 +15,17 @@ from fastapi import HTTPException, Request
 from newsletter.config import ConfigError, Settings
 from newsletter.web.deps import SettingsDep
 
+SIGNATURE_MAX_AGE = 300  # seconds an X-Timestamp may differ from our clock: older replays fail
 MIN_SECRET = 16
 
 
 def check_secrets(settings: Settings) -> None:
-    """Refuse (ConfigError) to serve in production with a metrics or admin token short enough
-    to guess. Called when the app is made and by `newsletter serve`."""
+    """Refuse (ConfigError) to serve in production with a webhook secret, metrics token or admin
+    token short enough to guess. Called when the app is made and by `newsletter serve`."""
     if settings.mode != "production":
         return
     for name, value in (
+        ("NEWSLETTER_WEBHOOK_SECRET", settings.webhook_secret),
         ("NEWSLETTER_METRICS_TOKEN", settings.metrics_token),
         *(("NEWSLETTER_ADMIN_TOKENS", token) for token in settings.admin_tokens),
     ):
@@ -50,3 +57,34 @@ def metrics_caller(request: Request, settings: SettingsDep) -> None:
         raise HTTPException(
             401, "Send a metrics token as Authorization: Bearer <token>.", {"WWW-Authenticate": "Bearer"}
         )
+
+
+def body_signature(secret: str, timestamp: str, body: bytes) -> str:
+    """`sha256=<hex>`: the HMAC-SHA256 of `timestamp + "." + body` under the webhook secret."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+async def webhook_caller(request: Request, settings: SettingsDep) -> None:
+    """Refuse (401) a webhook call that neither carries the shared secret as a bearer token nor
+    signs its body with it (`X-Signature: sha256=…` over `X-Timestamp` + "." + body, the
+    timestamp within SIGNATURE_MAX_AGE of now). With no secret configured, every call."""
+    if not await _webhook_authorised(request, settings.webhook_secret):
+        raise HTTPException(
+            401,
+            "Send the shared secret as Authorization: Bearer <secret>, or sign the body (X-Signature).",
+            {"WWW-Authenticate": "Bearer"},
+        )
+
+
+async def _webhook_authorised(request: Request, secret: str | None) -> bool:
+    if not secret:
+        return False
+    signature = request.headers.get("x-signature")
+    if signature is None:
+        return matches_any(bearer_token(request.headers.get("authorization")), [secret])
+    stamp = request.headers.get("x-timestamp", "").strip()
+    if not stamp.isdigit() or abs(time.time() - int(stamp)) > SIGNATURE_MAX_AGE:
+        return False
+    expected = body_signature(secret, stamp, await request.body())
+    return hmac.compare_digest(signature.strip().encode(), expected.encode())

@@ -1,12 +1,11 @@
 """What a route receives instead of building it: settings, a session, the client, a link's reader,
-the request body as a model, and the checks that come before it (rate limits, webhook secret).
+the request body as a model, and the rate limits that come before it (`auth` has the other checks).
 
 Routers import this module, `auth` and `responses`, never `app`.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Generic, TypeVar
@@ -139,12 +138,8 @@ within_signup_rate = within_rate(
     lambda settings: settings.signup_rate_per_ip,
     "Too many signups from your network just now. Please wait a minute.",
 )
-
-
-def webhook_caller(request: Request, settings: SettingsDep) -> None:
-    """Refuse (401) a caller without the shared webhook secret, compared in constant time; a
-    service with no secret configured refuses everyone. Runs before the body is read."""
-    secret = settings.webhook_secret
-    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
-        raise HTTPException(401, "Send the shared secret as Authorization: Bearer <secret>.")
+within_webhook_rate = within_rate(
+    "webhook",
+    lambda settings: settings.webhook_rate_per_ip,
+    "Too many webhook calls from your network just now. Please wait a minute.",
+)

@@ -16,7 +16,7 @@ from newsletter.ledger import sent_papers
 from newsletter.models import Issue, Paper
 from newsletter.stats import issue_counts, subscriber_counts
 from newsletter.tokens import Purpose, TokenError, TokenReason
-from newsletter.web.auth import metrics_caller
+from newsletter.web.auth import metrics_caller, webhook_caller
 from newsletter.web.deps import (
     ClientDep,
     FormOrJson,
@@ -24,7 +24,7 @@ from newsletter.web.deps import (
     IssueId,
     SessionDep,
     SettingsDep,
-    webhook_caller,
+    within_webhook_rate,
 )
 from newsletter.web.headers import view_policy
 from newsletter.web.responses import error_response, render_page
@@ -92,12 +92,13 @@ def vote(
     return render_page(request, "vote.html", vote=vote, token=token, done=True, recorded=recorded)
 
 
-@router.post("/webhooks/bounce", dependencies=[Depends(webhook_caller)])
+@router.post("/webhooks/bounce", dependencies=[Depends(within_webhook_rate), Depends(webhook_caller)])
 def bounce_webhook(
     event: Annotated[BounceEvent, Depends(FormOrJson(BounceEvent))], session: SessionDep
 ) -> Response:
     """Bounces and complaints from the mail provider, with the header
-    `Authorization: Bearer <NEWSLETTER_WEBHOOK_SECRET>`."""
+    `Authorization: Bearer <NEWSLETTER_WEBHOOK_SECRET>`, or signed: `X-Timestamp: <unix time>`
+    and `X-Signature: sha256=<hex HMAC-SHA256 of timestamp + "." + body under that secret>`."""
     try:
         changed = feedback.apply_bounce_event(session, event.type, event.email, event.reason)
     except subs.InvalidInput as exc:
