@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     # The web app's guards (README "Security"). Lists are comma-separated in the environment.
     metrics_token: str | None = None  # Bearer token for GET /metrics; none set: /metrics is closed
     admin_tokens: Annotated[list[str], NoDecode] = []  # operators' tokens; each also opens /metrics
+    signup_pow_difficulty: int = Field(default=0, ge=0, le=10_000_000)  # proof-of-work size; 0 = off
     thumbnail_hosts: Annotated[list[str], NoDecode] = ["cdn-thumbnails.huggingface.co"]  # view page img-src
     webhook_rate_per_ip: int = Field(default=600, ge=1)  # bounce webhook calls per IP per minute
 

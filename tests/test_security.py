@@ -739,6 +739,7 @@ def every_get_url(s, w) -> dict[str, str]:
     issue_id = w.issue.id
     return {
         "/": "/",
+        "/subscribe/challenge": "/subscribe/challenge",
         "/healthz": "/healthz",
         "/metrics": "/metrics",
         "/archive": "/archive",
@@ -783,7 +784,7 @@ def test_every_answer_carries_the_security_headers_and_every_page_a_policy(
     client, app_settings, reader_world, configure
 ):
     """Every GET route, the error pages, both kinds of 413 and a 500 (which used to bypass the
-    header middleware) carry nosniff, no-referrer, DENY framing, no-store, HSTS (the
+    header middleware) carry nosniff, same-origin referrers, DENY framing, no-store, HSTS (the
     base URL is https) and a Content-Security-Policy that loads and runs nothing but the page's
     own stylesheet and script. The view-in-browser page takes images from the
     thumbnail hosts only, so a paper's image link to any other server loads nothing."""
@@ -798,6 +799,9 @@ def test_every_answer_carries_the_security_headers_and_every_page_a_policy(
     answers["404 page"] = client.get("/no-such-page")
     answers["400 bad link"] = client.get("/preferences/not-a-token")
     answers["401 metrics"] = client.get("/metrics")
+    answers["403 cross-site form"] = client.post(
+        "/subscribe", data={"email": "a@example.org"}, headers={"Origin": "https://evil.example"}
+    )
     answers["413 by length"] = client.post(
         "/subscribe", data={"email": "a@example.org", "interests": "x" * 70_000}
     )
@@ -818,7 +822,7 @@ def test_every_answer_carries_the_security_headers_and_every_page_a_policy(
     page_styles = f"style-src {inline_hash('page.css')}"
     for name, r in answers.items():
         h = r.headers
-        assert h["x-content-type-options"] == "nosniff" and h["referrer-policy"] == "no-referrer", name
+        assert h["x-content-type-options"] == "nosniff" and h["referrer-policy"] == "same-origin", name
         assert h["x-frame-options"] == "DENY" and h["cache-control"] == "no-store", name
         assert h["strict-transport-security"].startswith("max-age="), name
         if name in ("/api/docs", "/docs/oauth2-redirect"):  # development only: Swagger UI's CDN

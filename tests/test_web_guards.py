@@ -11,22 +11,40 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import socket
 import time
 import tracemalloc
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
 
 from newsletter.config import ConfigError, Settings
 from newsletter.ratelimit import MemoryLimiter, client_key
-from newsletter.web import create_app
+from newsletter.web import create_app, proof
 from tests.conftest import app_routes, free_port
 
 BASE = "https://news.example.org"
 HOOK = "hook-secret-0123456789"
 METRICS = "metrics-token-0123456789"
 ADMINS = ("admin-one-0123456789abc", "admin-two-0123456789abc")
+
+
+def rows(db_url: str, sql: str) -> list:
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        found = list(conn.execute(text(sql)))
+    engine.dispose()
+    return found
+
+
+def emails(db_url: str) -> list[str]:
+    return sorted(r[0] for r in rows(db_url, "SELECT email_key FROM subscriber"))
+
+
+def outbox_to(settings) -> list[str]:
+    return sorted(p.name.rsplit("-", 1)[-1] for p in settings.outbox_dir.glob("*.eml"))
 
 
 class Events(logging.Handler):
@@ -173,16 +191,123 @@ def test_webhook_calls_are_rate_limited_and_short_secrets_refused_in_production(
         create_app(production.model_copy(update={"mode": "dev"}))  # development takes any
 
 
+# ---- cross-site signups, robots -------------------------------------------------------------
+
+
+def test_cross_site_signup_forms_are_refused_and_api_clients_still_limited(configure, sqlite_url):
+    """A page on another site that posts the signup form (each visitor's browser signing up the
+    attacker's list) gets 403 and stores nothing, without using up its visitors' rate limit.
+    Our own page's posts, and API clients that send no Origin, work and are rate-limited."""
+    settings = configure(NEWSLETTER_DATABASE_URL=sqlite_url, NEWSLETTER_SIGNUP_RATE_PER_IP="3")
+    with TestClient(create_app(settings), base_url=BASE) as c:
+        for i, headers in enumerate(
+            [
+                {"Origin": "https://evil.example"},
+                {"Origin": "null"},  # a sandboxed frame or a data: page
+                {"Origin": "http://news.example.org"},  # another scheme is another site
+                {"Origin": "https://news.example.org.evil.example"},
+                {"Origin": "https://news.example.org:8443"},
+                {"Referer": "https://evil.example/page.html"},
+                {"Origin": "https://evil.example", "Referer": f"{BASE}/"},
+            ]
+        ):
+            r = c.post("/subscribe", data={"email": f"victim{i}@example.org"}, headers=headers)
+            assert r.status_code == 403, headers
+            assert "our own page" in r.text
+        assert emails(settings.database_url) == []
+        accepted = [
+            c.post("/subscribe", data={"email": "own-page@example.org"}, headers={"Origin": BASE}),
+            c.post("/subscribe", data={"email": "port@example.org"}, headers={"Origin": f"{BASE}:443"}),
+            c.post("/subscribe", json={"email": "api@example.org"}),  # no Origin, no Referer
+        ]
+        assert [r.status_code for r in accepted] == [202, 202, 202]
+        assert c.post("/subscribe", json={"email": "api2@example.org"}).status_code == 429
+    assert emails(settings.database_url) == ["api@example.org", "own-page@example.org", "port@example.org"]
+
+
+def test_a_filled_honeypot_gets_the_usual_answer_and_nothing_is_stored_or_sent(client, settings):
+    page = client.get("/").text
+    assert re.search(r'<input id="website" name="website" type="text" tabindex="-1"', page)
+    for send in (
+        lambda address, trap: client.post("/subscribe", data={"email": address, "website": trap}),
+        lambda address, trap: client.post("/subscribe", json={"email": address, "website": trap}),
+    ):
+        person = send("person@example.org", "")
+        robot = send("victim@example.org", "https://spam.example")
+        assert robot.status_code == person.status_code == 202
+        assert robot.text == person.text
+    assert emails(settings.database_url) == ["person@example.org"]
+    assert (
+        rows(settings.database_url, "SELECT count(*) FROM consent_event WHERE email_key LIKE 'victim%'")[0][0]
+        == 0
+    )
+    assert all("victim" not in name for name in outbox_to(settings))
+
+
+def test_signup_proof_of_work_when_enabled(configure, sqlite_url):
+    """With NEWSLETTER_SIGNUP_POW_DIFFICULTY set, the form carries a signed challenge and its
+    script; a signup needs the answer, once, before it expires. Forged answers change nothing."""
+    settings = configure(NEWSLETTER_DATABASE_URL=sqlite_url, NEWSLETTER_SIGNUP_POW_DIFFICULTY="2000")
+    secret = settings.secret_key
+
+    def from_page(html: str) -> proof.Challenge:
+        found = dict(re.findall(r'data-(salt|challenge|signature|maxnumber)="([^"]*)"', html))
+        return proof.Challenge(found["salt"], found["challenge"], found["signature"], int(found["maxnumber"]))
+
+    with TestClient(create_app(settings), base_url=BASE) as c:
+        page = c.get("/")
+        challenge = from_page(page.text)
+        assert challenge.maxnumber == 2000 and "<script>" in page.text
+        answer = proof.solve(challenge)
+        salt, number, signature = answer.split(":")
+
+        refused = {
+            "none": "",
+            "wrong number": f"{salt}:{(int(number) + 1) % 2001}:{signature}",
+            "later expiry": f"{int(salt.split('.')[0]) + 9999}.{salt.split('.', 1)[1]}:{number}:{signature}",
+            "other signature": f"{salt}:{number}:{'0' * 64}",
+            "garbage": "x:y:z:w",
+            "expired": proof.solve(
+                proof.issue_challenge(secret, 50, now=time.time() - proof.LIFETIME_SECONDS - 1)
+            ),
+            "signed with another key": proof.solve(proof.issue_challenge("another-secret-0123456789", 50)),
+        }
+        for name, given in refused.items():
+            r = c.post("/subscribe", data={"email": "ada@example.org", "proof": given})
+            assert r.status_code == 400 and "Please try again" in r.text, name
+            assert from_page(r.text).salt != challenge.salt  # the form again, with a new challenge
+        assert emails(settings.database_url) == []
+
+        assert c.post("/subscribe", data={"email": "ada@example.org", "proof": answer}).status_code == 202
+        replay = c.post("/subscribe", data={"email": "eve@example.org", "proof": answer})
+        assert replay.status_code == 400  # each answer counts once
+
+        api = c.get("/subscribe/challenge").json()
+        assert api["required"] is True and api["algorithm"] == "SHA-256"
+        fields = {k: api[k] for k in ("salt", "challenge", "signature", "maxnumber")}
+        r = c.post(
+            "/subscribe", json={"email": "api@example.org", "proof": proof.solve(proof.Challenge(**fields))}
+        )
+        assert r.status_code == 202
+    assert emails(settings.database_url) == ["ada@example.org", "api@example.org"]
+
+
+def test_without_proof_of_work_the_page_has_no_script(client):
+    page = client.get("/").text
+    assert "<script" not in page and "data-salt" not in page
+
+
 # ---- nothing is read before the link or the secret is checked -------------------------------
 
 
 def test_links_and_secrets_are_checked_before_any_body_is_read(settings):
-    """Every POST route with a bad link token (or, for the webhook, no valid secret) answers
-    without reading a byte of its body: the body here never ends, and the app is never handed
-    any of it. (Signup takes no link: it reads its form.)"""
+    """Every POST route with a bad link token (or, for the webhook, no valid secret; for
+    signup, a cross-site Origin) answers without reading a byte of its body: the body here never
+    ends, and the app is never handed any of it."""
     app = create_app(settings)
     stale = signed(b"{}", int(time.time()) - 3600)
     cases = {
+        "/subscribe": ({"origin": "https://evil.example"}, 403),
         "/confirm/{token}": ({}, 400),
         "/unsubscribe/{token}": ({}, 400),
         "/preferences/{token}": ({}, 400),
@@ -193,7 +318,7 @@ def test_links_and_secrets_are_checked_before_any_body_is_read(settings):
         "/webhooks/bounce (stale signature)": ({k.lower(): v for k, v in stale.items()}, 401),
     }
     posts = {r.path for r in app_routes(app) if "POST" in getattr(r, "methods", ())}
-    assert posts - {"/subscribe"} == {c.split(" ")[0] for c in cases}, posts  # list new POST routes
+    assert posts == {c.split(" ")[0] for c in cases}, posts  # a new POST route must be listed here
 
     async def call(path: str, headers: dict[str, str]) -> tuple[int, int]:
         handed_over, answer = 0, {}

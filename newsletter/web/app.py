@@ -21,6 +21,7 @@ from newsletter.web.responses import error_response, token_error
 
 HTTP_TITLES = {
     401: "Unauthorized",
+    403: "Not allowed",
     404: "Page not found",
     405: "Not allowed",
     413: "Request too large",

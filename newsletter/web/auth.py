@@ -1,6 +1,6 @@
-"""Who may call what: bearer tokens for /metrics, and the bounce webhook's secret or signature.
-Each is a dependency that runs before the body is read (the webhook's signature aside: it covers
-the body, which the body cap keeps under 64 KB).
+"""Who may call what: bearer tokens for /metrics, the bounce webhook's secret or signature, and
+signup forms posted from this site only. Each is a dependency that runs before the body is read
+(the webhook's signature aside: it covers the body, which the body cap keeps under 64 KB).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from fastapi import HTTPException, Request
 
 from newsletter.config import ConfigError, Settings
 from newsletter.web.deps import SettingsDep
+from newsletter.web.headers import origin_of
 
 SIGNATURE_MAX_AGE = 300  # seconds an X-Timestamp may differ from our clock: older replays fail
 MIN_SECRET = 16
@@ -88,3 +89,12 @@ async def _webhook_authorised(request: Request, secret: str | None) -> bool:
         return False
     expected = body_signature(secret, stamp, await request.body())
     return hmac.compare_digest(signature.strip().encode(), expected.encode())
+
+
+def from_this_site(request: Request, settings: SettingsDep) -> None:
+    """Refuse (403) a form posted from another site: its Origin header (or, without one, its
+    Referer) must be NEWSLETTER_BASE_URL's origin. A client that sends neither (an API client,
+    curl) passes and is rate-limited like everyone; browsers send Origin on cross-site POSTs."""
+    sent = request.headers.get("origin") or request.headers.get("referer")
+    if sent and origin_of(sent) != origin_of(settings.base_url):
+        raise HTTPException(403, f"Please sign up on our own page: {settings.base_url.rstrip('/')}/")

@@ -39,7 +39,9 @@ def fixed_headers(settings: Settings) -> list[tuple[str, str]]:
     """What every response carries unless it set the header itself."""
     headers = [
         ("X-Content-Type-Options", "nosniff"),
-        ("Referrer-Policy", "no-referrer"),
+        # No Referer to other sites (view-in-browser links carry tokens). Not no-referrer: with it
+        # a browser sends `Origin: null` on our own form posts, which the signup check refuses.
+        ("Referrer-Policy", "same-origin"),
         ("X-Frame-Options", "DENY"),
         # Pages show addresses, interests and links that act for a reader: no cache keeps them.
         ("Cache-Control", "no-store"),
@@ -59,11 +61,12 @@ def inline_hash(name: str) -> str:
 
 
 def page_policy(settings: Settings) -> str:
-    """Our own pages: the stylesheet in base.html, admitted by its hash (so the same page is the
-    same bytes for everyone), and no script; forms post to this site only (NEWSLETTER_BASE_URL,
-    which every form action names)."""
+    """Our own pages: the stylesheet in base.html and the signup form's script, each admitted by
+    its hash (so the same page is the same bytes for everyone); forms post to this site only
+    (NEWSLETTER_BASE_URL, which every form action names)."""
     return (
         f"default-src 'none'; style-src {inline_hash('page.css')}; "
+        f"script-src {inline_hash('proof_script.html')}; "
         f"form-action 'self' {origin_of(settings.base_url)}; frame-ancestors 'none'; base-uri 'none'"
     )
 
