@@ -22,7 +22,7 @@ from newsletter.errors import OperatorError
 from newsletter.logs import setup_logging
 from newsletter.subscriptions import InvalidInput
 
-# uvicorn (serve), alembic (db upgrade) and FastAPI (demo) are imported inside the one command
+# uvicorn and FastAPI (serve, demo) and alembic (db upgrade) are imported inside the one command
 # that needs each: every other command starts in half the time.
 
 # What the core raises for a mistake the operator can fix; anything else is a bug and keeps its
@@ -102,24 +102,25 @@ def emit_json(data: Any) -> None:
 
 @app.command()
 def serve(
-    host: str = "127.0.0.1", port: int = 8000, workers: int = typer.Option(1, help="Web worker processes.")
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = typer.Option(1, help="Web worker processes."),
+    published_on_loopback: bool = typer.Option(
+        False,
+        help="The port is reachable from this machine only (a container published on "
+        "127.0.0.1): listen on --host even with the development secret.",
+    ),
 ) -> None:
     """Run the web app (signup, confirm, preferences, unsubscribe, archive).
 
+    Logs at NEWSLETTER_LOG_LEVEL, one JSON line per event and per request (link tokens
+    redacted). With the development secret it listens on a loopback address only.
+
     Example: newsletter serve --host 0.0.0.0 --port 8000
     """
-    import uvicorn
+    from newsletter.web.server import serve as run_web  # uvicorn and FastAPI: see the note above
 
-    get_settings()  # refuse to start with a default secret before binding the port
-    uvicorn.run(
-        "newsletter.web:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        proxy_headers=True,
-        log_level="info",
-    )
+    run_web(get_settings(), host, port, workers, published_on_loopback=published_on_loopback)
 
 
 @db_app.command("upgrade")

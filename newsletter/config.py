@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEV_SECRET = "dev-insecure-secret-change-me"
 
@@ -76,6 +76,18 @@ class Settings(BaseSettings):
     # a transient failure ends the row as failed.
     journey_requeue_after_seconds: int = Field(default=60, ge=1)
     journey_max_attempts: int = Field(default=15, ge=1)
+
+    # The web app's guards (README "Security"). Lists are comma-separated in the environment.
+    metrics_token: str | None = None  # Bearer token for GET /metrics; none set: /metrics is closed
+    admin_tokens: Annotated[list[str], NoDecode] = []  # operators' tokens; each also opens /metrics
+    signup_pow_difficulty: int = Field(default=0, ge=0, le=10_000_000)  # proof-of-work size; 0 = off
+    thumbnail_hosts: Annotated[list[str], NoDecode] = ["cdn-thumbnails.huggingface.co"]  # view page img-src
+    webhook_rate_per_ip: int = Field(default=600, ge=1)  # bounce webhook calls per IP per minute
+
+    @field_validator("admin_tokens", "thumbnail_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

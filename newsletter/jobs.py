@@ -4,13 +4,17 @@ A job is a plain core function whose first parameter is `Settings` and whose oth
 are JSON values (ids). `run` and `enqueue` take the function itself, so go-to-definition leads
 from a caller to the work; with a broker they publish it as the task `newsletter.<name>`, which
 `workers/tasks.py` registers around the same function. This module alone decides between the
-broker and the current process.
+broker and the current process, and (`held`) whether an in-process job runs at once or is
+handed to the caller to start later, which the web app does once a request's answer is sent.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlmodel import Session
@@ -22,6 +26,12 @@ from newsletter.worker import publisher
 log = logging.getLogger("newsletter.jobs")
 
 Job = Callable[..., Any]
+Work = list[Callable[[], None]]
+
+# In-process jobs collected by `held` instead of run; None outside such a block.
+_held: ContextVar[Work | None] = ContextVar("newsletter_jobs_held", default=None)
+# Few threads: enough for confirmation emails, and a slow relay holds these, not request threads.
+_background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="newsletter-job")
 
 
 def task_name(job: Job) -> str:
@@ -62,4 +72,32 @@ def enqueue(
             if on_failure is not None:
                 on_failure()
 
-    after_commit(session, publish)
+    held = _held.get()
+    if held is not None and not settings.uses_broker:
+        after_commit(session, lambda: held.append(publish))
+    else:
+        after_commit(session, publish)
+
+
+@contextmanager
+def held() -> Iterator[Work]:
+    """Inside this block (and in threads that copy its context), in-process jobs that `enqueue`
+    would run after their commit are appended to the yielded list instead; start them with
+    `run_later`. Jobs published to a broker are not held: publishing is quick and the broker
+    runs them elsewhere anyway."""
+    work: Work = []
+    token = _held.set(work)
+    try:
+        yield work
+    finally:
+        _held.reset(token)
+
+
+def run_later(work: Work) -> Future[None]:
+    """Run `work`, in order, on a small background thread pool (4 threads)."""
+    return _background.submit(_run_all, work)
+
+
+def _run_all(work: Work) -> None:
+    for publish in work:
+        publish()

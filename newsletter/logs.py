@@ -24,18 +24,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
-def setup_logging(level: str = "INFO") -> None:
-    """Send the newsletter's logs to stderr as JSON lines (idempotent); `level` is
-    `Settings.log_level` where settings are known."""
+def setup_logging(level: str = "INFO", *, keep_level: bool = False) -> None:
+    """Send the newsletter's logs to stderr as JSON lines at `level` (`Settings.log_level` where
+    settings are known). The handler is added once; a later call sets the level again unless
+    `keep_level`, which `create_app` passes so that the command running the app decides."""
     logger = logging.getLogger("newsletter")
-    if any(getattr(h, "_newsletter", False) for h in logger.handlers):
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
-    handler._newsletter = True  # type: ignore[attr-defined]
-    logger.addHandler(handler)
-    logger.setLevel(level.upper())
-    logger.propagate = False
+    configured = any(getattr(h, "_newsletter", False) for h in logger.handlers)
+    if not configured:
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter())
+        handler._newsletter = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.propagate = False
+    if not (configured and keep_level):
+        logger.setLevel(level.upper())
 
 
 def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:

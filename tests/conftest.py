@@ -104,6 +104,22 @@ def configure(monkeypatch, tmp_path):
     reset_settings()
 
 
+# ---- the app --------------------------------------------------------------------------------
+
+
+def app_routes(app) -> list:
+    """Every route of the app, with included routers flattened (FastAPI keeps them nested)."""
+
+    def walk(routes):
+        for r in routes:
+            if hasattr(r, "original_router"):
+                yield from walk(r.original_router.routes)
+            else:
+                yield r
+
+    return list(walk(app.routes))
+
+
 # ---- SMTP -----------------------------------------------------------------------------------
 
 

@@ -55,6 +55,7 @@ CHROMIUM_ARGS = [
 SHOTS = ROOT / "artifacts" / "screenshots"
 DOC_SHOTS = ROOT / "docs" / "screenshots"
 SIGNUP_LIMIT = 3  # signups per IP per minute on the test server
+POW_DIFFICULTY = 3000  # the signup form's proof of work is on: every signup here runs its script
 THUMB_HOST = "papers.example.org"  # served by the browser context, never by the network
 IPS = (f"198.51.100.{i}" for i in itertools.count(1))
 
@@ -132,6 +133,8 @@ def site(tmp_path_factory) -> Iterator[Site]:
         "NEWSLETTER_OUTBOX_DIR": str(tmp / "outbox"),
         "NEWSLETTER_SIGNUP_RATE_PER_IP": str(SIGNUP_LIMIT),
         "NEWSLETTER_CONFIRM_COOLDOWN_MINUTES": "0",
+        "NEWSLETTER_SIGNUP_POW_DIFFICULTY": str(POW_DIFFICULTY),
+        "NEWSLETTER_THUMBNAIL_HOSTS": THUMB_HOST,
     }
     patch = pytest.MonkeyPatch()
     for key in [k for k in os.environ if k.startswith("NEWSLETTER_")]:
@@ -193,8 +196,11 @@ def thumbnail_png(browser) -> bytes:
 
 @pytest.fixture
 def new_page(site, browser, thumbnail_png):
-    """Pages from a fresh context: own cookies, own client IP, only local and stub requests."""
-    contexts = []
+    """Pages from a fresh context: own cookies, own client IP, only local and stub requests.
+
+    Every page's console is watched: a Content-Security-Policy violation (a style, script or
+    image the page's policy refused) fails the test."""
+    contexts, violations = [], []
 
     def make(width: int = 900, height: int = 900, color_scheme: str = "light"):
         context = browser.new_context(
@@ -214,11 +220,17 @@ def new_page(site, browser, thumbnail_png):
         context.route("**/*", route)
         context.set_default_timeout(10_000)
         contexts.append(context)
-        return context.new_page()
+        page = context.new_page()
+        page.on(
+            "console",
+            lambda msg: "Content Security Policy" in msg.text and violations.append((page.url, msg.text)),
+        )
+        return page
 
     yield make
     for context in contexts:
         context.close()
+    assert not violations, violations
 
 
 def shot(page, name: str, fit: bool = True) -> Path:
@@ -358,6 +370,7 @@ def test_signup_confirm_preferences_digest_and_unsubscribe_in_the_browser(site, 
     # Sign up with the keyboard alone: Tab to each field, type, Enter on the button.
     assert go(page, site.url + "/") == 200
     check_accessible(page)
+    assert page.locator("#website").bounding_box()["x"] < -1000  # the honeypot: off screen
     shot(page, "signup")
     page.set_viewport_size({"width": 375, "height": 740})
     page.emulate_media(color_scheme="dark")
@@ -448,6 +461,29 @@ def test_signup_confirm_preferences_digest_and_unsubscribe_in_the_browser(site, 
     go(page, prefs_url)
     assert "not active (unsubscribed)" in page.locator("[role=alert]").inner_text()
     assert page.get_by_role("button", name="Save preferences").is_disabled()
+
+
+# ---- another site's form --------------------------------------------------------------------
+
+
+def test_a_form_on_another_site_cannot_sign_anyone_up(site, new_page):
+    """A page elsewhere that posts our signup form as soon as it loads (each visitor's browser
+    signing up the attacker's list): the browser says where the form came from, the answer is
+    403, and no confirmation goes out."""
+    page = new_page()
+    evil = (
+        f'<form method="post" action="{site.url}/subscribe">'
+        '<input name="email" value="csrf-victim@example.org"></form>'
+        "<script>document.forms[0].submit()</script>"
+    )
+    page.route("https://evil.example/", lambda r: r.fulfill(body=evil, content_type="text/html"))
+    with page.expect_response(f"{site.url}/subscribe") as answer:
+        page.goto("https://evil.example/")
+    assert answer.value.status == 403
+    page.wait_for_load_state()
+    assert heading(page) == "Not allowed"
+    time.sleep(0.5)
+    assert site.box.parsed("csrf-victim@example.org") == []
 
 
 # ---- error states ---------------------------------------------------------------------------

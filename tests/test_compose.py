@@ -107,7 +107,10 @@ def test_compose_declares_the_services_healthchecks_volumes_and_order(compose):
     assert services["migrate"]["command"] == ["newsletter", "db", "upgrade"]
     assert services["worker"]["command"][:4] == ["celery", "-A", "workers", "worker"]
     assert services["beat"]["command"][:4] == ["celery", "-A", "workers", "beat"]
-    assert "8000:8000" in services["web"]["ports"]
+    # The web app, in dev mode with the public dev secret by default, is reachable from this
+    # machine only (as Mailpit is); `serve` then accepts 0.0.0.0 inside the container.
+    assert services["web"]["ports"] == ["127.0.0.1:8000:8000"]
+    assert "--published-on-loopback" in services["web"]["command"]
     assert any(p.endswith(":8025:8025") for p in services["mailpit"]["ports"])
 
     # State lives in named volumes.

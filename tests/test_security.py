@@ -31,10 +31,11 @@ from sqlmodel import SQLModel
 from newsletter.config import get_settings
 from newsletter.testing import queued_journey_emails
 from newsletter.tokens import Purpose, make_token
-from tests.conftest import WebServer, free_port, link_in, process_env, text_part
+from tests.conftest import WebServer, app_routes, free_port, link_in, process_env, text_part
 from tests.faultkit import FaultySMTP, PrivateRedis, SMTPServer
 
 HOOK = "hook-secret-0123456789"
+METRICS = "metrics-token-0123456789"
 BASE = "https://news.example.org"
 TOKEN_TITLES = {
     400: "This link is not valid",
@@ -104,19 +105,6 @@ def sub_row(sub_id: int):
         return session.get(Subscriber, sub_id)
 
 
-def app_routes(app) -> list:
-    """Every route of the app, with included routers flattened (FastAPI keeps them nested)."""
-
-    def walk(routes):
-        for r in routes:
-            if hasattr(r, "original_router"):
-                yield from walk(r.original_router.routes)
-            else:
-                yield r
-
-    return list(walk(app.routes))
-
-
 def ingest_sample() -> None:
     from newsletter import admin
     from newsletter.papers import sample_feed_path
@@ -128,7 +116,10 @@ def ingest_sample() -> None:
 def app_settings(configure, pg_url):
     """In-process app on PostgreSQL; jobs run in-process and mail goes to the outbox folder."""
     return configure(
-        NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_WEBHOOK_SECRET=HOOK, NEWSLETTER_SIGNUP_RATE_PER_IP="100000"
+        NEWSLETTER_DATABASE_URL=pg_url,
+        NEWSLETTER_WEBHOOK_SECRET=HOOK,
+        NEWSLETTER_METRICS_TOKEN=METRICS,
+        NEWSLETTER_SIGNUP_RATE_PER_IP="100000",
     )
 
 
@@ -743,13 +734,12 @@ def test_no_endpoint_tells_whether_an_address_is_known(client, app_settings, rea
 # ---- no GET changes state -------------------------------------------------------------------
 
 
-def test_no_get_or_head_changes_anything(client, app_settings, reader_world):
-    """Every GET route of the app, with real, valid tokens (what a link scanner or a prefetch
-    does): the database is identical afterwards and no email was sent."""
-    w, s = reader_world, app_settings
+def every_get_url(s, w) -> dict[str, str]:
+    """Each GET route of the app and a URL for it with real, valid tokens."""
     issue_id = w.issue.id
-    urls = {
+    return {
         "/": "/",
+        "/subscribe/challenge": "/subscribe/challenge",
         "/healthz": "/healthz",
         "/metrics": "/metrics",
         "/archive": "/archive",
@@ -766,17 +756,93 @@ def test_no_get_or_head_changes_anything(client, app_settings, reader_world):
         "/api/docs": "/api/docs",
         "/docs/oauth2-redirect": "/docs/oauth2-redirect",
     }
+
+
+def test_no_get_or_head_changes_anything(client, app_settings, reader_world):
+    """Every GET route of the app, with real, valid tokens (what a link scanner or a prefetch
+    does): the database is identical afterwards and no email was sent."""
+    s = app_settings
+    urls = every_get_url(s, reader_world)
     get_routes = {r.path for r in app_routes(client.app) if "GET" in getattr(r, "methods", ())}
     assert get_routes == set(urls), get_routes ^ set(urls)  # a new GET route must be walked
     before, mails = snapshot(s.database_url), len(outbox(s))
+    metrics = {"Authorization": f"Bearer {METRICS}"}
     for path, url in urls.items():
         for method in ("GET", "HEAD", "GET"):
-            r = client.request(method, url)
+            r = client.request(method, url, headers=metrics if path == "/metrics" else None)
             assert r.status_code in (200, 405), (method, path, r.status_code)
             if method == "GET":
                 assert r.status_code == 200, (path, r.text[:200])
     assert snapshot(s.database_url) == before
     assert len(outbox(s)) == mails
+
+
+# ---- headers and Content-Security-Policy ----------------------------------------------------
+
+
+def test_every_answer_carries_the_security_headers_and_every_page_a_policy(
+    client, app_settings, reader_world, configure
+):
+    """Every GET route, the error pages, both kinds of 413 and a 500 (which used to bypass the
+    header middleware) carry nosniff, same-origin referrers, DENY framing, no-store, HSTS (the
+    base URL is https) and a Content-Security-Policy that loads and runs nothing but the page's
+    own stylesheet and script. The view-in-browser page takes images from the
+    thumbnail hosts only, so a paper's image link to any other server loads nothing."""
+    from newsletter.web import create_app
+    from newsletter.web.headers import inline_hash
+
+    metrics = {"Authorization": f"Bearer {METRICS}"}
+    answers = {
+        path: client.get(url, headers=metrics if path == "/metrics" else None)
+        for path, url in every_get_url(app_settings, reader_world).items()
+    }
+    answers["404 page"] = client.get("/no-such-page")
+    answers["400 bad link"] = client.get("/preferences/not-a-token")
+    answers["401 metrics"] = client.get("/metrics")
+    answers["403 cross-site form"] = client.post(
+        "/subscribe", data={"email": "a@example.org"}, headers={"Origin": "https://evil.example"}
+    )
+    answers["413 by length"] = client.post(
+        "/subscribe", data={"email": "a@example.org", "interests": "x" * 70_000}
+    )
+    answers["413 chunked"] = client.post(
+        "/subscribe", content=iter([b"x" * 40_000] * 3), headers={"content-type": "application/json"}
+    )
+
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    app = create_app(app_settings)
+    app.add_api_route("/boom", boom)
+    with TestClient(app, base_url=BASE, raise_server_exceptions=False) as c:
+        answers["500"] = c.get("/boom")
+    assert answers["500"].status_code == 500
+    assert answers["413 chunked"].status_code == answers["413 by length"].status_code == 413
+
+    page_styles = f"style-src {inline_hash('page.css')}"
+    for name, r in answers.items():
+        h = r.headers
+        assert h["x-content-type-options"] == "nosniff" and h["referrer-policy"] == "same-origin", name
+        assert h["x-frame-options"] == "DENY" and h["cache-control"] == "no-store", name
+        assert h["strict-transport-security"].startswith("max-age="), name
+        if name in ("/api/docs", "/docs/oauth2-redirect"):  # development only: Swagger UI's CDN
+            continue
+        policy = [d.strip() for d in h["content-security-policy"].split(";")]
+        assert {"default-src 'none'", "frame-ancestors 'none'", "base-uri 'none'"} <= set(policy), name
+        assert "unsafe-eval" not in h["content-security-policy"], name
+        if name == "/issues/{issue_id}/view/{token}":
+            assert "img-src https://cdn-thumbnails.huggingface.co" in policy
+            assert "style-src 'unsafe-inline'" in policy and "form-action 'none'" in policy
+        elif h["content-type"].startswith("text/html"):
+            assert page_styles in policy, name
+            assert "form-action 'self' https://news.example.org" in policy, name
+            assert "unsafe-inline" not in h["content-security-policy"], name
+
+    plain = configure(
+        NEWSLETTER_DATABASE_URL=app_settings.database_url, NEWSLETTER_BASE_URL="http://127.0.0.1:8000"
+    )
+    with TestClient(create_app(plain)) as c:
+        assert "strict-transport-security" not in c.get("/").headers
 
 
 # ---- production settings --------------------------------------------------------------------

@@ -1,12 +1,11 @@
 """What a route receives instead of building it: settings, a session, the client, a link's reader,
-the request body as a model, and the checks that come before it (rate limit, webhook secret).
+the request body as a model, and the rate limits that come before it (`auth` has the other checks).
 
-Routers import this module and `responses`, never `app`.
+Routers import this module, `auth` and `responses`, never `app`.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Generic, TypeVar
@@ -21,6 +20,7 @@ from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.models import Subscriber
+from newsletter.ratelimit import client_key
 from newsletter.tokens import Purpose
 
 # Ids are INTEGER columns: a larger number in the URL is a 422, not a database error (a 500).
@@ -119,19 +119,27 @@ class FormOrJsonRoute(APIRoute):
                 self.openapi_extra = {"requestBody": dependency.call.openapi(), **(self.openapi_extra or {})}
 
 
-def within_signup_rate(request: Request, settings: SettingsDep, client: ClientDep) -> None:
-    """Refuse a signup (429) once the client's address has made too many this minute.
+def within_rate(name: str, limit_of: Callable[[Settings], int], message: str) -> Callable[..., None]:
+    """A dependency: refuse (429 `message`) once the client's network (`ratelimit.client_key`)
+    has made `limit_of(settings)` such requests this minute; `name` keeps each count apart.
 
-    A plain function, so FastAPI runs it in the thread pool: the Redis round trip never blocks
-    the event loop that every request waits on."""
-    if not request.app.state.limiter.allow(f"ip:{client.ip}", settings.signup_rate_per_ip, 60):
-        raise HTTPException(429, "Too many signups from your network just now. Please wait a minute.")
+    The check is a plain function, so FastAPI runs it in the thread pool: the Redis round trip
+    never blocks the event loop that every request waits on."""
+
+    def check(request: Request, settings: SettingsDep, client: ClientDep) -> None:
+        if not request.app.state.limiter.allow(f"{name}:{client_key(client.ip)}", limit_of(settings), 60):
+            raise HTTPException(429, message)
+
+    return check
 
 
-def webhook_caller(request: Request, settings: SettingsDep) -> None:
-    """Refuse (401) a caller without the shared webhook secret, compared in constant time; a
-    service with no secret configured refuses everyone. Runs before the body is read."""
-    secret = settings.webhook_secret
-    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
-        raise HTTPException(401, "Send the shared secret as Authorization: Bearer <secret>.")
+within_signup_rate = within_rate(
+    "ip",
+    lambda settings: settings.signup_rate_per_ip,
+    "Too many signups from your network just now. Please wait a minute.",
+)
+within_webhook_rate = within_rate(
+    "webhook",
+    lambda settings: settings.webhook_rate_per_ip,
+    "Too many webhook calls from your network just now. Please wait a minute.",
+)

@@ -16,14 +16,16 @@ from newsletter.ledger import sent_papers
 from newsletter.models import Issue, Paper
 from newsletter.stats import issue_counts, subscriber_counts
 from newsletter.tokens import Purpose, TokenError, TokenReason
+from newsletter.web.auth import metrics_caller, webhook_caller
 from newsletter.web.deps import (
     FormOrJson,
     FormOrJsonRoute,
     IssueId,
     SessionDep,
     SettingsDep,
-    webhook_caller,
+    within_webhook_rate,
 )
+from newsletter.web.headers import view_policy
 from newsletter.web.responses import error_response, render_page
 
 router = APIRouter(route_class=FormOrJsonRoute)
@@ -69,7 +71,8 @@ def view_in_browser(issue_id: IssueId, token: str, session: SessionDep, settings
     if issue is None or extra.get("i") != issue_id:  # the link names the issue it was sent with
         raise TokenError(TokenReason.forged)
     sent = sent_papers(session, issue_id, sub)
-    return HTMLResponse(reader_view(settings, issue_id, sub, sent))
+    html = reader_view(settings, issue_id, sub, sent)
+    return HTMLResponse(html, headers={"Content-Security-Policy": view_policy(settings)})
 
 
 @router.get("/vote/{token}", response_class=HTMLResponse)
@@ -86,12 +89,13 @@ def vote(request: Request, token: str, session: SessionDep, settings: SettingsDe
     return render_page(request, "vote.html", vote=vote, token=token, done=True, recorded=recorded)
 
 
-@router.post("/webhooks/bounce", dependencies=[Depends(webhook_caller)])
+@router.post("/webhooks/bounce", dependencies=[Depends(within_webhook_rate), Depends(webhook_caller)])
 def bounce_webhook(
     event: Annotated[BounceEvent, Depends(FormOrJson(BounceEvent))], session: SessionDep
 ) -> Response:
     """Bounces and complaints from the mail provider, with the header
-    `Authorization: Bearer <NEWSLETTER_WEBHOOK_SECRET>`."""
+    `Authorization: Bearer <NEWSLETTER_WEBHOOK_SECRET>`, or signed: `X-Timestamp: <unix time>`
+    and `X-Signature: sha256=<hex HMAC-SHA256 of timestamp + "." + body under that secret>`."""
     try:
         changed = feedback.apply_bounce_event(session, event.type, event.email, event.reason)
     except subs.InvalidInput as exc:
@@ -99,9 +103,10 @@ def bounce_webhook(
     return JSONResponse({"status": "ok", "changed": changed})
 
 
-@router.get("/metrics")
+@router.get("/metrics", dependencies=[Depends(metrics_caller)])
 def metrics(session: SessionDep) -> Response:
-    """Prometheus text: subscribers by status, deliveries by issue and state."""
+    """Prometheus text: subscribers by status, deliveries by issue and state, for a caller with
+    `Authorization: Bearer <NEWSLETTER_METRICS_TOKEN or one of NEWSLETTER_ADMIN_TOKENS>`."""
     lines = ["# TYPE newsletter_subscribers gauge"]
     lines += [f'newsletter_subscribers{{status="{k}"}} {v}' for k, v in subscriber_counts(session).items()]
     lines.append("# TYPE newsletter_deliveries gauge")

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from newsletter.config import Settings
 from newsletter.templating import html_env
 from newsletter.tokens import TokenError, TokenReason
+from newsletter.web.headers import page_policy
 
 TOKEN_PAGES: dict[TokenReason, tuple[int, str, str]] = {
     TokenReason.forged: (
@@ -47,13 +48,15 @@ def wants_json(request: Request) -> bool:
 
 
 def render_page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """`templates/web/<name>` with the Content-Security-Policy of our pages."""
     settings: Settings = request.app.state.settings
     html = (
         html_env()
         .get_template(f"web/{name}")
         .render(base_url=settings.base_url.rstrip("/"), request_path=request.url.path, **context)
     )
-    return HTMLResponse(html, status_code=status_code)
+    policy = {"Content-Security-Policy": page_policy(settings)}
+    return HTMLResponse(html, status_code=status_code, headers=policy)
 
 
 def error_response(request: Request, status_code: int, title: str, message: str, **context: Any) -> Response:

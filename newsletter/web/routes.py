@@ -14,9 +14,12 @@ from sqlalchemy import text
 
 from newsletter import links
 from newsletter import subscriptions as subs
+from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.tokens import Purpose, TokenError, TokenReason
+from newsletter.web import proof
+from newsletter.web.auth import from_this_site
 from newsletter.web.deps import (
     ClientDep,
     FormOrJson,
@@ -36,37 +39,87 @@ SIGNUP_ACK = (
 )
 
 
+PROOF_NEEDED = (
+    "Your browser could not finish the page's automatic check in time (it needs JavaScript). "
+    "Please press the button again."
+)
+
+
 class Signup(BaseModel):
-    """A signup: an address and, optionally, the reader's interests in their own words."""
+    """A signup: an address and, optionally, the reader's interests in their own words.
+
+    `website` is a honeypot the form hides from people; `proof` is the solved challenge of
+    GET /subscribe/challenge (`salt:number:signature`), needed when NEWSLETTER_SIGNUP_POW_DIFFICULTY
+    is above 0."""
 
     email: str
     interests: str | None = ""
+    website: str | None = ""
+    proof: str | None = ""
 
 
 SignupBody = Annotated[Signup, Depends(FormOrJson(Signup))]
 UnsubscribeReader = Annotated[Subscriber, Depends(subscriber_for(Purpose.unsubscribe))]
 
 
+def form_challenge(settings: Settings) -> proof.Challenge | None:
+    """The proof-of-work challenge a signup form carries, when the setting asks for one."""
+    difficulty = settings.signup_pow_difficulty
+    return proof.issue_challenge(settings.secret_key, difficulty) if difficulty else None
+
+
+def proof_accepted(request: Request, settings: Settings, given: str | None) -> bool:
+    """Whether the signup solved a challenge of ours that had not been used yet (or none is asked)."""
+    if not settings.signup_pow_difficulty:
+        return True
+    salt = proof.verified_salt(settings.secret_key, given or "")
+    return salt is not None and request.app.state.limiter.allow(f"proof:{salt}", 1, proof.LIFETIME_SECONDS)
+
+
 @router.get("/", response_class=HTMLResponse)
-def signup_page(request: Request) -> Response:
-    return render_page(request, "signup.html", wording=subs.CONSENT_WORDING.split(": ", 1)[1])
+def signup_page(request: Request, settings: SettingsDep) -> Response:
+    wording = subs.CONSENT_WORDING.split(": ", 1)[1]
+    return render_page(request, "signup.html", wording=wording, challenge=form_challenge(settings))
 
 
-@router.post("/subscribe", dependencies=[Depends(within_signup_rate)])
+@router.get("/subscribe/challenge")
+def signup_challenge(settings: SettingsDep) -> JSONResponse:
+    """A proof-of-work challenge for an API client: find `number` in 0..`maxnumber` whose
+    SHA-256 of `salt + number` (hex) is `challenge`, and send `proof: salt:number:signature`."""
+    challenge = proof.issue_challenge(settings.secret_key, settings.signup_pow_difficulty)
+    return JSONResponse({**challenge.as_dict(), "required": settings.signup_pow_difficulty > 0})
+
+
+@router.post("/subscribe", dependencies=[Depends(from_this_site), Depends(within_signup_rate)])
 def subscribe(
     request: Request, body: SignupBody, session: SessionDep, settings: SettingsDep, client: ClientDep
 ) -> Response:
+    if body.website:  # only a robot fills the hidden field: the usual answer, nothing done
+        return signup_accepted(request)
+    if not proof_accepted(request, settings, body.proof):
+        return signup_refused(request, settings, body, "Please try again", PROOF_NEEDED)
     try:
         subs.request_subscription(session, settings, body.email, body.interests, client)
     except subs.InvalidInput as exc:
-        return error_response(
-            request,
-            400,
-            "Please check your address",
-            str(exc),
-            email=body.email if len(body.email) < 300 else "",
-            interests=body.interests or "",
-        )
+        return signup_refused(request, settings, body, "Please check your address", str(exc))
+    return signup_accepted(request)
+
+
+def signup_refused(request: Request, settings: Settings, body: Signup, title: str, message: str) -> Response:
+    """A 400 with the form again: what was typed, and a fresh challenge if one is asked for."""
+    return error_response(
+        request,
+        400,
+        title,
+        message,
+        email=body.email if len(body.email) < 300 else "",
+        interests=body.interests or "",
+        challenge=form_challenge(settings),
+    )
+
+
+def signup_accepted(request: Request) -> Response:
+    """The one answer to every signup that was not refused, whatever the address's state."""
     if wants_json(request):
         return JSONResponse({"status": "ok", "message": SIGNUP_ACK}, status_code=202)
     return render_page(request, "message.html", status_code=202, title="Check your inbox", message=SIGNUP_ACK)
