@@ -43,7 +43,13 @@ from newsletter.ledger import (
 )
 from newsletter.logs import event
 from newsletter.mail.compose import digest_envelope, finish_message
-from newsletter.mail.senders import PermanentSendError, Sender, TransientSendError, open_sender
+from newsletter.mail.senders import (
+    PermanentSendError,
+    RecipientRefused,
+    Sender,
+    TransientSendError,
+    open_sender,
+)
 from newsletter.models import DeliveryState, Frequency, Subscriber, SubscriberStatus, utcnow
 from newsletter.subscriptions import mark_bounced
 
@@ -195,7 +201,8 @@ def _send_one(
         sender.send(sub.email, message)
     except PermanentSendError as exc:
         finish(conn, delivery_id, owner, DeliveryState.failed, smtp_code=exc.code, error=str(exc)[:1000])
-        _bounce(settings, sub.id, str(exc))
+        if isinstance(exc, RecipientRefused):  # only a refusal of the address is about the reader
+            _bounce(settings, sub.id, str(exc))
         return "failed"
     except TransientSendError as exc:
         finish(conn, delivery_id, owner, DeliveryState.deferred, smtp_code=exc.code, error=str(exc)[:1000])

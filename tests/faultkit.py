@@ -8,6 +8,7 @@ inside the product is mocked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -48,7 +49,9 @@ class FaultySMTP:
     - `rcpt_451`: the next N RCPT TO commands get "451 … try again later";
     - `drop_data`: the next N DATA transfers are cut off before the server replies;
     - `data_delay`: every DATA is answered this many seconds late (a slow relay);
-    - `replies[address]`: a fixed reply to RCPT for that address (e.g. "550 5.1.1 …").
+    - `replies[address]`: a fixed reply to RCPT for that address (e.g. "550 5.1.1 …");
+    - `mail_reply` / `data_reply`: a fixed reply to every MAIL FROM / DATA while set (e.g. a
+      relay refusing the sender or the content: "550 5.7.1 …", "554 5.7.1 …").
     A message counts as received only once the server has answered 250 to its DATA.
     """
 
@@ -63,6 +66,8 @@ class FaultySMTP:
         self.rcpt_451 = 0
         self.drop_data = 0
         self.data_delay = 0.0  # seconds before answering DATA: a slow relay
+        self.mail_reply: str | None = None
+        self.data_reply: str | None = None
         self.faults: Counter[str] = Counter()  # which faults fired, how often
         self.fault_times: list[float] = []
 
@@ -77,6 +82,9 @@ class FaultySMTP:
                 self._fire("421")
                 server.transport.close()
                 return "421 4.7.0 Too many connections, closing"
+            if self.mail_reply:
+                self._fire(self.mail_reply[:3])
+                return self.mail_reply
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
@@ -104,6 +112,9 @@ class FaultySMTP:
                 self._fire("drop")
                 server.transport.abort()  # no reply: the client cannot know, so it must retry
                 return "451 never seen"
+            if self.data_reply:
+                self._fire(self.data_reply[:3])
+                return self.data_reply
             for rcpt in envelope.rcpt_tos:
                 self.received[rcpt] += 1
             if self.keep:
@@ -201,7 +212,7 @@ class Beat:
 
     def __init__(self, env: dict[str, str], tmp: Path, app: str = "workers", name: str = "beat") -> None:
         self.log_path = tmp / f"{name}.log"
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - the process writes to it until stopped
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -244,10 +255,8 @@ def children_of(pid: int) -> list[int]:
 
 def kill_group(proc: subprocess.Popen) -> None:
     """kill -9 a process started with start_new_session and everything it forked."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait(10)
 
 
