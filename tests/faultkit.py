@@ -17,12 +17,15 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, insert, text
 
+from newsletter import admin
+from newsletter.papers import sample_feed_path
 from newsletter.testing import PG_ADMIN, stop_process
 from tests.conftest import ROOT, free_port
 
@@ -148,6 +151,25 @@ class SMTPServer:
         if self.controller is not None:
             self.controller.stop()
             self.controller = None
+
+
+@contextmanager
+def relay_world(configure, db_url: str, readers: int, **env: str) -> Iterator[tuple[FaultySMTP, list[str]]]:
+    """For in-process sends: a FaultySMTP relay, the sample papers and `readers` confirmed weekly
+    readers in `db_url`, and the settings (`configure`, plus `env`) pointing at them."""
+    box = FaultySMTP()
+    server = SMTPServer(box).start()
+    try:
+        settings = configure(
+            NEWSLETTER_DATABASE_URL=db_url,
+            NEWSLETTER_SMTP_HOST="127.0.0.1",
+            NEWSLETTER_SMTP_PORT=str(server.port),
+            **env,
+        )
+        admin.ingest(settings, path=sample_feed_path())
+        yield box, add_confirmed(db_url, readers)
+    finally:
+        server.stop()
 
 
 # ---- Redis of our own -----------------------------------------------------------------------
@@ -322,6 +344,20 @@ def ledger(db_url: str, issue_id: int) -> dict[str, int]:
         ).all()
     engine.dispose()
     return {str(s): n for s, n in rows}
+
+
+def delivery_rows(db_url: str) -> dict[str, tuple[str, str, int | None, str | None]]:
+    """address -> (subscriber status, delivery state, smtp code, error), one row per delivery."""
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        found = conn.execute(
+            text(
+                "SELECT s.email, s.status, d.state, d.smtp_code, d.error FROM delivery d "
+                "JOIN subscriber s ON s.id = d.subscriber_id"
+            )
+        ).all()
+    engine.dispose()
+    return {email: (str(status), str(state), code, error) for email, status, state, code, error in found}
 
 
 def scalar(db_url: str, sql: str, **params):

@@ -10,12 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from newsletter import admin
 from newsletter.mail.senders import about_address
-from newsletter.papers import sample_feed_path
-from tests.faultkit import FaultySMTP, SMTPServer, add_confirmed
+from tests.faultkit import FaultySMTP, delivery_rows, relay_world
 
 READERS = 12
 
@@ -23,32 +21,8 @@ READERS = 12
 @pytest.fixture
 def relay(configure, db_url) -> Iterator[tuple[str, FaultySMTP]]:
     """A misbehaving relay, the sample papers and twelve confirmed weekly readers."""
-    box = FaultySMTP()
-    server = SMTPServer(box).start()
-    settings = configure(
-        NEWSLETTER_DATABASE_URL=db_url,
-        NEWSLETTER_SMTP_HOST="127.0.0.1",
-        NEWSLETTER_SMTP_PORT=str(server.port),
-        NEWSLETTER_BATCH_SIZE="5",
-    )
-    admin.ingest(settings, path=sample_feed_path())
-    add_confirmed(db_url, READERS)
-    yield db_url, box
-    server.stop()
-
-
-def rows(db_url: str) -> dict[str, tuple[str, str, int | None, str | None]]:
-    """address -> (subscriber status, delivery state, smtp code, error)."""
-    engine = create_engine(db_url)
-    with engine.connect() as conn:
-        found = conn.execute(
-            text(
-                "SELECT s.email, s.status, d.state, d.smtp_code, d.error FROM delivery d "
-                "JOIN subscriber s ON s.id = d.subscriber_id"
-            )
-        ).all()
-    engine.dispose()
-    return {email: (str(status), str(state), code, error) for email, status, state, code, error in found}
+    with relay_world(configure, db_url, READERS, NEWSLETTER_BATCH_SIZE="5") as (box, _):
+        yield db_url, box
 
 
 def send(db_url: str) -> dict:
@@ -70,7 +44,7 @@ def test_a_relay_refusing_the_message_bounces_no_one(relay, stage, reply):
     setattr(box, f"{stage}_reply", reply)
     result = send(db_url)
     assert result["counts"]["failed"] == READERS and box.total() == 0
-    found = rows(db_url)
+    found = delivery_rows(db_url)
     assert {status for status, *_ in found.values()} == {"confirmed"}  # before the fix: all bounced
     assert {(state, code, error) for _, state, code, error in found.values()} == {
         ("failed", int(reply[:3]), reply)
@@ -85,7 +59,7 @@ def test_only_a_refused_address_bounces_and_only_that_reader(relay):
     box.replies[full] = "552 5.2.2 Mailbox full"
     result = send(db_url)
     assert result["counts"]["sent"] == READERS - 3 and result["counts"]["failed"] == 3
-    found = rows(db_url)
+    found = delivery_rows(db_url)
     assert found[gone][:2] == ("bounced", "failed")
     assert found[policy][:2] == found[full][:2] == ("confirmed", "failed")
     assert sum(status == "bounced" for status, *_ in found.values()) == 1
