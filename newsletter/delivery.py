@@ -5,7 +5,8 @@ Guarantees (see README, "Delivery guarantees"):
   workers holding the same batch never both send it;
 - it is marked sent in its own short transaction right after the server's 250, so a crash
   repeats at most the one message in flight;
-- the subscriber is re-checked at send time (unsubscribed since planning: skipped);
+- the reader's status is read again right before each message (unsubscribed or erased since
+  planning, or since the batch started: no digest);
 - claims whose worker died are found by their stale heartbeat and put back automatically.
 
 Every statement on the ledger is in `newsletter/ledger.py`; this module is the loop around them.
@@ -118,6 +119,20 @@ def send_batch(settings: Settings, issue_id: int, delivery_ids: list[int]) -> di
     return result.as_dict()
 
 
+@dataclass
+class _Batch:
+    """What one batch run works with: its claim, connection, SMTP session and the issue's renderer."""
+
+    conn: Connection
+    settings: Settings
+    owner: str
+    renderer: DigestRenderer
+    sender: Sender
+    recorder: SentRecorder
+    subscribers: dict[int, Subscriber]
+    history: dict[int, set[int]]
+
+
 def _send_claimed(
     conn: Connection,
     settings: Settings,
@@ -130,43 +145,36 @@ def _send_claimed(
     subscribers = load_subscribers(conn, [s for _, s in claimed])
     history = sent_history(conn, list(subscribers), issue_id)
     conn.commit()
-    sender = open_sender(settings)
-    recorder = SentRecorder(conn)
+    batch = _Batch(
+        conn, settings, owner, renderer, open_sender(settings), SentRecorder(conn), subscribers, history
+    )
     interval = min(HEARTBEAT_SECONDS, settings.stale_claim_seconds / 3)
     beat = time.monotonic()
     lost: set[int] = set()
     try:
         for n, (delivery_id, sub_id) in enumerate(claimed):
             if time.monotonic() - beat > interval:
-                recorder.wait()
+                batch.recorder.wait()
                 rest = [d for d, _ in claimed[n:]]
                 lost = set(rest) - heartbeat(conn, rest, owner)
                 beat = time.monotonic()
             if delivery_id in lost:  # swept as stale while we were slow: someone else sends it
                 continue
-            outcome = _send_one(
-                conn,
-                settings,
-                renderer,
-                sender,
-                delivery_id,
-                subscribers.get(sub_id),
-                history.get(sub_id, set()),
-                owner,
-                recorder,
-            )
-            result.count(outcome)
-            if outcome == "deferred" and sender_is_down(sender):
-                recorder.wait()
+            next_id = claimed[n + 1][0] if n + 1 < len(claimed) else None
+            outcome = _send_one(batch, delivery_id, sub_id, next_id)
+            if outcome != "lost":
+                result.count(outcome)
+            if outcome == "deferred" and sender_is_down(batch.sender):
+                batch.recorder.wait()
                 rest = [d for d, _ in claimed[n + 1 :]]
                 release(conn, rest, owner, "SMTP server unavailable")
                 result.count("deferred", len(rest))
                 break
     finally:
         try:
-            recorder.wait()
+            batch.recorder.wait()
         finally:
-            sender.close()
+            batch.sender.close()
 
 
 def sender_is_down(sender: Sender) -> bool:
@@ -174,22 +182,21 @@ def sender_is_down(sender: Sender) -> bool:
     return not sender.connected
 
 
-def _send_one(
-    conn: Connection,
-    settings: Settings,
-    renderer: DigestRenderer,
-    sender: Sender,
-    delivery_id: int,
-    sub: Subscriber | None,
-    exclude: set[int],
-    owner: str,
-    recorder: SentRecorder,
-) -> str:
+def _send_one(batch: _Batch, delivery_id: int, sub_id: int, next_id: int | None) -> str:
+    """Send one claimed row's digest; returns its outcome, or "lost" if the row is not ours."""
+    conn, owner, sub = batch.conn, batch.owner, batch.subscribers.get(sub_id)
     # Render while the previous row's "sent" UPDATE is on its way; it must be committed before
     # this connection is used again and before this message goes out.
     due = sub is not None and sub.status is SubscriberStatus.confirmed
-    built = digest_message(settings, renderer, sub, exclude) if sub is not None and due else None
-    recorder.wait()
+    exclude = batch.history.get(sub_id, set())
+    built = digest_message(batch.settings, batch.renderer, sub, exclude) if sub is not None and due else None
+    if sub is not None and due:
+        # The batch's snapshot of the reader can be minutes old: ask again just before SMTP.
+        status = batch.recorder.status_now(delivery_id, owner)
+        if status is None:  # erased, or swept as stale while we were slow: not ours to finish
+            return "lost"
+        due = status is SubscriberStatus.confirmed
+    batch.recorder.wait()
     if sub is None or not due:
         finish(conn, delivery_id, owner, DeliveryState.skipped, error="no longer subscribed")
         return "skipped"
@@ -198,18 +205,19 @@ def _send_one(
         return "skipped"
     message, message_id, paper_ids = built
     try:
-        sender.send(sub.email, message)
+        batch.sender.send(sub.email, message)
     except PermanentSendError as exc:
         finish(conn, delivery_id, owner, DeliveryState.failed, smtp_code=exc.code, error=str(exc)[:1000])
         if isinstance(exc, RecipientRefused):  # only a refusal of the address is about the reader
-            _bounce(settings, sub.id, str(exc))
+            _bounce(batch.settings, sub_id, str(exc))
         return "failed"
     except TransientSendError as exc:
         finish(conn, delivery_id, owner, DeliveryState.deferred, smtp_code=exc.code, error=str(exc)[:1000])
         return "deferred"
-    recorder.record_sent(
+    batch.recorder.record_sent(
         delivery_id,
         owner,
+        next_id,
         sent_at=utcnow(),
         smtp_code=250,
         message_id=message_id,

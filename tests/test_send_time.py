@@ -1,0 +1,43 @@
+"""A reader who leaves while their batch is being sent gets nothing (security review L5).
+
+A slow real SMTP server (aiosmtpd, 0.3 s a message) keeps one batch of ten readers busy for
+seconds; meanwhile one reader unsubscribes and another is erased, through the same admin
+functions the CLI uses. SQLite and PostgreSQL (where "sent" is recorded in flight).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from newsletter import admin, ledger
+from newsletter.config import get_settings
+from tests.faultkit import delivery_rows, relay_world, wait_until
+
+
+def test_a_reader_who_leaves_mid_batch_gets_nothing(configure, db_url):
+    with relay_world(configure, db_url, 10, NEWSLETTER_BATCH_SIZE="10") as (box, readers):
+        box.data_delay = 0.3
+        leaver, erased = readers[-2], readers[-1]  # the last rows of the one batch
+        results: list[dict] = []
+        sending = threading.Thread(target=lambda: results.append(admin.send_now(get_settings(), "weekly")))
+        sending.start()
+        wait_until(lambda: box.total() >= 2, 20, "the batch to be under way")
+        admin.remove_subscriber(get_settings(), leaver, erase=False)
+        admin.remove_subscriber(get_settings(), erased, erase=True)
+        sending.join(30)
+    assert box.received[leaver] == 0 and box.received[erased] == 0  # before the fix: both got it
+    assert all(box.received[a] == 1 for a in readers[:-2])
+    assert delivery_rows(db_url)[leaver][1:] == ("skipped", None, "no longer subscribed")
+    assert results[0]["counts"] == {**results[0]["counts"], "sent": 8, "skipped": 1, "sending": 0}
+
+
+def test_the_status_check_rides_on_the_sent_update(configure, pg_url, monkeypatch):
+    """On PostgreSQL the next reader's status comes back with the previous row's "sent" UPDATE:
+    only the first row of a batch costs a query of its own."""
+    queries = []
+    real = ledger.status_now
+    monkeypatch.setattr(ledger, "status_now", lambda *args: queries.append(args) or real(*args))
+    with relay_world(configure, pg_url, 8, NEWSLETTER_BATCH_SIZE="8") as (box, readers):
+        result = admin.send_now(get_settings(), "weekly")
+    assert result["counts"]["sent"] == 8 and all(box.received[a] == 1 for a in readers)
+    assert len(queries) == 1
