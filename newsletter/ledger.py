@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
-import select as io_select
 import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from psycopg import pq
 from sqlalchemy import Update, bindparam, case, func, literal, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
+from newsletter import pipelined
 from newsletter.db import insert_ignore
 from newsletter.digests import get_or_create_issue
 from newsletter.logs import event
@@ -296,21 +295,10 @@ class SentRecorder:
         self.pending: tuple[Any, int, str, int | None, dict[str, Any]] | None = None  # in flight
         self.known: tuple[int, SubscriberStatus | None] | None = None  # (next row, its status)
 
-    def _pgconn(self) -> Any:
-        """libpq's connection under `conn`, if it is psycopg's, autocommit and idle."""
-        try:
-            driver = self.conn.connection.driver_connection
-            pgconn = driver.pgconn  # type: ignore[union-attr]
-            if driver.autocommit and pgconn.transaction_status == pq.TransactionStatus.IDLE:  # type: ignore[union-attr]
-                return pgconn
-        except Exception:  # noqa: BLE001 - not psycopg, or not usable: the plain path
-            pass
-        return None
-
     def record_sent(self, delivery_id: int, owner: str, next_id: int | None = None, **values: Any) -> None:
         """Mark a row sent; with `next_id`, read that row's reader status on the way."""
         self.wait()
-        pgconn = self._pgconn()
+        pgconn = pipelined.idle_pgconn(self.conn)
         if pgconn is not None:
             params = [
                 values["sent_at"].isoformat().encode(),
@@ -321,9 +309,7 @@ class SentRecorder:
                 str(next_id or 0).encode(),
             ]
             try:
-                pgconn.send_query_params(self.SQL, params)
-                while pgconn.flush():  # 1: not all of it left yet (non-blocking socket)
-                    io_select.select([], [pgconn.socket], [], 1.0)
+                pipelined.send(pgconn, self.SQL, params)
                 self.pending = (pgconn, delivery_id, owner, next_id, values)
                 return
             except Exception:  # noqa: BLE001 - the connection broke: the plain path
@@ -357,20 +343,7 @@ class SentRecorder:
 
     @staticmethod
     def _collect(pgconn: Any) -> list[str] | None:
-        """The statuses the statement read, or None if it did not succeed."""
-        deadline = time.monotonic() + SENT_RECORD_SECONDS
-        results = []
-        while True:
-            pgconn.consume_input()
-            if pgconn.is_busy():
-                if time.monotonic() > deadline:
-                    raise TimeoutError("no answer to the sent UPDATE")
-                io_select.select([pgconn.socket], [], [], 1.0)
-                continue
-            res = pgconn.get_result()
-            if res is None:
-                break
-            results.append(res)
-        if [r.status for r in results] != [pq.ExecStatus.TUPLES_OK]:
-            return None
-        return [results[0].get_value(row, 0).decode() for row in range(results[0].ntuples)]
+        """The statuses the statement read (none if the next row is not ours), or None if it
+        did not succeed."""
+        rows = pipelined.collect(pgconn, SENT_RECORD_SECONDS)
+        return None if rows is None else [status.decode() for (status,) in rows]
