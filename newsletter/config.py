@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     redispatch_after_seconds: int = Field(default=600, ge=1)
     retry_backoff_seconds: int = Field(default=5, ge=1)  # Celery retry_backoff (base, doubling)
     retry_backoff_max_seconds: int = Field(default=300, ge=1)
+    # An issue pauses after this many messages in a row refused for a reason that is not about
+    # the reader (a 5xx at MAIL FROM or DATA, policy, size), like listmonk's max_send_errors.
+    max_send_errors: int = Field(default=10, ge=1)
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

@@ -7,7 +7,9 @@ Guarantees (see README, "Delivery guarantees"):
   repeats at most the one message in flight;
 - the reader's status is read again right before each message (unsubscribed or erased since
   planning, or since the batch started: no digest);
-- claims whose worker died are found by their stale heartbeat and put back automatically.
+- claims whose worker died are found by their stale heartbeat and put back automatically;
+- an issue whose messages the relay keeps refusing pauses (`newsletter/pauses.py`): its batches
+  give their rows back and claim nothing until `resume_issue`.
 
 Every statement on the ledger is in `newsletter/ledger.py`; this module is the loop around them.
 """
@@ -38,6 +40,7 @@ from newsletter.ledger import (
     load_subscribers,
     plan_issue,
     release,
+    requeue_refused,
     requeue_stale,
     sent_history,
     stalled_issues,
@@ -45,6 +48,7 @@ from newsletter.ledger import (
 from newsletter.logs import event
 from newsletter.mail.compose import digest_envelope, finish_message
 from newsletter.mail.senders import (
+    MessageRefused,
     PermanentSendError,
     RecipientRefused,
     Sender,
@@ -52,6 +56,7 @@ from newsletter.mail.senders import (
     open_sender,
 )
 from newsletter.models import DeliveryState, Frequency, Subscriber, SubscriberStatus, utcnow
+from newsletter.pauses import clear_refusals, count_refusal, pause_issue, unpause_issue
 from newsletter.subscriptions import mark_bounced
 
 log = logging.getLogger("newsletter.delivery")
@@ -96,7 +101,8 @@ def send_batch(settings: Settings, issue_id: int, delivery_ids: list[int]) -> di
     """Send the claimable deliveries among `delivery_ids` over one SMTP connection.
 
     Raises TransientSendError after releasing the rows it could not send, so the task is
-    retried with backoff for those rows only.
+    retried with backoff for those rows only; not when the issue is paused (nothing would be
+    claimed until it is resumed).
     """
     owner = uuid.uuid4().hex
     result = BatchResult()
@@ -109,12 +115,12 @@ def send_batch(settings: Settings, issue_id: int, delivery_ids: list[int]) -> di
         if not claimed:
             return result.as_dict()
         try:
-            _send_claimed(conn, settings, issue_id, claimed, owner, result)
+            paused = _send_claimed(conn, settings, issue_id, claimed, owner, result)
         except BaseException as exc:
             _release_after_error(conn, [d for d, _ in claimed], owner, f"batch interrupted: {exc!r}")
             raise
-    event(log, "batch.done", issue_id=issue_id, batch=owner, **result.as_dict())
-    if result.deferred:
+    event(log, "batch.done", issue_id=issue_id, batch=owner, paused=paused, **result.as_dict())
+    if result.deferred and not paused:
         raise TransientSendError(f"{result.deferred} deliveries deferred; retrying")
     return result.as_dict()
 
@@ -125,6 +131,7 @@ class _Batch:
 
     conn: Connection
     settings: Settings
+    issue_id: int
     owner: str
     renderer: DigestRenderer
     sender: Sender
@@ -140,21 +147,21 @@ def _send_claimed(
     claimed: list[tuple[int, int]],
     owner: str,
     result: BatchResult,
-) -> None:
+) -> bool:
+    """Send the claimed rows in order; True if it stopped because the issue is paused."""
     renderer = renderer_for(settings, issue_id)
     subscribers = load_subscribers(conn, [s for _, s in claimed])
     history = sent_history(conn, list(subscribers), issue_id)
     conn.commit()
-    batch = _Batch(
-        conn, settings, owner, renderer, open_sender(settings), SentRecorder(conn), subscribers, history
-    )
+    sender, recorder = open_sender(settings), SentRecorder(conn)
+    batch = _Batch(conn, settings, issue_id, owner, renderer, sender, recorder, subscribers, history)
     interval = min(HEARTBEAT_SECONDS, settings.stale_claim_seconds / 3)
     beat = time.monotonic()
     lost: set[int] = set()
     try:
         for n, (delivery_id, sub_id) in enumerate(claimed):
             if time.monotonic() - beat > interval:
-                batch.recorder.wait()
+                recorder.wait()
                 rest = [d for d, _ in claimed[n:]]
                 lost = set(rest) - heartbeat(conn, rest, owner)
                 beat = time.monotonic()
@@ -162,19 +169,28 @@ def _send_claimed(
                 continue
             next_id = claimed[n + 1][0] if n + 1 < len(claimed) else None
             outcome = _send_one(batch, delivery_id, sub_id, next_id)
+            if outcome == "paused":  # this row and the rest wait until the issue is resumed
+                _give_back(batch, claimed[n:], "issue paused", result)
+                return True
             if outcome != "lost":
                 result.count(outcome)
-            if outcome == "deferred" and sender_is_down(batch.sender):
-                batch.recorder.wait()
-                rest = [d for d, _ in claimed[n + 1 :]]
-                release(conn, rest, owner, "SMTP server unavailable")
-                result.count("deferred", len(rest))
+            if outcome == "deferred" and sender_is_down(sender):
+                _give_back(batch, claimed[n + 1 :], "SMTP server unavailable", result)
                 break
     finally:
         try:
-            batch.recorder.wait()
+            recorder.wait()
         finally:
-            batch.sender.close()
+            sender.close()
+    return False
+
+
+def _give_back(batch: _Batch, rows: list[tuple[int, int]], why: str, result: BatchResult) -> None:
+    """Release claimed rows unsent (deferred), for a retry or another batch."""
+    batch.recorder.wait()
+    ids = [d for d, _ in rows]
+    release(batch.conn, ids, batch.owner, why)
+    result.count("deferred", len(ids))
 
 
 def sender_is_down(sender: Sender) -> bool:
@@ -183,19 +199,23 @@ def sender_is_down(sender: Sender) -> bool:
 
 
 def _send_one(batch: _Batch, delivery_id: int, sub_id: int, next_id: int | None) -> str:
-    """Send one claimed row's digest; returns its outcome, or "lost" if the row is not ours."""
+    """Send one claimed row's digest; returns its outcome, "lost" if the row is not ours any
+    more, or "paused" if the issue is (the row is left as it is)."""
     conn, owner, sub = batch.conn, batch.owner, batch.subscribers.get(sub_id)
     # Render while the previous row's "sent" UPDATE is on its way; it must be committed before
     # this connection is used again and before this message goes out.
     due = sub is not None and sub.status is SubscriberStatus.confirmed
     exclude = batch.history.get(sub_id, set())
     built = digest_message(batch.settings, batch.renderer, sub, exclude) if sub is not None and due else None
+    refusals = 0
     if sub is not None and due:
         # The batch's snapshot of the reader can be minutes old: ask again just before SMTP.
-        status = batch.recorder.status_now(delivery_id, owner)
-        if status is None:  # erased, or swept as stale while we were slow: not ours to finish
+        check = batch.recorder.check_row(delivery_id, owner)
+        if check is None:  # erased, or swept as stale while we were slow: not ours to finish
             return "lost"
-        due = status is SubscriberStatus.confirmed
+        if check.paused:
+            return "paused"
+        due, refusals = check.status is SubscriberStatus.confirmed, check.refusals
     batch.recorder.wait()
     if sub is None or not due:
         finish(conn, delivery_id, owner, DeliveryState.skipped, error="no longer subscribed")
@@ -210,10 +230,14 @@ def _send_one(batch: _Batch, delivery_id: int, sub_id: int, next_id: int | None)
         finish(conn, delivery_id, owner, DeliveryState.failed, smtp_code=exc.code, error=str(exc)[:1000])
         if isinstance(exc, RecipientRefused):  # only a refusal of the address is about the reader
             _bounce(batch.settings, sub_id, str(exc))
+        elif isinstance(exc, MessageRefused):
+            _count_refusal(batch, exc)
         return "failed"
     except TransientSendError as exc:
         finish(conn, delivery_id, owner, DeliveryState.deferred, smtp_code=exc.code, error=str(exc)[:1000])
         return "deferred"
+    if refusals:  # the refusals before this 250 were not in a row after all
+        clear_refusals(conn, batch.issue_id)
     batch.recorder.record_sent(
         delivery_id,
         owner,
@@ -225,6 +249,16 @@ def _send_one(batch: _Batch, delivery_id: int, sub_id: int, next_id: int | None)
         error=None,
     )
     return "sent"
+
+
+def _count_refusal(batch: _Batch, exc: MessageRefused) -> None:
+    """Count a refused message against the issue; pause it at `max_send_errors` in a row."""
+    refused = count_refusal(batch.conn, batch.issue_id)
+    if refused < batch.settings.max_send_errors:
+        return
+    reason = f"the relay refused {refused} messages in a row; the last: {exc}"
+    if pause_issue(batch.conn, batch.issue_id, reason):
+        event(log, "issue.paused", logging.ERROR, issue_id=batch.issue_id, refused=refused, reason=reason)
 
 
 def _release_after_error(conn: Connection, ids: list[int], owner: str, error: str) -> None:
@@ -269,6 +303,19 @@ def _run_batch(settings: Settings, issue_id: int, ids: list[int]) -> Any:
     except TransientSendError as exc:  # in-process: rows stay deferred for the next send
         event(log, "batch.deferred", logging.WARNING, issue_id=issue_id, error=str(exc))
         return {"claimed": len(ids), "deferred": len(ids)}
+
+
+def resume_issue(settings: Settings, issue_id: int) -> int | None:
+    """Clear an issue's pause, put back its rows the relay refused while their reader stayed
+    subscribed (a refused message was never accepted, so sending it again cannot duplicate it),
+    and dispatch it again. Returns how many rows were put back; None if it was not paused."""
+    with get_engine(settings.database_url).connect() as conn:
+        if not unpause_issue(conn, issue_id):
+            return None
+        put_back = requeue_refused(conn, issue_id)
+    event(log, "issue.resumed", logging.WARNING, issue_id=issue_id, put_back=put_back)
+    jobs.run(settings, dispatch_issue, issue_id)
+    return put_back
 
 
 def recover_stale_claims(settings: Settings, older_than: int | None = None) -> int:

@@ -13,9 +13,9 @@ import logging
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Update, bindparam, case, func, literal, select, update
+from sqlalchemy import Select, Update, bindparam, case, func, literal, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
@@ -37,6 +37,7 @@ from newsletter.models import (
 log = logging.getLogger("newsletter.ledger")
 DELIVERIES = Delivery.__table__
 SUBSCRIBERS = Subscriber.__table__
+ISSUES = Issue.__table__
 CLAIMABLE = (DeliveryState.pending, DeliveryState.deferred)
 SENT_RECORD_SECONDS = 30  # how long to keep trying to record a 250 while the database is away
 
@@ -85,7 +86,7 @@ def claimable_batches(engine: Engine, issue_id: int, size: int) -> Iterator[list
                 conn.execute(
                     select(DELIVERIES.c.id)
                     .where(
-                        DELIVERIES.c.issue_id == issue_id,
+                        DELIVERIES.c.issue_id.in_(_unpaused(issue_id)),
                         DELIVERIES.c.state.in_(CLAIMABLE),
                         DELIVERIES.c.id > last,
                     )
@@ -102,11 +103,21 @@ def claimable_batches(engine: Engine, issue_id: int, size: int) -> Iterator[list
 # ---- claiming and finishing -----------------------------------------------------------------
 
 
+def _unpaused(issue_id: int) -> Select:
+    """The issue's id, unless it is paused (then nothing)."""
+    return select(ISSUES.c.id).where(ISSUES.c.id == issue_id, ISSUES.c.paused_at.is_(None))
+
+
 def claim(conn: Connection, issue_id: int, ids: list[int], owner: str) -> list[tuple[int, int]]:
-    """Atomically take the claimable rows among `ids`; returns (delivery id, subscriber id)."""
+    """Atomically take the claimable rows among `ids` (none if the issue is paused); returns
+    (delivery id, subscriber id)."""
     stmt = (
         update(DELIVERIES)
-        .where(DELIVERIES.c.id.in_(ids), DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.state.in_(CLAIMABLE))
+        .where(
+            DELIVERIES.c.id.in_(ids),
+            DELIVERIES.c.issue_id.in_(_unpaused(issue_id)),
+            DELIVERIES.c.state.in_(CLAIMABLE),
+        )
         .values(
             state=DeliveryState.sending,
             claimed_at=utcnow(),
@@ -167,12 +178,40 @@ def requeue_stale(conn: Connection, cutoff: datetime) -> list[int]:
     return [r[0] for r in rows]
 
 
+def requeue_refused(conn: Connection, issue_id: int) -> int:
+    """Put back the issue's rows that a relay refused with a 5xx while their reader stayed
+    subscribed (refusals of the message, not of the address); returns how many."""
+    confirmed = select(SUBSCRIBERS.c.id).where(SUBSCRIBERS.c.status == SubscriberStatus.confirmed)
+    put_back = conn.execute(
+        update(DELIVERIES)
+        .where(
+            DELIVERIES.c.issue_id == issue_id,
+            DELIVERIES.c.state == DeliveryState.failed,
+            DELIVERIES.c.smtp_code >= 500,
+            DELIVERIES.c.subscriber_id.in_(confirmed),
+        )
+        .values(state=DeliveryState.deferred),
+        execution_options={"preserve_rowcount": True},
+    ).rowcount
+    conn.commit()
+    return max(put_back, 0)
+
+
 # ---- reading --------------------------------------------------------------------------------
 
 
-_STATUS_NOW = (
-    select(SUBSCRIBERS.c.status)
+class RowCheck(NamedTuple):
+    """A claimed row's situation right before its message goes out."""
+
+    status: SubscriberStatus  # the reader's, now
+    paused: bool  # the issue's
+    refusals: int  # the issue's messages refused in a row (Issue.send_errors)
+
+
+_CHECK_ROW = (
+    select(SUBSCRIBERS.c.status, ISSUES.c.paused_at.is_not(None), ISSUES.c.send_errors)
     .join_from(DELIVERIES, SUBSCRIBERS, SUBSCRIBERS.c.id == DELIVERIES.c.subscriber_id)
+    .join(ISSUES, ISSUES.c.id == DELIVERIES.c.issue_id)
     .where(
         DELIVERIES.c.id == bindparam("delivery_id"),
         DELIVERIES.c.claimed_by == bindparam("owner"),
@@ -181,12 +220,13 @@ _STATUS_NOW = (
 )
 
 
-def status_now(conn: Connection, delivery_id: int, owner: str) -> SubscriberStatus | None:
-    """The reader's status right now, if `owner` still holds their row; None if the row is gone
-    (the reader was erased) or no longer ours (swept as stale). Two primary-key lookups."""
-    status = conn.execute(_STATUS_NOW, {"delivery_id": delivery_id, "owner": owner}).scalar()
+def check_row(conn: Connection, delivery_id: int, owner: str) -> RowCheck | None:
+    """The reader's status and the issue's pause right now, if `owner` still holds the row;
+    None if the row is gone (the reader was erased) or no longer ours (swept as stale). Three
+    primary-key lookups."""
+    row = conn.execute(_CHECK_ROW, {"delivery_id": delivery_id, "owner": owner}).first()
     conn.commit()
-    return status
+    return RowCheck(*row) if row else None
 
 
 def load_subscribers(conn: Connection, ids: list[int]) -> dict[int, Subscriber]:
@@ -211,14 +251,15 @@ def sent_history(conn: Connection, subscriber_ids: list[int], issue_id: int) -> 
 
 
 def stalled_issues(conn: Connection, quiet_since: datetime, created_since: datetime) -> set[int]:
-    """Issues created since `created_since` with claimable rows and no claim since `quiet_since`."""
-    issues = Issue.__table__
+    """Unpaused issues created since `created_since` with claimable rows and no claim since
+    `quiet_since`."""
+    issues = ISSUES
     open_rows = func.sum(case((DELIVERIES.c.state.in_(CLAIMABLE), 1), else_=0))
     last_activity = func.coalesce(func.max(DELIVERIES.c.claimed_at), issues.c.planned_at, issues.c.created_at)
     stmt = (
         select(DELIVERIES.c.issue_id)
         .join(issues, issues.c.id == DELIVERIES.c.issue_id)
-        .where(issues.c.created_at >= created_since)
+        .where(issues.c.created_at >= created_since, issues.c.paused_at.is_(None))
         .group_by(DELIVERIES.c.issue_id, issues.c.planned_at, issues.c.created_at)
         .having(open_rows > 0, last_activity < quiet_since)
     )
@@ -274,29 +315,30 @@ class SentRecorder:
     most one message), but the commit no longer adds to the time per message. Any other
     database, and any error, goes through `record_sent` and its retries instead.
 
-    The same statement reads the status of the batch's next reader (`status_now`), so checking
-    it right before their message costs no round trip of its own: the answer is at most one
-    render (about a millisecond) old when that message goes out. Without such an answer (the
-    first row, a row after a failure, SQLite) `status_now` asks the database.
+    The same statement reads the batch's next row (`check_row`: the reader's status, the issue's
+    pause), so checking it right before that message costs no round trip of its own: the answer
+    is at most one render (about a millisecond) old when the message goes out. Without such an
+    answer (the first row, a row after a skip or failure, SQLite) `check_row` asks the database.
 
-    `SQL` is `finish(..., DeliveryState.sent, ...)` and `_STATUS_NOW` written out for libpq's
-    pipelined call; the test suite holds them equal (same row afterwards, same status).
+    `SQL` is `finish(..., DeliveryState.sent, ...)` and `_CHECK_ROW` written out for libpq's
+    pipelined call; the test suite holds them equal (same row afterwards, same check).
     """
 
     SQL = (
         f"WITH sent AS (UPDATE {DELIVERIES.name} SET state = 'sent', sent_at = $1, smtp_code = 250,"
         " message_id = $2, paper_ids = $3, error = NULL WHERE id = $4 AND claimed_by = $5)"
-        f" SELECT s.status FROM {DELIVERIES.name} d JOIN {SUBSCRIBERS.name} s ON s.id = d.subscriber_id"
+        f" SELECT s.status, i.paused_at IS NOT NULL, i.send_errors FROM {DELIVERIES.name} d"
+        f" JOIN {SUBSCRIBERS.name} s ON s.id = d.subscriber_id JOIN {ISSUES.name} i ON i.id = d.issue_id"
         " WHERE d.id = $6 AND d.claimed_by = $5 AND d.state = 'sending'"
     ).encode()
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.pending: tuple[Any, int, str, int | None, dict[str, Any]] | None = None  # in flight
-        self.known: tuple[int, SubscriberStatus | None] | None = None  # (next row, its status)
+        self.known: tuple[int, RowCheck | None] | None = None  # (next row, its check)
 
     def record_sent(self, delivery_id: int, owner: str, next_id: int | None = None, **values: Any) -> None:
-        """Mark a row sent; with `next_id`, read that row's reader status on the way."""
+        """Mark a row sent; with `next_id`, check that row on the way."""
         self.wait()
         pgconn = pipelined.idle_pgconn(self.conn)
         if pgconn is not None:
@@ -323,27 +365,29 @@ class SentRecorder:
         pgconn, delivery_id, owner, next_id, values = self.pending
         self.pending = None
         try:
-            statuses = self._collect(pgconn)
-            if statuses is not None:
+            checks = self._collect(pgconn)
+            if checks is not None:
                 if next_id is not None:
-                    self.known = (next_id, SubscriberStatus(statuses[0]) if statuses else None)
+                    self.known = (next_id, checks[0] if checks else None)
                 return
         except Exception:  # noqa: BLE001 - the connection broke: invalidate, then the plain path
             self.conn.invalidate()
         record_sent(self.conn, delivery_id, owner, **values)
 
-    def status_now(self, delivery_id: int, owner: str) -> SubscriberStatus | None:
-        """`status_now(conn, …)` for the row about to be sent, from the last round trip if it
+    def check_row(self, delivery_id: int, owner: str) -> RowCheck | None:
+        """`check_row(conn, …)` for the row about to be sent, from the last round trip if it
         read this row, else from the database."""
         self.wait()
         known, self.known = self.known, None
         if known is not None and known[0] == delivery_id:
             return known[1]
-        return status_now(self.conn, delivery_id, owner)
+        return check_row(self.conn, delivery_id, owner)
 
     @staticmethod
-    def _collect(pgconn: Any) -> list[str] | None:
-        """The statuses the statement read (none if the next row is not ours), or None if it
-        did not succeed."""
+    def _collect(pgconn: Any) -> list[RowCheck] | None:
+        """The next row's check the statement read (none if the row is not ours), or None if
+        the statement did not succeed."""
         rows = pipelined.collect(pgconn, SENT_RECORD_SECONDS)
-        return None if rows is None else [status.decode() for (status,) in rows]
+        if rows is None:
+            return None
+        return [RowCheck(SubscriberStatus(s.decode()), paused == b"t", int(n)) for s, paused, n in rows]

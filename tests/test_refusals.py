@@ -1,21 +1,29 @@
-"""A relay's 5xx: only a refusal of the address bounces the reader (security review H3).
+"""A relay's 5xx: only a refusal of the address bounces the reader; refused messages pause the
+issue until an operator resumes it (security review H3).
 
 A real SMTP server (aiosmtpd, `tests/faultkit.FaultySMTP`) refuses on cue at MAIL FROM, RCPT or
-DATA; the issue is sent in-process on SQLite and PostgreSQL. Evidence is the ledger, the
-subscribers' status and what the server accepted.
+DATA; the issue is sent in-process on SQLite and PostgreSQL, and the operator uses the real
+`newsletter` command. Evidence is the ledger, the subscribers' status, the issue's pause, the
+log and what the server accepted.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
+from typer.testing import CliRunner
 
 from newsletter import admin
+from newsletter.cli import app
+from newsletter.config import get_settings
+from newsletter.delivery import recover_stale_claims
 from newsletter.mail.senders import about_address
 from tests.faultkit import FaultySMTP, delivery_rows, relay_world
 
 READERS = 12
+runner = CliRunner()
 
 
 @pytest.fixture
@@ -26,8 +34,6 @@ def relay(configure, db_url) -> Iterator[tuple[str, FaultySMTP]]:
 
 
 def send(db_url: str) -> dict:
-    from newsletter.config import get_settings
-
     return admin.send_now(get_settings(), "weekly")
 
 
@@ -39,16 +45,70 @@ def send(db_url: str) -> dict:
         ("data", "552 5.3.4 Message size exceeds fixed maximum message size"),
     ],
 )
-def test_a_relay_refusing_the_message_bounces_no_one(relay, stage, reply):
+def test_a_relay_refusing_the_message_bounces_no_one_and_pauses_the_issue(relay, stage, reply, caplog):
     db_url, box = relay
     setattr(box, f"{stage}_reply", reply)
     result = send(db_url)
-    assert result["counts"]["failed"] == READERS and box.total() == 0
+    # Ten refusals in a row (NEWSLETTER_MAX_SEND_ERRORS' default) pause the issue; the other two
+    # rows are given back unsent. Before the fix all twelve were failed and bounced.
+    assert result["counts"]["failed"] == 10 and box.total() == 0
+    assert result["counts"]["pending"] + result["counts"]["deferred"] == READERS - 10
     found = delivery_rows(db_url)
-    assert {status for status, *_ in found.values()} == {"confirmed"}  # before the fix: all bounced
-    assert {(state, code, error) for _, state, code, error in found.values()} == {
-        ("failed", int(reply[:3]), reply)
-    }
+    assert {status for status, *_ in found.values()} == {"confirmed"}
+    failed = {(state, code, error) for _, state, code, error in found.values() if state == "failed"}
+    assert failed == {("failed", int(reply[:3]), reply)}
+    assert reply in result["paused"]
+    [paused] = [r for r in caplog.records if r.getMessage() == "issue.paused"]
+    assert paused.issue_id == result["issue_id"] and reply in paused.reason and paused.refused == 10
+
+    setattr(box, f"{stage}_reply", None)  # the operator fixes the relay, then resumes
+    resumed = admin.resume_issue(get_settings(), result["issue_id"])
+    assert resumed["put_back"] == 10 and resumed["counts"]["sent"] == READERS
+    assert sorted(box.received.values()) == [1] * READERS
+
+
+def test_refusals_that_are_not_in_a_row_do_not_pause(relay):
+    db_url, box = relay
+    box.replies.update(
+        {f"reader{i:05d}@example.org": "550 5.7.1 Relaying denied" for i in range(12) if i != 6}
+    )
+    result = send(db_url)  # eleven refused, but a 250 in the middle of them
+    assert result["counts"]["failed"] == 11 and result["counts"]["sent"] == 1
+    assert result["paused"] is None
+
+
+def test_a_paused_issue_claims_nothing_until_resumed(relay):
+    db_url, box = relay
+    box.data_reply = "554 5.7.1 Message rejected as spam"
+    result = send(db_url)
+    assert result["paused"]
+    box.data_reply = None
+    again = send(db_url)  # a scheduled send or `send --now` of the same period: nothing goes out
+    assert again["counts"] == result["counts"] and box.total() == 0
+    assert recover_stale_claims(get_settings(), older_than=0) == 0 and box.total() == 0
+
+
+def test_the_operator_sees_the_pause_and_resumes_from_the_command_line(relay):
+    db_url, box = relay
+    box.mail_reply = "550 5.7.1 Sender address rejected"
+    issue_id = send(db_url)["issue_id"]
+    shown = runner.invoke(app, ["issues", "show", str(issue_id)])
+    assert (
+        shown.exit_code == 0 and "Paused" in shown.output and "5.7.1 Sender address rejected" in shown.output
+    )
+    assert f"newsletter issues resume {issue_id}" in shown.output
+    data = json.loads(runner.invoke(app, ["issues", "show", str(issue_id), "--json"]).stdout)
+    assert data["paused_at"] and "refused 10 messages in a row" in data["pause_reason"]
+    box.mail_reply = None
+    resumed = runner.invoke(app, ["issues", "resume", str(issue_id)])
+    assert resumed.exit_code == 0, resumed.output
+    assert "10 refused deliveries put back" in resumed.output and f"Sent {READERS}" in resumed.output
+    data = json.loads(runner.invoke(app, ["issues", "show", str(issue_id), "--json"]).stdout)
+    assert data["paused_at"] is None and data["pause_reason"] is None
+    again = runner.invoke(app, ["issues", "resume", str(issue_id)])
+    assert again.exit_code == 1 and f"issue {issue_id} is not paused" in again.output
+    missing = runner.invoke(app, ["issues", "resume", "999"])
+    assert missing.exit_code == 1 and "no issue with id 999" in missing.output
 
 
 def test_only_a_refused_address_bounces_and_only_that_reader(relay):

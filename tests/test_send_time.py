@@ -32,11 +32,11 @@ def test_a_reader_who_leaves_mid_batch_gets_nothing(configure, db_url):
 
 
 def test_the_status_check_rides_on_the_sent_update(configure, pg_url, monkeypatch):
-    """On PostgreSQL the next reader's status comes back with the previous row's "sent" UPDATE:
-    only the first row of a batch costs a query of its own."""
+    """On PostgreSQL the next row's check (the reader's status, the issue's pause) comes back
+    with the previous row's "sent" UPDATE: only the first row of a batch costs a query."""
     queries = []
-    real = ledger.status_now
-    monkeypatch.setattr(ledger, "status_now", lambda *args: queries.append(args) or real(*args))
+    real = ledger.check_row
+    monkeypatch.setattr(ledger, "check_row", lambda *args: queries.append(args) or real(*args))
     with relay_world(configure, pg_url, 8, NEWSLETTER_BATCH_SIZE="8") as (box, readers):
         result = admin.send_now(get_settings(), "weekly")
     assert result["counts"]["sent"] == 8 and all(box.received[a] == 1 for a in readers)
