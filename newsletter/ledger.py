@@ -166,35 +166,28 @@ def heartbeat(conn: Connection, ids: list[int], owner: str) -> set[int]:
     return held
 
 
-def requeue_stale(conn: Connection, cutoff: datetime) -> list[int]:
-    """Put back claims whose heartbeat is older than `cutoff`; returns each row's issue id."""
+def _move(conn: Connection, state: DeliveryState, error: str, *where: Any) -> list[int]:
+    """Set `state` and `error` on the rows matching `where`; returns each row's issue id."""
     rows = conn.execute(
-        update(DELIVERIES)
-        .where(DELIVERIES.c.state == DeliveryState.sending, DELIVERIES.c.claimed_at < cutoff)
-        .values(state=DeliveryState.deferred, error="claim went stale (worker lost)")
-        .returning(DELIVERIES.c.issue_id)
+        update(DELIVERIES).where(*where).values(state=state, error=error).returning(DELIVERIES.c.issue_id)
     ).all()
     conn.commit()
     return [r[0] for r in rows]
+
+
+def requeue_stale(conn: Connection, cutoff: datetime) -> list[int]:
+    """Put back claims whose heartbeat is older than `cutoff`; returns each row's issue id."""
+    stale = (DELIVERIES.c.state == DeliveryState.sending, DELIVERIES.c.claimed_at < cutoff)
+    return _move(conn, DeliveryState.deferred, "claim went stale (worker lost)", *stale)
 
 
 def requeue_refused(conn: Connection, issue_id: int) -> int:
     """Put back the issue's rows that a relay refused with a 5xx while their reader stayed
     subscribed (refusals of the message, not of the address); returns how many."""
     confirmed = select(SUBSCRIBERS.c.id).where(SUBSCRIBERS.c.status == SubscriberStatus.confirmed)
-    put_back = conn.execute(
-        update(DELIVERIES)
-        .where(
-            DELIVERIES.c.issue_id == issue_id,
-            DELIVERIES.c.state == DeliveryState.failed,
-            DELIVERIES.c.smtp_code >= 500,
-            DELIVERIES.c.subscriber_id.in_(confirmed),
-        )
-        .values(state=DeliveryState.deferred),
-        execution_options={"preserve_rowcount": True},
-    ).rowcount
-    conn.commit()
-    return max(put_back, 0)
+    refused = (DELIVERIES.c.state == DeliveryState.failed, DELIVERIES.c.smtp_code >= 500)
+    mine = (DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.subscriber_id.in_(confirmed))
+    return len(_move(conn, DeliveryState.deferred, "refused, put back on resume", *refused, *mine))
 
 
 # ---- reading --------------------------------------------------------------------------------
@@ -253,14 +246,13 @@ def sent_history(conn: Connection, subscriber_ids: list[int], issue_id: int) -> 
 def stalled_issues(conn: Connection, quiet_since: datetime, created_since: datetime) -> set[int]:
     """Unpaused issues created since `created_since` with claimable rows and no claim since
     `quiet_since`."""
-    issues = ISSUES
     open_rows = func.sum(case((DELIVERIES.c.state.in_(CLAIMABLE), 1), else_=0))
-    last_activity = func.coalesce(func.max(DELIVERIES.c.claimed_at), issues.c.planned_at, issues.c.created_at)
+    last_activity = func.coalesce(func.max(DELIVERIES.c.claimed_at), ISSUES.c.planned_at, ISSUES.c.created_at)
     stmt = (
         select(DELIVERIES.c.issue_id)
-        .join(issues, issues.c.id == DELIVERIES.c.issue_id)
-        .where(issues.c.created_at >= created_since, issues.c.paused_at.is_(None))
-        .group_by(DELIVERIES.c.issue_id, issues.c.planned_at, issues.c.created_at)
+        .join(ISSUES, ISSUES.c.id == DELIVERIES.c.issue_id)
+        .where(ISSUES.c.created_at >= created_since, ISSUES.c.paused_at.is_(None))
+        .group_by(DELIVERIES.c.issue_id, ISSUES.c.planned_at, ISSUES.c.created_at)
         .having(open_rows > 0, last_activity < quiet_since)
     )
     found = set(conn.execute(stmt).scalars())
