@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # (longer than the longest retry backoff) is dispatched again (its tasks were lost).
     recover_interval_seconds: float = Field(default=30.0, gt=0)
     redispatch_after_seconds: int = Field(default=600, ge=1)
+    # Rows still to send of an issue older than this are given up (failed, and logged) instead
+    # of being retried: a digest that late is news no more, and nothing waits forever.
+    deferred_retry_days: int = Field(default=3, ge=1)
     retry_backoff_seconds: int = Field(default=5, ge=1)  # Celery retry_backoff (base, doubling)
     retry_backoff_max_seconds: int = Field(default=300, ge=1)
     # An issue pauses after this many messages in a row refused for a reason that is not about

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,6 +36,7 @@ from newsletter.ledger import (
     SentRecorder,
     claim,
     claimable_batches,
+    expire_open,
     finish,
     heartbeat,
     load_subscribers,
@@ -321,19 +323,24 @@ def resume_issue(settings: Settings, issue_id: int) -> int | None:
 def recover_stale_claims(settings: Settings, older_than: int | None = None) -> int:
     """Put back rows whose worker stopped heartbeating (killed mid-batch) and dispatch them.
 
-    Also dispatches again every issue of the last day that still has rows to send but no claim
-    for `redispatch_after_seconds` (longer than any retry backoff): its queued tasks were lost,
-    e.g. with a broker that restarted empty. Dispatching twice is harmless (the claim).
+    Also dispatches again every issue of the last `deferred_retry_days` that still has rows to
+    send but no claim for `redispatch_after_seconds` (longer than any retry backoff): its queued
+    tasks were lost (a broker that restarted empty), or its retries ran out (a relay down for
+    hours). Dispatching twice is harmless (the claim). Rows still to send of older issues are
+    given up: failed, "gave up after N days", and logged as `issue.rows_expired`.
     Returns how many claims were put back.
     """
     now = utcnow()
     cutoff = now - timedelta(seconds=older_than or settings.stale_claim_seconds)
+    days = settings.deferred_retry_days
+    window = now - timedelta(days=days)
     with get_engine(settings.database_url).connect() as conn:
         requeued = requeue_stale(conn, cutoff)
-        stalled = stalled_issues(
-            conn, now - timedelta(seconds=settings.redispatch_after_seconds), now - timedelta(hours=24)
-        )
-    recovered = set(requeued)
+        expired = Counter(expire_open(conn, window, f"gave up after {days} day{'s' * (days != 1)}"))
+        stalled = stalled_issues(conn, now - timedelta(seconds=settings.redispatch_after_seconds), window)
+    for issue_id, rows in sorted(expired.items()):
+        event(log, "issue.rows_expired", logging.ERROR, issue_id=issue_id, rows=rows, days=days)
+    recovered = set(requeued) - set(expired)
     for issue_id in sorted(recovered | stalled):
         event(
             log,

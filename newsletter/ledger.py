@@ -190,6 +190,15 @@ def requeue_refused(conn: Connection, issue_id: int) -> int:
     return len(_move(conn, DeliveryState.deferred, "refused, put back on resume", *refused, *mine))
 
 
+def expire_open(conn: Connection, created_before: datetime, error: str) -> list[int]:
+    """Give up (failed, with `error`) the rows still to send of issues created before
+    `created_before`; returns each row's issue id."""
+    old = select(ISSUES.c.id).where(ISSUES.c.created_at < created_before)
+    return _move(
+        conn, DeliveryState.failed, error, DELIVERIES.c.state.in_(CLAIMABLE), DELIVERIES.c.issue_id.in_(old)
+    )
+
+
 # ---- reading --------------------------------------------------------------------------------
 
 
