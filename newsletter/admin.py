@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,6 @@ from newsletter.models import (
     Subscriber,
     SubscriberPublic,
     SubscriberStatus,
-    utcnow,
 )
 from newsletter.papers import SourceError
 from newsletter.papers.ingest import load_source, store_fetched
@@ -129,7 +129,7 @@ def ingest(
 
 def preview(settings: Settings, *, interests: str | None, email: str | None, limit: int) -> dict[str, Any]:
     """Rank the store's current papers for some interests (or a subscriber), without sending."""
-    now = utcnow()
+    now = settings.local_now()
     with session_scope(settings.database_url) as session:
         if email:
             sub = _subscriber(session, email)
@@ -192,13 +192,15 @@ def send_now(
     dry_run: bool = False,
     wait: bool = True,
     show_progress: bool = False,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Plan this period's issue and dispatch it; a second run in the period sends nothing new."""
+    """Plan this period's issue (the period in the schedule's zone, as beat's) and dispatch it;
+    a second run in the period sends nothing new. `now` defaults to the current time."""
     try:
         freq = Frequency(frequency)
     except ValueError as exc:
         raise OperatorError("frequency must be weekly or daily") from exc
-    now = utcnow()
+    now = settings.local_now(now)
     if dry_run:
         with session_scope(settings.database_url) as session:
             papers = len(candidate_papers(session, freq, now))

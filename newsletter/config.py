@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-insecure-secret-change-me"
@@ -77,6 +79,15 @@ class Settings(BaseSettings):
     # the reader (a 5xx at MAIL FROM or DATA, policy, size), like listmonk's max_send_errors.
     max_send_errors: int = Field(default=10, ge=1)
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin") from exc
+        return value
+
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
         if self.mode == "production" and (self.secret_key == DEV_SECRET or len(self.secret_key) < 16):
@@ -95,6 +106,11 @@ class Settings(BaseSettings):
         if self.redis_url:
             return self.redis_url
         return self.broker_url if (self.broker_url or "").startswith("redis") else None
+
+    def local_now(self, now: datetime | None = None) -> datetime:
+        """`now` (default: the current time; naive means UTC) in the schedule's zone."""
+        now = now or datetime.now(UTC)
+        return (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(ZoneInfo(self.timezone))
 
     @property
     def uses_broker(self) -> bool:

@@ -357,15 +357,18 @@ def recover_stale_claims(settings: Settings, older_than: int | None = None) -> i
 
 
 def due_frequencies(settings: Settings, now: datetime) -> list[Frequency]:
+    """Daily, and weekly on `digest_weekday`: the weekday in the schedule's zone, where beat
+    fires at `digest_hour` (not in UTC, which can be a day off)."""
     due = [Frequency.daily]
-    if now.weekday() == settings.digest_weekday:
+    if settings.local_now(now).weekday() == settings.digest_weekday:
         due.append(Frequency.weekly)
     return due
 
 
 def scheduled_send(settings: Settings, now: datetime | None = None) -> list[int]:
-    """Beat's entry point: plan and dispatch every issue due now. Safe to run twice."""
-    now = now or utcnow()
+    """Beat's entry point: plan and dispatch every issue due now (its period in the schedule's
+    zone). Safe to run twice."""
+    now = settings.local_now(now)
     issue_ids = []
     for frequency in due_frequencies(settings, now):
         with session_scope(settings.database_url) as session:
