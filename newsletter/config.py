@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     huggingface_url: str = "https://huggingface.co/api/daily_papers"
     huggingface_token: str | None = None  # raises the Hub's rate limit; reads need none
     arxiv_url: str = "https://export.arxiv.org/api/query"
+    # Each response of a paper source: at most this many bytes (decoded), arriving within this
+    # many seconds; past either, the ingest fails with a clear error instead of eating memory.
+    ingest_max_bytes: int = Field(default=20 * 2**20, ge=1024)
+    ingest_timeout_seconds: float = Field(default=60.0, gt=0)
     batch_size: int = Field(default=100, ge=1, le=5000)
     stale_claim_seconds: int = 120
     # Fault recovery; tests shorten these. The beat entry recover-stale-claims runs every
