@@ -322,9 +322,10 @@ class SentRecorder:
     answer (the first row, a row after a skip or failure, SQLite) `check_row` asks the database.
 
     `SQL` is `finish(..., DeliveryState.sent, ...)` and `_CHECK_ROW` written out for libpq's
-    pipelined call; the test suite holds them equal (same row afterwards, same check).
+    pipelined call, prepared once per connection; the test suite holds them equal.
     """
 
+    NAME = b"ledger_sent_and_check"
     SQL = (
         f"WITH sent AS (UPDATE {DELIVERIES.name} SET state = 'sent', sent_at = $1, smtp_code = 250,"
         " message_id = $2, paper_ids = $3, error = NULL WHERE id = $4 AND claimed_by = $5)"
@@ -352,7 +353,7 @@ class SentRecorder:
                 str(next_id or 0).encode(),
             ]
             try:
-                pipelined.send(pgconn, self.SQL, params)
+                pipelined.send(self.conn, pgconn, self.NAME, self.SQL, params)
                 self.pending = (pgconn, delivery_id, owner, next_id, values)
                 return
             except Exception:  # noqa: BLE001 - the connection broke: the plain path
@@ -371,6 +372,7 @@ class SentRecorder:
                 if next_id is not None:
                     self.known = (next_id, checks[0] if checks else None)
                 return
+            pipelined.forget(self.conn, self.NAME)
         except Exception:  # noqa: BLE001 - the connection broke: invalidate, then the plain path
             self.conn.invalidate()
         record_sent(self.conn, delivery_id, owner, **values)

@@ -27,11 +27,27 @@ def idle_pgconn(conn: Connection) -> Any:
     return None
 
 
-def send(pgconn: Any, sql: bytes, params: list[bytes]) -> None:
-    """Send one statement (`$1`… placeholders, text parameters) without waiting for its answer."""
-    pgconn.send_query_params(sql, params)
+def send(conn: Connection, pgconn: Any, name: bytes, sql: bytes, params: list[bytes]) -> None:
+    """Send one statement (`$1`… placeholders, text parameters) without waiting for its answer.
+
+    It is prepared as `name` the first time on each database connection (one blocking round
+    trip), so the server plans it once rather than on every call: for the ledger's statement
+    that halves its time. `conn.info` lives as long as the database connection does.
+    """
+    prepared = conn.info.setdefault("prepared", set())
+    if name not in prepared:
+        result = pgconn.prepare(name, sql)
+        if result.status != pq.ExecStatus.COMMAND_OK:
+            raise RuntimeError(f"cannot prepare {name!r}: {result.error_message!r}")
+        prepared.add(name)
+    pgconn.send_query_prepared(name, params)
     while pgconn.flush():  # 1: not all of it left yet (non-blocking socket)
         select.select([], [pgconn.socket], [], 1.0)
+
+
+def forget(conn: Connection, name: bytes) -> None:
+    """Prepare `name` again next time (its last call failed: it may be gone from the server)."""
+    conn.info.get("prepared", set()).discard(name)
 
 
 def collect(pgconn: Any, timeout: float) -> list[list[bytes]] | None:

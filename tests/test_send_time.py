@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import threading
 
+from sqlalchemy import text
+
 from newsletter import admin, ledger
 from newsletter.config import get_settings
+from newsletter.db import get_engine
+from newsletter.delivery import send_batch
+from newsletter.ledger import DELIVERIES, plan_issue
+from newsletter.testing import configured_session
 from tests.faultkit import delivery_rows, relay_world, wait_until
 
 
@@ -41,3 +47,34 @@ def test_the_status_check_rides_on_the_sent_update(configure, pg_url, monkeypatc
         result = admin.send_now(get_settings(), "weekly")
     assert result["counts"]["sent"] == 8 and all(box.received[a] == 1 for a in readers)
     assert len(queries) == 1
+
+
+def test_a_prepared_statement_gone_from_the_server_is_prepared_again(configure, pg_url):
+    """The sent-and-check statement is prepared once per database connection. If the server
+    forgot it (DEALLOCATE ALL, as a pooler's reset does), that row is recorded the plain way and
+    the statement is prepared again; every digest still goes out once."""
+    with relay_world(configure, pg_url, 8) as (box, readers):
+        with configured_session() as session:
+            issue, _ = plan_issue(session)
+        engine = get_engine(pg_url)
+        with engine.connect() as conn:
+            ids = list(conn.execute(DELIVERIES.select().with_only_columns(DELIVERIES.c.id)).scalars())
+        assert send_batch(get_settings(), issue.id, sorted(ids)[:4])["sent"] == 4
+        idle = [engine.connect() for _ in range(engine.pool.checkedin())]  # the batch's among them
+        [used] = [c for c in idle if b"ledger_sent_and_check" in c.info.get("prepared", ())]
+        used.execute(text("DEALLOCATE ALL"))
+        used.commit()
+        used_dbapi = used.connection.dbapi_connection
+        used.close()  # back in the pool first (it hands out the longest idle)
+        for conn in idle:
+            if conn is not used:
+                conn.invalidate()  # nothing else the next batch could be given
+                conn.close()
+        assert send_batch(get_settings(), issue.id, sorted(ids)[4:])["sent"] == 4
+        idle = [engine.connect() for _ in range(engine.pool.checkedin())]
+        [again] = [c for c in idle if c.connection.dbapi_connection is used_dbapi]
+        prepared = "SELECT count(*) FROM pg_prepared_statements WHERE name = 'ledger_sent_and_check'"
+        assert again.execute(text(prepared)).scalar() == 1  # prepared again after the miss
+        for conn in idle:
+            conn.close()
+    assert sorted(box.received[a] for a in readers) == [1] * 8
