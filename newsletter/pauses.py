@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from newsletter.models import Issue, utcnow
 
-ISSUES = Issue.__table__
+ISSUES = Issue.__table__  # type: ignore[attr-defined]  # SQLModel declares no __table__
 
 
 def count_refusal(conn: Connection, issue_id: int) -> int:
