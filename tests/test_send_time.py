@@ -16,6 +16,7 @@ from newsletter.config import get_settings
 from newsletter.db import get_engine
 from newsletter.delivery import send_batch
 from newsletter.ledger import DELIVERIES, plan_issue
+from newsletter.models import utcnow
 from newsletter.testing import configured_session
 from tests.faultkit import delivery_rows, relay_world, wait_until
 
@@ -78,3 +79,26 @@ def test_a_prepared_statement_gone_from_the_server_is_prepared_again(configure, 
         for conn in idle:
             conn.close()
     assert sorted(box.received[a] for a in readers) == [1] * 8
+
+
+def test_the_check_that_rides_on_the_sent_update_equals_check_row(configure, pg_url):
+    """The pipelined statement's reading of the next row (status, pause, refusals; or nothing
+    if the row is not ours) is the same as `ledger.check_row`'s."""
+    with relay_world(configure, pg_url, 4) as (_, readers):
+        with configured_session() as session:
+            issue, _ = plan_issue(session)
+        admin.remove_subscriber(get_settings(), readers[1], erase=False)
+        engine = get_engine(pg_url)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            ids = sorted(conn.execute(DELIVERIES.select().with_only_columns(DELIVERIES.c.id)).scalars())
+            ledger.claim(conn, issue.id, ids[:3], "me")
+            conn.execute(text("UPDATE issue SET paused_at = now(), send_errors = 3"))
+            recorder = ledger.SentRecorder(conn)
+            for sent, following in [(ids[0], ids[1]), (ids[1], ids[2]), (ids[2], ids[3])]:
+                values = {"sent_at": utcnow(), "message_id": "<m@x>", "paper_ids": [1]}
+                recorder.record_sent(sent, "me", following, **values)
+                recorder.wait()
+                assert recorder.known is not None and recorder.known[0] == following
+                assert recorder.known[1] == ledger.check_row(conn, following, "me")
+            assert recorder.known[1] is None  # ids[3] was never claimed by "me"
+            assert ledger.check_row(conn, ids[2], "me") is None  # sent now: no longer "sending"
