@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from newsletter import jobs
+from newsletter import delivery, jobs
 from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope
@@ -28,7 +29,6 @@ from newsletter.models import (
     Subscriber,
     SubscriberPublic,
     SubscriberStatus,
-    utcnow,
 )
 from newsletter.papers import SourceError
 from newsletter.papers.ingest import load_source, store_fetched
@@ -130,7 +130,7 @@ def ingest(
 
 def preview(settings: Settings, *, interests: str | None, email: str | None, limit: int) -> dict[str, Any]:
     """Rank the store's current papers for some interests (or a subscriber), without sending."""
-    now = utcnow()
+    now = settings.local_now()
     with session_scope(settings.database_url) as session:
         if email:
             sub = _subscriber(session, email)
@@ -193,13 +193,15 @@ def send_now(
     dry_run: bool = False,
     wait: bool = True,
     show_progress: bool = False,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Plan this period's issue and dispatch it; a second run in the period sends nothing new."""
+    """Plan this period's issue (the period in the schedule's zone, as beat's) and dispatch it;
+    a second run in the period sends nothing new. `now` defaults to the current time."""
     try:
         freq = Frequency(frequency)
     except ValueError as exc:
         raise OperatorError("frequency must be weekly or daily") from exc
-    now = utcnow()
+    now = settings.local_now(now)
     if dry_run:
         with session_scope(settings.database_url) as session:
             papers = len(candidate_papers(session, freq, now))
@@ -218,12 +220,20 @@ def send_now(
         "period": issue.period,
         "planned": planned,
         "counts": counts(settings, issue.id),
+        "paused": pause_of(settings, issue.id),
     }
 
 
 def counts(settings: Settings, issue_id: int) -> dict[str, int]:
     """An issue's delivery rows by state."""
     return delivery_counts(get_engine(settings.database_url), issue_id)
+
+
+def pause_of(settings: Settings, issue_id: int) -> str | None:
+    """Why the issue is paused, or None if it is not."""
+    with session_scope(settings.database_url) as session:
+        issue = session.get(Issue, issue_id)
+        return (issue.pause_reason or "paused") if issue is not None and issue.paused_at else None
 
 
 def _open_work(counts: dict[str, int]) -> int:
@@ -252,7 +262,7 @@ def _wait_with_progress(
         while time.monotonic() < deadline:
             now = counts(settings, issue_id)
             bar.update(task, completed=total - _open_work(now))
-            if now["pending"] + now["sending"] == 0:
+            if now["pending"] + now["sending"] == 0 or (now["sending"] == 0 and pause_of(settings, issue_id)):
                 return
             time.sleep(0.5)
 
@@ -266,6 +276,8 @@ def issue_row(settings: Settings, issue: Issue) -> dict[str, Any]:
         "papers": len(issue.paper_ids),
         "created_at": issue.created_at.isoformat(),
         "counts": counts(settings, issue.id),
+        "paused_at": issue.paused_at.isoformat() if issue.paused_at else None,
+        "pause_reason": issue.pause_reason,
     }
 
 
@@ -286,6 +298,20 @@ def show_issue(settings: Settings, issue_id: int) -> dict[str, Any]:
             **issue_row(settings, issue),
             "paper_titles": [titles[i] for i in issue.paper_ids if i in titles],
         }
+
+
+def resume_issue(settings: Settings, issue_id: int) -> dict[str, Any]:
+    """Clear a paused issue's pause, put back its refused rows and dispatch it again.
+
+    Returns {"issue_id", "put_back", "counts"}; with a broker the counts are those at dispatch.
+    """
+    with session_scope(settings.database_url) as session:
+        if session.get(Issue, issue_id) is None:
+            raise OperatorError(f"no issue with id {issue_id}")
+    put_back = delivery.resume_issue(settings, issue_id)
+    if put_back is None:
+        raise OperatorError(f"issue {issue_id} is not paused; nothing to resume")
+    return {"issue_id": issue_id, "put_back": put_back, "counts": counts(settings, issue_id)}
 
 
 def stats(settings: Settings) -> dict[str, Any]:

@@ -302,6 +302,13 @@ def send(
         f"deliveries planned. Sent {c['sent']}, skipped {c['skipped']}, failed "
         f"{c['failed']}, still open {c['pending'] + c['deferred'] + c['sending']}."
     )
+    if result["paused"]:
+        _say_paused(result["issue_id"], result["paused"])
+
+
+def _say_paused(issue_id: int, reason: str) -> None:
+    console.print(f"[bold red]Paused:[/] {escape(reason)}", soft_wrap=True)
+    console.print(f"Fix the cause, then run `newsletter issues resume {issue_id}`.")
 
 
 @issues_app.command("list")
@@ -334,8 +341,28 @@ def issues_show(issue_id: int, as_json: bool = typer.Option(False, "--json")) ->
         return emit_json(data)
     console.print(f"[bold]{data['title']}[/] (id {data['id']}, {data['frequency']} {data['period']})")
     console.print(f"Deliveries: {data['counts']}")
+    if data["paused_at"]:
+        console.print(f"Paused since {data['paused_at']}.")
+        _say_paused(issue_id, data["pause_reason"] or "no reason recorded")
     for i, title in enumerate(data["paper_titles"][:20], 1):
         console.print(f"  {i:2d}. {title}")
+
+
+@issues_app.command("resume")
+def issues_resume(issue_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Send a paused issue again once what made the relay refuse it is fixed. Rows the relay
+    refused while their reader stayed subscribed are tried again.
+
+    Example: newsletter issues resume 12
+    """
+    result = admin.resume_issue(get_settings(), issue_id)
+    if as_json:
+        return emit_json(result)
+    c = result["counts"]
+    console.print(
+        f"Issue {issue_id} resumed: {result['put_back']} refused deliveries put back. Sent {c['sent']}, "
+        f"failed {c['failed']}, still open {c['pending'] + c['deferred'] + c['sending']}."
+    )
 
 
 @app.command()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -61,6 +63,10 @@ class Settings(BaseSettings):
     huggingface_url: str = "https://huggingface.co/api/daily_papers"
     huggingface_token: str | None = None  # raises the Hub's rate limit; reads need none
     arxiv_url: str = "https://export.arxiv.org/api/query"
+    # Each response of a paper source: at most this many bytes (decoded), arriving within this
+    # many seconds; past either, the ingest fails with a clear error instead of eating memory.
+    ingest_max_bytes: int = Field(default=20 * 2**20, ge=1024)
+    ingest_timeout_seconds: float = Field(default=60.0, gt=0)
     batch_size: int = Field(default=100, ge=1, le=5000)
     stale_claim_seconds: int = 120
     # Fault recovery; tests shorten these. The beat entry recover-stale-claims runs every
@@ -68,6 +74,9 @@ class Settings(BaseSettings):
     # (longer than the longest retry backoff) is dispatched again (its tasks were lost).
     recover_interval_seconds: float = Field(default=30.0, gt=0)
     redispatch_after_seconds: int = Field(default=600, ge=1)
+    # Rows still to send of an issue older than this are given up (failed, and logged) instead
+    # of being retried: a digest that late is news no more, and nothing waits forever.
+    deferred_retry_days: int = Field(default=3, ge=1)
     retry_backoff_seconds: int = Field(default=5, ge=1)  # Celery retry_backoff (base, doubling)
     retry_backoff_max_seconds: int = Field(default=300, ge=1)
     # Journey emails (confirm, welcome, already subscribed) are outbox rows. Beat's sweep (every
@@ -89,6 +98,19 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: Any) -> Any:
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
+    # An issue pauses after this many messages in a row refused for a reason that is not about
+    # the reader (a 5xx at MAIL FROM or DATA, policy, size), like listmonk's max_send_errors.
+    max_send_errors: int = Field(default=10, ge=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin") from exc
+        return value
+
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
         if self.mode == "production" and (self.secret_key == DEV_SECRET or len(self.secret_key) < 16):
@@ -107,6 +129,11 @@ class Settings(BaseSettings):
         if self.redis_url:
             return self.redis_url
         return self.broker_url if (self.broker_url or "").startswith("redis") else None
+
+    def local_now(self, now: datetime | None = None) -> datetime:
+        """`now` (default: the current time; naive means UTC) in the schedule's zone."""
+        now = now or datetime.now(UTC)
+        return (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(ZoneInfo(self.timezone))
 
     @property
     def uses_broker(self) -> bool:

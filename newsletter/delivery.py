@@ -5,8 +5,11 @@ Guarantees (see README, "Delivery guarantees"):
   workers holding the same batch never both send it;
 - it is marked sent in its own short transaction right after the server's 250, so a crash
   repeats at most the one message in flight;
-- the subscriber is re-checked at send time (unsubscribed since planning: skipped);
-- claims whose worker died are found by their stale heartbeat and put back automatically.
+- the reader's status is read again right before each message (unsubscribed or erased since
+  planning, or since the batch started: no digest);
+- claims whose worker died are found by their stale heartbeat and put back automatically;
+- an issue whose messages the relay keeps refusing pauses (`newsletter/pauses.py`): its batches
+  give their rows back and claim nothing until `resume_issue`.
 
 Every statement on the ledger is in `newsletter/ledger.py`; this module is the loop around them.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,19 +36,29 @@ from newsletter.ledger import (
     SentRecorder,
     claim,
     claimable_batches,
+    expire_open,
     finish,
     heartbeat,
     load_subscribers,
     plan_issue,
     release,
+    requeue_refused,
     requeue_stale,
     sent_history,
     stalled_issues,
 )
 from newsletter.logs import event
 from newsletter.mail.compose import digest_envelope, finish_message
-from newsletter.mail.senders import PermanentSendError, Sender, TransientSendError, open_sender
+from newsletter.mail.senders import (
+    MessageRefused,
+    PermanentSendError,
+    RecipientRefused,
+    Sender,
+    TransientSendError,
+    open_sender,
+)
 from newsletter.models import DeliveryState, Frequency, Subscriber, SubscriberStatus, utcnow
+from newsletter.pauses import clear_refusals, count_refusal, pause_issue, unpause_issue
 from newsletter.subscriptions import mark_bounced
 
 log = logging.getLogger("newsletter.delivery")
@@ -89,7 +103,8 @@ def send_batch(settings: Settings, issue_id: int, delivery_ids: list[int]) -> di
     """Send the claimable deliveries among `delivery_ids` over one SMTP connection.
 
     Raises TransientSendError after releasing the rows it could not send, so the task is
-    retried with backoff for those rows only.
+    retried with backoff for those rows only; not when the issue is paused (nothing would be
+    claimed until it is resumed).
     """
     owner = uuid.uuid4().hex
     result = BatchResult()
@@ -102,14 +117,29 @@ def send_batch(settings: Settings, issue_id: int, delivery_ids: list[int]) -> di
         if not claimed:
             return result.as_dict()
         try:
-            _send_claimed(conn, settings, issue_id, claimed, owner, result)
+            paused = _send_claimed(conn, settings, issue_id, claimed, owner, result)
         except BaseException as exc:
             _release_after_error(conn, [d for d, _ in claimed], owner, f"batch interrupted: {exc!r}")
             raise
-    event(log, "batch.done", issue_id=issue_id, batch=owner, **result.as_dict())
-    if result.deferred:
+    event(log, "batch.done", issue_id=issue_id, batch=owner, paused=paused, **result.as_dict())
+    if result.deferred and not paused:
         raise TransientSendError(f"{result.deferred} deliveries deferred; retrying")
     return result.as_dict()
+
+
+@dataclass
+class _Batch:
+    """What one batch run works with: its claim, connection, SMTP session and the issue's renderer."""
+
+    conn: Connection
+    settings: Settings
+    issue_id: int
+    owner: str
+    renderer: DigestRenderer
+    sender: Sender
+    recorder: SentRecorder
+    subscribers: dict[int, Subscriber]
+    history: dict[int, set[int]]
 
 
 def _send_claimed(
@@ -119,13 +149,14 @@ def _send_claimed(
     claimed: list[tuple[int, int]],
     owner: str,
     result: BatchResult,
-) -> None:
+) -> bool:
+    """Send the claimed rows in order; True if it stopped because the issue is paused."""
     renderer = renderer_for(settings, issue_id)
     subscribers = load_subscribers(conn, [s for _, s in claimed])
     history = sent_history(conn, list(subscribers), issue_id)
     conn.commit()
-    sender = open_sender(settings)
-    recorder = SentRecorder(conn)
+    sender, recorder = open_sender(settings), SentRecorder(conn)
+    batch = _Batch(conn, settings, issue_id, owner, renderer, sender, recorder, subscribers, history)
     interval = min(HEARTBEAT_SECONDS, settings.stale_claim_seconds / 3)
     beat = time.monotonic()
     lost: set[int] = set()
@@ -138,29 +169,30 @@ def _send_claimed(
                 beat = time.monotonic()
             if delivery_id in lost:  # swept as stale while we were slow: someone else sends it
                 continue
-            outcome = _send_one(
-                conn,
-                settings,
-                renderer,
-                sender,
-                delivery_id,
-                subscribers.get(sub_id),
-                history.get(sub_id, set()),
-                owner,
-                recorder,
-            )
-            result.count(outcome)
+            next_id = claimed[n + 1][0] if n + 1 < len(claimed) else None
+            outcome = _send_one(batch, delivery_id, sub_id, next_id)
+            if outcome == "paused":  # this row and the rest wait until the issue is resumed
+                _give_back(batch, claimed[n:], "issue paused", result)
+                return True
+            if outcome != "lost":
+                result.count(outcome)
             if outcome == "deferred" and sender_is_down(sender):
-                recorder.wait()
-                rest = [d for d, _ in claimed[n + 1 :]]
-                release(conn, rest, owner, "SMTP server unavailable")
-                result.count("deferred", len(rest))
+                _give_back(batch, claimed[n + 1 :], "SMTP server unavailable", result)
                 break
     finally:
         try:
             recorder.wait()
         finally:
             sender.close()
+    return False
+
+
+def _give_back(batch: _Batch, rows: list[tuple[int, int]], why: str, result: BatchResult) -> None:
+    """Release claimed rows unsent (deferred), for a retry or another batch."""
+    batch.recorder.wait()
+    ids = [d for d, _ in rows]
+    release(batch.conn, ids, batch.owner, why)
+    result.count("deferred", len(ids))
 
 
 def sender_is_down(sender: Sender) -> bool:
@@ -168,22 +200,25 @@ def sender_is_down(sender: Sender) -> bool:
     return not sender.connected
 
 
-def _send_one(
-    conn: Connection,
-    settings: Settings,
-    renderer: DigestRenderer,
-    sender: Sender,
-    delivery_id: int,
-    sub: Subscriber | None,
-    exclude: set[int],
-    owner: str,
-    recorder: SentRecorder,
-) -> str:
+def _send_one(batch: _Batch, delivery_id: int, sub_id: int, next_id: int | None) -> str:
+    """Send one claimed row's digest; returns its outcome, "lost" if the row is not ours any
+    more, or "paused" if the issue is (the row is left as it is)."""
+    conn, owner, sub = batch.conn, batch.owner, batch.subscribers.get(sub_id)
     # Render while the previous row's "sent" UPDATE is on its way; it must be committed before
     # this connection is used again and before this message goes out.
     due = sub is not None and sub.status is SubscriberStatus.confirmed
-    built = digest_message(settings, renderer, sub, exclude) if sub is not None and due else None
-    recorder.wait()
+    exclude = batch.history.get(sub_id, set())
+    built = digest_message(batch.settings, batch.renderer, sub, exclude) if sub is not None and due else None
+    refusals = 0
+    if sub is not None and due:
+        # The batch's snapshot of the reader can be minutes old: ask again just before SMTP.
+        check = batch.recorder.check_row(delivery_id, owner)
+        if check is None:  # erased, or swept as stale while we were slow: not ours to finish
+            return "lost"
+        if check.paused:
+            return "paused"
+        due, refusals = check.status is SubscriberStatus.confirmed, check.refusals
+    batch.recorder.wait()
     if sub is None or not due:
         finish(conn, delivery_id, owner, DeliveryState.skipped, error="no longer subscribed")
         return "skipped"
@@ -192,17 +227,23 @@ def _send_one(
         return "skipped"
     message, message_id, paper_ids = built
     try:
-        sender.send(sub.email, message)
+        batch.sender.send(sub.email, message)
     except PermanentSendError as exc:
         finish(conn, delivery_id, owner, DeliveryState.failed, smtp_code=exc.code, error=str(exc)[:1000])
-        _bounce(settings, sub.id, str(exc))
+        if isinstance(exc, RecipientRefused):  # only a refusal of the address is about the reader
+            _bounce(batch.settings, sub_id, str(exc))
+        elif isinstance(exc, MessageRefused):
+            _count_refusal(batch, exc)
         return "failed"
     except TransientSendError as exc:
         finish(conn, delivery_id, owner, DeliveryState.deferred, smtp_code=exc.code, error=str(exc)[:1000])
         return "deferred"
-    recorder.record_sent(
+    if refusals:  # the refusals before this 250 were not in a row after all
+        clear_refusals(conn, batch.issue_id)
+    batch.recorder.record_sent(
         delivery_id,
         owner,
+        next_id,
         sent_at=utcnow(),
         smtp_code=250,
         message_id=message_id,
@@ -210,6 +251,16 @@ def _send_one(
         error=None,
     )
     return "sent"
+
+
+def _count_refusal(batch: _Batch, exc: MessageRefused) -> None:
+    """Count a refused message against the issue; pause it at `max_send_errors` in a row."""
+    refused = count_refusal(batch.conn, batch.issue_id)
+    if refused < batch.settings.max_send_errors:
+        return
+    reason = f"the relay refused {refused} messages in a row; the last: {exc}"
+    if pause_issue(batch.conn, batch.issue_id, reason):
+        event(log, "issue.paused", logging.ERROR, issue_id=batch.issue_id, refused=refused, reason=reason)
 
 
 def _release_after_error(conn: Connection, ids: list[int], owner: str, error: str) -> None:
@@ -256,22 +307,40 @@ def _run_batch(settings: Settings, issue_id: int, ids: list[int]) -> Any:
         return {"claimed": len(ids), "deferred": len(ids)}
 
 
+def resume_issue(settings: Settings, issue_id: int) -> int | None:
+    """Clear an issue's pause, put back its rows the relay refused while their reader stayed
+    subscribed (a refused message was never accepted, so sending it again cannot duplicate it),
+    and dispatch it again. Returns how many rows were put back; None if it was not paused."""
+    with get_engine(settings.database_url).connect() as conn:
+        if not unpause_issue(conn, issue_id):
+            return None
+        put_back = requeue_refused(conn, issue_id)
+    event(log, "issue.resumed", logging.WARNING, issue_id=issue_id, put_back=put_back)
+    jobs.run(settings, dispatch_issue, issue_id)
+    return put_back
+
+
 def recover_stale_claims(settings: Settings, older_than: int | None = None) -> int:
     """Put back rows whose worker stopped heartbeating (killed mid-batch) and dispatch them.
 
-    Also dispatches again every issue of the last day that still has rows to send but no claim
-    for `redispatch_after_seconds` (longer than any retry backoff): its queued tasks were lost,
-    e.g. with a broker that restarted empty. Dispatching twice is harmless (the claim).
+    Also dispatches again every issue of the last `deferred_retry_days` that still has rows to
+    send but no claim for `redispatch_after_seconds` (longer than any retry backoff): its queued
+    tasks were lost (a broker that restarted empty), or its retries ran out (a relay down for
+    hours). Dispatching twice is harmless (the claim). Rows still to send of older issues are
+    given up: failed, "gave up after N days", and logged as `issue.rows_expired`.
     Returns how many claims were put back.
     """
     now = utcnow()
     cutoff = now - timedelta(seconds=older_than or settings.stale_claim_seconds)
+    days = settings.deferred_retry_days
+    window = now - timedelta(days=days)
     with get_engine(settings.database_url).connect() as conn:
         requeued = requeue_stale(conn, cutoff)
-        stalled = stalled_issues(
-            conn, now - timedelta(seconds=settings.redispatch_after_seconds), now - timedelta(hours=24)
-        )
-    recovered = set(requeued)
+        expired = Counter(expire_open(conn, window, f"gave up after {days} day{'s' * (days != 1)}"))
+        stalled = stalled_issues(conn, now - timedelta(seconds=settings.redispatch_after_seconds), window)
+    for issue_id, rows in sorted(expired.items()):
+        event(log, "issue.rows_expired", logging.ERROR, issue_id=issue_id, rows=rows, days=days)
+    recovered = set(requeued) - set(expired)
     for issue_id in sorted(recovered | stalled):
         event(
             log,
@@ -288,15 +357,18 @@ def recover_stale_claims(settings: Settings, older_than: int | None = None) -> i
 
 
 def due_frequencies(settings: Settings, now: datetime) -> list[Frequency]:
+    """Daily, and weekly on `digest_weekday`: the weekday in the schedule's zone, where beat
+    fires at `digest_hour` (not in UTC, which can be a day off)."""
     due = [Frequency.daily]
-    if now.weekday() == settings.digest_weekday:
+    if settings.local_now(now).weekday() == settings.digest_weekday:
         due.append(Frequency.weekly)
     return due
 
 
 def scheduled_send(settings: Settings, now: datetime | None = None) -> list[int]:
-    """Beat's entry point: plan and dispatch every issue due now. Safe to run twice."""
-    now = now or utcnow()
+    """Beat's entry point: plan and dispatch every issue due now (its period in the schedule's
+    zone). Safe to run twice."""
+    now = settings.local_now(now)
     issue_ids = []
     for frequency in due_frequencies(settings, now):
         with session_scope(settings.database_url) as session:

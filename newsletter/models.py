@@ -123,6 +123,11 @@ class Issue(SQLModel, table=True):
     papers_snapshot: list[dict[str, Any]] | None = Field(default=None, sa_column=_papers_snapshot)
     created_at: datetime = Field(default_factory=utcnow)
     planned_at: datetime | None = None
+    # Paused: the relay refused too many of its messages in a row; nothing is sent until an
+    # operator resumes it (`newsletter issues resume`).
+    paused_at: datetime | None = None
+    pause_reason: str | None = Field(default=None, max_length=1000)
+    send_errors: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # refusals in a row
 
 
 class Delivery(SQLModel, table=True):

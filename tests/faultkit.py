@@ -17,12 +17,15 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, insert, text
 
+from newsletter import admin
+from newsletter.papers import sample_feed_path
 from newsletter.testing import PG_ADMIN, stop_process
 from tests.conftest import ROOT, free_port
 
@@ -49,7 +52,9 @@ class FaultySMTP:
     - `rcpt_451`: the next N RCPT TO commands get "451 … try again later";
     - `drop_data`: the next N DATA transfers are cut off before the server replies;
     - `data_delay`: every DATA is answered this many seconds late (a slow relay);
-    - `replies[address]`: a fixed reply to RCPT for that address (e.g. "550 5.1.1 …").
+    - `replies[address]`: a fixed reply to RCPT for that address (e.g. "550 5.1.1 …");
+    - `mail_reply` / `data_reply`: a fixed reply to every MAIL FROM / DATA while set (e.g. a
+      relay refusing the sender or the content: "550 5.7.1 …", "554 5.7.1 …").
     A message counts as received only once the server has answered 250 to its DATA.
     """
 
@@ -64,6 +69,8 @@ class FaultySMTP:
         self.rcpt_451 = 0
         self.drop_data = 0
         self.data_delay = 0.0  # seconds before answering DATA: a slow relay
+        self.mail_reply: str | None = None
+        self.data_reply: str | None = None
         self.faults: Counter[str] = Counter()  # which faults fired, how often
         self.fault_times: list[float] = []
 
@@ -78,6 +85,9 @@ class FaultySMTP:
                 self._fire("421")
                 server.transport.close()
                 return "421 4.7.0 Too many connections, closing"
+            if self.mail_reply:
+                self._fire(self.mail_reply[:3])
+                return self.mail_reply
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
@@ -105,6 +115,9 @@ class FaultySMTP:
                 self._fire("drop")
                 server.transport.abort()  # no reply: the client cannot know, so it must retry
                 return "451 never seen"
+            if self.data_reply:
+                self._fire(self.data_reply[:3])
+                return self.data_reply
             for rcpt in envelope.rcpt_tos:
                 self.received[rcpt] += 1
             if self.keep:
@@ -138,6 +151,25 @@ class SMTPServer:
         if self.controller is not None:
             self.controller.stop()
             self.controller = None
+
+
+@contextmanager
+def relay_world(configure, db_url: str, readers: int, **env: str) -> Iterator[tuple[FaultySMTP, list[str]]]:
+    """For in-process sends: a FaultySMTP relay, the sample papers and `readers` confirmed weekly
+    readers in `db_url`, and the settings (`configure`, plus `env`) pointing at them."""
+    box = FaultySMTP()
+    server = SMTPServer(box).start()
+    try:
+        settings = configure(
+            NEWSLETTER_DATABASE_URL=db_url,
+            NEWSLETTER_SMTP_HOST="127.0.0.1",
+            NEWSLETTER_SMTP_PORT=str(server.port),
+            **env,
+        )
+        admin.ingest(settings, path=sample_feed_path())
+        yield box, add_confirmed(db_url, readers)
+    finally:
+        server.stop()
 
 
 # ---- Redis of our own -----------------------------------------------------------------------
@@ -202,7 +234,7 @@ class Beat:
 
     def __init__(self, env: dict[str, str], tmp: Path, app: str = "workers", name: str = "beat") -> None:
         self.log_path = tmp / f"{name}.log"
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - the process writes to it until stopped
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -312,6 +344,20 @@ def ledger(db_url: str, issue_id: int) -> dict[str, int]:
         ).all()
     engine.dispose()
     return {str(s): n for s, n in rows}
+
+
+def delivery_rows(db_url: str) -> dict[str, tuple[str, str, int | None, str | None]]:
+    """address -> (subscriber status, delivery state, smtp code, error), one row per delivery."""
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        found = conn.execute(
+            text(
+                "SELECT s.email, s.status, d.state, d.smtp_code, d.error FROM delivery d "
+                "JOIN subscriber s ON s.id = d.subscriber_id"
+            )
+        ).all()
+    engine.dispose()
+    return {email: (str(status), str(state), code, error) for email, status, state, code, error in found}
 
 
 def scalar(db_url: str, sql: str, **params):

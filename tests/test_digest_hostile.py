@@ -170,12 +170,12 @@ def test_issues_planned_before_the_snapshot_render_from_the_paper_rows(configure
     from the papers' current rows, and the migration goes down again."""
     url = f"sqlite:///{tmp_path / 'old.db'}"
     settings = configure(NEWSLETTER_DATABASE_URL=url)
-    upgrade(url, "0001")
+    upgrade(url, "0004")  # the revision before the snapshot
     admin.ingest(settings, path=sample_feed_path())
     with configured_session() as session:
         papers = session.exec(select(Paper).order_by(Paper.id).limit(5)).all()
         ids, titles = [p.id for p in papers], [p.title for p in papers]
-    with get_engine(url).begin() as conn:  # as 0001 knew the table: no snapshot column
+    with get_engine(url).begin() as conn:  # as 0004 knew the table: no snapshot column
         conn.execute(
             insert(Issue.__table__).values(
                 frequency=Frequency.weekly, period="2026-W01", title="old", paper_ids=ids, created_at=utcnow()
@@ -187,7 +187,7 @@ def test_issues_planned_before_the_snapshot_render_from_the_paper_rows(configure
         assert issue.papers_snapshot is None
     renderer = renderer_for(settings, issue.id)
     assert [v.title for v in renderer.views.values()] == titles
-    command.downgrade(alembic_config(url), "0001")
+    command.downgrade(alembic_config(url), "0004")
     with get_engine(url).connect() as conn:
         columns = [row[1] for row in conn.execute(text("PRAGMA table_info(issue)"))]
     assert "papers_snapshot" not in columns and "paper_ids" in columns

@@ -14,6 +14,7 @@ import hashlib
 import re
 import secrets
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from email.header import Header
 from email.utils import formatdate, make_msgid
@@ -149,6 +150,11 @@ def build_message(env: Envelope, text: str, html: str) -> bytes:
     return CRLF.join(parts)
 
 
+# Every one of these is signed once more than it occurs ("oversigned", OpenDKIM's OversignHeaders,
+# rspamd's (o)): RFC 6376 §5.4.2 counts the missing extra instance as empty, so a copy of a
+# genuine digest with a second From, Subject or List-Unsubscribe added on top no longer
+# verifies. Each appears once in what we send; an intermediary that adds one of them (a mailing
+# list re-sending with its own List-Id) breaks the signature, which is the point.
 DKIM_HEADERS = [
     b"from",
     b"to",
@@ -169,7 +175,8 @@ def _dkim_key(path: str) -> bytes:
 
 
 def dkim_sign(message: bytes, *, selector: str, domain: str, key_path: str | Path) -> bytes:
-    """Prepend a DKIM-Signature covering From and both List-Unsubscribe headers (RFC 8058 §4).
+    """Prepend a DKIM-Signature covering From and both List-Unsubscribe headers (RFC 8058 §4),
+    each of `DKIM_HEADERS` present oversigned (`signed_header_names`).
 
     rsa-sha256 with relaxed/simple canonicalisation. The signature is computed here (RFC 6376
     §3.4, §3.7) with the RSA step in OpenSSL via `cryptography`, about 1 ms, where dkimpy's
@@ -178,8 +185,7 @@ def dkim_sign(message: bytes, *, selector: str, domain: str, key_path: str | Pat
     """
     head, sep, body = message.partition(b"\r\n\r\n")
     fields = _header_fields(head)
-    present = {name for name, _ in fields}
-    headers = [h for h in DKIM_HEADERS if h in present]
+    headers = signed_header_names(fields)
     key = _rsa_key(str(key_path))
     if key is None:
         return _dkimpy_sign(message, selector, domain, key_path, headers)
@@ -208,6 +214,13 @@ def dkim_sign(message: bytes, *, selector: str, domain: str, key_path: str | Pat
     signature = base64.b64encode(key.sign(signed, padding.PKCS1v15(), hashes.SHA256()))
     folded = b"\r\n\t".join(signature[i : i + 72] for i in range(0, len(signature), 72))
     return sig_header + folded + CRLF + message
+
+
+def signed_header_names(fields: list[tuple[bytes, bytes]]) -> list[bytes]:
+    """The h= list for a message's header fields: each of `DKIM_HEADERS` that is present, as
+    many times as it occurs and once more."""
+    occurs = Counter(name for name, _ in fields)
+    return [name for name in DKIM_HEADERS if occurs[name] for _ in range(occurs[name] + 1)]
 
 
 def _header_fields(head: bytes) -> list[tuple[bytes, bytes]]:
@@ -253,7 +266,7 @@ def _rsa_key(path: str):
 def _dkimpy_sign(
     message: bytes, selector: str, domain: str, key_path: str | Path, headers: list[bytes]
 ) -> bytes:
-    import dkim
+    import dkim  # only for keys the OpenSSL path does not take: most processes never load it
 
     sig = dkim.sign(
         message,

@@ -1,11 +1,16 @@
 """Senders behind one small interface: SMTP for real, an outbox folder for the embedded default.
 
 Errors are sorted the way RFC 5321 sorts them: 4xx replies, disconnects and timeouts are
-transient (retry with backoff); 5xx replies are permanent (never retry, mark the address).
+transient (retry with backoff); 5xx replies are permanent (never retry). A permanent refusal is
+about the address only when the relay refused the recipient (RCPT) for a reason that concerns
+the mailbox (RFC 3463 `5.1.x`, or a plain 550/551/553); a refusal of the sender, of the message
+at DATA, or for policy (`5.7.x`), size (`5.3.4`, 552) or anything else is about the message, and
+says nothing about the reader.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import smtplib
@@ -31,7 +36,16 @@ class TransientSendError(SendError):
 
 
 class PermanentSendError(SendError):
-    """Do not try again: a 5xx reply for this recipient."""
+    """Do not try again: a 5xx reply, or a recipient this relay cannot take (no SMTPUTF8)."""
+
+
+class RecipientRefused(PermanentSendError):
+    """The relay refused the address itself (no such mailbox): a hard bounce for this reader."""
+
+
+class MessageRefused(PermanentSendError):
+    """The relay refused the sender or the message (policy, content, size, auth): not the
+    reader's fault, and likely to happen to every message until someone fixes the cause."""
 
 
 class Sender(Protocol):
@@ -58,10 +72,32 @@ def envelope_recipient(to: str) -> str:
         return to
 
 
-def _classify(code: int, text: bytes | str) -> SendError:
+_ENHANCED = re.compile(r"\s*5\.(\d{1,3})\.\d{1,3}\b")  # RFC 3463 class.subject.detail
+_ADDRESS_CODES = (550, 551, 553)  # mailbox unavailable, user not local, mailbox name not allowed
+
+
+def about_address(code: int, reply: str) -> bool:
+    """Whether a 5xx reply to RCPT says the address itself is bad (a hard bounce).
+
+    An enhanced status code decides when there is one: `5.1.x` (bad address) is; any other
+    subject is not (`5.7.x` policy, `5.3.4` size, `5.2.x` a full or disabled mailbox, which can
+    come back). `5.0.0` says nothing, so the basic code decides: 550, 551 or 553, never 552.
+    """
+    match = _ENHANCED.match(reply)
+    if match and match[0].strip() != "5.0.0":
+        return match[1] == "1"
+    return code in _ADDRESS_CODES
+
+
+def _classify(code: int, text: bytes | str, *, recipient: bool = False) -> SendError:
+    """The error for an SMTP reply; `recipient` if it answered RCPT TO."""
     msg = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
-    cls = PermanentSendError if 500 <= code < 600 else TransientSendError
-    return cls(f"{code} {msg}".strip(), code)
+    reply = f"{code} {msg}".strip()
+    if not 500 <= code < 600:
+        return TransientSendError(reply, code)
+    if recipient and about_address(code, msg):
+        return RecipientRefused(reply, code)
+    return MessageRefused(reply, code)
 
 
 class SMTPSender:
@@ -102,13 +138,14 @@ class SMTPSender:
             self._smtp.sendmail(self.sender, [rcpt], message, mail_options=options)
         except smtplib.SMTPNotSupportedError as exc:
             # A non-ASCII mailbox name and a relay without SMTPUTF8: no retry can fix that, and
-            # the connection is fine for the rest of the batch.
+            # the connection is fine for the rest of the batch. The relay, not the mailbox, is
+            # what falls short, so this is neither a bounce nor a refusal of the message.
             raise PermanentSendError(f"cannot send to {to}: {exc}") from exc
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
             self._drop_if(code)
-            raise _classify(code, text) from exc
-        except smtplib.SMTPResponseException as exc:
+            raise _classify(code, text, recipient=True) from exc
+        except smtplib.SMTPResponseException as exc:  # MAIL FROM (SMTPSenderRefused) or DATA
             self._drop_if(exc.smtp_code)
             raise _classify(exc.smtp_code, exc.smtp_error) from exc
         except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
@@ -131,10 +168,8 @@ class SMTPSender:
 
     def close(self) -> None:
         if self._smtp is not None:
-            try:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
                 self._smtp.quit()
-            except (smtplib.SMTPException, OSError):
-                pass
             self._drop()
 
 

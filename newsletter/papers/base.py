@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -244,9 +245,23 @@ def describe_response(response: httpx.Response) -> str:
     return _show_text(response.text) or "(empty body)"
 
 
+@dataclass(frozen=True)
+class FetchLimits:
+    """How large one response may be (its decoded body) and how long it may take to arrive
+    (`Settings.ingest_max_bytes`, `Settings.ingest_timeout_seconds`)."""
+
+    max_bytes: int = 20 * 2**20
+    seconds: float = 60.0
+
+
+DEFAULT_LIMITS = FetchLimits()
+READ_TIMEOUT = 30.0  # seconds for any one network step (connect, each read)
+
+
 @contextmanager
-def http_client(client: httpx.Client | None, timeout: float = 30.0) -> Iterator[httpx.Client]:
-    """Yield `client`, or a fresh client that is closed afterwards."""
+def http_client(client: httpx.Client | None, timeout: float = READ_TIMEOUT) -> Iterator[httpx.Client]:
+    """Yield `client`, or a fresh client that is closed afterwards. Redirects are followed;
+    httpx drops an Authorization header (the Hugging Face token) when one leaves the origin."""
     if client is not None:
         yield client
         return
@@ -255,13 +270,50 @@ def http_client(client: httpx.Client | None, timeout: float = 30.0) -> Iterator[
 
 
 def http_get(
-    http: httpx.Client, url: str, *, params: dict[str, Any], headers: dict[str, str], source: str
+    http: httpx.Client,
+    url: str,
+    *,
+    params: dict[str, Any],
+    headers: dict[str, str],
+    source: str,
+    limits: FetchLimits = DEFAULT_LIMITS,
 ) -> httpx.Response:
-    """GET `url`; a network failure becomes SourceError naming the source. Status is not checked."""
+    """GET `url` and read its body, at most `limits.max_bytes` of it within `limits.seconds`.
+
+    A network failure, a larger body or a slower one becomes SourceError naming the source; the
+    status is not checked. The deadline is checked as the body arrives, and each network step
+    also has a timeout of at most `limits.seconds`.
+    """
+    deadline = time.monotonic() + limits.seconds
+    step = min(READ_TIMEOUT, limits.seconds)
     try:
-        return http.get(url, params=params, headers={"User-Agent": USER_AGENT, **headers})
+        with http.stream(
+            "GET", url, params=params, headers={"User-Agent": USER_AGENT, **headers}, timeout=step
+        ) as response:
+            body = _read_body(response, limits, deadline, source)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise SourceError(f"{source}: cannot reach {url}: {exc}") from exc
+    # The body is decoded already: a Content-Encoding kept here would have it decoded twice.
+    kept = [(k, v) for k, v in response.headers.multi_items() if k.lower() != "content-encoding"]
+    return httpx.Response(response.status_code, headers=kept, content=body, request=response.request)
+
+
+def _read_body(response: httpx.Response, limits: FetchLimits, deadline: float, source: str) -> bytes:
+    too_big = f"{source}: {response.url} sent more than {limits.max_bytes} bytes; stopped reading"
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_bytes:
+        raise SourceError(too_big)
+    chunks, size = [], 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limits.max_bytes:
+            raise SourceError(too_big)
+        if time.monotonic() > deadline:
+            raise SourceError(
+                f"{source}: {response.url} took longer than {limits.seconds:g} s; stopped reading"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _checked_title(value: Any) -> str:

@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 
 from newsletter.papers.base import (
+    DEFAULT_LIMITS,
+    FetchLimits,
     PaperRecord,
     SourceError,
     SourceResult,
@@ -39,12 +41,14 @@ def fetch_daily_papers(
     max_pages: int = 20,
     client: httpx.Client | None = None,
     token: str | None = None,
+    limits: FetchLimits = DEFAULT_LIMITS,
 ) -> SourceResult:
     """All papers listed for `week` ("2025-W09") or `date` (default: the latest day).
 
     Pages through the listing until a page is empty or shorter than `limit`, dropping repeats.
     Raises ValueError for a bad week/date/limit, SourceError if any page fails (HTTP error,
-    unreachable, not a JSON list). Bad items are skipped and reported in `errors`.
+    unreachable, not a JSON list, past `limits` in size or time). Bad items are skipped and
+    reported in `errors`. The token is not sent on to another origin if a page redirects there.
     """
     params = listing_params(week=week, date=date, limit=limit)
     if max_pages < 1:
@@ -53,7 +57,7 @@ def fetch_daily_papers(
     if token:
         headers["Authorization"] = f"Bearer {token}"
     with http_client(client) as http:
-        return _fetch_pages(http, base_url, params, headers, max_pages)
+        return _fetch_pages(http, base_url, params, headers, max_pages, limits)
 
 
 def listing_params(*, week: str | None, date: str | dt.date | None, limit: int) -> dict[str, Any]:
@@ -130,10 +134,11 @@ def _fetch_pages(
     params: dict[str, Any],
     headers: dict[str, str],
     max_pages: int,
+    limits: FetchLimits,
 ) -> SourceResult:
     result, seen = SourceResult(), set[str]()
     for page in range(max_pages):
-        items = _get_page(http, base_url, {**params, "p": page}, headers)
+        items = _get_page(http, base_url, {**params, "p": page}, headers, limits)
         batch = collect(items, parse_item, label=f"page {page} item")
         new = [record for record in batch.records if not _seen_before(record.identity, seen)]
         result.records += new
@@ -154,9 +159,9 @@ def _seen_before(key: str, seen: set[str]) -> bool:
 
 
 def _get_page(
-    http: httpx.Client, base_url: str, params: dict[str, Any], headers: dict[str, str]
+    http: httpx.Client, base_url: str, params: dict[str, Any], headers: dict[str, str], limits: FetchLimits
 ) -> list[Any]:
-    response = http_get(http, base_url, params=params, headers=headers, source=NAME)
+    response = http_get(http, base_url, params=params, headers=headers, source=NAME, limits=limits)
     if not response.is_success:
         reason = describe_response(response)
         raise SourceError(f"{NAME}: HTTP {response.status_code} from {response.url}: {reason}")

@@ -16,7 +16,7 @@ from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.models import Paper, utcnow
 from newsletter.papers.arxiv import fetch_arxiv
-from newsletter.papers.base import LINK_FIELDS, PaperRecord, SourceResult, as_utc, title_key
+from newsletter.papers.base import LINK_FIELDS, FetchLimits, PaperRecord, SourceResult, as_utc, title_key
 from newsletter.papers.file import read_feed
 from newsletter.papers.huggingface import fetch_daily_papers
 
@@ -135,14 +135,15 @@ def load_source(
     to different sources; SourceError if the source fails as a whole.
     """
     kind = _choose_source(settings, source, path=path, week=week, date=date, query=query)
+    limits = FetchLimits(settings.ingest_max_bytes, settings.ingest_timeout_seconds)
     if kind == "huggingface":
-        url = settings.huggingface_url
+        url, token = settings.huggingface_url, settings.huggingface_token
         return fetch_daily_papers(
-            base_url=url, week=week, date=date, client=client, token=settings.huggingface_token
+            base_url=url, week=week, date=date, client=client, token=token, limits=limits
         )
     if kind == "arxiv":
         query = query or settings.arxiv_query
-        return fetch_arxiv(base_url=settings.arxiv_url, query=query, client=client)
+        return fetch_arxiv(base_url=settings.arxiv_url, query=query, client=client, limits=limits)
     return read_feed(path or settings.paper_source_path or sample_feed_path())
 
 

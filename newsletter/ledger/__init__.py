@@ -1,4 +1,7 @@
-"""The delivery ledger: every statement on `Delivery` lives here.
+"""The delivery ledger: every statement on `Delivery` lives in this package.
+
+This module holds the send path's statements; `reports.py` the read-only counts and history
+that pages and commands show; `tables.py` the table handles both use.
 
 One row per reader per issue, unique `(issue_id, subscriber_id)`. Its life: planned `pending`
 (one INSERT … SELECT), claimed `sending` by exactly one batch (one UPDATE … RETURNING), then
@@ -10,23 +13,43 @@ from __future__ import annotations
 
 import json
 import logging
-import select as io_select
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from psycopg import pq
-from sqlalchemy import Update, case, func, literal, select, update
+from sqlalchemy import Select, Update, bindparam, literal, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
+from newsletter import pipelined
 from newsletter.db import insert_ignore
 from newsletter.digests import get_or_create_issue
+from newsletter.ledger.reports import (  # re-exported: the ledger is one place to import from
+    counts_by_issue as counts_by_issue,
+)
+from newsletter.ledger.reports import (
+    delivery_counts as delivery_counts,
+)
+from newsletter.ledger.reports import (
+    load_subscribers as load_subscribers,
+)
+from newsletter.ledger.reports import (
+    sent_at as sent_at,
+)
+from newsletter.ledger.reports import (
+    sent_history as sent_history,
+)
+from newsletter.ledger.reports import (
+    sent_papers as sent_papers,
+)
+from newsletter.ledger.reports import (
+    stalled_issues as stalled_issues,
+)
+from newsletter.ledger.tables import CLAIMABLE, DELIVERIES, ISSUES, SUBSCRIBERS
 from newsletter.logs import event
 from newsletter.models import (
-    Delivery,
     DeliveryState,
     Frequency,
     Issue,
@@ -36,9 +59,6 @@ from newsletter.models import (
 )
 
 log = logging.getLogger("newsletter.ledger")
-DELIVERIES = Delivery.__table__
-SUBSCRIBERS = Subscriber.__table__
-CLAIMABLE = (DeliveryState.pending, DeliveryState.deferred)
 SENT_RECORD_SECONDS = 30  # how long to keep trying to record a 250 while the database is away
 
 
@@ -86,7 +106,7 @@ def claimable_batches(engine: Engine, issue_id: int, size: int) -> Iterator[list
                 conn.execute(
                     select(DELIVERIES.c.id)
                     .where(
-                        DELIVERIES.c.issue_id == issue_id,
+                        DELIVERIES.c.issue_id.in_(_unpaused(issue_id)),
                         DELIVERIES.c.state.in_(CLAIMABLE),
                         DELIVERIES.c.id > last,
                     )
@@ -103,11 +123,21 @@ def claimable_batches(engine: Engine, issue_id: int, size: int) -> Iterator[list
 # ---- claiming and finishing -----------------------------------------------------------------
 
 
+def _unpaused(issue_id: int) -> Select:
+    """The issue's id, unless it is paused (then nothing)."""
+    return select(ISSUES.c.id).where(ISSUES.c.id == issue_id, ISSUES.c.paused_at.is_(None))
+
+
 def claim(conn: Connection, issue_id: int, ids: list[int], owner: str) -> list[tuple[int, int]]:
-    """Atomically take the claimable rows among `ids`; returns (delivery id, subscriber id)."""
+    """Atomically take the claimable rows among `ids` (none if the issue is paused); returns
+    (delivery id, subscriber id)."""
     stmt = (
         update(DELIVERIES)
-        .where(DELIVERIES.c.id.in_(ids), DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.state.in_(CLAIMABLE))
+        .where(
+            DELIVERIES.c.id.in_(ids),
+            DELIVERIES.c.issue_id.in_(_unpaused(issue_id)),
+            DELIVERIES.c.state.in_(CLAIMABLE),
+        )
         .values(
             state=DeliveryState.sending,
             claimed_at=utcnow(),
@@ -156,104 +186,69 @@ def heartbeat(conn: Connection, ids: list[int], owner: str) -> set[int]:
     return held
 
 
-def requeue_stale(conn: Connection, cutoff: datetime) -> list[int]:
-    """Put back claims whose heartbeat is older than `cutoff`; returns each row's issue id."""
+def _move(conn: Connection, state: DeliveryState, error: str, *where: Any) -> list[int]:
+    """Set `state` and `error` on the rows matching `where`; returns each row's issue id."""
     rows = conn.execute(
-        update(DELIVERIES)
-        .where(DELIVERIES.c.state == DeliveryState.sending, DELIVERIES.c.claimed_at < cutoff)
-        .values(state=DeliveryState.deferred, error="claim went stale (worker lost)")
-        .returning(DELIVERIES.c.issue_id)
+        update(DELIVERIES).where(*where).values(state=state, error=error).returning(DELIVERIES.c.issue_id)
     ).all()
     conn.commit()
     return [r[0] for r in rows]
 
 
+def requeue_stale(conn: Connection, cutoff: datetime) -> list[int]:
+    """Put back claims whose heartbeat is older than `cutoff`; returns each row's issue id."""
+    stale = (DELIVERIES.c.state == DeliveryState.sending, DELIVERIES.c.claimed_at < cutoff)
+    return _move(conn, DeliveryState.deferred, "claim went stale (worker lost)", *stale)
+
+
+def requeue_refused(conn: Connection, issue_id: int) -> int:
+    """Put back the issue's rows that a relay refused with a 5xx while their reader stayed
+    subscribed (refusals of the message, not of the address); returns how many."""
+    confirmed = select(SUBSCRIBERS.c.id).where(SUBSCRIBERS.c.status == SubscriberStatus.confirmed)
+    refused = (DELIVERIES.c.state == DeliveryState.failed, DELIVERIES.c.smtp_code >= 500)
+    mine = (DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.subscriber_id.in_(confirmed))
+    return len(_move(conn, DeliveryState.deferred, "refused, put back on resume", *refused, *mine))
+
+
+def expire_open(conn: Connection, created_before: datetime, error: str) -> list[int]:
+    """Give up (failed, with `error`) the rows still to send of issues created before
+    `created_before`; returns each row's issue id."""
+    old = select(ISSUES.c.id).where(ISSUES.c.created_at < created_before)
+    return _move(
+        conn, DeliveryState.failed, error, DELIVERIES.c.state.in_(CLAIMABLE), DELIVERIES.c.issue_id.in_(old)
+    )
+
+
 # ---- reading --------------------------------------------------------------------------------
 
 
-def load_subscribers(conn: Connection, ids: list[int]) -> dict[int, Subscriber]:
-    """The subscribers of a batch, by id (a row erased since planning is simply absent)."""
-    rows = conn.execute(select(SUBSCRIBERS).where(SUBSCRIBERS.c.id.in_(ids))).mappings()
-    return {row["id"]: Subscriber.model_validate(dict(row)) for row in rows}
+class RowCheck(NamedTuple):
+    """A claimed row's situation right before its message goes out."""
+
+    status: SubscriberStatus  # the reader's, now
+    paused: bool  # the issue's
+    refusals: int  # the issue's messages refused in a row (Issue.send_errors)
 
 
-def sent_at(session: Session, issue_id: int, subscriber_id: int) -> datetime | None:
-    """When the reader's digest of this issue was sent (None: not sent, or no such row)."""
-    return session.execute(
-        select(DELIVERIES.c.sent_at).where(
-            DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.subscriber_id == subscriber_id
-        )
-    ).scalar()
-
-
-def sent_history(conn: Connection, subscriber_ids: list[int], issue_id: int) -> dict[int, set[int]]:
-    """Papers each subscriber already received in earlier issues (never send one twice)."""
-    history: dict[int, set[int]] = {sid: set() for sid in subscriber_ids}
-    rows = conn.execute(
-        select(DELIVERIES.c.subscriber_id, DELIVERIES.c.paper_ids).where(
-            DELIVERIES.c.subscriber_id.in_(subscriber_ids),
-            DELIVERIES.c.state == DeliveryState.sent,
-            DELIVERIES.c.issue_id != issue_id,
-        )
+_CHECK_ROW = (
+    select(SUBSCRIBERS.c.status, ISSUES.c.paused_at.is_not(None), ISSUES.c.send_errors)
+    .join_from(DELIVERIES, SUBSCRIBERS, SUBSCRIBERS.c.id == DELIVERIES.c.subscriber_id)
+    .join(ISSUES, ISSUES.c.id == DELIVERIES.c.issue_id)
+    .where(
+        DELIVERIES.c.id == bindparam("delivery_id"),
+        DELIVERIES.c.claimed_by == bindparam("owner"),
+        DELIVERIES.c.state == DeliveryState.sending,
     )
-    for sid, paper_ids in rows:
-        history[sid].update(paper_ids or ())
-    return history
+)
 
 
-def stalled_issues(conn: Connection, quiet_since: datetime, created_since: datetime) -> set[int]:
-    """Issues created since `created_since` with claimable rows and no claim since `quiet_since`."""
-    issues = Issue.__table__
-    open_rows = func.sum(case((DELIVERIES.c.state.in_(CLAIMABLE), 1), else_=0))
-    last_activity = func.coalesce(func.max(DELIVERIES.c.claimed_at), issues.c.planned_at, issues.c.created_at)
-    stmt = (
-        select(DELIVERIES.c.issue_id)
-        .join(issues, issues.c.id == DELIVERIES.c.issue_id)
-        .where(issues.c.created_at >= created_since)
-        .group_by(DELIVERIES.c.issue_id, issues.c.planned_at, issues.c.created_at)
-        .having(open_rows > 0, last_activity < quiet_since)
-    )
-    found = set(conn.execute(stmt).scalars())
+def check_row(conn: Connection, delivery_id: int, owner: str) -> RowCheck | None:
+    """The reader's status and the issue's pause right now, if `owner` still holds the row;
+    None if the row is gone (the reader was erased) or no longer ours (swept as stale). Three
+    primary-key lookups."""
+    row = conn.execute(_CHECK_ROW, {"delivery_id": delivery_id, "owner": owner}).first()
     conn.commit()
-    return found
-
-
-def delivery_counts(engine: Engine, issue_id: int) -> dict[str, int]:
-    """Rows of an issue by state, every state present (0 where none)."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(DELIVERIES.c.state, func.count())
-            .where(DELIVERIES.c.issue_id == issue_id)
-            .group_by(DELIVERIES.c.state)
-        ).all()
-    counts = {s.value: 0 for s in DeliveryState}
-    counts.update({(s.value if hasattr(s, "value") else str(s)): n for s, n in rows})
-    return counts
-
-
-def counts_by_issue(session: Session) -> dict[int, dict[str, int]]:
-    """Every issue's rows by state, every state present (0 where none), in one query; an issue
-    without rows is absent."""
-    rows = session.execute(
-        select(DELIVERIES.c.issue_id, DELIVERIES.c.state, func.count()).group_by(
-            DELIVERIES.c.issue_id, DELIVERIES.c.state
-        )
-    )
-    counts: dict[int, dict[str, int]] = {}
-    for issue_id, state, n in rows:
-        counts.setdefault(issue_id, {s.value: 0 for s in DeliveryState})[DeliveryState(state).value] = n
-    return counts
-
-
-def sent_papers(session: Session, issue_id: int, sub: Subscriber) -> list[int] | None:
-    """The papers `sub` was sent in an issue, in the order sent; None if it was not sent."""
-    return session.execute(
-        select(DELIVERIES.c.paper_ids).where(
-            DELIVERIES.c.issue_id == issue_id,
-            DELIVERIES.c.subscriber_id == sub.id,
-            DELIVERIES.c.state == DeliveryState.sent,
-        )
-    ).scalar()
+    return RowCheck(*row) if row else None
 
 
 # ---- recording a 250 ------------------------------------------------------------------------
@@ -279,7 +274,8 @@ def record_sent(conn: Connection, delivery_id: int, owner: str, **values: Any) -
 
 
 class SentRecorder:
-    """Marks rows sent in one round trip that overlaps rendering the next message.
+    """Marks rows sent in one round trip that overlaps rendering the next message, and reads
+    the next reader's status in that same round trip.
 
     On PostgreSQL (psycopg, autocommit) the row's UPDATE is sent right after the 250 as a
     statement of its own, i.e. its own transaction, without waiting for the answer; `wait()`
@@ -289,33 +285,33 @@ class SentRecorder:
     most one message), but the commit no longer adds to the time per message. Any other
     database, and any error, goes through `record_sent` and its retries instead.
 
-    `SQL` is `finish(..., DeliveryState.sent, ...)` written out for libpq's pipelined call; the
-    test suite holds the two equal (same row afterwards).
+    The same statement reads the batch's next row (`check_row`: the reader's status, the issue's
+    pause), so checking it right before that message costs no round trip of its own: the answer
+    is at most one render (about a millisecond) old when the message goes out. Without such an
+    answer (the first row, a row after a skip or failure, SQLite) `check_row` asks the database.
+
+    `SQL` is `finish(..., DeliveryState.sent, ...)` and `_CHECK_ROW` written out for libpq's
+    pipelined call, prepared once per connection; the test suite holds them equal.
     """
 
+    NAME = b"ledger_sent_and_check"
     SQL = (
-        f"UPDATE {DELIVERIES.name} SET state = 'sent', sent_at = $1, smtp_code = 250, message_id = $2,"
-        " paper_ids = $3, error = NULL WHERE id = $4 AND claimed_by = $5"
+        f"WITH sent AS (UPDATE {DELIVERIES.name} SET state = 'sent', sent_at = $1, smtp_code = 250,"
+        " message_id = $2, paper_ids = $3, error = NULL WHERE id = $4 AND claimed_by = $5)"
+        f" SELECT s.status, i.paused_at IS NOT NULL, i.send_errors FROM {DELIVERIES.name} d"
+        f" JOIN {SUBSCRIBERS.name} s ON s.id = d.subscriber_id JOIN {ISSUES.name} i ON i.id = d.issue_id"
+        " WHERE d.id = $6 AND d.claimed_by = $5 AND d.state = 'sending'"
     ).encode()
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.pending: tuple[Any, int, str, dict[str, Any]] | None = None  # the UPDATE in flight
+        self.pending: tuple[Any, int, str, int | None, dict[str, Any]] | None = None  # in flight
+        self.known: tuple[int, RowCheck | None] | None = None  # (next row, its check)
 
-    def _pgconn(self) -> Any:
-        """libpq's connection under `conn`, if it is psycopg's, autocommit and idle."""
-        try:
-            driver = self.conn.connection.driver_connection
-            pgconn = driver.pgconn  # type: ignore[union-attr]
-            if driver.autocommit and pgconn.transaction_status == pq.TransactionStatus.IDLE:  # type: ignore[union-attr]
-                return pgconn
-        except Exception:  # noqa: BLE001 - not psycopg, or not usable: the plain path
-            pass
-        return None
-
-    def record_sent(self, delivery_id: int, owner: str, **values: Any) -> None:
+    def record_sent(self, delivery_id: int, owner: str, next_id: int | None = None, **values: Any) -> None:
+        """Mark a row sent; with `next_id`, check that row on the way."""
         self.wait()
-        pgconn = self._pgconn()
+        pgconn = pipelined.idle_pgconn(self.conn)
         if pgconn is not None:
             params = [
                 values["sent_at"].isoformat().encode(),
@@ -323,12 +319,11 @@ class SentRecorder:
                 json.dumps(values["paper_ids"]).encode(),
                 str(delivery_id).encode(),
                 owner.encode(),
+                str(next_id or 0).encode(),
             ]
             try:
-                pgconn.send_query_params(self.SQL, params)
-                while pgconn.flush():  # 1: not all of it left yet (non-blocking socket)
-                    io_select.select([], [pgconn.socket], [], 1.0)
-                self.pending = (pgconn, delivery_id, owner, values)
+                pipelined.send(self.conn, pgconn, self.NAME, self.SQL, params)
+                self.pending = (pgconn, delivery_id, owner, next_id, values)
                 return
             except Exception:  # noqa: BLE001 - the connection broke: the plain path
                 self.conn.invalidate()
@@ -338,28 +333,33 @@ class SentRecorder:
         """Collect the UPDATE in flight, if any; if it did not succeed, record it the plain way."""
         if self.pending is None:
             return
-        pgconn, delivery_id, owner, values = self.pending
+        pgconn, delivery_id, owner, next_id, values = self.pending
         self.pending = None
         try:
-            if self._collect(pgconn):
+            checks = self._collect(pgconn)
+            if checks is not None:
+                if next_id is not None:
+                    self.known = (next_id, checks[0] if checks else None)
                 return
+            pipelined.forget(self.conn, self.NAME)
         except Exception:  # noqa: BLE001 - the connection broke: invalidate, then the plain path
             self.conn.invalidate()
         record_sent(self.conn, delivery_id, owner, **values)
 
+    def check_row(self, delivery_id: int, owner: str) -> RowCheck | None:
+        """`check_row(conn, …)` for the row about to be sent, from the last round trip if it
+        read this row, else from the database."""
+        self.wait()
+        known, self.known = self.known, None
+        if known is not None and known[0] == delivery_id:
+            return known[1]
+        return check_row(self.conn, delivery_id, owner)
+
     @staticmethod
-    def _collect(pgconn: Any) -> bool:
-        deadline = time.monotonic() + SENT_RECORD_SECONDS
-        results = []
-        while True:
-            pgconn.consume_input()
-            if pgconn.is_busy():
-                if time.monotonic() > deadline:
-                    raise TimeoutError("no answer to the sent UPDATE")
-                io_select.select([pgconn.socket], [], [], 1.0)
-                continue
-            res = pgconn.get_result()
-            if res is None:
-                break
-            results.append(res)
-        return [r.status for r in results] == [pq.ExecStatus.COMMAND_OK]
+    def _collect(pgconn: Any) -> list[RowCheck] | None:
+        """The next row's check the statement read (none if the row is not ours), or None if
+        the statement did not succeed."""
+        rows = pipelined.collect(pgconn, SENT_RECORD_SECONDS)
+        if rows is None:
+            return None
+        return [RowCheck(SubscriberStatus(s.decode()), paused == b"t", int(n)) for s, paused, n in rows]

@@ -1,0 +1,97 @@
+"""Read-only statements on the ledger: what pages, commands and votes show of it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import case, func, select
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Session
+
+from newsletter.ledger.tables import CLAIMABLE, DELIVERIES, ISSUES, SUBSCRIBERS
+from newsletter.models import DeliveryState, Subscriber
+
+
+def sent_at(session: Session, issue_id: int, subscriber_id: int) -> datetime | None:
+    """When the reader's digest of this issue was sent (None: not sent, or no such row)."""
+    return session.execute(
+        select(DELIVERIES.c.sent_at).where(
+            DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.subscriber_id == subscriber_id
+        )
+    ).scalar()
+
+
+def delivery_counts(engine: Engine, issue_id: int) -> dict[str, int]:
+    """Rows of an issue by state, every state present (0 where none)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(DELIVERIES.c.state, func.count())
+            .where(DELIVERIES.c.issue_id == issue_id)
+            .group_by(DELIVERIES.c.state)
+        ).all()
+    counts = {s.value: 0 for s in DeliveryState}
+    counts.update({(s.value if hasattr(s, "value") else str(s)): n for s, n in rows})
+    return counts
+
+
+def counts_by_issue(session: Session) -> dict[int, dict[str, int]]:
+    """Every issue's rows by state, every state present (0 where none), in one query; an issue
+    without rows is absent."""
+    rows = session.execute(
+        select(DELIVERIES.c.issue_id, DELIVERIES.c.state, func.count()).group_by(
+            DELIVERIES.c.issue_id, DELIVERIES.c.state
+        )
+    )
+    counts: dict[int, dict[str, int]] = {}
+    for issue_id, state, n in rows:
+        counts.setdefault(issue_id, {s.value: 0 for s in DeliveryState})[DeliveryState(state).value] = n
+    return counts
+
+
+def sent_papers(session: Session, issue_id: int, sub: Subscriber) -> list[int] | None:
+    """The papers `sub` was sent in an issue, in the order sent; None if it was not sent."""
+    return session.execute(
+        select(DELIVERIES.c.paper_ids).where(
+            DELIVERIES.c.issue_id == issue_id,
+            DELIVERIES.c.subscriber_id == sub.id,
+            DELIVERIES.c.state == DeliveryState.sent,
+        )
+    ).scalar()
+
+
+def load_subscribers(conn: Connection, ids: list[int]) -> dict[int, Subscriber]:
+    """The subscribers of a batch, by id (a row erased since planning is simply absent)."""
+    rows = conn.execute(select(SUBSCRIBERS).where(SUBSCRIBERS.c.id.in_(ids))).mappings()
+    return {row["id"]: Subscriber.model_validate(dict(row)) for row in rows}
+
+
+def sent_history(conn: Connection, subscriber_ids: list[int], issue_id: int) -> dict[int, set[int]]:
+    """Papers each subscriber already received in earlier issues (never send one twice)."""
+    history: dict[int, set[int]] = {sid: set() for sid in subscriber_ids}
+    rows = conn.execute(
+        select(DELIVERIES.c.subscriber_id, DELIVERIES.c.paper_ids).where(
+            DELIVERIES.c.subscriber_id.in_(subscriber_ids),
+            DELIVERIES.c.state == DeliveryState.sent,
+            DELIVERIES.c.issue_id != issue_id,
+        )
+    )
+    for sid, paper_ids in rows:
+        history[sid].update(paper_ids or ())
+    return history
+
+
+def stalled_issues(conn: Connection, quiet_since: datetime, created_since: datetime) -> set[int]:
+    """Unpaused issues created since `created_since` with claimable rows and no claim since
+    `quiet_since`."""
+    open_rows = func.sum(case((DELIVERIES.c.state.in_(CLAIMABLE), 1), else_=0))
+    last_activity = func.coalesce(func.max(DELIVERIES.c.claimed_at), ISSUES.c.planned_at, ISSUES.c.created_at)
+    stmt = (
+        select(DELIVERIES.c.issue_id)
+        .join(ISSUES, ISSUES.c.id == DELIVERIES.c.issue_id)
+        .where(ISSUES.c.created_at >= created_since, ISSUES.c.paused_at.is_(None))
+        .group_by(DELIVERIES.c.issue_id, ISSUES.c.planned_at, ISSUES.c.created_at)
+        .having(open_rows > 0, last_activity < quiet_since)
+    )
+    found = set(conn.execute(stmt).scalars())
+    conn.commit()
+    return found
