@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+# SQLite hands out max(rowid) + 1, so the id of an erased last row came back for the next one;
+# AUTOINCREMENT never reuses an id. Every table has it (PostgreSQL sequences never reuse).
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
 
 
 def utcnow() -> datetime:
     """Now, timezone-aware in UTC (SQLModel stores aware datetimes and returns them in UTC)."""
     return datetime.now(UTC)
+
+
+def new_token_key() -> str:
+    """A subscriber's link key: 128 random bits, URL-safe, never derived from the row id."""
+    return secrets.token_urlsafe(16)
 
 
 class SubscriberStatus(str, enum.Enum):
@@ -44,9 +54,16 @@ class SubscriberBase(SQLModel):
 
 
 class Subscriber(SubscriberBase, table=True):
+    __table_args__ = NEVER_REUSE_IDS
     id: int | None = Field(default=None, primary_key=True)
     email_key: str = Field(max_length=320, unique=True, index=True)  # case-folded lookup key
     status: SubscriberStatus = Field(default=SubscriberStatus.pending, index=True)
+    # What links name instead of the id: a new row (even one with a reused id) never matches an
+    # old link. The column default also covers Core inserts (INSERT … ON CONFLICT, bulk loads).
+    token_key: str = Field(
+        default_factory=new_token_key,
+        sa_column=Column(String(32), nullable=False, unique=True, index=True, default=new_token_key),
+    )
     # Bumped whenever outstanding links must stop working (confirmation used, erase, re-signup).
     token_version: int = Field(default=0)
     confirm_sent_at: datetime | None = None
@@ -72,6 +89,7 @@ class ConsentEvent(SQLModel, table=True):
     """Append-only record of consent: who, when, from where, which wording."""
 
     __tablename__ = "consent_event"
+    __table_args__ = NEVER_REUSE_IDS
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int | None = Field(default=None, index=True)
     email_key: str = Field(max_length=320, index=True)
@@ -83,7 +101,7 @@ class ConsentEvent(SQLModel, table=True):
 
 
 class Paper(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("title_key", name="uq_paper_title_key"),)
+    __table_args__ = (UniqueConstraint("title_key", name="uq_paper_title_key"), NEVER_REUSE_IDS)
     id: int | None = Field(default=None, primary_key=True)
     arxiv_id: str | None = Field(default=None, max_length=40, unique=True, index=True)
     title_key: str = Field(max_length=500)
@@ -106,7 +124,7 @@ class Paper(SQLModel, table=True):
 class Issue(SQLModel, table=True):
     """One edition: a period (ISO week or day) for one frequency, with its papers frozen."""
 
-    __table_args__ = (UniqueConstraint("frequency", "period", name="uq_issue_period"),)
+    __table_args__ = (UniqueConstraint("frequency", "period", name="uq_issue_period"), NEVER_REUSE_IDS)
     id: int | None = Field(default=None, primary_key=True)
     frequency: Frequency = Field(default=Frequency.weekly)
     period: str = Field(max_length=20)  # "2026-W48" or "2026-11-26"
@@ -122,6 +140,7 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery_issue_subscriber"),
         Index("ix_delivery_issue_state", "issue_id", "state"),
+        NEVER_REUSE_IDS,
     )
     id: int | None = Field(default=None, primary_key=True)
     issue_id: int = Field(foreign_key="issue.id")
@@ -140,7 +159,10 @@ class Delivery(SQLModel, table=True):
 class Vote(SQLModel, table=True):
     """A reader's "more / less like this" on one paper of one issue; one per triple."""
 
-    __table_args__ = (UniqueConstraint("issue_id", "paper_id", "subscriber_id", name="uq_vote"),)
+    __table_args__ = (
+        UniqueConstraint("issue_id", "paper_id", "subscriber_id", name="uq_vote"),
+        NEVER_REUSE_IDS,
+    )
     id: int | None = Field(default=None, primary_key=True)
     issue_id: int = Field(foreign_key="issue.id")
     paper_id: int = Field(foreign_key="paper.id")
