@@ -139,6 +139,7 @@ def preview(settings: Settings, *, interests: str | None, email: str | None, lim
                 email_key=sub.email_key,
                 interests=sub.interests,
                 profile=dict(sub.profile or {}),
+                token_key=sub.token_key,
                 token_version=sub.token_version,
                 status=sub.status,
             )

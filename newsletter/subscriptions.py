@@ -29,7 +29,7 @@ from newsletter.models import (
     Vote,
     utcnow,
 )
-from newsletter.tokens import Purpose, TokenError, TokenReason, read_token
+from newsletter.tokens import Purpose, TokenData, TokenError, TokenReason, read_token
 
 log = logging.getLogger("newsletter.subscriptions")
 CONSENT_WORDING = (
@@ -230,13 +230,29 @@ def subscriber_for_token(
 ) -> tuple[Subscriber, dict[str, Any]]:
     """The subscriber a link names, or TokenError (forged, expired, used, gone)."""
     data = read_token(settings, purpose, token)
-    sub = session.get(Subscriber, data.subscriber_id)
+    sub = _named_by(session, data)
     if sub is None:
         raise TokenError(TokenReason.forged if purpose is Purpose.confirm else TokenReason.gone)
     # Unsubscribing stays possible with any link we ever sent; everything else needs a live one.
     if purpose is not Purpose.unsubscribe and data.version != sub.token_version:
         raise TokenError(TokenReason.used)
     return sub, data.extra
+
+
+def _named_by(session: Session, data: TokenData) -> Subscriber | None:
+    """The subscriber whose token_key a valid link carries.
+
+    A link signed before revision 0002 names a row id instead. It counts only for a row that
+    existed when it was signed: a row made later that got the same id is someone else. (This
+    path ends once those links have expired, `link_token_days` after the upgrade.)
+    """
+    if isinstance(data.subscriber_key, str):
+        by_key = select(Subscriber).where(Subscriber.token_key == data.subscriber_key)
+        return session.exec(by_key).first()
+    sub = session.get(Subscriber, data.subscriber_key)
+    if sub is not None and sub.created_at >= data.signed_at + timedelta(seconds=1):
+        return None  # the token's time has whole seconds only
+    return sub
 
 
 def pending_subscriber(session: Session, settings: Settings, token: str) -> Subscriber:

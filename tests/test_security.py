@@ -544,8 +544,8 @@ def reader_world(client, app_settings):
 
 
 def token_for(settings, purpose: Purpose, sub_id: int, **extra) -> str:
-    version = sub_row(sub_id).token_version
-    return make_token(settings, purpose, sub_id, version, **extra)
+    sub = sub_row(sub_id)
+    return make_token(settings, purpose, sub.token_key, sub.token_version, **extra)
 
 
 def test_bad_tokens_are_refused_with_a_clear_page_and_change_nothing(
@@ -591,7 +591,7 @@ def test_bad_tokens_are_refused_with_a_clear_page_and_change_nothing(
     expired = {
         p: _serializer(s, p).dumps(
             {
-                "s": w.pen if p is Purpose.confirm else w.a,
+                "s": sub_row(w.pen if p is Purpose.confirm else w.a).token_key,
                 "v": sub_row(w.a).token_version,
                 "i": issue_id,
                 "p": w.paper,
@@ -614,7 +614,7 @@ def test_bad_tokens_are_refused_with_a_clear_page_and_change_nothing(
             "truncated": token[:-5],
             "signature changed": token[:-10] + ("A" if token[-10] != "A" else "B") + token[-9:],
             "payload of another subscriber": f"{other_payload}.{stamp}.{sig}",
-            "signed with another key": make_token(other_key, purpose, w.a, 0),
+            "signed with another key": make_token(other_key, purpose, sub_row(w.a).token_key, 0),
             "expired": expired[purpose],
             "another purpose": token_for(s, wrong_purpose, w.a, i=issue_id, p=w.paper, d=1),
         }

@@ -30,24 +30,24 @@ SECRET = "test-secret-0123456789abcdef"
 def test_fast_tokens_are_exactly_what_itsdangerous_writes(purpose):
     settings = Settings(mode="test", secret_key=SECRET)
     now = time.time() - 5
-    for sid, version, extra in [
-        (1, 0, {}),
-        (123456, 3, {"i": 5, "p": 42, "d": -1}),
-        (7, 1, {"i": 99}),
-        (2**40, 12, {"i": 0, "p": 1, "d": 1}),
+    for key, version, extra in [
+        ("s1tCruZ8R35m5DJRECm3GQ", 0, {}),
+        ("Zx-_09azAZ", 3, {"i": 5, "p": 42, "d": -1}),
+        ("", 1, {"i": 99}),
+        ("Ab3_-Zq9xY0wVuT8sR7pQo", 12, {"i": 0, "p": 1, "d": 1}),
     ]:
         with mock.patch("time.time", return_value=now):
-            fast = make_token(settings, purpose, sid, version, **extra)
-            plain = _serializer(settings, purpose).dumps({"s": sid, "v": version, **extra})
+            fast = make_token(settings, purpose, key, version, **extra)
+            plain = _serializer(settings, purpose).dumps({"s": key, "v": version, **extra})
         assert fast == plain
         data = read_token(settings, purpose, fast)
-        assert (data.subscriber_id, data.version, data.extra) == (sid, version, extra)
+        assert (data.subscriber_key, data.version, data.extra) == (key, version, extra)
 
 
 def test_tokens_with_other_payloads_still_go_through_itsdangerous():
     settings = Settings(mode="test", secret_key=SECRET)
-    token = make_token(settings, Purpose.view, 5, 0, note="é" * 10, flag=True)
-    assert read_token(settings, Purpose.view, token).extra == {"note": "é" * 10, "flag": True}
+    token = make_token(settings, Purpose.view, "key", 0, note="é" * 10, flag=True, quote='a"b')
+    assert read_token(settings, Purpose.view, token).extra == {"note": "é" * 10, "flag": True, "quote": 'a"b'}
 
 
 # ---- quoted-printable -----------------------------------------------------------------------

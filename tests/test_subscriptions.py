@@ -42,7 +42,7 @@ def get(address):
 
 def confirm_token(settings, address):
     sub = get(address)
-    return make_token(settings, Purpose.confirm, sub.id, sub.token_version)
+    return make_token(settings, Purpose.confirm, sub.token_key, sub.token_version)
 
 
 def test_signup_creates_pending_and_queues_one_confirmation(env, queued):
@@ -78,10 +78,10 @@ def test_confirm_is_single_use_and_sends_welcome(env, queued):
 def test_confirm_refuses_forged_expired_and_wrong_purpose(env, queued, monkeypatch):
     signup(env, "ada@example.org")
     sub = get("ada@example.org")
-    good = make_token(env, Purpose.confirm, sub.id, sub.token_version)
+    good = make_token(env, Purpose.confirm, sub.token_key, sub.token_version)
     cases = {
         "forged": good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB"),
-        "forged-purpose": make_token(env, Purpose.unsubscribe, sub.id, sub.token_version),
+        "forged-purpose": make_token(env, Purpose.unsubscribe, sub.token_key, sub.token_version),
     }
     for token in cases.values():
         with pytest.raises(TokenError) as err, configured_session() as session:
@@ -117,7 +117,7 @@ def test_unsubscribe_is_idempotent_and_resubscribe_needs_fresh_opt_in(env, queue
     with configured_session() as session:
         subs.confirm_subscription(session, env, confirm_token(env, "ada@example.org"))
     old_prefs = make_token(
-        env, Purpose.preferences, get("ada@example.org").id, get("ada@example.org").token_version
+        env, Purpose.preferences, get("ada@example.org").token_key, get("ada@example.org").token_version
     )
     with configured_session() as session:
         sub = session.get(Subscriber, get("ada@example.org").id)
