@@ -162,3 +162,25 @@ def test_links_signed_before_the_upgrade_still_work_for_their_own_row_only(clien
         session.get(Subscriber, ada.id).created_at -= timedelta(seconds=5)
     assert client.post(f"/unsubscribe/{legacy}").status_code == 200
     assert row("ada@example.org").status is SubscriberStatus.unsubscribed
+
+
+def test_message_ids_show_no_subscriber_id(client, settings):
+    """L13: Message-IDs used to end in ".{issue}.{subscriber}" or ".confirm.{subscriber}". Now
+    their local part is time, process and 64 random bits, then the kind of email."""
+    import re
+
+    from newsletter import admin
+    from newsletter.papers import sample_feed_path
+
+    for address in ("ada@example.org", "bob@example.org"):
+        client.post("/subscribe", data={"email": address, "interests": "robots"})
+        client.post(path_of(link_in(mail_to(settings, address)[-1], "confirm")))
+    admin.ingest(settings, path=sample_feed_path())
+    assert admin.send_now(settings, "weekly")["counts"]["sent"] == 2
+    for address in ("ada@example.org", "bob@example.org"):
+        kinds = []
+        for message in mail_to(settings, address):
+            shape = re.fullmatch(r"<\d+\.\d+\.\d+\.(\w+)@news\.example\.org>", message["Message-ID"])
+            assert shape, message["Message-ID"]
+            kinds.append(shape.group(1))
+        assert kinds == ["confirm", "welcome", "digest"]

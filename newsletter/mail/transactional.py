@@ -52,7 +52,7 @@ def transactional_message(settings: Settings, kind: str, sub: Subscriber) -> byt
         mail_from=settings.mail_from,
         to=sub.email,
         subject=rendered.subject,
-        message_id=new_message_id(settings.mail_domain, f"{kind}.{sub.id}"),
+        message_id=new_message_id(settings.mail_domain, kind),  # no subscriber id in it (L13)
         headers=headers,
     )
     return finish_message(settings, env, rendered.text, rendered.html)
