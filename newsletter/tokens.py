@@ -111,10 +111,13 @@ def make_token(settings: Settings, purpose: Purpose, subscriber_key: str, versio
     `read_token`.
 
     A digest signs ~25 links, so the usual small payload of integers and URL-safe strings is
-    signed here directly, in exactly the format `URLSafeTimedSerializer.dumps` writes (a test
-    holds it to that): the derived key is cached and the HMAC is one C call. itsdangerous would
-    also try zlib on the payload (it never wins on ~40 bytes of JSON, and costs more than the
-    rest); anything else goes through itsdangerous itself.
+    signed here directly: the derived key is cached and the HMAC is one C call. The token is
+    what `URLSafeTimedSerializer.dumps` writes, byte for byte, with one exception: itsdangerous
+    zlib-compresses a payload when that saves 2 or more bytes (rare for a random key, common
+    for payloads that repeat themselves, such as long equal numbers), and zlib costs several
+    times the rest, so this never compresses. Such a token has other bytes and verifies the
+    same, since `read_token` always goes through itsdangerous (a test holds both to that).
+    Anything else goes through itsdangerous itself.
     """
     data = {"s": subscriber_key, "v": version, **extra}
     fields = [_json_scalar(v) for v in data.values()]
