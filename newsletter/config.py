@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEV_SECRET = "dev-insecure-secret-change-me"
+# Django's deploy check (security.W009): a secret shorter or plainer than this is guessable.
+SECRET_MIN_LENGTH = 50
+SECRET_MIN_DISTINCT = 5
+MAKE_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+FALLBACK_MIN_LENGTH = 16  # what production accepted as a secret before; enough for a key on its way out
 
 
 class ConfigError(RuntimeError):
@@ -37,6 +42,9 @@ class Settings(BaseSettings):
     list_id: str = "Paper Digest <digest.localhost>"
     base_url: str = "http://127.0.0.1:8000"
     secret_key: str = DEV_SECRET
+    # Keys links were signed with before `secret_key` (comma-separated in the environment): links
+    # signed with them still verify; new links are signed with `secret_key` only.
+    secret_key_fallbacks: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     dkim_selector: str | None = None
     dkim_domain: str | None = None
@@ -71,17 +79,38 @@ class Settings(BaseSettings):
     retry_backoff_seconds: int = Field(default=5, ge=1)  # Celery retry_backoff (base, doubling)
     retry_backoff_max_seconds: int = Field(default=300, ge=1)
 
+    @field_validator("secret_key_fallbacks", mode="before")
+    @classmethod
+    def _split_fallbacks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
-        if self.mode == "production" and (self.secret_key == DEV_SECRET or len(self.secret_key) < 16):
+        if self.mode != "production":
+            return self
+        if _weak_secret(self.secret_key):
             raise ConfigError(
-                "NEWSLETTER_SECRET_KEY is missing, the default, or shorter than 16 characters. "
-                "Set a long random secret, or NEWSLETTER_MODE=dev for local experiments."
+                "NEWSLETTER_SECRET_KEY is missing, the default, or too weak: it needs at least "
+                f"{SECRET_MIN_LENGTH} characters, at least {SECRET_MIN_DISTINCT} of them different. "
+                f"Make one with: {MAKE_SECRET}  (or set NEWSLETTER_MODE=dev for local experiments)"
             )
-        if self.mode == "production" and not self.base_url.startswith("https://"):
+        if any(key == DEV_SECRET or len(key) < FALLBACK_MIN_LENGTH for key in self.secret_key_fallbacks):
+            raise ConfigError(
+                "NEWSLETTER_SECRET_KEY_FALLBACKS holds the default secret or a key shorter than "
+                f"{FALLBACK_MIN_LENGTH} characters: anyone could forge links with it. Remove it."
+            )
+        if not self.base_url.startswith("https://"):
             # RFC 8058: List-Unsubscribe must carry an https link; mail providers ignore others.
             raise ConfigError("NEWSLETTER_BASE_URL must be an https:// URL in production.")
         return self
+
+    @property
+    def signing_keys(self) -> list[str]:
+        """Every key a link may be signed with, the current one last: itsdangerous signs with the
+        last and verifies with each."""
+        return [*self.secret_key_fallbacks, self.secret_key]
 
     @property
     def limits_redis_url(self) -> str | None:
@@ -97,6 +126,10 @@ class Settings(BaseSettings):
     @property
     def mail_domain(self) -> str:
         return self.mail_from.rsplit("@", 1)[-1].strip(" >")
+
+
+def _weak_secret(secret: str) -> bool:
+    return secret == DEV_SECRET or len(secret) < SECRET_MIN_LENGTH or len(set(secret)) < SECRET_MIN_DISTINCT
 
 
 class _ValuesOnly(Settings):

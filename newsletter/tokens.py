@@ -4,7 +4,8 @@ A token names a subscriber by their `token_key` (random, per row: never the row 
 can never match another person's row, and shows nothing about how many subscribers there are)
 and the subscriber's `token_version`; bumping the version revokes every outstanding link at
 once, which is what makes confirmation links single-use. Signatures are HMACs checked in constant
-time by itsdangerous.
+time by itsdangerous, with the current secret key or any of `secret_key_fallbacks` (rotation);
+new links are signed with the current key.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ class TokenData:
 
 
 def _serializer(settings: Settings, purpose: Purpose) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(settings.secret_key, salt=f"newsletter.{purpose.value}")
+    """Signs with the current key; verifies with it and with every fallback (key rotation)."""
+    return URLSafeTimedSerializer(settings.signing_keys, salt=f"newsletter.{purpose.value}")
 
 
 def max_age(settings: Settings, purpose: Purpose) -> int:

@@ -784,7 +784,8 @@ def test_no_get_or_head_changes_anything(client, app_settings, reader_world):
 
 def test_production_refuses_a_default_or_short_secret(tmp_path, configure, monkeypatch):
     """Settings, create_app, `newsletter serve` and a bare uvicorn all refuse to run in
-    production mode with the default (or a short, or no) secret; none of them binds the port."""
+    production mode with the default (or a short, or no) secret; none of them binds the port.
+    (Weak secrets: tests/test_tokens.py::test_production_refuses_a_weak_secret.)"""
     from newsletter.config import DEV_SECRET, ConfigError, Settings
     from newsletter.web import create_app
 
@@ -792,11 +793,12 @@ def test_production_refuses_a_default_or_short_secret(tmp_path, configure, monke
         kwargs = {"secret_key": secret} if secret else {}
         with pytest.raises(ConfigError, match="SECRET_KEY"):
             Settings(mode="production", base_url=BASE, **kwargs)
-    assert Settings(mode="production", base_url=BASE, secret_key="k" * 32).mode == "production"
+    strong = "Xq0dJm3-kR9wZ2v_Lp8sT4yB7nC1fH6gA5eU0iO3rE9tY2uWx7-Jn4"  # 54 characters
+    assert Settings(mode="production", base_url=BASE, secret_key=strong).mode == "production"
 
     from newsletter.config import reset_settings
 
-    configure(NEWSLETTER_MODE="production")
+    configure(NEWSLETTER_MODE="production", NEWSLETTER_SECRET_KEY=strong)
     monkeypatch.delenv("NEWSLETTER_SECRET_KEY")
     reset_settings()
     with pytest.raises(ConfigError):

@@ -16,6 +16,7 @@ from newsletter.web import create_app
 from tests.conftest import link_in
 
 BASE = "https://news.example.org"
+FORM = "application/x-www-form-urlencoded"
 
 
 @pytest.fixture
@@ -184,3 +185,80 @@ def test_message_ids_show_no_subscriber_id(client, settings):
             assert shape, message["Message-ID"]
             kinds.append(shape.group(1))
         assert kinds == ["confirm", "welcome", "digest"]
+
+
+# ---- L1: key rotation and weak secrets ------------------------------------------------------
+
+OLD_KEY = "old-secret-0123456789abcdef"
+NEW_KEY = "Xq0dJm3-kR9wZ2v_Lp8sT4yB7nC1fH6gA5eU0iO3rE9tY2uWx"
+
+
+def test_links_signed_with_a_rotated_key_still_work(configure, sqlite_url):
+    """After NEWSLETTER_SECRET_KEY changes, with the old key in NEWSLETTER_SECRET_KEY_FALLBACKS,
+    a one-click unsubscribe from an email signed with the old key still works (RFC 8058, and
+    CAN-SPAM's 30 days); new links are signed with the new key only."""
+    from newsletter.tokens import Purpose, TokenError, make_token, read_token
+
+    old = configure(NEWSLETTER_DATABASE_URL=sqlite_url, NEWSLETTER_SECRET_KEY=OLD_KEY)
+    with TestClient(create_app(old), base_url=BASE) as c:
+        c.post("/subscribe", data={"email": "ada@example.org"})
+        c.post(path_of(link_in(mail_to(old, "ada@example.org")[-1], "confirm")))
+    unsubscribe = path_of(mail_to(old, "ada@example.org")[-1]["List-Unsubscribe"].strip("<>"))
+    one_click = {"content": b"List-Unsubscribe=One-Click", "headers": {"content-type": FORM}}
+
+    rotated_away = configure(NEWSLETTER_DATABASE_URL=sqlite_url, NEWSLETTER_SECRET_KEY=NEW_KEY)
+    with TestClient(create_app(rotated_away), base_url=BASE) as c:
+        assert c.post(unsubscribe, **one_click).status_code == 400  # the old key is gone
+    rotated = configure(
+        NEWSLETTER_DATABASE_URL=sqlite_url,
+        NEWSLETTER_SECRET_KEY=NEW_KEY,
+        NEWSLETTER_SECRET_KEY_FALLBACKS=f"another-old-key-0123456789, {OLD_KEY}",
+    )
+    with TestClient(create_app(rotated), base_url=BASE) as c:
+        assert c.post(unsubscribe, **one_click).status_code == 200
+    assert row("ada@example.org").status is SubscriberStatus.unsubscribed
+    assert rotated.signing_keys == ["another-old-key-0123456789", OLD_KEY, NEW_KEY]
+
+    fresh = make_token(rotated, Purpose.preferences, "key", 1)
+    assert read_token(rotated_away, Purpose.preferences, fresh).subscriber_key == "key"
+    with pytest.raises(TokenError):
+        read_token(old, Purpose.preferences, fresh)
+
+
+@pytest.mark.parametrize(
+    "secret", ["a" * 60, "password12345678", "k" * 32, "abcd" * 20, "short", "dev-insecure-secret-change-me"]
+)
+def test_production_refuses_a_weak_secret(secret):
+    """Like Django's deploy check: at least 50 characters, at least 5 different ones. The
+    message names the setting and says how to make one."""
+    from newsletter.config import ConfigError, Settings
+
+    with pytest.raises(ConfigError) as refused:
+        Settings(_env_file=None, mode="production", base_url=BASE, secret_key=secret)
+    message = str(refused.value)
+    assert "NEWSLETTER_SECRET_KEY" in message and "secrets.token_urlsafe(48)" in message
+    assert Settings(_env_file=None, mode="dev", secret_key=secret).secret_key == secret  # dev allows it
+
+
+def test_production_takes_a_strong_secret_and_refuses_a_default_fallback():
+    import secrets
+
+    from newsletter.config import DEV_SECRET, ConfigError, Settings
+
+    strong = secrets.token_urlsafe(48)
+    settings = Settings(_env_file=None, mode="production", base_url=BASE, secret_key=strong)
+    assert settings.signing_keys == [strong]
+    for fallback in (DEV_SECRET, "too-short"):
+        with pytest.raises(ConfigError, match="NEWSLETTER_SECRET_KEY_FALLBACKS"):
+            Settings(
+                _env_file=None,
+                mode="production",
+                base_url=BASE,
+                secret_key=strong,
+                secret_key_fallbacks=fallback,
+            )
+    # A key production accepted before (16+ characters) can serve out its links as a fallback.
+    kept = Settings(
+        _env_file=None, mode="production", base_url=BASE, secret_key=strong, secret_key_fallbacks=OLD_KEY
+    )
+    assert kept.signing_keys == [OLD_KEY, strong]
