@@ -64,8 +64,11 @@ class Subscriber(SubscriberBase, table=True):
         default_factory=new_token_key,
         sa_column=Column(String(32), nullable=False, unique=True, index=True, default=new_token_key),
     )
-    # Bumped whenever outstanding links must stop working (confirmation used, erase, re-signup).
+    # Bumped whenever outstanding links must stop working (a confirmation used, a re-import).
     token_version: int = Field(default=0)
+    # Interests asked for by a signup of a known address, applied once the link is followed:
+    # whoever signed up may not own the address, so the owner's interests stay until then.
+    pending_interests: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     confirm_sent_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

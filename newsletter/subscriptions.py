@@ -130,8 +130,10 @@ def request_subscription(
 
     New, unsubscribed and bounced addresses become pending and get a confirmation email; a
     pending address gets its link again; a confirmed address gets a "you're already subscribed"
-    note with its preferences link (and its interests are left alone: the requester may not
-    own the address). At most one email per address per cooldown.
+    note with its preferences link. The requester may not own the address, so a known
+    subscriber's interests, learned profile and links are left alone: interests asked for wait
+    in `pending_interests` until the link is followed. At most one email per address per
+    cooldown.
     """
     address, key = normalise_email(email)
     text = clean_interests(interests)
@@ -153,11 +155,7 @@ def request_subscription(
     elif sub.status is SubscriberStatus.confirmed:
         outcome, kind = "already-confirmed", "already_subscribed"
     else:
-        if sub.status is not SubscriberStatus.pending:
-            transition(sub, SubscriberStatus.pending)
-            sub.token_version += 1  # links from the previous subscription die here
-            sub.profile = {}
-        sub.email, sub.interests = address, text or sub.interests
+        _ask_again(sub, text)
         outcome, kind = "pending-again", "confirm"
     record_consent(session, sub, "signup_requested", client, CONSENT_WORDING)
     if _cooling_down(sub, settings):
@@ -172,6 +170,17 @@ def request_subscription(
         on_failure=lambda: _forget_cooldown(settings, sub.id),
     )
     return outcome
+
+
+def _ask_again(sub: Subscriber, interests: str) -> None:
+    """A signup of a known address that is not confirmed: it waits for a confirmation again.
+
+    Whoever asked may not own the address, so the owner's interests, learned profile and links
+    stay as they are; the interests asked for apply once the link is followed."""
+    if sub.status is not SubscriberStatus.pending:
+        transition(sub, SubscriberStatus.pending)
+    if interests:
+        sub.pending_interests = interests
 
 
 def import_subscriber(
@@ -195,6 +204,7 @@ def import_subscriber(
         transition(sub, SubscriberStatus.pending)
         sub.token_version += 1  # links from the previous subscription die here
     apply_preferences(sub, interests=interests, frequency=frequency, max_papers=max_papers)
+    sub.pending_interests = None  # the operator's interests are the ones
     if sub.status is SubscriberStatus.pending:
         transition(sub, SubscriberStatus.confirmed)
         sub.confirmed_at = utcnow()
@@ -270,6 +280,8 @@ def confirm_subscription(
     sub = pending_subscriber(session, settings, token)
     was_resubscribe = sub.confirmed_at is not None
     transition(sub, SubscriberStatus.confirmed)
+    if sub.pending_interests is not None:  # what the signup being confirmed asked for
+        sub.interests, sub.pending_interests = sub.pending_interests, None
     sub.confirmed_at = utcnow()
     sub.unsubscribed_at = None
     sub.token_version += 1  # burns this confirmation link and any other outstanding one
@@ -284,6 +296,7 @@ def unsubscribe(session: Session, sub: Subscriber, client: Client = Client(), vi
         return False
     transition(sub, SubscriberStatus.unsubscribed)
     sub.unsubscribed_at = utcnow()
+    sub.pending_interests = None  # also cancels a signup still waiting for its confirmation
     record_consent(session, sub, f"unsubscribed:{via}", client)
     return True
 

@@ -653,7 +653,10 @@ def test_bad_tokens_are_refused_with_a_clear_page_and_change_nothing(
     assert again.status_code == 410 and "already been used" in again.text
     prefs = good[Purpose.preferences]
     client.post(f"/unsubscribe/{good[Purpose.unsubscribe]}")
-    client.post("/subscribe", data={"email": "ada@example.org"})  # a fresh opt-in: new links
+    client.post("/subscribe", data={"email": "ada@example.org"})  # a fresh opt-in, once confirmed: new links
+    assert client.get(f"/preferences/{prefs}").status_code == 200  # (anyone may have asked)
+    renewal = [m for m in outbox(s) if m["To"] == "ada@example.org"][-1]
+    assert client.post(path_of(link_in(renewal, "confirm"))).status_code == 200
     for path in (
         f"/preferences/{prefs}",
         f"/issues/{issue_id}/view/{good[Purpose.view]}",

@@ -130,7 +130,11 @@ def test_unsubscribe_is_idempotent_and_resubscribe_needs_fresh_opt_in(env, queue
     signup(env, "ada@example.org")
     assert get("ada@example.org").status is SubscriberStatus.pending
     assert queued[-1][:2] == ("send_transactional", "confirm")
-    with pytest.raises(TokenError), configured_session() as session:  # old links died with it
+    with configured_session() as session:  # anyone can sign up: the owner's links live on…
+        subs.subscriber_for_token(session, env, Purpose.preferences, old_prefs)
+    with configured_session() as session:
+        subs.confirm_subscription(session, env, confirm_token(env, "ada@example.org"))
+    with pytest.raises(TokenError), configured_session() as session:  # …until it is confirmed
         subs.subscriber_for_token(session, env, Purpose.preferences, old_prefs)
 
 
@@ -192,3 +196,45 @@ def test_erase_removes_every_trace(env, queued):
     with configured_session() as session:
         assert session.exec(select(Subscriber)).all() == []
         assert session.exec(select(ConsentEvent)).all() == []
+
+
+@pytest.mark.parametrize("gone_as", ["unsubscribed", "bounced"])
+def test_a_strangers_signup_leaves_an_inactive_readers_profile_alone(env, queued, gone_as):
+    """L11: signing up an unsubscribed or bounced address (anyone can) used to wipe the learned
+    profile, replace the interests with the requester's text and revoke the owner's links. Now
+    nothing of the owner's changes until the confirmation link is followed; the requested
+    interests wait beside the profile and apply once the mailbox owner confirms."""
+    signup(env, "ada@example.org", "robots")
+    with configured_session() as session:
+        subs.confirm_subscription(session, env, confirm_token(env, "ada@example.org"))
+    with configured_session() as session:
+        sub = session.get(Subscriber, get("ada@example.org").id)
+        sub.profile = {"terms": {"robot": 2.0}, "liked": ["A robot paper"], "votes": 3}
+        if gone_as == "bounced":
+            subs.mark_bounced(session, sub, "550 mailbox full")
+        else:
+            subs.unsubscribe(session, sub)
+        sub.confirm_sent_at -= timedelta(hours=1)
+    owner = get("ada@example.org")
+    owners_prefs = make_token(env, Purpose.preferences, owner.token_key, owner.token_version)
+
+    signup(env, "ADA@example.org", "a stranger's interests", ip="198.51.100.66")
+    after = get("ada@example.org")
+    assert after.profile == owner.profile and after.interests == "robots"
+    assert (after.email, after.token_key, after.token_version) == (
+        owner.email,
+        owner.token_key,
+        owner.token_version,
+    )
+    assert after.unsubscribed_at == owner.unsubscribed_at
+    with configured_session() as session:  # the owner's links still work
+        assert subs.subscriber_for_token(session, env, Purpose.preferences, owners_prefs)[0].id == owner.id
+    assert queued[-1][:2] == ("send_transactional", "confirm")
+
+    with configured_session() as session:  # the mailbox owner follows the link
+        subs.confirm_subscription(session, env, confirm_token(env, "ada@example.org"))
+    confirmed = get("ada@example.org")
+    assert confirmed.status is SubscriberStatus.confirmed
+    assert confirmed.interests == "a stranger's interests" and confirmed.profile == owner.profile
+    with pytest.raises(TokenError), configured_session() as session:  # confirming renews the links
+        subs.subscriber_for_token(session, env, Purpose.preferences, owners_prefs)

@@ -6,6 +6,8 @@ Create Date: 2026-11-30
 
 - `subscriber.token_key`: 128 random bits per row (unique), what links name instead of the id.
   Existing rows get one here.
+- `subscriber.pending_interests`: what a signup of a known address asked for, applied on
+  confirmation (until then the owner's interests stay).
 - SQLite: every table is rebuilt with AUTOINCREMENT, so an erased row's id is never handed out
   again. (The next id continues from the highest id still present: an id freed at the end of a
   table before this migration can come back once; links no longer name ids, so that is harmless.)
@@ -59,6 +61,7 @@ def upgrade() -> None:
         _rebuild(autoincrement=True)
     with op.batch_alter_table("subscriber", table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.add_column(sa.Column("token_key", sa.String(length=32), nullable=True))
+        batch.add_column(sa.Column("pending_interests", sa.Text(), nullable=True))
     _backfill_token_keys()
     with op.batch_alter_table("subscriber", table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.alter_column("token_key", existing_type=sa.String(length=32), nullable=False)
@@ -69,5 +72,6 @@ def downgrade() -> None:
     with op.batch_alter_table("subscriber", table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.drop_index("ix_subscriber_token_key")
         batch.drop_column("token_key")
+        batch.drop_column("pending_interests")
     if _sqlite():
         _rebuild(autoincrement=False)
