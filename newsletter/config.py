@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     confirm_token_hours: int = 72
     link_token_days: int = 180
     confirm_cooldown_minutes: int = 10
+    confirmations_per_day: int = Field(default=3, ge=1)  # signup emails per address in 24 hours
     signup_rate_per_ip: int = 10  # signups per IP per minute
     vote_grace_seconds: int = 0  # votes sooner than this after sending are treated as scanner noise
 

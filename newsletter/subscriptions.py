@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete
+from sqlalchemy import delete, func
 from sqlmodel import Session, select
 
 from newsletter import jobs
@@ -118,9 +118,24 @@ def find_by_email(session: Session, email: str) -> Subscriber | None:
     return session.exec(select(Subscriber).where(Subscriber.email_key == key)).first()
 
 
-def _cooling_down(sub: Subscriber, settings: Settings) -> bool:
+def _mailed_enough(session: Session, sub: Subscriber, settings: Settings) -> bool:
+    """Whether the address had its signup email within the cooldown, or its day's allowance.
+
+    A `signup_requested` consent row is written exactly when such an email is queued, so the
+    rows of the last 24 hours count the emails (one whose queueing failed counts too)."""
     cooldown = timedelta(minutes=settings.confirm_cooldown_minutes)
-    return sub.confirm_sent_at is not None and utcnow() - sub.confirm_sent_at < cooldown
+    if sub.confirm_sent_at is not None and utcnow() - sub.confirm_sent_at < cooldown:
+        return True
+    mailed = session.exec(
+        select(func.count())
+        .select_from(ConsentEvent)
+        .where(
+            ConsentEvent.email_key == sub.email_key,
+            ConsentEvent.event == "signup_requested",
+            ConsentEvent.at > utcnow() - timedelta(hours=24),
+        )
+    ).one()
+    return mailed >= settings.confirmations_per_day
 
 
 def request_subscription(
@@ -133,7 +148,8 @@ def request_subscription(
     note with its preferences link. The requester may not own the address, so a known
     subscriber's interests, learned profile and links are left alone: interests asked for wait
     in `pending_interests` until the link is followed. At most one email per address per
-    cooldown.
+    cooldown, and `confirmations_per_day` in 24 hours; an attempt past those sends nothing,
+    changes nothing and is not recorded ("held").
     """
     address, key = normalise_email(email)
     text = clean_interests(interests)
@@ -150,6 +166,8 @@ def request_subscription(
         == 1
     )
     sub = _locked_by_key(session, key)
+    if not created and _mailed_enough(session, sub, settings):
+        return "held"  # no email goes out, so nothing changes and nothing is recorded
     if created:
         outcome, kind = "created", "confirm"
     elif sub.status is SubscriberStatus.confirmed:
@@ -158,8 +176,6 @@ def request_subscription(
         _ask_again(sub, text)
         outcome, kind = "pending-again", "confirm"
     record_consent(session, sub, "signup_requested", client, CONSENT_WORDING)
-    if _cooling_down(sub, settings):
-        return outcome + ":cooldown"
     sub.confirm_sent_at = utcnow()
     jobs.enqueue(
         session,

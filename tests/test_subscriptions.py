@@ -238,3 +238,32 @@ def test_a_strangers_signup_leaves_an_inactive_readers_profile_alone(env, queued
     assert confirmed.interests == "a stranger's interests" and confirmed.profile == owner.profile
     with pytest.raises(TokenError), configured_session() as session:  # confirming renews the links
         subs.subscriber_for_token(session, env, Purpose.preferences, owners_prefs)
+
+
+def consent_rows(address: str) -> list[ConsentEvent]:
+    with configured_session() as session:
+        return session.exec(select(ConsentEvent).where(ConsentEvent.email_key == address)).all()
+
+
+def test_at_most_n_confirmations_per_address_a_day_and_no_record_of_attempts_that_did_nothing(env, queued):
+    """M6: the cooldown alone let a cross-site form mail one address every 10 minutes, 144 a
+    day, each attempt adding a consent row with the attacker's IP. Now at most
+    NEWSLETTER_CONFIRMATIONS_PER_DAY emails per address in 24 h, and an attempt that sends
+    nothing (cooldown or cap) writes nothing."""
+    settings = env.model_copy(update={"confirm_cooldown_minutes": 0, "confirmations_per_day": 3})
+    outcomes = [signup(settings, "ada@example.org", ip=f"198.51.100.{i}") for i in range(6)]
+    assert len(queued) == 3 and outcomes[3:] == ["held"] * 3
+    rows = consent_rows("ada@example.org")
+    assert [r.event for r in rows] == ["signup_requested"] * 3
+    assert [r.ip for r in rows] == ["198.51.100.0", "198.51.100.1", "198.51.100.2"]
+
+    with configured_session() as session:  # a day later the address may be mailed again
+        for row in session.exec(select(ConsentEvent)):
+            row.at -= timedelta(hours=24, minutes=1)
+    assert signup(settings, "ada@example.org") == "pending-again"
+    assert len(queued) == 4
+
+    signup(env, "bob@example.org", "robots", ip="192.0.2.1")  # the 10-minute cooldown
+    assert signup(env, "bob@example.org", "attacker", ip="192.0.2.66") == "held"
+    assert [r.ip for r in consent_rows("bob@example.org")] == ["192.0.2.1"]
+    assert get("bob@example.org").pending_interests is None  # a held attempt changes nothing

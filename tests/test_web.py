@@ -89,6 +89,23 @@ def test_signup_answer_is_identical_for_every_address_state(client, settings):
     assert json_answer("a1@example.org") == json_answer("conf@example.org")
 
 
+def test_the_daily_cap_holds_back_mail_and_the_answer_stays_the_same(configure, sqlite_url):
+    """M6: past NEWSLETTER_CONFIRMATIONS_PER_DAY an address gets no more signup emails that
+    day, and the answer does not show it (no enumeration)."""
+    settings = configure(
+        NEWSLETTER_DATABASE_URL=sqlite_url,
+        NEWSLETTER_CONFIRM_COOLDOWN_MINUTES="0",
+        NEWSLETTER_CONFIRMATIONS_PER_DAY="2",
+    )
+    with TestClient(create_app(settings), base_url="https://news.example.org") as c:
+        answers = [
+            c.post("/subscribe", data={"email": "ada@example.org", "interests": "x"}) for _ in range(5)
+        ]
+    assert len({(r.status_code, r.text, tuple(r.cookies.items())) for r in answers}) == 1
+    assert answers[0].status_code == 202
+    assert len(outbox(settings)) == 2
+
+
 def test_confirm_link_get_changes_nothing_and_post_confirms(client, settings):
     client.post("/subscribe", data={"email": "ada@example.org", "interests": "robots"})
     [msg] = outbox(settings)
