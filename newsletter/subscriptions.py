@@ -361,38 +361,29 @@ def update_preferences(
     return sub
 
 
+# What the export shows of each row: everything but internal ids and the claim bookkeeping.
+EXPORTED_SUBSCRIBER = {
+    "email", "status", "interests", "pending_interests", "frequency", "max_papers", "created_at",
+    "updated_at", "confirm_sent_at", "confirmed_at", "unsubscribed_at",
+}  # fmt: skip
+EXPORTED_CONSENT = {"event", "at", "ip", "user_agent", "wording"}
+EXPORTED_DELIVERY = {"issue_id", "state", "sent_at", "smtp_code", "error", "message_id", "paper_ids"}
+EXPORTED_VOTE = {"issue_id", "paper_id", "direction", "at"}
+
+
 def export_subscriber(session: Session, sub: Subscriber) -> dict[str, Any]:
     """Everything we hold about a subscriber, as JSON-ready data."""
-    events = session.exec(
-        select(ConsentEvent).where(ConsentEvent.subscriber_id == sub.id).order_by(ConsentEvent.id)
-    ).all()
-    deliveries = session.exec(select(Delivery).where(Delivery.subscriber_id == sub.id)).all()
-    votes = session.exec(select(Vote).where(Vote.subscriber_id == sub.id)).all()
+
+    def rows(table: Any, fields: set[str]) -> list[dict[str, Any]]:
+        found = session.exec(select(table).where(table.subscriber_id == sub.id).order_by(table.id))
+        return [row.model_dump(mode="json", include=fields) for row in found]
+
     return {
-        "email": sub.email,
-        "status": sub.status.value,
-        "interests": sub.interests,
-        "frequency": sub.frequency.value,
-        "max_papers": sub.max_papers,
-        "created_at": sub.created_at.isoformat(),
-        "confirmed_at": sub.confirmed_at and sub.confirmed_at.isoformat(),
-        "unsubscribed_at": sub.unsubscribed_at and sub.unsubscribed_at.isoformat(),
+        **sub.model_dump(mode="json", include=EXPORTED_SUBSCRIBER),
         "learned_profile": sub.profile,
-        "consent_events": [
-            {
-                "event": e.event,
-                "at": e.at.isoformat(),
-                "ip": e.ip,
-                "user_agent": e.user_agent,
-                "wording": e.wording,
-            }
-            for e in events
-        ],
-        "deliveries": [
-            {"issue_id": d.issue_id, "state": d.state.value, "sent_at": d.sent_at and d.sent_at.isoformat()}
-            for d in deliveries
-        ],
-        "votes": [{"issue_id": v.issue_id, "paper_id": v.paper_id, "direction": v.direction} for v in votes],
+        "consent_events": rows(ConsentEvent, EXPORTED_CONSENT),
+        "deliveries": rows(Delivery, EXPORTED_DELIVERY),
+        "votes": rows(Vote, EXPORTED_VOTE),
     }
 
 

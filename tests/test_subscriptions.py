@@ -267,3 +267,39 @@ def test_at_most_n_confirmations_per_address_a_day_and_no_record_of_attempts_tha
     assert signup(env, "bob@example.org", "attacker", ip="192.0.2.66") == "held"
     assert [r.ip for r in consent_rows("bob@example.org")] == ["192.0.2.1"]
     assert get("bob@example.org").pending_interests is None  # a held attempt changes nothing
+
+
+def test_export_holds_everything_stored_about_the_reader(env, queued):
+    """L10: the export lacked the ledger's error, SMTP code, Message-ID and the papers sent,
+    the votes' times, and confirm_sent_at / updated_at."""
+    from newsletter.models import Delivery, DeliveryState, Issue, Paper, Vote
+
+    signup(env, "ada@example.org", "robots")
+    with configured_session() as session:
+        subs.confirm_subscription(session, env, confirm_token(env, "ada@example.org"))
+    with configured_session() as session:
+        paper = Paper(title_key="a paper", title="A paper")
+        issue = Issue(period="2026-W48", title="Issue")
+        session.add_all([paper, issue])
+        session.flush()
+        sub_id = get("ada@example.org").id
+        session.add(
+            Delivery(
+                issue_id=issue.id,
+                subscriber_id=sub_id,
+                state=DeliveryState.failed,
+                smtp_code=550,
+                error="550 5.1.1 no such user",
+                message_id="<1.2.3.digest@news.example.org>",
+                paper_ids=[paper.id],
+            )
+        )
+        session.add(Vote(issue_id=issue.id, paper_id=paper.id, subscriber_id=sub_id, direction=1))
+    with configured_session() as session:
+        data = subs.export_subscriber(session, session.get(Subscriber, sub_id))
+    assert data["confirm_sent_at"] and data["updated_at"] and data["pending_interests"] is None
+    [delivery] = data["deliveries"]
+    assert delivery["smtp_code"] == 550 and delivery["error"] == "550 5.1.1 no such user"
+    assert delivery["message_id"] == "<1.2.3.digest@news.example.org>" and delivery["paper_ids"] == [paper.id]
+    [vote] = data["votes"]
+    assert vote["at"] and vote["direction"] == 1
