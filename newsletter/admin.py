@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from newsletter import jobs
+from newsletter import jobs, suppression
 from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope
@@ -66,7 +66,8 @@ def list_subscribers(settings: Settings, status: str | None = None) -> list[Subs
 def add_subscriber(
     settings: Settings, email: str, interests: str, frequency: str, max_papers: int, confirmed: bool
 ) -> SubscriberPublic:
-    """Import a subscriber whose consent you hold (`confirmed`), or start the double opt-in."""
+    """Import a subscriber whose consent you hold (`confirmed`), or start the double opt-in.
+    Either way an erased (suppressed) address is refused."""
     with session_scope(settings.database_url) as session:
         if confirmed:
             sub = subs.import_subscriber(
@@ -79,6 +80,7 @@ def add_subscriber(
                 client=CLI_CLIENT,
             )
         else:
+            suppression.refuse_suppressed(session, subs.normalise_email(email)[1], email)
             subs.request_subscription(session, settings, email, interests, CLI_CLIENT)
             sub = _subscriber(session, email)
             subs.apply_preferences(sub, frequency=frequency, max_papers=max_papers)
@@ -90,10 +92,19 @@ def remove_subscriber(settings: Settings, email: str, erase: bool) -> Removal:
     with session_scope(settings.database_url) as session:
         sub = _subscriber(session, email)
         if erase:
-            subs.erase_subscriber(session, sub)
+            subs.erase_subscriber(session, sub, reason="erased by the operator")
             return Removal(email, "erased")
         subs.unsubscribe(session, sub, CLI_CLIENT, via="operator")
         return Removal(sub.email, sub.status.value)
+
+
+def unsuppress(settings: Settings, email: str) -> str:
+    """Let an erased address be added again (the person asked you to); returns the address."""
+    address, key = subs.normalise_email(email)
+    with session_scope(settings.database_url) as session:
+        if not suppression.lift(session, key):
+            raise OperatorError(f"{email} is not on the suppression list")
+    return address
 
 
 def export(settings: Settings, email: str | None) -> Any:

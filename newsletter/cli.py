@@ -195,6 +195,16 @@ def subscribers_remove(
     console.print(f"{removal.email}: {removal.status}")
 
 
+@subs_app.command("unsuppress")
+def subscribers_unsuppress(email: str) -> None:
+    """Let an erased address be added again, when the person asks you to.
+
+    Example: newsletter subscribers unsuppress ada@example.org
+    """
+    address = admin.unsuppress(get_settings(), email)
+    console.print(f"{address}: no longer suppressed; it can be added again")
+
+
 @subs_app.command("export")
 def subscribers_export(
     email: str | None = typer.Argument(None),

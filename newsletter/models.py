@@ -1,4 +1,4 @@
-"""The store: subscribers, consent, papers, issues (editions), deliveries and votes."""
+"""The store: subscribers, consent, suppressions, papers, issues (editions), deliveries, votes."""
 
 from __future__ import annotations
 
@@ -101,6 +101,18 @@ class ConsentEvent(SQLModel, table=True):
     ip: str | None = Field(default=None, max_length=64)
     user_agent: str | None = Field(default=None, max_length=512)
     wording: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class Suppression(SQLModel, table=True):
+    """An erased address, kept only as a hash (`subscriptions.address_hash`) with why and when,
+    so that an operator's import cannot bring the person back (listmonk's blocklist, Mailman's
+    ban list). No other personal data."""
+
+    __table_args__ = NEVER_REUSE_IDS
+    id: int | None = Field(default=None, primary_key=True)
+    address_hash: str = Field(max_length=64, unique=True, index=True)
+    reason: str = Field(max_length=40)
+    at: datetime = Field(default_factory=utcnow)
 
 
 class Paper(SQLModel, table=True):

@@ -15,7 +15,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func
 from sqlmodel import Session, select
 
-from newsletter import jobs
+from newsletter import jobs, suppression
 from newsletter.config import Settings
 from newsletter.db import insert_ignore, session_scope
 from newsletter.logs import event as log_event
@@ -126,16 +126,12 @@ def _mailed_enough(session: Session, sub: Subscriber, settings: Settings) -> boo
     cooldown = timedelta(minutes=settings.confirm_cooldown_minutes)
     if sub.confirm_sent_at is not None and utcnow() - sub.confirm_sent_at < cooldown:
         return True
-    mailed = session.exec(
-        select(func.count())
-        .select_from(ConsentEvent)
-        .where(
-            ConsentEvent.email_key == sub.email_key,
-            ConsentEvent.event == "signup_requested",
-            ConsentEvent.at > utcnow() - timedelta(hours=24),
-        )
-    ).one()
-    return mailed >= settings.confirmations_per_day
+    last_day = select(func.count()).where(
+        ConsentEvent.email_key == sub.email_key,
+        ConsentEvent.event == "signup_requested",
+        ConsentEvent.at > utcnow() - timedelta(hours=24),
+    )
+    return session.exec(last_day).one() >= settings.confirmations_per_day
 
 
 def request_subscription(
@@ -144,12 +140,11 @@ def request_subscription(
     """Handle a signup for any address state; return what happened (never shown to the user).
 
     New, unsubscribed and bounced addresses become pending and get a confirmation email; a
-    pending address gets its link again; a confirmed address gets a "you're already subscribed"
-    note with its preferences link. The requester may not own the address, so a known
-    subscriber's interests, learned profile and links are left alone: interests asked for wait
-    in `pending_interests` until the link is followed. At most one email per address per
-    cooldown, and `confirmations_per_day` in 24 hours; an attempt past those sends nothing,
-    changes nothing and is not recorded ("held").
+    pending address gets its link again; a confirmed one a "you're already subscribed" note. The
+    requester may not own the address: a known subscriber's interests, profile and links stay
+    (interests asked for wait in `pending_interests` until the link is followed). At most one
+    email per cooldown and `confirmations_per_day` in 24 hours; past that, nothing is sent,
+    changed or recorded ("held").
     """
     address, key = normalise_email(email)
     text = clean_interests(interests)
@@ -210,8 +205,10 @@ def import_subscriber(
     client: Client = Client(),
 ) -> Subscriber:
     """An operator adds an address whose consent they already hold: confirmed at once, no
-    email, and a consent row saying it was imported (the double opt-in happened elsewhere)."""
+    email, and a consent row saying it was imported (the double opt-in happened elsewhere).
+    An erased (suppressed) address is refused with an OperatorError."""
     address, key = normalise_email(email)
+    suppression.refuse_suppressed(session, key, email)
     sub = session.exec(select(Subscriber).where(Subscriber.email_key == key)).first()
     if sub is None:
         sub = Subscriber(email=address, email_key=key, max_papers=settings.default_max_papers)
@@ -266,12 +263,9 @@ def subscriber_for_token(
 
 
 def _named_by(session: Session, data: TokenData) -> Subscriber | None:
-    """The subscriber whose token_key a valid link carries.
-
-    A link signed before revision 0002 names a row id instead. It counts only for a row that
-    existed when it was signed: a row made later that got the same id is someone else. (This
-    path ends once those links have expired, `link_token_days` after the upgrade.)
-    """
+    """The subscriber whose token_key a valid link carries. A link signed before revision 0002
+    names a row id instead, and counts only for a row that existed when it was signed: a later
+    row with the same id is someone else. (Such links expire `link_token_days` after it.)"""
     if isinstance(data.subscriber_key, str):
         by_key = select(Subscriber).where(Subscriber.token_key == data.subscriber_key)
         return session.exec(by_key).first()
@@ -298,6 +292,7 @@ def confirm_subscription(
     transition(sub, SubscriberStatus.confirmed)
     if sub.pending_interests is not None:  # what the signup being confirmed asked for
         sub.interests, sub.pending_interests = sub.pending_interests, None
+    suppression.lift(session, sub.email_key)  # an erased person who opted in again
     sub.confirmed_at = utcnow()
     sub.unsubscribed_at = None
     sub.token_version += 1  # burns this confirmation link and any other outstanding one
@@ -361,34 +356,30 @@ def update_preferences(
     return sub
 
 
-# What the export shows of each row: everything but internal ids and the claim bookkeeping.
-EXPORTED_SUBSCRIBER = {
-    "email", "status", "interests", "pending_interests", "frequency", "max_papers", "created_at",
-    "updated_at", "confirm_sent_at", "confirmed_at", "unsubscribed_at",
-}  # fmt: skip
-EXPORTED_CONSENT = {"event", "at", "ip", "user_agent", "wording"}
-EXPORTED_DELIVERY = {"issue_id", "state", "sent_at", "smtp_code", "error", "message_id", "paper_ids"}
-EXPORTED_VOTE = {"issue_id", "paper_id", "direction", "at"}
+# Left out of the export: row ids, lookup keys, the link secrets and claim bookkeeping.
+NOT_EXPORTED = {"id", "subscriber_id", "email_key", "token_key", "token_version", "claimed_by", "claimed_at"}
 
 
 def export_subscriber(session: Session, sub: Subscriber) -> dict[str, Any]:
     """Everything we hold about a subscriber, as JSON-ready data."""
 
-    def rows(table: Any, fields: set[str]) -> list[dict[str, Any]]:
+    def rows(table: Any) -> list[dict[str, Any]]:
         found = session.exec(select(table).where(table.subscriber_id == sub.id).order_by(table.id))
-        return [row.model_dump(mode="json", include=fields) for row in found]
+        return [row.model_dump(mode="json", exclude=NOT_EXPORTED) for row in found]
 
     return {
-        **sub.model_dump(mode="json", include=EXPORTED_SUBSCRIBER),
+        **sub.model_dump(mode="json", exclude=NOT_EXPORTED | {"profile"}),
         "learned_profile": sub.profile,
-        "consent_events": rows(ConsentEvent, EXPORTED_CONSENT),
-        "deliveries": rows(Delivery, EXPORTED_DELIVERY),
-        "votes": rows(Vote, EXPORTED_VOTE),
+        "consent_events": rows(ConsentEvent),
+        "deliveries": rows(Delivery),
+        "votes": rows(Vote),
     }
 
 
-def erase_subscriber(session: Session, sub: Subscriber) -> None:
-    """Forget a subscriber: deliveries, votes and consent rows go, then the subscriber."""
+def erase_subscriber(session: Session, sub: Subscriber, reason: str = "erased on request") -> None:
+    """Forget a subscriber: deliveries, votes and consent rows go, then the subscriber. A hash
+    of the address stays behind (`suppression`), so no import brings them back."""
+    suppression.suppress(session, sub.email_key, reason)
     for table, column in (
         (Delivery, Delivery.subscriber_id),
         (Vote, Vote.subscriber_id),

@@ -6,6 +6,7 @@ Create Date: 2026-11-30
 
 - `subscriber.token_key`: 128 random bits per row (unique), what links name instead of the id.
   Existing rows get one here.
+- `suppression`: erased addresses, as hashes, that an import may not bring back.
 - `subscriber.pending_interests`: what a signup of a known address asked for, applied on
   confirmation (until then the owner's interests stay).
 - SQLite: every table is rebuilt with AUTOINCREMENT, so an erased row's id is never handed out
@@ -18,6 +19,7 @@ import secrets
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+import sqlmodel
 from alembic import op
 
 # revision identifiers, used by Alembic.
@@ -59,6 +61,16 @@ def _backfill_token_keys() -> None:
 def upgrade() -> None:
     if _sqlite():
         _rebuild(autoincrement=True)
+    op.create_table(
+        "suppression",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("address_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sqlite_autoincrement=True,
+    )
+    op.create_index("ix_suppression_address_hash", "suppression", ["address_hash"], unique=True)
     with op.batch_alter_table("subscriber", table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.add_column(sa.Column("token_key", sa.String(length=32), nullable=True))
         batch.add_column(sa.Column("pending_interests", sa.Text(), nullable=True))
@@ -73,5 +85,7 @@ def downgrade() -> None:
         batch.drop_index("ix_subscriber_token_key")
         batch.drop_column("token_key")
         batch.drop_column("pending_interests")
+    op.drop_index("ix_suppression_address_hash", table_name="suppression")
+    op.drop_table("suppression")
     if _sqlite():
         _rebuild(autoincrement=False)
