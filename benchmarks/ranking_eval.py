@@ -4,14 +4,17 @@
 
 Reports, over the labelled interests in benchmarks/data/ranking_eval.json:
 
-* precision@5 and @10 for our ranking (with and without the trending blend), for trending
-  order alone, and for textbook tf-idf cosine similarity;
+* precision@5 and @10 on its "tune" part (what ranking changes are measured on) and on its
+  "held_out" part (reported, never tuned on), for our ranking (with and without the trending
+  blend), for trending order alone, for textbook tf-idf cosine similarity and, if scikit-learn
+  is installed, for its default TfidfVectorizer (English stop words, sublinear tf, title twice);
+* how far the two labellers agree on interests that ask for the same thing (Cohen's kappa);
 * the time `rank_papers` takes per subscriber;
 * a feedback simulation: readers with a hidden topic but a vague stated interest vote on the five
   papers of each issue, and we measure precision@5 of their next issue against that hidden topic;
   also for a variant, labelled as such, of readers who only ever click "more like this";
-* with --ablation, the same simulation with each of the learning tunables set back to its
-  earlier value (plain Rocchio), one at a time.
+* with --ablation, precision with each retrieval idea switched off (RETRIEVAL_ABLATIONS), and the
+  feedback simulation with each learning tunable set back to plain Rocchio, one at a time.
 
 Upvotes are synthetic and deterministic (a hash of the title, as in the sample feed) because the
 shared file has titles and abstracts only; publication dates are unknown, so trending is upvotes.
@@ -21,15 +24,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import itertools
 import json
-import math
-import re
 import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,9 +39,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
+from benchmarks import ranking_feedback
+from benchmarks.ranking_baselines import SklearnTfidf, TfidfCosine, sklearn_available
+from benchmarks.ranking_feedback import FEEDBACK_VOTES
 from newsletter.ranking import (
     DEFAULT_PARAMS,
-    STOPWORDS,
     PaperIndex,
     PaperText,
     RankingParams,
@@ -52,10 +54,12 @@ from newsletter.ranking import (
 
 EVAL_PATH = REPO / "benchmarks" / "data" / "ranking_eval.json"
 NOW = datetime(2025, 3, 14, tzinfo=UTC)  # the date of the captured trending page
-FEEDBACK_VOTES = (0, 1, 3, 5, 10, 20)
-FEEDBACK_MIN_RELEVANT = 5
 
 Ranker = Callable[[str], list[int]]
+
+
+PARTS = ("tune", "held_out")
+GROUPS = (*PARTS, "batch 1")  # precision is reported for each part, and for batch 1 (both parts)
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ class EvalQuery:
     interests: str
     relevant: frozenset[int]
     vague_interest: str | None = None
+    part: str = "tune"  # "tune" or "held_out"
+    batch: int = 1  # 1: the first labeller's 24 interests (the issue's figures), 2: the second's
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -105,61 +111,60 @@ def load_queries(papers: Sequence[PaperText], path: Path = EVAL_PATH) -> list[Ev
         if missing:
             raise ValueError(f"{q['interests']!r}: titles not in the papers file: {missing}")
         relevant = frozenset(ids[t] for t in q["relevant"])
-        queries.append(EvalQuery(q["interests"], relevant, q.get("vague_interest")))
+        queries.append(EvalQuery(q["interests"], relevant, q.get("vague_interest"), q["part"], q["batch"]))
     return queries
+
+
+def labeller_agreement(queries: Sequence[EvalQuery], n_papers: int, path: Path = EVAL_PATH) -> dict[str, Any]:
+    """Cohen's kappa between the two labellers over the `agreement_pairs` (two interests that ask
+    for the same thing, one from each batch), every (pair, paper) judgement pooled."""
+    by_text = {q.interests: q.relevant for q in queries}
+    pairs = json.loads(path.read_text(encoding="utf-8")).get("agreement_pairs", [])
+    cells = Counter(
+        (pid in by_text[a], pid in by_text[b]) for a, b in pairs for pid in range(1, n_papers + 1)
+    )
+    n = sum(cells.values()) or 1
+    observed = (cells[True, True] + cells[False, False]) / n
+    yes_a, yes_b = (cells[True, True] + cells[True, False]) / n, (cells[True, True] + cells[False, True]) / n
+    expected = yes_a * yes_b + (1 - yes_a) * (1 - yes_b)
+    kappa = (observed - expected) / (1 - expected) if expected < 1 else 1.0
+    return {
+        "pairs": len(pairs),
+        "agreement": observed,
+        "kappa": kappa,
+        "both": cells[True, True],
+        "first_only": cells[True, False],
+        "second_only": cells[False, True],
+    }
 
 
 # --- the baselines ------------------------------------------------------------------------------
 
 
-class TfidfCosine:
-    """Textbook tf-idf: raw term counts × ln(N / df), L2-normalised, ranked by cosine.
-
-    Title and abstract are one text; lower-cased words, the same stop words as ours, no stemming.
-    """
-
-    def __init__(self, papers: Sequence[PaperText]):
-        self.ids = [p.id for p in papers]
-        counts = [Counter(self._words(f"{p.title} {p.abstract}")) for p in papers]
-        df = Counter(term for c in counts for term in c)
-        self.idf = {t: math.log(len(papers) / n) for t, n in df.items()}
-        self.vectors = [self._vector(c) for c in counts]
-
-    @staticmethod
-    def _words(text: str) -> list[str]:
-        return [w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in STOPWORDS]
-
-    def _vector(self, counts: Counter[str]) -> dict[str, float]:
-        v = {t: n * self.idf.get(t, 0.0) for t, n in counts.items()}
-        norm = math.sqrt(sum(x * x for x in v.values())) or 1.0
-        return {t: x / norm for t, x in v.items()}
-
-    def rank(self, interests: str) -> list[int]:
-        q = self._vector(Counter(self._words(interests)))
-        scores = [sum(w * doc.get(t, 0.0) for t, w in q.items()) for doc in self.vectors]
-        order = sorted(range(len(self.ids)), key=lambda d: -scores[d])  # stable on ties
-        return [self.ids[d] for d in order]
-
-
-def rankers(papers: Sequence[PaperText], index: PaperIndex) -> dict[str, Ranker]:
-    tfidf = TfidfCosine(papers)
+def rankers(
+    papers: Sequence[PaperText], index: PaperIndex, params: RankingParams = DEFAULT_PARAMS
+) -> dict[str, Ranker]:
     n = len(papers)
     by_trending = [it.paper_id for it in rank_papers(index, "", limit=n)]
     relevance_only = build_index(
-        [PaperText(p.id, p.title, p.abstract, p.keywords) for p in papers], NOW
+        [PaperText(p.id, p.title, p.abstract, p.keywords) for p in papers], NOW, params
     )  # no upvotes: trending is 0 everywhere, so this measures relevance alone
-    return {
+    found: dict[str, Ranker] = {
         "ours": lambda q: [it.paper_id for it in rank_papers(index, q, limit=n)],
         "ours_relevance_only": lambda q: [it.paper_id for it in rank_papers(relevance_only, q, limit=n)],
-        "tfidf_cosine": tfidf.rank,
-        "trending_only": lambda _interests: by_trending,
+        "tfidf_cosine": TfidfCosine(papers).rank,
     }
+    if sklearn_available():
+        found["tfidf_sklearn"] = SklearnTfidf(papers).rank
+    found["trending_only"] = lambda _interests: by_trending
+    return found
 
 
 METHOD_NAMES = {
     "ours": "ours (relevance + trending)",
     "ours_relevance_only": "ours, relevance only",
     "tfidf_cosine": "tf-idf cosine",
+    "tfidf_sklearn": "sklearn TfidfVectorizer",
     "trending_only": "trending only",
     "ceiling": "best possible",
 }
@@ -172,22 +177,38 @@ def precision_at(ranked: Sequence[int], relevant: frozenset[int], k: int) -> flo
     return sum(1 for pid in ranked[:k] if pid in relevant) / k
 
 
-def evaluate(papers: Sequence[PaperText], queries: Sequence[EvalQuery]) -> dict[str, Any]:
-    """Mean precision@5 and @10 per method, plus the best achievable (the ceiling)."""
-    index = build_index(papers, NOW)
-    results: dict[str, Any] = {}
-    for name, rank in rankers(papers, index).items():
-        runs = [rank(q.interests) for q in queries]
-        results[name] = {
-            f"p@{k}": statistics.mean(
-                precision_at(r, q.relevant, k) for r, q in zip(runs, queries, strict=True)
-            )
-            for k in (5, 10)
+def precision(runs: Sequence[Sequence[int]], queries: Sequence[EvalQuery]) -> dict[str, dict[str, float]]:
+    """Mean precision@5 and @10 over each of GROUPS."""
+    result = {}
+    for group in GROUPS:
+        pairs = [(r, q) for r, q in zip(runs, queries, strict=True) if group in (q.part, f"batch {q.batch}")]
+        result[group] = {
+            f"p@{k}": statistics.mean(precision_at(r, q.relevant, k) for r, q in pairs) for k in (5, 10)
         }
-    results["ceiling"] = {
-        f"p@{k}": statistics.mean(min(len(q.relevant), k) / k for q in queries) for k in (5, 10)
+    return result
+
+
+def evaluate(
+    papers: Sequence[PaperText], queries: Sequence[EvalQuery], params: RankingParams = DEFAULT_PARAMS
+) -> dict[str, Any]:
+    """Per method, precision@5 and @10 per part (see `precision`), plus the best achievable."""
+    index = build_index(papers, NOW, params)
+    results = {
+        name: precision([rank(q.interests) for q in queries], queries)
+        for name, rank in rankers(papers, index, params).items()
     }
+    results["ceiling"] = precision([sorted(q.relevant) for q in queries], queries)
     return results
+
+
+def evaluate_ours(
+    papers: Sequence[PaperText], queries: Sequence[EvalQuery], params: RankingParams = DEFAULT_PARAMS
+) -> dict[str, dict[str, float]]:
+    """Precision of our ranking alone (relevance + trending), built with `params`."""
+    index = build_index(papers, NOW, params)
+    return precision(
+        [[it.paper_id for it in rank_papers(index, q.interests, limit=10)] for q in queries], queries
+    )
 
 
 def time_ranking(
@@ -223,106 +244,25 @@ def simulate_feedback(
     dislikes: bool = True,
     params: RankingParams = DEFAULT_PARAMS,
 ) -> dict[str, Any]:
-    """Readers who teach the ranking their taste by voting, scored on papers they never saw.
-
-    A reader has a hidden topic (the relevant set of an eval query with at least
-    FEEDBACK_MIN_RELEVANT papers) and states only a vague interest: nothing, or the query's
-    one-word `vague_interest`. The papers are split in two halves (odd / even position, used both
-    ways round), standing for past issues and next week's issue. From the past half the reader
-    gets issues of their top five unsent papers and votes on every shown paper, one at a time:
-    +1 if it is in the hidden topic, -1 otherwise. After 0, 1, 3, 5 … votes we rank next week's
-    half with the learned profile and report precision@5 against the hidden topic, beside the
-    same reader without a profile and the best possible value.
-
-    With `dislikes=False` the readers never click "less like this": they look at the same
-    papers but only vote +1, and the checkpoints count papers looked at, not votes. The index is
-    built with `params`, which ranking and voting then use.
-    """
-    index = build_index(papers, NOW, params)
-    halves = [frozenset(p.id for p in papers[k::2]) for k in (0, 1)]
-    readers = [
-        (q, stated)
-        for q in queries
-        if len(q.relevant) >= FEEDBACK_MIN_RELEVANT
-        for stated in dict.fromkeys(("", q.vague_interest or ""))
-    ]
-    learned: dict[int, list[float]] = {v: [] for v in checkpoints}
-    plain, ceiling = [], []
-    for (q, stated), (past, upcoming) in itertools.product(readers, (halves, halves[::-1])):
-        plain.append(_next_issue_precision(index, stated, None, past, q.relevant))
-        ceiling.append(min(len(q.relevant & upcoming), 5) / 5)
-        for votes, profile in _votes(index, stated, q.relevant, upcoming, max(checkpoints), dislikes):
-            if votes in learned:
-                p5 = _next_issue_precision(index, stated, profile, past, q.relevant)
-                learned[votes].append(p5)
-    return {
-        "readers": len(readers),
-        "runs": len(plain),
-        "without_feedback_p@5": statistics.mean(plain),
-        "ceiling_p@5": statistics.mean(ceiling),
-        "with_feedback_p@5": {str(v): statistics.mean(p) for v, p in learned.items()},
-    }
+    """The feedback simulation (benchmarks/ranking_feedback.py) on the issue of `NOW`."""
+    return ranking_feedback.simulate(papers, queries, NOW, checkpoints, dislikes=dislikes, params=params)
 
 
-def _next_issue_precision(
-    index: PaperIndex,
-    stated: str,
-    profile: dict[str, Any] | None,
-    past: frozenset[int],
-    relevant: frozenset[int],
-) -> float:
-    ranked = rank_papers(index, stated, profile=profile, exclude=past, limit=5)
-    return precision_at([it.paper_id for it in ranked], relevant, 5)
-
-
-def _votes(
-    index: PaperIndex,
-    stated: str,
-    relevant: frozenset[int],
-    unseen: frozenset[int],
-    limit: int,
-    dislikes: bool = True,
-) -> Iterator[tuple[int, dict[str, Any] | None]]:
-    """(votes cast, profile) after each vote, starting with (0, None); `unseen` is never shown.
-    Without `dislikes`, a paper outside the topic gets no vote but still counts as judged."""
-    profile: dict[str, Any] | None = None
-    sent = set(unseen)
-    votes = 0
-    yield votes, profile
-    while votes < limit:
-        issue = rank_papers(index, stated, profile=profile, exclude=sent, limit=5)
-        if not issue:
-            return
-        for item in issue[: limit - votes]:
-            direction = 1 if item.paper_id in relevant else -1
-            if direction > 0 or dislikes:
-                profile = update_profile(profile, index, item.paper_id, direction)
-            votes += 1
-            yield votes, profile
-        sent.update(item.paper_id for item in issue)
-
-
-# The learning tunables of RankingParams set back, one at a time, to what they were (or did)
-# with plain Rocchio. "all of them" leaves only what no tunable undoes: liked and disliked
-# papers are scored apart, each side normalised on its own.
-ABLATIONS: dict[str, dict[str, float]] = {
-    "liked words not expanded by lexicon": {"profile_expansion": 0.0},
-    "40 terms per vote, not 100": {"profile_terms_per_vote": 40},
-    "no slots kept for liked terms": {"profile_liked_share": 0.0},
-    "dislikes move generic words too": {"profile_dislike_idf": 0.0},
-    "disliked side weighs 0.5, not 0.25": {"profile_disliked_weight": 0.5},
-    "vague interests keep full weight": {"stated_full_specificity": 0.0},
+# Each retrieval idea kept in RankingParams, switched off on its own: precision without it.
+RETRIEVAL_ABLATIONS: dict[str, dict[str, Any]] = {
+    "no hand-written lexicon": {"synonym_weight": 0.0, "related_weight": 0.0, "profile_expansion": 0.0},
+    "no coverage bonus": {"coverage_weight": 0.0},
+    "no bigram phrases": {"bigram_weight": 0.0},
+    "title and keywords count as abstract": {"title_weight": 1.0, "keywords_weight": 1.0},
 }
-ABLATIONS["all of them"] = {k: v for values in ABLATIONS.values() for k, v in values.items()}
 
 
-def feedback_ablation(papers: Sequence[PaperText], queries: Sequence[EvalQuery]) -> dict[str, Any]:
-    """P@5 after 0, 1, 3 … votes as shipped and with each of ABLATIONS."""
-    results = {"as shipped": simulate_feedback(papers, queries)["with_feedback_p@5"]}
-    for label, values in ABLATIONS.items():
-        params = replace(DEFAULT_PARAMS, **values)
-        results[label] = simulate_feedback(papers, queries, params=params)["with_feedback_p@5"]
-    return results
+def retrieval_ablation(papers: Sequence[PaperText], queries: Sequence[EvalQuery]) -> dict[str, Any]:
+    """Precision of our ranking as shipped and with each of RETRIEVAL_ABLATIONS."""
+    rows = {"as shipped": evaluate_ours(papers, queries)}
+    for label, values in RETRIEVAL_ABLATIONS.items():
+        rows[label] = evaluate_ours(papers, queries, replace(DEFAULT_PARAMS, **values))
+    return rows
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -333,23 +273,42 @@ def run(papers_path: Path | None = None, *, ablation: bool = False) -> dict[str,
     queries = load_queries(papers)
     report = {
         "papers": len(papers),
-        "queries": len(queries),
+        "queries": {part: sum(q.part == part for q in queries) for part in PARTS},
         "precision": evaluate(papers, queries),
+        "agreement": labeller_agreement(queries, len(papers)),
         "timing": time_ranking(papers, queries),
         "feedback": simulate_feedback(papers, queries),
         "feedback_upvotes_only": simulate_feedback(papers, queries, dislikes=False),
     }
     if ablation:
-        report["feedback_ablation"] = feedback_ablation(papers, queries)
+        report["retrieval_ablation"] = retrieval_ablation(papers, queries)
+        report["feedback_ablation"] = ranking_feedback.ablation(papers, queries, NOW)
     return report
 
 
+def _precision_table(rows: dict[str, dict[str, dict[str, float]]], names: dict[str, str]) -> None:
+    print(f"{'':<36}{'tune':>14}{'held out':>16}{'batch 1':>16}")
+    print(f"{'method':<36}" + f"{'P@5':>8}{'P@10':>8}" * len(GROUPS))
+    for name, row in rows.items():
+        cells = "".join(f"{row[group][k]:>8.3f}" for group in GROUPS for k in ("p@5", "p@10"))
+        print(f"{names.get(name, name):<36}{cells}")
+
+
 def print_report(report: dict[str, Any]) -> None:
-    print(f"Ranking evaluation: {report['queries']} labelled interests, {report['papers']} papers")
+    n = report["queries"]
+    print(
+        f"Ranking evaluation: {n['tune']} tuning + {n['held_out']} held-out labelled interests, "
+        f"{report['papers']} papers"
+    )
     print()
-    print(f"{'method':<30}{'P@5':>8}{'P@10':>8}")
-    for name, row in report["precision"].items():
-        print(f"{METHOD_NAMES[name]:<30}{row['p@5']:>8.3f}{row['p@10']:>8.3f}")
+    _precision_table(report["precision"], METHOD_NAMES)
+    a = report["agreement"]
+    print(
+        f"\nLabellers: {a['pairs']} pairs of interests asking for the same thing agree on "
+        f"{a['agreement']:.1%} of (pair, paper) judgements, Cohen's kappa {a['kappa']:.2f} "
+        f"(relevant to both {a['both']}, to the first only {a['first_only']}, to the second only "
+        f"{a['second_only']})"
+    )
     t = report["timing"]
     print()
     print(f"build_index: {t['build_index_ms']:.1f} ms for {int(t['papers'])} papers")
@@ -374,6 +333,9 @@ def print_report(report: dict[str, Any]) -> None:
         "P@5 after N papers seen:"
     )
     print("  ".join(f"{n}: {p:.3f}" for n, p in u["with_feedback_p@5"].items()))
+    if "retrieval_ablation" in report:
+        print("\nAblation: our ranking with one retrieval idea switched off")
+        _precision_table(report["retrieval_ablation"], {})
     if "feedback_ablation" in report:
         rows = report["feedback_ablation"]
         print()

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import math
 import os
@@ -42,6 +41,8 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+from sqlalchemy import create_engine, text
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
@@ -53,6 +54,7 @@ from newsletter.testing import (
     create_pg_database,
     drop_pg_database,
     free_port,
+    queued_journey_emails,
     stop_process,
     wait_healthy,
 )
@@ -319,22 +321,7 @@ async def drive(port: int, requests: list[tuple[str, str]], rate: float, concurr
 # ---- checking the outcome -------------------------------------------------------------------
 
 
-def queued_confirmations(redis_url: str) -> Counter:
-    import redis
-
-    counts: Counter = Counter()
-    client = redis.Redis.from_url(redis_url)
-    for raw in client.lrange("celery", 0, -1):
-        message = json.loads(raw)
-        if message["headers"].get("task") == "newsletter.send_transactional":
-            args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-            counts[(args[0], args[1])] += 1
-    return counts
-
-
 def stored(db_url: str) -> dict[str, list[int]]:
-    from sqlalchemy import create_engine, text
-
     engine = create_engine(db_url)
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT email_key, id FROM subscriber")).all()
@@ -365,7 +352,7 @@ def run(
         windows = minutes(duration)
         elapsed = results.pop()["elapsed"]
         by_address = stored(stack.db_url)
-        queued = queued_confirmations(stack.redis_url)
+        queued = queued_journey_emails(stack.redis_url, stack.db_url)
     finally:
         stack.close()
 

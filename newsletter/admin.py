@@ -32,6 +32,7 @@ from newsletter.models import (
 )
 from newsletter.papers import SourceError
 from newsletter.papers.ingest import load_source, store_fetched
+from newsletter.stats import subscriber_counts
 
 CLI_CLIENT = subs.Client(user_agent="cli")  # recorded in consent rows of operator actions
 
@@ -302,10 +303,5 @@ def show_issue(settings: Settings, issue_id: int) -> dict[str, Any]:
 def stats(settings: Settings) -> dict[str, Any]:
     """Subscribers by status, and every issue with its delivery counts."""
     with session_scope(settings.database_url) as session:
-        by_status = dict(
-            session.exec(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all()
-        )
-    return {
-        "subscribers": {s.value: by_status.get(s, 0) for s in SubscriberStatus},
-        "issues": list_issues(settings),
-    }
+        subscribers = subscriber_counts(session)
+    return {"subscribers": subscribers, "issues": list_issues(settings)}

@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     redispatch_after_seconds: int = Field(default=600, ge=1)
     retry_backoff_seconds: int = Field(default=5, ge=1)  # Celery retry_backoff (base, doubling)
     retry_backoff_max_seconds: int = Field(default=300, ge=1)
+    # Journey emails (confirm, welcome, already subscribed) are outbox rows. Beat's sweep (every
+    # recover_interval_seconds) queues again a row still unsent this long after it was written
+    # or last tried (doubling with each try, at most an hour); after journey_max_attempts tries
+    # a transient failure ends the row as failed.
+    journey_requeue_after_seconds: int = Field(default=60, ge=1)
+    journey_max_attempts: int = Field(default=15, ge=1)
 
     @field_validator("secret_key_fallbacks", mode="before")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +12,8 @@ from pathlib import Path
 from sqlalchemy import Table, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, create_engine
 
 _engines: dict[str, Engine] = {}
@@ -60,6 +62,27 @@ def insert_ignore(table: Table, dialect: str):
     """An INSERT that skips rows hitting a unique constraint (SQLite and PostgreSQL alike)."""
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     return insert(table).on_conflict_do_nothing()
+
+
+def write_until_reachable(
+    conn: Connection, write: Callable[[], None], seconds: float, on_retry: Callable[[], None]
+) -> None:
+    """Run `write` (statements on `conn` and their commit) until it succeeds, retrying with a
+    growing pause for up to `seconds` while the database is unreachable: the connection
+    reconnects after a rollback. For recording a 250, where giving up means a second email."""
+    deadline = time.monotonic() + seconds
+    delay = 0.2
+    while True:
+        try:
+            write()
+            return
+        except DBAPIError:
+            conn.rollback()
+            if time.monotonic() > deadline:
+                raise
+            on_retry()
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 @contextmanager

@@ -1,29 +1,29 @@
 """Plan an issue, rank its papers for each subscriber, and render the digest.
 
-Rendering is split in two so that premailer (~15 ms a call) runs once per issue, not once per
-recipient: `IssueTemplate` renders the whole digest once with every candidate paper and with
-placeholders where per-reader values go, inlines the CSS, and cuts the result into a shell and
-one fragment per paper card. `DigestRenderer.render` then ranks, picks the cards and fills in
-escaped per-reader values: string work only. A test holds this equal to a plain render + inline.
+An issue keeps a snapshot of its papers when it is planned (`paper_snapshot`), and renders from
+it, so a later ingest cannot change what a planned issue shows. Rendering is split in two so
+that premailer (~15 ms a call) runs once per issue, not once per recipient: `issue_template`
+renders the whole digest once with every candidate paper and with slot markers where per-reader
+values go, inlines the CSS, and cuts the result into segments (`newsletter.assemble`).
+`DigestRenderer.render` then ranks, picks the cards and puts escaped per-reader values into the
+slots by position: string work only, and paper text is never searched for markers. A test holds
+this equal to a plain render + inline.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Any
 
-from jinja2 import Template, pass_environment
-from jinja2.filters import do_wordwrap
-from markupsafe import escape
 from sqlalchemy import or_
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from newsletter import links
+from newsletter.assemble import SHELL_SLOTS, IssueTemplate, new_marker, text_template
 from newsletter.config import Settings
 from newsletter.db import insert_ignore, session_scope
 from newsletter.mail.render import RenderedEmail, inline_css, render_subject
@@ -33,13 +33,16 @@ from newsletter.models import (
     Paper,
     Subscriber,
 )
+from newsletter.papers.base import LINK_FIELDS
 from newsletter.ranking import PaperIndex, PaperText, RankedItem, build_index, rank_papers, trending_score
-from newsletter.templating import html_env, text_env
+from newsletter.templating import html_env
 from newsletter.values import shorten
 
 MAX_CANDIDATES = 100
 RANK_CACHE_SIZE = 512  # rankings remembered per issue (readers who share interests share them)
 ABSTRACT_CHARS = 420
+# Paper columns an issue keeps (issue.papers_snapshot): what paper_view and paper_text read.
+SNAPSHOT_FIELDS = ("id", "title", "abstract", "authors", "keywords", "upvotes", "published_at") + LINK_FIELDS
 WINDOW = {Frequency.weekly: timedelta(days=7), Frequency.daily: timedelta(days=2)}
 
 
@@ -61,7 +64,7 @@ def issue_title(issue: Issue) -> str:
     return f"Paper Digest, week {int(week)} of {year}"
 
 
-def candidate_papers(session: Session, frequency: Frequency, now: datetime) -> list[int]:
+def candidate_pool(session: Session, frequency: Frequency, now: datetime) -> list[Paper]:
     """The period's papers, most trending first; the latest papers if the period has none.
 
     A paper belongs to the period if it was published or first listed (ingested) in it: the
@@ -75,7 +78,12 @@ def candidate_papers(session: Session, frequency: Frequency, now: datetime) -> l
         recent or session.exec(select(Paper).order_by(Paper.published_at.desc()).limit(MAX_CANDIDATES)).all()
     )
     pool = sorted(pool, key=lambda p: -trending_score(p.upvotes, p.published_at, now))
-    return [p.id for p in pool[:MAX_CANDIDATES]]
+    return pool[:MAX_CANDIDATES]
+
+
+def candidate_papers(session: Session, frequency: Frequency, now: datetime) -> list[int]:
+    """The ids of `candidate_pool`."""
+    return [p.id for p in candidate_pool(session, frequency, now)]
 
 
 def get_or_create_issue(session: Session, frequency: Frequency, now: datetime) -> Issue:
@@ -87,13 +95,15 @@ def get_or_create_issue(session: Session, frequency: Frequency, now: datetime) -
         return issue
     title = issue_title(Issue(frequency=frequency, period=period))
     table = Issue.__table__
+    pool = candidate_pool(session, frequency, now)
     session.execute(
         insert_ignore(table, session.get_bind().dialect.name).values(
             frequency=frequency,
             period=period,
             title=title,
             created_at=now,
-            paper_ids=candidate_papers(session, frequency, now),
+            paper_ids=[p.id for p in pool],
+            papers_snapshot=[paper_snapshot(p) for p in pool],
         )
     )
     session.flush()
@@ -142,6 +152,26 @@ def paper_view(paper: Paper) -> PaperView:
         thumbnail=paper.thumbnail,
         links=tuple(link_list[1:] if link_list else ()),
     )
+
+
+def paper_snapshot(paper: Paper) -> dict[str, Any]:
+    """What an issue keeps of a paper when it is planned: all it shows and ranks by, as JSON."""
+    return {name: getattr(paper, name) for name in SNAPSHOT_FIELDS} | {
+        "published_at": paper.published_at.isoformat()
+    }
+
+
+def issue_papers(session: Session, issue: Issue) -> list[Paper]:
+    """The issue's papers in its order, as they were when it was planned (unsaved rows, so a
+    later ingest changes nothing here). Issues planned before migration 0005 have no snapshot
+    and get the papers' current rows."""
+    if issue.papers_snapshot is not None:
+        return [
+            Paper(**{**kept, "published_at": datetime.fromisoformat(kept["published_at"])})
+            for kept in issue.papers_snapshot
+        ]
+    found = {p.id: p for p in session.exec(select(Paper).where(col(Paper.id).in_(issue.paper_ids)))}
+    return [found[i] for i in issue.paper_ids if i in found]
 
 
 def paper_text(paper: Paper) -> PaperText:
@@ -204,77 +234,25 @@ def full_context(
     }
 
 
-# ---- render once per issue, assemble per reader ---------------------------------------------
-
-PH = "PDPH{}PDPH"  # placeholder: letters only, so neither Jinja, lxml nor premailer touch it
-CARD_RE = re.compile(r"<!--PDCARD (\d+)-->(.*?)<!--/PDCARD-->", re.S)
-SHELL_FIELDS = ("email", "intro", "view_url", "preferences_url", "unsubscribe_url")
-CARD_FIELDS = ("why", "more_url", "less_url")
+# ---- render once per issue, assemble per reader (newsletter.assemble) ----------------------
 
 
-@dataclass
-class IssueTemplate:
-    """The digest HTML, inlined once, cut into a shell and one fragment per paper."""
-
-    shell: str
-    cards: dict[int, str] = field(default_factory=dict)
-
-    @classmethod
-    def build(cls, settings: Settings, issue: Issue, views: dict[int, PaperView]) -> IssueTemplate:
-        items = [
-            DigestItem(
-                paper=v, why=PH.format("why"), more_url=PH.format("more_url"), less_url=PH.format("less_url")
-            )
-            for v in views.values()
-        ]
-        context = {
-            "issue_title": issue_title(issue),
-            "items": items,
-            "card_markers": True,
-            "base_url": settings.base_url.rstrip("/"),
-            "archive_url": links.archive_url(settings),
-            **{name: PH.format(name) for name in SHELL_FIELDS},
-        }
-        html = inline_css(html_env().get_template("email/digest/body.html").render(context))
-        cards = {int(pid): body for pid, body in CARD_RE.findall(html)}
-        first, last = html.find("<!--PDCARD "), html.rfind("<!--/PDCARD-->")
-        if first < 0:  # an issue with no papers
-            first = last = html.find("</table>", html.find('class="papers"'))
-            shell = html[:first] + PH.format("cards") + html[last:]
-        else:
-            shell = html[:first] + PH.format("cards") + html[last + len("<!--/PDCARD-->") :]
-        return cls(shell=shell, cards=cards)
-
-    def assemble(self, items: list[DigestItem], values: dict[str, str]) -> str:
-        parts = []
-        for item in items:
-            card = self.cards[item.paper.id]
-            for name in CARD_FIELDS:
-                card = card.replace(PH.format(name), str(escape(getattr(item, name))))
-            parts.append(card)
-        html = self.shell.replace(PH.format("cards"), "\n".join(parts))
-        for name, value in values.items():
-            html = html.replace(PH.format(name), str(escape(value)))
-        return html
-
-
-@lru_cache(maxsize=4096)
-def _wrapped(env, text_: str, args: tuple, kwargs: tuple) -> str:
-    return do_wordwrap(env, text_, *args, **dict(kwargs))
-
-
-@pass_environment
-def _wordwrap_once(env, text_: str, *args, **kwargs) -> str:
-    """Jinja's wordwrap, remembered: a paper's abstract is wrapped once, not once per reader."""
-    return _wrapped(env, text_, args, tuple(kwargs.items()))
-
-
-@lru_cache(maxsize=1)
-def text_template() -> Template:
-    """The digest's plain-text template, in an overlay whose wordwrap filter is remembered."""
-    env = text_env().overlay(cache_size=10)
-    env.filters = {**env.filters, "wordwrap": _wordwrap_once}
-    return env.get_template("email/digest/body.txt")
+def issue_template(settings: Settings, issue: Issue, views: dict[int, PaperView]) -> IssueTemplate:
+    """The digest rendered and inlined once with every paper, cut at the per-reader slots."""
+    marker = new_marker(repr(view) for view in views.values())  # repr keeps a run of hex as it is
+    why, more, less = marker("why"), marker("more_url"), marker("less_url")
+    items = [DigestItem(paper=v, why=why, more_url=more, less_url=less) for v in views.values()]
+    context = {
+        "issue_title": issue_title(issue),
+        "items": items,
+        "card_marker": marker("card"),
+        "base_url": settings.base_url.rstrip("/"),
+        "archive_url": links.archive_url(settings),
+        **{name: marker(name) for name in SHELL_SLOTS},
+    }
+    return IssueTemplate.cut(
+        inline_css(html_env().get_template("email/digest/body.html").render(context)), marker
+    )
 
 
 class DigestRenderer:
@@ -293,15 +271,13 @@ class DigestRenderer:
 
     @classmethod
     def load(cls, session: Session, settings: Settings, issue: Issue) -> DigestRenderer:
-        papers = (
-            session.exec(select(Paper).where(Paper.id.in_(issue.paper_ids))).all() if issue.paper_ids else []
-        )
-        return cls(settings, issue, list(papers))
+        """The issue's renderer, from its snapshot of the papers (see `issue_papers`)."""
+        return cls(settings, issue, issue_papers(session, issue))
 
     @cached_property
     def template(self) -> IssueTemplate:
         """The inlined HTML (premailer), built on first use: votes need only the index."""
-        return IssueTemplate.build(self.settings, self.issue, self.views)
+        return issue_template(self.settings, self.issue, self.views)
 
     def rank(self, sub: Subscriber, exclude: set[int] = frozenset()) -> list[RankedItem]:
         """The reader's papers, best first. Ranking is a pure function of the interests, the
@@ -356,14 +332,8 @@ class DigestRenderer:
         rl = reader_links(self.settings, sub, self.issue.id)
         context = full_context(self.settings, self.issue, sub, items, rl)
         html = self.template.assemble(
-            items,
-            {
-                "email": sub.email,
-                "intro": context["intro"],
-                "view_url": rl.view_url,
-                "preferences_url": rl.preferences_url,
-                "unsubscribe_url": rl.unsubscribe_url,
-            },
+            [(i.paper.id, {"why": i.why, "more_url": i.more_url, "less_url": i.less_url}) for i in items],
+            {name: context[name] for name in SHELL_SLOTS},
         )
         body = text_template().render(context)
         return RenderedEmail(subject=render_subject("digest", context), text=body.strip() + "\n", html=html)

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session
 
+from newsletter import ledger
 from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.digests import renderer_for
-from newsletter.models import Delivery, Issue, Paper, Subscriber, SubscriberStatus, Vote, utcnow
+from newsletter.models import Issue, Paper, Subscriber, SubscriberStatus, Vote, utcnow
 from newsletter.ranking import update_profile
 from newsletter.tokens import Purpose, TokenError, TokenReason
 
@@ -36,9 +37,7 @@ def read_vote(session: Session, settings: Settings, token: str) -> VoteRequest:
     return VoteRequest(sub.id, issue_id, paper_id, direction, paper.title)
 
 
-def record_vote(
-    session: Session, settings: Settings, vote: VoteRequest, client: subs.Client = subs.Client()
-) -> bool:
+def record_vote(session: Session, settings: Settings, vote: VoteRequest) -> bool:
     """Record the vote once per (issue, paper, reader) and fold it into the reader's profile.
 
     Returns False when this paper of this issue already has the reader's vote. Votes that
@@ -76,11 +75,7 @@ def reset_profile(session: Session, sub: Subscriber) -> None:
 def _too_soon(session: Session, settings: Settings, vote: VoteRequest) -> bool:
     if settings.vote_grace_seconds <= 0:
         return False
-    sent_at = session.exec(
-        select(Delivery.sent_at).where(
-            Delivery.issue_id == vote.issue_id, Delivery.subscriber_id == vote.subscriber_id
-        )
-    ).first()
+    sent_at = ledger.sent_at(session, vote.issue_id, vote.subscriber_id)
     return sent_at is not None and utcnow() - sent_at < timedelta(seconds=settings.vote_grace_seconds)
 
 

@@ -177,6 +177,15 @@ def load_subscribers(conn: Connection, ids: list[int]) -> dict[int, Subscriber]:
     return {row["id"]: Subscriber.model_validate(dict(row)) for row in rows}
 
 
+def sent_at(session: Session, issue_id: int, subscriber_id: int) -> datetime | None:
+    """When the reader's digest of this issue was sent (None: not sent, or no such row)."""
+    return session.execute(
+        select(DELIVERIES.c.sent_at).where(
+            DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.subscriber_id == subscriber_id
+        )
+    ).scalar()
+
+
 def sent_history(conn: Connection, subscriber_ids: list[int], issue_id: int) -> dict[int, set[int]]:
     """Papers each subscriber already received in earlier issues (never send one twice)."""
     history: dict[int, set[int]] = {sid: set() for sid in subscriber_ids}

@@ -1,4 +1,4 @@
-"""The store: subscribers, consent, suppressions, papers, issues (editions), deliveries, votes."""
+"""The store: subscribers, consent, suppressions, papers, issues, deliveries, journey emails, votes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import deferred
 from sqlmodel import Field, SQLModel
 
 # SQLite hands out max(rowid) + 1, so the id of an erased last row came back for the next one;
@@ -136,15 +137,23 @@ class Paper(SQLModel, table=True):
     source: str = Field(default="file", max_length=40)
 
 
+_papers_snapshot = Column("papers_snapshot", JSON, nullable=True)
+
+
 class Issue(SQLModel, table=True):
     """One edition: a period (ISO week or day) for one frequency, with its papers frozen."""
 
     __table_args__ = (UniqueConstraint("frequency", "period", name="uq_issue_period"), NEVER_REUSE_IDS)
+    # The snapshot (~2 KB a paper) is loaded only when read: lists of issues never need it.
+    __mapper_args__ = {"properties": {"papers_snapshot": deferred(_papers_snapshot)}}
     id: int | None = Field(default=None, primary_key=True)
     frequency: Frequency = Field(default=Frequency.weekly)
     period: str = Field(max_length=20)  # "2026-W48" or "2026-11-26"
     title: str = Field(max_length=200)
     paper_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # What the issue shows and ranks of each paper, as planned (digests.paper_snapshot), so a later
+    # ingest cannot change a planned issue. None for issues planned before migration 0005.
+    papers_snapshot: list[dict[str, Any]] | None = Field(default=None, sa_column=_papers_snapshot)
     created_at: datetime = Field(default_factory=utcnow)
     planned_at: datetime | None = None
 
@@ -169,6 +178,46 @@ class Delivery(SQLModel, table=True):
     smtp_code: int | None = None
     error: str | None = Field(default=None, max_length=1000)
     paper_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+# The journey emails that are not finished yet: at most one per subscriber and kind (see below).
+UNSENT_JOURNEY_EMAIL = text("state IN ('pending', 'deferred', 'sending')")
+
+
+class JourneyEmail(SQLModel, table=True):
+    """The outbox of journey emails (confirm, welcome, already subscribed): one row per email,
+    written in the transaction that calls for it, claimed before SMTP like a `Delivery`.
+
+    `next_attempt_at` is when beat's sweep queues the row again if no job has sent it by then.
+    At most one unsent row per (subscriber, kind): asking again re-queues that row.
+    """
+
+    __tablename__ = "journey_email"
+    __table_args__ = (
+        Index(
+            "uq_journey_email_unsent",
+            "subscriber_id",
+            "kind",
+            unique=True,
+            postgresql_where=UNSENT_JOURNEY_EMAIL,
+            sqlite_where=UNSENT_JOURNEY_EMAIL,
+        ),
+        Index("ix_journey_email_state_next", "state", "next_attempt_at"),
+        NEVER_REUSE_IDS,
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    kind: str = Field(max_length=32)  # a template name: confirm, welcome, already_subscribed
+    state: DeliveryState = Field(default=DeliveryState.pending)
+    attempts: int = Field(default=0)
+    created_at: datetime = Field(default_factory=utcnow)
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    claimed_at: datetime | None = None
+    claimed_by: str | None = Field(default=None, max_length=32)
+    sent_at: datetime | None = None
+    message_id: str | None = Field(default=None, max_length=255)
+    smtp_code: int | None = None
+    error: str | None = Field(default=None, max_length=1000)
 
 
 class Vote(SQLModel, table=True):

@@ -1,12 +1,14 @@
 """The double-opt-in state machine: subscribe, confirm, preferences, unsubscribe, erase.
 
-No HTTP here: the web app and the CLI parse input, call these, and commit. Mail is queued with
-`jobs.enqueue`, which publishes only after the caller's transaction commits.
+No HTTP here: the web app and the CLI parse input, call these, and commit. Journey emails are
+rows of the outbox (`newsletter/outbox.py`) written in the caller's transaction; the job that
+sends one is queued with `jobs.enqueue`, which publishes only after that transaction commits.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -15,15 +17,16 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func
 from sqlmodel import Session, select
 
-from newsletter import jobs, suppression
+from newsletter import jobs, outbox, suppression
 from newsletter.config import Settings
 from newsletter.db import insert_ignore, session_scope
 from newsletter.logs import event as log_event
-from newsletter.mail.transactional import send_transactional
+from newsletter.mail.transactional import send_journey_email
 from newsletter.models import (
     ConsentEvent,
     Delivery,
     Frequency,
+    JourneyEmail,
     Subscriber,
     SubscriberStatus,
     Vote,
@@ -172,15 +175,26 @@ def request_subscription(
         outcome, kind = "pending-again", "confirm"
     record_consent(session, sub, "signup_requested", client, CONSENT_WORDING)
     sub.confirm_sent_at = utcnow()
-    jobs.enqueue(
-        session,
-        settings,
-        send_transactional,
-        kind,
-        sub.id,
-        on_failure=lambda: _forget_cooldown(settings, sub.id),
-    )
+    queue_journey_email(session, settings, sub, kind, on_failure=lambda: _forget_cooldown(settings, sub.id))
     return outcome
+
+
+def queue_journey_email(
+    session: Session,
+    settings: Settings,
+    sub: Subscriber,
+    kind: str,
+    on_failure: Callable[[], object] | None = None,
+) -> int:
+    """Write the `kind` email to the outbox in this transaction and send it right after commit.
+
+    If that subscriber's `kind` email is still unsent, that row is queued again instead of a
+    second one. Returns the row's id.
+    """
+    first_look = utcnow() + timedelta(seconds=settings.journey_requeue_after_seconds)
+    email_id = outbox.add_email(session.connection(), sub.id, kind, first_look)
+    jobs.enqueue(session, settings, send_journey_email, email_id, on_failure=on_failure)
+    return email_id
 
 
 def _ask_again(sub: Subscriber, interests: str) -> None:
@@ -227,7 +241,10 @@ def import_subscriber(
 
 
 def _forget_cooldown(settings: Settings, subscriber_id: int) -> None:
-    """The email was never queued: let the next signup attempt send it instead of waiting."""
+    """The email could not be queued (broker down) or, in-process, sent (relay down): let the
+    next signup attempt send it at once instead of after the cooldown. Its outbox row stays
+    unsent, so that attempt queues the same row again (never a second email); with a broker,
+    beat's sweep sends it anyway, and without one this retry is the only trigger."""
     try:
         with session_scope(settings.database_url) as session:
             sub = session.get(Subscriber, subscriber_id)
@@ -297,7 +314,7 @@ def confirm_subscription(
     sub.unsubscribed_at = None
     sub.token_version += 1  # burns this confirmation link and any other outstanding one
     record_consent(session, sub, "resubscribed" if was_resubscribe else "confirmed", client, CONSENT_WORDING)
-    jobs.enqueue(session, settings, send_transactional, "welcome", sub.id)
+    queue_journey_email(session, settings, sub, "welcome")
     return sub
 
 
@@ -373,15 +390,18 @@ def export_subscriber(session: Session, sub: Subscriber) -> dict[str, Any]:
         "consent_events": rows(ConsentEvent),
         "deliveries": rows(Delivery),
         "votes": rows(Vote),
+        "journey_emails": rows(JourneyEmail),
     }
 
 
 def erase_subscriber(session: Session, sub: Subscriber, reason: str = "erased on request") -> None:
-    """Forget a subscriber: deliveries, votes and consent rows go, then the subscriber. A hash
-    of the address stays behind (`suppression`), so no import brings them back."""
+    """Forget a subscriber: deliveries, journey emails, votes and consent rows go, then the
+    subscriber. A hash of the address stays behind (`suppression`), so no import brings them
+    back."""
     suppression.suppress(session, sub.email_key, reason)
     for table, column in (
         (Delivery, Delivery.subscriber_id),
+        (JourneyEmail, JourneyEmail.subscriber_id),
         (Vote, Vote.subscriber_id),
         (ConsentEvent, ConsentEvent.subscriber_id),
     ):

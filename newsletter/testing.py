@@ -1,17 +1,21 @@
-"""Throwaway PostgreSQL databases and readiness checks, shared by the tests and the benchmarks."""
+"""Throwaway PostgreSQL databases, readiness checks and a look into the broker's queue, shared by
+the tests and the benchmarks."""
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import socket
 import subprocess
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager, suppress
 
+import redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import create_engine, text
@@ -99,3 +103,20 @@ def configured_session() -> AbstractContextManager[Session]:
     """A session on the database the environment configures (tests and benchmarks set
     NEWSLETTER_DATABASE_URL, then read it here, at their edge)."""
     return session_scope(get_settings().database_url)
+
+
+def queued_journey_emails(redis_url: str, db_url: str) -> Counter[tuple[str, int]]:
+    """How many send_journey_email tasks wait in the broker's default queue for each
+    (kind, subscriber id), read from the outbox rows they name."""
+    email_ids = []
+    for raw in redis.Redis.from_url(redis_url).lrange("celery", 0, -1):
+        message = json.loads(raw)
+        if message["headers"].get("task") == "newsletter.send_journey_email":
+            args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+            email_ids.append(args[0])
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, kind, subscriber_id FROM journey_email"))
+        emails = {email_id: (kind, sub_id) for email_id, kind, sub_id in rows}
+    engine.dispose()
+    return Counter(emails[i] for i in email_ids)

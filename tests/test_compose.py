@@ -296,7 +296,7 @@ def test_each_python_service_starts_natively_and_becomes_healthy(compose, redis_
         assert r.status_code == 202
         [confirm] = box.wait_for(1, to="compose@example.org", timeout=20)
         assert f"http://127.0.0.1:{port}/confirm/" in confirm.get_body(("plain",)).get_content()
-        assert "send_transactional" in worker.output()
+        assert "send_journey_email" in worker.output()
         for service in running:
             assert service.proc.poll() is None, (service.name, service.output()[-3000:])
         print("compose services healthy after (s):", {k: round(v, 1) for k, v in timings.items()})

@@ -14,10 +14,17 @@ import subprocess
 import sys
 import time
 
+import httpx
 import pytest
+import redis as redis_lib
+from sqlalchemy import create_engine, text
 
+from newsletter import subscriptions as subs
 from newsletter.config import get_settings
-from tests.conftest import ROOT, Worker, process_env
+from newsletter.db import session_scope
+from newsletter.models import Subscriber
+from newsletter.tokens import Purpose, make_token
+from tests.conftest import ROOT, WebServer, Worker, process_env
 from tests.faultkit import (
     Beat,
     FaultySMTP,
@@ -44,6 +51,7 @@ FAST = {
     "NEWSLETTER_RETRY_BACKOFF_SECONDS": "1",
     "NEWSLETTER_RETRY_BACKOFF_MAX_SECONDS": "3",
     "NEWSLETTER_SMTP_TIMEOUT": "5",
+    "NEWSLETTER_JOURNEY_REQUEUE_AFTER_SECONDS": "2",
 }
 
 
@@ -79,6 +87,7 @@ class Rig:
         )
         self.workers: list[Worker] = []
         self.beats: list[Beat] = []
+        self.webs: list[WebServer] = []
 
     def worker(self, concurrency: int = 1) -> Worker:
         return self.start_workers(1, concurrency)[0]
@@ -98,6 +107,12 @@ class Rig:
         b = Beat(self.env, self.tmp, app=app, name=name or f"beat{len(self.beats)}")
         self.beats.append(b)
         return b
+
+    def web(self) -> WebServer:
+        """A real uvicorn with the same settings (broker included)."""
+        w = WebServer(self.env, self.tmp / f"web{len(self.webs)}.log")
+        self.webs.append(w)
+        return w
 
     def readers(self, count: int) -> list[str]:
         from newsletter import admin
@@ -133,6 +148,8 @@ class Rig:
             ) from None
 
     def close(self) -> None:
+        for web in self.webs:
+            web.stop()
         for b in self.beats:
             b.stop()
         for w in self.workers:
@@ -436,3 +453,154 @@ def test_signup_survives_a_broker_outage(tmp_path, pg_url, smtp_server):
     finally:
         web.stop()
         redis.kill()
+
+
+# ---- journey emails: the outbox -------------------------------------------------------------
+
+
+def journey(db_url: str, email_id: int) -> tuple[str, int]:
+    """(state, attempts) of one journey email."""
+    sql = "SELECT {} FROM journey_email WHERE id = :i"
+    return scalar(db_url, sql.format("state"), i=email_id), scalar(db_url, sql.format("attempts"), i=email_id)
+
+
+def pending_subscriber(db_url: str, address: str) -> int:
+    with session_scope(db_url) as session:
+        sub = Subscriber(email=address, email_key=address)
+        session.add(sub)
+        session.flush()
+        return sub.id
+
+
+def confirm_token(db_url: str, sub_id: int) -> str:
+    key = scalar(db_url, "SELECT token_key FROM subscriber WHERE id = :s", s=sub_id)
+    return make_token(get_settings(), Purpose.confirm, key, 0)
+
+
+def test_redis_flushed_between_signup_and_worker_every_confirmation_arrives_once(rig):
+    """Sign up 40 addresses through the web app with no worker running: 40 confirmation tasks
+    wait in Redis. FLUSHDB loses them all. A worker and beat start: the sweep finds the 40
+    unsent outbox rows and every confirmation arrives, exactly once."""
+    r = rig(NEWSLETTER_SIGNUP_RATE_PER_IP="1000")
+    web = r.web()
+    addresses = [f"new{i:03d}@example.org" for i in range(40)]
+    for a in addresses:
+        assert httpx.post(web.url + "/subscribe", data={"email": a}, timeout=30).status_code == 202
+    broker = redis_lib.Redis.from_url(r.redis.url)
+    assert broker.llen("celery") == len(addresses)  # every confirmation waits in the broker …
+    broker.flushdb()  # … and is gone
+    assert r.box.total() == 0
+    started = time.monotonic()
+    r.worker(concurrency=2)
+    r.beat()
+    wait_until(lambda: r.box.total() >= len(addresses), 60, "every confirmation to arrive")
+    elapsed = time.monotonic() - started
+    time.sleep(4)  # a few more sweeps (every 1 s) send nothing more
+    assert assert_exactly_once(r.box, addresses) == 0
+    assert r.box.total() == len(addresses)
+    assert scalar(r.db_url, "SELECT count(*) FROM journey_email WHERE state = 'sent'") == len(addresses)
+    print(
+        f"redis flushed: {len(addresses)} confirmations, each once, {elapsed:.1f}s after the worker started"
+    )
+
+
+def test_worker_killed_after_a_welcome_250_sends_it_at_most_once_more(rig):
+    """kill -9 a worker right after it recorded a welcome email's 250, and deliver that task
+    again (what Redis does after the visibility timeout): nothing more is sent. Then kill one
+    between the 250 and its commit (the test holds the row's lock, so the `sent` UPDATE waits):
+    the stale-claim sweep sends that email exactly once more."""
+    r = rig()
+    broker_settings = get_settings().model_copy(update={"broker_url": r.redis.url})
+    worker = r.worker()
+    r.beat()
+
+    def confirm(address: str) -> int:
+        sub_id = pending_subscriber(r.db_url, address)
+        with session_scope(r.db_url) as session:
+            subs.confirm_subscription(session, broker_settings, confirm_token(r.db_url, sub_id))
+        return scalar(r.db_url, "SELECT id FROM journey_email WHERE subscriber_id = :s", s=sub_id)
+
+    # After the commit: the redelivered task finds the row sent and sends nothing.
+    ada = confirm("ada@example.org")
+    wait_until(lambda: journey(r.db_url, ada)[0] == "sent", 30, "ada's welcome to be recorded sent")
+    kill_group(worker.proc)
+    worker = r.worker()
+    publish(r.redis.url, "newsletter.send_journey_email", ada)
+    wait_until(lambda: "'not-due'" in worker.log_path.read_text(), 30, "the redelivered task to run")
+    time.sleep(2)
+    assert r.box.received["ada@example.org"] == 1
+    assert journey(r.db_url, ada) == ("sent", 1)
+
+    # Between the 250 and the commit: exactly one more.
+    r.box.data_delay = 2.0  # time to take the row's lock while the message is on its way
+    bob = confirm("bob@example.org")
+    wait_until(lambda: journey(r.db_url, bob)[0] == "sending", 30, "bob's welcome to be claimed")
+    admin = create_engine(r.db_url, isolation_level="AUTOCOMMIT")
+    holder = create_engine(r.db_url).connect()
+    try:
+        holder.execute(text("SELECT id FROM journey_email WHERE id = :i FOR UPDATE"), {"i": bob})
+        wait_until(lambda: r.box.received["bob@example.org"] == 1, 30, "bob's welcome to be accepted")
+
+        def blocked_backends() -> list[int]:
+            with admin.connect() as conn:
+                return list(
+                    conn.execute(
+                        text(
+                            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                            "AND wait_event_type = 'Lock'"
+                        )
+                    ).scalars()
+                )
+
+        waiting = wait_until(blocked_backends, 30, "the worker's `sent` UPDATE to wait for the lock")
+        kill_group(worker.proc)
+        with admin.connect() as conn:  # the killed worker's backend must not commit it later
+            for pid in waiting:
+                conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+    finally:
+        holder.rollback()
+        holder.close()
+        admin.dispose()
+    assert journey(r.db_url, bob)[0] == "sending"  # the 250 was never recorded
+    r.box.data_delay = 0.0
+    r.worker()
+    wait_until(lambda: journey(r.db_url, bob)[0] == "sent", 30, "bob's welcome to be sent again")
+    time.sleep(2)
+    assert r.box.received["bob@example.org"] == 2  # the one documented duplicate
+    assert journey(r.db_url, bob) == ("sent", 2)
+    print("welcome kill test: killed after the commit: 0 extra; between the 250 and the commit: 1 extra")
+
+
+def test_welcome_email_survives_a_broker_outage(rig):
+    """Sign up while Redis is up (no worker yet), lose Redis, confirm through the web app: the
+    page says confirmed and the welcome job could not be queued. Redis comes back empty, a
+    worker and beat start: the welcome arrives once, and the lost confirmation is not sent any
+    more (the subscriber is no longer pending)."""
+    r = rig()
+    r.box.keep = True
+    web = r.web()
+    assert (
+        httpx.post(web.url + "/subscribe", data={"email": "ada@example.org"}, timeout=30).status_code == 202
+    )
+    sub_id = scalar(r.db_url, "SELECT id FROM subscriber")
+    r.redis.kill()
+    page = httpx.post(f"{web.url}/confirm/{confirm_token(r.db_url, sub_id)}", timeout=30)
+    assert page.status_code == 200
+    assert scalar(r.db_url, "SELECT status FROM subscriber") == "confirmed"
+    assert "job.failed" in (r.tmp / "web0.log").read_text()  # the welcome was not queued
+    r.redis.start()  # the same port, nothing in it
+    r.worker()
+    r.beat()
+    wait_until(lambda: r.box.total() >= 1, 30, "the welcome email")
+    wait_until(
+        lambda: (
+            scalar(r.db_url, "SELECT count(*) FROM journey_email WHERE state IN ('sent', 'skipped')") == 2
+        ),
+        30,
+        "the lost confirmation to be swept too",
+    )
+    time.sleep(3)
+    assert r.box.received["ada@example.org"] == 1
+    [(_, raw)] = r.box.raw
+    assert b"Subject: Welcome" in raw
+    assert scalar(r.db_url, "SELECT state FROM journey_email WHERE kind = 'confirm'") == "skipped"

@@ -516,10 +516,12 @@ def test_ranking_beats_tfidf_on_the_labelled_interests():
     bench = _benchmark()
     papers = bench.load_papers()
     results = bench.evaluate(papers, bench.load_queries(papers))
-    ours, tfidf = results["ours"], results["tfidf_cosine"]
-    assert ours["p@5"] >= tfidf["p@5"] + 0.05
-    assert ours["p@10"] >= tfidf["p@10"]
-    assert ours["p@5"] > 3 * results["trending_only"]["p@5"]
+    baselines = [results[name] for name in ("tfidf_cosine", "tfidf_sklearn") if name in results]
+    for part in ("tune", "held_out"):  # the held-out interests were never tuned on
+        ours = results["ours"][part]
+        assert ours["p@5"] >= max(b[part]["p@5"] for b in baselines) + 0.05
+        assert ours["p@10"] >= max(b[part]["p@10"] for b in baselines)
+        assert ours["p@5"] > 3 * results["trending_only"][part]["p@5"]
 
 
 def test_votes_teach_the_digest_in_the_feedback_simulation():

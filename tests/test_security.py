@@ -9,7 +9,6 @@ See docs/guarantees.md for the promises these tests prove.
 from __future__ import annotations
 
 import asyncio
-import base64
 import email
 import email.policy
 import hmac
@@ -30,6 +29,7 @@ from sqlalchemy import create_engine, select, text
 from sqlmodel import SQLModel
 
 from newsletter.config import get_settings
+from newsletter.testing import queued_journey_emails
 from newsletter.tokens import Purpose, make_token
 from tests.conftest import WebServer, free_port, link_in, process_env, text_part
 from tests.faultkit import FaultySMTP, PrivateRedis, SMTPServer
@@ -975,19 +975,6 @@ def test_digest_dkim_signature_verifies_and_covers_the_one_click_headers(
 # ---- rate limits under a burst, over the network --------------------------------------------
 
 
-def queued_confirmations(redis_url: str) -> list[tuple[str, int]]:
-    """(kind, subscriber id) of every send_transactional task waiting in the broker."""
-    import redis
-
-    found = []
-    for raw in redis.Redis.from_url(redis_url).lrange("celery", 0, -1):
-        message = json.loads(raw)
-        if message["headers"]["task"] == "newsletter.send_transactional":
-            args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-            found.append((args[0], args[1]))
-    return found
-
-
 async def burst(url: str, requests: list[tuple[str, dict]]) -> list[httpx.Response]:
     """All at once: one connection per request, no client-side pacing."""
     limits = httpx.Limits(max_connections=len(requests))
@@ -1035,8 +1022,8 @@ def test_per_ip_and_per_address_limits_hold_under_a_burst(web_stack):
         ips = set(conn.execute(text("SELECT DISTINCT ip FROM consent_event")).scalars())
     assert sorted(k for k, _ in stored) == sorted(accepted)
     assert ips == {"203.0.113.9"}
-    queued = queued_confirmations(web_stack.redis)
-    assert sorted(queued) == sorted(("confirm", i) for _, i in stored)
+    queued = queued_journey_emails(web_stack.redis, web_stack.db_url)
+    assert sorted(queued.elements()) == sorted(("confirm", i) for _, i in stored)
     assert "Too many signups" in next(r.text for r in responses if r.status_code == 429)
 
     spellings = ["same@example.org", "Same@example.org", "SAME@EXAMPLE.ORG", " same@example.org "]
@@ -1053,4 +1040,6 @@ def test_per_ip_and_per_address_limits_hold_under_a_burst(web_stack):
         ).scalar()
     engine.dispose()
     assert len(same) == 1 and events == 1  # the 29 that sent nothing left no consent row
-    assert [q for q in queued_confirmations(web_stack.redis) if q[1] == same[0]] == [("confirm", same[0])]
+    assert [
+        q for q in queued_journey_emails(web_stack.redis, web_stack.db_url).elements() if q[1] == same[0]
+    ] == [("confirm", same[0])]

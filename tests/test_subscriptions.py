@@ -8,7 +8,9 @@ import pytest
 from sqlmodel import select
 
 from newsletter import subscriptions as subs
-from newsletter.models import ConsentEvent, Subscriber, SubscriberStatus
+from newsletter.db import session_scope
+from newsletter.mail.transactional import send_journey_email
+from newsletter.models import ConsentEvent, DeliveryState, JourneyEmail, Subscriber, SubscriberStatus
 from newsletter.testing import configured_session
 from newsletter.tokens import Purpose, TokenError, make_token
 
@@ -20,12 +22,24 @@ def env(configure, db_url):
 
 @pytest.fixture
 def queued(monkeypatch):
-    """The jobs queued after commit, instead of running them (the mail is tested elsewhere)."""
+    """The journey emails queued after commit, as (kind, subscriber id) of the outbox row each
+    job was to send, instead of running the jobs (the sending is tested in test_outbox.py)."""
     calls: list[tuple] = []
-    monkeypatch.setattr(
-        "newsletter.jobs.run", lambda _settings, job, *args: calls.append((job.__name__, *args))
-    )
+
+    def record(settings, job, email_id):
+        assert job is send_journey_email
+        with session_scope(settings.database_url) as session:
+            row = session.get(JourneyEmail, email_id)
+        calls.append((row.kind, row.subscriber_id))
+
+    monkeypatch.setattr("newsletter.jobs.run", record)
     return calls
+
+
+def outbox_rows() -> list[tuple[str, int, DeliveryState]]:
+    with configured_session() as session:
+        rows = session.exec(select(JourneyEmail).order_by(JourneyEmail.id)).all()
+    return [(r.kind, r.subscriber_id, r.state) for r in rows]
 
 
 def signup(settings, address, interests="", ip="203.0.113.5"):
@@ -51,7 +65,8 @@ def test_signup_creates_pending_and_queues_one_confirmation(env, queued):
     assert sub.status is SubscriberStatus.pending
     assert sub.email == "Ada.Lovelace@example.org"  # domain lower-cased, local part kept
     assert sub.interests == "graph neural networks"
-    assert queued == [("send_transactional", "confirm", sub.id)]
+    assert queued == [("confirm", sub.id)]
+    assert outbox_rows() == [("confirm", sub.id, DeliveryState.pending)]  # written with the signup
 
 
 def test_case_variants_are_one_subscriber_and_cooldown_limits_mail(env, queued):
@@ -69,7 +84,7 @@ def test_confirm_is_single_use_and_sends_welcome(env, queued):
     with configured_session() as session:
         subs.confirm_subscription(session, env, token, subs.Client(ip="198.51.100.1"))
     assert get("ada@example.org").status is SubscriberStatus.confirmed
-    assert queued[-1][:2] == ("send_transactional", "welcome")
+    assert queued[-1][0] == "welcome"
     with pytest.raises(TokenError) as err, configured_session() as session:
         subs.confirm_subscription(session, env, token)
     assert err.value.reason == "used"
@@ -102,14 +117,14 @@ def test_resignup_of_confirmed_address_changes_nothing(env, queued):
     with configured_session() as session:
         subs.confirm_subscription(session, env, confirm_token(env, "ada@example.org"))
     signup(env, "ada@example.org", "attacker's interests")
-    assert queued[-1][:2] == ("send_transactional", "welcome")  # within the cooldown: no mail
+    assert queued[-1][0] == "welcome"  # within the cooldown: no mail
     with configured_session() as session:
         session.get(Subscriber, get("ada@example.org").id).confirm_sent_at -= timedelta(hours=1)
     signup(env, "ada@example.org", "attacker's interests")
     sub = get("ada@example.org")
     assert sub.status is SubscriberStatus.confirmed
     assert sub.interests == "robots"
-    assert queued[-1][:2] == ("send_transactional", "already_subscribed")
+    assert queued[-1][0] == "already_subscribed"
 
 
 def test_unsubscribe_is_idempotent_and_resubscribe_needs_fresh_opt_in(env, queued):
@@ -129,7 +144,7 @@ def test_unsubscribe_is_idempotent_and_resubscribe_needs_fresh_opt_in(env, queue
         session.get(Subscriber, get("ada@example.org").id).confirm_sent_at -= timedelta(hours=1)
     signup(env, "ada@example.org")
     assert get("ada@example.org").status is SubscriberStatus.pending
-    assert queued[-1][:2] == ("send_transactional", "confirm")
+    assert queued[-1][0] == "confirm"
     with configured_session() as session:  # anyone can sign up: the owner's links live on…
         subs.subscriber_for_token(session, env, Purpose.preferences, old_prefs)
     with configured_session() as session:
@@ -196,6 +211,35 @@ def test_erase_removes_every_trace(env, queued):
     with configured_session() as session:
         assert session.exec(select(Subscriber)).all() == []
         assert session.exec(select(ConsentEvent)).all() == []
+        assert session.exec(select(JourneyEmail)).all() == []
+
+
+def test_a_signup_that_rolls_back_leaves_no_email_and_queues_nothing(env, queued):
+    with pytest.raises(RuntimeError), configured_session() as session:
+        subs.request_subscription(session, env, "ada@example.org", "")
+        raise RuntimeError("the request failed after the signup")
+    assert outbox_rows() == [] and queued == []
+
+
+def test_an_unsent_email_is_queued_again_not_written_twice(env, queued):
+    """A signup whose email could not be queued resets the cooldown; the next signup queues
+    the same outbox row again (one email at most), and once it is sent a new one is written."""
+    signup(env, "ada@example.org")
+    sub_id = get("ada@example.org").id
+    subs._forget_cooldown(env, sub_id)  # what on_failure does when the broker is down
+    signup(env, "ada@example.org")
+    assert outbox_rows() == [("confirm", sub_id, DeliveryState.pending)]
+    assert queued == [("confirm", sub_id)] * 2
+    with configured_session() as session:
+        [email_id] = session.exec(select(JourneyEmail.id)).all()
+    assert send_journey_email(env, email_id) == "sent"  # into the outbox folder
+    with configured_session() as session:
+        session.get(Subscriber, sub_id).confirm_sent_at -= timedelta(hours=1)
+    signup(env, "ada@example.org")
+    assert outbox_rows() == [
+        ("confirm", sub_id, DeliveryState.sent),
+        ("confirm", sub_id, DeliveryState.pending),
+    ]
 
 
 @pytest.mark.parametrize("gone_as", ["unsubscribed", "bounced"])
@@ -229,7 +273,7 @@ def test_a_strangers_signup_leaves_an_inactive_readers_profile_alone(env, queued
     assert after.unsubscribed_at == owner.unsubscribed_at
     with configured_session() as session:  # the owner's links still work
         assert subs.subscriber_for_token(session, env, Purpose.preferences, owners_prefs)[0].id == owner.id
-    assert queued[-1][:2] == ("send_transactional", "confirm")
+    assert queued[-1][0] == "confirm"
 
     with configured_session() as session:  # the mailbox owner follows the link
         subs.confirm_subscription(session, env, confirm_token(env, "ada@example.org"))

@@ -12,6 +12,7 @@ from newsletter.db import dispose_engines
 from newsletter.delivery import recover_stale_claims, scheduled_send
 from newsletter.jobs import task_name
 from newsletter.logs import setup_logging
+from newsletter.mail.transactional import sweep_journey_emails
 from newsletter.papers.ingest import scheduled_ingest
 from newsletter.worker import make_app
 
@@ -23,6 +24,10 @@ app.conf.beat_schedule = {
     "ingest": {"task": task_name(scheduled_ingest), "schedule": crontab(minute=0, hour=settings.ingest_hour)},
     "recover-stale-claims": {
         "task": task_name(recover_stale_claims),
+        "schedule": settings.recover_interval_seconds,
+    },
+    "journey-emails": {
+        "task": task_name(sweep_journey_emails),
         "schedule": settings.recover_interval_seconds,
     },
 }

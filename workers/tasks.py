@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 from newsletter.delivery import dispatch_issue, recover_stale_claims, scheduled_send, send_batch
 from newsletter.jobs import task_name
 from newsletter.mail.senders import TransientSendError
-from newsletter.mail.transactional import send_transactional
+from newsletter.mail.transactional import send_journey_email, sweep_journey_emails
 from newsletter.papers.ingest import scheduled_ingest
 from workers.celery_app import app, settings
 
@@ -29,9 +29,14 @@ RETRY: dict[str, Any] = {
 DAY = 24 * 3600
 
 
-@app.task(name=task_name(send_transactional), expires=DAY, **RETRY)
-def send_transactional_task(kind: str, subscriber_id: int) -> str:
-    return send_transactional(settings, kind, subscriber_id)
+@app.task(name=task_name(send_journey_email), expires=DAY, **RETRY)
+def send_journey_email_task(email_id: int) -> str:
+    return send_journey_email(settings, email_id)
+
+
+@app.task(name=task_name(sweep_journey_emails), expires=60)
+def sweep_journey_emails_task() -> dict[str, int]:
+    return sweep_journey_emails(settings)
 
 
 @app.task(name=task_name(send_batch), expires=DAY, **RETRY)

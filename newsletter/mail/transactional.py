@@ -1,19 +1,32 @@
-"""The one-off emails of the subscriber journey: confirm, welcome, already subscribed."""
+"""The one-off emails of the subscriber journey: confirm, welcome, already subscribed.
+
+Each is a row of the journey outbox (`newsletter/outbox.py`), written in the transaction that
+calls for it. `send_journey_email` sends one row by id (queued right after that commit);
+`sweep_journey_emails` (beat) puts back claims whose worker died and queues again every row
+whose job was lost or whose retry is due.
+"""
 
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from datetime import timedelta
 
-from newsletter import links
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from newsletter import jobs, links, outbox
 from newsletter.config import Settings
-from newsletter.db import session_scope
+from newsletter.db import get_engine
 from newsletter.logs import event
 from newsletter.mail.compose import finish_message, list_headers
 from newsletter.mail.message import Envelope, new_message_id
 from newsletter.mail.render import render_email
-from newsletter.mail.senders import PermanentSendError, open_sender
-from newsletter.models import Frequency, Subscriber, SubscriberStatus, utcnow
+from newsletter.mail.senders import PermanentSendError, Sender, TransientSendError, open_sender
+from newsletter.models import DeliveryState, Frequency, Subscriber, SubscriberStatus, utcnow
 
 log = logging.getLogger("newsletter.mail")
 
@@ -23,6 +36,7 @@ REQUIRED_STATE = {
     "welcome": SubscriberStatus.confirmed,
     "already_subscribed": SubscriberStatus.confirmed,
 }
+MAX_RETRY_GAP = timedelta(hours=1)  # the sweep's backoff between tries of one email, at most
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
@@ -32,7 +46,9 @@ def next_digest_text(settings: Settings, sub: Subscriber) -> str:
     return f"on {WEEKDAYS[settings.digest_weekday]} at {settings.digest_hour:02d}:00 {settings.timezone}"
 
 
-def transactional_message(settings: Settings, kind: str, sub: Subscriber) -> bytes:
+def transactional_message(
+    settings: Settings, kind: str, sub: Subscriber, message_id: str | None = None
+) -> bytes:
     context = {
         "email": sub.email,
         "base_url": settings.base_url.rstrip("/"),
@@ -52,41 +68,153 @@ def transactional_message(settings: Settings, kind: str, sub: Subscriber) -> byt
         mail_from=settings.mail_from,
         to=sub.email,
         subject=rendered.subject,
-        message_id=new_message_id(settings.mail_domain, kind),  # no subscriber id in it (L13)
+        message_id=message_id or new_message_id(settings.mail_domain, kind),  # no subscriber id (L13)
         headers=headers,
     )
     return finish_message(settings, env, rendered.text, rendered.html)
 
 
-def send_transactional(settings: Settings, kind: str, subscriber_id: int) -> str:
-    """Send one journey email if it still makes sense; transient errors propagate (retry)."""
-    with session_scope(settings.database_url) as session:
-        sub = session.get(Subscriber, subscriber_id)
-        if sub is None or sub.status is not REQUIRED_STATE[kind]:
+@contextmanager
+def _autocommit(settings: Settings) -> Iterator[Connection]:
+    # Every outbox statement is its own transaction (claim, outcome), as in the digest ledger.
+    with get_engine(settings.database_url).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        yield conn
+
+
+def send_journey_email(settings: Settings, email_id: int) -> str:
+    """Send one outbox row if it is still due; returns sent, skipped, refused, failed or not-due.
+
+    The row is claimed first (no two processes send it), the subscriber re-checked, and the row
+    marked sent right after the server's 250, before the connection is closed: a process killed
+    in between repeats this one email at most, and nothing is sent again once a 250 is recorded.
+    A transient failure defers the row and raises TransientSendError (the task retries; beat's
+    sweep takes over when it cannot) until `journey_max_attempts` tries end it as failed.
+    """
+    owner = uuid.uuid4().hex
+    with _autocommit(settings) as conn, closing(open_sender(settings)) as sender:
+        job = outbox.claim(conn, email_id, owner)
+        if job is None:
+            return "not-due"  # sent or finished already, in another job's hands, or erased
+        try:
+            message_id = _send_claimed(conn, settings, sender, email_id, job, owner)
+        except PermanentSendError as exc:
+            outbox.finish(
+                conn, email_id, owner, DeliveryState.failed, smtp_code=exc.code, error=str(exc)[:1000]
+            )
+            _log_outcome("mail.refused", email_id, job, smtp_code=exc.code, error=str(exc))
+            return "refused"
+        except TransientSendError as exc:
+            if _give_back(conn, settings, email_id, job, owner, exc):
+                raise
+            return "failed"
+        except BaseException as exc:
+            _give_back_after_error(conn, settings, email_id, job, owner, exc)
+            raise
+        if message_id is None:
             return "skipped"
-        if (
-            kind == "confirm"
-            and sub.confirm_sent_at
-            and utcnow() - sub.confirm_sent_at > timedelta(hours=settings.confirm_token_hours)
-        ):
-            return "skipped"  # a queue backlog older than the link itself: not worth sending
-        message = transactional_message(settings, kind, sub)
-        to = sub.email
-    sender = open_sender(settings)
-    try:
-        sender.send(to, message)
-    except PermanentSendError as exc:
-        event(
-            log,
-            "mail.refused",
-            logging.WARNING,
-            kind=kind,
-            subscriber_id=subscriber_id,
-            smtp_code=exc.code,
-            error=str(exc),
+        outbox.record_sent(
+            conn, email_id, owner, sent_at=utcnow(), smtp_code=250, message_id=message_id, error=None
         )
-        return "refused"
-    finally:
-        sender.close()
-    event(log, "mail.sent", kind=kind, subscriber_id=subscriber_id)
+    _log_outcome("mail.sent", email_id, job)
     return "sent"
+
+
+def _send_claimed(
+    conn: Connection, settings: Settings, sender: Sender, email_id: int, job: outbox.Claimed, owner: str
+) -> str | None:
+    """Re-check the claimed email and hand it to SMTP; its Message-ID, or None when it was
+    skipped (the row is then finished)."""
+    sub = _subscriber(conn, job.subscriber_id)
+    reason = _reason_to_skip(settings, job, sub)
+    if reason is not None or sub is None:
+        outbox.finish(conn, email_id, owner, DeliveryState.skipped, error=reason)
+        _log_outcome("mail.skipped", email_id, job, reason=reason)
+        return None
+    message_id = new_message_id(settings.mail_domain, job.kind)
+    sender.send(sub.email, transactional_message(settings, job.kind, sub, message_id))
+    return message_id
+
+
+def _log_outcome(name: str, email_id: int, job: outbox.Claimed, **fields: object) -> None:
+    level = logging.WARNING if name == "mail.refused" else logging.INFO
+    event(log, name, level, email_id=email_id, kind=job.kind, subscriber_id=job.subscriber_id, **fields)
+
+
+def _subscriber(conn: Connection, subscriber_id: int) -> Subscriber | None:
+    row = conn.execute(select(Subscriber.__table__).where(Subscriber.__table__.c.id == subscriber_id)).first()
+    return Subscriber.model_validate(dict(row._mapping)) if row is not None else None
+
+
+def _reason_to_skip(settings: Settings, job: outbox.Claimed, sub: Subscriber | None) -> str | None:
+    """Why this email no longer makes sense (None: send it)."""
+    if sub is None:
+        return "subscriber erased"
+    if sub.status is not REQUIRED_STATE[job.kind]:
+        return f"subscriber is {sub.status.value} now"
+    if job.kind == "confirm" and utcnow() - job.created_at > timedelta(hours=settings.confirm_token_hours):
+        return "older than a confirmation link lives"  # a backlog older than the link: not worth sending
+    return None
+
+
+def retry_gap(settings: Settings, attempts: int) -> timedelta:
+    """How long the sweep waits before trying an email again after its `attempts`-th try."""
+    gap = timedelta(seconds=settings.journey_requeue_after_seconds * 2 ** max(attempts - 1, 0))
+    return min(gap, MAX_RETRY_GAP)
+
+
+def _give_back(
+    conn: Connection, settings: Settings, email_id: int, job: outbox.Claimed, owner: str, exc: BaseException
+) -> bool:
+    """Defer the row (due again after `retry_gap`), or fail it for good once its tries are used
+    up; True if it will be tried again."""
+    again = job.attempts < settings.journey_max_attempts
+    error = str(exc) if again else f"gave up after {job.attempts} tries: {exc}"
+    outbox.finish(
+        conn,
+        email_id,
+        owner,
+        DeliveryState.deferred if again else DeliveryState.failed,
+        smtp_code=getattr(exc, "code", None),
+        error=error[:1000],
+        next_attempt_at=utcnow() + retry_gap(settings, job.attempts),
+    )
+    if not again:
+        event(log, "journey.gave_up", logging.WARNING, email_id=email_id, kind=job.kind, error=error)
+    return again
+
+
+def _give_back_after_error(
+    conn: Connection, settings: Settings, email_id: int, job: outbox.Claimed, owner: str, exc: BaseException
+) -> None:
+    """After an unexpected error (the database going away, a shutdown): roll back, give the row
+    back; if even that fails, leave it to the stale-claim sweep."""
+    try:
+        conn.rollback()
+        _give_back(conn, settings, email_id, job, owner, exc)
+    except DBAPIError:
+        event(log, "journey.give_back_failed", logging.WARNING, email_id=email_id)
+
+
+def sweep_journey_emails(settings: Settings) -> dict[str, int]:
+    """Beat's sweep of the journey outbox; safe to run twice (the claim).
+
+    Claims older than `stale_claim_seconds` are put back (their worker died), then every row
+    whose `next_attempt_at` has come is queued again: its job was lost with the broker, or its
+    retry is due. Returns how many claims were put back and how many rows were queued.
+    """
+    now = utcnow()
+    with _autocommit(settings) as conn:
+        cutoff = now - timedelta(seconds=settings.stale_claim_seconds)
+        stale = outbox.requeue_stale(conn, cutoff, settings.journey_max_attempts, now)
+        due = outbox.take_due(conn, now, now + timedelta(seconds=settings.journey_requeue_after_seconds))
+    for email_id, state in stale:
+        name = "journey.gave_up" if state is DeliveryState.failed else "journey.stale_claim"
+        event(log, name, logging.WARNING, email_id=email_id, reason="claim went stale")
+    for email_id in due:
+        try:
+            jobs.run(settings, send_journey_email, email_id)
+        except TransientSendError:  # in-process only: the row is deferred with its backoff
+            continue
+    if stale or due:
+        event(log, "journey.sweep", stale=len(stale), queued=len(due))
+    return {"stale": len(stale), "queued": len(due)}

@@ -85,6 +85,8 @@ def parse_query(interests: str, params: RankingParams) -> Query:
                 pair = f"{prev.word} {token.word}" if token.joined else ""
                 add(f"{prev.term} {token.term}", params.bigram_weight, pair, (base + i - 1, base + i))
         for start, end, expansion in expansions.matches([t.term for t in phrase]):
+            if expansion.weight <= 0:  # switched off (the ablation): it covers nothing either
+                continue
             words = _expansion_words(phrase[start:end], expansion)
             # A synonym of a phrase covers all its words; something merely related to a phrase
             # ("vision language" → "visual") covers none of them.

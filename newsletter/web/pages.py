@@ -17,7 +17,6 @@ from newsletter.models import Issue, Paper
 from newsletter.stats import issue_counts, subscriber_counts
 from newsletter.tokens import Purpose, TokenError, TokenReason
 from newsletter.web.deps import (
-    ClientDep,
     FormOrJson,
     FormOrJsonRoute,
     IssueId,
@@ -81,11 +80,9 @@ def vote_page(request: Request, token: str, session: SessionDep, settings: Setti
 
 
 @router.post("/vote/{token}")
-def vote(
-    request: Request, token: str, session: SessionDep, settings: SettingsDep, client: ClientDep
-) -> Response:
+def vote(request: Request, token: str, session: SessionDep, settings: SettingsDep) -> Response:
     vote = feedback.read_vote(session, settings, token)
-    recorded = feedback.record_vote(session, settings, vote, client)
+    recorded = feedback.record_vote(session, settings, vote)
     return render_page(request, "vote.html", vote=vote, token=token, done=True, recorded=recorded)
 
 
