@@ -33,6 +33,7 @@ from newsletter.models import (
 from newsletter.papers import SourceError
 from newsletter.papers.ingest import load_source, store_fetched
 from newsletter.stats import subscriber_counts
+from newsletter.validation import clean_interests, normalise_email
 
 CLI_CLIENT = subs.Client(user_agent="cli")  # recorded in consent rows of operator actions
 
@@ -81,7 +82,7 @@ def add_subscriber(
                 client=CLI_CLIENT,
             )
         else:
-            suppression.refuse_suppressed(session, subs.normalise_email(email)[1], email)
+            suppression.refuse_suppressed(session, normalise_email(email)[1], email)
             subs.request_subscription(session, settings, email, interests, CLI_CLIENT)
             sub = _subscriber(session, email)
             subs.apply_preferences(sub, frequency=frequency, max_papers=max_papers)
@@ -101,7 +102,7 @@ def remove_subscriber(settings: Settings, email: str, erase: bool) -> Removal:
 
 def unsuppress(settings: Settings, email: str) -> str:
     """Let an erased address be added again (the person asked you to); returns the address."""
-    address, key = subs.normalise_email(email)
+    address, key = normalise_email(email)
     with session_scope(settings.database_url) as session:
         if not suppression.lift(session, key):
             raise OperatorError(f"{email} is not on the suppression list")
@@ -160,7 +161,7 @@ def preview(settings: Settings, *, interests: str | None, email: str | None, lim
                 id=0,
                 email="preview@example.org",
                 email_key="preview@example.org",
-                interests=subs.clean_interests(interests),
+                interests=clean_interests(interests),
             )
         sub.max_papers = limit
         issue = Issue(

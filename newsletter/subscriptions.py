@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func
 from sqlmodel import Session, select
 
@@ -33,14 +32,13 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.tokens import Purpose, TokenData, TokenError, TokenReason, read_token
+from newsletter.validation import InvalidInput, clean_interests, normalise_email
 
 log = logging.getLogger("newsletter.subscriptions")
 CONSENT_WORDING = (
     "v1: Send me the weekly Paper Digest of trending research papers, ranked for my interests. "
     "I can change my preferences or unsubscribe with one click from any email."
 )
-MAX_INTERESTS = 2000
-MAX_EMAIL = 254
 
 # Which moves are allowed, in one place (Mailman keeps its workflow states the same way).
 TRANSITIONS: dict[SubscriberStatus, set[SubscriberStatus]] = {
@@ -51,44 +49,12 @@ TRANSITIONS: dict[SubscriberStatus, set[SubscriberStatus]] = {
 }
 
 
-class InvalidInput(ValueError):
-    """User input we refuse, with a message fit to show the user."""
-
-
 @dataclass(frozen=True)
 class Client:
     """Where a request came from, for the consent record and rate limits."""
 
     ip: str | None = None
     user_agent: str | None = None
-
-
-def normalise_email(raw: str) -> tuple[str, str]:
-    """Validate an address; return (normalised address to send to, case-folded lookup key)."""
-    if not isinstance(raw, str):
-        raise InvalidInput("Please enter an email address.")
-    if any(ch in raw for ch in "\r\n\x00"):
-        raise InvalidInput("That email address contains a line break, which is not allowed.")
-    value = raw.strip()
-    if not value:
-        raise InvalidInput("Please enter an email address.")
-    if len(value) > MAX_EMAIL:
-        raise InvalidInput(f"That email address is longer than {MAX_EMAIL} characters.")
-    try:
-        info = validate_email(value, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise InvalidInput(f"That email address is not valid: {exc}") from exc
-    if any(ord(ch) < 32 or ch in '<>,;"' for ch in info.normalized):
-        raise InvalidInput("That email address contains characters we cannot send to.")
-    return info.normalized, info.normalized.casefold()
-
-
-def clean_interests(raw: str | None) -> str:
-    """Free text, trimmed, control characters removed, bounded in size."""
-    text = "".join(ch for ch in (raw or "") if ch.isprintable() or ch in "\n\t").strip()
-    if len(text) > MAX_INTERESTS:
-        raise InvalidInput(f"Interests are limited to {MAX_INTERESTS} characters.")
-    return text
 
 
 def transition(sub: Subscriber, new: SubscriberStatus) -> None:
@@ -254,15 +220,16 @@ def _forget_cooldown(settings: Settings, subscriber_id: int) -> None:
         log.exception("subscriber.cooldown_not_reset", extra={"subscriber_id": subscriber_id})
 
 
-def _locked_by_key(session: Session, key: str) -> Subscriber | None:
-    """The subscriber with this lookup key, row-locked for this transaction (PostgreSQL)."""
+def _locked_by_key(session: Session, key: str) -> Subscriber:
+    """The subscriber with this lookup key (the signup's INSERT made sure there is one),
+    row-locked for this transaction (PostgreSQL)."""
     stmt = (
         select(Subscriber)
         .where(Subscriber.email_key == key)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
-    return session.exec(stmt).first()
+    return session.exec(stmt).one()
 
 
 def subscriber_for_token(
