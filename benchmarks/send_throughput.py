@@ -63,6 +63,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
+from newsletter.models import new_token_key
 from newsletter.testing import PG_ADMIN as TEST_PG
 from newsletter.testing import create_pg_database, dkim_test_key, drop_pg_database, free_port, stop_process
 
@@ -213,7 +214,7 @@ def copy_subscribers(db_url: str, n: int, seed: int = 7, unique: bool = False) -
     now = datetime.now(UTC).isoformat()
     conninfo = db_url.replace("postgresql+psycopg://", "postgresql://")
     cols = (
-        "email, email_key, interests, frequency, max_papers, status, token_version, "
+        "email, email_key, interests, frequency, max_papers, status, token_key, token_version, "
         "created_at, updated_at, confirmed_at, profile"
     )
     with psycopg.connect(conninfo) as conn, conn.cursor() as cur:
@@ -225,7 +226,7 @@ def copy_subscribers(db_url: str, n: int, seed: int = 7, unique: bool = False) -
                 if unique:
                     interests = f"{interests} zq{i}".strip()
                 chunk.append(
-                    f"{address}\t{address}\t{interests}\tweekly\t10\tconfirmed\t0\t"
+                    f"{address}\t{address}\t{interests}\tweekly\t10\tconfirmed\t{new_token_key()}\t0\t"
                     f"{now}\t{now}\t{now}\t{{}}\n"
                 )
                 if len(chunk) >= 20_000:

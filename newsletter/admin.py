@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from newsletter import delivery, jobs
+from newsletter import delivery, jobs, suppression
 from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope
@@ -33,6 +33,7 @@ from newsletter.models import (
 from newsletter.papers import SourceError
 from newsletter.papers.ingest import load_source, store_fetched
 from newsletter.stats import subscriber_counts
+from newsletter.validation import clean_interests, normalise_email
 
 CLI_CLIENT = subs.Client(user_agent="cli")  # recorded in consent rows of operator actions
 
@@ -67,7 +68,8 @@ def list_subscribers(settings: Settings, status: str | None = None) -> list[Subs
 def add_subscriber(
     settings: Settings, email: str, interests: str, frequency: str, max_papers: int, confirmed: bool
 ) -> SubscriberPublic:
-    """Import a subscriber whose consent you hold (`confirmed`), or start the double opt-in."""
+    """Import a subscriber whose consent you hold (`confirmed`), or start the double opt-in.
+    Either way an erased (suppressed) address is refused."""
     with session_scope(settings.database_url) as session:
         if confirmed:
             sub = subs.import_subscriber(
@@ -80,6 +82,7 @@ def add_subscriber(
                 client=CLI_CLIENT,
             )
         else:
+            suppression.refuse_suppressed(session, normalise_email(email)[1], email)
             subs.request_subscription(session, settings, email, interests, CLI_CLIENT)
             sub = _subscriber(session, email)
             subs.apply_preferences(sub, frequency=frequency, max_papers=max_papers)
@@ -91,10 +94,19 @@ def remove_subscriber(settings: Settings, email: str, erase: bool) -> Removal:
     with session_scope(settings.database_url) as session:
         sub = _subscriber(session, email)
         if erase:
-            subs.erase_subscriber(session, sub)
+            subs.erase_subscriber(session, sub, reason="erased by the operator")
             return Removal(email, "erased")
         subs.unsubscribe(session, sub, CLI_CLIENT, via="operator")
         return Removal(sub.email, sub.status.value)
+
+
+def unsuppress(settings: Settings, email: str) -> str:
+    """Let an erased address be added again (the person asked you to); returns the address."""
+    address, key = normalise_email(email)
+    with session_scope(settings.database_url) as session:
+        if not suppression.lift(session, key):
+            raise OperatorError(f"{email} is not on the suppression list")
+    return address
 
 
 def export(settings: Settings, email: str | None) -> Any:
@@ -140,6 +152,7 @@ def preview(settings: Settings, *, interests: str | None, email: str | None, lim
                 email_key=sub.email_key,
                 interests=sub.interests,
                 profile=dict(sub.profile or {}),
+                token_key=sub.token_key,
                 token_version=sub.token_version,
                 status=sub.status,
             )
@@ -148,7 +161,7 @@ def preview(settings: Settings, *, interests: str | None, email: str | None, lim
                 id=0,
                 email="preview@example.org",
                 email_key="preview@example.org",
-                interests=subs.clean_interests(interests),
+                interests=clean_interests(interests),
             )
         sub.max_papers = limit
         issue = Issue(

@@ -48,12 +48,9 @@ def database_problem(exc: DBAPIError) -> str | None:
 
 def operator_message(exc: Exception) -> str | None:
     """What to tell the operator about `exc`, on one line; None if it is a bug."""
-    if isinstance(exc, OPERATOR_MISTAKES):
-        message: str | None = str(exc)
-    elif isinstance(exc, DBAPIError):
+    message = str(exc) if isinstance(exc, OPERATOR_MISTAKES) else None
+    if isinstance(exc, DBAPIError):
         message = database_problem(exc)
-    else:
-        message = None
     return message and " ".join(message.split())
 
 
@@ -194,6 +191,16 @@ def subscribers_remove(
     """Unsubscribe an address (or --erase it). Example: newsletter subscribers remove a@b.org"""
     removal = admin.remove_subscriber(get_settings(), email, erase)
     console.print(f"{removal.email}: {removal.status}")
+
+
+@subs_app.command("unsuppress")
+def subscribers_unsuppress(email: str) -> None:
+    """Let an erased address be added again, when the person asks you to.
+
+    Example: newsletter subscribers unsuppress ada@example.org
+    """
+    address = admin.unsuppress(get_settings(), email)
+    console.print(f"{address}: no longer suppressed; it can be added again")
 
 
 @subs_app.command("export")

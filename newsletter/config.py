@@ -12,6 +12,11 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEV_SECRET = "dev-insecure-secret-change-me"
+# Django's deploy check (security.W009): a secret shorter or plainer than this is guessable.
+SECRET_MIN_LENGTH = 50
+SECRET_MIN_DISTINCT = 5
+MAKE_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+FALLBACK_MIN_LENGTH = 16  # what production accepted as a secret before; enough for a key on its way out
 
 
 class ConfigError(RuntimeError):
@@ -39,6 +44,9 @@ class Settings(BaseSettings):
     list_id: str = "Paper Digest <digest.localhost>"
     base_url: str = "http://127.0.0.1:8000"
     secret_key: str = DEV_SECRET
+    # Keys links were signed with before `secret_key` (comma-separated in the environment): links
+    # signed with them still verify; new links are signed with `secret_key` only.
+    secret_key_fallbacks: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     dkim_selector: str | None = None
     dkim_domain: str | None = None
@@ -49,6 +57,7 @@ class Settings(BaseSettings):
     confirm_token_hours: int = 72
     link_token_days: int = 180
     confirm_cooldown_minutes: int = 10
+    confirmations_per_day: int = Field(default=3, ge=1)  # signup emails per address in 24 hours
     signup_rate_per_ip: int = 10  # signups per IP per minute
     vote_grace_seconds: int = 0  # votes sooner than this after sending are treated as scanner noise
 
@@ -93,7 +102,7 @@ class Settings(BaseSettings):
     thumbnail_hosts: Annotated[list[str], NoDecode] = ["cdn-thumbnails.huggingface.co"]  # view page img-src
     webhook_rate_per_ip: int = Field(default=600, ge=1)  # bounce webhook calls per IP per minute
 
-    @field_validator("admin_tokens", "thumbnail_hosts", mode="before")
+    @field_validator("admin_tokens", "thumbnail_hosts", "secret_key_fallbacks", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
@@ -113,15 +122,29 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
-        if self.mode == "production" and (self.secret_key == DEV_SECRET or len(self.secret_key) < 16):
+        if self.mode != "production":
+            return self
+        if _weak_secret(self.secret_key):
             raise ConfigError(
-                "NEWSLETTER_SECRET_KEY is missing, the default, or shorter than 16 characters. "
-                "Set a long random secret, or NEWSLETTER_MODE=dev for local experiments."
+                "NEWSLETTER_SECRET_KEY is missing, the default, or too weak: it needs at least "
+                f"{SECRET_MIN_LENGTH} characters, at least {SECRET_MIN_DISTINCT} of them different. "
+                f"Make one with: {MAKE_SECRET}  (or set NEWSLETTER_MODE=dev for local experiments)"
             )
-        if self.mode == "production" and not self.base_url.startswith("https://"):
+        if any(key == DEV_SECRET or len(key) < FALLBACK_MIN_LENGTH for key in self.secret_key_fallbacks):
+            raise ConfigError(
+                "NEWSLETTER_SECRET_KEY_FALLBACKS holds the default secret or a key shorter than "
+                f"{FALLBACK_MIN_LENGTH} characters: anyone could forge links with it. Remove it."
+            )
+        if not self.base_url.startswith("https://"):
             # RFC 8058: List-Unsubscribe must carry an https link; mail providers ignore others.
             raise ConfigError("NEWSLETTER_BASE_URL must be an https:// URL in production.")
         return self
+
+    @property
+    def signing_keys(self) -> list[str]:
+        """Every key a link may be signed with, the current one last: itsdangerous signs with the
+        last and verifies with each."""
+        return [*self.secret_key_fallbacks, self.secret_key]
 
     @property
     def limits_redis_url(self) -> str | None:
@@ -142,6 +165,10 @@ class Settings(BaseSettings):
     @property
     def mail_domain(self) -> str:
         return self.mail_from.rsplit("@", 1)[-1].strip(" >")
+
+
+def _weak_secret(secret: str) -> bool:
+    return secret == DEV_SECRET or len(secret) < SECRET_MIN_LENGTH or len(set(secret)) < SECRET_MIN_DISTINCT
 
 
 class _ValuesOnly(Settings):

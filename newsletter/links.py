@@ -12,27 +12,29 @@ def _url(settings: Settings, path: str) -> str:
 
 
 def confirm_url(settings: Settings, sub: Subscriber) -> str:
-    token = make_token(settings, Purpose.confirm, sub.id, sub.token_version)
+    token = make_token(settings, Purpose.confirm, sub.token_key, sub.token_version)
     return _url(settings, f"/confirm/{token}")
 
 
 def unsubscribe_url(settings: Settings, sub: Subscriber) -> str:
-    token = make_token(settings, Purpose.unsubscribe, sub.id, sub.token_version)
+    token = make_token(settings, Purpose.unsubscribe, sub.token_key, sub.token_version)
     return _url(settings, f"/unsubscribe/{token}")
 
 
 def preferences_url(settings: Settings, sub: Subscriber) -> str:
-    token = make_token(settings, Purpose.preferences, sub.id, sub.token_version)
+    token = make_token(settings, Purpose.preferences, sub.token_key, sub.token_version)
     return _url(settings, f"/preferences/{token}")
 
 
 def view_url(settings: Settings, sub: Subscriber, issue_id: int) -> str:
-    token = make_token(settings, Purpose.view, sub.id, sub.token_version, i=issue_id)
+    token = make_token(settings, Purpose.view, sub.token_key, sub.token_version, i=issue_id)
     return _url(settings, f"/issues/{issue_id}/view/{token}")
 
 
 def vote_url(settings: Settings, sub: Subscriber, issue_id: int, paper_id: int, direction: int) -> str:
-    token = make_token(settings, Purpose.vote, sub.id, sub.token_version, i=issue_id, p=paper_id, d=direction)
+    token = make_token(
+        settings, Purpose.vote, sub.token_key, sub.token_version, i=issue_id, p=paper_id, d=direction
+    )
     return _url(settings, f"/vote/{token}")
 
 

@@ -1,19 +1,29 @@
-"""The store: subscribers, consent, papers, issues (editions), deliveries, journey emails, votes."""
+"""The store: subscribers, consent, suppressions, papers, issues, deliveries, journey emails, votes."""
 
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import deferred
 from sqlmodel import Field, SQLModel
+
+# SQLite hands out max(rowid) + 1, so the id of an erased last row came back for the next one;
+# AUTOINCREMENT never reuses an id. Every table has it (PostgreSQL sequences never reuse).
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
 
 
 def utcnow() -> datetime:
     """Now, timezone-aware in UTC (SQLModel stores aware datetimes and returns them in UTC)."""
     return datetime.now(UTC)
+
+
+def new_token_key() -> str:
+    """A subscriber's link key: 128 random bits, URL-safe, never derived from the row id."""
+    return secrets.token_urlsafe(16)
 
 
 class SubscriberStatus(str, enum.Enum):
@@ -45,11 +55,21 @@ class SubscriberBase(SQLModel):
 
 
 class Subscriber(SubscriberBase, table=True):
+    __table_args__ = NEVER_REUSE_IDS
     id: int | None = Field(default=None, primary_key=True)
     email_key: str = Field(max_length=320, unique=True, index=True)  # case-folded lookup key
     status: SubscriberStatus = Field(default=SubscriberStatus.pending, index=True)
-    # Bumped whenever outstanding links must stop working (confirmation used, erase, re-signup).
+    # What links name instead of the id: a new row (even one with a reused id) never matches an
+    # old link. The column default also covers Core inserts (INSERT … ON CONFLICT, bulk loads).
+    token_key: str = Field(
+        default_factory=new_token_key,
+        sa_column=Column(String(32), nullable=False, unique=True, index=True, default=new_token_key),
+    )
+    # Bumped whenever outstanding links must stop working (a confirmation used, a re-import).
     token_version: int = Field(default=0)
+    # Interests asked for by a signup of a known address, applied once the link is followed:
+    # whoever signed up may not own the address, so the owner's interests stay until then.
+    pending_interests: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     confirm_sent_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -73,6 +93,7 @@ class ConsentEvent(SQLModel, table=True):
     """Append-only record of consent: who, when, from where, which wording."""
 
     __tablename__ = "consent_event"
+    __table_args__ = NEVER_REUSE_IDS
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int | None = Field(default=None, index=True)
     email_key: str = Field(max_length=320, index=True)
@@ -83,8 +104,20 @@ class ConsentEvent(SQLModel, table=True):
     wording: str | None = Field(default=None, sa_column=Column(Text))
 
 
+class Suppression(SQLModel, table=True):
+    """An erased address, kept only as a hash (`subscriptions.address_hash`) with why and when,
+    so that an operator's import cannot bring the person back (listmonk's blocklist, Mailman's
+    ban list). No other personal data."""
+
+    __table_args__ = NEVER_REUSE_IDS
+    id: int | None = Field(default=None, primary_key=True)
+    address_hash: str = Field(max_length=64, unique=True, index=True)
+    reason: str = Field(max_length=40)
+    at: datetime = Field(default_factory=utcnow)
+
+
 class Paper(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("title_key", name="uq_paper_title_key"),)
+    __table_args__ = (UniqueConstraint("title_key", name="uq_paper_title_key"), NEVER_REUSE_IDS)
     id: int | None = Field(default=None, primary_key=True)
     arxiv_id: str | None = Field(default=None, max_length=40, unique=True, index=True)
     title_key: str = Field(max_length=500)
@@ -110,7 +143,7 @@ _papers_snapshot = Column("papers_snapshot", JSON, nullable=True)
 class Issue(SQLModel, table=True):
     """One edition: a period (ISO week or day) for one frequency, with its papers frozen."""
 
-    __table_args__ = (UniqueConstraint("frequency", "period", name="uq_issue_period"),)
+    __table_args__ = (UniqueConstraint("frequency", "period", name="uq_issue_period"), NEVER_REUSE_IDS)
     # The snapshot (~2 KB a paper) is loaded only when read: lists of issues never need it.
     __mapper_args__ = {"properties": {"papers_snapshot": deferred(_papers_snapshot)}}
     id: int | None = Field(default=None, primary_key=True)
@@ -136,6 +169,7 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery_issue_subscriber"),
         Index("ix_delivery_issue_state", "issue_id", "state"),
+        NEVER_REUSE_IDS,
     )
     id: int | None = Field(default=None, primary_key=True)
     issue_id: int = Field(foreign_key="issue.id")
@@ -174,6 +208,7 @@ class JourneyEmail(SQLModel, table=True):
             sqlite_where=UNSENT_JOURNEY_EMAIL,
         ),
         Index("ix_journey_email_state_next", "state", "next_attempt_at"),
+        NEVER_REUSE_IDS,
     )
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
@@ -193,7 +228,10 @@ class JourneyEmail(SQLModel, table=True):
 class Vote(SQLModel, table=True):
     """A reader's "more / less like this" on one paper of one issue; one per triple."""
 
-    __table_args__ = (UniqueConstraint("issue_id", "paper_id", "subscriber_id", name="uq_vote"),)
+    __table_args__ = (
+        UniqueConstraint("issue_id", "paper_id", "subscriber_id", name="uq_vote"),
+        NEVER_REUSE_IDS,
+    )
     id: int | None = Field(default=None, primary_key=True)
     issue_id: int = Field(foreign_key="issue.id")
     paper_id: int = Field(foreign_key="paper.id")

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete
+from sqlalchemy import delete, func
 from sqlmodel import Session, select
 
-from newsletter import jobs, outbox
+from newsletter import jobs, outbox, suppression
 from newsletter.config import Settings
 from newsletter.db import insert_ignore, session_scope
 from newsletter.logs import event as log_event
@@ -32,15 +31,14 @@ from newsletter.models import (
     Vote,
     utcnow,
 )
-from newsletter.tokens import Purpose, TokenError, TokenReason, read_token
+from newsletter.tokens import Purpose, TokenData, TokenError, TokenReason, read_token
+from newsletter.validation import InvalidInput, clean_interests, normalise_email
 
 log = logging.getLogger("newsletter.subscriptions")
 CONSENT_WORDING = (
     "v1: Send me the weekly Paper Digest of trending research papers, ranked for my interests. "
     "I can change my preferences or unsubscribe with one click from any email."
 )
-MAX_INTERESTS = 2000
-MAX_EMAIL = 254
 
 # Which moves are allowed, in one place (Mailman keeps its workflow states the same way).
 TRANSITIONS: dict[SubscriberStatus, set[SubscriberStatus]] = {
@@ -51,44 +49,12 @@ TRANSITIONS: dict[SubscriberStatus, set[SubscriberStatus]] = {
 }
 
 
-class InvalidInput(ValueError):
-    """User input we refuse, with a message fit to show the user."""
-
-
 @dataclass(frozen=True)
 class Client:
     """Where a request came from, for the consent record and rate limits."""
 
     ip: str | None = None
     user_agent: str | None = None
-
-
-def normalise_email(raw: str) -> tuple[str, str]:
-    """Validate an address; return (normalised address to send to, case-folded lookup key)."""
-    if not isinstance(raw, str):
-        raise InvalidInput("Please enter an email address.")
-    if any(ch in raw for ch in "\r\n\x00"):
-        raise InvalidInput("That email address contains a line break, which is not allowed.")
-    value = raw.strip()
-    if not value:
-        raise InvalidInput("Please enter an email address.")
-    if len(value) > MAX_EMAIL:
-        raise InvalidInput(f"That email address is longer than {MAX_EMAIL} characters.")
-    try:
-        info = validate_email(value, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise InvalidInput(f"That email address is not valid: {exc}") from exc
-    if any(ord(ch) < 32 or ch in '<>,;"' for ch in info.normalized):
-        raise InvalidInput("That email address contains characters we cannot send to.")
-    return info.normalized, info.normalized.casefold()
-
-
-def clean_interests(raw: str | None) -> str:
-    """Free text, trimmed, control characters removed, bounded in size."""
-    text = "".join(ch for ch in (raw or "") if ch.isprintable() or ch in "\n\t").strip()
-    if len(text) > MAX_INTERESTS:
-        raise InvalidInput(f"Interests are limited to {MAX_INTERESTS} characters.")
-    return text
 
 
 def transition(sub: Subscriber, new: SubscriberStatus) -> None:
@@ -121,9 +87,20 @@ def find_by_email(session: Session, email: str) -> Subscriber | None:
     return session.exec(select(Subscriber).where(Subscriber.email_key == key)).first()
 
 
-def _cooling_down(sub: Subscriber, settings: Settings) -> bool:
+def _mailed_enough(session: Session, sub: Subscriber, settings: Settings) -> bool:
+    """Whether the address had its signup email within the cooldown, or its day's allowance.
+
+    A `signup_requested` consent row is written exactly when such an email is queued, so the
+    rows of the last 24 hours count the emails (one whose queueing failed counts too)."""
     cooldown = timedelta(minutes=settings.confirm_cooldown_minutes)
-    return sub.confirm_sent_at is not None and utcnow() - sub.confirm_sent_at < cooldown
+    if sub.confirm_sent_at is not None and utcnow() - sub.confirm_sent_at < cooldown:
+        return True
+    last_day = select(func.count()).where(
+        ConsentEvent.email_key == sub.email_key,
+        ConsentEvent.event == "signup_requested",
+        ConsentEvent.at > utcnow() - timedelta(hours=24),
+    )
+    return session.exec(last_day).one() >= settings.confirmations_per_day
 
 
 def request_subscription(
@@ -132,9 +109,11 @@ def request_subscription(
     """Handle a signup for any address state; return what happened (never shown to the user).
 
     New, unsubscribed and bounced addresses become pending and get a confirmation email; a
-    pending address gets its link again; a confirmed address gets a "you're already subscribed"
-    note with its preferences link (and its interests are left alone: the requester may not
-    own the address). At most one email per address per cooldown.
+    pending address gets its link again; a confirmed one a "you're already subscribed" note. The
+    requester may not own the address: a known subscriber's interests, profile and links stay
+    (interests asked for wait in `pending_interests` until the link is followed). At most one
+    email per cooldown and `confirmations_per_day` in 24 hours; past that, nothing is sent,
+    changed or recorded ("held").
     """
     address, key = normalise_email(email)
     text = clean_interests(interests)
@@ -151,20 +130,16 @@ def request_subscription(
         == 1
     )
     sub = _locked_by_key(session, key)
+    if not created and _mailed_enough(session, sub, settings):
+        return "held"  # no email goes out, so nothing changes and nothing is recorded
     if created:
         outcome, kind = "created", "confirm"
     elif sub.status is SubscriberStatus.confirmed:
         outcome, kind = "already-confirmed", "already_subscribed"
     else:
-        if sub.status is not SubscriberStatus.pending:
-            transition(sub, SubscriberStatus.pending)
-            sub.token_version += 1  # links from the previous subscription die here
-            sub.profile = {}
-        sub.email, sub.interests = address, text or sub.interests
+        _ask_again(sub, text)
         outcome, kind = "pending-again", "confirm"
     record_consent(session, sub, "signup_requested", client, CONSENT_WORDING)
-    if _cooling_down(sub, settings):
-        return outcome + ":cooldown"
     sub.confirm_sent_at = utcnow()
     queue_journey_email(session, settings, sub, kind, on_failure=lambda: _forget_cooldown(settings, sub.id))
     return outcome
@@ -188,6 +163,17 @@ def queue_journey_email(
     return email_id
 
 
+def _ask_again(sub: Subscriber, interests: str) -> None:
+    """A signup of a known address that is not confirmed: it waits for a confirmation again.
+
+    Whoever asked may not own the address, so the owner's interests, learned profile and links
+    stay as they are; the interests asked for apply once the link is followed."""
+    if sub.status is not SubscriberStatus.pending:
+        transition(sub, SubscriberStatus.pending)
+    if interests:
+        sub.pending_interests = interests
+
+
 def import_subscriber(
     session: Session,
     settings: Settings,
@@ -199,8 +185,10 @@ def import_subscriber(
     client: Client = Client(),
 ) -> Subscriber:
     """An operator adds an address whose consent they already hold: confirmed at once, no
-    email, and a consent row saying it was imported (the double opt-in happened elsewhere)."""
+    email, and a consent row saying it was imported (the double opt-in happened elsewhere).
+    An erased (suppressed) address is refused with an OperatorError."""
     address, key = normalise_email(email)
+    suppression.refuse_suppressed(session, key, email)
     sub = session.exec(select(Subscriber).where(Subscriber.email_key == key)).first()
     if sub is None:
         sub = Subscriber(email=address, email_key=key, max_papers=settings.default_max_papers)
@@ -209,6 +197,7 @@ def import_subscriber(
         transition(sub, SubscriberStatus.pending)
         sub.token_version += 1  # links from the previous subscription die here
     apply_preferences(sub, interests=interests, frequency=frequency, max_papers=max_papers)
+    sub.pending_interests = None  # the operator's interests are the ones
     if sub.status is SubscriberStatus.pending:
         transition(sub, SubscriberStatus.confirmed)
         sub.confirmed_at = utcnow()
@@ -231,15 +220,16 @@ def _forget_cooldown(settings: Settings, subscriber_id: int) -> None:
         log.exception("subscriber.cooldown_not_reset", extra={"subscriber_id": subscriber_id})
 
 
-def _locked_by_key(session: Session, key: str) -> Subscriber | None:
-    """The subscriber with this lookup key, row-locked for this transaction (PostgreSQL)."""
+def _locked_by_key(session: Session, key: str) -> Subscriber:
+    """The subscriber with this lookup key (the signup's INSERT made sure there is one),
+    row-locked for this transaction (PostgreSQL)."""
     stmt = (
         select(Subscriber)
         .where(Subscriber.email_key == key)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
-    return session.exec(stmt).first()
+    return session.exec(stmt).one()
 
 
 def subscriber_for_token(
@@ -247,13 +237,26 @@ def subscriber_for_token(
 ) -> tuple[Subscriber, dict[str, Any]]:
     """The subscriber a link names, or TokenError (forged, expired, used, gone)."""
     data = read_token(settings, purpose, token)
-    sub = session.get(Subscriber, data.subscriber_id)
+    sub = _named_by(session, data)
     if sub is None:
         raise TokenError(TokenReason.forged if purpose is Purpose.confirm else TokenReason.gone)
     # Unsubscribing stays possible with any link we ever sent; everything else needs a live one.
     if purpose is not Purpose.unsubscribe and data.version != sub.token_version:
         raise TokenError(TokenReason.used)
     return sub, data.extra
+
+
+def _named_by(session: Session, data: TokenData) -> Subscriber | None:
+    """The subscriber whose token_key a valid link carries. A link signed before revision 0002
+    names a row id instead, and counts only for a row that existed when it was signed: a later
+    row with the same id is someone else. (Such links expire `link_token_days` after it.)"""
+    if isinstance(data.subscriber_key, str):
+        by_key = select(Subscriber).where(Subscriber.token_key == data.subscriber_key)
+        return session.exec(by_key).first()
+    sub = session.get(Subscriber, data.subscriber_key)
+    if sub is not None and sub.created_at >= data.signed_at + timedelta(seconds=1):
+        return None  # the token's time has whole seconds only
+    return sub
 
 
 def pending_subscriber(session: Session, settings: Settings, token: str) -> Subscriber:
@@ -271,6 +274,9 @@ def confirm_subscription(
     sub = pending_subscriber(session, settings, token)
     was_resubscribe = sub.confirmed_at is not None
     transition(sub, SubscriberStatus.confirmed)
+    if sub.pending_interests is not None:  # what the signup being confirmed asked for
+        sub.interests, sub.pending_interests = sub.pending_interests, None
+    suppression.lift(session, sub.email_key)  # an erased person who opted in again
     sub.confirmed_at = utcnow()
     sub.unsubscribed_at = None
     sub.token_version += 1  # burns this confirmation link and any other outstanding one
@@ -285,6 +291,7 @@ def unsubscribe(session: Session, sub: Subscriber, client: Client = Client(), vi
         return False
     transition(sub, SubscriberStatus.unsubscribed)
     sub.unsubscribed_at = utcnow()
+    sub.pending_interests = None  # also cancels a signup still waiting for its confirmation
     record_consent(session, sub, f"unsubscribed:{via}", client)
     return True
 
@@ -333,51 +340,32 @@ def update_preferences(
     return sub
 
 
+# Left out of the export: row ids, lookup keys, the link secrets and claim bookkeeping.
+NOT_EXPORTED = {"id", "subscriber_id", "email_key", "token_key", "token_version", "claimed_by", "claimed_at"}
+
+
 def export_subscriber(session: Session, sub: Subscriber) -> dict[str, Any]:
     """Everything we hold about a subscriber, as JSON-ready data."""
-    events = session.exec(
-        select(ConsentEvent).where(ConsentEvent.subscriber_id == sub.id).order_by(ConsentEvent.id)
-    ).all()
-    deliveries = session.exec(select(Delivery).where(Delivery.subscriber_id == sub.id)).all()
-    votes = session.exec(select(Vote).where(Vote.subscriber_id == sub.id)).all()
-    emails = session.exec(
-        select(JourneyEmail).where(JourneyEmail.subscriber_id == sub.id).order_by(JourneyEmail.id)
-    ).all()
+
+    def rows(table: Any) -> list[dict[str, Any]]:
+        found = session.exec(select(table).where(table.subscriber_id == sub.id).order_by(table.id))
+        return [row.model_dump(mode="json", exclude=NOT_EXPORTED) for row in found]
+
     return {
-        "email": sub.email,
-        "status": sub.status.value,
-        "interests": sub.interests,
-        "frequency": sub.frequency.value,
-        "max_papers": sub.max_papers,
-        "created_at": sub.created_at.isoformat(),
-        "confirmed_at": sub.confirmed_at and sub.confirmed_at.isoformat(),
-        "unsubscribed_at": sub.unsubscribed_at and sub.unsubscribed_at.isoformat(),
+        **sub.model_dump(mode="json", exclude=NOT_EXPORTED | {"profile"}),
         "learned_profile": sub.profile,
-        "consent_events": [
-            {
-                "event": e.event,
-                "at": e.at.isoformat(),
-                "ip": e.ip,
-                "user_agent": e.user_agent,
-                "wording": e.wording,
-            }
-            for e in events
-        ],
-        "deliveries": [
-            {"issue_id": d.issue_id, "state": d.state.value, "sent_at": d.sent_at and d.sent_at.isoformat()}
-            for d in deliveries
-        ],
-        "votes": [{"issue_id": v.issue_id, "paper_id": v.paper_id, "direction": v.direction} for v in votes],
-        "journey_emails": [
-            {"kind": e.kind, "state": e.state.value, "sent_at": e.sent_at and e.sent_at.isoformat()}
-            for e in emails
-        ],
+        "consent_events": rows(ConsentEvent),
+        "deliveries": rows(Delivery),
+        "votes": rows(Vote),
+        "journey_emails": rows(JourneyEmail),
     }
 
 
-def erase_subscriber(session: Session, sub: Subscriber) -> None:
+def erase_subscriber(session: Session, sub: Subscriber, reason: str = "erased on request") -> None:
     """Forget a subscriber: deliveries, journey emails, votes and consent rows go, then the
-    subscriber."""
+    subscriber. A hash of the address stays behind (`suppression`), so no import brings them
+    back."""
+    suppression.suppress(session, sub.email_key, reason)
     for table, column in (
         (Delivery, Delivery.subscriber_id),
         (JourneyEmail, JourneyEmail.subscriber_id),

@@ -1,17 +1,22 @@
 """Signed, purpose-scoped, expiring tokens for the links we email.
 
-A token names a subscriber and the subscriber's `token_version`; bumping the version (on
-confirmation, erasure or a fresh signup) revokes every outstanding link at once, which is what
-makes confirmation links single-use. Signatures are HMACs checked in constant time by itsdangerous.
+A token names a subscriber by their `token_key` (random, per row: never the row id, so a link
+can never match another person's row, and shows nothing about how many subscribers there are)
+and the subscriber's `token_version`; bumping the version revokes every outstanding link at
+once, which is what makes confirmation links single-use. Signatures are HMACs checked in constant
+time by itsdangerous, with the current secret key or any of `secret_key_fallbacks` (rotation);
+new links are signed with the current key.
 """
 
 from __future__ import annotations
 
 import base64
 import hmac
+import re
 import struct
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 from functools import lru_cache
 from typing import Any
@@ -48,13 +53,18 @@ class TokenError(Exception):
 
 @dataclass(frozen=True)
 class TokenData:
-    subscriber_id: int
+    """What a valid token says."""
+
+    # The subscriber's token_key; an int for a link signed before revision 0002, naming a row id.
+    subscriber_key: str | int
     version: int
+    signed_at: datetime
     extra: dict[str, Any]
 
 
 def _serializer(settings: Settings, purpose: Purpose) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(settings.secret_key, salt=f"newsletter.{purpose.value}")
+    """Signs with the current key; verifies with it and with every fallback (key rotation)."""
+    return URLSafeTimedSerializer(settings.signing_keys, salt=f"newsletter.{purpose.value}")
 
 
 def max_age(settings: Settings, purpose: Purpose) -> int:
@@ -86,19 +96,36 @@ def _timestamp() -> bytes:
     return _stamp[1]
 
 
-def make_token(settings: Settings, purpose: Purpose, subscriber_id: int, version: int, **extra: Any) -> str:
-    """A URL-safe token for one subscriber and one purpose, checked by `read_token`.
+_PLAIN_STRING = re.compile(r"[A-Za-z0-9_-]{0,64}\Z")  # JSON-encodes as itself, in quotes
 
-    A digest signs ~25 links, so the usual small all-integer payload is signed here directly, in
-    exactly the format `URLSafeTimedSerializer.dumps` writes (a test holds it to that): the
-    derived key is cached and the HMAC is one C call. itsdangerous would also try zlib on the
-    payload (it never wins on ~40 bytes of JSON, and costs more than the rest); anything else
-    goes through itsdangerous itself.
+
+def _json_scalar(value: Any) -> str | None:
+    """`value` as compact JSON if it is an int or a plain string, else None."""
+    if type(value) is int:  # noqa: E721 - not bool
+        return str(value)
+    if type(value) is str and _PLAIN_STRING.match(value):  # noqa: E721
+        return f'"{value}"'
+    return None
+
+
+def make_token(settings: Settings, purpose: Purpose, subscriber_key: str, version: int, **extra: Any) -> str:
+    """A URL-safe token for one subscriber (their `token_key`) and one purpose, checked by
+    `read_token`.
+
+    A digest signs ~25 links, so the usual small payload of integers and URL-safe strings is
+    signed here directly: the derived key is cached and the HMAC is one C call. The token is
+    what `URLSafeTimedSerializer.dumps` writes, byte for byte, with one exception: itsdangerous
+    zlib-compresses a payload when that saves 2 or more bytes (rare for a random key, common
+    for payloads that repeat themselves, such as long equal numbers), and zlib costs several
+    times the rest, so this never compresses. Such a token has other bytes and verifies the
+    same, since `read_token` always goes through itsdangerous (a test holds both to that).
+    Anything else goes through itsdangerous itself.
     """
-    data = {"s": subscriber_id, "v": version, **extra}
-    if not all(type(v) is int for v in data.values()) or len(data) > 8:  # noqa: E721 - no bool
+    data = {"s": subscriber_key, "v": version, **extra}
+    fields = [_json_scalar(v) for v in data.values()]
+    if None in fields or len(data) > 8:
         return _serializer(settings, purpose).dumps(data)
-    payload = ",".join([f'"{k}":{v}' for k, v in data.items()])
+    payload = ",".join([f'"{k}":{v}' for k, v in zip(data, fields, strict=True)])
     value = _b64(b"{" + payload.encode("ascii") + b"}") + b"." + _timestamp()
     signature = hmac.digest(_signing_key(settings.secret_key, purpose), value, "sha1")
     return (value + b"." + _b64(signature)).decode("ascii")
@@ -109,12 +136,16 @@ def read_token(settings: Settings, purpose: Purpose, token: str) -> TokenData:
     if not token or len(token) > 512:
         raise TokenError(TokenReason.forged)
     try:
-        data = _serializer(settings, purpose).loads(token, max_age=max_age(settings, purpose))
+        data, signed_at = _serializer(settings, purpose).loads(
+            token, max_age=max_age(settings, purpose), return_timestamp=True
+        )
     except SignatureExpired as exc:
         raise TokenError(TokenReason.expired) from exc
     except BadSignature as exc:
         raise TokenError(TokenReason.forged) from exc
-    if not isinstance(data, dict) or not isinstance(data.get("s"), int):
+    if not isinstance(data, dict) or type(data.get("s")) not in (str, int):
         raise TokenError(TokenReason.forged)
     extra = {k: v for k, v in data.items() if k not in ("s", "v")}
-    return TokenData(subscriber_id=data["s"], version=int(data.get("v", 0)), extra=extra)
+    return TokenData(
+        subscriber_key=data["s"], version=int(data.get("v", 0)), signed_at=signed_at, extra=extra
+    )

@@ -22,7 +22,7 @@ from newsletter.testing import create_pg_database, drop_pg_database, free_port, 
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS = os.environ.get("NEWSLETTER_TEST_REDIS", "redis://127.0.0.1:6379")
-SECRET = "test-secret-0123456789abcdef"
+SECRET = "test-secret-0123456789abcdef-long-enough-for-production-mode-too"
 
 BASE_ENV = {
     "NEWSLETTER_MODE": "test",

@@ -216,3 +216,49 @@ def test_demo_next_to_a_production_configuration_touches_none_of_it(tmp_path):
     assert "4 digests sent" in result.stdout
     outbox = tmp_path / "var" / "demo" / "outbox"
     assert len([p for p in outbox.glob("*.eml") if b"List-Id:" in p.read_bytes()]) == 4
+
+
+def test_an_erased_address_is_suppressed_against_imports_until_lifted(cli):
+    """L10: erase left nothing behind, so `subscribers add --confirmed` (an import) brought an
+    erased person back. Now erase keeps a hash of the address, and operator adds refuse it with
+    a clear message; the person may still sign up themselves (double opt-in), and confirming
+    lifts the suppression; so does `subscribers unsuppress`."""
+    from sqlalchemy import create_engine, text
+    from sqlmodel import SQLModel
+
+    from newsletter import subscriptions as subs
+    from newsletter.suppression import address_hash, suppression_for
+    from newsletter.testing import configured_session
+    from newsletter.tokens import Purpose, make_token
+
+    cli("subscribers", "add", "Ada@Example.org", "--interests", "robots", "--confirmed")
+    cli("subscribers", "remove", "ada@example.org", "--erase")
+    engine = create_engine(get_settings().database_url)
+    with engine.connect() as conn:  # nothing but the hash, a reason and a time is left
+        stored = {
+            t.name: conn.execute(text(f"SELECT * FROM {t.name}")).all()
+            for t in SQLModel.metadata.sorted_tables
+        }
+    engine.dispose()
+    assert "ada" not in repr(stored).lower()
+    [(_, digest, reason, _)] = stored["suppression"]
+    assert digest == address_hash("ada@example.org") and reason == "erased by the operator"
+
+    for args in (("--confirmed",), ()):
+        error = one_line_error("subscribers", "add", "ADA@example.org", *args)
+        assert "suppress" in error and "newsletter subscribers unsuppress ADA@example.org" in error
+    assert json.loads(cli("subscribers", "list", "--json").stdout) == []
+
+    with configured_session() as session:  # the person signs up again on the website
+        assert subs.request_subscription(session, get_settings(), "ada@example.org", "robots") == "created"
+    with configured_session() as session:
+        ada = subs.find_by_email(session, "ada@example.org")
+        token = make_token(get_settings(), Purpose.confirm, ada.token_key, ada.token_version)
+        subs.confirm_subscription(session, get_settings(), token)
+    with configured_session() as session:
+        assert suppression_for(session, "ada@example.org") is None  # consent given again
+
+    cli("subscribers", "remove", "ada@example.org", "--erase")
+    assert "not on the suppression list" in one_line_error("subscribers", "unsuppress", "bob@example.org")
+    assert "ada@example.org" in cli("subscribers", "unsuppress", "ada@example.org").stdout
+    cli("subscribers", "add", "ada@example.org", "--confirmed")

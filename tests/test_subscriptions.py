@@ -56,7 +56,7 @@ def get(address):
 
 def confirm_token(settings, address):
     sub = get(address)
-    return make_token(settings, Purpose.confirm, sub.id, sub.token_version)
+    return make_token(settings, Purpose.confirm, sub.token_key, sub.token_version)
 
 
 def test_signup_creates_pending_and_queues_one_confirmation(env, queued):
@@ -93,10 +93,10 @@ def test_confirm_is_single_use_and_sends_welcome(env, queued):
 def test_confirm_refuses_forged_expired_and_wrong_purpose(env, queued, monkeypatch):
     signup(env, "ada@example.org")
     sub = get("ada@example.org")
-    good = make_token(env, Purpose.confirm, sub.id, sub.token_version)
+    good = make_token(env, Purpose.confirm, sub.token_key, sub.token_version)
     cases = {
         "forged": good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB"),
-        "forged-purpose": make_token(env, Purpose.unsubscribe, sub.id, sub.token_version),
+        "forged-purpose": make_token(env, Purpose.unsubscribe, sub.token_key, sub.token_version),
     }
     for token in cases.values():
         with pytest.raises(TokenError) as err, configured_session() as session:
@@ -132,7 +132,7 @@ def test_unsubscribe_is_idempotent_and_resubscribe_needs_fresh_opt_in(env, queue
     with configured_session() as session:
         subs.confirm_subscription(session, env, confirm_token(env, "ada@example.org"))
     old_prefs = make_token(
-        env, Purpose.preferences, get("ada@example.org").id, get("ada@example.org").token_version
+        env, Purpose.preferences, get("ada@example.org").token_key, get("ada@example.org").token_version
     )
     with configured_session() as session:
         sub = session.get(Subscriber, get("ada@example.org").id)
@@ -145,7 +145,11 @@ def test_unsubscribe_is_idempotent_and_resubscribe_needs_fresh_opt_in(env, queue
     signup(env, "ada@example.org")
     assert get("ada@example.org").status is SubscriberStatus.pending
     assert queued[-1][0] == "confirm"
-    with pytest.raises(TokenError), configured_session() as session:  # old links died with it
+    with configured_session() as session:  # anyone can sign up: the owner's links live on…
+        subs.subscriber_for_token(session, env, Purpose.preferences, old_prefs)
+    with configured_session() as session:
+        subs.confirm_subscription(session, env, confirm_token(env, "ada@example.org"))
+    with pytest.raises(TokenError), configured_session() as session:  # …until it is confirmed
         subs.subscriber_for_token(session, env, Purpose.preferences, old_prefs)
 
 
@@ -236,3 +240,110 @@ def test_an_unsent_email_is_queued_again_not_written_twice(env, queued):
         ("confirm", sub_id, DeliveryState.sent),
         ("confirm", sub_id, DeliveryState.pending),
     ]
+
+
+@pytest.mark.parametrize("gone_as", ["unsubscribed", "bounced"])
+def test_a_strangers_signup_leaves_an_inactive_readers_profile_alone(env, queued, gone_as):
+    """L11: signing up an unsubscribed or bounced address (anyone can) used to wipe the learned
+    profile, replace the interests with the requester's text and revoke the owner's links. Now
+    nothing of the owner's changes until the confirmation link is followed; the requested
+    interests wait beside the profile and apply once the mailbox owner confirms."""
+    signup(env, "ada@example.org", "robots")
+    with configured_session() as session:
+        subs.confirm_subscription(session, env, confirm_token(env, "ada@example.org"))
+    with configured_session() as session:
+        sub = session.get(Subscriber, get("ada@example.org").id)
+        sub.profile = {"terms": {"robot": 2.0}, "liked": ["A robot paper"], "votes": 3}
+        if gone_as == "bounced":
+            subs.mark_bounced(session, sub, "550 mailbox full")
+        else:
+            subs.unsubscribe(session, sub)
+        sub.confirm_sent_at -= timedelta(hours=1)
+    owner = get("ada@example.org")
+    owners_prefs = make_token(env, Purpose.preferences, owner.token_key, owner.token_version)
+
+    signup(env, "ADA@example.org", "a stranger's interests", ip="198.51.100.66")
+    after = get("ada@example.org")
+    assert after.profile == owner.profile and after.interests == "robots"
+    assert (after.email, after.token_key, after.token_version) == (
+        owner.email,
+        owner.token_key,
+        owner.token_version,
+    )
+    assert after.unsubscribed_at == owner.unsubscribed_at
+    with configured_session() as session:  # the owner's links still work
+        assert subs.subscriber_for_token(session, env, Purpose.preferences, owners_prefs)[0].id == owner.id
+    assert queued[-1][0] == "confirm"
+
+    with configured_session() as session:  # the mailbox owner follows the link
+        subs.confirm_subscription(session, env, confirm_token(env, "ada@example.org"))
+    confirmed = get("ada@example.org")
+    assert confirmed.status is SubscriberStatus.confirmed
+    assert confirmed.interests == "a stranger's interests" and confirmed.profile == owner.profile
+    with pytest.raises(TokenError), configured_session() as session:  # confirming renews the links
+        subs.subscriber_for_token(session, env, Purpose.preferences, owners_prefs)
+
+
+def consent_rows(address: str) -> list[ConsentEvent]:
+    with configured_session() as session:
+        return session.exec(select(ConsentEvent).where(ConsentEvent.email_key == address)).all()
+
+
+def test_at_most_n_confirmations_per_address_a_day_and_no_record_of_attempts_that_did_nothing(env, queued):
+    """M6: the cooldown alone let a cross-site form mail one address every 10 minutes, 144 a
+    day, each attempt adding a consent row with the attacker's IP. Now at most
+    NEWSLETTER_CONFIRMATIONS_PER_DAY emails per address in 24 h, and an attempt that sends
+    nothing (cooldown or cap) writes nothing."""
+    settings = env.model_copy(update={"confirm_cooldown_minutes": 0, "confirmations_per_day": 3})
+    outcomes = [signup(settings, "ada@example.org", ip=f"198.51.100.{i}") for i in range(6)]
+    assert len(queued) == 3 and outcomes[3:] == ["held"] * 3
+    rows = consent_rows("ada@example.org")
+    assert [r.event for r in rows] == ["signup_requested"] * 3
+    assert [r.ip for r in rows] == ["198.51.100.0", "198.51.100.1", "198.51.100.2"]
+
+    with configured_session() as session:  # a day later the address may be mailed again
+        for row in session.exec(select(ConsentEvent)):
+            row.at -= timedelta(hours=24, minutes=1)
+    assert signup(settings, "ada@example.org") == "pending-again"
+    assert len(queued) == 4
+
+    signup(env, "bob@example.org", "robots", ip="192.0.2.1")  # the 10-minute cooldown
+    assert signup(env, "bob@example.org", "attacker", ip="192.0.2.66") == "held"
+    assert [r.ip for r in consent_rows("bob@example.org")] == ["192.0.2.1"]
+    assert get("bob@example.org").pending_interests is None  # a held attempt changes nothing
+
+
+def test_export_holds_everything_stored_about_the_reader(env, queued):
+    """L10: the export lacked the ledger's error, SMTP code, Message-ID and the papers sent,
+    the votes' times, and confirm_sent_at / updated_at."""
+    from newsletter.models import Delivery, DeliveryState, Issue, Paper, Vote
+
+    signup(env, "ada@example.org", "robots")
+    with configured_session() as session:
+        subs.confirm_subscription(session, env, confirm_token(env, "ada@example.org"))
+    with configured_session() as session:
+        paper = Paper(title_key="a paper", title="A paper")
+        issue = Issue(period="2026-W48", title="Issue")
+        session.add_all([paper, issue])
+        session.flush()
+        sub_id = get("ada@example.org").id
+        session.add(
+            Delivery(
+                issue_id=issue.id,
+                subscriber_id=sub_id,
+                state=DeliveryState.failed,
+                smtp_code=550,
+                error="550 5.1.1 no such user",
+                message_id="<1.2.3.digest@news.example.org>",
+                paper_ids=[paper.id],
+            )
+        )
+        session.add(Vote(issue_id=issue.id, paper_id=paper.id, subscriber_id=sub_id, direction=1))
+    with configured_session() as session:
+        data = subs.export_subscriber(session, session.get(Subscriber, sub_id))
+    assert data["confirm_sent_at"] and data["updated_at"] and data["pending_interests"] is None
+    [delivery] = data["deliveries"]
+    assert delivery["smtp_code"] == 550 and delivery["error"] == "550 5.1.1 no such user"
+    assert delivery["message_id"] == "<1.2.3.digest@news.example.org>" and delivery["paper_ids"] == [paper.id]
+    [vote] = data["votes"]
+    assert vote["at"] and vote["direction"] == 1

@@ -77,7 +77,7 @@ def test_signup_answer_is_identical_for_every_address_state(client, settings):
     confirmed(client, settings, "conf@example.org")
     conf = answer("conf@example.org")
     sub = confirmed(client, settings, "gone@example.org")
-    client.post(f"/unsubscribe/{make_token(settings, Purpose.unsubscribe, sub.id, 0)}")
+    client.post(f"/unsubscribe/{make_token(settings, Purpose.unsubscribe, sub.token_key, 0)}")
     gone = answer("gone@example.org")
     assert new == pending == conf == gone
     assert new[0] == 202
@@ -87,6 +87,23 @@ def test_signup_answer_is_identical_for_every_address_state(client, settings):
         return r.status_code, r.json()
 
     assert json_answer("a1@example.org") == json_answer("conf@example.org")
+
+
+def test_the_daily_cap_holds_back_mail_and_the_answer_stays_the_same(configure, sqlite_url):
+    """M6: past NEWSLETTER_CONFIRMATIONS_PER_DAY an address gets no more signup emails that
+    day, and the answer does not show it (no enumeration)."""
+    settings = configure(
+        NEWSLETTER_DATABASE_URL=sqlite_url,
+        NEWSLETTER_CONFIRM_COOLDOWN_MINUTES="0",
+        NEWSLETTER_CONFIRMATIONS_PER_DAY="2",
+    )
+    with TestClient(create_app(settings), base_url="https://news.example.org") as c:
+        answers = [
+            c.post("/subscribe", data={"email": "ada@example.org", "interests": "x"}) for _ in range(5)
+        ]
+    assert len({(r.status_code, r.text, tuple(r.cookies.items())) for r in answers}) == 1
+    assert answers[0].status_code == 202
+    assert len(outbox(settings)) == 2
 
 
 def test_confirm_link_get_changes_nothing_and_post_confirms(client, settings):
@@ -124,7 +141,7 @@ def test_forged_tokens_get_a_clear_page_never_a_500(client, path, token):
 
 def test_token_for_another_purpose_is_refused(client, settings):
     sub = confirmed(client, settings)
-    unsubscribe_token = make_token(settings, Purpose.unsubscribe, sub.id, sub.token_version)
+    unsubscribe_token = make_token(settings, Purpose.unsubscribe, sub.token_key, sub.token_version)
     assert client.post(f"/preferences/{unsubscribe_token}", data={"interests": "x"}).status_code == 400
     assert subscriber("ada@example.org").interests == "robots"
 

@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, text
 from newsletter.config import ConfigError, Settings
 from newsletter.ratelimit import MemoryLimiter, client_key
 from newsletter.web import create_app, proof
-from tests.conftest import app_routes, free_port
+from tests.conftest import SECRET, app_routes, free_port
 
 BASE = "https://news.example.org"
 HOOK = "hook-secret-0123456789"
@@ -185,7 +185,7 @@ def test_webhook_calls_are_rate_limited_and_short_secrets_refused_in_production(
         ("NEWSLETTER_METRICS_TOKEN", {"metrics_token": "metrics"}),
         ("NEWSLETTER_ADMIN_TOKENS", {"admin_tokens": ["a" * 20, "b" * 15]}),
     ):
-        production = Settings(mode="production", base_url=BASE, secret_key="k" * 40, **values)
+        production = Settings(mode="production", base_url=BASE, secret_key=SECRET, **values)
         with pytest.raises(ConfigError, match=name):
             create_app(production)
         create_app(production.model_copy(update={"mode": "dev"}))  # development takes any

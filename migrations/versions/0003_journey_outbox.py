@@ -1,7 +1,7 @@
 """journey email outbox
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-12-02 10:00:00
 
 """
@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
 revision: str = "0003"
-down_revision: str | Sequence[str] | None = "0001"
+down_revision: str | Sequence[str] | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -46,6 +46,7 @@ def upgrade() -> None:
         sa.Column("error", sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True),
         sa.ForeignKeyConstraint(["subscriber_id"], ["subscriber.id"]),
         sa.PrimaryKeyConstraint("id"),
+        sqlite_autoincrement=True,  # like every table since 0002: ids are never handed out twice
     )
     with op.batch_alter_table("journey_email", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_journey_email_subscriber_id"), ["subscriber_id"], unique=False)

@@ -32,7 +32,8 @@ def digest_envelope(settings: Settings, issue: Issue, sub: Subscriber, subject: 
         mail_from=settings.mail_from,
         to=sub.email,
         subject=subject,
-        message_id=new_message_id(settings.mail_domain, f"{issue.id}.{sub.id}"),
+        # Names the kind of email only: ids in it would show who is which row (review L13).
+        message_id=new_message_id(settings.mail_domain, "digest"),
         headers=headers,
     )
 

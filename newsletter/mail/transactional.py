@@ -68,7 +68,7 @@ def transactional_message(
         mail_from=settings.mail_from,
         to=sub.email,
         subject=rendered.subject,
-        message_id=message_id or new_message_id(settings.mail_domain, f"{kind}.{sub.id}"),
+        message_id=message_id or new_message_id(settings.mail_domain, kind),  # no subscriber id (L13)
         headers=headers,
     )
     return finish_message(settings, env, rendered.text, rendered.html)
@@ -130,7 +130,7 @@ def _send_claimed(
         outbox.finish(conn, email_id, owner, DeliveryState.skipped, error=reason)
         _log_outcome("mail.skipped", email_id, job, reason=reason)
         return None
-    message_id = new_message_id(settings.mail_domain, f"{job.kind}.{sub.id}")
+    message_id = new_message_id(settings.mail_domain, job.kind)
     sender.send(sub.email, transactional_message(settings, job.kind, sub, message_id))
     return message_id
 

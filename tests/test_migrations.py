@@ -1,0 +1,141 @@
+"""Migrations bring a store with data up to the models, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, text
+from sqlalchemy import inspect as sa_inspect
+from sqlmodel import SQLModel
+
+import newsletter.models  # noqa: F401 - registers the tables
+from newsletter.migrate import upgrade
+from newsletter.testing import create_pg_database, drop_pg_database
+
+SQLITE_OWN_TABLES = ("alembic_version", "sqlite_sequence")
+NOW = datetime(2026, 11, 1, tzinfo=UTC).isoformat(" ")
+
+
+def rows_of_revision_0001(url: str) -> dict[str, int]:
+    """Subscribers with a delivery, a vote and a consent row, as revision 0001 stored them; the
+    last subscriber then erased, which freed the highest id. Returns the ids by address."""
+
+    def insert(sql: str, **params: object) -> int:
+        return conn.execute(text(sql + " RETURNING id"), {"now": NOW, **params}).scalar_one()
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        ids = {
+            address: insert(
+                "INSERT INTO subscriber (email, email_key, interests, frequency, max_papers, status, "
+                "token_version, created_at, updated_at, profile) VALUES "
+                "(:a, :a, 'robots', 'weekly', 5, 'confirmed', 1, :now, :now, '{}')",
+                a=address,
+            )
+            for address in ("ada@example.org", "bob@example.org", "erased@example.org")
+        }
+        paper = insert(
+            "INSERT INTO paper (title_key, title, abstract, authors, keywords, upvotes, published_at, "
+            "ingested_at, source) VALUES ('t', 'T', '', '[]', '[]', 0, :now, :now, 'file')"
+        )
+        issue = insert(
+            "INSERT INTO issue (frequency, period, title, paper_ids, created_at) "
+            "VALUES ('weekly', '2026-W44', 'Issue', '[1]', :now)"
+        )
+        ada, bob = ids["ada@example.org"], ids["bob@example.org"]
+        insert(
+            "INSERT INTO delivery (issue_id, subscriber_id, state, attempts, paper_ids) "
+            "VALUES (:i, :s, 'sent', 1, '[1]')",
+            i=issue,
+            s=ada,
+        )
+        insert(
+            "INSERT INTO vote (issue_id, paper_id, subscriber_id, direction, at) "
+            "VALUES (:i, :p, :s, 1, :now)",
+            i=issue,
+            p=paper,
+            s=bob,
+        )
+        insert(
+            "INSERT INTO consent_event (subscriber_id, email_key, event, at) "
+            "VALUES (:s, 'ada@example.org', 'x', :now)",
+            s=ada,
+        )
+        conn.execute(text("DELETE FROM subscriber WHERE id = :s"), {"s": ids["erased@example.org"]})
+    engine.dispose()
+    return ids
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_at_0001(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+        upgrade(url, "0001")
+        yield url
+        return
+    url = create_pg_database()
+    try:
+        upgrade(url, "0001")
+        yield url
+    finally:
+        drop_pg_database(url)
+
+
+def test_0002_gives_every_subscriber_a_token_key_and_never_reuses_ids(store_at_0001):
+    url = store_at_0001
+    ids = rows_of_revision_0001(url)
+    ada, bob, erased = ids.values()
+    upgrade(url)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        keys = dict(conn.execute(text("SELECT id, token_key FROM subscriber ORDER BY id")).all())
+        assert sorted(keys) == [ada, bob]
+        assert all(len(k) == 22 for k in keys.values()) and len(set(keys.values())) == 2
+        assert conn.execute(text("SELECT count(*) FROM delivery")).scalar() == 1  # data kept
+        assert conn.execute(text("SELECT subscriber_id FROM vote")).scalar() == bob
+        conn.execute(text("DELETE FROM vote"))
+        conn.execute(text("DELETE FROM subscriber WHERE id = :bob"), {"bob": bob})
+        conn.execute(
+            text(
+                "INSERT INTO subscriber (email, email_key, interests, frequency, max_papers, status, "
+                "token_key, token_version, created_at, updated_at, profile) VALUES "
+                "('new@example.org', 'new@example.org', '', 'weekly', 5, 'pending', 'k', 0, :now, :now, '{}')"
+            ),
+            {"now": NOW},
+        )
+        new_id = conn.execute(text("SELECT id FROM subscriber WHERE email_key = 'new@example.org'")).scalar()
+        assert new_id > bob  # bob's id is never handed out again
+        assert new_id >= erased  # (SQLite: an id freed at the end before 0002 may come back once)
+        if url.startswith("sqlite"):
+            tables = conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'table'")).all()
+            plain = [n for n, sql in tables if "AUTOINCREMENT" not in sql and n not in SQLITE_OWN_TABLES]
+            assert plain == [] and len(tables) >= 7
+            assert conn.execute(text("PRAGMA foreign_key_check")).all() == []
+        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+        assert diff == [], diff  # the migrated store is what the models declare
+    engine.dispose()
+
+
+def test_0002_downgrades_and_upgrades_again(store_at_0001):
+    from alembic import command
+
+    from newsletter.migrate import alembic_config
+
+    url = store_at_0001
+    rows_of_revision_0001(url)
+    upgrade(url, "0002")
+    command.downgrade(alembic_config(url), "0001")
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        columns = [c["name"] for c in sa_inspect(conn).get_columns("subscriber")]
+        assert "token_key" not in columns and "email_key" in columns
+        if url.startswith("sqlite"):
+            schema = " ".join(
+                r[0] for r in conn.execute(text("SELECT sql FROM sqlite_master WHERE type='table'"))
+            )
+            assert "AUTOINCREMENT" not in schema
+    engine.dispose()
+    upgrade(url)
