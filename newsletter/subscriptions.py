@@ -69,7 +69,8 @@ def record_consent(
     session: Session, sub: Subscriber, event: str, client: Client, wording: str | None = None
 ) -> None:
     """Append a consent row (and log the event with the subscriber's id, never the address)."""
-    log_event(log, f"subscriber.{event}", subscriber_id=sub.id, ip=client.ip)
+    # No client address in the log: logs outlive an erasure; the consent row keeps it instead.
+    log_event(log, f"subscriber.{event}", subscriber_id=sub.id)
     session.add(
         ConsentEvent(
             subscriber_id=sub.id,

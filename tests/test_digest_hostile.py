@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 from alembic import command
+from fastapi.testclient import TestClient
 from sqlalchemy import insert, text
 from sqlmodel import select
 
@@ -21,6 +22,7 @@ from newsletter.migrate import alembic_config, upgrade
 from newsletter.models import Delivery, Frequency, Issue, Paper, Subscriber, utcnow
 from newsletter.papers import sample_feed_path
 from newsletter.testing import configured_session
+from newsletter.web import create_app
 from tests.conftest import html_part, text_part
 from tests.test_digests import add_subscriber, digests
 
@@ -163,6 +165,9 @@ def test_a_planned_issue_keeps_the_links_it_was_planned_with(hostile_world):
         for field in fields:
             assert HOSTILE[field] in html_lib.unescape(body), field
     assert "/v2/" not in page.text
+    with TestClient(create_app(hostile_world.settings)) as client:
+        archived = client.get(f"/archive/{issue.id}").text  # the public edition, too
+    assert "/v2/" not in archived and html_lib.escape(HOSTILE["projectPage"]) in archived
 
 
 def test_issues_planned_before_the_snapshot_render_from_the_paper_rows(configure, tmp_path):

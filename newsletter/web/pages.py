@@ -11,9 +11,9 @@ from sqlmodel import col, select
 
 from newsletter import feedback
 from newsletter import subscriptions as subs
-from newsletter.digests import issue_title, paper_view, reader_view
+from newsletter.digests import issue_papers, issue_title, paper_view, reader_view
 from newsletter.ledger import sent_papers
-from newsletter.models import Issue, Paper
+from newsletter.models import Issue
 from newsletter.stats import issue_counts, subscriber_counts
 from newsletter.tokens import Purpose, TokenError, TokenReason
 from newsletter.web.auth import metrics_caller, webhook_caller
@@ -58,8 +58,7 @@ def archive_issue(request: Request, issue_id: IssueId, session: SessionDep) -> R
     issue = session.get(Issue, issue_id)
     if issue is None:
         return error_response(request, 404, "Page not found", "There is no such issue.")
-    found = {p.id: p for p in session.exec(select(Paper).where(col(Paper.id).in_(issue.paper_ids)))}
-    papers = [paper_view(found[i]) for i in issue.paper_ids if i in found]
+    papers = [paper_view(p) for p in issue_papers(session, issue)]  # as planned, not as re-ingested
     return render_page(request, "archive_issue.html", title=issue_title(issue), papers=papers)
 
 
