@@ -29,6 +29,7 @@ from newsletter.models import (
     Subscriber,
     SubscriberPublic,
     SubscriberStatus,
+    saved_id,
 )
 from newsletter.papers import SourceError
 from newsletter.papers.ingest import load_source, store_fetched
@@ -221,19 +222,20 @@ def send_now(
         return {"period": period_of(freq, now), "due": due_count(settings, freq), "papers": papers}
     with session_scope(settings.database_url) as session:
         issue, planned = plan_issue(session, freq, now)
-    total = sum(counts(settings, issue.id).values())
+    issue_id = saved_id(issue)
+    total = sum(counts(settings, issue_id).values())
     if settings.uses_broker:
-        jobs.run(settings, dispatch_issue, issue.id)
+        jobs.run(settings, dispatch_issue, issue_id)
         if wait:
-            _wait_with_progress(settings, issue.id, total, show_progress)
+            _wait_with_progress(settings, issue_id, total, show_progress)
     else:
-        _run_with_progress(settings, issue.id, total, show_progress)
+        _run_with_progress(settings, issue_id, total, show_progress)
     return {
-        "issue_id": issue.id,
+        "issue_id": issue_id,
         "period": issue.period,
         "planned": planned,
-        "counts": counts(settings, issue.id),
-        "paused": pause_of(settings, issue.id),
+        "counts": counts(settings, issue_id),
+        "paused": pause_of(settings, issue_id),
     }
 
 
@@ -288,7 +290,7 @@ def issue_row(settings: Settings, issue: Issue) -> dict[str, Any]:
         "title": issue.title,
         "papers": len(issue.paper_ids),
         "created_at": issue.created_at.isoformat(),
-        "counts": counts(settings, issue.id),
+        "counts": counts(settings, saved_id(issue)),
         "paused_at": issue.paused_at.isoformat() if issue.paused_at else None,
         "pause_reason": issue.pause_reason,
     }

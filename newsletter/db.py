@@ -8,8 +8,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import Table, event
+from sqlalchemy import CursorResult, Executable, Table, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
@@ -62,6 +63,13 @@ def insert_ignore(table: Table, dialect: str):
     """An INSERT that skips rows hitting a unique constraint (SQLite and PostgreSQL alike)."""
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     return insert(table).on_conflict_do_nothing()
+
+
+def rows_written(session: Session, statement: Executable) -> int:
+    """Run an INSERT, UPDATE or DELETE in the session; how many rows it wrote, as the driver
+    counts them (-1 where it cannot tell)."""
+    result = session.execute(statement, execution_options={"preserve_rowcount": True})
+    return cast(CursorResult[Any], result).rowcount  # what a DML statement returns is a cursor result
 
 
 def write_until_reachable(

@@ -57,7 +57,7 @@ from newsletter.mail.senders import (
     TransientSendError,
     open_sender,
 )
-from newsletter.models import DeliveryState, Frequency, Subscriber, SubscriberStatus, utcnow
+from newsletter.models import DeliveryState, Frequency, Subscriber, SubscriberStatus, saved_id, utcnow
 from newsletter.pauses import clear_refusals, count_refusal, pause_issue, unpause_issue
 from newsletter.subscriptions import mark_bounced
 
@@ -373,6 +373,7 @@ def scheduled_send(settings: Settings, now: datetime | None = None) -> list[int]
     for frequency in due_frequencies(settings, now):
         with session_scope(settings.database_url) as session:
             issue, _ = plan_issue(session, frequency, now)
-        jobs.run(settings, dispatch_issue, issue.id)
-        issue_ids.append(issue.id)
+        issue_id = saved_id(issue)
+        jobs.run(settings, dispatch_issue, issue_id)
+        issue_ids.append(issue_id)
     return issue_ids

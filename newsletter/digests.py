@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -32,6 +33,8 @@ from newsletter.models import (
     Issue,
     Paper,
     Subscriber,
+    saved_id,
+    table_of,
 )
 from newsletter.papers.base import LINK_FIELDS
 from newsletter.ranking import PaperIndex, PaperText, RankedItem, build_index, rank_papers, trending_score
@@ -63,9 +66,13 @@ def period_of(frequency: Frequency, now: datetime) -> str:
 
 
 def issue_title(issue: Issue) -> str:
-    if issue.frequency is Frequency.daily:
-        return f"Paper Digest, {issue.period}"
-    year, week = issue.period.split("-W")
+    return period_title(issue.frequency, issue.period)
+
+
+def period_title(frequency: Frequency, period: str) -> str:
+    if frequency is Frequency.daily:
+        return f"Paper Digest, {period}"
+    year, week = period.split("-W")
     return f"Paper Digest, week {int(week)} of {year}"
 
 
@@ -77,10 +84,11 @@ def candidate_pool(session: Session, frequency: Frequency, now: datetime) -> lis
     """
     since = now - WINDOW[frequency]
     recent = session.exec(
-        select(Paper).where(or_(Paper.published_at >= since, Paper.ingested_at >= since))
+        select(Paper).where(or_(col(Paper.published_at) >= since, col(Paper.ingested_at) >= since))
     ).all()
     pool = (
-        recent or session.exec(select(Paper).order_by(Paper.published_at.desc()).limit(MAX_CANDIDATES)).all()
+        recent
+        or session.exec(select(Paper).order_by(col(Paper.published_at).desc()).limit(MAX_CANDIDATES)).all()
     )
     pool = sorted(pool, key=lambda p: -trending_score(p.upvotes, p.published_at, now))
     return pool[:MAX_CANDIDATES]
@@ -88,7 +96,7 @@ def candidate_pool(session: Session, frequency: Frequency, now: datetime) -> lis
 
 def candidate_papers(session: Session, frequency: Frequency, now: datetime) -> list[int]:
     """The ids of `candidate_pool`."""
-    return [p.id for p in candidate_pool(session, frequency, now)]
+    return [saved_id(p) for p in candidate_pool(session, frequency, now)]
 
 
 def get_or_create_issue(session: Session, frequency: Frequency, now: datetime) -> Issue:
@@ -98,8 +106,8 @@ def get_or_create_issue(session: Session, frequency: Frequency, now: datetime) -
     issue = session.exec(stmt).first()
     if issue is not None:
         return issue
-    title = issue_title(Issue(frequency=frequency, period=period))
-    table = Issue.__table__
+    title = period_title(frequency, period)
+    table = table_of(Issue)
     pool = candidate_pool(session, frequency, now)
     session.execute(
         insert_ignore(table, session.get_bind().dialect.name).values(
@@ -148,7 +156,7 @@ def paper_view(paper: Paper) -> PaperView:
     authors = tuple(paper.authors or ())
     line = ", ".join(authors[:6]) + (f" and {len(authors) - 6} more" if len(authors) > 6 else "")
     return PaperView(
-        id=paper.id,
+        id=saved_id(paper),
         title=paper.title,
         link=paper.url or arxiv or paper.pdf_url or "",
         authors=authors,
@@ -181,7 +189,7 @@ def issue_papers(session: Session, issue: Issue) -> list[Paper]:
 
 def paper_text(paper: Paper) -> PaperText:
     return PaperText(
-        id=paper.id,
+        id=saved_id(paper),
         title=paper.title,
         abstract=paper.abstract,
         keywords=tuple(paper.keywords or ()),
@@ -269,8 +277,8 @@ class DigestRenderer:
         self.settings = settings
         self.issue = issue
         order = {pid: i for i, pid in enumerate(issue.paper_ids)}
-        papers = sorted((p for p in papers if p.id in order), key=lambda p: order[p.id])
-        self.views = {p.id: paper_view(p) for p in papers}
+        papers = sorted((p for p in papers if p.id in order), key=lambda p: order[saved_id(p)])
+        self.views = {saved_id(p): paper_view(p) for p in papers}
         self.index: PaperIndex = build_index([paper_text(p) for p in papers], now or issue.created_at)
         self._ranked: OrderedDict[tuple, tuple[RankedItem, ...]] = OrderedDict()
 
@@ -284,7 +292,7 @@ class DigestRenderer:
         """The inlined HTML (premailer), built on first use: votes need only the index."""
         return issue_template(self.settings, self.issue, self.views)
 
-    def rank(self, sub: Subscriber, exclude: set[int] = frozenset()) -> list[RankedItem]:
+    def rank(self, sub: Subscriber, exclude: Collection[int] = frozenset()) -> list[RankedItem]:
         """The reader's papers, best first. Ranking is a pure function of the interests, the
         learned profile, the papers already sent and the limit, and many readers share those
         (no interests at all, the same few words), so the last RANK_CACHE_SIZE rankings of the
@@ -320,7 +328,7 @@ class DigestRenderer:
         return [ranked[i] for i in paper_ids if i in ranked]
 
     def items(self, sub: Subscriber, ranked: list[RankedItem]) -> list[DigestItem]:
-        s, iid = self.settings, self.issue.id
+        s, iid = self.settings, saved_id(self.issue)
         return [
             DigestItem(
                 paper=self.views[r.paper_id],
@@ -334,7 +342,7 @@ class DigestRenderer:
 
     def render(self, sub: Subscriber, items: list[DigestItem]) -> RenderedEmail:
         """Subject, plain text and inlined HTML for one reader (no CSS inlining here)."""
-        rl = reader_links(self.settings, sub, self.issue.id)
+        rl = reader_links(self.settings, sub, saved_id(self.issue))
         context = full_context(self.settings, self.issue, sub, items, rl)
         html = self.template.assemble(
             [(i.paper.id, {"why": i.why, "more_url": i.more_url, "less_url": i.less_url}) for i in items],

@@ -12,7 +12,7 @@ from newsletter import ledger
 from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.digests import renderer_for
-from newsletter.models import Issue, Paper, Subscriber, SubscriberStatus, Vote, utcnow
+from newsletter.models import Issue, Paper, Subscriber, SubscriberStatus, Vote, saved_id, utcnow
 from newsletter.ranking import update_profile
 from newsletter.tokens import Purpose, TokenError, TokenReason
 
@@ -34,7 +34,7 @@ def read_vote(session: Session, settings: Settings, token: str) -> VoteRequest:
     paper = session.get(Paper, paper_id) if isinstance(paper_id, int) else None
     if issue is None or paper is None or direction not in (1, -1) or paper_id not in issue.paper_ids:
         raise TokenError(TokenReason.forged)
-    return VoteRequest(sub.id, issue_id, paper_id, direction, paper.title)
+    return VoteRequest(saved_id(sub), saved_id(issue), paper_id, direction, paper.title)
 
 
 def record_vote(session: Session, settings: Settings, vote: VoteRequest) -> bool:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import enum
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import JSON, Column, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Index, String, Table, Text, UniqueConstraint, text
 from sqlalchemy.orm import deferred
 from sqlmodel import Field, SQLModel
 
@@ -19,6 +19,25 @@ NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
 def utcnow() -> datetime:
     """Now, timezone-aware in UTC (SQLModel stores aware datetimes and returns them in UTC)."""
     return datetime.now(UTC)
+
+
+class HasId(Protocol):
+    @property
+    def id(self) -> int | None: ...
+
+
+def saved_id(row: HasId) -> int:
+    """The id of a row the database has given one; a RuntimeError (a bug, never bad input) if it
+    was never flushed. For ids the types leave optional because a new row has none yet."""
+    if row.id is None:
+        raise RuntimeError(f"{type(row).__name__} has no id: the row was never flushed")
+    return row.id
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The SQLAlchemy Core table of a table model, for Core statements (INSERT … ON CONFLICT,
+    UPDATE … RETURNING on a connection)."""
+    return model.__table__  # type: ignore[attr-defined]  # set on table=True models, not declared by SQLModel
 
 
 def new_token_key() -> str:

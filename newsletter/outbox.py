@@ -25,10 +25,10 @@ from sqlalchemy.engine import Connection
 
 from newsletter.db import insert_ignore, write_until_reachable
 from newsletter.logs import event
-from newsletter.models import DeliveryState, JourneyEmail, utcnow
+from newsletter.models import DeliveryState, JourneyEmail, table_of, utcnow
 
 log = logging.getLogger("newsletter.outbox")
-EMAILS = JourneyEmail.__table__
+EMAILS = table_of(JourneyEmail)
 CLAIMABLE = (DeliveryState.pending, DeliveryState.deferred)
 UNSENT = (*CLAIMABLE, DeliveryState.sending)
 SENT_RECORD_SECONDS = 30  # as in the ledger: how long to keep recording a 250 while the database is away

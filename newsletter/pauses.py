@@ -12,9 +12,9 @@ from __future__ import annotations
 from sqlalchemy import update
 from sqlalchemy.engine import Connection
 
-from newsletter.models import Issue, utcnow
+from newsletter.models import Issue, table_of, utcnow
 
-ISSUES = Issue.__table__  # type: ignore[attr-defined]  # SQLModel declares no __table__
+ISSUES = table_of(Issue)
 
 
 def count_refusal(conn: Connection, issue_id: int) -> int:

@@ -14,11 +14,11 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from newsletter import jobs, outbox, suppression
 from newsletter.config import Settings
-from newsletter.db import insert_ignore, session_scope
+from newsletter.db import insert_ignore, rows_written, session_scope
 from newsletter.logs import event as log_event
 from newsletter.mail.transactional import send_journey_email
 from newsletter.models import (
@@ -29,6 +29,8 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
     Vote,
+    saved_id,
+    table_of,
     utcnow,
 )
 from newsletter.tokens import Purpose, TokenData, TokenError, TokenReason, read_token
@@ -123,13 +125,8 @@ def request_subscription(
     new = Subscriber(
         email=address, email_key=key, interests=text, max_papers=settings.default_max_papers
     ).model_dump(exclude={"id"})
-    created = (
-        session.execute(
-            insert_ignore(Subscriber.__table__, session.get_bind().dialect.name).values(**new),
-            execution_options={"preserve_rowcount": True},
-        ).rowcount
-        == 1
-    )
+    statement = insert_ignore(table_of(Subscriber), session.get_bind().dialect.name).values(**new)
+    created = rows_written(session, statement) == 1
     sub = _locked_by_key(session, key)
     if not created and _mailed_enough(session, sub, settings):
         return "held"  # no email goes out, so nothing changes and nothing is recorded
@@ -142,7 +139,9 @@ def request_subscription(
         outcome, kind = "pending-again", "confirm"
     record_consent(session, sub, "signup_requested", client, CONSENT_WORDING)
     sub.confirm_sent_at = utcnow()
-    queue_journey_email(session, settings, sub, kind, on_failure=lambda: _forget_cooldown(settings, sub.id))
+    queue_journey_email(
+        session, settings, sub, kind, on_failure=lambda: _forget_cooldown(settings, saved_id(sub))
+    )
     return outcome
 
 
@@ -159,7 +158,7 @@ def queue_journey_email(
     second one. Returns the row's id.
     """
     first_look = utcnow() + timedelta(seconds=settings.journey_requeue_after_seconds)
-    email_id = outbox.add_email(session.connection(), sub.id, kind, first_look)
+    email_id = outbox.add_email(session.connection(), saved_id(sub), kind, first_look)
     jobs.enqueue(session, settings, send_journey_email, email_id, on_failure=on_failure)
     return email_id
 
@@ -373,7 +372,7 @@ def erase_subscriber(session: Session, sub: Subscriber, reason: str = "erased on
         (Vote, Vote.subscriber_id),
         (ConsentEvent, ConsentEvent.subscriber_id),
     ):
-        session.exec(delete(table).where(column == sub.id))  # type: ignore[call-overload]
+        session.exec(delete(table).where(col(column) == sub.id))
     session.delete(sub)
 
 

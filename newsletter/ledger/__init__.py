@@ -21,10 +21,10 @@ from typing import Any, NamedTuple
 from sqlalchemy import Select, Update, bindparam, literal, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from newsletter import pipelined
-from newsletter.db import insert_ignore
+from newsletter.db import insert_ignore, rows_written
 from newsletter.digests import get_or_create_issue
 from newsletter.ledger.reports import (  # re-exported: the ledger is one place to import from
     counts_by_issue as counts_by_issue,
@@ -74,15 +74,17 @@ def plan_deliveries(session: Session, issue: Issue) -> int:
     table = DELIVERIES
     rows = select(
         literal(issue.id),
-        Subscriber.id,
+        col(Subscriber.id),
         literal(DeliveryState.pending, table.c.state.type),
         literal(0),
         literal([], table.c.paper_ids.type),
-    ).where(Subscriber.status == SubscriberStatus.confirmed, Subscriber.frequency == issue.frequency)
+    ).where(
+        col(Subscriber.status) == SubscriberStatus.confirmed, col(Subscriber.frequency) == issue.frequency
+    )
     stmt = insert_ignore(table, session.get_bind().dialect.name).from_select(
         ["issue_id", "subscriber_id", "state", "attempts", "paper_ids"], rows
     )
-    added = session.execute(stmt, execution_options={"preserve_rowcount": True}).rowcount
+    added = rows_written(session, stmt)
     issue.planned_at = utcnow()
     session.add(issue)
     return max(added, 0)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from newsletter.models import Delivery, DeliveryState, Issue, Subscriber
+from newsletter.models import Delivery, DeliveryState, Issue, Subscriber, table_of
 
-DELIVERIES = Delivery.__table__
-SUBSCRIBERS = Subscriber.__table__
-ISSUES = Issue.__table__
+DELIVERIES = table_of(Delivery)
+SUBSCRIBERS = table_of(Subscriber)
+ISSUES = table_of(Issue)
 CLAIMABLE = (DeliveryState.pending, DeliveryState.deferred)

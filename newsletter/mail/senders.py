@@ -49,7 +49,8 @@ class MessageRefused(PermanentSendError):
 
 
 class Sender(Protocol):
-    connected: bool
+    @property
+    def connected(self) -> bool: ...
 
     def send(self, to: str, message: bytes) -> None: ...
 
@@ -114,6 +115,10 @@ class SMTPSender:
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
+        if not s.smtp_host:  # open_sender picks SMTP only when a host is set
+            raise TransientSendError(
+                f"cannot connect to {s.smtp_host}:{s.smtp_port}: no SMTP host configured"
+            )
         try:
             smtp = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout)
             smtp.ehlo()

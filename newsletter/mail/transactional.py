@@ -26,7 +26,7 @@ from newsletter.mail.compose import finish_message, list_headers
 from newsletter.mail.message import Envelope, new_message_id
 from newsletter.mail.render import render_email
 from newsletter.mail.senders import PermanentSendError, Sender, TransientSendError, open_sender
-from newsletter.models import DeliveryState, Frequency, Subscriber, SubscriberStatus, utcnow
+from newsletter.models import DeliveryState, Frequency, Subscriber, SubscriberStatus, table_of, utcnow
 
 log = logging.getLogger("newsletter.mail")
 
@@ -141,7 +141,8 @@ def _log_outcome(name: str, email_id: int, job: outbox.Claimed, **fields: object
 
 
 def _subscriber(conn: Connection, subscriber_id: int) -> Subscriber | None:
-    row = conn.execute(select(Subscriber.__table__).where(Subscriber.__table__.c.id == subscriber_id)).first()
+    subscribers = table_of(Subscriber)
+    row = conn.execute(select(subscribers).where(subscribers.c.id == subscriber_id)).first()
     return Subscriber.model_validate(dict(row._mapping)) if row is not None else None
 
 

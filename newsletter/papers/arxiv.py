@@ -87,6 +87,8 @@ def parse_arxiv_feed(content: bytes | str) -> SourceResult:
 def parse_entry(entry: ET.Element) -> PaperRecord:
     """One Atom entry as a record. Raises ValueError if it is unusable (e.g. no title)."""
     links = {_link_name(link): link.get("href") for link in entry.findall("atom:link", NS)}
+    # ISO 8601 text, parsed by PaperRecord (like every source's date), after it checks the title.
+    published: Any = entry.findtext("atom:published", None, NS)
     return PaperRecord(
         title=_collapsed(entry.findtext("atom:title", "", NS)),
         abstract=_collapsed(entry.findtext("atom:summary", "", NS)),
@@ -97,7 +99,7 @@ def parse_entry(entry: ET.Element) -> PaperRecord:
         url=_https(links.get("alternate")),
         arxiv_url=_https(links.get("alternate")),
         pdf_url=_https(links.get("pdf")),
-        published_at=entry.findtext("atom:published", None, NS),
+        published_at=published,
         source="arxiv",
     )
 

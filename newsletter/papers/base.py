@@ -155,8 +155,9 @@ def clean_names(values: Any, name: str) -> list[str]:
     return [value for value in cleaned if value]
 
 
-def author_names(values: Any) -> list[str]:
-    """Names from a list of strings or of {"name": ...} objects, skipping `hidden` authors."""
+def author_names(values: Any) -> list[Any]:
+    """Names from a list of strings or of {"name": ...} objects, skipping `hidden` authors.
+    A name that is not text stays in the list: `PaperRecord` skips it when it cleans the names."""
     if values is None:
         return []
     if not isinstance(values, list):

@@ -59,7 +59,7 @@ def parse_item(raw: Any, source: str = "file") -> PaperRecord:
     if not isinstance(raw, dict):
         raise ValueError("not a JSON object")
     return PaperRecord(
-        title=raw.get("title"),
+        title=raw.get("title", ""),  # absent, None or "": "missing title" alike
         abstract=first(raw.get("abstract"), raw.get("summary")) or "",
         authors=author_names(raw.get("authors")),
         keywords=keyword_list(raw.get("keywords")),
@@ -70,7 +70,7 @@ def parse_item(raw: Any, source: str = "file") -> PaperRecord:
         code_url=first(raw.get("code_url"), raw.get("githubRepo")),
         project_url=first(raw.get("project_url"), raw.get("projectPage")),
         thumbnail=raw.get("thumbnail"),
-        upvotes=raw.get("upvotes"),
+        upvotes=raw.get("upvotes", 0),  # absent or None: 0 alike
         published_at=first(raw.get("published_at"), raw.get("publishedAt")),
         source=source,
     )
