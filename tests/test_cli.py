@@ -172,23 +172,29 @@ def test_installed_command_refuses_default_secret_in_production(tmp_path):
     assert "NEWSLETTER_SECRET_KEY" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_demo_runs_the_whole_journey_offline(tmp_path):
+def run_demo(folder, **environment: str) -> tuple[subprocess.CompletedProcess, int]:
+    """`newsletter demo` in `folder` with only `environment` of ours; its answer and how many
+    digests landed in its outbox."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env["PYTHONPATH"] = str(ROOT)
+    env.update(PYTHONPATH=str(ROOT), **environment)
     result = subprocess.run(
         [sys.executable, "-m", "newsletter", "demo"],
         env=env,
-        cwd=tmp_path,
+        cwd=folder,
         capture_output=True,
         text=True,
         timeout=180,
     )
+    outbox = folder / "var" / "demo" / "outbox"
+    return result, len([p for p in outbox.glob("*.eml") if b"List-Id:" in p.read_bytes()])
+
+
+def test_demo_runs_the_whole_journey_offline(tmp_path):
+    result, digests = run_demo(tmp_path)
     assert result.returncode == 0, result.stderr
     assert "4 demo readers signed up and confirmed" in result.stdout
     assert "4 digests sent" in result.stdout
-    outbox = tmp_path / "var" / "demo" / "outbox"
-    digests = [p for p in outbox.glob("*.eml") if b"List-Id:" in p.read_bytes()]
-    assert len(digests) == 4
+    assert digests == 4
 
 
 def test_demo_next_to_a_production_configuration_touches_none_of_it(tmp_path):
@@ -202,20 +208,10 @@ def test_demo_next_to_a_production_configuration_touches_none_of_it(tmp_path):
         "NEWSLETTER_SMTP_PORT": "1",
     }
     (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in unreachable.items()))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env.update(PYTHONPATH=str(ROOT), NEWSLETTER_SMTP_HOST="127.0.0.1", NEWSLETTER_SMTP_PORT="1")
-    result = subprocess.run(
-        [sys.executable, "-m", "newsletter", "demo"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    result, digests = run_demo(tmp_path, NEWSLETTER_SMTP_HOST="127.0.0.1", NEWSLETTER_SMTP_PORT="1")
     assert result.returncode == 0, result.stderr
     assert "4 digests sent" in result.stdout
-    outbox = tmp_path / "var" / "demo" / "outbox"
-    assert len([p for p in outbox.glob("*.eml") if b"List-Id:" in p.read_bytes()]) == 4
+    assert digests == 4
 
 
 def test_an_erased_address_is_suppressed_against_imports_until_lifted(cli):
