@@ -141,8 +141,12 @@ def ingest(
     return asdict(store_fetched(settings, fetched))
 
 
-def preview(settings: Settings, *, interests: str | None, email: str | None, limit: int) -> dict[str, Any]:
-    """Rank the store's current papers for some interests (or a subscriber), without sending."""
+def preview(
+    settings: Settings, *, interests: str | None, email: str | None, limit: int | None = None
+) -> dict[str, Any]:
+    """Rank the store's current papers for some interests (or a subscriber), without sending.
+
+    `limit` defaults to the subscriber's own digest size, or the default one for interests."""
     now = settings.local_now()
     with session_scope(settings.database_url) as session:
         if email:
@@ -156,6 +160,7 @@ def preview(settings: Settings, *, interests: str | None, email: str | None, lim
                 token_key=sub.token_key,
                 token_version=sub.token_version,
                 status=sub.status,
+                max_papers=sub.max_papers,
             )
         else:
             sub = Subscriber(
@@ -163,8 +168,9 @@ def preview(settings: Settings, *, interests: str | None, email: str | None, lim
                 email="preview@example.org",
                 email_key="preview@example.org",
                 interests=clean_interests(interests),
+                max_papers=settings.default_max_papers,
             )
-        sub.max_papers = limit
+        sub.max_papers = limit or sub.max_papers
         issue = Issue(
             id=0,
             frequency=Frequency.weekly,

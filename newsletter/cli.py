@@ -13,6 +13,7 @@ from pydantic_core import to_jsonable_python
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from typer.core import TyperGroup
 
@@ -132,7 +133,8 @@ def db_upgrade(revision: str = "head") -> None:
         upgrade(url, revision)
     except CommandError as exc:  # alembic's word for an unknown revision: the operator's mistake
         raise OperatorError(f"could not upgrade: {exc}") from exc
-    console.print(f"Database at [bold]{escape(url)}[/] is up to date.")
+    shown = make_url(url).render_as_string(hide_password=True)  # never print the password
+    console.print(f"Database at [bold]{escape(shown)}[/] is up to date.")
 
 
 # ---- subscribers ----------------------------------------------------------------------------
@@ -255,7 +257,7 @@ def papers_ingest(
 def preview(
     interests: str | None = typer.Option(None, help="Free-text interests."),
     subscriber: str | None = typer.Option(None, help="Rank for this subscriber."),
-    limit: int = typer.Option(10, min=1, max=50),
+    limit: int | None = typer.Option(None, min=1, max=50, help="Default: the reader's digest size."),
     as_json: bool = typer.Option(False, "--json", help="Ranked items as JSON."),
     html: Path | None = typer.Option(None, help="Write the digest HTML here."),
 ) -> None:

@@ -258,3 +258,28 @@ def test_an_erased_address_is_suppressed_against_imports_until_lifted(cli):
     assert "not on the suppression list" in one_line_error("subscribers", "unsuppress", "bob@example.org")
     assert "ada@example.org" in cli("subscribers", "unsuppress", "ada@example.org").stdout
     cli("subscribers", "add", "ada@example.org", "--confirmed")
+
+
+def test_preview_of_a_subscriber_shows_their_own_digest_size(cli):
+    cli("papers", "ingest", str(sample_feed_path()))
+    cli("subscribers", "add", "ada@example.org", "--interests", "robots", "--max-papers", "3", "--confirmed")
+    items = json.loads(cli("preview", "--subscriber", "ada@example.org", "--json").stdout)
+    assert len(items) == 3
+    assert (
+        len(json.loads(cli("preview", "--subscriber", "ada@example.org", "--json", "--limit", "5").stdout))
+        == 5
+    )
+    default = get_settings().default_max_papers
+    assert len(json.loads(cli("preview", "--interests", "robots", "--json").stdout)) == default
+
+
+def test_db_upgrade_never_prints_the_password(configure):
+    url = create_pg_database()
+    try:
+        with_password = url.replace("postgres@", "postgres:hunter2-secret@", 1)
+        configure(NEWSLETTER_DATABASE_URL=with_password)  # trust auth: the password is not needed
+        result = runner.invoke(app, ["db", "upgrade"])
+        assert result.exit_code == 0, result.output
+        assert "hunter2-secret" not in result.output and "***" in result.output
+    finally:
+        drop_pg_database(url)
