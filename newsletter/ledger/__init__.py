@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Select, Update, bindparam, literal, select, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col
 
 from newsletter import pipelined
-from newsletter.db import insert_ignore, rows_written
+from newsletter.db import insert_ignore, rows_written, write_until_reachable
 from newsletter.digests import get_or_create_issue
 from newsletter.ledger.reports import (  # re-exported: the ledger is one place to import from
     counts_by_issue as counts_by_issue,
@@ -258,21 +256,14 @@ def check_row(conn: Connection, delivery_id: int, owner: str) -> RowCheck | None
 
 def record_sent(conn: Connection, delivery_id: int, owner: str, **values: Any) -> None:
     """Mark a row sent after the server's 250. If the database is unreachable just then, keep
-    trying (the connection reconnects after a rollback) for up to SENT_RECORD_SECONDS: giving
-    up means the reader gets this digest twice once the claim is recovered."""
-    deadline = time.monotonic() + SENT_RECORD_SECONDS
-    delay = 0.2
-    while True:
-        try:
-            finish(conn, delivery_id, owner, DeliveryState.sent, **values)
-            return
-        except DBAPIError:
-            conn.rollback()
-            if time.monotonic() > deadline:
-                raise
-            event(log, "delivery.record_retry", logging.WARNING, delivery_id=delivery_id)
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
+    trying for up to SENT_RECORD_SECONDS: giving up means the reader gets this digest twice once
+    the claim is recovered."""
+    write_until_reachable(
+        conn,
+        lambda: finish(conn, delivery_id, owner, DeliveryState.sent, **values),
+        SENT_RECORD_SECONDS,
+        lambda: event(log, "delivery.record_retry", logging.WARNING, delivery_id=delivery_id),
+    )
 
 
 class SentRecorder:
