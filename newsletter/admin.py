@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from rich.progress import Progress
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
@@ -262,7 +263,6 @@ def _open_work(counts: dict[str, int]) -> int:
 
 
 def _run_with_progress(settings: Settings, issue_id: int, total: int, show: bool) -> None:
-    from rich.progress import Progress
 
     with Progress(disable=not show, transient=True) as bar:
         task = bar.add_task(
@@ -275,7 +275,6 @@ def _wait_with_progress(
     settings: Settings, issue_id: int, total: int, show: bool, timeout: float = 3600
 ) -> None:
     """Follow the ledger while workers send; stop when nothing is left open (or deferred only)."""
-    from rich.progress import Progress
 
     deadline = time.monotonic() + timeout
     with Progress(disable=not show, transient=True) as bar:
