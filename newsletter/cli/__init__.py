@@ -1,0 +1,97 @@
+"""The `newsletter` command: serve, db, papers, subscribers, preview, send, issues, stats, demo.
+
+Each group lives in its own module (`subscribers`, `papers`, `issues`); this one wires them to the
+one `app` and keeps the few commands that start something (serve, db upgrade, demo).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from sqlalchemy.engine import make_url
+
+from newsletter.cli import issues, papers
+from newsletter.cli.common import OneLineErrors, console
+from newsletter.cli.subscribers import subs_app
+from newsletter.config import get_settings
+from newsletter.errors import OperatorError
+from newsletter.logs import setup_logging
+
+# uvicorn and FastAPI (serve, demo) and alembic (db upgrade) are imported inside the one command
+# that needs each: every other command starts in half the time.
+
+app = typer.Typer(
+    cls=OneLineErrors,
+    help="Paper Digest: trending research papers, ranked for each reader.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(subs_app, name="subscribers")
+app.add_typer(papers.papers_app, name="papers")
+app.add_typer(issues.issues_app, name="issues")
+app.command()(papers.preview)
+app.command()(issues.send)
+app.command()(issues.stats)
+
+
+@app.callback()
+def _main() -> None:
+    setup_logging("WARNING")  # the CLI shows its own summaries; logs only for trouble
+
+
+@app.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = typer.Option(1, help="Web worker processes."),
+    published_on_loopback: bool = typer.Option(
+        False,
+        help="The port is reachable from this machine only (a container published on "
+        "127.0.0.1): listen on --host even with the development secret.",
+    ),
+) -> None:
+    """Run the web app (signup, confirm, preferences, unsubscribe, archive).
+
+    Logs at NEWSLETTER_LOG_LEVEL, one JSON line per event and per request (link tokens
+    redacted). With the development secret it listens on a loopback address only.
+
+    Example: newsletter serve --host 0.0.0.0 --port 8000
+    """
+    from newsletter.web.server import serve as run_web  # uvicorn and FastAPI: see the note above
+
+    run_web(get_settings(), host, port, workers, published_on_loopback=published_on_loopback)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply the migrations to NEWSLETTER_DATABASE_URL (creates a SQLite file if needed)."""
+    from alembic.util import CommandError
+
+    from newsletter.migrate import upgrade
+
+    url = get_settings().database_url
+    try:
+        upgrade(url, revision)
+    except CommandError as exc:  # alembic's word for an unknown revision: the operator's mistake
+        raise OperatorError(f"could not upgrade: {exc}") from exc
+    shown = make_url(url).render_as_string(hide_password=True)  # never print the password
+    console.print(f"Database at [bold]{escape(shown)}[/] is up to date.")
+
+
+@app.command()
+def demo(
+    outbox: Path = typer.Option(Path("var/demo/outbox"), help="Where the .eml files go."),
+    database: Path = typer.Option(Path("var/demo/demo.db"), help="SQLite file."),
+) -> None:
+    """The whole journey on the embedded default: no services, SQLite, an outbox folder.
+
+    Ingests the bundled sample feed, signs up demo readers through the real double opt-in,
+    sends this week's digest and shows who got what.
+    """
+    from newsletter.demo import run_demo
+
+    run_demo(outbox=outbox, database=database, console=console)

@@ -1,0 +1,110 @@
+"""`newsletter send`, `newsletter issues …` and `newsletter stats`: editions and their deliveries."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from newsletter import admin
+from newsletter.cli.common import console, emit_json, say_paused
+from newsletter.config import get_settings
+from newsletter.errors import OperatorError
+
+issues_app = typer.Typer(help="Issues (editions) and their deliveries.", no_args_is_help=True)
+
+
+def send(
+    now: bool = typer.Option(False, "--now", help="Plan and send the current period."),
+    frequency: str = typer.Option("weekly", help="weekly | daily"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Plan nothing; show who is due."),
+    wait: bool = typer.Option(True, help="With a broker: wait and show progress."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Send this period's digest; running it again in the same period sends nothing new.
+
+    Example: newsletter send --now
+    """
+    if not now:
+        raise OperatorError("say --now to send the current period's issue (beat sends on schedule).")
+    settings = get_settings()
+    result = admin.send_now(settings, frequency, dry_run=dry_run, wait=wait, show_progress=not as_json)
+    if as_json:
+        return emit_json(result)
+    if dry_run:
+        console.print(
+            f"Dry run: issue {result['period']} would go to {result['due']} "
+            f"subscriber(s) with {result['papers']} candidate papers. Nothing sent."
+        )
+        return
+    c = result["counts"]
+    console.print(
+        f"Issue {result['issue_id']} ({result['period']}): {result['planned']} new "
+        f"deliveries planned. Sent {c['sent']}, skipped {c['skipped']}, failed "
+        f"{c['failed']}, still open {c['pending'] + c['deferred'] + c['sending']}."
+    )
+    if result["paused"]:
+        say_paused(result["issue_id"], result["paused"])
+
+
+@issues_app.command("list")
+def issues_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Issues with their delivery counts."""
+    rows = admin.list_issues(get_settings())
+    if as_json:
+        return emit_json(rows)
+    table = Table("id", "frequency", "period", "papers", "sent", "pending", "failed", "skipped")
+    for r in rows:
+        c = r["counts"]
+        table.add_row(
+            str(r["id"]),
+            r["frequency"],
+            r["period"],
+            str(r["papers"]),
+            str(c["sent"]),
+            str(c["pending"] + c["deferred"] + c["sending"]),
+            str(c["failed"]),
+            str(c["skipped"]),
+        )
+    console.print(table)
+
+
+@issues_app.command("show")
+def issues_show(issue_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
+    """One issue: its papers and delivery counts."""
+    data = admin.show_issue(get_settings(), issue_id)
+    if as_json:
+        return emit_json(data)
+    console.print(f"[bold]{data['title']}[/] (id {data['id']}, {data['frequency']} {data['period']})")
+    console.print(f"Deliveries: {data['counts']}")
+    if data["paused_at"]:
+        console.print(f"Paused since {data['paused_at']}.")
+        say_paused(issue_id, data["pause_reason"] or "no reason recorded")
+    for i, title in enumerate(data["paper_titles"][:20], 1):
+        console.print(f"  {i:2d}. {title}")
+
+
+@issues_app.command("resume")
+def issues_resume(issue_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Send a paused issue again once what made the relay refuse it is fixed. Rows the relay
+    refused while their reader stayed subscribed are tried again.
+
+    Example: newsletter issues resume 12
+    """
+    result = admin.resume_issue(get_settings(), issue_id)
+    if as_json:
+        return emit_json(result)
+    c = result["counts"]
+    console.print(
+        f"Issue {issue_id} resumed: {result['put_back']} refused deliveries put back. Sent {c['sent']}, "
+        f"failed {c['failed']}, still open {c['pending'] + c['deferred'] + c['sending']}."
+    )
+
+
+def stats(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Subscribers by status and deliveries by state, per issue."""
+    data = admin.stats(get_settings())
+    if as_json:
+        return emit_json(data)
+    console.print(f"Subscribers: {data['subscribers']}")
+    for row in data["issues"]:
+        console.print(f"Issue {row['id']} {row['period']}: {row['counts']}")

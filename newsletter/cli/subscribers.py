@@ -1,0 +1,96 @@
+"""`newsletter subscribers …`: list, add, remove, unsuppress, export."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from newsletter import admin
+from newsletter.cli.common import console, emit_json
+from newsletter.config import get_settings
+
+subs_app = typer.Typer(help="Subscribers.", no_args_is_help=True)
+
+
+@subs_app.command("list")
+def subscribers_list(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    status: str | None = typer.Option(None, help="Only this status."),
+) -> None:
+    """List subscribers. Example: newsletter subscribers list --status confirmed --json"""
+    rows = admin.list_subscribers(get_settings(), status)
+    if as_json:
+        return emit_json(rows)
+    table = Table("email", "status", "frequency", "max", "interests", "created")
+    for r in rows:
+        table.add_row(
+            r.email,
+            r.status.value,
+            r.frequency.value,
+            str(r.max_papers),
+            r.interests[:40],
+            f"{r.created_at:%Y-%m-%d %H:%M}",
+        )
+    console.print(table)
+    console.print(f"{len(rows)} subscriber(s)")
+
+
+@subs_app.command("add")
+def subscribers_add(
+    email: str,
+    interests: str = "",
+    frequency: str = "weekly",
+    max_papers: int = 10,
+    confirmed: bool = typer.Option(
+        False,
+        help="Skip double opt-in: only for addresses whose consent you "
+        "already hold (recorded as 'imported').",
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Add a subscriber (sends a confirmation email unless --confirmed).
+
+    Example: newsletter subscribers add ada@example.org --interests "graph neural networks"
+    """
+    sub = admin.add_subscriber(get_settings(), email, interests, frequency, max_papers, confirmed)
+    if as_json:
+        return emit_json(sub)
+    console.print(f"{sub.email}: {sub.status.value}")
+
+
+@subs_app.command("remove")
+def subscribers_remove(
+    email: str, erase: bool = typer.Option(False, help="Delete every record of them.")
+) -> None:
+    """Unsubscribe an address (or --erase it). Example: newsletter subscribers remove a@b.org"""
+    removal = admin.remove_subscriber(get_settings(), email, erase)
+    console.print(f"{removal.email}: {removal.status}")
+
+
+@subs_app.command("unsuppress")
+def subscribers_unsuppress(email: str) -> None:
+    """Let an erased address be added again, when the person asks you to.
+
+    Example: newsletter subscribers unsuppress ada@example.org
+    """
+    address = admin.unsuppress(get_settings(), email)
+    console.print(f"{address}: no longer suppressed; it can be added again")
+
+
+@subs_app.command("export")
+def subscribers_export(
+    email: str | None = typer.Argument(None),
+    output: Path | None = typer.Option(None, "-o", help="File to write."),
+) -> None:
+    """Export one subscriber's data, or all subscribers, as JSON."""
+    data = admin.export(get_settings(), email)
+    text = json.dumps(data, indent=2, default=str)
+    if output:
+        output.write_text(text + "\n")
+        console.print(f"Wrote {output}")
+    else:
+        sys.stdout.write(text + "\n")
