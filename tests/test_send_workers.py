@@ -156,6 +156,7 @@ def test_a_worker_lost_while_waiting_stops_the_command_with_one_line(env, pg_url
     seconds = time.monotonic() - started
     print(f"send --now after its worker died: exit {cli.returncode} after {seconds:.1f} s")
     assert cli.returncode == 1, (out, err)
-    [line] = [x for x in err.splitlines() if x.strip()]
+    *progress, line = [x for x in err.splitlines() if x.strip()]
+    assert progress and all(p.startswith("Issue 1: ") for p in progress)  # "N of M done" in a log
     assert line.startswith("Error: no worker answered") and "issue 1's remaining deliveries go out" in line
     assert count(pg_url, "SELECT count(*) FROM delivery WHERE state <> 'sent'") > 0  # it did stop mid-send
