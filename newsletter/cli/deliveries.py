@@ -19,7 +19,7 @@ def print_page(page: inspection.DeliveryPage, more_hint: str) -> None:
         return
     # Two lines a row, never cut: addresses and replies are what the operator came for.
     for r in page.rows:
-        when = f"{r.last_attempt_at:%Y-%m-%d %H:%M:%S}" if r.last_attempt_at else "never"
+        when = f"{r.last_attempt_at:%Y-%m-%d %H:%M:%S} UTC" if r.last_attempt_at else "never"
         tries = f"{r.attempts} attempt{'' if r.attempts == 1 else 's'}"
         console.print(
             f"#{r.id} {r.period} [bold]{escape(r.email)}[/] {r.state.value}, {tries}, "
