@@ -211,6 +211,30 @@ def evaluate_ours(
     )
 
 
+def for_you_honesty(papers: Sequence[PaperText], queries: Sequence[EvalQuery]) -> dict[str, float]:
+    """How well the digest's "For you" / "Also trending" split agrees with the labels, over each
+    interest's top 10: the share of "For you" papers labelled relevant (precision), the share of
+    "Also trending" ones labelled relevant, and the share of the relevant papers shown that are
+    under "For you". `all_claimed` is the precision if every paper above `min_relevance` were
+    called a match, as the "why" line did before the split."""
+    index = build_index(papers, NOW)
+    cells: Counter[tuple[bool, bool]] = Counter()
+    claimed: Counter[bool] = Counter()
+    for q in queries:
+        for it in rank_papers(index, q.interests, limit=10):
+            cells[it.for_you, it.paper_id in q.relevant] += 1
+            if it.relevance >= index.params.min_relevance:
+                claimed[it.paper_id in q.relevant] += 1
+    for_you, also = cells[True, True] + cells[True, False], cells[False, True] + cells[False, False]
+    return {
+        "for_you": for_you,
+        "for_you_precision": cells[True, True] / max(for_you, 1),
+        "also_trending_relevant": cells[False, True] / max(also, 1),
+        "relevant_under_for_you": cells[True, True] / max(cells[True, True] + cells[False, True], 1),
+        "all_claimed_precision": claimed[True] / max(sum(claimed.values()), 1),
+    }
+
+
 def time_ranking(
     papers: Sequence[PaperText], queries: Sequence[EvalQuery], repeats: int = 30
 ) -> dict[str, float]:
@@ -276,6 +300,7 @@ def run(papers_path: Path | None = None, *, ablation: bool = False) -> dict[str,
         "queries": {part: sum(q.part == part for q in queries) for part in PARTS},
         "precision": evaluate(papers, queries),
         "agreement": labeller_agreement(queries, len(papers)),
+        "for_you": for_you_honesty(papers, queries),
         "timing": time_ranking(papers, queries),
         "feedback": simulate_feedback(papers, queries),
         "feedback_upvotes_only": simulate_feedback(papers, queries, dislikes=False),
@@ -308,6 +333,14 @@ def print_report(report: dict[str, Any]) -> None:
         f"{a['agreement']:.1%} of (pair, paper) judgements, Cohen's kappa {a['kappa']:.2f} "
         f"(relevant to both {a['both']}, to the first only {a['first_only']}, to the second only "
         f"{a['second_only']})"
+    )
+    h = report["for_you"]
+    print(
+        f'\n"For you" (digest headings): {h["for_you"]} papers in the top 10s, '
+        f"{h['for_you_precision']:.1%} labelled relevant (against {h['all_claimed_precision']:.1%} if every "
+        f'paper above min_relevance were claimed as a match); "Also trending": '
+        f"{h['also_trending_relevant']:.1%} relevant; {h['relevant_under_for_you']:.1%} of the relevant "
+        'papers shown are under "For you"'
     )
     t = report["timing"]
     print()

@@ -154,6 +154,12 @@ class Paper(SQLModel, table=True):
     published_at: datetime = Field(default_factory=utcnow, index=True)
     ingested_at: datetime = Field(default_factory=utcnow)
     source: str = Field(default="file", max_length=40)
+    # What Hugging Face's listing adds (migration 0008): a one-line TL;DR, who posted it, and
+    # engagement that trending counts with the upvotes.
+    summary: str = Field(default="", sa_column=Column(Text, nullable=False, default="", server_default=""))
+    organization: str = Field(default="", max_length=200, sa_column_kwargs={"server_default": ""})
+    github_stars: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    comments: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 _papers_snapshot = Column("papers_snapshot", JSON, nullable=True)

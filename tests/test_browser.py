@@ -84,6 +84,9 @@ ROBOT_PAPER = {
     "thumbnail": f"https://{THUMB_HOST}/thumbs/2501.01234.png",
     "upvotes": 2,
     "source": "test",
+    "summary": "A robot hand learns chores from people's videos.",
+    "organization": "Example Robotics Lab",
+    "github_stars": 321,
 }
 
 
@@ -571,7 +574,13 @@ def test_archive_pages_are_accessible(site, new_page):
     assert go(page, site.url + "/archive") == 200
     check_accessible(page)
     assert submit(page, page.locator("main li a").first.click) == 200
-    assert page.locator("article.paper").count() > 0
+    cards = page.locator("article.paper")
+    assert cards.count() > 0
+    assert page.locator("article.paper h3 a").count() == cards.count()  # every title is a link
+    robot = cards.filter(has_text=ROBOT_PAPER["title"])
+    if robot.count():  # the weekly issue has it; the card shows what Hugging Face said
+        card = robot.inner_text()
+        assert ROBOT_PAPER["summary"] in card and "Example Robotics Lab" in card and "★\xa0321" in card
     check_accessible(page)
     assert go(page, site.url + "/archive/999999") == 404
     assert heading(page) == "Page not found"

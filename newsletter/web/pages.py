@@ -11,7 +11,8 @@ from sqlmodel import col, select
 
 from newsletter import feedback
 from newsletter import subscriptions as subs
-from newsletter.digests import issue_papers, issue_title, paper_view, reader_view
+from newsletter.cards import issue_papers, paper_view
+from newsletter.digests import issue_title, reader_view
 from newsletter.ledger import sent_papers
 from newsletter.models import Issue
 from newsletter.stats import issue_counts, subscriber_counts
