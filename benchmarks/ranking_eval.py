@@ -304,6 +304,10 @@ def run(papers_path: Path | None = None, *, ablation: bool = False) -> dict[str,
         "timing": time_ranking(papers, queries),
         "feedback": simulate_feedback(papers, queries),
         "feedback_upvotes_only": simulate_feedback(papers, queries, dislikes=False),
+        "onboarding": {
+            "picker": ranking_feedback.onboarding(papers, queries, NOW),
+            "whole_period": ranking_feedback.onboarding(papers, queries, NOW, shown=None),
+        },
     }
     if ablation:
         report["retrieval_ablation"] = retrieval_ablation(papers, queries)
@@ -366,6 +370,7 @@ def print_report(report: dict[str, Any]) -> None:
         "P@5 after N papers seen:"
     )
     print("  ".join(f"{n}: {p:.3f}" for n, p in u["with_feedback_p@5"].items()))
+    _print_onboarding(report["onboarding"])
     if "retrieval_ablation" in report:
         print("\nAblation: our ranking with one retrieval idea switched off")
         _precision_table(report["retrieval_ablation"], {})
@@ -376,6 +381,22 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"{'':<40}" + "".join(f"{n:>7}" for n in rows["as shipped"]))
         for label, row in rows.items():
             print(f"{label:<40}" + "".join(f"{p:>7.3f}" for p in row.values()))
+
+
+def _print_onboarding(runs: dict[str, Any]) -> None:
+    print("\nOnboarding by example: readers with no stated interests tick papers of this period at")
+    print("signup; P@5 of next week's issue against their hidden topic")
+    print(f"{'ticked':<8}{'of 20 listed':>14}{'+5 votes':>10}{'of all listed':>15}{'+5 votes':>10}")
+    picker, whole = runs["picker"], runs["whole_period"]
+    for k, p in picker["picks_p@5"].items():
+        cells = (
+            p,
+            picker["picks_then_5_votes_p@5"][k],
+            whole["picks_p@5"][k],
+            whole["picks_then_5_votes_p@5"][k],
+        )
+        print(f"{k:<8}" + "".join(f"{c:>{w}.3f}" for c, w in zip(cells, (14, 10, 15, 10), strict=True)))
+    print(f"(papers actually ticked, of 20 listed: {picker['mean_ticked']})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -86,7 +86,14 @@ def candidate_pool(session: Session, frequency: Frequency, now: datetime) -> lis
         recent
         or session.exec(select(Paper).order_by(col(Paper.published_at).desc()).limit(MAX_CANDIDATES)).all()
     )
-    pool = sorted(pool, key=lambda p: -trending_score(p.upvotes, p.published_at, now))
+    pool = sorted(
+        pool,
+        key=lambda p: (
+            -trending_score(
+                p.upvotes, p.published_at, now, comments=p.comments or 0, github_stars=p.github_stars or 0
+            )
+        ),
+    )
     return pool[:MAX_CANDIDATES]
 
 

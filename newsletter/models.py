@@ -89,6 +89,8 @@ class Subscriber(SubscriberBase, table=True):
     # Interests asked for by a signup of a known address, applied once the link is followed:
     # whoever signed up may not own the address, so the owner's interests stay until then.
     pending_interests: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Papers a signup ticked ("papers like these"), waiting like its interests for the link (0009)
+    pending_likes: list[int] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     confirm_sent_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

@@ -392,6 +392,8 @@ def test_signup_confirm_preferences_digest_and_unsubscribe_in_the_browser(site, 
     assert active_id(page) == "interests"
     page.keyboard.type("medical image segmentation")
     page.keyboard.press("Tab")
+    assert active_id(page) == "SUMMARY"  # "papers like these", folded: optional, one stop
+    page.keyboard.press("Tab")
     assert active_id(page) == "BUTTON"
     assert submit(page, lambda: page.keyboard.press("Enter")) == 202
     assert heading(page) == "Check your inbox"
@@ -467,6 +469,34 @@ def test_signup_confirm_preferences_digest_and_unsubscribe_in_the_browser(site, 
 
 
 # ---- another site's form --------------------------------------------------------------------
+
+
+def test_a_reader_picks_papers_like_these_at_signup_and_their_profile_starts_from_them(site, new_page):
+    """The picker on the signup page: folded until opened, keyboard-operable, and the ticked
+    papers count as "more like this" votes once the address is confirmed."""
+    page = new_page()
+    assert go(page, site.url + "/") == 200
+    boxes = page.locator("details.picks input[name=liked]")
+    assert boxes.count() >= 10 and not boxes.first.is_visible()  # folded: signing up stays short
+    page.locator("details.picks summary").click()
+    check_accessible(page)
+    shot(page, "signup-picker")
+    labels = page.locator("details.picks li strong")
+    chosen = [labels.nth(0).inner_text(), labels.nth(2).inner_text()]
+    boxes.nth(0).check()
+    boxes.nth(2).focus()
+    page.keyboard.press("Space")  # a checkbox ticks from the keyboard too
+    assert boxes.nth(2).is_checked()
+    page.fill("#email", "picker@example.org")
+    assert submit(page, page.get_by_role("button", name="Subscribe").click) == 202
+    [mail] = site.box.wait_for(1, to="picker@example.org", subject="confirm")
+    assert go(page, link_in(mail, "confirm")) == 200
+    assert submit(page, page.get_by_role("button", name="Yes, subscribe me").click) == 200
+    [welcome] = site.box.wait_for(1, to="picker@example.org", subject="Welcome")
+    assert go(page, link_in(welcome, "preferences")) == 200
+    liked = page.locator("main").inner_text()
+    assert all(title in liked for title in chosen), "the picks show as papers you liked"
+    check_accessible(page)
 
 
 def test_a_form_on_another_site_cannot_sign_anyone_up(site, new_page):
