@@ -102,7 +102,20 @@ class Settings(BaseSettings):
     thumbnail_hosts: Annotated[list[str], NoDecode] = ["cdn-thumbnails.huggingface.co"]  # view page img-src
     webhook_rate_per_ip: int = Field(default=600, ge=1)  # bounce webhook calls per IP per minute
 
-    @field_validator("admin_tokens", "thumbnail_hosts", "secret_key_fallbacks", mode="before")
+    # Mail providers' event webhooks (README "Bounces from a mail provider"): each endpoint
+    # answers 404 until its settings are set.
+    ses_sns_cert: Path | None = None  # PEM file: the certificate(s) SNS signs with, saved by the operator
+    ses_sns_topic_arns: Annotated[list[str], NoDecode] = []  # the SNS topics whose messages count
+    mailgun_signing_key: str | None = None  # Mailgun's "HTTP webhook signing key"
+    postmark_webhook_user: str | None = None  # basic-auth credentials in Postmark's webhook URL
+    postmark_webhook_password: str | None = None
+    # A signed provider call (SNS Timestamp, Mailgun timestamp) further than this from our clock
+    # is refused; Mailgun tokens are remembered twice as long, so a replay never gets through.
+    provider_event_max_age_seconds: int = Field(default=900, ge=30, le=86_400)
+
+    @field_validator(
+        "admin_tokens", "thumbnail_hosts", "secret_key_fallbacks", "ses_sns_topic_arns", mode="before"
+    )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value

@@ -1,0 +1,1 @@
+"""Bounces and complaints that arrive after the relay said 250: provider events (`providers/`)."""
