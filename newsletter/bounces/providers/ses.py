@@ -39,6 +39,10 @@ SIGNED_FIELDS = {
 }
 OPTIONAL_FIELDS = {"Subject"}
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
+LOG_EVENTS = {
+    "SubscriptionConfirmation": "sns.subscription_confirmation",
+    "UnsubscribeConfirmation": "sns.unsubscribe_confirmation",
+}
 BOUNCE_KINDS: dict[str, Kind] = {"Permanent": "hard", "Transient": "soft", "Undetermined": "soft"}
 
 
@@ -132,7 +136,7 @@ def read(body: bytes, settings: Settings) -> Batch:
     if message["Type"] != "Notification":
         log_event(
             log,
-            f"ses.{message['Type']}",
+            LOG_EVENTS[message["Type"]],
             logging.WARNING,
             topic=message["TopicArn"],
             subscribe_url=message.get("SubscribeURL"),
