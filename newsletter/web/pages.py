@@ -90,13 +90,15 @@ def vote(request: Request, token: str, session: SessionDep, settings: SettingsDe
 
 @router.post("/webhooks/bounce", dependencies=[Depends(within_webhook_rate), Depends(webhook_caller)])
 def bounce_webhook(
-    event: Annotated[BounceEvent, Depends(FormOrJson(BounceEvent))], session: SessionDep
+    event: Annotated[BounceEvent, Depends(FormOrJson(BounceEvent))],
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> Response:
     """Bounces and complaints from the mail provider, with the header
     `Authorization: Bearer <NEWSLETTER_WEBHOOK_SECRET>`, or signed: `X-Timestamp: <unix time>`
     and `X-Signature: sha256=<hex HMAC-SHA256 of timestamp + "." + body under that secret>`."""
     try:
-        changed = feedback.apply_bounce_event(session, event.type, event.email, event.reason)
+        changed = feedback.apply_bounce_event(session, settings, event.type, event.email, event.reason)
     except subs.InvalidInput as exc:
         return JSONResponse({"error": "invalid email", "detail": str(exc)}, status_code=422)
     return JSONResponse({"status": "ok", "changed": changed})
