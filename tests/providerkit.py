@@ -178,3 +178,19 @@ def post_json(
 
 def log_text(path: Path) -> str:
     return path.read_text(errors="replace")
+
+
+def bounce_records(sub_id: int) -> list[tuple[str, str, str, str]]:
+    """(kind, status, source, effect) of each bounce event recorded about a reader, in order."""
+    from sqlmodel import col, select
+
+    from newsletter.models import BounceRecord
+    from newsletter.testing import configured_session
+
+    with configured_session() as session:
+        rows = session.exec(
+            select(BounceRecord)
+            .where(col(BounceRecord.subscriber_id) == sub_id)
+            .order_by(col(BounceRecord.id))
+        )
+        return [(r.kind.value, r.status, r.source, r.effect) for r in rows]

@@ -16,6 +16,7 @@ from newsletter.testing import configured_session, free_port
 from tests import providerkit as kit
 from tests.providerkit import (
     TOPIC,
+    bounce_records,
     log_text,
     post_json,
     rsa_key,
@@ -67,6 +68,11 @@ def test_ses_bounces_and_complaints_change_exactly_the_readers_named(web, sns_ke
     assert [status(s) for s in (gone, also_gone)] == ["bounced", "bounced"]
     assert [status(s) for s in (full, unsure, bystander)] == ["confirmed"] * 3
     assert status(angry) == "unsubscribed"
+    assert bounce_records(gone) == [("hard", "5.1.1", "ses", "bounced")]
+    assert bounce_records(full) == [("soft", "4.2.2", "ses", "scored")]
+    assert bounce_records(unsure) == [("soft", "5.1.1", "ses", "scored")]
+    assert bounce_records(angry) == [("complaint", "", "ses", "unsubscribed")]
+    assert bounce_records(bystander) == []
     # the bounce sub-type and the remote server's words are kept with the reader's record
     assert any("Permanent/NoEmail" in w and "5.1.1" in w for w in consent_wording(gone))
     assert any(w.startswith("unsubscribed:complaint") for w in consent_wording(angry))

@@ -18,8 +18,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
+from newsletter.bounces.events import record_bounce
 from newsletter.bounces.providers import mailgun, postmark, ses
-from newsletter.bounces.providers.base import Batch, Malformed, Refused, record
+from newsletter.bounces.providers.base import Batch, Malformed, Refused
 from newsletter.bounces.providers.replay import Unavailable
 from newsletter.config import Settings
 from newsletter.logs import event as log_event
@@ -113,5 +114,5 @@ def _answer(session: SessionDep, settings: Settings, source: str, read: Callable
     for what in batch.ignored:
         log_event(log, "provider.ignored", source=source, event_type=what)
     for bounce in batch.events:
-        record(session, settings, bounce)
+        record_bounce(session, settings, bounce)
     return JSONResponse({"status": "ok", "events": len(batch.events), "ignored": len(batch.ignored)})

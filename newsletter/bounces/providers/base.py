@@ -1,29 +1,22 @@
-"""What every adapter shares: its errors, its result, the JSON reader, and the event it yields.
+"""What every adapter shares: its errors, its result, the JSON reader, and text made safe.
 
-`BounceEvent` and `record` stand in for `newsletter.bounces.events` (VERP, DSNs and scoring) until
-that module is merged: same shape, and hard bounces and complaints applied through `feedback`.
+Adapters yield `newsletter.bounces.events.BounceEvent`s; the web edge records each with
+`record_bounce`, the entry point every source shares.
 """
 
 from __future__ import annotations
 
 import json
-import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlmodel import Session
-
-from newsletter import subscriptions as subs
-from newsletter.config import Settings
-from newsletter.logs import event as log_event
-from newsletter.validation import InvalidInput
-
-log = logging.getLogger("newsletter.bounces.providers")
+from newsletter.bounces.events import BounceEvent
 
 Kind = Literal["hard", "soft", "policy", "complaint", "unsubscribe"]
-Source = Literal["ses", "mailgun", "postmark"]
-MAX_TEXT = 500  # characters of a status or diagnostic kept (PostgreSQL refuses NUL bytes: dropped)
+STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")  # an RFC 3463 enhanced status code
+MAX_TEXT = 500  # characters of a diagnostic kept (PostgreSQL refuses NUL bytes: dropped)
 
 
 class Refused(Exception):
@@ -32,17 +25,6 @@ class Refused(Exception):
 
 class Malformed(Exception):
     """The body is not what the provider sends (not JSON, missing fields): 400."""
-
-
-@dataclass(frozen=True)
-class BounceEvent:
-    kind: Kind
-    address: str
-    delivery_id: int | None
-    status: str
-    diagnostic: str
-    source: Source
-    received_at: datetime
 
 
 @dataclass
@@ -77,17 +59,7 @@ def timestamp(value: Any) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def record(session: Session, settings: Settings, event: BounceEvent) -> None:  # noqa: ARG001
-    """Apply one event; an address we do not know, or cannot read, changes nothing."""
-    try:
-        sub = subs.find_by_email(session, event.address)
-    except InvalidInput:
-        sub = None
-    if sub is None:
-        return
-    reason = f"{event.source}: {event.status} {event.diagnostic}".strip()
-    if event.kind == "hard":
-        subs.mark_bounced(session, sub, reason)
-    elif event.kind in ("complaint", "unsubscribe"):
-        subs.unsubscribe(session, sub, subs.Client(user_agent=event.source), via=event.kind)
-    log_event(log, "bounce.recorded", source=event.source, kind=event.kind, subscriber_id=sub.id)
+def status_code(value: Any) -> str:
+    """The RFC 3463 code ("5.1.1") in a provider's status field, or ""."""
+    found = STATUS.search(str(value or ""))
+    return found.group(0) if found else ""

@@ -15,7 +15,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from newsletter.bounces.providers.base import Batch, BounceEvent, Kind, Malformed, Refused, read_json, text
+from newsletter.bounces.events import BounceEvent
+from newsletter.bounces.providers.base import Batch, Kind, Malformed, Refused, read_json, text
 from newsletter.bounces.providers.base import timestamp as parse_time
 from newsletter.config import Settings
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from newsletter.bounces.providers.base import Batch, BounceEvent, Kind, Malformed, read_json, text
+from newsletter.bounces.events import BounceEvent
+from newsletter.bounces.providers.base import Batch, Kind, Malformed, read_json, status_code, text
 from newsletter.bounces.providers.base import timestamp as parse_time
 
 KINDS: dict[str, Kind] = {
@@ -53,8 +54,8 @@ def read(body: bytes) -> Batch:
                 kind=kind,
                 address=record.Email,
                 delivery_id=None,
-                status=text(record.Type),
-                diagnostic=text(" ".join(p for p in (record.Description, record.Details) if p)),
+                status=status_code(record.Details),
+                diagnostic=text(" ".join(p for p in (record.Type, record.Description, record.Details) if p)),
                 source="postmark",
                 received_at=parse_time(record.BouncedAt),
             )

@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import BaseModel, ValidationError
 
-from newsletter.bounces.providers.base import Batch, BounceEvent, Kind, Malformed, Refused, read_json, text
+from newsletter.bounces.events import BounceEvent
+from newsletter.bounces.providers.base import Batch, Kind, Malformed, Refused, read_json, status_code, text
 from newsletter.bounces.providers.base import timestamp as parse_time
 from newsletter.config import ConfigError, Settings
 from newsletter.logs import event as log_event
@@ -171,7 +172,7 @@ def _bounce_events(bounce: Bounce) -> list[BounceEvent]:
             kind=kind,
             address=r.emailAddress,
             delivery_id=None,
-            status=text(r.status or ""),
+            status=status_code(r.status),
             diagnostic=text(f"{detail}: {r.diagnosticCode or ''}".rstrip(": ")),
             source="ses",
             received_at=parse_time(bounce.timestamp),
