@@ -37,7 +37,7 @@ def configured(is_on: Callable[[Settings], bool]) -> Callable[..., None]:
 
     def check(settings: SettingsDep) -> None:
         if not is_on(settings):
-            raise HTTPException(404, "There is no such page.")
+            raise HTTPException(404)  # the very answer of an unknown path
 
     return check
 
