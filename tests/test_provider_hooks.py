@@ -263,3 +263,31 @@ def create_app_for(settings):
     from newsletter.web import create_app
 
     return create_app(settings)
+
+
+def test_provider_secrets_are_compared_in_constant_time(configure, sqlite_url, monkeypatch):
+    """Mailgun's signature and both of Postmark's credentials go through hmac.compare_digest,
+    whether they are right or wrong: no early-exit comparison leaks a right prefix."""
+    import hmac
+
+    settings = configure(
+        NEWSLETTER_DATABASE_URL=sqlite_url,
+        NEWSLETTER_MAILGUN_SIGNING_KEY=MAILGUN_KEY,
+        NEWSLETTER_POSTMARK_WEBHOOK_USER=POSTMARK_USER,
+        NEWSLETTER_POSTMARK_WEBHOOK_PASSWORD=POSTMARK_PASSWORD,
+    )
+    calls = []
+    real = hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: calls.append(1) or real(a, b))
+    body = mailgun_call(failed("nobody@example.org", "permanent"))
+    with TestClient(create_app_for(settings)) as client:
+        forged = {**body, "signature": {**body["signature"], "signature": "0" * 64}}
+        assert client.post("/webhooks/mailgun", json=forged).status_code == 403 and calls == [1]
+        calls.clear()
+        assert client.post("/webhooks/mailgun", json=body).status_code == 200 and calls == [1]
+        for auth, answer in ((("postmark", "wrong"), 401), (POSTMARK_AUTH, 200)):
+            calls.clear()
+            r = client.post(
+                "/webhooks/postmark", json=postmark_record("HardBounce", "x@example.org"), auth=auth
+            )
+            assert r.status_code == answer and calls == [1, 1]
