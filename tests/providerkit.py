@@ -154,7 +154,17 @@ def hooks(sns_key, tmp_path_factory):
         )
         web = WebServer(env, folder / "web.log")
         try:
-            yield type("Hooks", (), {"url": web.url, "env": env, "db_url": db_url, "log": folder / "web.log"})
+            yield type(
+                "Hooks",
+                (),
+                {
+                    "url": web.url,
+                    "env": env,
+                    "db_url": db_url,
+                    "log": folder / "web.log",
+                    "cert": folder / "sns.pem",
+                },
+            )
         finally:
             web.stop()
             redis.Redis.from_url(redis_url).flushdb()

@@ -233,13 +233,16 @@ def test_answers_are_the_same_for_known_and_unknown_addresses(web):
 
 
 def test_every_provider_endpoint_is_404_until_configured(configure, sqlite_url, tmp_path):
-    settings = configure(NEWSLETTER_DATABASE_URL=sqlite_url, NEWSLETTER_SES_SNS_TOPIC_ARNS=kit.TOPIC)
+    (tmp_path / "sns.pem").write_bytes(kit.self_signed_pem(kit.rsa_key()))
+    settings = configure(
+        NEWSLETTER_DATABASE_URL=sqlite_url, NEWSLETTER_SES_SNS_CERT=str(tmp_path / "sns.pem")
+    )
     with TestClient(create_app_for(settings)) as client:
         unknown = client.post("/webhooks/nothing-here", json={})
         for path in PATHS:
             r = client.post(path, json={}, auth=POSTMARK_AUTH)
             assert (r.status_code, r.text) == (404, unknown.text), path
-    # half of Postmark's credentials is not a configuration either
+    # a certificate without topics accepts nothing; half of Postmark's credentials neither
     settings = configure(NEWSLETTER_DATABASE_URL=sqlite_url, NEWSLETTER_POSTMARK_WEBHOOK_USER=POSTMARK_USER)
     with TestClient(create_app_for(settings)) as client:
         assert client.post("/webhooks/postmark", json={}, auth=POSTMARK_AUTH).status_code == 404
@@ -291,3 +294,21 @@ def test_provider_secrets_are_compared_in_constant_time(configure, sqlite_url, m
                 "/webhooks/postmark", json=postmark_record("HardBounce", "x@example.org"), auth=auth
             )
             assert r.status_code == answer and calls == [1, 1]
+
+
+def test_mailgun_calls_wait_with_503_while_the_token_store_does_not_answer(configure, sqlite_url):
+    """No Redis to remember tokens in: the call is neither accepted unchecked nor refused for
+    good, so Mailgun retries it later; nothing changes meanwhile."""
+    from tests.conftest import free_port
+
+    settings = configure(
+        NEWSLETTER_DATABASE_URL=sqlite_url,
+        NEWSLETTER_MAILGUN_SIGNING_KEY=MAILGUN_KEY,
+        NEWSLETTER_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",  # nobody listens there
+    )
+    reader = add_subscriber("mg-waits@example.org")
+    body = mailgun_call(failed("mg-waits@example.org", "permanent"))
+    with TestClient(create_app_for(settings)) as client:
+        r = client.post("/webhooks/mailgun", json=body)
+    assert r.status_code == 503, r.text
+    assert status(reader) == "confirmed"

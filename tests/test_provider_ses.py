@@ -197,3 +197,69 @@ def test_subscription_confirmation_is_logged_for_the_operator_and_nothing_is_fet
         assert _Recorder.hits == []  # neither the SubscribeURL nor the SigningCertURL was fetched
     finally:
         server.shutdown()
+
+
+def test_first_setup_with_topics_alone_refuses_every_message_and_logs_its_certificate_url(
+    configure, sqlite_url, tmp_path, sns_key
+):
+    """README's setup: with the topic set and no certificate yet, the SubscriptionConfirmation
+    is refused (403) and the log names the SigningCertURL for the operator to download; with
+    that certificate saved, the same message is accepted and its SubscribeURL logged."""
+    import logging
+
+    from fastapi.testclient import TestClient
+
+    from newsletter.web import create_app
+
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append  # type: ignore[method-assign]
+    logging.getLogger("newsletter").addHandler(handler)
+    confirmation = signed_sns(
+        sns_key,
+        {
+            "Type": "SubscriptionConfirmation",
+            "Token": "2336412f37fb687f5d51e6e2425c464d",
+            "Message": f"You have chosen to subscribe to the topic {TOPIC}.",
+            "SubscribeURL": f"https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn={TOPIC}",
+        },
+    )
+    try:
+        settings = configure(NEWSLETTER_DATABASE_URL=sqlite_url, NEWSLETTER_SES_SNS_TOPIC_ARNS=TOPIC)
+        with TestClient(create_app(settings)) as client:
+            assert client.post("/webhooks/ses", content=json.dumps(confirmation)).status_code == 403
+        refused = [r for r in seen if r.getMessage() == "provider.refused"]
+        assert refused[-1].reason == "no certificate configured"  # type: ignore[attr-defined]
+        assert refused[-1].signing_cert_url == confirmation["SigningCertURL"]  # type: ignore[attr-defined]
+
+        (tmp_path / "sns.pem").write_bytes(kit.self_signed_pem(sns_key))
+        settings = configure(
+            NEWSLETTER_DATABASE_URL=sqlite_url,
+            NEWSLETTER_SES_SNS_TOPIC_ARNS=TOPIC,
+            NEWSLETTER_SES_SNS_CERT=str(tmp_path / "sns.pem"),
+        )
+        with TestClient(create_app(settings)) as client:
+            assert client.post("/webhooks/ses", content=json.dumps(confirmation)).status_code == 200
+        confirmed = [r for r in seen if r.getMessage() == "sns.subscription_confirmation"]
+        assert confirmed[-1].subscribe_url == confirmation["SubscribeURL"]  # type: ignore[attr-defined]
+    finally:
+        logging.getLogger("newsletter").removeHandler(handler)
+
+
+def test_a_rotated_sns_certificate_is_added_to_the_file_without_a_restart(web, hooks, sns_key):
+    reader = add_subscriber("rotated@example.org")
+    new_key = rsa_key()
+    message = ses_notification(new_key, ses_bounce("Permanent", "General", "rotated@example.org"), "2")
+    assert post_json(web, "/webhooks/ses", message, SNS).status_code == 403
+    assert status(reader) == "confirmed"
+    original = hooks.cert.read_bytes()
+    try:
+        hooks.cert.write_bytes(original + kit.self_signed_pem(new_key))
+        assert post_json(web, "/webhooks/ses", message, SNS).status_code == 200
+        assert status(reader) == "bounced"
+        other = add_subscriber("old-key@example.org")  # the old certificate still counts
+        old = ses_notification(sns_key, ses_bounce("Permanent", "General", "old-key@example.org"))
+        assert post_json(web, "/webhooks/ses", old, SNS).status_code == 200
+        assert status(other) == "bounced"
+    finally:
+        hooks.cert.write_bytes(original)

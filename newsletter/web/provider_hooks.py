@@ -43,7 +43,9 @@ def configured(is_on: Callable[[Settings], bool]) -> Callable[..., None]:
 
 
 def ses_on(settings: Settings) -> bool:
-    return settings.ses_sns_cert is not None and bool(settings.ses_sns_topic_arns)
+    # On with topics alone: every message is then refused, and the log names the certificate
+    # SNS signed it with, for the operator to download (README "Bounces from a mail provider").
+    return bool(settings.ses_sns_topic_arns)
 
 
 def mailgun_on(settings: Settings) -> bool:
@@ -106,7 +108,7 @@ def _answer(session: SessionDep, settings: Settings, source: str, read: Callable
         log_event(log, "provider.malformed", logging.WARNING, source=source, detail=str(exc))
         raise HTTPException(400, str(exc)) from exc
     except Refused as exc:
-        log_event(log, "provider.refused", logging.WARNING, source=source, reason=str(exc))
+        log_event(log, "provider.refused", logging.WARNING, source=source, reason=str(exc), **exc.details)
         raise HTTPException(403, "This call is not signed by the provider we expect.") from exc
     except Unavailable as exc:
         log_event(log, "provider.unavailable", logging.ERROR, source=source, error=str(exc))

@@ -20,7 +20,12 @@ MAX_TEXT = 500  # characters of a diagnostic kept (PostgreSQL refuses NUL bytes:
 
 
 class Refused(Exception):
-    """The call is not the provider's (bad signature, unknown topic, stale or replayed): 403."""
+    """The call is not the provider's (bad signature, unknown topic, stale or replayed): 403.
+    `details` go into the log event, for the operator (unverified: never act on them)."""
+
+    def __init__(self, reason: str, **details: Any) -> None:
+        super().__init__(reason)
+        self.details = details
 
 
 class Malformed(Exception):

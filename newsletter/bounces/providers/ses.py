@@ -3,7 +3,8 @@
 The SNS envelope is checked before anything in it is believed: its RSA signature (SignatureVersion
 1 is SHA1withRSA, 2 is SHA256withRSA, over the canonical string of its signed fields) against the
 certificate(s) in NEWSLETTER_SES_SNS_CERT, which the operator downloads once: SigningCertURL is
-never fetched here, so a forged message cannot point us at a key of its choosing. Its TopicArn
+never fetched here, so a forged message cannot point us at a key of its choosing (it is logged
+when a signature does not verify, for the operator to fetch and check by hand). Its TopicArn
 must be one of NEWSLETTER_SES_SNS_TOPIC_ARNS and its Timestamp recent. A SubscriptionConfirmation
 is logged with its SubscribeURL for the operator to open: nothing is fetched on their behalf.
 """
@@ -107,21 +108,24 @@ def verify(message: Any, settings: Settings, now: datetime | None = None) -> dic
     age = ((now or datetime.now(UTC)) - parse_time(message["Timestamp"])).total_seconds()
     if abs(age) > settings.provider_event_max_age_seconds:
         raise Refused("stale timestamp")
-    if not _signed(message, settings):
-        raise Refused("bad signature")
+    if settings.ses_sns_cert is None:
+        raise Refused("no certificate configured", signing_cert_url=message.get("SigningCertURL"))
+    if not _signed(message, settings.ses_sns_cert):
+        # the operator may need this certificate (the first one, or SNS rotated its key)
+        raise Refused("bad signature", signing_cert_url=message.get("SigningCertURL"))
     return message
 
 
-def _signed(message: dict[str, Any], settings: Settings) -> bool:
+def _signed(message: dict[str, Any], certificates: Path) -> bool:
     algorithm = HASHES.get(message["SignatureVersion"])
-    if algorithm is None or settings.ses_sns_cert is None:
+    if algorithm is None:
         return False
     try:
         signature = base64.b64decode(message["Signature"], validate=True)
     except binascii.Error:
         return False
     signed = canonical_string(message)
-    for key in load_keys(settings.ses_sns_cert):
+    for key in load_keys(certificates):
         try:
             key.verify(signature, signed, padding.PKCS1v15(), algorithm())
             return True
