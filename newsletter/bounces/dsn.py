@@ -214,7 +214,7 @@ def _status_in_text(msg: Message) -> str:
                 text = part.get_payload(decode=True) or b""
             except (ValueError, LookupError):
                 continue
-            decoded = bytes(text).decode("utf-8", "replace")  # type: ignore[arg-type]
+            decoded = bytes(text).decode("utf-8", "replace")
             found = [m[0] for m in _STATUS.finditer(decoded) if m[1] != "2"]
             specific = [code for code in found if not code.endswith(".0.0")]  # 5.0.0 says nothing
             if found:
