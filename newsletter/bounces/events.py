@@ -58,6 +58,7 @@ class BounceEvent:
     source: str = "webhook"
     received_at: datetime = field(default_factory=utcnow)
     journey_email_id: int | None = None
+    subscriber_id: int | None = None  # a mailto: unsubscribe names the reader, not a message
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", BounceKind(self.kind))  # ValueError for anything else
@@ -156,6 +157,9 @@ def _target(session: Session, event: BounceEvent) -> _Target | None:
     if event.journey_email_id is not None:
         email = session.get(JourneyEmail, event.journey_email_id)
         sub = session.get(Subscriber, email.subscriber_id) if email is not None else None
+        return _Target(sub) if sub is not None else None
+    if event.subscriber_id is not None:
+        sub = session.get(Subscriber, event.subscriber_id)
         return _Target(sub) if sub is not None else None
     if not event.address:
         return None
