@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from newsletter import ledger, suppression
 from newsletter import subscriptions as subs
@@ -112,6 +112,8 @@ def record_bounce(session: Session, settings: Settings, event: BounceEvent) -> O
         )
         return Outcome(Effect.unknown)
     sub = target.sub
+    if _said_before(session, event, sub):
+        return Outcome(Effect.duplicate, sub.id)
     record = BounceRecord(
         subscriber_id=saved_id(sub),
         delivery_id=event.delivery_id,
@@ -168,6 +170,21 @@ def _target(session: Session, event: BounceEvent) -> _Target | None:
     except InvalidInput:
         return None
     return _Target(sub) if sub is not None else None
+
+
+def _said_before(session: Session, event: BounceEvent, sub: Subscriber) -> bool:
+    """A complaint or unsubscribe that names no message, about a reader it can no longer
+    change, who has one of that kind on record: a replay, not news."""
+    if event.delivery_id is not None or event.journey_email_id is not None:
+        return False  # the unique index decides for events about a message
+    if event.category not in (BounceKind.complaint, BounceKind.unsubscribe):
+        return False
+    if sub.status in (SubscriberStatus.confirmed, SubscriberStatus.pending):
+        return False
+    earlier = select(BounceRecord.id).where(
+        BounceRecord.subscriber_id == sub.id, BounceRecord.kind == event.category
+    )
+    return session.exec(earlier).first() is not None
 
 
 def _reason(event: BounceEvent) -> str:
