@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from newsletter import admin
@@ -22,6 +23,7 @@ from newsletter.bounces.reports import bounce_counts, bounce_events_for
 from newsletter.models import ConsentEvent, Delivery, Subscriber, SubscriberStatus, utcnow
 from newsletter.suppression import suppression_for
 from newsletter.testing import configured_session, free_port
+from newsletter.web import create_app
 from tests.test_digests import add_subscriber, ingest_sample
 from tests.test_security import snapshot
 
@@ -150,10 +152,21 @@ def test_forged_unknown_oversized_and_unreadable_mail_changes_nothing(sent):
 def test_policy_refusals_count_for_the_issue_never_against_the_reader(sent):
     cy = sent.ids["cy@example.org"]
     deliver(sent.port, sent.envelopes["cy@example.org"], sample("simple_42.txt"))  # Gmail 5.7.1
+    deliver(sent.port, sent.envelopes["ada@example.org"], sample("yahoo_01.txt"))  # a final 4.4.1
     assert status_of(cy) is SubscriberStatus.confirmed
+    issue_id = delivery_of(cy).issue_id
     with configured_session() as session:
-        assert bounce_counts(session, delivery_of(cy).issue_id)["policy"] == 1
         assert session.get(Subscriber, cy).bounce_score == 0
+        assert session.get(Subscriber, sent.ids["ada@example.org"]).bounce_score == 1.0
+    # what an operator sees: `newsletter issues show` and /metrics
+    shown = admin.show_issue(sent.settings, issue_id)["bounces"]
+    assert shown == {"hard": 0, "soft": 1, "policy": 1, "complaint": 0}
+    settings = sent.settings.model_copy(update={"metrics_token": "m" * 32})
+    with TestClient(create_app(settings)) as client:
+        text = client.get("/metrics", headers={"Authorization": f"Bearer {'m' * 32}"}).text
+    assert f'newsletter_bounces{{issue="{issue_id}",period=' in text
+    found = dict(re.findall(rf'newsletter_bounces{{issue="{issue_id}",[^}}]*kind="(\w+)"}} (\d+)', text))
+    assert found == {"hard": "0", "soft": "1", "policy": "1", "complaint": "0"}
 
 
 def test_auto_replies_and_delay_warnings_are_ignored(sent):
