@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from newsletter import admin
+from newsletter import subscriptions as subs
 from newsletter.bounces import inbound
 from newsletter.bounces.events import BounceEvent, Effect, record_bounce
 from newsletter.bounces.reports import bounce_counts, bounce_events_for
@@ -284,3 +285,31 @@ def test_a_hard_bounce_stays_after_a_later_success_and_can_be_scored_instead(con
         event = BounceEvent(kind="hard", address="bob@example.org", delivery_id=None, status="5.1.1")
         assert record_bounce(session, lenient, event).effect is Effect.scored
     assert status_of(bob) is SubscriberStatus.confirmed
+
+
+def test_a_bounced_welcome_email_bounces_its_reader_through_lmtp(sent, smtp_server):
+    """Journey emails carry their own VERP sender (their outbox row); the endpoint speaks LMTP too."""
+    box, _ = smtp_server
+    with configured_session() as session:
+        subs.request_subscription(session, sent.settings, "new@example.org", "robots")
+    [confirm] = box.wait_for(1, to="new@example.org")
+    link = re.search(
+        r"https://news.example.org(/confirm/\S+)", str(confirm.get_body(("plain",)).get_content())
+    )[1]
+    with TestClient(create_app(sent.settings)) as client:
+        assert client.post(link).status_code == 200
+    box.wait_for(2, to="new@example.org")  # the welcome
+    welcome_sender = [f for f, rcpts, _ in box.messages if rcpts == ["new@example.org"]][-1]
+    assert welcome_sender.startswith("bounces+j")
+    port = free_port()
+    controller = inbound.start(sent.settings, "127.0.0.1", port, lmtp=True)
+    try:
+        with smtplib.LMTP("127.0.0.1", port) as lmtp:
+            lmtp.sendmail("", [welcome_sender], sample("exim_01.txt"))  # 5.1.1
+    finally:
+        controller.stop()
+    with configured_session() as session:
+        sub = subs.find_by_email(session, "new@example.org")
+        assert sub.status is SubscriberStatus.bounced
+        [event] = bounce_events_for(session, sub.id)
+        assert (event.kind.value, event.status, event.delivery_id) == ("hard", "5.1.1", None)
