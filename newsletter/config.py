@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     bounce_domain: str | None = None
     bounce_token_days: int = Field(default=60, ge=1)
     bounce_hard_immediate: bool = True
-    bounce_hard_weight: float = Field(default=3.0, gt=0)
+    bounce_hard_weight: float = Field(default=2.0, gt=0)
     bounce_soft_weight: float = Field(default=1.0, ge=0)
     bounce_score_threshold: float = Field(default=3.0, gt=0)
     bounce_score_half_life_days: float = Field(default=30.0, gt=0)

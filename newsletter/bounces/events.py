@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from newsletter import ledger, suppression
 from newsletter import subscriptions as subs
@@ -58,6 +58,7 @@ class BounceEvent:
     source: str = "webhook"
     received_at: datetime = field(default_factory=utcnow)
     journey_email_id: int | None = None
+    subscriber_id: int | None = None  # a mailto: unsubscribe names the reader, not a message
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", BounceKind(self.kind))  # ValueError for anything else
@@ -111,6 +112,8 @@ def record_bounce(session: Session, settings: Settings, event: BounceEvent) -> O
         )
         return Outcome(Effect.unknown)
     sub = target.sub
+    if _said_before(session, event, sub):
+        return Outcome(Effect.duplicate, sub.id)
     record = BounceRecord(
         subscriber_id=saved_id(sub),
         delivery_id=event.delivery_id,
@@ -157,6 +160,9 @@ def _target(session: Session, event: BounceEvent) -> _Target | None:
         email = session.get(JourneyEmail, event.journey_email_id)
         sub = session.get(Subscriber, email.subscriber_id) if email is not None else None
         return _Target(sub) if sub is not None else None
+    if event.subscriber_id is not None:
+        sub = session.get(Subscriber, event.subscriber_id)
+        return _Target(sub) if sub is not None else None
     if not event.address:
         return None
     try:
@@ -164,6 +170,21 @@ def _target(session: Session, event: BounceEvent) -> _Target | None:
     except InvalidInput:
         return None
     return _Target(sub) if sub is not None else None
+
+
+def _said_before(session: Session, event: BounceEvent, sub: Subscriber) -> bool:
+    """A complaint or unsubscribe that names no message, about a reader it can no longer
+    change, who has one of that kind on record: a replay, not news."""
+    if event.delivery_id is not None or event.journey_email_id is not None:
+        return False  # the unique index decides for events about a message
+    if event.category not in (BounceKind.complaint, BounceKind.unsubscribe):
+        return False
+    if sub.status in (SubscriberStatus.confirmed, SubscriberStatus.pending):
+        return False
+    earlier = select(BounceRecord.id).where(
+        BounceRecord.subscriber_id == sub.id, BounceRecord.kind == event.category
+    )
+    return session.exec(earlier).first() is not None
 
 
 def _reason(event: BounceEvent) -> str:

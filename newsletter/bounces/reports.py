@@ -37,6 +37,10 @@ def bounce_events_for(session: Session, subscriber_id: int) -> list[BounceEventP
 COUNTED = (BounceKind.hard, BounceKind.soft, BounceKind.policy, BounceKind.complaint)
 
 
+def no_bounces() -> dict[str, int]:
+    return {k.value: 0 for k in COUNTED}
+
+
 def bounce_counts_by_issue(session: Session) -> dict[int, dict[str, int]]:
     """{issue id: {hard, soft, policy, complaint: count}} for every issue with any event."""
     rows = session.exec(
@@ -47,10 +51,10 @@ def bounce_counts_by_issue(session: Session) -> dict[int, dict[str, int]]:
     counts: dict[int, dict[str, int]] = {}
     for issue_id, kind, n in rows:
         if issue_id is not None and kind in COUNTED:
-            counts.setdefault(issue_id, {k.value: 0 for k in COUNTED})[BounceKind(kind).value] = n
+            counts.setdefault(issue_id, no_bounces())[BounceKind(kind).value] = n
     return counts
 
 
 def bounce_counts(session: Session, issue_id: int) -> dict[str, int]:
     """One issue's counts by kind, every counted kind present."""
-    return bounce_counts_by_issue(session).get(issue_id, {k.value: 0 for k in COUNTED})
+    return bounce_counts_by_issue(session).get(issue_id) or no_bounces()

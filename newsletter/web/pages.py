@@ -11,6 +11,7 @@ from sqlmodel import col, select
 
 from newsletter import feedback
 from newsletter import subscriptions as subs
+from newsletter.bounces.reports import bounce_counts_by_issue, no_bounces
 from newsletter.digests import issue_papers, issue_title, paper_view, reader_view
 from newsletter.ledger import sent_papers
 from newsletter.models import Issue
@@ -106,14 +107,23 @@ def bounce_webhook(
 
 @router.get("/metrics", dependencies=[Depends(metrics_caller)])
 def metrics(session: SessionDep) -> Response:
-    """Prometheus text: subscribers by status, deliveries by issue and state, for a caller with
+    """Prometheus text: subscribers by status, deliveries by issue and state, bounces and
+    complaints by issue and kind, for a caller with
     `Authorization: Bearer <NEWSLETTER_METRICS_TOKEN or one of NEWSLETTER_ADMIN_TOKENS>`."""
     lines = ["# TYPE newsletter_subscribers gauge"]
     lines += [f'newsletter_subscribers{{status="{k}"}} {v}' for k, v in subscriber_counts(session).items()]
     lines.append("# TYPE newsletter_deliveries gauge")
-    for issue in issue_counts(session):
+    issues = issue_counts(session)
+    for issue in issues:
         lines += [
             f'newsletter_deliveries{{issue="{issue.id}",period="{issue.period}",state="{k}"}} {v}'
             for k, v in issue.counts.items()
+        ]
+    lines.append("# TYPE newsletter_bounces gauge")  # after the relay's 250: DSNs, ARF, provider events
+    bounced = bounce_counts_by_issue(session)
+    for issue in issues:
+        lines += [
+            f'newsletter_bounces{{issue="{issue.id}",period="{issue.period}",kind="{k}"}} {v}'
+            for k, v in (bounced.get(issue.id) or no_bounces()).items()
         ]
     return PlainTextResponse("\n".join(lines) + "\n")
