@@ -119,6 +119,9 @@ def test_forged_foreign_stale_and_malformed_sns_messages_change_nothing(web, hoo
         "signature version 2 claimed for a SHA1 signature": {**good, "SignatureVersion": "2"},
         "signature not base64": {**good, "Signature": "not base64 at all!"},
         "no signature": {**good, "Signature": ""},
+        "a timestamp that is not a time": signed_sns(
+            sns_key, {"Type": "Notification", "Message": json.dumps(bounce), "Timestamp": "soon"}
+        ),
     }
     for name, message in forbidden.items():
         r = post_json(web, "/webhooks/ses", message, SNS)

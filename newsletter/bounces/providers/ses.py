@@ -105,8 +105,9 @@ def verify(message: Any, settings: Settings, now: datetime | None = None) -> dic
             raise Malformed(f"The SNS message has no {name}.")
     if message["TopicArn"] not in settings.ses_sns_topic_arns:
         raise Refused("unknown topic")
-    age = ((now or datetime.now(UTC)) - parse_time(message["Timestamp"])).total_seconds()
-    if abs(age) > settings.provider_event_max_age_seconds:
+    sent = _sent_at(message["Timestamp"])
+    age = ((now or datetime.now(UTC)) - sent).total_seconds() if sent else None
+    if age is None or abs(age) > settings.provider_event_max_age_seconds:
         raise Refused("stale timestamp")
     if settings.ses_sns_cert is None:
         raise Refused("no certificate configured", signing_cert_url=message.get("SigningCertURL"))
@@ -114,6 +115,15 @@ def verify(message: Any, settings: Settings, now: datetime | None = None) -> dic
         # the operator may need this certificate (the first one, or SNS rotated its key)
         raise Refused("bad signature", signing_cert_url=message.get("SigningCertURL"))
     return message
+
+
+def _sent_at(stamp: str) -> datetime | None:
+    """SNS's Timestamp (ISO 8601, UTC); None if it is not one (then no age can be trusted)."""
+    try:
+        sent = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return sent if sent.tzinfo else sent.replace(tzinfo=UTC)
 
 
 def _signed(message: dict[str, Any], certificates: Path) -> bool:
