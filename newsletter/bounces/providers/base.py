@@ -10,11 +10,14 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from newsletter.bounces.events import BounceEvent
 
 Kind = Literal["hard", "soft", "policy", "complaint", "unsubscribe"]
+Shape = TypeVar("Shape", bound=BaseModel)
 STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")  # an RFC 3463 enhanced status code
 MAX_TEXT = 500  # characters of a diagnostic kept (PostgreSQL refuses NUL bytes: dropped)
 
@@ -46,6 +49,29 @@ def read_json(body: bytes) -> Any:
         return json.loads(body)
     except ValueError as exc:  # also UnicodeDecodeError
         raise Malformed("The body is not JSON.") from exc
+
+
+def read_as(shape: type[Shape], body: bytes, what: str) -> Shape:
+    """The body as the provider's documented `shape`; Malformed (naming `what`) if it is not."""
+    try:
+        return shape.model_validate(read_json(body))
+    except ValidationError as exc:
+        raise Malformed(f"Not {what}.") from exc
+
+
+def bounce(
+    kind: Kind, address: str, source: str, status: Any, diagnostic: list[Any], when: Any
+) -> BounceEvent:
+    """One event as every adapter makes it: the RFC 3463 code found in `status`, the non-empty
+    parts of `diagnostic` joined and made safe, `when` read as a time (now if unreadable)."""
+    return BounceEvent(
+        kind=kind,
+        address=address,
+        status=status_code(status),
+        diagnostic=text(" ".join(str(part) for part in diagnostic if part)),
+        source=source,
+        received_at=timestamp(when),
+    )
 
 
 def text(value: Any) -> str:

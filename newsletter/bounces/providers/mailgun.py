@@ -11,13 +11,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from newsletter.bounces.events import BounceEvent
-from newsletter.bounces.providers.base import Batch, Kind, Malformed, Refused, read_json, text
-from newsletter.bounces.providers.base import timestamp as parse_time
+from newsletter.bounces.providers.base import Batch, Kind, Malformed, Refused, bounce, read_as, text
 from newsletter.config import Settings
 
 FAILED: dict[str, Kind] = {"permanent": "hard", "temporary": "soft"}
@@ -63,7 +61,7 @@ def expected_signature(key: str, timestamp: str, token: str) -> str:
 
 def read(body: bytes, settings: Settings, tokens: TokenStore, now: float | None = None) -> Batch:
     """The event of one Mailgun call, once its signature, timestamp and token are checked."""
-    call = _parse(read_json(body))
+    call = read_as(Call, body, "a Mailgun webhook call (signature and event-data)")
     verify(call.signature, settings, tokens, now)
     data = call.event_data
     kind = FAILED.get(data.severity or "") if data.event == "failed" else OTHERS.get(data.event)
@@ -72,28 +70,19 @@ def read(body: bytes, settings: Settings, tokens: TokenStore, now: float | None 
     if not data.recipient:
         raise Malformed(f"The Mailgun {data.event} event has no recipient.")
     status = data.delivery_status
+    diagnostic = [data.reason, status.code, status.message, status.description]
     return Batch(
         events=[
-            BounceEvent(
-                kind=kind,
-                address=data.recipient,
-                delivery_id=None,
-                status=text(status.enhanced_code or status.code or ""),
-                diagnostic=text(
-                    " ".join(str(p) for p in (data.reason, status.message, status.description) if p)
-                ),
-                source="mailgun",
-                received_at=parse_time(data.timestamp),
+            bounce(
+                kind,
+                data.recipient,
+                "mailgun",
+                status.enhanced_code or status.message,
+                diagnostic,
+                data.timestamp,
             )
         ]
     )
-
-
-def _parse(payload: Any) -> Call:
-    try:
-        return Call.model_validate(payload)
-    except ValidationError as exc:
-        raise Malformed("Not a Mailgun webhook call (signature or event-data missing).") from exc
 
 
 def verify(signature: Signature, settings: Settings, tokens: TokenStore, now: float | None = None) -> None:

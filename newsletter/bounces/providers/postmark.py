@@ -9,13 +9,9 @@ SubscriptionChange) is ignored.
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import BaseModel
 
-from pydantic import BaseModel, ValidationError
-
-from newsletter.bounces.events import BounceEvent
-from newsletter.bounces.providers.base import Batch, Kind, Malformed, read_json, status_code, text
-from newsletter.bounces.providers.base import timestamp as parse_time
+from newsletter.bounces.providers.base import Batch, Kind, Malformed, bounce, read_as, text
 
 KINDS: dict[str, Kind] = {
     "HardBounce": "hard",
@@ -42,29 +38,13 @@ class Record(BaseModel):
 
 def read(body: bytes) -> Batch:
     """The event of one Postmark webhook call."""
-    record = _parse(read_json(body))
+    record = read_as(Record, body, "a Postmark webhook record")
     kind = KINDS.get(record.Type or "") if record.RecordType in RECORDS else None
     if kind is None:
         return Batch(ignored=[f"postmark {text(record.RecordType)[:40]} {text(record.Type)[:40]}".strip()])
     if not record.Email:
         raise Malformed(f"The Postmark {record.Type} record has no Email.")
+    diagnostic = [record.Type, record.Description, record.Details]
     return Batch(
-        events=[
-            BounceEvent(
-                kind=kind,
-                address=record.Email,
-                delivery_id=None,
-                status=status_code(record.Details),
-                diagnostic=text(" ".join(p for p in (record.Type, record.Description, record.Details) if p)),
-                source="postmark",
-                received_at=parse_time(record.BouncedAt),
-            )
-        ]
+        events=[bounce(kind, record.Email, "postmark", record.Details, diagnostic, record.BouncedAt)]
     )
-
-
-def _parse(payload: Any) -> Record:
-    try:
-        return Record.model_validate(payload)
-    except ValidationError as exc:
-        raise Malformed("Not a Postmark webhook record.") from exc

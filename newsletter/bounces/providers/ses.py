@@ -26,8 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import BaseModel, ValidationError
 
 from newsletter.bounces.events import BounceEvent
-from newsletter.bounces.providers.base import Batch, Kind, Malformed, Refused, read_json, status_code, text
-from newsletter.bounces.providers.base import timestamp as parse_time
+from newsletter.bounces.providers.base import Batch, Kind, Malformed, Refused, bounce, read_json, text
 from newsletter.config import ConfigError, Settings
 from newsletter.logs import event as log_event
 
@@ -178,34 +177,18 @@ def notification_events(notification: Any) -> Batch:
     return Batch(ignored=[f"ses {text(kind)[:40]}"])
 
 
-def _bounce_events(bounce: Bounce) -> list[BounceEvent]:
-    kind = BOUNCE_KINDS.get(bounce.bounceType, "soft")
-    detail = f"{bounce.bounceType}/{bounce.bounceSubType}"
+def _bounce_events(report: Bounce) -> list[BounceEvent]:
+    kind = BOUNCE_KINDS.get(report.bounceType, "soft")
+    detail = f"{report.bounceType}/{report.bounceSubType}:"
     return [
-        BounceEvent(
-            kind=kind,
-            address=r.emailAddress,
-            delivery_id=None,
-            status=status_code(r.status),
-            diagnostic=text(f"{detail}: {r.diagnosticCode or ''}".rstrip(": ")),
-            source="ses",
-            received_at=parse_time(bounce.timestamp),
-        )
-        for r in bounce.bouncedRecipients
+        bounce(kind, r.emailAddress, "ses", r.status, [detail, r.diagnosticCode], report.timestamp)
+        for r in report.bouncedRecipients
     ]
 
 
 def _complaint_events(complaint: Complaint) -> list[BounceEvent]:
     detail = "/".join(d for d in (complaint.complaintFeedbackType, complaint.complaintSubType) if d)
     return [
-        BounceEvent(
-            kind="complaint",
-            address=r.emailAddress,
-            delivery_id=None,
-            status="",
-            diagnostic=text(detail or "complaint"),
-            source="ses",
-            received_at=parse_time(complaint.timestamp),
-        )
+        bounce("complaint", r.emailAddress, "ses", "", [detail or "complaint"], complaint.timestamp)
         for r in complaint.complainedRecipients
     ]
