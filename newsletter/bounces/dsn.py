@@ -195,7 +195,12 @@ def _status(status_field: str, diagnostic: str) -> str:
 
 def _read_heuristic(msg: Message) -> Reading:
     """flufl.bounce's detectors; a status code in the text, if any, sharpens the kind."""
-    temporary, permanent = all_failures(msg)
+    try:
+        temporary, permanent = all_failures(msg)
+    except (LookupError, ValueError, TypeError, AttributeError):
+        # A detector that trips over a broken message (Yale's on one without From): not a
+        # bounce we can read.
+        return Reading(Nature.other)
     if not permanent:
         return Reading(Nature.warning if temporary else Nature.other)
     status = _status_in_text(msg)
