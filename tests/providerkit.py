@@ -73,8 +73,12 @@ def signed_sns(
     return message
 
 
-def ses_notification(key: rsa.RSAPrivateKey, ses: dict[str, Any], version: str = "1") -> dict[str, Any]:
-    return signed_sns(key, {"Type": "Notification", "Message": json.dumps(ses)}, version)
+def ses_notification(
+    key: rsa.RSAPrivateKey, ses: dict[str, Any], version: str = "1", subject: str | None = None
+) -> dict[str, Any]:
+    """A signed SNS Notification carrying `ses`; with a `Subject` (signed too) if given."""
+    fields = {"Type": "Notification", "Message": json.dumps(ses)}
+    return signed_sns(key, fields | ({"Subject": subject} if subject else {}), version)
 
 
 def ses_bounce(bounce_type: str, sub_type: str, *addresses: str, status: str = "5.1.1") -> dict[str, Any]:

@@ -49,8 +49,8 @@ def test_ses_bounces_and_complaints_change_exactly_the_readers_named(web, sns_ke
     full, unsure = add_subscriber(f"full{v}@example.org"), add_subscriber(f"unsure{v}@example.org")
     angry, bystander = add_subscriber(f"angry{v}@example.org"), add_subscriber(f"stays{v}@example.org")
 
-    def deliver(ses: dict) -> dict:
-        r = post_json(web, "/webhooks/ses", ses_notification(sns_key, ses, v), SNS)
+    def deliver(ses: dict, subject: str | None = None) -> dict:
+        r = post_json(web, "/webhooks/ses", ses_notification(sns_key, ses, v, subject), SNS)
         assert r.status_code == 200, r.text
         return r.json()
 
@@ -61,7 +61,9 @@ def test_ses_bounces_and_complaints_change_exactly_the_readers_named(web, sns_ke
         deliver(ses_bounce("Transient", "MailboxFull", f"full{v}@example.org", status="4.2.2"))["events"] == 1
     )
     assert deliver(ses_bounce("Undetermined", "Undetermined", f"unsure{v}@example.org"))["events"] == 1
-    assert deliver(ses_complaint(f"angry{v}@example.org"))["events"] == 1
+    assert (
+        deliver(ses_complaint(f"angry{v}@example.org"), "Amazon SES Email Event Notification")["events"] == 1
+    )
     delivery = {"notificationType": "Delivery", "delivery": {"recipients": [f"stays{v}@example.org"]}}
     assert deliver(delivery) == {"status": "ok", "events": 0, "ignored": 1}
 
