@@ -22,6 +22,7 @@ from newsletter.db import insert_ignore, rows_written, session_scope
 from newsletter.logs import event as log_event
 from newsletter.mail.transactional import send_journey_email
 from newsletter.models import (
+    BounceRecord,
     ConsentEvent,
     Delivery,
     Frequency,
@@ -359,6 +360,7 @@ def export_subscriber(session: Session, sub: Subscriber) -> dict[str, Any]:
         "deliveries": rows(Delivery),
         "votes": rows(Vote),
         "journey_emails": rows(JourneyEmail),
+        "bounce_events": rows(BounceRecord),
     }
 
 
@@ -372,6 +374,7 @@ def erase_subscriber(session: Session, sub: Subscriber, reason: str = "erased on
         (JourneyEmail, JourneyEmail.subscriber_id),
         (Vote, Vote.subscriber_id),
         (ConsentEvent, ConsentEvent.subscriber_id),
+        (BounceRecord, BounceRecord.subscriber_id),
     ):
         session.exec(delete(table).where(col(column) == sub.id))
     session.delete(sub)
