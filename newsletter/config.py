@@ -61,8 +61,13 @@ class Settings(BaseSettings):
     signup_rate_per_ip: int = 10  # signups per IP per minute
     vote_grace_seconds: int = 0  # votes sooner than this after sending are treated as scanner noise
 
+    # Each reader's digest goes out at digest_hour in their own zone, weekly ones on their own
+    # weekday; these and `timezone` are the schedule of readers who chose none (the list's).
     digest_weekday: int = Field(default=0, ge=0, le=6)  # 0 = Monday
-    digest_hour: int = Field(default=7, ge=0, le=23)
+    digest_hour: int = Field(default=8, ge=0, le=23)
+    # Beat ticks hourly; a tick sends slots that came at most this long ago (ticks lost while
+    # beat was down are made up). Less than a day, so a slot is never made up into the next.
+    catch_up_hours: int = Field(default=6, ge=1, le=23)
     ingest_hour: int = Field(default=5, ge=0, le=23)
     timezone: str = "UTC"
     default_max_papers: int = Field(default=10, ge=1, le=50)

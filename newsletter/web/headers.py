@@ -61,12 +61,12 @@ def inline_hash(name: str) -> str:
 
 
 def page_policy(settings: Settings) -> str:
-    """Our own pages: the stylesheet in base.html and the signup form's script, each admitted by
-    its hash (so the same page is the same bytes for everyone); forms post to this site only
-    (NEWSLETTER_BASE_URL, which every form action names)."""
+    """Our own pages: the stylesheet in base.html and the signup form's scripts (proof of work,
+    time zone), each admitted by its hash (so the same page is the same bytes for everyone);
+    forms post to this site only (NEWSLETTER_BASE_URL, which every form action names)."""
     return (
         f"default-src 'none'; style-src {inline_hash('page.css')}; "
-        f"script-src {inline_hash('proof_script.html')}; "
+        f"script-src {inline_hash('proof_script.html')} {inline_hash('timezone_script.html')}; "
         f"form-action 'self' {origin_of(settings.base_url)}; frame-ancestors 'none'; base-uri 'none'"
     )
 

@@ -1,4 +1,4 @@
-"""The preferences page: interests, frequency, size, learned profile, export and erase."""
+"""The preferences page: interests, frequency, size, schedule, learned profile, export and erase."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.ranking import describe_profile
+from newsletter.schedule import WEEKDAYS, zone_names
 from newsletter.tokens import Purpose
 from newsletter.web.deps import (
     ClientDep,
@@ -34,6 +35,14 @@ class PreferencesForm(BaseModel):
     interests: str | None = None
     frequency: str | None = None
     max_papers: str | int | None = None
+    weekday: str | int | None = None  # 0-6 or mon..sun; empty: the list's day
+    timezone: str | None = None  # an IANA name; empty: the list's zone
+
+    def schedule(self) -> tuple[str | int | None, str | None] | None:
+        """(weekday, time zone) if the form names either; an omitted one is the list's."""
+        if self.weekday is None and self.timezone is None:
+            return None
+        return self.weekday, self.timezone
 
 
 class EraseForm(BaseModel):
@@ -58,6 +67,11 @@ def _page(
         active=sub.status is SubscriberStatus.confirmed,
         learned=describe_profile(sub.profile or None)[:12],
         liked=(sub.profile or {}).get("liked", []),
+        weekdays=WEEKDAYS,
+        zones=zone_names(),
+        list_weekday=WEEKDAYS[settings.digest_weekday],
+        list_zone=settings.timezone,
+        digest_hour=settings.digest_hour,
         **context,
     )
 
@@ -84,6 +98,7 @@ def save_preferences(
             interests=body.interests,
             frequency=body.frequency,
             max_papers=body.max_papers,
+            schedule=body.schedule(),
             client=client,
         )
     except subs.InvalidInput as exc:
