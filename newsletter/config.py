@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
@@ -111,6 +112,32 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+    # Branding (README "Branding and templates"): shown by every email and page. The accent
+    # colour is #rgb or #rrggbb; the logo an https:// image (pages admit its origin in their CSP).
+    brand_name: str = Field(default="Paper Digest", min_length=1, max_length=80)
+    accent_color: str = Field(default="#1a56db", pattern=r"^#(?:[0-9a-fA-F]{3}){1,2}$")
+    logo_url: str | None = None
+    footer_text: str = Field(default="", max_length=1000)  # plain text; escaped in HTML
+    # A folder whose files override the packaged templates of the same relative name.
+    templates_dir: Path | None = None
+
+    @field_validator("logo_url")
+    @classmethod
+    def _https_logo(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme != "https" or not parts.hostname or any(ch in value for ch in " \"'<>\r\n"):
+            raise ValueError(f"NEWSLETTER_LOGO_URL must be an https:// URL of an image, not {value!r}")
+        return value.strip()
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _existing_folder(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"NEWSLETTER_TEMPLATES_DIR {str(value)!r} is not a folder")
+        return value.resolve() if value is not None else None
 
     # An issue pauses after this many messages in a row refused for a reason that is not about
     # the reader (a 5xx at MAIL FROM or DATA, policy, size), like listmonk's max_send_errors.

@@ -38,7 +38,7 @@ from newsletter.models import (
 )
 from newsletter.papers.base import LINK_FIELDS
 from newsletter.ranking import PaperIndex, PaperText, RankedItem, build_index, rank_papers, trending_score
-from newsletter.templating import html_env
+from newsletter.templating import html_env, text_env
 from newsletter.values import shorten
 
 MAX_CANDIDATES = 100
@@ -65,15 +65,17 @@ def period_of(frequency: Frequency, now: datetime) -> str:
     return f"{year}-W{week:02d}"
 
 
-def issue_title(issue: Issue) -> str:
-    return period_title(issue.frequency, issue.period)
+def issue_title(issue: Issue, name: str) -> str:
+    """The issue's title as emails and pages show it, with the list's name (NEWSLETTER_BRAND_NAME)."""
+    return period_title(issue.frequency, issue.period, name)
 
 
-def period_title(frequency: Frequency, period: str) -> str:
+def period_title(frequency: Frequency, period: str, name: str = "Paper Digest") -> str:
+    """ "Paper Digest, week 48 of 2026"; the name defaults to the one `Issue.title` is stored with."""
     if frequency is Frequency.daily:
-        return f"Paper Digest, {period}"
+        return f"{name}, {period}"
     year, week = period.split("-W")
-    return f"Paper Digest, week {int(week)} of {year}"
+    return f"{name}, week {int(week)} of {year}"
 
 
 def candidate_pool(session: Session, frequency: Frequency, now: datetime) -> list[Paper]:
@@ -235,7 +237,7 @@ def full_context(
     settings: Settings, issue: Issue, sub: Subscriber, items: list[DigestItem], rl: ReaderLinks
 ) -> dict[str, Any]:
     return {
-        "issue_title": issue_title(issue),
+        "issue_title": issue_title(issue, settings.brand_name),
         "items": items,
         "email": sub.email,
         "intro": intro_line(sub, len(items)),
@@ -256,7 +258,7 @@ def issue_template(settings: Settings, issue: Issue, views: dict[int, PaperView]
     why, more, less = marker("why"), marker("more_url"), marker("less_url")
     items = [DigestItem(paper=v, why=why, more_url=more, less_url=less) for v in views.values()]
     context = {
-        "issue_title": issue_title(issue),
+        "issue_title": issue_title(issue, settings.brand_name),
         "items": items,
         "card_marker": marker("card"),
         "base_url": settings.base_url.rstrip("/"),
@@ -264,7 +266,7 @@ def issue_template(settings: Settings, issue: Issue, views: dict[int, PaperView]
         **{name: marker(name) for name in SHELL_SLOTS},
     }
     return IssueTemplate.cut(
-        inline_css(html_env().get_template("email/digest/body.html").render(context)), marker
+        inline_css(html_env(settings).get_template("email/digest/body.html").render(context)), marker
     )
 
 
@@ -348,8 +350,9 @@ class DigestRenderer:
             [(i.paper.id, {"why": i.why, "more_url": i.more_url, "less_url": i.less_url}) for i in items],
             {name: context[name] for name in SHELL_SLOTS},
         )
-        body = text_template().render(context)
-        return RenderedEmail(subject=render_subject("digest", context), text=body.strip() + "\n", html=html)
+        body = text_template(text_env(self.settings)).render(context)
+        subject = render_subject(self.settings, "digest", context)
+        return RenderedEmail(subject=subject, text=body.strip() + "\n", html=html)
 
 
 # ---- one renderer per issue per process -----------------------------------------------------

@@ -57,7 +57,7 @@ def transactional_message(
         context["preferences_url"] = links.preferences_url(settings, sub)
         context["unsubscribe_url"] = links.unsubscribe_url(settings, sub)
         headers.update(list_headers(settings, sub))
-    rendered = render_email(kind, context)
+    rendered = render_email(settings, kind, context)
     env = Envelope(
         mail_from=settings.mail_from,
         to=sub.email,
