@@ -55,9 +55,9 @@ WINDOW = {Frequency.weekly: timedelta(days=7), Frequency.daily: timedelta(days=2
 def period_of(frequency: Frequency, now: datetime) -> str:
     """The edition key: ISO week for weekly digests ("2026-W48"), the date for daily ones.
 
-    Both are read in the zone `now` carries (a naive `now` is taken as UTC), so callers pass the
-    local time of `Settings.timezone` (`Settings.local_now`): Monday 07:00 in Tokyo is Sunday
-    22:00 UTC, and belongs to Tokyo's new week.
+    Both are read in the zone `now` carries (a naive `now` is taken as UTC), so callers pass a
+    local time: the reader's slot (`schedule.Slot.at`), or `Settings.local_now` for the list's
+    zone. Monday 08:00 in Tokyo is Sunday 23:00 UTC, and belongs to Tokyo's new week.
     """
     if frequency is Frequency.daily:
         return now.date().isoformat()

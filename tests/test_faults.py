@@ -404,7 +404,8 @@ def test_two_beats_a_restarted_beat_and_send_now_make_one_issue_one_digest_each(
     import json
     from pathlib import Path
 
-    r = rig(NEWSLETTER_BATCH_SIZE="50")
+    # The readers' slot (the list's: today, this hour, UTC) has come, so every tick finds it due.
+    r = rig(NEWSLETTER_BATCH_SIZE="50", NEWSLETTER_DIGEST_HOUR=str(time.gmtime().tm_hour))
     addresses = r.readers(800)
     r.start_workers(2)
     first = r.beat(name="beatA", app="tests.fault_beat")
