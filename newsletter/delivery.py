@@ -369,7 +369,14 @@ def scheduled_send(settings: Settings, now: datetime | None = None) -> list[int]
     for slot in slots:
         with session_scope(settings.database_url) as session:
             issue, planned = plan_issue(session, slot.frequency, slot.at, slot_readers(settings, slot))
-        event(log, "schedule.slot", zone=slot.zone, period=slot.period, weekday=slot.weekday, planned=planned)
+        event(
+            log,
+            "schedule.slot",
+            zones=len(slot.zones),
+            period=slot.period,
+            weekday=slot.weekday,
+            planned=planned,
+        )
         if saved_id(issue) not in issue_ids:
             issue_ids.append(saved_id(issue))
     for issue_id in issue_ids:

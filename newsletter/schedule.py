@@ -38,10 +38,11 @@ WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", 
 
 @dataclass(frozen=True)
 class Slot:
-    """Readers of one frequency whose slot came at `at` (local time in `zone`)."""
+    """Readers of one frequency, weekday and period whose slot has come: local time `at` in
+    the first of `zones`, the same local hour in the others (one statement plans them all)."""
 
     frequency: Frequency
-    zone: str
+    zones: tuple[str, ...]
     weekday: int | None  # weekly slots: the readers' weekday; daily: None
     at: datetime
 
@@ -86,17 +87,24 @@ def reader_slots(session: Session, settings: Settings) -> set[tuple[Frequency, s
 def due_slots(
     settings: Settings, readers: Iterable[tuple[Frequency, str, int | None]], now: datetime
 ) -> list[Slot]:
-    """The slots among `readers` that have arrived at `now` (see `arrived`)."""
-    slots = []
+    """The slots among `readers` that have arrived at `now` (see `arrived`), zones whose slot
+    falls in the same period grouped into one `Slot`."""
+    due: dict[tuple[Frequency, int | None, str], Slot] = {}
     for frequency, zone, weekday in sorted(readers, key=str):
         if not known_zone(zone):  # dropped from the tz database since it was chosen
             event(log, "schedule.unknown_zone", logging.ERROR, zone=zone)
             continue
-        local = now.astimezone(ZoneInfo(zone))
-        at = last_slot(local, settings.digest_hour, weekday)
-        if arrived(settings, at, now):
-            slots.append(Slot(frequency, zone, weekday, at))
-    return slots
+        at = last_slot(now.astimezone(ZoneInfo(zone)), settings.digest_hour, weekday)
+        if not arrived(settings, at, now):
+            continue
+        key = (frequency, weekday, period_of(frequency, at))
+        known = due.get(key)
+        due[key] = (
+            Slot(frequency, (*known.zones, zone), weekday, known.at)
+            if known
+            else Slot(frequency, (zone,), weekday, at)
+        )
+    return list(due.values())
 
 
 def effective_zone(settings: Settings) -> ColumnElement[str]:
@@ -109,7 +117,7 @@ def effective_weekday(settings: Settings) -> ColumnElement[int]:
 
 def slot_readers(settings: Settings, slot: Slot) -> ColumnElement[bool]:
     """The condition on `Subscriber` of the readers whose slot `slot` is."""
-    same_zone = effective_zone(settings) == slot.zone
+    same_zone = effective_zone(settings).in_(slot.zones)
     if slot.weekday is None:
         return same_zone
     return and_(same_zone, effective_weekday(settings) == slot.weekday)

@@ -29,6 +29,7 @@ MONDAY = datetime(2026, 11, 30, tzinfo=UTC)  # a Monday; ISO week 49
 READERS = [
     ("tokyo@example.org", "Asia/Tokyo", 0, Frequency.weekly, MONDAY - timedelta(hours=1)),  # Sun 23:00 UTC
     ("berlin@example.org", "Europe/Berlin", 0, Frequency.weekly, MONDAY + timedelta(hours=7)),
+    ("paris@example.org", "Europe/Paris", 0, Frequency.weekly, MONDAY + timedelta(hours=7)),  # Berlin's slot
     ("newyork@example.org", "America/New_York", 0, Frequency.weekly, MONDAY + timedelta(hours=13)),
     ("kolkata@example.org", "Asia/Kolkata", None, Frequency.daily, MONDAY + timedelta(hours=3)),  # 08:30 IST
     (
