@@ -746,6 +746,7 @@ def every_get_url(s, w) -> dict[str, str]:
         "/healthz": "/healthz",
         "/metrics": "/metrics",
         "/archive": "/archive",
+        "/archive.xml": "/archive.xml",
         "/archive/{issue_id}": f"/archive/{issue_id}",
         "/confirm/{token}": f"/confirm/{token_for(s, Purpose.confirm, w.pen)}",
         "/unsubscribe/{token}": f"/unsubscribe/{token_for(s, Purpose.unsubscribe, w.a)}",
