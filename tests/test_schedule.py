@@ -239,3 +239,11 @@ def _schedule(address: str) -> tuple[int | None, str | None]:
     with configured_session() as session:
         sub = session.exec(select(Subscriber).where(Subscriber.email_key == address)).one()
         return sub.weekday, sub.timezone
+
+
+def test_a_stored_zone_the_tz_database_no_longer_knows_stops_no_one_else(mailing, sqlite_url, caplog):
+    settings, box = mailing(sqlite_url)
+    add_readers(READERS[1:2] + [("lost@example.org", "Mars/Olympus", 0, Frequency.weekly, None)])
+    scheduled_send(settings, MONDAY + timedelta(hours=7))
+    assert received(box) == {"berlin@example.org": 1}
+    assert "schedule.unknown_zone" in caplog.text
