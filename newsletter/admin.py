@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import Progress
 from sqlmodel import Session, col, select
 
-from newsletter import delivery, jobs, liveness, suppression
+from newsletter import delivery, jobs, liveness, privacy, suppression
 from newsletter import subscriptions as subs
 from newsletter.bounces.reports import bounce_counts
 from newsletter.config import Settings
@@ -99,7 +99,7 @@ def remove_subscriber(settings: Settings, email: str, erase: bool) -> Removal:
     with session_scope(settings.database_url) as session:
         sub = _subscriber(session, email)
         if erase:
-            subs.erase_subscriber(session, sub, reason="erased by the operator")
+            privacy.erase_subscriber(session, sub, reason="erased by the operator")
             return Removal(email, "erased")
         subs.unsubscribe(session, sub, CLI_CLIENT, via="operator")
         return Removal(sub.email, sub.status.value)
@@ -120,7 +120,7 @@ def export(settings: Settings, email: str | None) -> Any:
         if email is None:
             rows = session.exec(select(Subscriber).order_by(col(Subscriber.id)))
             return [SubscriberPublic.model_validate(s).model_dump(mode="json") for s in rows]
-        return subs.export_subscriber(session, _subscriber(session, email))
+        return privacy.export_subscriber(session, _subscriber(session, email))
 
 
 def ingest(

@@ -20,11 +20,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from secrets import token_hex
 
-from jinja2 import Template, pass_environment
+from jinja2 import Environment, Template, pass_environment
 from jinja2.filters import do_wordwrap
 from markupsafe import escape
-
-from newsletter.templating import text_env
 
 SHELL_SLOTS = frozenset({"email", "intro", "view_url", "preferences_url", "unsubscribe_url"})
 CARD_SLOTS = frozenset({"why", "more_url", "less_url"})
@@ -143,9 +141,10 @@ def _wordwrap_once(env, text_: str, *args, **kwargs) -> str:
     return _wrapped(env, text_, args, tuple(kwargs.items()))
 
 
-@lru_cache(maxsize=1)
-def text_template() -> Template:
-    """The digest's plain-text template, in an overlay whose wordwrap filter is remembered."""
-    env = text_env().overlay(cache_size=10)
+@lru_cache(maxsize=4)
+def text_template(base: Environment) -> Template:
+    """The digest's plain-text template of `base` (`templating.text_env(settings)`), in an
+    overlay whose wordwrap filter is remembered."""
+    env = base.overlay(cache_size=10)
     env.filters = {**env.filters, "wordwrap": _wordwrap_once}
     return env.get_template("email/digest/body.txt")

@@ -38,7 +38,7 @@ from newsletter.models import (
     table_of,
 )
 from newsletter.ranking import PaperIndex, RankedItem, build_index, rank_papers, trending_score
-from newsletter.templating import html_env
+from newsletter.templating import html_env, text_env
 
 MAX_CANDIDATES = 100
 RANK_CACHE_SIZE = 512  # rankings remembered per issue (readers who share interests share them)
@@ -51,9 +51,9 @@ WINDOW = {Frequency.weekly: timedelta(days=7), Frequency.daily: timedelta(days=2
 def period_of(frequency: Frequency, now: datetime) -> str:
     """The edition key: ISO week for weekly digests ("2026-W48"), the date for daily ones.
 
-    Both are read in the zone `now` carries (a naive `now` is taken as UTC), so callers pass the
-    local time of `Settings.timezone` (`Settings.local_now`): Monday 07:00 in Tokyo is Sunday
-    22:00 UTC, and belongs to Tokyo's new week.
+    Both are read in the zone `now` carries (a naive `now` is taken as UTC), so callers pass a
+    local time: the reader's slot (`schedule.Slot.at`), or `Settings.local_now` for the list's
+    zone. Monday 08:00 in Tokyo is Sunday 23:00 UTC, and belongs to Tokyo's new week.
     """
     if frequency is Frequency.daily:
         return now.date().isoformat()
@@ -61,15 +61,17 @@ def period_of(frequency: Frequency, now: datetime) -> str:
     return f"{year}-W{week:02d}"
 
 
-def issue_title(issue: Issue) -> str:
-    return period_title(issue.frequency, issue.period)
+def issue_title(issue: Issue, name: str) -> str:
+    """The issue's title as emails and pages show it, with the list's name (NEWSLETTER_BRAND_NAME)."""
+    return period_title(issue.frequency, issue.period, name)
 
 
-def period_title(frequency: Frequency, period: str) -> str:
+def period_title(frequency: Frequency, period: str, name: str = "Paper Digest") -> str:
+    """ "Paper Digest, week 48 of 2026"; the name defaults to the one `Issue.title` is stored with."""
     if frequency is Frequency.daily:
-        return f"Paper Digest, {period}"
+        return f"{name}, {period}"
     year, week = period.split("-W")
-    return f"Paper Digest, week {int(week)} of {year}"
+    return f"{name}, week {int(week)} of {year}"
 
 
 def candidate_pool(session: Session, frequency: Frequency, now: datetime) -> list[Paper]:
@@ -192,7 +194,7 @@ def full_context(
     settings: Settings, issue: Issue, sub: Subscriber, items: list[DigestItem], rl: ReaderLinks
 ) -> dict[str, Any]:
     return {
-        "issue_title": issue_title(issue),
+        "issue_title": issue_title(issue, settings.brand_name),
         "items": items,
         "sections": sections(sub, items),
         "section_titles": SECTION_TITLES,
@@ -215,7 +217,7 @@ def issue_template(settings: Settings, issue: Issue, views: dict[int, PaperView]
     why, more, less = marker("why"), marker("more_url"), marker("less_url")
     items = [DigestItem(paper=v, why=why, more_url=more, less_url=less) for v in views.values()]
     context = {
-        "issue_title": issue_title(issue),
+        "issue_title": issue_title(issue, settings.brand_name),
         "items": items,
         "sections": {},
         "section_titles": SECTION_TITLES,
@@ -226,7 +228,7 @@ def issue_template(settings: Settings, issue: Issue, views: dict[int, PaperView]
         **{name: marker(name) for name in SHELL_SLOTS},
     }
     return IssueTemplate.cut(
-        inline_css(html_env().get_template("email/digest/body.html").render(context)), marker
+        inline_css(html_env(settings).get_template("email/digest/body.html").render(context)), marker
     )
 
 
@@ -313,8 +315,9 @@ class DigestRenderer:
             {name: context[name] for name in SHELL_SLOTS},
             context["sections"],
         )
-        body = text_template().render(context)
-        return RenderedEmail(subject=render_subject("digest", context), text=body.strip() + "\n", html=html)
+        body = text_template(text_env(self.settings)).render(context)
+        subject = render_subject(self.settings, "digest", context)
+        return RenderedEmail(subject=subject, text=body.strip() + "\n", html=html)
 
 
 # ---- one renderer per issue per process -----------------------------------------------------

@@ -71,6 +71,10 @@ class SubscriberBase(SQLModel):
     interests: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     frequency: Frequency = Field(default=Frequency.weekly)
     max_papers: int = Field(default=10, ge=1, le=50)
+    # The reader's slot (newsletter/schedule.py); None follows the list's NEWSLETTER_DIGEST_WEEKDAY
+    # and NEWSLETTER_TIMEZONE, so changing those moves every reader who never chose.
+    weekday: int | None = Field(default=None, ge=0, le=6)  # 0 = Monday; weekly readers only
+    timezone: str | None = Field(default=None, max_length=64)  # an IANA name, checked on input
 
 
 class Subscriber(SubscriberBase, table=True):

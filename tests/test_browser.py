@@ -205,11 +205,14 @@ def new_page(site, browser, thumbnail_png):
     image the page's policy refused) fails the test."""
     contexts, violations = [], []
 
-    def make(width: int = 900, height: int = 900, color_scheme: str = "light"):
+    def make(
+        width: int = 900, height: int = 900, color_scheme: str = "light", timezone_id: str | None = None
+    ):
         context = browser.new_context(
             viewport={"width": width, "height": height},
             color_scheme=color_scheme,
             extra_http_headers={"X-Forwarded-For": next(IPS)},
+            **({"timezone_id": timezone_id} if timezone_id else {}),
         )
 
         def route(r):
@@ -497,6 +500,28 @@ def test_a_reader_picks_papers_like_these_at_signup_and_their_profile_starts_fro
     liked = page.locator("main").inner_text()
     assert all(title in liked for title in chosen), "the picks show as papers you liked"
     check_accessible(page)
+
+
+# Chromium's ICU still names Kolkata by its old IANA name; tzdata keeps it as a link, so the
+# server takes it as it is.
+@pytest.mark.parametrize(
+    ("zone", "reported"), [("Asia/Kolkata", "Asia/Calcutta"), ("America/Sao_Paulo",) * 2]
+)
+def test_the_signup_form_sends_the_browsers_time_zone(site, new_page, zone, reported):
+    from sqlmodel import select
+
+    from newsletter.models import Subscriber
+    from newsletter.testing import configured_session
+
+    address = f"zone.{zone.split('/')[1].lower()}@example.org"
+    page = new_page(timezone_id=zone)  # Chromium reports this zone to Intl, as a reader's OS would
+    assert go(page, site.url + "/") == 200
+    assert page.locator("input[name=timezone]").input_value() == reported  # the page's script ran
+    page.fill("#email", address)
+    assert submit(page, lambda: page.click("button[type=submit]")) == 202
+    with configured_session() as session:
+        sub = session.exec(select(Subscriber).where(Subscriber.email_key == address)).one()
+    assert sub.timezone == reported
 
 
 def test_a_form_on_another_site_cannot_sign_anyone_up(site, new_page):

@@ -177,7 +177,7 @@ def test_assembled_digest_equals_a_plain_render_and_inline(world, reader):
     items = renderer.items(sub, renderer.rank(sub))
     fast = renderer.render(sub, items)
     context = full_context(world.settings, issue, sub, items, reader_links(world.settings, sub, issue.id))
-    slow = render_email("digest", context)
+    slow = render_email(world.settings, "digest", context)
 
     def untimed(text: str) -> str:
         # Signed links carry the second they were made in; the two renders may straddle one.

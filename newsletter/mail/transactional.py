@@ -27,7 +27,8 @@ from newsletter.mail.compose import finish_message, list_headers
 from newsletter.mail.message import Envelope, new_message_id
 from newsletter.mail.render import render_email
 from newsletter.mail.senders import PermanentSendError, Sender, TransientSendError, open_sender
-from newsletter.models import DeliveryState, Frequency, Subscriber, SubscriberStatus, table_of, utcnow
+from newsletter.models import DeliveryState, Subscriber, SubscriberStatus, table_of, utcnow
+from newsletter.schedule import next_digest_text
 
 log = logging.getLogger("newsletter.mail")
 
@@ -38,13 +39,6 @@ REQUIRED_STATE = {
     "already_subscribed": SubscriberStatus.confirmed,
 }
 MAX_RETRY_GAP = timedelta(hours=1)  # the sweep's backoff between tries of one email, at most
-WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-
-
-def next_digest_text(settings: Settings, sub: Subscriber) -> str:
-    if sub.frequency is Frequency.daily:
-        return f"tomorrow at {settings.digest_hour:02d}:00 {settings.timezone}"
-    return f"on {WEEKDAYS[settings.digest_weekday]} at {settings.digest_hour:02d}:00 {settings.timezone}"
 
 
 def transactional_message(
@@ -64,7 +58,7 @@ def transactional_message(
         context["preferences_url"] = links.preferences_url(settings, sub)
         context["unsubscribe_url"] = links.unsubscribe_url(settings, sub)
         headers.update(list_headers(settings, sub))
-    rendered = render_email(kind, context)
+    rendered = render_email(settings, kind, context)
     env = Envelope(
         mail_from=settings.mail_from,
         to=sub.email,

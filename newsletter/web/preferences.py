@@ -1,4 +1,4 @@
-"""The preferences page: interests, frequency, size, learned profile, export and erase."""
+"""The preferences page: interests, frequency, size, schedule, learned profile, export and erase."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from newsletter import feedback, links, onboarding
+from newsletter import feedback, links, onboarding, privacy
 from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.ranking import describe_profile
+from newsletter.schedule import WEEKDAYS, zone_names
 from newsletter.tokens import Purpose
 from newsletter.web.deps import (
     ClientDep,
@@ -35,7 +36,15 @@ class PreferencesForm(BaseModel):
     interests: str | None = None
     frequency: str | None = None
     max_papers: str | int | None = None
+    weekday: str | int | None = None  # 0-6 or mon..sun; empty: the list's day
+    timezone: str | None = None  # an IANA name; empty: the list's zone
     liked: list[int] = Field(default_factory=list, max_length=100)  # "papers like these" ticked
+
+    def schedule(self) -> tuple[str | int | None, str | None] | None:
+        """(weekday, time zone) if the form names either; an omitted one is the list's."""
+        if self.weekday is None and self.timezone is None:
+            return None
+        return self.weekday, self.timezone
 
 
 class EraseForm(BaseModel):
@@ -67,6 +76,11 @@ def _page(
         learned=describe_profile(sub.profile or None)[:12],
         liked=(sub.profile or {}).get("liked", []),
         picks=onboarding.picker_papers(session),
+        weekdays=WEEKDAYS,
+        zones=zone_names(),
+        list_weekday=WEEKDAYS[settings.digest_weekday],
+        list_zone=settings.timezone,
+        digest_hour=settings.digest_hour,
         **context,
     )
 
@@ -95,6 +109,7 @@ def save_preferences(
             interests=body.interests,
             frequency=body.frequency,
             max_papers=body.max_papers,
+            schedule=body.schedule(),
             client=client,
         )
         if sub.status is SubscriberStatus.confirmed:  # what a reader ticks counts as votes, at once
@@ -110,7 +125,7 @@ def save_preferences(
 @router.get("/preferences/{token}/export")
 def export_data(sub: Reader, session: SessionDep) -> Response:
     return JSONResponse(
-        subs.export_subscriber(session, sub),
+        privacy.export_subscriber(session, sub),
         headers={"Content-Disposition": 'attachment; filename="paper-digest-my-data.json"'},
     )
 
@@ -142,7 +157,7 @@ def erase(
             status_code=400,
             error="Tick the box to confirm that you want everything erased.",
         )
-    subs.erase_subscriber(session, sub)
+    privacy.erase_subscriber(session, sub)
     return error_response(
         request,
         200,

@@ -52,13 +52,17 @@ class Signup(BaseModel):
 
     `website` is a honeypot the form hides from people; `proof` is the solved challenge of
     GET /subscribe/challenge (`salt:number:signature`), needed when NEWSLETTER_SIGNUP_POW_DIFFICULTY
-    is above 0."""
+    is above 0. `timezone` is the browser's IANA zone (the form's script fills it); one the
+    zoneinfo database does not know is ignored, not refused: the reader cannot see or fix a
+    hidden field, so the signup goes on with the list's zone and the preferences page can
+    change it."""
 
     email: str
     interests: str | None = ""
     website: str | None = ""
     proof: str | None = ""
     liked: list[int] = Field(default_factory=list, max_length=100)  # "papers like these" ticked
+    timezone: str | None = ""
 
 
 SignupBody = Annotated[Signup, Depends(FormOrJson(Signup))]
@@ -108,7 +112,9 @@ def subscribe(
     if not proof_accepted(request, settings, body.proof):
         return signup_refused(request, session, settings, body, "Please try again", PROOF_NEEDED)
     try:
-        outcome = subs.request_subscription(session, settings, body.email, body.interests, client)
+        outcome = subs.request_subscription(
+            session, settings, body.email, body.interests, client, body.timezone
+        )
     except subs.InvalidInput as exc:
         return signup_refused(request, session, settings, body, "Please check your address", str(exc))
     if outcome in ("created", "pending-again"):  # a confirmed reader's profile stays theirs
