@@ -1,0 +1,192 @@
+"""The README's production section, followed as written in a fresh clone (tests/production.py says
+what stands in for the Debian host), then the runbook's commands (docs/operations.md) on it.
+
+One host is brought up per module: install, database, `newsletter init`, the systemd units (web,
+worker, beat), nginx with TLS, Postfix as the relay. A reader signs up over HTTPS, confirms from
+the email's link and gets a digest sent with `newsletter send --now`, all through Postfix.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import os
+import re
+import shutil
+import ssl
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+
+from newsletter.testing import create_pg_database, drop_pg_database, free_port, wait_healthy
+from tests.conftest import REDIS, ROOT, Mailbox, html_part, link_in, text_part
+from tests.production import TEST_DOMAIN, Host, commands, marked_blocks
+
+pytestmark = pytest.mark.integration
+README = ROOT / "README.md"
+STEPS = ["install", "database", "configure", "start", "nginx", "postfix", "check", "send"]
+
+
+def _why_not() -> str | None:
+    if os.geteuid() != 0:
+        return "a private Postfix instance needs root (run by .ci/run, which runs as root)"
+    for tool in ("nginx", "postfix", "postconf", "openssl", "curl", "git"):
+        if not (shutil.which(tool) or Path(f"/usr/sbin/{tool}").exists()):
+            return f"{tool} is not installed (scripts/system-deps.sh installs it)"
+    if not Path("/etc/postfix/master.cf").exists():
+        return "Postfix's master.cf is missing (apt-get install postfix)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def mailbox():
+    box, port = Mailbox(), free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield box, port
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
+def host(mailbox):
+    reason = _why_not()
+    if reason:
+        pytest.skip(reason)
+    import redis
+
+    # Not under pytest's tmp folder (mode 0700): Postfix's daemons, running as `postfix`, must
+    # reach their data and queue folders.
+    root = Path(tempfile.mkdtemp(prefix="newsletter-host-"))
+    root.chmod(0o755)
+    clone = root / "src"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=60)
+    redis_url = f"{REDIS}/{1 + (os.getpid() + 7) % 14}"
+    redis.Redis.from_url(redis_url).flushdb()
+    db_url = create_pg_database()
+    box, relay_port = mailbox
+    machine = Host(root, clone, db_url, redis_url, relay_port)
+    machine.prepare_postfix()
+    started = time.monotonic()
+    try:
+        blocks = marked_blocks(README, "production-readme")
+        assert list(blocks) == STEPS, "the README's production blocks changed: update STEPS and the rules"
+        for step in STEPS[:6]:  # check and send are the tests below
+            machine.run_block(blocks[step])
+            print(step, round(time.monotonic() - started, 1))
+            if step == "start":
+                machine.wait_for_log("newsletter-worker", "ready.")
+                machine.wait_for_log("newsletter-beat", "beat: Starting")
+                wait_healthy(f"http://127.0.0.1:{machine.web_port}", alive=lambda: True,
+                             describe=lambda: machine.tail("newsletter-web"))  # fmt: skip
+        machine.timings = {"up": time.monotonic() - started}  # type: ignore[attr-defined]
+        yield machine
+    finally:
+        machine.shutdown()
+        redis.Redis.from_url(redis_url).flushdb()
+        drop_pg_database(db_url)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def client(host: Host) -> httpx.Client:
+    tls = ssl.create_default_context(cafile=host.cert)
+    return httpx.Client(base_url=host.base_url, verify=tls, timeout=20)
+
+
+def wait_mail(box: Mailbox, to: str, subject: str, count: int = 1) -> email.message.EmailMessage:
+    found = box.wait_for(count, to=to, subject=subject, timeout=30)
+    assert len(found) >= count, [str(m["Subject"]) for m in box.parsed(to)]
+    return found[-1]
+
+
+def test_the_installed_configuration_is_what_the_readme_promises(host):
+    env = host.env_file.read_text()
+    assert (host.env_file.stat().st_mode & 0o777) == 0o640
+    assert env.count("NEWSLETTER_SECRET_KEY=") == 1 and 'NEWSLETTER_MODE="production"' in env
+    assert f"digest@{TEST_DOMAIN}" in env and "NEWSLETTER_METRICS_TOKEN=" in env
+    # Each unit names the env file; each service says at start which file it read.
+    for name in ("newsletter-web", "newsletter-worker", "newsletter-beat"):
+        unit = host.unit(name)
+        assert unit["User"] == ["newsletter"] and unit["Restart"] == ["on-failure"], name
+        assert "NEWSLETTER_ENV_FILE=/etc/newsletter/newsletter.env" in unit["Environment"], name
+        assert host.units[name].poll() is None, host.tail(name)
+    web = host.unit("newsletter-web")
+    assert "FORWARDED_ALLOW_IPS=127.0.0.1" in web["Environment"]
+    assert "--host 127.0.0.1 --port 8000" in web["ExecStart"][0]
+    # `init` made the secret once: running the README's init again refuses and changes nothing.
+    init = next(c for c in commands(marked_blocks(README, "production-readme")["configure"]) if " init " in c)
+    again = host.sh(host.swap(init), check=False)
+    assert again.returncode != 0 and "already exists" in again.stdout + again.stderr
+    assert host.env_file.read_text() == env
+
+
+def test_readme_journey_signup_confirm_and_digest_through_nginx_and_postfix(host, mailbox):
+    box, _ = mailbox
+    blocks = marked_blocks(README, "production-readme")
+    healthz, dry_run = host.run_block(blocks["check"])
+    assert json.loads(healthz.stdout)["status"] == "ok"
+    assert "Dry run" in dry_run.stdout, dry_run.stdout
+
+    reader = "reader@example.net"
+    with client(host) as web:
+        r = web.post("/subscribe", data={"email": reader, "interests": "diffusion models for video"},
+                     headers={"X-Forwarded-For": "198.51.100.7"})  # fmt: skip
+        assert r.status_code == 202, r.text
+        confirm = wait_mail(box, reader, "onfirm")
+        assert f"by {TEST_DOMAIN} (Postfix)" in str(confirm["Received"])  # it went through the relay
+        link = link_in(confirm, "confirm")
+        assert link.startswith(f"{host.base_url}/confirm/")
+        assert web.get(link).status_code == 200  # a page with a button; GET changes nothing
+        assert web.post(link).status_code == 200
+        wait_mail(box, reader, "elcome")
+
+    started = time.monotonic()
+    [send] = host.run_block(blocks["send"])
+    assert "Sent 1" in send.stdout, send.stdout
+    digest = wait_mail(box, reader, "Paper Digest,")
+    host.timings["send"] = time.monotonic() - started
+    assert digest.get_content_type() == "multipart/alternative"
+    assert digest["Message-ID"] and digest["Date"] and TEST_DOMAIN in str(digest["From"])
+    assert str(digest["List-Unsubscribe"]).startswith(f"<{host.base_url}/unsubscribe/")
+    assert digest["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert TEST_DOMAIN in str(digest["List-Id"])
+    assert 'style="' in html_part(digest) and "Example Town" in text_part(digest)
+    assert f"{host.base_url}/preferences/" in text_part(digest)
+
+    # One-click unsubscribe, as a mail client does it, through nginx.
+    unsubscribe = str(digest["List-Unsubscribe"]).strip("<>")
+    with client(host) as web:
+        r = web.post(unsubscribe, data={"List-Unsubscribe": "One-Click"})
+    assert r.status_code == 200
+    exported = host.sh(f"{host.root}/opt/newsletter/bin/newsletter subscribers export {reader}").stdout
+    person = json.loads(exported)
+    assert person["status"] == "unsubscribed"
+    # nginx replaced the client's X-Forwarded-For: the consent record holds the real address.
+    ips = {e.get("ip") for e in person["consent_events"]}
+    assert "127.0.0.1" in ips and "198.51.100.7" not in ips
+    print("production README:", {k: round(v, 1) for k, v in host.timings.items()})
+
+
+def test_nginx_example_redirects_http_caps_bodies_and_forwards_the_scheme(host):
+    plain = httpx.get(f"http://127.0.0.1:{host.http_port}/archive?x=1", follow_redirects=False)
+    assert plain.status_code == 301 and plain.headers["location"].startswith("https://")
+    assert plain.headers["location"].endswith("/archive?x=1")
+    with client(host) as web:
+        page = web.get("/")
+        assert page.status_code == 200 and f'action="{host.base_url}/subscribe"' in page.text
+        assert "max-age" in page.headers["strict-transport-security"]
+        # A redirect the app builds from the request: https and the proxy's host, so the app
+        # saw X-Forwarded-Proto and Host.
+        slash = web.get("/archive/", follow_redirects=False)
+        assert slash.status_code in (307, 308), slash.text
+        assert slash.headers["location"].startswith(f"{host.base_url}/archive")
+        assert web.post("/subscribe", content=b"x" * 100_000).status_code == 413  # nginx, before the app
+        token = re.search(r"^NEWSLETTER_METRICS_TOKEN=(\S+)$", host.env_file.read_text(), re.M)[1]
+        assert web.get("/metrics").status_code == 401
+        metrics = web.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert metrics.status_code == 200 and "newsletter_subscribers" in metrics.text
