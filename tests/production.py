@@ -90,7 +90,8 @@ class Host:
             "/var/log/nginx/": f"{root}/var/log/nginx/",
             "127.0.0.1:8000": f"127.0.0.1:{self.web_port}",
             "--port 8000": f"--port {self.web_port}",
-            "NEWSLETTER_SMTP_HOST=127.0.0.1\n": f"NEWSLETTER_SMTP_HOST=127.0.0.1\nNEWSLETTER_SMTP_PORT={self.smtp_port}\n",
+            # Postfix's smtpd listens on a free port here, not 25.
+            "NEWSLETTER_SMTP_HOST=127.0.0.1\n": f"NEWSLETTER_SMTP_HOST=127.0.0.1\nNEWSLETTER_SMTP_PORT={self.smtp_port}\n",  # noqa: E501
         }
         for folder in ("etc/systemd/system", "etc/nginx/sites-available", "etc/nginx/sites-enabled",
                        "etc/postfix", "opt", "var/lib", "var/log/nginx", "var/backups/newsletter", "run",
@@ -119,7 +120,9 @@ class Host:
             timeout=timeout,
             check=False,
         )
-        assert not check or done.returncode == 0, f"{command}\n-> {done.returncode}\n{done.stdout}{done.stderr}"
+        assert not check or done.returncode == 0, (
+            f"{command}\n-> {done.returncode}\n{done.stdout}{done.stderr}"
+        )
         return done
 
     def log(self, name: str) -> Path:
@@ -166,7 +169,9 @@ class Host:
         done = self.sh(f"{venv}/bin/python -m pip install --quiet --no-deps --disable-pip-version-check .")
         # pip installs only our console script (`newsletter`); celery's comes with its package.
         celery = venv / "bin/celery"
-        celery.write_text(f"#!{venv}/bin/python\nimport sys\nfrom celery.__main__ import main\nsys.exit(main())\n")
+        celery.write_text(
+            f"#!{venv}/bin/python\nimport sys\nfrom celery.__main__ import main\nsys.exit(main())\n"
+        )
         celery.chmod(0o755)
         return done
 
