@@ -32,7 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-from newsletter.testing import free_port, stop_process
+from sqlalchemy import create_engine, text
+
+from newsletter.testing import PG_ADMIN, free_port, stop_process, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_SITE = next(Path(sys.prefix).glob("lib/python3*/site-packages"))
@@ -69,17 +71,20 @@ class Host:
     """The temporary root, the processes started for it, and the rules for each command."""
 
     def __init__(self, root: Path, clone: Path, db_url: str, redis_url: str, relay_port: int) -> None:
-        self.root, self.clone = root, clone
+        self.root, self.clone, self.db_url = root, clone, db_url
         self.web_port, self.https_port, self.http_port = free_port(), free_port(), free_port()
         self.smtp_port, self.relay_port = free_port(), relay_port
         self.base_url = f"https://localhost:{self.https_port}"
         self.env_file = root / "etc/newsletter/newsletter.env"
         self.cert = root / "etc/letsencrypt/live" / TEST_DOMAIN / "fullchain.pem"
         self.units: dict[str, subprocess.Popen] = {}
+        self.started: list[str] = []  # unit names, in the order they were (re)started
+        self.offsets: dict[str, int] = {}  # where each unit's log began at its last start
         self.nginx: subprocess.Popen | None = None
         self.postfix_running = False
         self.swaps = {  # README text -> this host; one pass, longest first
             "postgresql+psycopg://newsletter@/newsletter": db_url,
+            "--dbname=newsletter": f"--dbname={db_url.replace('+psycopg', '')}",
             "redis://127.0.0.1:6379/0": redis_url,
             f"https://{DOMAIN}": self.base_url,
             DOMAIN: TEST_DOMAIN,
@@ -130,34 +135,79 @@ class Host:
 
     # ---- the rules ---------------------------------------------------------------------------
 
-    def run_block(self, block: str) -> list[subprocess.CompletedProcess]:
-        return [r for c in commands(block) if (r := self.run_command(c)) is not None]
+    def run_block(self, block: str, together: bool = False) -> list[subprocess.CompletedProcess]:
+        """Run a block's commands in order. `together`: consecutive shell commands run in one
+        shell, as typed into one terminal (for blocks that keep values in shell variables)."""
+        results: list[subprocess.CompletedProcess] = []
+        pending: list[str] = []
+        for command in commands(block):
+            script = self.shell_text(command)
+            if script is not None and together:
+                pending.append(script)
+                continue
+            if pending:
+                results.append(self.sh("\n".join(pending)))
+                pending = []
+            done = self.sh(script) if script is not None else self.emulate(command)
+            if done is not None:
+                results.append(done)
+            if command.startswith("install ") and "deploy/nginx/newsletter.conf" in command:
+                self.localise_nginx_site(Path(self.swap(command.split()[-1])))
+        if pending:
+            results.append(self.sh("\n".join(pending)))
+        return results
 
-    def run_command(self, command: str) -> subprocess.CompletedProcess | None:
-        """Run one README/runbook command on this host; None for steps the host already has."""
+    def shell_text(self, command: str) -> str | None:
+        """The command as this host's shell runs it, or None if it is emulated (below)."""
+        words = command.split()
+        if words[:3] == ["sudo", "-u", "newsletter"]:
+            return self.shell_text(command.split(None, 3)[3])
+        if words[0] in ("apt-get", "adduser", "chgrp", "systemctl", "sudo", "python3", "nginx") or (
+            words[0].endswith("/bin/pip")
+        ):
+            return None
+        if words[0] == "postconf":
+            return self.swap(command).replace("postconf", f"postconf -c {self.root}/etc/postfix", 1)
+        if words[0] == "journalctl":  # the units' output is in their log files here
+            unit = words[words.index("-u") + 1]
+            return self.swap(re.sub(r"^journalctl [^|]*", f"cat {self.log(unit)} ", command))
+        if words[0] == "curl":
+            return self.swap(command).replace("curl", f"curl --cacert {self.cert}", 1)
+        return self.swap(command)
+
+    def emulate(self, command: str) -> subprocess.CompletedProcess | None:
+        """Root-only and service-manager steps; None for those the host already has."""
         words = command.split()
         if words[:2] == ["apt-get", "install"] or words[0] in ("adduser", "chgrp"):
             return None  # packages are here (scripts/system-deps.sh); no system user or group
         if words[:3] == ["sudo", "-u", "postgres"]:
-            return None  # the test's throwaway database replaces createuser/createdb
-        if words[:3] == ["sudo", "-u", "newsletter"]:
-            return self.run_command(command.split(None, 3)[3])
+            return self.postgres(words[3], words[-1])
         if words[:3] == ["python3", "-m", "venv"]:
             return self.make_venv(Path(self.swap(words[3])))
-        if len(words) == 3 and words[0].endswith("/bin/pip") and words[1:] == ["install", "."]:
+        if words[0].endswith("/bin/pip") and words[1:] == ["install", "."]:
             return self.pip_install(Path(self.swap(words[0])).parent.parent)
         if words[0] == "systemctl":
             return self.systemctl(words[1], [w for w in words[2:] if not w.startswith("--")])
-        if words[:2] == ["nginx", "-t"]:
+        if words == ["nginx", "-t"]:
             return self.sh(f"nginx -t -c {self.nginx_conf()}")
-        if words[0] == "postconf":
-            return self.sh(self.swap(command).replace("postconf", f"postconf -c {self.root}/etc/postfix", 1))
-        if words[0] == "curl":
-            return self.sh(self.swap(command).replace("curl", f"curl --cacert {self.cert}", 1))
-        done = self.sh(self.swap(command))
-        if words[0] == "install" and "deploy/nginx/newsletter.conf" in words:
-            self.localise_nginx_site(Path(self.swap(words[-1])))
-        return done
+        raise AssertionError(f"no rule for {command!r}: add one to tests/production.py")
+
+    def postgres(self, tool: str, name: str) -> None:
+        """`createuser`: nothing (the test connects as postgres); `createdb`/`dropdb newsletter`:
+        create or drop the test's database, whose URL stands in for `newsletter`."""
+        assert name == "newsletter", name
+        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        db = self.db_url.rsplit("/", 1)[1]
+        with admin.connect() as conn:
+            if tool == "dropdb":
+                conn.execute(text(f'DROP DATABASE "{db}" WITH (FORCE)'))
+            elif tool == "createdb":
+                exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": db}).first()
+                if not exists:
+                    conn.execute(text(f'CREATE DATABASE "{db}"'))
+            else:
+                assert tool == "createuser", tool
+        admin.dispose()
 
     def make_venv(self, path: Path) -> subprocess.CompletedProcess:
         done = self.sh(f"{shlex.quote(sys.executable)} -m venv --without-pip {path}")
@@ -198,6 +248,8 @@ class Host:
         workdir = Path(self.swap(unit["WorkingDirectory"][0]))
         workdir.mkdir(parents=True, exist_ok=True)  # StateDirectory=
         argv = shlex.split(self.swap(unit["ExecStart"][0]).replace("%%", "%"))
+        self.started.append(name)
+        self.offsets[name] = self.log(name).stat().st_size if self.log(name).exists() else 0
         out = open(self.log(name), "ab")
         self.units[name] = subprocess.Popen(
             argv, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -224,12 +276,27 @@ class Host:
         return None  # daemon-reload: units are read when started
 
     def wait_for_log(self, name: str, needle: str, timeout: float = 45) -> None:
+        """Wait for `needle` in what the unit logged since its last start."""
         deadline = time.monotonic() + timeout
-        while needle not in self.log(name).read_text(errors="replace"):
+        while needle not in self.log(name).read_bytes()[self.offsets.get(name, 0) :].decode(errors="replace"):
             proc = self.units.get(name)
             assert proc is None or proc.poll() is None, f"{name} exited:\n{self.tail(name)}"
             assert time.monotonic() < deadline, f"{name}: no {needle!r}:\n{self.tail(name)}"
             time.sleep(0.2)
+
+    def wait_ready(self) -> None:
+        """Each running unit has started since its last (re)start: worker, beat and web."""
+        if "newsletter-worker" in self.units:
+            self.wait_for_log("newsletter-worker", "ready.")
+        if "newsletter-beat" in self.units:
+            self.wait_for_log("newsletter-beat", "beat: Starting")
+        if "newsletter-web" in self.units:
+            web = self.units["newsletter-web"]
+            wait_healthy(
+                f"http://127.0.0.1:{self.web_port}",
+                alive=lambda: web.poll() is None,
+                describe=lambda: self.tail("newsletter-web"),
+            )
 
     def tail(self, name: str) -> str:
         return self.log(name).read_text(errors="replace")[-4000:]

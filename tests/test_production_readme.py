@@ -24,12 +24,14 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from newsletter.testing import create_pg_database, drop_pg_database, free_port, wait_healthy
+from newsletter.testing import create_pg_database, drop_pg_database, free_port
 from tests.conftest import REDIS, ROOT, Mailbox, html_part, link_in, text_part
 from tests.production import TEST_DOMAIN, Host, commands, marked_blocks
 
 pytestmark = pytest.mark.integration
 README = ROOT / "README.md"
+RUNBOOK = ROOT / "docs/operations.md"
+RUNBOOK_STEPS = ["first-start", "dkim", "upgrade", "backup", "restore", "rotate", "monitor"]
 STEPS = ["install", "database", "configure", "start", "nginx", "postfix", "check", "send"]
 
 
@@ -80,10 +82,7 @@ def host(mailbox):
             machine.run_block(blocks[step])
             print(step, round(time.monotonic() - started, 1))
             if step == "start":
-                machine.wait_for_log("newsletter-worker", "ready.")
-                machine.wait_for_log("newsletter-beat", "beat: Starting")
-                wait_healthy(f"http://127.0.0.1:{machine.web_port}", alive=lambda: True,
-                             describe=lambda: machine.tail("newsletter-web"))  # fmt: skip
+                machine.wait_ready()
         machine.timings = {"up": time.monotonic() - started}  # type: ignore[attr-defined]
         yield machine
     finally:
@@ -190,3 +189,111 @@ def test_nginx_example_redirects_http_caps_bodies_and_forwards_the_scheme(host):
         assert web.get("/metrics").status_code == 401
         metrics = web.get("/metrics", headers={"Authorization": f"Bearer {token}"})
         assert metrics.status_code == 200 and "newsletter_subscribers" in metrics.text
+
+
+# ---- docs/operations.md, on the same host ------------------------------------------------------
+
+
+def runbook(step: str) -> str:
+    return marked_blocks(RUNBOOK, "operations")[step]
+
+
+def newsletter(host: Host, args: str) -> str:
+    return host.sh(f"{host.root}/opt/newsletter/bin/newsletter {args}").stdout
+
+
+def test_runbook_blocks_are_the_ones_this_module_runs():
+    assert list(marked_blocks(RUNBOOK, "operations")) == RUNBOOK_STEPS
+
+
+def test_runbook_first_start_checks_web_worker_and_database(host):
+    healthz, ping, stats = host.run_block(runbook("first-start"))
+    assert json.loads(healthz.stdout)["status"] == "ok"
+    assert "pong" in ping.stdout
+    assert "Subscribers" in stats.stdout
+
+
+def test_runbook_dkim_signs_mail_that_verifies_against_the_printed_dns_record(host, mailbox):
+    import dkim
+
+    box, _ = mailbox
+    results = host.run_block(runbook("dkim"))
+    printed = next(r.stdout for r in results if "_domainkey" in r.stdout)
+    assert printed.startswith(f"pd1._domainkey.{TEST_DOMAIN}. TXT ")
+    record = re.search(r'TXT "(v=DKIM1; k=rsa; p=[A-Za-z0-9+/=]+)"', printed)[1]
+    assert (host.root / "etc/newsletter/dkim.pem").stat().st_mode & 0o777 == 0o640
+    host.wait_ready()
+    with client(host) as web:
+        assert web.post("/subscribe", data={"email": "signed@example.net"}).status_code == 202
+    wait_mail(box, "signed@example.net", "onfirm")
+    [raw] = [data for _, rcpts, data in box.messages if "signed@example.net" in rcpts]
+    assert b"d=" + TEST_DOMAIN.encode() in raw and b"s=pd1" in raw
+    assert dkim.verify(raw, dnsfunc=lambda name, timeout=5: record.encode())
+    assert not dkim.verify(
+        raw.replace(b"Subject: ", b"Subject: x", 1), dnsfunc=lambda n, timeout=5: record.encode()
+    )
+
+
+def test_runbook_upgrade_migrates_then_restarts_worker_beat_web(host):
+    results = host.run_block(runbook("upgrade"))
+    assert any("up to date" in r.stdout for r in results), [r.stdout for r in results]
+    assert host.started[-3:] == ["newsletter-worker", "newsletter-beat", "newsletter-web"]
+    host.wait_ready()
+    with client(host) as web:
+        assert web.get("/healthz").status_code == 200
+
+
+def test_runbook_backup_and_restore_keep_readers_and_their_mailed_links(host, mailbox):
+    box, _ = mailbox
+    [digest] = [m for m in box.parsed("reader@example.net") if "Paper Digest," in str(m["Subject"])]
+    unsubscribe = str(digest["List-Unsubscribe"]).strip("<>")
+    before = json.loads(newsletter(host, "subscribers export reader@example.net"))
+    host.run_block(runbook("backup"))
+    backups = host.root / "var/backups/newsletter"
+    [dump] = backups.glob("newsletter-*.dump")
+    assert dump.stat().st_size > 10_000 and (backups / "newsletter.env").exists()
+    assert (backups / "dkim.pem").read_bytes() == (host.root / "etc/newsletter/dkim.pem").read_bytes()
+    # The settings file is damaged after the backup; the restore puts it back.
+    host.env_file.write_text(host.env_file.read_text().replace("NEWSLETTER_SECRET_KEY=", "# lost "))
+
+    host.run_block(runbook("restore"))
+    host.wait_ready()
+    after = json.loads(newsletter(host, "subscribers export reader@example.net"))
+    assert after == before
+    assert "NEWSLETTER_SECRET_KEY=" in host.env_file.read_text()
+    with client(host) as web:
+        assert web.get(unsubscribe).status_code == 200  # signed before the backup, still good
+
+
+def test_runbook_key_rotation_keeps_every_mailed_link_working(host, mailbox):
+    box, _ = mailbox
+    [digest] = [m for m in box.parsed("reader@example.net") if "Paper Digest," in str(m["Subject"])]
+    unsubscribe = str(digest["List-Unsubscribe"]).strip("<>")
+
+    def key(name: str) -> str:
+        return re.search(rf'^{name}="(.*)"$', host.env_file.read_text(), re.M)[1]
+
+    first = key("NEWSLETTER_SECRET_KEY")
+    for _ in range(2):  # the second rotation keeps the first key too
+        host.run_block(runbook("rotate"), together=True)
+        host.wait_ready()
+    second, third = key("NEWSLETTER_SECRET_KEY_FALLBACKS").split(",")[0], key("NEWSLETTER_SECRET_KEY")
+    assert key("NEWSLETTER_SECRET_KEY_FALLBACKS") == f"{second},{first}"
+    assert len({first, second, third}) == 3 and len(third) >= 50
+    with client(host) as web:
+        assert web.get(unsubscribe).status_code == 200
+        forged = unsubscribe[:-4] + ("AAAA" if not unsubscribe.endswith("AAAA") else "BBBB")
+        assert web.get(forged).status_code == 400
+        # New mail is signed with the new key: a fresh signup's confirmation link works.
+        assert web.post("/subscribe", data={"email": "rotated@example.net"}).status_code == 202
+        link = link_in(wait_mail(box, "rotated@example.net", "onfirm"), "confirm")
+        assert web.post(link).status_code == 200
+
+
+def test_runbook_monitoring_commands_answer(host):
+    healthz, metrics, ping, beat, errors = host.run_block(runbook("monitor"))
+    assert json.loads(healthz.stdout)["status"] == "ok"
+    assert 'newsletter_subscribers{status="confirmed"}' in metrics.stdout
+    assert "pong" in ping.stdout and "beat is ticking" in beat.stdout
+    for line in errors.stdout.splitlines():  # every line jq printed is a JSON event
+        assert json.loads(line)["level"] in ("error", "warning")
