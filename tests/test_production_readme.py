@@ -124,6 +124,20 @@ def test_the_installed_configuration_is_what_the_readme_promises(host):
     assert host.env_file.read_text() == env
 
 
+def test_systemd_units_pass_systemd_analyze_verify(host, tmp_path):
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze is not installed")
+    for name in ("newsletter-web", "newsletter-worker", "newsletter-beat"):
+        # The installed paths: the ExecStart programs must exist for `verify`.
+        text = (host.root / "etc/systemd/system" / f"{name}.service").read_text()
+        unit = tmp_path / f"{name}.service"
+        unit.write_text(text.replace("/opt/newsletter", f"{host.root}/opt/newsletter"))
+        done = subprocess.run(
+            ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False, timeout=60
+        )
+        assert done.returncode == 0 and name not in done.stdout + done.stderr, done.stdout + done.stderr
+
+
 def test_readme_journey_signup_confirm_and_digest_through_nginx_and_postfix(host, mailbox):
     box, _ = mailbox
     blocks = marked_blocks(README, "production-readme")
@@ -276,7 +290,7 @@ def test_runbook_key_rotation_keeps_every_mailed_link_working(host, mailbox):
     first = key("NEWSLETTER_SECRET_KEY")
     for _ in range(2):  # the second rotation keeps the first key too
         host.run_block(runbook("rotate"), together=True)
-        host.wait_ready()
+    host.wait_ready()
     second, third = key("NEWSLETTER_SECRET_KEY_FALLBACKS").split(",")[0], key("NEWSLETTER_SECRET_KEY")
     assert key("NEWSLETTER_SECRET_KEY_FALLBACKS") == f"{second},{first}"
     assert len({first, second, third}) == 3 and len(third) >= 50
