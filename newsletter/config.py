@@ -28,6 +28,10 @@ FALLBACK_MIN_LENGTH = 16  # what production accepted as a secret before; enough 
 
 
 __all__ = ["ConfigError", "Settings", "get_settings", "reset_settings", "settings_from"]
+NO_FILE = (
+    "No settings file was read (none of $NEWSLETTER_ENV_FILE, ./.env, /etc/newsletter/newsletter.env): "
+    "set NEWSLETTER_ENV_FILE to yours, or write one with `newsletter init`."
+)
 # Values never echoed in an error message.
 _SECRET_WORDS = ("secret", "password", "token", "key")
 
@@ -260,7 +264,13 @@ def get_settings() -> Settings:
     path = find_env_file()
     if path is not None:
         read_env_file(path)  # refuses an unreadable file or a line that is not KEY=VALUE
-    return _checked(Settings, _env_file=path)
+    try:
+        return _checked(Settings, _env_file=path)
+    except ConfigError as exc:
+        if path is not None:
+            raise
+        # Run from another folder, a missing secret only means its file was not found: say so.
+        raise ConfigError(f"{NO_FILE}\n{exc}") from None
 
 
 def reset_settings() -> None:
