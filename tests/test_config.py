@@ -3,6 +3,8 @@ production refuses, and one clear line (never a traceback) for every bad setting
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
 import pty
 import re
@@ -214,7 +216,9 @@ def test_production_refuses_a_sender_domain_that_cannot_exist(domain):
     [line] = str(refused.value).splitlines()
     assert line.startswith("NEWSLETTER_MAIL_FROM") and domain.strip("[]") in line
     with pytest.raises(ConfigError, match="^NEWSLETTER_LIST_ID"):
-        production(list_id=f"Digest <digest.{domain}>" if "." in domain and domain[-1].isalpha() else f"<{domain}>")
+        production(
+            list_id=f"Digest <digest.{domain}>" if "." in domain and domain[-1].isalpha() else f"<{domain}>"
+        )
     with pytest.raises(ConfigError, match="^NEWSLETTER_DKIM_DOMAIN"):
         production(dkim_domain=domain)
 
@@ -283,3 +287,44 @@ def test_bad_settings_stop_every_process_with_a_line_not_a_traceback(tmp_path, p
         assert len(lines) == len(expected), output
         for line, words in zip(lines, expected, strict=True):
             assert line.startswith("Error: ") and words in line, (line, words)
+
+
+# ---- the postal address in every footer ----------------------------------------------------
+
+POSTAL = "Example Labs & Co, <1 Main St>, Springfield"
+
+
+def test_every_email_shows_the_postal_address_in_html_and_text(configure, sqlite_url, smtp_server):
+    """CAN-SPAM: the digest and every journey email carry the address in both parts, escaped
+    in HTML like any other value."""
+    from newsletter import admin
+    from newsletter.mail.transactional import transactional_message
+    from newsletter.models import Subscriber, SubscriberStatus
+    from newsletter.papers import sample_feed_path
+    from tests.conftest import html_part, text_part
+
+    box, port = smtp_server
+    settings = configure(
+        NEWSLETTER_DATABASE_URL=sqlite_url,
+        NEWSLETTER_SMTP_HOST="127.0.0.1",
+        NEWSLETTER_SMTP_PORT=str(port),
+        NEWSLETTER_POSTAL_ADDRESS=POSTAL,
+    )
+    admin.ingest(settings, path=sample_feed_path())
+    admin.add_subscriber(settings, "ada@yourlab.org", "robots", "weekly", 5, confirmed=True)
+    admin.add_subscriber(settings, "bob@yourlab.org", "", "weekly", 5, confirmed=False)  # a confirm email
+    admin.send_now(settings, "weekly")
+    messages = box.parsed()
+    ada = Subscriber(
+        id=1, email="ada@yourlab.org", email_key="ada@yourlab.org", status=SubscriberStatus.confirmed
+    )
+    for kind in ("welcome", "already_subscribed"):
+        messages.append(
+            email.message_from_bytes(transactional_message(settings, kind, ada), policy=email.policy.default)
+        )
+    kinds = {("List-Id" in m, m["Subject"]) for m in messages}
+    assert len(messages) == 4 and sum(is_digest for is_digest, _ in kinds) == 1, kinds
+    escaped = "Example Labs &amp; Co, &lt;1 Main St&gt;, Springfield"
+    for message in messages:
+        assert POSTAL in text_part(message), message["Subject"]
+        assert escaped in html_part(message) and "<1 Main St>" not in html_part(message), message["Subject"]
