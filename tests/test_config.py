@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import os
 import pty
 import re
@@ -158,8 +159,11 @@ def test_commands_run_anywhere_with_NEWSLETTER_ENV_FILE(env_file, tmp_path):
     )
     assert other.returncode == 1 and "newsletter db upgrade" in other.stderr
     # Without the variable, a ./.env in the working folder is read.
-    (elsewhere / ".env").write_text(env_file.read_text())
-    assert '"confirmed": 1' in run(["stats", "--json"], cwd=elsewhere).stdout
+    (elsewhere / ".env").write_text(env_file.read_text() + "NEWSLETTER_SMTP_HOTS=typo\n")
+    local = run(["stats", "--json"], cwd=elsewhere)
+    assert '"confirmed": 1' in local.stdout
+    [warning] = [json.loads(line) for line in local.stderr.splitlines()]  # a misspelt setting is named
+    assert warning["event"] == "config_unknown_setting" and warning["names"] == ["NEWSLETTER_SMTP_HOTS"]
 
 
 def test_no_settings_file_found_says_so_not_just_that_the_secret_is_missing(tmp_path):

@@ -32,8 +32,9 @@ def _settings() -> Settings:
         raise SystemExit(2) from None
 
 
+setup_process_logging("INFO")  # from here on every line is JSON, even Python's warnings
 settings = _settings()
-setup_process_logging(settings.log_level)  # from here on, even Python's warnings are JSON lines
+setup_process_logging(settings.log_level)
 log = logging.getLogger("newsletter.workers")
 app = make_app(settings)
 app.conf.include = ["workers.tasks"]
