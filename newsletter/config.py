@@ -5,6 +5,7 @@ Which file: see `newsletter.envfile.find_env_file`. What production refuses: `_r
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from email.utils import parseaddr
 from functools import lru_cache
@@ -18,6 +19,9 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 from newsletter.domains import undeliverable
 from newsletter.envfile import find_env_file, read_env_file
 from newsletter.errors import ConfigError
+from newsletter.logs import event
+
+log = logging.getLogger("newsletter.config")
 
 DEV_SECRET = "dev-insecure-secret-change-me"
 # Django's deploy check (security.W009): a secret shorter or plainer than this is guessable.
@@ -28,6 +32,10 @@ FALLBACK_MIN_LENGTH = 16  # what production accepted as a secret before; enough 
 
 
 __all__ = ["ConfigError", "Settings", "get_settings", "reset_settings", "settings_from"]
+NO_FILE = (
+    "No settings file was read (none of $NEWSLETTER_ENV_FILE, ./.env, /etc/newsletter/newsletter.env): "
+    "set NEWSLETTER_ENV_FILE to yours, or write one with `newsletter init`."
+)
 # Values never echoed in an error message.
 _SECRET_WORDS = ("secret", "password", "token", "key")
 
@@ -259,8 +267,22 @@ def get_settings() -> Settings:
     defaults. ConfigError (one line per problem) if the file or a value is wrong."""
     path = find_env_file()
     if path is not None:
-        read_env_file(path)  # refuses an unreadable file or a line that is not KEY=VALUE
-    return _checked(Settings, _env_file=path)
+        _warn_unknown(path, read_env_file(path))  # refuses an unreadable file, a line not KEY=VALUE
+    try:
+        return _checked(Settings, _env_file=path)
+    except ConfigError as exc:
+        if path is not None:
+            raise
+        # Run from another folder, a missing secret only means its file was not found: say so.
+        raise ConfigError(f"{NO_FILE}\n{exc}") from None
+
+
+def _warn_unknown(path: Path, values: dict[str, str]) -> None:
+    """A misspelt setting in the file is ignored like any other unknown line: say so."""
+    known = {f"NEWSLETTER_{name.upper()}" for name in Settings.model_fields}
+    unknown = sorted(k for k in values if k.upper().startswith("NEWSLETTER_") and k.upper() not in known)
+    if unknown:
+        event(log, "config_unknown_setting", logging.WARNING, path=str(path), names=unknown, hint="a typo?")
 
 
 def reset_settings() -> None:

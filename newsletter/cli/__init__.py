@@ -19,7 +19,7 @@ from newsletter.cli.subscribers import subs_app
 from newsletter.config import get_settings, settings_file
 from newsletter.envfile import describe_source
 from newsletter.errors import OperatorError
-from newsletter.logs import setup_logging
+from newsletter.logs import json_logger, setup_logging
 
 # uvicorn and FastAPI (serve, demo) and alembic (db upgrade) are imported inside the one command
 # that needs each: every other command starts in half the time.
@@ -82,7 +82,9 @@ def db_upgrade(revision: str = "head") -> None:
 
     from newsletter.migrate import upgrade
 
-    url = get_settings().database_url
+    settings = get_settings()
+    url = settings.database_url
+    json_logger("alembic", settings.log_level)  # "Running upgrade …" as JSON lines on stderr
     try:
         upgrade(url, revision)
     except CommandError as exc:  # alembic's word for an unknown revision: the operator's mistake
