@@ -271,9 +271,9 @@ def get_settings() -> Settings:
     try:
         return _checked(Settings, _env_file=path)
     except ConfigError as exc:
-        if path is not None:
+        if path is not None or "NEWSLETTER_SECRET_KEY " not in str(exc):
             raise
-        # Run from another folder, a missing secret only means its file was not found: say so.
+        # Run from another folder, a missing secret often only means its file was not found.
         raise ConfigError(f"{NO_FILE}\n{exc}") from None
 
 

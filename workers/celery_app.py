@@ -9,15 +9,15 @@ import logging
 import sys
 from typing import Any
 
+from celery import signals
 from celery.apps import worker as celery_worker
 from celery.schedules import crontab
-from celery.signals import setup_logging, worker_process_init, worker_shutting_down
 
 from newsletter.config import ConfigError, Settings, get_settings, settings_file
 from newsletter.db import dispose_engines
 from newsletter.delivery import recover_stale_claims, scheduled_send
 from newsletter.jobs import task_name
-from newsletter.logs import event, setup_process_logging
+from newsletter.logs import event, setup_logging, setup_process_logging
 from newsletter.mail.transactional import sweep_journey_emails
 from newsletter.papers.ingest import scheduled_ingest
 from newsletter.worker import make_app
@@ -73,20 +73,22 @@ app.Worker = _Worker
 app.Beat = _Beat
 
 
-@setup_logging.connect
+@signals.setup_logging.connect
 def _json_logs(loglevel: int | str | None = None, **_kwargs: Any) -> None:
-    # Connected, so Celery installs none of its plain-text handlers.
+    # Connected, so Celery installs none of its plain-text handlers. Celery's own lines follow
+    # --loglevel; the newsletter's events NEWSLETTER_LOG_LEVEL, as before.
     level = logging.getLevelName(loglevel) if isinstance(loglevel, int) else (loglevel or settings.log_level)
     setup_process_logging(str(level))
+    setup_logging(settings.log_level)
     event(log, "config_loaded", path=str(settings_file() or ""), mode=settings.mode)
 
 
-@worker_shutting_down.connect
+@signals.worker_shutting_down.connect
 def _log_shutdown(sig: str = "", how: str = "", **_kwargs: Any) -> None:
     event(log, "worker.shutting_down", signal=sig, how=how)
 
 
-@worker_process_init.connect
+@signals.worker_process_init.connect
 def _fresh_connections(**_kwargs: Any) -> None:
     # A forked child must not reuse the parent's pooled database sockets.
     dispose_engines()
