@@ -73,7 +73,7 @@ class Host:
     def __init__(self, root: Path, clone: Path, db_url: str, redis_url: str, relay_port: int) -> None:
         self.root, self.clone, self.db_url = root, clone, db_url
         self.web_port, self.https_port, self.http_port = free_port(), free_port(), free_port()
-        self.smtp_port, self.relay_port = free_port(), relay_port
+        self.smtp_port, self.relay_port, self.inbound_port = free_port(), relay_port, free_port()
         self.base_url = f"https://localhost:{self.https_port}"
         self.env_file = root / "etc/newsletter/newsletter.env"
         self.cert = root / "etc/letsencrypt/live" / TEST_DOMAIN / "fullchain.pem"
@@ -95,6 +95,8 @@ class Host:
             "/var/log/nginx/": f"{root}/var/log/nginx/",
             "127.0.0.1:8000": f"127.0.0.1:{self.web_port}",
             "--port 8000": f"--port {self.web_port}",
+            "[127.0.0.1]:2525": f"[127.0.0.1]:{self.inbound_port}",
+            "--port 2525": f"--port {self.inbound_port}",
             # Postfix's smtpd listens on a free port here, not 25.
             "NEWSLETTER_SMTP_HOST=127.0.0.1\n": f"NEWSLETTER_SMTP_HOST=127.0.0.1\nNEWSLETTER_SMTP_PORT={self.smtp_port}\n",  # noqa: E501
         }
@@ -285,11 +287,13 @@ class Host:
             time.sleep(0.2)
 
     def wait_ready(self) -> None:
-        """Each running unit has started since its last (re)start: worker, beat and web."""
+        """Each running unit has started since its last (re)start: worker, beat, inbound, web."""
         if "newsletter-worker" in self.units:
             self.wait_for_log("newsletter-worker", "ready.")
         if "newsletter-beat" in self.units:
             self.wait_for_log("newsletter-beat", "beat: Starting")
+        if "newsletter-inbound" in self.units:
+            self.wait_for_log("newsletter-inbound", "inbound.listening")
         if "newsletter-web" in self.units:
             web = self.units["newsletter-web"]
             wait_healthy(

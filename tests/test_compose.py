@@ -177,7 +177,7 @@ def test_compose_environment_is_wired_to_the_services_and_valid(compose, monkeyp
 def test_compose_commands_match_the_systemd_units(compose):
     """The container path and the host path run the same programs with the same state paths."""
     units = {}
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "beat", "inbound"):
         text = (ROOT / "deploy/systemd" / f"newsletter-{name}.service").read_text()
         [exec_start] = re.findall(r"^ExecStart=(.*)$", text, re.M)
         units[name] = exec_start.split()
@@ -187,6 +187,7 @@ def test_compose_commands_match_the_systemd_units(compose):
     for name in ("worker", "beat"):
         assert units[name][:4] == services[name]["command"][:4], name
         assert "--loglevel=INFO" in units[name] and "--loglevel=INFO" in services[name]["command"]
+    assert units["inbound"][:3] == services["inbound"]["command"][:3] == ["newsletter", "inbound", "serve"]
     schedule = "--schedule=/var/lib/newsletter/celerybeat-schedule"
     assert schedule in units["beat"] and schedule in services["beat"]["command"]
 

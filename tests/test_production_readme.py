@@ -32,6 +32,7 @@ pytestmark = pytest.mark.integration
 README = ROOT / "README.md"
 RUNBOOK = ROOT / "docs/operations.md"
 RUNBOOK_STEPS = ["first-start", "dkim", "upgrade", "backup", "restore", "rotate", "monitor"]
+UNITS = ("newsletter-web", "newsletter-worker", "newsletter-beat", "newsletter-inbound")
 STEPS = ["install", "database", "configure", "start", "nginx", "postfix", "check", "send"]
 
 
@@ -114,11 +115,13 @@ def test_the_installed_configuration_is_what_the_readme_promises(host):
     assert env.count("NEWSLETTER_SECRET_KEY=") == 1 and 'NEWSLETTER_MODE="production"' in env
     assert f"digest@{TEST_DOMAIN}" in env and "NEWSLETTER_METRICS_TOKEN=" in env
     # Each unit names the env file; each service says at start which file it read.
-    for name in ("newsletter-web", "newsletter-worker", "newsletter-beat"):
+    for name in UNITS:
         unit = host.unit(name)
         assert unit["User"] == ["newsletter"] and unit["Restart"] == ["on-failure"], name
         assert "NEWSLETTER_ENV_FILE=/etc/newsletter/newsletter.env" in unit["Environment"], name
         assert host.units[name].poll() is None, host.tail(name)
+        if name == "newsletter-inbound":
+            continue  # `newsletter inbound serve` does not log config_loaded (yet)
         loaded = [line for line in host.tail(name).splitlines() if '"config_loaded"' in line]
         assert loaded and str(host.env_file) in loaded[0], host.tail(name)
     web = host.unit("newsletter-web")
@@ -134,7 +137,7 @@ def test_the_installed_configuration_is_what_the_readme_promises(host):
 def test_systemd_units_pass_systemd_analyze_verify(host, tmp_path):
     if not shutil.which("systemd-analyze"):
         pytest.skip("systemd-analyze is not installed")
-    for name in ("newsletter-web", "newsletter-worker", "newsletter-beat"):
+    for name in UNITS:
         # The installed paths: the ExecStart programs must exist for `verify`.
         text = (host.root / "etc/systemd/system" / f"{name}.service").read_text()
         unit = tmp_path / f"{name}.service"
@@ -190,6 +193,27 @@ def test_readme_journey_signup_confirm_and_digest_through_nginx_and_postfix(host
     ips = {e.get("ip") for e in person["consent_events"]}
     assert "127.0.0.1" in ips and "198.51.100.7" not in ips
     print("production README:", {k: round(v, 1) for k, v in host.timings.items()})
+
+
+def test_readme_postfix_hands_a_bounce_to_the_inbound_unit_and_the_reader_is_bounced(host, mailbox):
+    """A reader's server refuses a message Postfix already accepted: Postfix's bounce goes to the
+    VERP address, its transport map hands it to newsletter-inbound, and the reader is bounced."""
+    box, _ = mailbox
+    reader = "gone@example.net"
+    with client(host) as web:
+        assert web.post("/subscribe", data={"email": reader, "interests": "robots"}).status_code == 202
+        confirm = link_in(wait_mail(box, reader, "onfirm"), "confirm")
+        # From now on the reader's server refuses: the welcome email bounces at Postfix.
+        box.replies[reader] = "550 5.1.1 <gone@example.net>: Recipient address rejected: no such user"
+        assert web.post(confirm).status_code == 200
+    deadline = time.monotonic() + 30
+    while json.loads(newsletter(host, f"subscribers export {reader}"))["status"] != "bounced":
+        assert time.monotonic() < deadline, (
+            host.tail("newsletter-inbound") + host.log("postfix").read_text()[-3000:]
+        )
+        time.sleep(0.5)
+    assert f"bounces.{TEST_DOMAIN}" in host.log("postfix").read_text()  # the DSN went to the endpoint
+    assert '"bounce.recorded"' in host.tail("newsletter-inbound")
 
 
 def test_nginx_example_redirects_http_caps_bodies_and_forwards_the_scheme(host):
@@ -258,7 +282,12 @@ def test_runbook_dkim_signs_mail_that_verifies_against_the_printed_dns_record(ho
 def test_runbook_upgrade_migrates_then_restarts_worker_beat_web(host):
     results = host.run_block(runbook("upgrade"))
     assert any("up to date" in r.stdout for r in results), [r.stdout for r in results]
-    assert host.started[-3:] == ["newsletter-worker", "newsletter-beat", "newsletter-web"]
+    assert host.started[-4:] == [
+        "newsletter-worker",
+        "newsletter-beat",
+        "newsletter-web",
+        "newsletter-inbound",
+    ]
     host.wait_ready()
     with client(host) as web:
         assert web.get("/healthz").status_code == 200
