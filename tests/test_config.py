@@ -121,6 +121,8 @@ def test_init_checks_like_production_start_up_and_writes_nothing_on_error(tmp_pa
     assert done.returncode == 1 and not path.exists()
     dollar = run([*INIT[:-1], "costs $5"], cwd=tmp_path, NEWSLETTER_ENV_FILE=str(path))
     assert dollar.returncode == 1 and "NEWSLETTER_POSTAL_ADDRESS" in dollar.stderr and not path.exists()
+    done = run(INIT, cwd=tmp_path, NEWSLETTER_ENV_FILE=str(path))  # the values fixed: written there
+    assert done.returncode == 0 and path.exists(), done.stderr
 
 
 # ---- where settings are read -----------------------------------------------------------------
