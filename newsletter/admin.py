@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from newsletter import delivery, jobs, suppression
 from newsletter import subscriptions as subs
+from newsletter.bounces.reports import bounce_counts
 from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope
 from newsletter.delivery import dispatch_issue
@@ -317,6 +318,7 @@ def show_issue(settings: Settings, issue_id: int) -> dict[str, Any]:
         return {
             **issue_row(settings, issue),
             "paper_titles": [titles[i] for i in issue.paper_ids if i in titles],
+            "bounces": bounce_counts(session, issue_id),  # after the 250: hard, soft, policy, complaint
         }
 
 

@@ -122,10 +122,39 @@ class Settings(BaseSettings):
     thumbnail_hosts: Annotated[list[str], NoDecode] = ["cdn-thumbnails.huggingface.co"]  # view page img-src
     webhook_rate_per_ip: int = Field(default=600, ge=1)  # bounce webhook calls per IP per minute
 
-    @field_validator("admin_tokens", "thumbnail_hosts", "secret_key_fallbacks", mode="before")
+    # Mail providers' event webhooks (README "Bounces from a mail provider"): each endpoint
+    # answers 404 until its settings are set.
+    ses_sns_cert: Path | None = None  # PEM file: the certificate(s) SNS signs with, saved by the operator
+    ses_sns_topic_arns: Annotated[list[str], NoDecode] = []  # the SNS topics whose messages count
+    mailgun_signing_key: str | None = None  # Mailgun's "HTTP webhook signing key"
+    postmark_webhook_user: str | None = None  # basic-auth credentials in Postmark's webhook URL
+    postmark_webhook_password: str | None = None
+    # A signed provider call (SNS Timestamp, Mailgun timestamp) further than this from our clock
+    # is refused; Mailgun tokens are remembered twice as long, so a replay never gets through.
+    provider_event_max_age_seconds: int = Field(default=900, ge=30, le=86_400)
+
+    @field_validator(
+        "admin_tokens", "thumbnail_hosts", "secret_key_fallbacks", "ses_sns_topic_arns", mode="before"
+    )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+    # Bounces after the 250 (README "Bounces and complaints"). VERP envelope senders and the
+    # mailto: unsubscribe use this domain (default: the domain of mail_from); tokens older than
+    # bounce_token_days are refused. Scoring is Mailman's: hard bounce -> bounced at once (or
+    # bounce_hard_weight points); a soft bounce adds bounce_soft_weight, at most one a day; the
+    # score halves every bounce_score_half_life_days and restarts after bounce_score_window_days
+    # without a bounce; at bounce_score_threshold the reader is bounced.
+    bounce_domain: str | None = None
+    bounce_token_days: int = Field(default=60, ge=1)
+    bounce_hard_immediate: bool = True
+    bounce_hard_weight: float = Field(default=2.0, gt=0)
+    bounce_soft_weight: float = Field(default=1.0, ge=0)
+    bounce_score_threshold: float = Field(default=3.0, gt=0)
+    bounce_score_half_life_days: float = Field(default=30.0, gt=0)
+    bounce_score_window_days: int = Field(default=60, ge=1)
+    inbound_max_bytes: int = Field(default=2 * 2**20, ge=10_000)  # bigger messages: 552
 
     # An issue pauses after this many messages in a row refused for a reason that is not about
     # the reader (a 5xx at MAIL FROM or DATA, policy, size), like listmonk's max_send_errors.
@@ -180,6 +209,7 @@ class Settings(BaseSettings):
         named = {"NEWSLETTER_MAIL_FROM": self.mail_domain if "@" in address else None}
         named["NEWSLETTER_LIST_ID"] = self.list_id.rpartition("<")[2].strip(" >")
         named["NEWSLETTER_DKIM_DOMAIN"] = self.dkim_domain
+        named["NEWSLETTER_BOUNCE_DOMAIN"] = self.bounce_domain  # bounces and mailto: unsubscribes
         for name, domain in named.items():
             reason = undeliverable(domain) if domain is not None else None
             if reason:
@@ -216,6 +246,11 @@ class Settings(BaseSettings):
     @property
     def mail_domain(self) -> str:
         return (parseaddr(self.mail_from)[1] or self.mail_from).rsplit("@", 1)[-1].strip(" >")
+
+    @property
+    def verp_domain(self) -> str:
+        """Where bounces and mailto: unsubscribes go: `bounce_domain`, else the mail domain."""
+        return (self.bounce_domain or self.mail_domain).lower()
 
 
 def _weak_secret(secret: str) -> bool:

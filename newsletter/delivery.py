@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from newsletter import jobs
+from newsletter.bounces import verp
 from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope
 from newsletter.digests import DigestRenderer, renderer_for
@@ -227,7 +228,8 @@ def _send_one(batch: _Batch, delivery_id: int, sub_id: int, next_id: int | None)
         return "skipped"
     message, message_id, paper_ids = built
     try:
-        batch.sender.send(sub.email, message)
+        return_path = verp.bounce_address(batch.settings, verp.DELIVERY, delivery_id, sub.token_key)
+        batch.sender.send(sub.email, message, mail_from=return_path)
     except PermanentSendError as exc:
         finish(conn, delivery_id, owner, DeliveryState.failed, smtp_code=exc.code, error=str(exc)[:1000])
         if isinstance(exc, RecipientRefused):  # only a refusal of the address is about the reader

@@ -16,12 +16,13 @@ from typing import Any
 from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
-from newsletter import jobs, outbox, suppression
+from newsletter import jobs, onboarding, outbox, suppression
 from newsletter.config import Settings
 from newsletter.db import insert_ignore, rows_written, session_scope
 from newsletter.logs import event as log_event
 from newsletter.mail.transactional import send_journey_email
 from newsletter.models import (
+    BounceRecord,
     ConsentEvent,
     Delivery,
     Frequency,
@@ -276,6 +277,7 @@ def confirm_subscription(
     transition(sub, SubscriberStatus.confirmed)
     if sub.pending_interests is not None:  # what the signup being confirmed asked for
         sub.interests, sub.pending_interests = sub.pending_interests, None
+    onboarding.apply_pending_likes(session, sub)  # and the papers it ticked
     suppression.lift(session, sub.email_key)  # an erased person who opted in again
     sub.confirmed_at = utcnow()
     sub.unsubscribed_at = None
@@ -291,7 +293,7 @@ def unsubscribe(session: Session, sub: Subscriber, client: Client = Client(), vi
         return False
     transition(sub, SubscriberStatus.unsubscribed)
     sub.unsubscribed_at = utcnow()
-    sub.pending_interests = None  # also cancels a signup still waiting for its confirmation
+    sub.pending_interests = sub.pending_likes = None  # also cancels a signup still waiting for its link
     record_consent(session, sub, f"unsubscribed:{via}", client)
     return True
 
@@ -358,6 +360,7 @@ def export_subscriber(session: Session, sub: Subscriber) -> dict[str, Any]:
         "deliveries": rows(Delivery),
         "votes": rows(Vote),
         "journey_emails": rows(JourneyEmail),
+        "bounce_events": rows(BounceRecord),
     }
 
 
@@ -371,6 +374,7 @@ def erase_subscriber(session: Session, sub: Subscriber, reason: str = "erased on
         (JourneyEmail, JourneyEmail.subscriber_id),
         (Vote, Vote.subscriber_id),
         (ConsentEvent, ConsentEvent.subscriber_id),
+        (BounceRecord, BounceRecord.subscriber_id),
     ):
         session.exec(delete(table).where(col(column) == sub.id))
     session.delete(sub)

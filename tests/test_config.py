@@ -227,6 +227,8 @@ def test_production_refuses_a_sender_domain_that_cannot_exist(domain):
         )
     with pytest.raises(ConfigError, match="^NEWSLETTER_DKIM_DOMAIN"):
         production(dkim_domain=domain)
+    with pytest.raises(ConfigError, match="^NEWSLETTER_BOUNCE_DOMAIN"):
+        production(bounce_domain=domain)
 
 
 def test_production_wants_a_postal_address_unless_waived_and_other_modes_keep_defaults():

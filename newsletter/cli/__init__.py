@@ -1,4 +1,5 @@
-"""The `newsletter` command: init, serve, db, papers, subscribers, preview, send, issues, stats, demo.
+"""The `newsletter` command: init, serve, db, papers, subscribers, preview, send, issues, stats, inbound,
+demo.
 
 Each group lives in its own module (`subscribers`, `papers`, `issues`); this one wires them to the
 one `app` and keeps the few commands that start something (serve, db upgrade, demo).
@@ -14,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from newsletter.cli import issues, papers
 from newsletter.cli.common import OneLineErrors, console, err
+from newsletter.cli.inbound import inbound_app
 from newsletter.cli.init import init
 from newsletter.cli.subscribers import subs_app
 from newsletter.config import get_settings, settings_file
@@ -35,6 +37,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(subs_app, name="subscribers")
 app.add_typer(papers.papers_app, name="papers")
 app.add_typer(issues.issues_app, name="issues")
+app.add_typer(inbound_app, name="inbound")
 app.command()(papers.preview)
 app.command()(issues.send)
 app.command()(issues.stats)

@@ -31,6 +31,9 @@ from newsletter.ledger.reports import (
     delivery_counts as delivery_counts,
 )
 from newsletter.ledger.reports import (
+    delivery_owner as delivery_owner,
+)
+from newsletter.ledger.reports import (
     load_subscribers as load_subscribers,
 )
 from newsletter.ledger.reports import (
@@ -356,3 +359,11 @@ class SentRecorder:
         if rows is None:
             return None
         return [RowCheck(SubscriberStatus(s.decode()), paused == b"t", int(n)) for s, paused, n in rows]
+
+
+def note_bounce(session: Session, delivery_id: int, why: str) -> None:
+    """Write on a delivery that it bounced after the relay's 250; its state stays `sent` (the
+    relay did take it), its `error` says what came back."""
+    session.connection().execute(
+        update(DELIVERIES).where(DELIVERIES.c.id == delivery_id).values(error=why[:1000])
+    )

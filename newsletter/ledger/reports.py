@@ -95,3 +95,12 @@ def stalled_issues(conn: Connection, quiet_since: datetime, created_since: datet
     found = set(conn.execute(stmt).scalars())
     conn.commit()
     return found
+
+
+def delivery_owner(session: Session, delivery_id: int) -> tuple[int, int] | None:
+    """(issue id, subscriber id) of a delivery row, or None if there is no such row."""
+    row = session.connection().execute(
+        select(DELIVERIES.c.issue_id, DELIVERIES.c.subscriber_id).where(DELIVERIES.c.id == delivery_id)
+    )
+    found = row.first()
+    return (found[0], found[1]) if found is not None else None

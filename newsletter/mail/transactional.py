@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from newsletter import jobs, links, outbox
+from newsletter.bounces import verp
 from newsletter.config import Settings
 from newsletter.db import get_engine
 from newsletter.logs import event
@@ -132,7 +133,8 @@ def _send_claimed(
         _log_outcome("mail.skipped", email_id, job, reason=reason)
         return None
     message_id = new_message_id(settings.mail_domain, job.kind)
-    sender.send(sub.email, transactional_message(settings, job.kind, sub, message_id))
+    return_path = verp.bounce_address(settings, verp.JOURNEY, email_id, sub.token_key)
+    sender.send(sub.email, transactional_message(settings, job.kind, sub, message_id), mail_from=return_path)
     return message_id
 
 

@@ -11,7 +11,9 @@ from sqlmodel import col, select
 
 from newsletter import feedback
 from newsletter import subscriptions as subs
-from newsletter.digests import issue_papers, issue_title, paper_view, reader_view
+from newsletter.bounces.reports import bounce_counts_by_issue, no_bounces
+from newsletter.cards import issue_papers, paper_view
+from newsletter.digests import issue_title, reader_view
 from newsletter.ledger import sent_papers
 from newsletter.models import Issue
 from newsletter.stats import issue_counts, subscriber_counts
@@ -90,13 +92,15 @@ def vote(request: Request, token: str, session: SessionDep, settings: SettingsDe
 
 @router.post("/webhooks/bounce", dependencies=[Depends(within_webhook_rate), Depends(webhook_caller)])
 def bounce_webhook(
-    event: Annotated[BounceEvent, Depends(FormOrJson(BounceEvent))], session: SessionDep
+    event: Annotated[BounceEvent, Depends(FormOrJson(BounceEvent))],
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> Response:
     """Bounces and complaints from the mail provider, with the header
     `Authorization: Bearer <NEWSLETTER_WEBHOOK_SECRET>`, or signed: `X-Timestamp: <unix time>`
     and `X-Signature: sha256=<hex HMAC-SHA256 of timestamp + "." + body under that secret>`."""
     try:
-        changed = feedback.apply_bounce_event(session, event.type, event.email, event.reason)
+        changed = feedback.apply_bounce_event(session, settings, event.type, event.email, event.reason)
     except subs.InvalidInput as exc:
         return JSONResponse({"error": "invalid email", "detail": str(exc)}, status_code=422)
     return JSONResponse({"status": "ok", "changed": changed})
@@ -104,14 +108,23 @@ def bounce_webhook(
 
 @router.get("/metrics", dependencies=[Depends(metrics_caller)])
 def metrics(session: SessionDep) -> Response:
-    """Prometheus text: subscribers by status, deliveries by issue and state, for a caller with
+    """Prometheus text: subscribers by status, deliveries by issue and state, bounces and
+    complaints by issue and kind, for a caller with
     `Authorization: Bearer <NEWSLETTER_METRICS_TOKEN or one of NEWSLETTER_ADMIN_TOKENS>`."""
     lines = ["# TYPE newsletter_subscribers gauge"]
     lines += [f'newsletter_subscribers{{status="{k}"}} {v}' for k, v in subscriber_counts(session).items()]
     lines.append("# TYPE newsletter_deliveries gauge")
-    for issue in issue_counts(session):
+    issues = issue_counts(session)
+    for issue in issues:
         lines += [
             f'newsletter_deliveries{{issue="{issue.id}",period="{issue.period}",state="{k}"}} {v}'
             for k, v in issue.counts.items()
+        ]
+    lines.append("# TYPE newsletter_bounces gauge")  # after the relay's 250: DSNs, ARF, provider events
+    bounced = bounce_counts_by_issue(session)
+    for issue in issues:
+        lines += [
+            f'newsletter_bounces{{issue="{issue.id}",period="{issue.period}",kind="{k}"}} {v}'
+            for k, v in (bounced.get(issue.id) or no_bounces()).items()
         ]
     return PlainTextResponse("\n".join(lines) + "\n")

@@ -6,9 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+from sqlmodel import Session
 
-from newsletter import feedback, links
+from newsletter import feedback, links, onboarding
 from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.models import Subscriber, SubscriberStatus
@@ -34,6 +35,7 @@ class PreferencesForm(BaseModel):
     interests: str | None = None
     frequency: str | None = None
     max_papers: str | int | None = None
+    liked: list[int] = Field(default_factory=list, max_length=100)  # "papers like these" ticked
 
 
 class EraseForm(BaseModel):
@@ -46,7 +48,13 @@ Reader = Annotated[Subscriber, Depends(subscriber_for(Purpose.preferences))]
 
 
 def _page(
-    request: Request, settings: Settings, sub: Subscriber, token: str, status_code: int = 200, **context: Any
+    request: Request,
+    session: Session,
+    settings: Settings,
+    sub: Subscriber,
+    token: str,
+    status_code: int = 200,
+    **context: Any,
 ) -> Response:
     return render_page(
         request,
@@ -58,13 +66,16 @@ def _page(
         active=sub.status is SubscriberStatus.confirmed,
         learned=describe_profile(sub.profile or None)[:12],
         liked=(sub.profile or {}).get("liked", []),
+        picks=onboarding.picker_papers(session),
         **context,
     )
 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse)
-def preferences_page(request: Request, token: str, sub: Reader, settings: SettingsDep) -> Response:
-    return _page(request, settings, sub, token)
+def preferences_page(
+    request: Request, token: str, sub: Reader, session: SessionDep, settings: SettingsDep
+) -> Response:
+    return _page(request, session, settings, sub, token)
 
 
 @router.post("/preferences/{token}")
@@ -86,12 +97,14 @@ def save_preferences(
             max_papers=body.max_papers,
             client=client,
         )
+        if sub.status is SubscriberStatus.confirmed:  # what a reader ticks counts as votes, at once
+            onboarding.like_papers(session, sub, onboarding.checked_picks(session, body.liked))
     except subs.InvalidInput as exc:
         session.rollback()
-        return _page(request, settings, sub, token, status_code=400, error=str(exc))
+        return _page(request, session, settings, sub, token, status_code=400, error=str(exc))
     if wants_json(request):
         return JSONResponse({"status": "saved"})
-    return _page(request, settings, sub, token, saved=True)
+    return _page(request, session, settings, sub, token, saved=True)
 
 
 @router.get("/preferences/{token}/export")
@@ -107,7 +120,7 @@ def reset_profile(
     request: Request, token: str, sub: Reader, session: SessionDep, settings: SettingsDep
 ) -> Response:
     feedback.reset_profile(session, sub)
-    return _page(request, settings, sub, token, reset=True)
+    return _page(request, session, settings, sub, token, reset=True)
 
 
 @router.post("/preferences/{token}/erase")
@@ -122,6 +135,7 @@ def erase(
     if body.confirm != "yes":
         return _page(
             request,
+            session,
             settings,
             sub,
             token,

@@ -1,0 +1,43 @@
+"""`newsletter inbound serve`: the SMTP/LMTP endpoint for bounces, complaints and mailto: unsubscribes."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from newsletter.cli.common import console
+from newsletter.config import get_settings, settings_file
+from newsletter.logs import event, setup_process_logging
+
+log = logging.getLogger("newsletter.bounces")
+
+inbound_app = typer.Typer(
+    help="The inbound mail endpoint (bounces, complaints, unsubscribes).", no_args_is_help=True
+)
+
+
+@inbound_app.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(2525, help="Port to listen on."),
+    lmtp: bool = typer.Option(False, "--lmtp", help="Speak LMTP instead of SMTP."),
+) -> None:
+    """Take mail for the bounce domain (NEWSLETTER_BOUNCE_DOMAIN, default the mail domain).
+
+    Point the MTA's transport for that domain here, e.g. in Postfix's transport map:
+    bounces.example.org  smtp:[127.0.0.1]:2525
+
+    Example: newsletter inbound serve --host 0.0.0.0 --port 2525
+    """
+    from newsletter.bounces.inbound import serve as run_inbound
+
+    settings = get_settings()
+    setup_process_logging(settings.log_level)  # every line JSON, aiosmtpd's too
+    event(log, "config_loaded", path=str(settings_file() or ""), mode=settings.mode)
+    protocol = "LMTP" if lmtp else "SMTP"
+    if settings.mode == "production":
+        event(log, "inbound.listening", domain=settings.verp_domain, host=host, port=port, protocol=protocol)
+    else:
+        console.print(f"Taking mail for [bold]{settings.verp_domain}[/] on {host}:{port} ({protocol}).")
+    run_inbound(settings, host, port, lmtp)
