@@ -209,6 +209,7 @@ class Settings(BaseSettings):
         named = {"NEWSLETTER_MAIL_FROM": self.mail_domain if "@" in address else None}
         named["NEWSLETTER_LIST_ID"] = self.list_id.rpartition("<")[2].strip(" >")
         named["NEWSLETTER_DKIM_DOMAIN"] = self.dkim_domain
+        named["NEWSLETTER_BOUNCE_DOMAIN"] = self.bounce_domain  # bounces and mailto: unsubscribes
         for name, domain in named.items():
             reason = undeliverable(domain) if domain is not None else None
             if reason:

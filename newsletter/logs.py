@@ -55,6 +55,10 @@ def setup_process_logging(level: str) -> None:
     root.handlers = [json_handler()]
     root.setLevel(level.upper())
     logging.captureWarnings(True)
+    # A logger that does not propagate and has no handler of its own (billiard's "multiprocessing",
+    # whose "Process … exited with signal 15" comes when systemd stops the whole group) ends here.
+    logging.lastResort = json_handler()
+    logging.lastResort.setLevel(logging.WARNING)
 
 
 def json_logger(name: str, level: str) -> None:

@@ -121,6 +121,8 @@ def test_init_checks_like_production_start_up_and_writes_nothing_on_error(tmp_pa
     assert done.returncode == 1 and not path.exists()
     dollar = run([*INIT[:-1], "costs $5"], cwd=tmp_path, NEWSLETTER_ENV_FILE=str(path))
     assert dollar.returncode == 1 and "NEWSLETTER_POSTAL_ADDRESS" in dollar.stderr and not path.exists()
+    done = run(INIT, cwd=tmp_path, NEWSLETTER_ENV_FILE=str(path))  # the values fixed: written there
+    assert done.returncode == 0 and path.exists(), done.stderr
 
 
 # ---- where settings are read -----------------------------------------------------------------
@@ -225,6 +227,8 @@ def test_production_refuses_a_sender_domain_that_cannot_exist(domain):
         )
     with pytest.raises(ConfigError, match="^NEWSLETTER_DKIM_DOMAIN"):
         production(dkim_domain=domain)
+    with pytest.raises(ConfigError, match="^NEWSLETTER_BOUNCE_DOMAIN"):
+        production(bounce_domain=domain)
 
 
 def test_production_wants_a_postal_address_unless_waived_and_other_modes_keep_defaults():

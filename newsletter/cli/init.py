@@ -124,7 +124,7 @@ def _checked_database_url(url: str) -> str:
 def next_steps(path: Path) -> list[str]:
     steps = ["Set your SMTP relay in that file (NEWSLETTER_SMTP_HOST, ...: see its commented lines)."]
     if path != SYSTEM_ENV_FILE:  # the one place every process looks without being told
-        steps.append(f"export {ENV_FILE_VARIABLE}={path}   (and Environment= in systemd units)")
+        steps.append(f"export {ENV_FILE_VARIABLE}={path}   (systemd units: EnvironmentFile={path})")
     steps += [
         "newsletter db upgrade",
         "Start the web app, a worker and beat; each reads the same file:\n"
