@@ -120,8 +120,6 @@ def test_the_installed_configuration_is_what_the_readme_promises(host):
         assert unit["User"] == ["newsletter"] and unit["Restart"] == ["on-failure"], name
         assert "NEWSLETTER_ENV_FILE=/etc/newsletter/newsletter.env" in unit["Environment"], name
         assert host.units[name].poll() is None, host.tail(name)
-        if name == "newsletter-inbound":
-            continue  # `newsletter inbound serve` does not log config_loaded (yet)
         loaded = [line for line in host.tail(name).splitlines() if '"config_loaded"' in line]
         assert loaded and str(host.env_file) in loaded[0], host.tail(name)
     web = host.unit("newsletter-web")
