@@ -313,3 +313,21 @@ def test_a_bounced_welcome_email_bounces_its_reader_through_lmtp(sent, smtp_serv
         assert sub.status is SubscriberStatus.bounced
         [event] = bounce_events_for(session, sub.id)
         assert (event.kind.value, event.status, event.delivery_id) == ("hard", "5.1.1", None)
+
+
+def test_inbound_serve_on_a_taken_port_says_so_in_one_line(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from tests.conftest import process_env
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = process_env(NEWSLETTER_DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}")
+        argv = [sys.executable, "-m", "newsletter", "inbound", "serve", "--port", str(port)]
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr

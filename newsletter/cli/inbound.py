@@ -6,6 +6,7 @@ import typer
 
 from newsletter.cli.common import console
 from newsletter.config import get_settings
+from newsletter.errors import OperatorError
 from newsletter.logs import setup_logging
 
 inbound_app = typer.Typer(
@@ -33,4 +34,7 @@ def serve(
     console.print(
         f"Taking mail for [bold]{settings.verp_domain}[/] on {host}:{port} ({'LMTP' if lmtp else 'SMTP'})."
     )
-    run_inbound(settings, host, port, lmtp)
+    try:
+        run_inbound(settings, host, port, lmtp)
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        raise OperatorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
