@@ -331,3 +331,16 @@ def test_inbound_serve_on_a_taken_port_says_so_in_one_line(tmp_path):
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_control_characters_from_a_provider_are_stored_as_spaces(configure, pg_url):
+    settings = configure(NEWSLETTER_DATABASE_URL=pg_url)
+    sub_id = add_subscriber("nul@example.org")
+    with configured_session() as session:
+        event = BounceEvent(
+            kind="hard", address="nul@example.org", status="5.1.1\x00", diagnostic="no\x00such\r\nuser"
+        )
+        assert record_bounce(session, settings, event).effect is Effect.bounced
+    with configured_session() as session:
+        [stored] = bounce_events_for(session, sub_id)
+    assert (stored.status, stored.diagnostic) == ("5.1.1", "no such  user")
