@@ -42,7 +42,7 @@ from newsletter.models import (
 from newsletter.validation import InvalidInput
 
 log = logging.getLogger("newsletter.bounces")
-SOURCES = frozenset({"dsn", "arf", "mailto", "ses", "mailgun", "postmark", "webhook"})
+SOURCES = frozenset({"dsn", "arf", "mailto", "ses", "mailgun", "postmark", "sendgrid", "webhook"})
 
 
 @dataclass(frozen=True)
