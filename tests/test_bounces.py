@@ -344,3 +344,18 @@ def test_control_characters_from_a_provider_are_stored_as_spaces(configure, pg_u
     with configured_session() as session:
         [stored] = bounce_events_for(session, sub_id)
     assert (stored.status, stored.diagnostic) == ("5.1.1", "no such  user")
+
+
+def test_erasing_a_reader_erases_their_bounce_events_and_export_lists_them(configure, pg_url):
+    settings = configure(NEWSLETTER_DATABASE_URL=pg_url)
+    sub_id = add_subscriber("gone@example.org")
+    with configured_session() as session:
+        record_bounce(session, settings, BounceEvent(kind="soft", address="gone@example.org", status="4.2.2"))
+    with configured_session() as session:
+        sub = session.get(Subscriber, sub_id)
+        exported = subs.export_subscriber(session, sub)["bounce_events"]
+        assert [(e["kind"], e["status"], e["effect"]) for e in exported] == [("soft", "4.2.2", "scored")]
+        subs.erase_subscriber(session, sub)
+    with configured_session() as session:
+        assert bounce_events_for(session, sub_id) == []
+        assert session.get(Subscriber, sub_id) is None
