@@ -351,11 +351,9 @@ def test_erasing_a_reader_erases_their_bounce_events_and_export_lists_them(confi
     sub_id = add_subscriber("gone@example.org")
     with configured_session() as session:
         record_bounce(session, settings, BounceEvent(kind="soft", address="gone@example.org", status="4.2.2"))
-    with configured_session() as session:
-        sub = session.get(Subscriber, sub_id)
-        exported = subs.export_subscriber(session, sub)["bounce_events"]
-        assert [(e["kind"], e["status"], e["effect"]) for e in exported] == [("soft", "4.2.2", "scored")]
-        subs.erase_subscriber(session, sub)
+    exported = admin.export(settings, "gone@example.org")["bounce_events"]
+    assert [(e["kind"], e["status"], e["effect"]) for e in exported] == [("soft", "4.2.2", "scored")]
+    admin.remove_subscriber(settings, "gone@example.org", erase=True)
     with configured_session() as session:
         assert bounce_events_for(session, sub_id) == []
         assert session.get(Subscriber, sub_id) is None
