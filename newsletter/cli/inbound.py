@@ -8,6 +8,7 @@ import typer
 
 from newsletter.cli.common import console
 from newsletter.config import get_settings, settings_file
+from newsletter.errors import OperatorError
 from newsletter.logs import event, setup_process_logging
 
 log = logging.getLogger("newsletter.bounces")
@@ -40,4 +41,7 @@ def serve(
         event(log, "inbound.listening", domain=settings.verp_domain, host=host, port=port, protocol=protocol)
     else:
         console.print(f"Taking mail for [bold]{settings.verp_domain}[/] on {host}:{port} ({protocol}).")
-    run_inbound(settings, host, port, lmtp)
+    try:
+        run_inbound(settings, host, port, lmtp)
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        raise OperatorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
