@@ -1,9 +1,14 @@
-"""The one error type for an operator's mistake (bad input, an unknown id).
+"""The error types for an operator's mistake: bad input, an unknown id, settings that cannot work.
 
-The CLI prints its message as one line on stderr and exits non-zero, never a traceback.
-This module imports nothing, so any module of the core can raise it.
+The CLI prints their message (one line per problem) on stderr and exits non-zero, never a
+traceback. This module imports nothing, so any module of the core can raise them.
 """
 
 
 class OperatorError(Exception):
     """A mistake the operator can fix; the message says what to do."""
+
+
+class ConfigError(RuntimeError):
+    """The settings cannot work (for example a default secret in production). The message holds
+    one line per problem, each naming its NEWSLETTER_* setting."""
