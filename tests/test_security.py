@@ -119,6 +119,7 @@ def app_settings(configure, pg_url):
         NEWSLETTER_DATABASE_URL=pg_url,
         NEWSLETTER_WEBHOOK_SECRET=HOOK,
         NEWSLETTER_METRICS_TOKEN=METRICS,
+        NEWSLETTER_ADMIN_TOKENS=HOOK,  # the fuzzer's one bearer token reaches the admin API too
         NEWSLETTER_SIGNUP_RATE_PER_IP="100000",
     )
 
@@ -136,8 +137,8 @@ def client(app_settings):
 
 def test_fuzz_every_operation_never_answers_5xx(app_settings):
     """Schemathesis generates valid and invalid inputs from the app's own OpenAPI schema for
-    every operation (the webhook authenticated, so its body parsing is reached too), on a store
-    with papers, subscribers and an issue: the answer is never a server error."""
+    every operation (the webhook and the admin API authenticated, so their body parsing is
+    reached too), on a store with papers, subscribers and an issue: the answer is never a server error."""
     from hypothesis import given
     from schemathesis.generation.modes import GenerationMode
 

@@ -32,7 +32,7 @@ def list_subscribers(
     status: SubscriberStatus | None = None,
     frequency: Frequency | None = None,
     search: Annotated[str | None, Query(max_length=320, description="Part of the address, any case.")] = None,
-    after: Annotated[int, Query(ge=0, description="The previous page's next_after.")] = 0,
+    after: Annotated[int, Query(ge=0, le=2**31 - 1, description="The previous page's next_after.")] = 0,
     limit: Annotated[int, Query(ge=1, le=operations.MAX_PAGE)] = 100,
 ) -> SubscriberPage:
     """Subscribers in id order, `limit` at a time; follow `next_after` for the next page."""
