@@ -15,8 +15,9 @@ from rich.console import Console
 from rich.progress import Progress
 from sqlmodel import Session, col, select
 
-from newsletter import delivery, jobs, liveness, suppression
+from newsletter import delivery, jobs, liveness, privacy, suppression
 from newsletter import subscriptions as subs
+from newsletter.bounces.reports import bounce_counts
 from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope
 from newsletter.delivery import dispatch_issue
@@ -40,6 +41,7 @@ from newsletter.validation import normalise_email
 
 CLI_CLIENT = subs.Client(user_agent="cli")  # recorded in consent rows of operator actions
 STALL_SECONDS = 30  # nothing sent for this long while waiting: ping the workers again
+PROGRESS_LINE_SECONDS = 10  # where no bar can be drawn (a log, cron), a progress line this often
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ def remove_subscriber(settings: Settings, email: str, erase: bool) -> Removal:
     with session_scope(settings.database_url) as session:
         sub = _subscriber(session, email)
         if erase:
-            subs.erase_subscriber(session, sub, reason="erased by the operator")
+            privacy.erase_subscriber(session, sub, reason="erased by the operator")
             return Removal(email, "erased")
         subs.unsubscribe(session, sub, CLI_CLIENT, via="operator")
         return Removal(sub.email, sub.status.value)
@@ -119,7 +121,7 @@ def export(settings: Settings, email: str | None) -> Any:
         if email is None:
             rows = session.exec(select(Subscriber).order_by(col(Subscriber.id)))
             return [SubscriberPublic.model_validate(s).model_dump(mode="json") for s in rows]
-        return subs.export_subscriber(session, _subscriber(session, email))
+        return privacy.export_subscriber(session, _subscriber(session, email))
 
 
 def ingest(
@@ -253,10 +255,13 @@ def _wait_with_progress(
     with Progress(console=Console(stderr=True), disable=not show, transient=True) as bar:
         if show:  # a line even where the bar cannot draw (not a terminal)
             bar.console.print(f"Issue {issue_id}: {total} deliveries; waiting for {', '.join(workers)}")
-        task = bar.add_task("Sending", total=max(total, 1))
+        task, said = bar.add_task("Sending", total=max(total, 1)), time.monotonic()
         while time.monotonic() < deadline:
             now = counts(settings, issue_id)
             bar.update(task, completed=total - _open_work(now))
+            if show and not bar.console.is_terminal and time.monotonic() - said > PROGRESS_LINE_SECONDS:
+                bar.console.print(f"Issue {issue_id}: {total - _open_work(now)} of {total} done")
+                said = time.monotonic()
             if now["pending"] + now["sending"] == 0 or (now["sending"] == 0 and pause_of(settings, issue_id)):
                 return
             if _open_work(now) != last_open:
@@ -297,6 +302,7 @@ def show_issue(settings: Settings, issue_id: int) -> dict[str, Any]:
         return {
             **issue_row(settings, issue),
             "paper_titles": [titles[i] for i in issue.paper_ids if i in titles],
+            "bounces": bounce_counts(session, issue_id),  # after the 250: hard, soft, policy, complaint
         }
 
 

@@ -1,5 +1,5 @@
 """The `newsletter` command: serve, db, papers, subscribers, preview, send, issues, deliveries,
-stats, check, demo.
+stats, check, inbound, demo.
 
 Each group lives in its own module (`subscribers`, `papers`, `issues`); this one wires them to the
 one `app` and keeps the few commands that start something (serve, db upgrade, demo).
@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from newsletter.cli import health, issues, papers
 from newsletter.cli.common import OneLineErrors, console
 from newsletter.cli.deliveries import deliveries_app
+from newsletter.cli.inbound import inbound_app
 from newsletter.cli.subscribers import subs_app
 from newsletter.config import get_settings
 from newsletter.errors import OperatorError
@@ -36,6 +37,7 @@ app.add_typer(subs_app, name="subscribers")
 app.add_typer(papers.papers_app, name="papers")
 app.add_typer(issues.issues_app, name="issues")
 app.add_typer(deliveries_app, name="deliveries")
+app.add_typer(inbound_app, name="inbound")
 app.command()(papers.preview)
 app.command()(issues.send)
 app.command()(issues.stats)
