@@ -159,8 +159,6 @@ def print_import_report(report: ImportReport) -> None:
         console.print(
             f"line {problem.line} ({escape(problem.email or '-')}) skipped: {escape(problem.reason)}"
         )
-    for note in report.notes:
-        console.print(f"Note: {escape(note)}")
     verb = "Would import" if report.dry_run else "Imported"
     console.print(
         f"{verb} {report.file}: {report.rows} row(s); created {report.created}, "
