@@ -11,18 +11,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from rich.progress import Progress
-from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from newsletter import delivery, jobs, privacy, suppression
+from newsletter import delivery, jobs, liveness, privacy, suppression
 from newsletter import subscriptions as subs
 from newsletter.bounces.reports import bounce_counts
 from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope
 from newsletter.delivery import dispatch_issue
-from newsletter.digests import DigestRenderer, candidate_papers, period_of
-from newsletter.errors import OperatorError
+from newsletter.digests import candidate_papers, period_of
+from newsletter.errors import NotFound, OperatorError
 from newsletter.ledger import delivery_counts, plan_issue
 from newsletter.models import (
     Frequency,
@@ -35,10 +35,13 @@ from newsletter.models import (
 )
 from newsletter.papers import SourceError
 from newsletter.papers.ingest import load_source, store_fetched
-from newsletter.stats import subscriber_counts
-from newsletter.validation import clean_interests, normalise_email
+from newsletter.previews import preview_reader, preview_renderer
+from newsletter.stats import reader_count, subscriber_counts
+from newsletter.validation import normalise_email
 
 CLI_CLIENT = subs.Client(user_agent="cli")  # recorded in consent rows of operator actions
+STALL_SECONDS = 30  # nothing sent for this long while waiting: ping the workers again
+PROGRESS_LINE_SECONDS = 10  # where no bar can be drawn (a log, cron), a progress line this often
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class Removal:
 def _subscriber(session: Session, email: str) -> Subscriber:
     sub = subs.find_by_email(session, email)
     if sub is None:
-        raise OperatorError(f"no subscriber with address {email}")
+        raise NotFound(f"no subscriber with address {email}")
     return sub
 
 
@@ -151,38 +154,9 @@ def preview(
     `limit` defaults to the subscriber's own digest size, or the default one for interests."""
     now = settings.local_now()
     with session_scope(settings.database_url) as session:
-        if email:
-            sub = _subscriber(session, email)
-            sub = Subscriber(
-                id=sub.id,
-                email=sub.email,
-                email_key=sub.email_key,
-                interests=sub.interests,
-                profile=dict(sub.profile or {}),
-                token_key=sub.token_key,
-                token_version=sub.token_version,
-                status=sub.status,
-                max_papers=sub.max_papers,
-            )
-        else:
-            sub = Subscriber(
-                id=0,
-                email="preview@example.org",
-                email_key="preview@example.org",
-                interests=clean_interests(interests),
-                max_papers=settings.default_max_papers,
-            )
+        sub = preview_reader(session, settings, email=email, interests=interests)
         sub.max_papers = limit or sub.max_papers
-        issue = Issue(
-            id=0,
-            frequency=Frequency.weekly,
-            period=period_of(Frequency.weekly, now),
-            title="Preview",
-            paper_ids=candidate_papers(session, Frequency.weekly, now),
-            created_at=now,
-        )
-        papers = session.exec(select(Paper).where(col(Paper.id).in_(issue.paper_ids))).all()
-    renderer = DigestRenderer(settings, issue, list(papers), now)
+        renderer = preview_renderer(session, settings, Frequency.weekly, now)
     ranked = renderer.rank(sub)
     rendered = renderer.render(sub, renderer.items(sub, ranked))
     items = [
@@ -201,11 +175,7 @@ def preview(
 
 def due_count(settings: Settings, frequency: Frequency) -> int:
     with session_scope(settings.database_url) as session:
-        return session.exec(
-            select(func.count())
-            .select_from(Subscriber)
-            .where(Subscriber.status == SubscriberStatus.confirmed, Subscriber.frequency == frequency)
-        ).one()
+        return reader_count(session, frequency)
 
 
 def send_now(
@@ -228,6 +198,7 @@ def send_now(
         with session_scope(settings.database_url) as session:
             papers = len(candidate_papers(session, freq, now))
         return {"period": period_of(freq, now), "due": due_count(settings, freq), "papers": papers}
+    workers = liveness.require_worker(settings) if settings.uses_broker and wait else []
     with session_scope(settings.database_url) as session:
         issue, planned = plan_issue(session, freq, now)
     issue_id = saved_id(issue)
@@ -235,7 +206,7 @@ def send_now(
     if settings.uses_broker:
         jobs.run(settings, dispatch_issue, issue_id)
         if wait:
-            _wait_with_progress(settings, issue_id, total, show_progress)
+            _wait_with_progress(settings, issue_id, total, show_progress, workers)
     else:
         _run_with_progress(settings, issue_id, total, show_progress)
     return {
@@ -244,6 +215,8 @@ def send_now(
         "planned": planned,
         "counts": counts(settings, issue_id),
         "paused": pause_of(settings, issue_id),
+        "queued": settings.uses_broker and not wait,  # left to the workers, not waited for
+        "workers": workers,
     }
 
 
@@ -273,18 +246,29 @@ def _run_with_progress(settings: Settings, issue_id: int, total: int, show: bool
 
 
 def _wait_with_progress(
-    settings: Settings, issue_id: int, total: int, show: bool, timeout: float = 3600
+    settings: Settings, issue_id: int, total: int, show: bool, workers: list[str], timeout: float = 3600
 ) -> None:
-    """Follow the ledger while workers send; stop when nothing is left open (or deferred only)."""
-
-    deadline = time.monotonic() + timeout
-    with Progress(disable=not show, transient=True) as bar:
-        task = bar.add_task("Sending", total=max(total, 1))
+    """Follow the ledger while workers send; stop when nothing is left open (or deferred only).
+    When nothing moves for STALL_SECONDS the workers are pinged again: none answering is an
+    `OperatorError` (the rest stays queued for them)."""
+    deadline, moved, last_open = time.monotonic() + timeout, time.monotonic(), -1
+    with Progress(console=Console(stderr=True), disable=not show, transient=True) as bar:
+        if show:  # a line even where the bar cannot draw (not a terminal)
+            bar.console.print(f"Issue {issue_id}: {total} deliveries; waiting for {', '.join(workers)}")
+        task, said = bar.add_task("Sending", total=max(total, 1)), time.monotonic()
         while time.monotonic() < deadline:
             now = counts(settings, issue_id)
             bar.update(task, completed=total - _open_work(now))
+            if show and not bar.console.is_terminal and time.monotonic() - said > PROGRESS_LINE_SECONDS:
+                bar.console.print(f"Issue {issue_id}: {total - _open_work(now)} of {total} done")
+                said = time.monotonic()
             if now["pending"] + now["sending"] == 0 or (now["sending"] == 0 and pause_of(settings, issue_id)):
                 return
+            if _open_work(now) != last_open:
+                moved, last_open = time.monotonic(), _open_work(now)
+            elif time.monotonic() - moved > STALL_SECONDS:
+                liveness.require_worker(settings, f"and issue {issue_id}'s remaining deliveries go out")
+                moved = time.monotonic()
             time.sleep(0.5)
 
 
@@ -311,7 +295,7 @@ def show_issue(settings: Settings, issue_id: int) -> dict[str, Any]:
     with session_scope(settings.database_url) as session:
         issue = session.get(Issue, issue_id)
         if issue is None:
-            raise OperatorError(f"no issue with id {issue_id}")
+            raise NotFound(f"no issue with id {issue_id}")
         titles = {
             p.id: p.title for p in session.exec(select(Paper).where(col(Paper.id).in_(issue.paper_ids)))
         }
@@ -329,7 +313,7 @@ def resume_issue(settings: Settings, issue_id: int) -> dict[str, Any]:
     """
     with session_scope(settings.database_url) as session:
         if session.get(Issue, issue_id) is None:
-            raise OperatorError(f"no issue with id {issue_id}")
+            raise NotFound(f"no issue with id {issue_id}")
     put_back = delivery.resume_issue(settings, issue_id)
     if put_back is None:
         raise OperatorError(f"issue {issue_id} is not paused; nothing to resume")

@@ -58,9 +58,10 @@ from newsletter.mail.senders import (
     TransientSendError,
     open_sender,
 )
-from newsletter.models import DeliveryState, Subscriber, SubscriberStatus, saved_id, utcnow
+from newsletter.models import DeliveryState, Frequency, Subscriber, SubscriberStatus, saved_id, utcnow
 from newsletter.pauses import clear_refusals, count_refusal, pause_issue, unpause_issue
 from newsletter.schedule import due_slots, reader_slots, slot_readers
+from newsletter.stats import reader_count
 from newsletter.subscriptions import mark_bounced
 
 log = logging.getLogger("newsletter.delivery")
@@ -363,13 +364,19 @@ def scheduled_send(settings: Settings, now: datetime | None = None) -> list[int]
     """Beat's hourly entry point: plan every reader whose local slot has arrived into the issue
     of that slot's period (`newsletter/schedule.py`), then dispatch those issues. Safe to run
     twice and from two beats at once: the issue's period and the ledger's (issue, reader) row
-    are unique. Returns the issues dispatched."""
+    are unique. A daily slot with no reader makes no edition (none in the archive). Returns the
+    issues dispatched."""
     now = now or utcnow()
     with session_scope(settings.database_url) as session:
         slots = due_slots(settings, reader_slots(session, settings), now)
     issue_ids: list[int] = []
     for slot in slots:
         with session_scope(settings.database_url) as session:
+            if slot.frequency is Frequency.daily and not reader_count(
+                session, slot.frequency, slot_readers(settings, slot)
+            ):
+                event(log, "schedule.no_readers", period=slot.period, zones=len(slot.zones))
+                continue
             issue, planned = plan_issue(session, slot.frequency, slot.at, slot_readers(settings, slot))
         event(
             log,

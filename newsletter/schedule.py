@@ -9,8 +9,9 @@ period, frozen by the first slot that needs it; the ledger's unique (issue, read
 each reader to one digest per issue however many ticks, restarts or beats plan it.
 
 A reader with no weekday or zone of their own (NULL) follows the list's NEWSLETTER_DIGEST_WEEKDAY
-and NEWSLETTER_TIMEZONE. The list's own slot is always planned, so the archive gets its edition
-each period even before anyone subscribes.
+and NEWSLETTER_TIMEZONE. The list's own weekly slot is always planned, so the archive gets its
+weekly edition even before anyone subscribes; a daily slot with no reader makes no edition
+(`delivery.scheduled_send`).
 """
 
 from __future__ import annotations

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func
+from sqlalchemy import ColumnElement, func
 from sqlmodel import Session, col, select
 
 from newsletter.ledger import counts_by_issue
-from newsletter.models import DeliveryState, Issue, Subscriber, SubscriberStatus
+from newsletter.models import DeliveryState, Frequency, Issue, Subscriber, SubscriberStatus
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,16 @@ def subscriber_counts(session: Session) -> dict[str, int]:
     rows = session.exec(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all()
     counted = dict(rows)
     return {status.value: counted.get(status, 0) for status in SubscriberStatus}
+
+
+def reader_count(session: Session, frequency: Frequency, *where: ColumnElement[bool]) -> int:
+    """Confirmed subscribers of one frequency (and `where`, e.g. a schedule slot's readers):
+    the readers an edition of it would go to."""
+    return session.exec(
+        select(func.count())
+        .select_from(Subscriber)
+        .where(Subscriber.status == SubscriberStatus.confirmed, Subscriber.frequency == frequency, *where)
+    ).one()
 
 
 def issue_counts(session: Session) -> list[IssueCounts]:

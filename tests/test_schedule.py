@@ -7,6 +7,7 @@ SMTP server (and PostgreSQL for the races), and read what each reader received a
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -98,8 +99,8 @@ def test_readers_in_three_zones_get_their_digest_in_the_tick_of_their_local_slot
     with configured_session() as session:
         issues = {(i.frequency, i.period) for i in session.exec(select(Issue))}
         sent = session.exec(select(Delivery).where(Delivery.state == DeliveryState.sent)).all()
-    # One weekly edition for week 49 whichever zone asked first; Kolkata's day, and the list's
-    # own daily edition (planned even with no daily reader in UTC) for the UTC Monday.
+    # One weekly edition for week 49 whichever zone asked first; Kolkata's day (the UTC slot,
+    # with no daily reader, makes none of its own: issue 12).
     assert issues == {(Frequency.weekly, "2026-W49"), (Frequency.daily, "2026-11-30")}
     assert len(sent) == len(READERS)
     assert "week 49 of 2026" in str(box.parsed("tokyo@example.org")[0]["Subject"])
@@ -168,11 +169,12 @@ def test_the_lists_own_slot_plans_its_editions_named_by_the_local_period(
     assert admin.send_now(settings, "daily", dry_run=True, now=fired_at)["period"] == day
     with configured_session() as session:
         issues = {(i.frequency, i.period) for i in session.exec(select(Issue))}
-    assert issues == {(Frequency.weekly, week), (Frequency.daily, day)}
+    assert issues == {(Frequency.weekly, week)}  # no daily reader: no daily edition (issue 12)
 
 
 def test_the_day_before_locally_makes_no_weekly_issue(configure, sqlite_url):
     settings = configure(NEWSLETTER_DATABASE_URL=sqlite_url, NEWSLETTER_TIMEZONE="Asia/Tokyo")
+    add_readers([("daily@example.org", None, None, Frequency.daily, None)])
     scheduled_send(settings, MONDAY - timedelta(days=1, hours=1))  # Sunday 08:00 in Tokyo
     with configured_session() as session:
         assert {i.frequency for i in session.exec(select(Issue))} == {Frequency.daily}
@@ -247,3 +249,32 @@ def test_a_stored_zone_the_tz_database_no_longer_knows_stops_no_one_else(mailing
     scheduled_send(settings, MONDAY + timedelta(hours=7))
     assert received(box) == {"berlin@example.org": 1}
     assert "schedule.unknown_zone" in caplog.text
+
+
+def test_no_daily_edition_is_made_or_archived_in_a_period_without_daily_readers(mailing, pg_url):
+    """Beat ticks every hour; with weekly readers only, Monday's slot makes the weekly edition
+    and no day makes a daily one, and the archive and its feed list only the weekly (issue 12)."""
+    settings, _box = mailing(pg_url)
+    add_readers([("weekly@example.org", None, None, Frequency.weekly, None)])
+    add_readers([("left@example.org", None, None, Frequency.daily, None)])
+    with configured_session() as session:  # a daily reader who left counts for nothing
+        left = session.exec(select(Subscriber).where(Subscriber.email == "left@example.org")).one()
+        left.status = SubscriberStatus.unsubscribed
+        session.add(left)
+    monday, tuesday = MONDAY + timedelta(hours=8), MONDAY + timedelta(days=1, hours=8)
+    assert len(scheduled_send(settings, monday)) == 1
+    assert scheduled_send(settings, tuesday) == []
+    # An operator's explicit `send --now --frequency daily` still makes one, sent to nobody:
+    # it stays out of the archive too.
+    admin.send_now(settings, "daily", now=tuesday)
+    with configured_session() as session:
+        issues = {i.id: (i.frequency, i.period) for i in session.exec(select(Issue))}
+    assert sorted(issues.values()) == [(Frequency.daily, "2026-12-01"), (Frequency.weekly, "2026-W49")]
+    weekly = {i for i, (freq, _) in issues.items() if freq is Frequency.weekly}
+    with TestClient(create_app(settings)) as client:
+        archive, feed = client.get("/archive").text, client.get("/archive.xml").text
+    assert {int(i) for i in re.findall(r'/archive/(\d+)"', archive)} == weekly
+    assert {int(i) for i in re.findall(r"<id>[^<]*/archive/(\d+)</id>", feed)} == weekly
+
+    add_readers([("daily@example.org", None, None, Frequency.daily, None)])  # a daily reader at last
+    assert len(scheduled_send(settings, MONDAY + timedelta(days=2, hours=8))) == 1

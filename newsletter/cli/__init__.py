@@ -1,5 +1,5 @@
-"""The `newsletter` command: init, serve, db, papers, subscribers, preview, send, issues, stats, inbound,
-demo.
+"""The `newsletter` command: init, serve, db, papers, subscribers, preview, send, issues, deliveries,
+stats, check, inbound, demo.
 
 Each group lives in its own module (`subscribers`, `papers`, `issues`); this one wires them to the
 one `app` and keeps the few commands that start something (serve, db upgrade, demo).
@@ -13,8 +13,9 @@ import typer
 from rich.markup import escape
 from sqlalchemy.engine import make_url
 
-from newsletter.cli import issues, papers
+from newsletter.cli import health, issues, papers
 from newsletter.cli.common import OneLineErrors, console, err
+from newsletter.cli.deliveries import deliveries_app
 from newsletter.cli.inbound import inbound_app
 from newsletter.cli.init import init
 from newsletter.cli.subscribers import subs_app
@@ -37,12 +38,14 @@ app.add_typer(db_app, name="db")
 app.add_typer(subs_app, name="subscribers")
 app.add_typer(papers.papers_app, name="papers")
 app.add_typer(issues.issues_app, name="issues")
+app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(inbound_app, name="inbound")
 app.command()(papers.preview)
 app.command()(issues.send)
 app.command()(issues.stats)
 app.command()(init)
 WITHOUT_SETTINGS = {"init", "demo"}  # the demo uses its own; init writes them
+app.command()(health.check)
 
 
 @app.callback()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from newsletter import admin
+from newsletter import admin, inspection, operations
 from newsletter.cli.common import console, emit_json, say_paused
-from newsletter.config import get_settings
+from newsletter.cli.deliveries import print_page
+from newsletter.config import Settings, get_settings
 from newsletter.errors import OperatorError
+from newsletter.testsend import send_test
 
 issues_app = typer.Typer(help="Issues (editions) and their deliveries.", no_args_is_help=True)
 
@@ -17,16 +20,36 @@ def send(
     now: bool = typer.Option(False, "--now", help="Plan and send the current period."),
     frequency: str = typer.Option("weekly", help="weekly | daily"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Plan nothing; show who is due."),
-    wait: bool = typer.Option(True, help="With a broker: wait and show progress."),
+    wait: bool = typer.Option(
+        True,
+        help="With a broker: check that a worker answers, then wait and show progress. "
+        "--no-wait queues the send for the workers and returns.",
+    ),
     as_json: bool = typer.Option(False, "--json"),
+    test: str | None = typer.Option(
+        None,
+        "--test",
+        metavar="ADDRESS",
+        help="Send one test digest to ADDRESS instead ('[Test]', no ledger).",
+    ),
+    subscriber: str | None = typer.Option(None, help="With --test: the digest this subscriber would get."),
+    interests: str | None = typer.Option(None, help="With --test: the digest for these interests."),
 ) -> None:
     """Send this period's digest; running it again in the same period sends nothing new.
 
-    Example: newsletter send --now
+    With a broker it first pings the workers (NEWSLETTER_WORKER_PING_TIMEOUT_SECONDS) and stops
+    with an error if none answers.
+
+    Examples: newsletter send --now;  newsletter send --now --no-wait;
+    newsletter send --test me@example.org --subscriber ada@example.org
     """
+    settings = get_settings()
+    if test is not None:
+        return send_test_digest(settings, test, subscriber, interests, as_json)
+    if subscriber or interests:
+        raise OperatorError("--subscriber and --interests go with --test ADDRESS")
     if not now:
         raise OperatorError("say --now to send the current period's issue (beat sends on schedule).")
-    settings = get_settings()
     result = admin.send_now(settings, frequency, dry_run=dry_run, wait=wait, show_progress=not as_json)
     if as_json:
         return emit_json(result)
@@ -37,6 +60,13 @@ def send(
         )
         return
     c = result["counts"]
+    if result["queued"]:
+        console.print(
+            f"Issue {result['issue_id']} ({result['period']}): {result['planned']} new deliveries "
+            f"planned and queued; a worker sends them. Follow with `newsletter issues show "
+            f"{result['issue_id']}`."
+        )
+        return
     console.print(
         f"Issue {result['issue_id']} ({result['period']}): {result['planned']} new "
         f"deliveries planned. Sent {c['sent']}, skipped {c['skipped']}, failed "
@@ -44,6 +74,18 @@ def send(
     )
     if result["paused"]:
         say_paused(result["issue_id"], result["paused"])
+
+
+def send_test_digest(
+    settings: Settings, to: str, subscriber: str | None, interests: str | None, as_json: bool
+) -> None:
+    result = send_test(settings, to, subscriber=subscriber, interests=interests)
+    if as_json:
+        return emit_json(result)
+    console.print(
+        f"Sent {escape(result.subject)!r} ({result.papers} papers, built for {escape(result.built_for)}) "
+        f"to {escape(result.to)}; Message-ID {escape(result.message_id)}. No ledger row written."
+    )
 
 
 @issues_app.command("list")
@@ -69,11 +111,21 @@ def issues_list(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @issues_app.command("show")
-def issues_show(issue_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
-    """One issue: its papers and delivery counts."""
-    data = admin.show_issue(get_settings(), issue_id)
+def issues_show(
+    issue_id: int,
+    failures: bool = typer.Option(False, "--failures", help="List failed and deferred deliveries and why."),
+    limit: int = typer.Option(100, help="With --failures: at most this many rows."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """One issue: its papers and delivery counts; with --failures, who was not sent and why.
+
+    Example: newsletter issues show 3 --failures
+    """
+    settings = get_settings()
+    data = admin.show_issue(settings, issue_id)
+    page = inspection.issue_failures(settings, issue_id, limit) if failures else None
     if as_json:
-        return emit_json(data)
+        return emit_json({**data, "failures": page} if page else data)
     console.print(f"[bold]{data['title']}[/] (id {data['id']}, {data['frequency']} {data['period']})")
     console.print(f"Deliveries: {data['counts']}")
     b = data["bounces"]
@@ -84,8 +136,27 @@ def issues_show(issue_id: int, as_json: bool = typer.Option(False, "--json")) ->
     if data["paused_at"]:
         console.print(f"Paused since {data['paused_at']}.")
         say_paused(issue_id, data["pause_reason"] or "no reason recorded")
+    if page is not None:
+        hint = f"newsletter deliveries list --issue {issue_id} --limit {limit}"
+        return print_page(page, hint)
     for i, title in enumerate(data["paper_titles"][:20], 1):
         console.print(f"  {i:2d}. {title}")
+
+
+@issues_app.command("pause")
+def issues_pause(
+    issue_id: int,
+    reason: str = typer.Option("", help="Why, for whoever resumes it."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Stop sending an issue until `newsletter issues resume ID`.
+
+    Example: newsletter issues pause 12 --reason "wrong papers"
+    """
+    result = operations.pause_issue(get_settings(), issue_id, reason)
+    if as_json:
+        return emit_json(result)
+    say_paused(issue_id, result.pause_reason or "paused")
 
 
 @issues_app.command("resume")

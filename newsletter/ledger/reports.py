@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, exists, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from newsletter.ledger.tables import CLAIMABLE, DELIVERIES, ISSUES, SUBSCRIBERS
-from newsletter.models import DeliveryState, Subscriber
+from newsletter.models import DeliveryState, Frequency, Issue, Subscriber
 
 
 def sent_at(session: Session, issue_id: int, subscriber_id: int) -> datetime | None:
@@ -32,6 +32,16 @@ def delivery_counts(engine: Engine, issue_id: int) -> dict[str, int]:
     counts = {s.value: 0 for s in DeliveryState}
     counts.update({(s.value if hasattr(s, "value") else str(s)): n for s, n in rows})
     return counts
+
+
+def archived_issues(session: Session, limit: int) -> list[Issue]:
+    """The newest `limit` issues of the archive: every weekly edition (the list's own, planned
+    each week even before anyone subscribes) and the daily ones planned for at least one reader
+    (a day nobody reads daily has no edition)."""
+    planned = exists().where(DELIVERIES.c.issue_id == ISSUES.c.id)
+    shown = or_(ISSUES.c.frequency == Frequency.weekly, planned)
+    stmt = select(Issue).where(shown).order_by(ISSUES.c.id.desc()).limit(limit)
+    return list(session.exec(stmt).scalars())  # type: ignore[call-overload]
 
 
 def counts_by_issue(session: Session) -> dict[int, dict[str, int]]:

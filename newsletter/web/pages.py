@@ -5,17 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import redis
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, field_validator
-from sqlmodel import col, select
 
-from newsletter import feedback
+from newsletter import feedback, liveness
 from newsletter import subscriptions as subs
 from newsletter.bounces.reports import bounce_counts_by_issue, no_bounces
 from newsletter.cards import issue_papers, paper_view
+from newsletter.config import Settings
 from newsletter.digests import issue_title, reader_view
 from newsletter.ledger import sent_papers
+from newsletter.ledger.reports import archived_issues
 from newsletter.models import Issue, utcnow
 from newsletter.stats import issue_counts, subscriber_counts
 from newsletter.templating import html_env
@@ -52,7 +54,7 @@ class BounceEvent(BaseModel):
 
 @router.get("/archive", response_class=HTMLResponse)
 def archive(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    issues = session.exec(select(Issue).order_by(col(Issue.id).desc()).limit(200)).all()
+    issues = archived_issues(session, limit=200)
     rows = [
         {"id": i.id, "title": issue_title(i, settings.brand_name), "papers": len(i.paper_ids)} for i in issues
     ]
@@ -62,7 +64,7 @@ def archive(request: Request, session: SessionDep, settings: SettingsDep) -> Res
 @router.get("/archive.xml")
 def archive_feed(session: SessionDep, settings: SettingsDep) -> Response:
     """The archive as an Atom feed: the last FEED_ISSUES issues, each linking to its page."""
-    issues = session.exec(select(Issue).order_by(col(Issue.id).desc()).limit(FEED_ISSUES)).all()
+    issues = archived_issues(session, limit=FEED_ISSUES)
     base = settings.base_url.rstrip("/")
     entries = [
         {
@@ -141,9 +143,9 @@ def bounce_webhook(
 
 
 @router.get("/metrics", dependencies=[Depends(metrics_caller)])
-def metrics(session: SessionDep) -> Response:
+def metrics(session: SessionDep, settings: SettingsDep) -> Response:
     """Prometheus text: subscribers by status, deliveries by issue and state, bounces and
-    complaints by issue and kind, for a caller with
+    complaints by issue and kind, the age of the newest worker and beat heartbeat, for a caller with
     `Authorization: Bearer <NEWSLETTER_METRICS_TOKEN or one of NEWSLETTER_ADMIN_TOKENS>`."""
     lines = ["# TYPE newsletter_subscribers gauge"]
     lines += [f'newsletter_subscribers{{status="{k}"}} {v}' for k, v in subscriber_counts(session).items()]
@@ -161,4 +163,19 @@ def metrics(session: SessionDep) -> Response:
             f'newsletter_bounces{{issue="{issue.id}",period="{issue.period}",kind="{k}"}} {v}'
             for k, v in (bounced.get(issue.id) or no_bounces()).items()
         ]
+    lines += heartbeat_lines(settings)
     return PlainTextResponse("\n".join(lines) + "\n")
+
+
+def heartbeat_lines(settings: Settings) -> list[str]:
+    """Seconds since the newest worker and beat heartbeat; none recorded (or no Redis): no sample."""
+    try:
+        ages = liveness.heartbeat_ages(settings) if settings.uses_broker else None
+    except redis.RedisError:
+        ages = None  # /readyz says why; metrics still answer
+    lines = ["# TYPE newsletter_heartbeat_age_seconds gauge"]
+    for process, prefix in (("worker", "worker:"), ("beat", "beat")):
+        age = liveness.newest(ages or {}, prefix)
+        if age is not None:
+            lines.append(f'newsletter_heartbeat_age_seconds{{process="{process}"}} {age:.1f}')
+    return lines
