@@ -21,8 +21,8 @@ from newsletter.bounces.reports import bounce_counts
 from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope
 from newsletter.delivery import dispatch_issue
-from newsletter.digests import DigestRenderer, candidate_papers, period_of
-from newsletter.errors import OperatorError
+from newsletter.digests import candidate_papers, period_of
+from newsletter.errors import NotFound, OperatorError
 from newsletter.ledger import delivery_counts, plan_issue
 from newsletter.models import (
     Frequency,
@@ -35,8 +35,9 @@ from newsletter.models import (
 )
 from newsletter.papers import SourceError
 from newsletter.papers.ingest import load_source, store_fetched
+from newsletter.previews import preview_reader, preview_renderer
 from newsletter.stats import reader_count, subscriber_counts
-from newsletter.validation import clean_interests, normalise_email
+from newsletter.validation import normalise_email
 
 CLI_CLIENT = subs.Client(user_agent="cli")  # recorded in consent rows of operator actions
 STALL_SECONDS = 30  # nothing sent for this long while waiting: ping the workers again
@@ -54,7 +55,7 @@ class Removal:
 def _subscriber(session: Session, email: str) -> Subscriber:
     sub = subs.find_by_email(session, email)
     if sub is None:
-        raise OperatorError(f"no subscriber with address {email}")
+        raise NotFound(f"no subscriber with address {email}")
     return sub
 
 
@@ -153,38 +154,9 @@ def preview(
     `limit` defaults to the subscriber's own digest size, or the default one for interests."""
     now = settings.local_now()
     with session_scope(settings.database_url) as session:
-        if email:
-            sub = _subscriber(session, email)
-            sub = Subscriber(
-                id=sub.id,
-                email=sub.email,
-                email_key=sub.email_key,
-                interests=sub.interests,
-                profile=dict(sub.profile or {}),
-                token_key=sub.token_key,
-                token_version=sub.token_version,
-                status=sub.status,
-                max_papers=sub.max_papers,
-            )
-        else:
-            sub = Subscriber(
-                id=0,
-                email="preview@example.org",
-                email_key="preview@example.org",
-                interests=clean_interests(interests),
-                max_papers=settings.default_max_papers,
-            )
+        sub = preview_reader(session, settings, email=email, interests=interests)
         sub.max_papers = limit or sub.max_papers
-        issue = Issue(
-            id=0,
-            frequency=Frequency.weekly,
-            period=period_of(Frequency.weekly, now),
-            title="Preview",
-            paper_ids=candidate_papers(session, Frequency.weekly, now),
-            created_at=now,
-        )
-        papers = session.exec(select(Paper).where(col(Paper.id).in_(issue.paper_ids))).all()
-    renderer = DigestRenderer(settings, issue, list(papers), now)
+        renderer = preview_renderer(session, settings, Frequency.weekly, now)
     ranked = renderer.rank(sub)
     rendered = renderer.render(sub, renderer.items(sub, ranked))
     items = [
@@ -323,7 +295,7 @@ def show_issue(settings: Settings, issue_id: int) -> dict[str, Any]:
     with session_scope(settings.database_url) as session:
         issue = session.get(Issue, issue_id)
         if issue is None:
-            raise OperatorError(f"no issue with id {issue_id}")
+            raise NotFound(f"no issue with id {issue_id}")
         titles = {
             p.id: p.title for p in session.exec(select(Paper).where(col(Paper.id).in_(issue.paper_ids)))
         }
@@ -341,7 +313,7 @@ def resume_issue(settings: Settings, issue_id: int) -> dict[str, Any]:
     """
     with session_scope(settings.database_url) as session:
         if session.get(Issue, issue_id) is None:
-            raise OperatorError(f"no issue with id {issue_id}")
+            raise NotFound(f"no issue with id {issue_id}")
     put_back = delivery.resume_issue(settings, issue_id)
     if put_back is None:
         raise OperatorError(f"issue {issue_id} is not paused; nothing to resume")

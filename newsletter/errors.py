@@ -12,3 +12,7 @@ class OperatorError(Exception):
 class ConfigError(RuntimeError):
     """The settings cannot work (for example a default secret in production). The message holds
     one line per problem, each naming its NEWSLETTER_* setting."""
+
+
+class NotFound(OperatorError):
+    """The subscriber or issue the operator named does not exist (the API answers 404)."""

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.errors import OperatorError
+from newsletter.errors import NotFound, OperatorError
 from newsletter.ledger.listing import DeliveryRecord, delivery_records
 from newsletter.models import DeliveryState, Issue
 
@@ -57,10 +57,10 @@ def list_deliveries(
         raise OperatorError(f"--limit must be between 1 and {MAX_LIMIT}")
     with session_scope(settings.database_url) as session:
         if issue_id is not None and session.get(Issue, issue_id) is None:
-            raise OperatorError(f"no issue with id {issue_id}")
+            raise NotFound(f"no issue with id {issue_id}")
         reader = subs.find_by_email(session, email) if email else None
         if email and reader is None:
-            raise OperatorError(f"no subscriber with address {email}")
+            raise NotFound(f"no subscriber with address {email}")
         rows = delivery_records(
             session,
             wanted,

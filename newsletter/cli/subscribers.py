@@ -1,4 +1,4 @@
-"""`newsletter subscribers …`: list, add, remove, unsuppress, export, show."""
+"""`newsletter subscribers …`: list, add, import, update, remove, unsuppress, export, show."""
 
 from __future__ import annotations
 
@@ -10,11 +10,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from newsletter import admin, history
-from newsletter.cli.common import console, emit_json
+from newsletter import admin, history, operations
+from newsletter.cli.common import console, emit_json, err
 from newsletter.config import get_settings
+from newsletter.errors import OperatorError
 from newsletter.history import JourneyRecord
+from newsletter.importing import ImportReport, import_subscribers
 from newsletter.ledger.listing import DeliveryRecord
+from newsletter.models import Frequency
+from newsletter.operations import SubscriberChange
 
 subs_app = typer.Typer(help="Subscribers.", no_args_is_help=True)
 
@@ -65,6 +69,31 @@ def subscribers_add(
     console.print(f"{sub.email}: {sub.status.value}")
 
 
+@subs_app.command("update")
+def subscribers_update(
+    email: str,
+    interests: str | None = typer.Option(None, help="New interests (free text)."),
+    frequency: Frequency | None = typer.Option(None, help="weekly | daily"),
+    max_papers: int | None = typer.Option(None, min=1, max=50, help="Papers per digest."),
+    weekday: int | None = typer.Option(None, min=0, max=6, help="Their weekly day, 0 = Monday."),
+    timezone: str | None = typer.Option(None, help="Their IANA time zone, e.g. Europe/Berlin."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Change a pending or confirmed reader's preferences (recorded in their consent log).
+
+    Example: newsletter subscribers update ada@example.org --max-papers 5
+    """
+    change = SubscriberChange(
+        interests=interests, frequency=frequency, max_papers=max_papers, weekday=weekday, timezone=timezone
+    )
+    sub = operations.change_subscriber(get_settings(), email, change)
+    if as_json:
+        return emit_json(sub)
+    console.print(
+        f"{sub.email}: {sub.frequency.value}, up to {sub.max_papers} papers; {escape(sub.interests)}"
+    )
+
+
 @subs_app.command("remove")
 def subscribers_remove(
     email: str, erase: bool = typer.Option(False, help="Delete every record of them.")
@@ -97,6 +126,51 @@ def subscribers_export(
         console.print(f"Wrote {output}")
     else:
         sys.stdout.write(text + "\n")
+
+
+@subs_app.command("import")
+def subscribers_import(
+    file: Path = typer.Argument(..., help="CSV with a header row: email[,interests,frequency,…]."),
+    confirmed: bool = typer.Option(
+        False, "--confirmed", help="You hold their consent: no confirmation email (recorded as 'imported')."
+    ),
+    update: bool = typer.Option(False, "--update", help="Change the preferences of known addresses too."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would happen; write nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Import subscribers from a CSV file (UTF-8). Columns: email, and optionally interests,
+    frequency, max_papers, weekday, timezone. New addresses get the double-opt-in email unless
+    --confirmed. Unsubscribed, bounced and erased addresses are never brought back.
+
+    Example: newsletter subscribers import readers.csv --dry-run
+    """
+    if not file.is_file():
+        raise OperatorError(f"no such file: {file}")
+    report = import_subscribers(
+        get_settings(), file.read_bytes(), file.name, confirmed=confirmed, update=update, dry_run=dry_run
+    )
+    if as_json:
+        return emit_json(report)
+    print_import_report(report)
+
+
+def print_import_report(report: ImportReport) -> None:
+    for problem in report.errors:
+        err.print(
+            f"line {problem.line} ({escape(problem.email or '-')}): {escape(problem.reason)}", soft_wrap=True
+        )
+    for problem in report.skipped:
+        console.print(
+            f"line {problem.line} ({escape(problem.email or '-')}) skipped: {escape(problem.reason)}"
+        )
+    verb = "Would import" if report.dry_run else "Imported"
+    console.print(
+        f"{verb} {report.file}: {report.rows} row(s); created {report.created}, "
+        f"confirmed {report.confirmed}, updated {report.updated}, unchanged {report.unchanged}, "
+        f"skipped {len(report.skipped)}, "
+        f"bad {len(report.errors)}; confirmation emails queued {report.emails_queued}."
+        + (" Nothing written." if report.dry_run else "")
+    )
 
 
 @subs_app.command("show")
