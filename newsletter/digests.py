@@ -24,7 +24,7 @@ from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from newsletter import links
-from newsletter.assemble import SHELL_SLOTS, IssueTemplate, new_marker, text_template
+from newsletter.assemble import SHELL_SLOTS, IssueTemplate, TextIssueTemplate, new_marker, text_template
 from newsletter.cards import PaperView, issue_papers, paper_snapshot, paper_text, paper_view
 from newsletter.config import Settings
 from newsletter.db import insert_ignore, session_scope
@@ -230,6 +230,24 @@ def issue_template(settings: Settings, issue: Issue, views: dict[int, PaperView]
     )
 
 
+def issue_text_template(settings: Settings, issue: Issue, views: dict[int, PaperView]) -> TextIssueTemplate:
+    """The digest's plain text rendered once with every paper, cut at the per-reader slots."""
+    marker = new_marker(repr(view) for view in views.values())
+    why, more, less = marker("why"), marker("more_url"), marker("less_url")
+    items = [DigestItem(paper=v, why=why, more_url=more, less_url=less) for v in views.values()]
+    context = {
+        "issue_title": issue_title(issue),
+        "items": items,
+        "sections": {},
+        "section_titles": SECTION_TITLES,
+        "archive_url": links.archive_url(settings),
+        **{name: marker(name) for name in SHELL_SLOTS},
+    }
+    render = text_template().render
+    headed = {name: render({**context, "items": items[:1], "sections": {0: name}}) for name in SECTION_TITLES}
+    return TextIssueTemplate.cut(render(context), marker, list(views), headed if items else {})
+
+
 class DigestRenderer:
     """Everything about one issue that does not depend on the reader, computed once."""
 
@@ -253,6 +271,11 @@ class DigestRenderer:
     def template(self) -> IssueTemplate:
         """The inlined HTML (premailer), built on first use: votes need only the index."""
         return issue_template(self.settings, self.issue, self.views)
+
+    @cached_property
+    def text(self) -> TextIssueTemplate:
+        """The plain text, rendered once (abstracts wrapped once) and cut like the HTML."""
+        return issue_text_template(self.settings, self.issue, self.views)
 
     def rank(self, sub: Subscriber, exclude: Collection[int] = frozenset()) -> list[RankedItem]:
         """The reader's papers, best first. Ranking is a pure function of the interests, the
@@ -308,12 +331,10 @@ class DigestRenderer:
         """Subject, plain text and inlined HTML for one reader (no CSS inlining here)."""
         rl = reader_links(self.settings, sub, saved_id(self.issue))
         context = full_context(self.settings, self.issue, sub, items, rl)
-        html = self.template.assemble(
-            [(i.paper.id, {"why": i.why, "more_url": i.more_url, "less_url": i.less_url}) for i in items],
-            {name: context[name] for name in SHELL_SLOTS},
-            context["sections"],
-        )
-        body = text_template().render(context)
+        cards = [(i.paper.id, {"why": i.why, "more_url": i.more_url, "less_url": i.less_url}) for i in items]
+        values = {name: context[name] for name in SHELL_SLOTS}
+        html = self.template.assemble(cards, values, context["sections"])
+        body = self.text.assemble(cards, values, context["sections"])
         return RenderedEmail(subject=render_subject("digest", context), text=body.strip() + "\n", html=html)
 
 
