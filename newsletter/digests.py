@@ -24,7 +24,14 @@ from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from newsletter import links
-from newsletter.assemble import SHELL_SLOTS, IssueTemplate, TextIssueTemplate, new_marker, text_template
+from newsletter.assemble import (
+    SHELL_SLOTS,
+    IssueTemplate,
+    SlotMarker,
+    TextIssueTemplate,
+    new_marker,
+    text_template,
+)
 from newsletter.cards import PaperView, issue_papers, paper_snapshot, paper_text, paper_view
 from newsletter.config import Settings
 from newsletter.db import insert_ignore, session_scope
@@ -209,9 +216,15 @@ def full_context(
 # ---- render once per issue, assemble per reader (newsletter.assemble) ----------------------
 
 
-def issue_template(settings: Settings, issue: Issue, views: dict[int, PaperView]) -> IssueTemplate:
+def issue_marker(views: dict[int, PaperView]) -> SlotMarker:
+    """The issue's slot marker, for its HTML and its text: a nonce no paper contains."""
+    return new_marker(repr(view) for view in views.values())  # repr keeps a run of hex as it is
+
+
+def issue_template(
+    settings: Settings, issue: Issue, views: dict[int, PaperView], marker: SlotMarker
+) -> IssueTemplate:
     """The digest rendered and inlined once with every paper, cut at the per-reader slots."""
-    marker = new_marker(repr(view) for view in views.values())  # repr keeps a run of hex as it is
     why, more, less = marker("why"), marker("more_url"), marker("less_url")
     items = [DigestItem(paper=v, why=why, more_url=more, less_url=less) for v in views.values()]
     context = {
@@ -230,9 +243,10 @@ def issue_template(settings: Settings, issue: Issue, views: dict[int, PaperView]
     )
 
 
-def issue_text_template(settings: Settings, issue: Issue, views: dict[int, PaperView]) -> TextIssueTemplate:
+def issue_text_template(
+    settings: Settings, issue: Issue, views: dict[int, PaperView], marker: SlotMarker
+) -> TextIssueTemplate:
     """The digest's plain text rendered once with every paper, cut at the per-reader slots."""
-    marker = new_marker(repr(view) for view in views.values())
     why, more, less = marker("why"), marker("more_url"), marker("less_url")
     items = [DigestItem(paper=v, why=why, more_url=more, less_url=less) for v in views.values()]
     context = {
@@ -270,12 +284,16 @@ class DigestRenderer:
     @cached_property
     def template(self) -> IssueTemplate:
         """The inlined HTML (premailer), built on first use: votes need only the index."""
-        return issue_template(self.settings, self.issue, self.views)
+        return issue_template(self.settings, self.issue, self.views, self.marker)
 
     @cached_property
     def text(self) -> TextIssueTemplate:
         """The plain text, rendered once (abstracts wrapped once) and cut like the HTML."""
-        return issue_text_template(self.settings, self.issue, self.views)
+        return issue_text_template(self.settings, self.issue, self.views, self.marker)
+
+    @cached_property
+    def marker(self) -> SlotMarker:
+        return issue_marker(self.views)
 
     def rank(self, sub: Subscriber, exclude: Collection[int] = frozenset()) -> list[RankedItem]:
         """The reader's papers, best first. Ranking is a pure function of the interests, the
