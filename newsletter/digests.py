@@ -275,6 +275,7 @@ class DigestRenderer:
         self.views = {saved_id(p): paper_view(p) for p in papers}
         self.index: PaperIndex = build_index([paper_text(p) for p in papers], now or issue.created_at)
         self._ranked: OrderedDict[tuple, tuple[RankedItem, ...]] = OrderedDict()
+        self._subjects: dict[int | None, str] = {}  # by first paper: at most one per paper
 
     @classmethod
     def load(cls, session: Session, settings: Settings, issue: Issue) -> DigestRenderer:
@@ -353,7 +354,16 @@ class DigestRenderer:
         values = {name: context[name] for name in SHELL_SLOTS}
         html = self.template.assemble(cards, values, context["sections"])
         body = self.text.assemble(cards, values, context["sections"])
-        return RenderedEmail(subject=render_subject("digest", context), text=body.strip() + "\n", html=html)
+        return RenderedEmail(subject=self.subject(items), text=body.strip() + "\n", html=html)
+
+    def subject(self, items: list[DigestItem]) -> str:
+        """The subject names the issue and the first card alone, so it is rendered once per first
+        paper, from those two only (a template that wants more fails: StrictUndefined)."""
+        first = items[0].paper.id if items else None
+        if first not in self._subjects:
+            context = {"issue_title": issue_title(self.issue), "items": items[:1]}
+            self._subjects[first] = render_subject("digest", context)
+        return self._subjects[first]
 
 
 # ---- one renderer per issue per process -----------------------------------------------------
