@@ -208,7 +208,9 @@ def test_assembled_text_equals_the_jinja_render_with_and_without_for_you(world):
     for sub in subs:
         items = renderer.items(sub, renderer.rank(sub))
         links_ = reader_links(world.settings, sub, issue.id)
-        plain = render_email("digest", full_context(world.settings, issue, sub, items, links_), inline=False)
+        plain = render_email(
+            world.settings, "digest", full_context(world.settings, issue, sub, items, links_), inline=False
+        )
         fast = renderer.render(sub, items).text
         assert untimed_links(fast) == untimed_links(plain.text)
         shapes.add("\nFOR YOU\n" in fast)
