@@ -100,14 +100,14 @@ def _fresh_connections(**_kwargs: Any) -> None:
 
 # ---- heartbeats: readiness (`/readyz`, `newsletter check`) fails when these grow old ----------
 
-log = logging.getLogger("newsletter.liveness")
+heartbeat_log = logging.getLogger("newsletter.liveness")
 
 
 def _beat_safely(who: str) -> None:
     try:
         record_heartbeat(settings, who)
     except Exception as exc:  # noqa: BLE001 - Redis away: readiness will say so; keep working
-        event(log, "heartbeat.failed", logging.WARNING, who=who, error=type(exc).__name__)
+        event(heartbeat_log, "heartbeat.failed", logging.WARNING, who=who, error=type(exc).__name__)
 
 
 class Heartbeat(bootsteps.StartStopStep):
