@@ -69,6 +69,15 @@ def host(mailbox):
     root.chmod(0o755)
     clone = root / "src"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=60)
+    on_branch = subprocess.run(["git", "-C", str(clone), "symbolic-ref", "-q", "HEAD"], capture_output=True)
+    if on_branch.returncode:  # the checkout under test is at a detached commit: the runbook's
+        # `git pull` needs a branch that follows the origin's HEAD, as an operator's clone has
+        for args in (
+            ["checkout", "-q", "-b", "under-test"],
+            ["config", "branch.under-test.remote", "origin"],
+        ):
+            subprocess.run(["git", "-C", str(clone), *args], check=True)
+        subprocess.run(["git", "-C", str(clone), "config", "branch.under-test.merge", "HEAD"], check=True)
     redis_url = f"{REDIS}/{1 + (os.getpid() + 7) % 14}"
     redis.Redis.from_url(redis_url).flushdb()
     db_url = create_pg_database()
