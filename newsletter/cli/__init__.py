@@ -1,4 +1,4 @@
-"""The `newsletter` command: serve, db, papers, subscribers, preview, send, issues, stats, demo.
+"""The `newsletter` command: serve, db, papers, subscribers, preview, send, issues, stats, admin, demo.
 
 Each group lives in its own module (`subscribers`, `papers`, `issues`); this one wires them to the
 one `app` and keeps the few commands that start something (serve, db upgrade, demo).
@@ -13,6 +13,7 @@ from rich.markup import escape
 from sqlalchemy.engine import make_url
 
 from newsletter.cli import issues, papers
+from newsletter.cli.access import admin_app
 from newsletter.cli.common import OneLineErrors, console
 from newsletter.cli.subscribers import subs_app
 from newsletter.config import get_settings
@@ -33,6 +34,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(subs_app, name="subscribers")
 app.add_typer(papers.papers_app, name="papers")
 app.add_typer(issues.issues_app, name="issues")
+app.add_typer(admin_app, name="admin")
 app.command()(papers.preview)
 app.command()(issues.send)
 app.command()(issues.stats)
