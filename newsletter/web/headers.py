@@ -79,3 +79,19 @@ def view_policy(settings: Settings) -> str:
         f"default-src 'none'; style-src 'unsafe-inline'; img-src {images}; "
         "form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
     )
+
+
+def admin_policy(settings: Settings) -> str:
+    """The admin pages: their two stylesheets by hash, no script at all, and frames from this
+    site only (the preview's digest, `framed_view_policy`)."""
+    return (
+        f"default-src 'none'; style-src {inline_hash('page.css')} {inline_hash('admin/admin.css')}; "
+        f"frame-src 'self'; form-action 'self' {origin_of(settings.base_url)}; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+
+
+def framed_view_policy(settings: Settings) -> str:
+    """The digest inside the admin preview: `view_policy`, framed by this site only, and
+    sandboxed (no script, no form, its own opaque origin) whatever the papers hold."""
+    return view_policy(settings).replace("frame-ancestors 'none'", "frame-ancestors 'self'") + "; sandbox"
