@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.progress import Progress
-from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from newsletter import delivery, jobs, pauses, suppression
@@ -34,7 +33,7 @@ from newsletter.models import (
 )
 from newsletter.papers import SourceError
 from newsletter.papers.ingest import load_source, store_fetched
-from newsletter.stats import subscriber_counts
+from newsletter.stats import reader_count, subscriber_counts
 from newsletter.validation import clean_interests, normalise_email
 
 CLI_CLIENT = subs.Client(user_agent="cli")  # recorded in consent rows of operator actions
@@ -200,11 +199,7 @@ def preview(
 
 def due_count(settings: Settings, frequency: Frequency) -> int:
     with session_scope(settings.database_url) as session:
-        return session.exec(
-            select(func.count())
-            .select_from(Subscriber)
-            .where(Subscriber.status == SubscriberStatus.confirmed, Subscriber.frequency == frequency)
-        ).one()
+        return reader_count(session, frequency)
 
 
 def send_now(

@@ -59,6 +59,7 @@ from newsletter.mail.senders import (
 )
 from newsletter.models import DeliveryState, Frequency, Subscriber, SubscriberStatus, saved_id, utcnow
 from newsletter.pauses import clear_refusals, count_refusal, pause_issue, unpause_issue
+from newsletter.stats import reader_count
 from newsletter.subscriptions import mark_bounced
 
 log = logging.getLogger("newsletter.delivery")
@@ -367,11 +368,14 @@ def due_frequencies(settings: Settings, now: datetime) -> list[Frequency]:
 
 def scheduled_send(settings: Settings, now: datetime | None = None) -> list[int]:
     """Beat's entry point: plan and dispatch every issue due now (its period in the schedule's
-    zone). Safe to run twice."""
+    zone). A frequency nobody confirmed gets no edition (none in the archive). Safe to run twice."""
     now = settings.local_now(now)
     issue_ids = []
     for frequency in due_frequencies(settings, now):
         with session_scope(settings.database_url) as session:
+            if not reader_count(session, frequency):
+                event(log, "issue.no_readers", frequency=frequency.value)
+                continue
             issue, _ = plan_issue(session, frequency, now)
         issue_id = saved_id(issue)
         jobs.run(settings, dispatch_issue, issue_id)

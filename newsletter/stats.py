@@ -8,7 +8,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from newsletter.ledger import counts_by_issue
-from newsletter.models import DeliveryState, Issue, Subscriber, SubscriberStatus
+from newsletter.models import DeliveryState, Frequency, Issue, Subscriber, SubscriberStatus
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,15 @@ def subscriber_counts(session: Session) -> dict[str, int]:
     rows = session.exec(select(Subscriber.status, func.count()).group_by(Subscriber.status)).all()
     counted = dict(rows)
     return {status.value: counted.get(status, 0) for status in SubscriberStatus}
+
+
+def reader_count(session: Session, frequency: Frequency) -> int:
+    """Confirmed subscribers of one frequency: the readers an edition of it would go to."""
+    return session.exec(
+        select(func.count())
+        .select_from(Subscriber)
+        .where(Subscriber.status == SubscriberStatus.confirmed, Subscriber.frequency == frequency)
+    ).one()
 
 
 def issue_counts(session: Session) -> list[IssueCounts]:

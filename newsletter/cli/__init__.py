@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from newsletter.cli import issues, papers
 from newsletter.cli.access import admin_app
 from newsletter.cli.common import OneLineErrors, console
+from newsletter.cli.deliveries import deliveries_app
 from newsletter.cli.subscribers import subs_app
 from newsletter.config import get_settings
 from newsletter.errors import OperatorError
@@ -35,6 +36,7 @@ app.add_typer(subs_app, name="subscribers")
 app.add_typer(papers.papers_app, name="papers")
 app.add_typer(issues.issues_app, name="issues")
 app.add_typer(admin_app, name="admin")
+app.add_typer(deliveries_app, name="deliveries")
 app.command()(papers.preview)
 app.command()(issues.send)
 app.command()(issues.stats)

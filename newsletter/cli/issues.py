@@ -5,8 +5,9 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from newsletter import admin
+from newsletter import admin, inspection
 from newsletter.cli.common import console, emit_json, say_paused
+from newsletter.cli.deliveries import print_page
 from newsletter.config import get_settings
 from newsletter.errors import OperatorError
 
@@ -69,16 +70,29 @@ def issues_list(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @issues_app.command("show")
-def issues_show(issue_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
-    """One issue: its papers and delivery counts."""
-    data = admin.show_issue(get_settings(), issue_id)
+def issues_show(
+    issue_id: int,
+    failures: bool = typer.Option(False, "--failures", help="List failed and deferred deliveries and why."),
+    limit: int = typer.Option(100, help="With --failures: at most this many rows."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """One issue: its papers and delivery counts; with --failures, who was not sent and why.
+
+    Example: newsletter issues show 3 --failures
+    """
+    settings = get_settings()
+    data = admin.show_issue(settings, issue_id)
+    page = inspection.issue_failures(settings, issue_id, limit) if failures else None
     if as_json:
-        return emit_json(data)
+        return emit_json({**data, "failures": page} if page else data)
     console.print(f"[bold]{data['title']}[/] (id {data['id']}, {data['frequency']} {data['period']})")
     console.print(f"Deliveries: {data['counts']}")
     if data["paused_at"]:
         console.print(f"Paused since {data['paused_at']}.")
         say_paused(issue_id, data["pause_reason"] or "no reason recorded")
+    if page is not None:
+        hint = f"newsletter deliveries list --issue {issue_id} --limit {limit}"
+        return print_page(page, hint)
     for i, title in enumerate(data["paper_titles"][:20], 1):
         console.print(f"  {i:2d}. {title}")
 

@@ -1,4 +1,4 @@
-"""`newsletter subscribers …`: list, add, remove, unsuppress, export."""
+"""`newsletter subscribers …`: list, add, import, remove, unsuppress, export, show."""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from newsletter import admin
-from newsletter.cli.common import console, emit_json
+from newsletter import admin, history
+from newsletter.cli.common import console, emit_json, err
 from newsletter.config import get_settings
+from newsletter.errors import OperatorError
+from newsletter.history import JourneyRecord
+from newsletter.importing import ImportReport, import_subscribers
+from newsletter.ledger.listing import DeliveryRecord
 
 subs_app = typer.Typer(help="Subscribers.", no_args_is_help=True)
 
@@ -94,3 +99,94 @@ def subscribers_export(
         console.print(f"Wrote {output}")
     else:
         sys.stdout.write(text + "\n")
+
+
+@subs_app.command("import")
+def subscribers_import(
+    file: Path = typer.Argument(..., help="CSV with a header row: email[,interests,frequency,…]."),
+    confirmed: bool = typer.Option(
+        False, "--confirmed", help="You hold their consent: no confirmation email (recorded as 'imported')."
+    ),
+    update: bool = typer.Option(False, "--update", help="Change the preferences of known addresses too."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would happen; write nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Import subscribers from a CSV file (UTF-8). Columns: email, and optionally interests,
+    frequency, max_papers, weekday, timezone. New addresses get the double-opt-in email unless
+    --confirmed. Unsubscribed, bounced and erased addresses are never brought back.
+
+    Example: newsletter subscribers import readers.csv --dry-run
+    """
+    if not file.is_file():
+        raise OperatorError(f"no such file: {file}")
+    report = import_subscribers(
+        get_settings(), file.read_bytes(), file.name, confirmed=confirmed, update=update, dry_run=dry_run
+    )
+    if as_json:
+        return emit_json(report)
+    print_import_report(report)
+
+
+def print_import_report(report: ImportReport) -> None:
+    for problem in report.errors:
+        err.print(
+            f"line {problem.line} ({escape(problem.email or '-')}): {escape(problem.reason)}", soft_wrap=True
+        )
+    for problem in report.skipped:
+        console.print(
+            f"line {problem.line} ({escape(problem.email or '-')}) skipped: {escape(problem.reason)}"
+        )
+    for note in report.notes:
+        console.print(f"Note: {escape(note)}")
+    verb = "Would import" if report.dry_run else "Imported"
+    console.print(
+        f"{verb} {report.file}: {report.rows} row(s); created {report.created}, "
+        f"confirmed {report.confirmed}, updated {report.updated}, unchanged {report.unchanged}, "
+        f"skipped {len(report.skipped)}, "
+        f"bad {len(report.errors)}; confirmation emails queued {report.emails_queued}."
+        + (" Nothing written." if report.dry_run else "")
+    )
+
+
+@subs_app.command("show")
+def subscribers_show(email: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """One reader's history: status, preferences, consent, every email sent, failures, bounces
+    and votes.
+
+    Example: newsletter subscribers show ada@example.org
+    """
+    h = history.subscriber_history(get_settings(), email)
+    if as_json:
+        return emit_json(h)
+    s = h.subscriber
+    say(f"[bold]{escape(s.email)}[/]: {s.status.value}, {s.frequency.value}, up to {s.max_papers} papers")
+    say(f"Interests: {escape(s.interests) or '(none)'}")
+    say(f"Consent ({len(h.consent)}):")
+    for c in h.consent:
+        where = ", ".join(x for x in (c.ip, c.user_agent) if x)
+        say(f"  {c.at:%Y-%m-%d %H:%M:%S} {c.event}" + (f" ({escape(where)})" if where else ""))
+    say(f"Digests ({len(h.digests)}):")
+    for d in h.digests:
+        say(f"  {d.period} {d.state.value}, {tries(d)}")
+    say(f"Journey emails ({len(h.journey_emails)}):")
+    for j in h.journey_emails:
+        say(f"  {j.kind} {j.state.value}, {tries(j)}")
+    say(f"Failures ({len(h.failures)}):")
+    for f in h.failures:
+        name = f.period if isinstance(f, DeliveryRecord) else f.kind
+        say(f"  {name} {f.state.value} {f.smtp_code or '-'}: {escape(f.error or 'no reply recorded')}")
+    say(f"Bounces and complaints ({len(h.bounces)}):")
+    for b in h.bounces:
+        say(f"  {b.at:%Y-%m-%d %H:%M:%S} {b.event}: {escape(b.wording or '')}")
+    say(f"Votes ({len(h.votes)}):")
+    for v in h.votes:
+        say(f"  {'+1' if v.direction > 0 else '-1'} {escape(v.paper_title)} (issue {v.issue_id})")
+
+
+def say(line: str) -> None:
+    console.print(line, soft_wrap=True, highlight=False)  # never cut an address or a reply
+
+
+def tries(r: DeliveryRecord | JourneyRecord) -> str:
+    sent = f", sent {r.sent_at:%Y-%m-%d %H:%M:%S}" if r.sent_at else ""
+    return f"{r.attempts} attempt(s), code {r.smtp_code or '-'}{sent}"

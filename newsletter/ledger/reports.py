@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, exists, func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from newsletter.ledger.tables import CLAIMABLE, DELIVERIES, ISSUES, SUBSCRIBERS
-from newsletter.models import DeliveryState, Subscriber
+from newsletter.models import DeliveryState, Issue, Subscriber
 
 
 def sent_at(session: Session, issue_id: int, subscriber_id: int) -> datetime | None:
@@ -32,6 +32,14 @@ def delivery_counts(engine: Engine, issue_id: int) -> dict[str, int]:
     counts = {s.value: 0 for s in DeliveryState}
     counts.update({(s.value if hasattr(s, "value") else str(s)): n for s, n in rows})
     return counts
+
+
+def archived_issues(session: Session, limit: int) -> list[Issue]:
+    """The newest `limit` issues planned for at least one reader (an edition nobody was due
+    is no edition of the archive)."""
+    planned = exists().where(DELIVERIES.c.issue_id == ISSUES.c.id)
+    stmt = select(Issue).where(planned).order_by(ISSUES.c.id.desc()).limit(limit)
+    return list(session.exec(stmt).scalars())  # type: ignore[call-overload]
 
 
 def counts_by_issue(session: Session) -> dict[int, dict[str, int]]:

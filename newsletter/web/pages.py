@@ -7,12 +7,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, field_validator
-from sqlmodel import col, select
 
 from newsletter import feedback
 from newsletter import subscriptions as subs
 from newsletter.digests import issue_papers, issue_title, paper_view, reader_view
 from newsletter.ledger import sent_papers
+from newsletter.ledger.reports import archived_issues
 from newsletter.models import Issue
 from newsletter.stats import issue_counts, subscriber_counts
 from newsletter.tokens import Purpose, TokenError, TokenReason
@@ -47,7 +47,7 @@ class BounceEvent(BaseModel):
 
 @router.get("/archive", response_class=HTMLResponse)
 def archive(request: Request, session: SessionDep) -> Response:
-    issues = session.exec(select(Issue).order_by(col(Issue.id).desc()).limit(200)).all()
+    issues = archived_issues(session, limit=200)
     rows = [{"id": i.id, "title": i.title, "papers": len(i.paper_ids)} for i in issues]
     return render_page(request, "archive.html", issues=rows)
 

@@ -1,0 +1,102 @@
+"""What an import does with each good row, decided from what the store already holds: a few
+SELECTs for the whole file (addresses and suppressions looked up 5,000 at a time), no writes."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from newsletter.importing.rows import ImportRow, RowProblem
+from newsletter.models import Subscriber, SubscriberStatus, Suppression, table_of
+from newsletter.suppression import address_hash
+
+SUBSCRIBERS = table_of(Subscriber)
+SUPPRESSIONS = table_of(Suppression)
+CHUNK = 5000  # keys per IN (…): well under PostgreSQL's and SQLite's parameter limits
+
+T = TypeVar("T")
+
+# Why an import never brings an address back (the person, or their mail server, said no).
+LEFT_ALONE = {
+    SubscriberStatus.unsubscribed: "unsubscribed; an import never subscribes them again",
+    SubscriberStatus.bounced: "bounced; an import never subscribes them again",
+}
+SUPPRESSED = "erased (on the suppression list); an import never adds it again"
+
+
+class Action(str, enum.Enum):
+    create = "create"  # a new address
+    confirm = "confirm"  # a pending address, confirmed by an import of held consent (--confirmed)
+    update = "update"  # a known address whose preferences change (--update)
+    unchanged = "unchanged"  # already there; nothing to do
+
+
+@dataclass(frozen=True)
+class Known:
+    id: int
+    status: SubscriberStatus
+
+
+@dataclass
+class ImportPlan:
+    """Each good row with its action (rows skipped on purpose are in `skipped`)."""
+
+    todo: dict[Action, list[tuple[ImportRow, Known | None]]] = field(
+        default_factory=lambda: {action: [] for action in Action}
+    )
+    skipped: list[RowProblem] = field(default_factory=list)
+
+
+def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def known_subscribers(conn: Connection, keys: list[str]) -> dict[str, Known]:
+    found: dict[str, Known] = {}
+    c = SUBSCRIBERS.c
+    for part in chunks(keys):
+        for sid, key, status in conn.execute(
+            select(c.id, c.email_key, c.status).where(c.email_key.in_(part))
+        ):
+            found[key] = Known(sid, SubscriberStatus(status))
+    return found
+
+
+def suppressed_keys(conn: Connection, keys: list[str]) -> set[str]:
+    by_hash = {address_hash(key): key for key in keys}
+    found: set[str] = set()
+    for part in chunks(list(by_hash)):
+        hashes = conn.execute(
+            select(SUPPRESSIONS.c.address_hash).where(SUPPRESSIONS.c.address_hash.in_(part))
+        )
+        found.update(by_hash[h] for h in hashes.scalars())
+    return found
+
+
+def plan_import(conn: Connection, rows: list[ImportRow], *, confirmed: bool, update: bool) -> ImportPlan:
+    """Decide each row: suppressed, unsubscribed and bounced addresses are skipped; new ones
+    created; pending ones confirmed with `confirmed`; known ones updated only with `update`."""
+    keys = [row.key for row in rows]
+    known, suppressed = known_subscribers(conn, keys), suppressed_keys(conn, keys)
+    plan = ImportPlan()
+    for row in rows:
+        sub = known.get(row.key)
+        if row.key in suppressed:
+            plan.skipped.append(RowProblem(line=row.line, email=row.email, reason=SUPPRESSED))
+        elif sub is None:
+            plan.todo[Action.create].append((row, None))
+        elif sub.status in LEFT_ALONE:
+            plan.skipped.append(RowProblem(line=row.line, email=row.email, reason=LEFT_ALONE[sub.status]))
+        elif confirmed and sub.status is SubscriberStatus.pending:
+            plan.todo[Action.confirm].append((row, sub))
+        elif update and row.preferences():
+            plan.todo[Action.update].append((row, sub))
+        else:
+            plan.todo[Action.unchanged].append((row, sub))
+    return plan

@@ -1,0 +1,128 @@
+"""The writes of an import, as bulk statements on the caller's connection (one transaction):
+new subscribers in one multi-row INSERT, their consent rows and confirmation emails likewise,
+changes to known ones as one executemany UPDATE per set of columns."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, update
+from sqlalchemy.engine import Connection
+
+from newsletter.db import insert_ignore
+from newsletter.importing.plan import SUBSCRIBERS, Known
+from newsletter.importing.rows import ImportRow
+from newsletter.models import (
+    ConsentEvent,
+    DeliveryState,
+    Frequency,
+    JourneyEmail,
+    SubscriberStatus,
+    new_token_key,
+    table_of,
+)
+
+CONSENT = table_of(ConsentEvent)
+EMAILS = table_of(JourneyEmail)
+
+
+def schedule_columns() -> set[str]:
+    """Which of the per-reader schedule columns (weekday, timezone) the subscriber table has."""
+    return {"weekday", "timezone"} & set(SUBSCRIBERS.c.keys())
+
+
+def _settable(row: ImportRow) -> dict[str, Any]:
+    stored = {"interests", "frequency", "max_papers", *schedule_columns()}
+    return {name: value for name, value in row.preferences().items() if name in stored}
+
+
+def insert_new(
+    conn: Connection, rows: list[ImportRow], *, confirmed: bool, max_papers: int, now: datetime
+) -> dict[str, int]:
+    """Insert the new addresses, confirmed or pending; their ids by lookup key. An address that
+    someone else added meanwhile is left out (ON CONFLICT DO NOTHING), so it has no id here."""
+    if not rows:
+        return {}
+    status = SubscriberStatus.confirmed if confirmed else SubscriberStatus.pending
+    values = [
+        {
+            "email": row.email,
+            "email_key": row.key,
+            "interests": "",
+            "frequency": Frequency.weekly,
+            "max_papers": max_papers,
+            **_settable(row),
+            "status": status,
+            "token_key": new_token_key(),
+            "token_version": 0,
+            "pending_interests": None,
+            "confirm_sent_at": None if confirmed else now,
+            "created_at": now,
+            "updated_at": now,
+            "confirmed_at": now if confirmed else None,
+            "unsubscribed_at": None,
+            "profile": {},
+        }
+        for row in rows
+    ]
+    columns = set().union(*values)
+    for value in values:  # one INSERT for many rows needs the same keys in each
+        value.update(dict.fromkeys(columns - value.keys()))
+    statement = insert_ignore(SUBSCRIBERS, conn.dialect.name).returning(
+        SUBSCRIBERS.c.id, SUBSCRIBERS.c.email_key
+    )
+    return {key: sid for sid, key in conn.execute(statement, values)}
+
+
+def record_consent(
+    conn: Connection, ids: dict[str, int], event: str, source: str, now: datetime, wording: str | None
+) -> None:
+    """One consent row per subscriber in `ids` (lookup key → id)."""
+    if ids:
+        rows = [
+            {"subscriber_id": sid, "email_key": key, "event": event, "at": now, "ip": None}
+            | {"user_agent": source, "wording": wording}
+            for key, sid in ids.items()
+        ]
+        conn.execute(CONSENT.insert(), rows)
+
+
+def queue_confirmations(conn: Connection, ids: list[int], now: datetime) -> None:
+    """A pending confirmation email in the journey outbox for each subscriber, due now: the
+    sweep (`sweep_journey_emails`) sends them, never this import."""
+    if ids:
+        row = {"kind": "confirm", "state": DeliveryState.pending, "attempts": 0}
+        values = [{**row, "subscriber_id": sid, "created_at": now, "next_attempt_at": now} for sid in ids]
+        conn.execute(EMAILS.insert(), values)
+
+
+def update_known(
+    conn: Connection, rows: list[tuple[ImportRow, Known | None]], now: datetime, *, confirm: bool
+) -> list[int]:
+    """Set each row's preferences on its subscriber (and, with `confirm`, confirm a pending one),
+    as one executemany UPDATE per set of columns. A subscriber whose status changed since the
+    plan read it is left alone. Returns the ids asked for."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for row, known in rows:
+        if known is None:
+            continue
+        values = _settable(row)
+        groups[tuple(sorted(values))].append(
+            {"b_id": known.id, "b_status": known.status}
+            | {f"b_{name}": value for name, value in values.items()}
+        )
+    written: list[int] = []
+    for names, params in groups.items():
+        sets: dict[str, Any] = {name: bindparam(f"b_{name}") for name in names} | {"updated_at": now}
+        if confirm:
+            sets |= {"status": SubscriberStatus.confirmed, "confirmed_at": now, "pending_interests": None}
+        statement = (
+            update(SUBSCRIBERS)
+            .where(SUBSCRIBERS.c.id == bindparam("b_id"), SUBSCRIBERS.c.status == bindparam("b_status"))
+            .values(sets)
+        )
+        conn.execute(statement, params)
+        written += [p["b_id"] for p in params]
+    return written

@@ -1,0 +1,176 @@
+"""`newsletter subscribers import`: a CSV as an operator has one, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import func
+from sqlmodel import select
+from typer.testing import CliRunner
+
+from newsletter import admin
+from newsletter.cli import app
+from newsletter.config import get_settings
+from newsletter.db import session_scope
+from newsletter.models import ConsentEvent, JourneyEmail, Subscriber, SubscriberStatus
+
+runner = CliRunner()
+
+HEADER = "email,interests,frequency,max_papers,weekday,timezone\n"
+
+
+@pytest.fixture
+def cli(configure, db_url):
+    configure(NEWSLETTER_DATABASE_URL=db_url)
+
+    def run(*args: str, ok: bool = True):
+        result = runner.invoke(app, list(args))
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return run
+
+
+def import_json(cli, path, *flags: str) -> dict:
+    return json.loads(cli("subscribers", "import", str(path), "--json", *flags).stdout)
+
+
+def subscribers() -> dict[str, Subscriber]:
+    with session_scope(get_settings().database_url) as session:
+        return {s.email: s for s in session.exec(select(Subscriber))}
+
+
+def count(table) -> int:
+    with session_scope(get_settings().database_url) as session:
+        return session.exec(select(func.count()).select_from(table)).one()
+
+
+def sent_to() -> list[str]:
+    """Who the outbox folder sender delivered to (the journey emails, sent by the sweep)."""
+    return sorted(path.name.split("-", 2)[2] for path in get_settings().outbox_dir.glob("*.eml"))
+
+
+def test_new_addresses_get_the_double_opt_in_and_bad_rows_are_reported_by_line(cli, tmp_path):
+    csv = tmp_path / "readers.csv"
+    csv.write_bytes(
+        "\ufeff".encode()  # Excel's byte-order mark
+        + (
+            HEADER + "Ada@Example.org,graph neural networks,weekly,5,mon,Europe/Berlin\n"
+            "not-an-address,x,,,,\n"
+            '"evil@example.org\r\nBcc: all@example.org",,,,,\n'
+            "ada@example.org,again,,,,\n"
+            "bob@example.org,,hourly,,,\n"
+            "carol@example.org,,,51,,\n"
+            "dan@example.org,,,,someday,\n"
+            "eve@example.org,,,,,Mars/Olympus\n"
+            "fred@example.org,robots,daily,3,6,Asia/Tokyo\n"
+            "\n"
+            "gus@example.org\n"
+        ).encode()
+    )
+    report = import_json(cli, csv)
+    assert report["rows"] == 10 and report["created"] == 3 and report["emails_queued"] == 3
+    errors = {e["line"]: e["reason"] for e in report["errors"]}
+    assert sorted(errors) == [3, 4, 6, 7, 8, 9, 10]
+    assert "not valid" in errors[3]
+    assert "line break" in errors[4]
+    assert "same address as line 2" in errors[6]
+    assert "hourly" in errors[7] and "51" in errors[8] and "someday" in errors[9] and "Mars" in errors[10]
+    subs = subscribers()
+    assert set(subs) == {"Ada@example.org", "fred@example.org", "gus@example.org"}
+    assert all(s.status is SubscriberStatus.pending for s in subs.values())
+    assert subs["fred@example.org"].interests == "robots" and subs["fred@example.org"].max_papers == 3
+    assert subs["gus@example.org"].max_papers == get_settings().default_max_papers
+    # No broker here: the sweep queued after commit sent each confirmation through the outbox.
+    assert sent_to() == ["Ada_example_org.eml", "fred_example_org.eml", "gus_example_org.eml"]
+    with session_scope(get_settings().database_url) as session:
+        emails = session.exec(select(JourneyEmail)).all()
+        assert {(e.kind, e.state.value) for e in emails} == {("confirm", "sent")}
+        events = session.exec(select(ConsentEvent)).all()
+        assert {e.event for e in events} == {"signup_requested"}
+        assert all(e.user_agent == "import: readers.csv" for e in events)
+
+
+def test_an_import_never_brings_back_or_overrides_readers(cli, tmp_path):
+    settings = get_settings()
+    admin.add_subscriber(settings, "kept@example.org", "robots", "weekly", 10, confirmed=True)
+    admin.add_subscriber(settings, "gone@example.org", "", "weekly", 10, confirmed=True)
+    admin.remove_subscriber(settings, "gone@example.org", erase=False)
+    admin.add_subscriber(settings, "erased@example.org", "", "weekly", 10, confirmed=True)
+    admin.remove_subscriber(settings, "erased@example.org", erase=True)
+    admin.add_subscriber(settings, "waiting@example.org", "", "weekly", 10, confirmed=False)
+    emails_before = len(sent_to())
+    csv = tmp_path / "list.csv"
+    csv.write_text(
+        "email,interests,max_papers\n"
+        "kept@example.org,cooking,4\n"
+        "gone@example.org,,\n"
+        "ERASED@example.org,,\n"
+        "waiting@example.org,chemistry,\n"
+    )
+    for flags in ((), ("--confirmed",)):
+        report = import_json(cli, csv, *flags)
+        assert report["created"] == 0 and report["updated"] == 0
+        skipped = {s["line"]: s["reason"] for s in report["skipped"]}
+        assert "unsubscribed" in skipped[3] and "erased" in skipped[4] and sorted(skipped) == [3, 4]
+    subs = subscribers()
+    assert "erased@example.org" not in {e.lower() for e in subs}
+    assert subs["gone@example.org"].status is SubscriberStatus.unsubscribed
+    assert subs["kept@example.org"].interests == "robots" and subs["kept@example.org"].max_papers == 10
+    # --confirmed: the operator holds the pending address's consent now
+    assert subs["waiting@example.org"].status is SubscriberStatus.confirmed
+    assert len(sent_to()) == emails_before  # nobody got an email from the import
+
+    report = import_json(cli, csv, "--update")
+    assert report["updated"] == 2 and len(report["skipped"]) == 2
+    subs = subscribers()
+    assert subs["kept@example.org"].interests == "cooking" and subs["kept@example.org"].max_papers == 4
+    assert subs["waiting@example.org"].interests == "chemistry"
+    assert subs["gone@example.org"].status is SubscriberStatus.unsubscribed
+
+
+def test_confirmed_import_records_the_file_and_sends_nothing(cli, tmp_path):
+    csv = tmp_path / "held-consent.csv"
+    csv.write_text("email,frequency\nada@example.org,daily\nbob@example.org,\n")
+    report = import_json(cli, csv, "--confirmed")
+    assert (report["created"], report["emails_queued"], report["consent"]) == (2, 0, "imported")
+    subs = subscribers()
+    assert {s.status for s in subs.values()} == {SubscriberStatus.confirmed}
+    assert subs["ada@example.org"].frequency.value == "daily"
+    assert sent_to() == []
+    with session_scope(get_settings().database_url) as session:
+        events = session.exec(select(ConsentEvent)).all()
+    assert [(e.event, e.wording) for e in events] == [("imported", "imported from held-consent.csv")] * 2
+
+
+def test_dry_run_writes_nothing(cli, tmp_path):
+    csv = tmp_path / "readers.csv"
+    csv.write_text("email\nada@example.org\nbob@example.org\nbob@example.org\n")
+    result = cli("subscribers", "import", str(csv), "--dry-run")
+    assert (
+        "Would import" in result.stdout
+        and "created 2" in result.stdout
+        and "Nothing written" in result.stdout
+    )
+    assert "line 4" in result.output and "same address as line 3" in result.output
+    assert count(Subscriber) == count(ConsentEvent) == count(JourneyEmail) == 0
+    assert sent_to() == []
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"", "empty"),
+        (b"name,interests\nada@example.org,x\n", "no 'email' column"),
+        (b"email,colour\nada@example.org,red\n", "unknown column 'colour'"),
+        ("email\nad\u00e9@example.org\n".encode("latin-1"), "not UTF-8"),
+    ],
+)
+def test_a_file_that_cannot_be_read_is_one_line_and_imports_nothing(cli, tmp_path, content, words):
+    csv = tmp_path / "broken.csv"
+    csv.write_bytes(content)
+    result = cli("subscribers", "import", str(csv), ok=False)
+    assert result.exit_code == 1 and words in result.output and "Traceback" not in result.output
+    assert count(Subscriber) == 0
