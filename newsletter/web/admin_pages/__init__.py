@@ -9,11 +9,11 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse
 
-from newsletter.web.admin_pages import dashboard, issues, login, preview, subscribers
+from newsletter.web.admin_pages import dashboard, imports, issues, login, preview, subscribers
 from newsletter.web.admin_pages.session import PATH, LoginRequired
 
 router = APIRouter()
-for _module in (login, dashboard, subscribers, issues, preview):
+for _module in (login, dashboard, subscribers, issues, preview, imports):
     router.include_router(_module.router, prefix=PATH)
 
 

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from newsletter import admin as operator
+from newsletter import inspection
 from newsletter.errors import OperatorError
 from newsletter.web.admin_pages.session import Admin, AdminForm
 from newsletter.web.admin_pages.views import back_to, page
@@ -15,6 +16,7 @@ from newsletter.web.responses import error_response
 router = APIRouter()
 
 REFRESH_SENDING = 3  # seconds between reloads while rows are being sent
+FAILURES_SHOWN = 100  # the rest: `newsletter deliveries list --issue ID`
 REFRESH_DEFERRED = 30  # only retries left: they come on the backoff's schedule
 
 
@@ -46,6 +48,7 @@ def issue_detail(request: Request, issue_id: IssueId, admin: Admin, settings: Se
     except OperatorError:
         return error_response(request, 404, "Page not found", "There is no such issue.")
     paused = issue["paused_at"] is not None
+    failures = inspection.issue_failures(settings, issue_id, limit=FAILURES_SHOWN)
     return page(
         request,
         "issue.html",
@@ -54,6 +57,8 @@ def issue_detail(request: Request, issue_id: IssueId, admin: Admin, settings: Se
         progress=progress(issue["counts"]),
         refresh=refresh_after(issue["counts"], paused),
         paused=paused,
+        failures=failures.rows,
+        more_failures=failures.next_after is not None,
     )
 
 

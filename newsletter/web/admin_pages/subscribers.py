@@ -7,12 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from newsletter import history
 from newsletter import subscriptions as subs
 from newsletter.dashboard import search_subscribers
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.web.admin_pages.session import Admin, AdminForm
 from newsletter.web.admin_pages.views import back_to, page
-from newsletter.web.deps import SessionDep
+from newsletter.web.deps import SessionDep, SettingsDep
 from newsletter.web.responses import error_response
 
 router = APIRouter()
@@ -58,13 +59,13 @@ def _subscriber(request: Request, session: SessionDep, subscriber_id: int) -> Su
 
 @router.get("/subscribers/{subscriber_id}", response_class=HTMLResponse)
 def subscriber_detail(
-    request: Request, subscriber_id: SubscriberId, admin: Admin, session: SessionDep
+    request: Request, subscriber_id: SubscriberId, admin: Admin, session: SessionDep, settings: SettingsDep
 ) -> Response:
     sub = _subscriber(request, session, subscriber_id)
     if isinstance(sub, Response):
         return sub
-    history = subs.export_subscriber(session, sub)
-    return page(request, "subscriber.html", admin, sub=sub, history=history)
+    found = history.subscriber_history(settings, sub.email)
+    return page(request, "subscriber.html", admin, sub=sub, history=found)
 
 
 @router.post("/subscribers/{subscriber_id}/unsubscribe")
