@@ -308,7 +308,6 @@ def test_issue_page_follows_sending_and_pauses_and_resumes(site, new_page):
     assert "The issue is paused" in page.locator("[role=status]").inner_text()
     assert "paused by the operator" in page.locator("#paused").inner_text()
     assert page.locator("meta[http-equiv=refresh]").count() == 0
-    shot(page, "admin-issue-paused")
 
     assert submit(page, page.get_by_role("button", name="Resume sending").click) == 200
     assert "resumed" in page.locator("[role=status]").inner_text()
@@ -341,7 +340,10 @@ def test_preview_shows_the_ranked_digest_in_a_sandboxed_frame(site, new_page):
     assert first_title in frame.locator("body").inner_text()
     assert page.locator("iframe.digest").get_attribute("sandbox") == ""
     check_accessible(page, narrow=False)
-    shot(page, "admin-preview")
+    # The whole page in the viewport: a full-page shot resizes it, and the frame repaints late.
+    page.set_viewport_size({"width": 1100, "height": page.evaluate("document.body.scrollHeight")})
+    page.wait_for_timeout(300)
+    shot(page, "admin-preview", fit=False)
 
     # The frame's document cannot be opened outside the admin pages' session.
     src = page.locator("iframe.digest").get_attribute("src")
