@@ -10,16 +10,16 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse
 
 from newsletter.web.admin_pages import dashboard, imports, issues, login, preview, subscribers
-from newsletter.web.admin_pages.session import PATH, LoginRequired
+from newsletter.web.admin_pages.session import LoginRequired
 
 router = APIRouter()
 for _module in (login, dashboard, subscribers, issues, preview, imports):
-    router.include_router(_module.router, prefix=PATH)
+    router.include_router(_module.router)
 
 
 def install(app: FastAPI) -> None:
     """Mount the admin pages on `app`: their routes, and the login redirect."""
-    app.include_router(router, include_in_schema=False)
+    app.include_router(router)
 
     @app.exception_handler(LoginRequired)
     async def to_login(_: Request, exc: LoginRequired) -> RedirectResponse:

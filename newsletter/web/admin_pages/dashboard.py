@@ -9,11 +9,11 @@ from fastapi.responses import HTMLResponse, Response
 
 from newsletter.dashboard import Week, issue_summaries, weekly_growth
 from newsletter.stats import subscriber_counts
-from newsletter.web.admin_pages.session import Admin
+from newsletter.web.admin_pages.session import PATH, Admin
 from newsletter.web.admin_pages.views import page
 from newsletter.web.deps import SessionDep, SettingsDep
 
-router = APIRouter()
+router = APIRouter(prefix=PATH, include_in_schema=False)
 
 CHART_WIDTH, CHART_HEIGHT, CHART_TOP = 600, 180, 16  # the SVG's user units
 

@@ -18,11 +18,11 @@ from starlette.datastructures import UploadFile
 
 from newsletter.errors import OperatorError
 from newsletter.importing import import_subscribers
-from newsletter.web.admin_pages.session import Admin, AdminForm
+from newsletter.web.admin_pages.session import PATH, Admin, AdminForm
 from newsletter.web.admin_pages.views import page
 from newsletter.web.deps import SettingsDep
 
-router = APIRouter()
+router = APIRouter(prefix=PATH, include_in_schema=False)
 
 
 @router.get("/import", response_class=HTMLResponse)

@@ -8,12 +8,12 @@ from fastapi.responses import HTMLResponse, Response
 from newsletter import admin as operator
 from newsletter import inspection
 from newsletter.errors import OperatorError
-from newsletter.web.admin_pages.session import Admin, AdminForm
+from newsletter.web.admin_pages.session import PATH, Admin, AdminForm
 from newsletter.web.admin_pages.views import back_to, page
 from newsletter.web.deps import IssueId, SettingsDep
 from newsletter.web.responses import error_response
 
-router = APIRouter()
+router = APIRouter(prefix=PATH, include_in_schema=False)
 
 REFRESH_SENDING = 3  # seconds between reloads while rows are being sent
 FAILURES_SHOWN = 100  # the rest: `newsletter deliveries list --issue ID`

@@ -13,7 +13,7 @@ from newsletter.web.admin_pages import session as auth
 from newsletter.web.admin_pages.views import back_to, page
 from newsletter.web.deps import SettingsDep, within_rate
 
-router = APIRouter()
+router = APIRouter(prefix=auth.PATH, include_in_schema=False)
 
 # One message for every failure: it never says whether a password or a token was near.
 LOGIN_FAILED = "That did not work. Check the password or token and try again."

@@ -11,13 +11,13 @@ from newsletter import admin as operator
 from newsletter.config import Settings
 from newsletter.errors import OperatorError
 from newsletter.subscriptions import InvalidInput
-from newsletter.web.admin_pages.session import Admin
+from newsletter.web.admin_pages.session import PATH, Admin
 from newsletter.web.admin_pages.views import page
 from newsletter.web.deps import SettingsDep
 from newsletter.web.headers import framed_view_policy
 from newsletter.web.responses import error_response
 
-router = APIRouter()
+router = APIRouter(prefix=PATH, include_in_schema=False)
 
 Interests = Annotated[str, Query(max_length=2000)]
 Email = Annotated[str, Query(max_length=320)]

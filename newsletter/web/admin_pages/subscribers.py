@@ -11,12 +11,12 @@ from newsletter import history
 from newsletter import subscriptions as subs
 from newsletter.dashboard import search_subscribers
 from newsletter.models import Subscriber, SubscriberStatus
-from newsletter.web.admin_pages.session import Admin, AdminForm
+from newsletter.web.admin_pages.session import PATH, Admin, AdminForm
 from newsletter.web.admin_pages.views import back_to, page
 from newsletter.web.deps import SessionDep, SettingsDep
 from newsletter.web.responses import error_response
 
-router = APIRouter()
+router = APIRouter(prefix=PATH, include_in_schema=False)
 
 SubscriberId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 PAGE_SIZE = 50
