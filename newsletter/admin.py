@@ -19,7 +19,7 @@ from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope
 from newsletter.delivery import dispatch_issue
-from newsletter.digests import DigestRenderer, candidate_papers, period_of
+from newsletter.digests import candidate_papers, period_of
 from newsletter.errors import OperatorError
 from newsletter.ledger import delivery_counts, plan_issue
 from newsletter.models import (
@@ -33,8 +33,14 @@ from newsletter.models import (
 )
 from newsletter.papers import SourceError
 from newsletter.papers.ingest import load_source, store_fetched
+<<<<<<< HEAD
 from newsletter.stats import reader_count, subscriber_counts
 from newsletter.validation import clean_interests, normalise_email
+=======
+from newsletter.previews import preview_reader, preview_renderer
+from newsletter.stats import subscriber_counts
+from newsletter.validation import normalise_email
+>>>>>>> h-importapi
 
 CLI_CLIENT = subs.Client(user_agent="cli")  # recorded in consent rows of operator actions
 
@@ -149,38 +155,9 @@ def preview(
     `limit` defaults to the subscriber's own digest size, or the default one for interests."""
     now = settings.local_now()
     with session_scope(settings.database_url) as session:
-        if email:
-            sub = _subscriber(session, email)
-            sub = Subscriber(
-                id=sub.id,
-                email=sub.email,
-                email_key=sub.email_key,
-                interests=sub.interests,
-                profile=dict(sub.profile or {}),
-                token_key=sub.token_key,
-                token_version=sub.token_version,
-                status=sub.status,
-                max_papers=sub.max_papers,
-            )
-        else:
-            sub = Subscriber(
-                id=0,
-                email="preview@example.org",
-                email_key="preview@example.org",
-                interests=clean_interests(interests),
-                max_papers=settings.default_max_papers,
-            )
+        sub = preview_reader(session, settings, email=email, interests=interests)
         sub.max_papers = limit or sub.max_papers
-        issue = Issue(
-            id=0,
-            frequency=Frequency.weekly,
-            period=period_of(Frequency.weekly, now),
-            title="Preview",
-            paper_ids=candidate_papers(session, Frequency.weekly, now),
-            created_at=now,
-        )
-        papers = session.exec(select(Paper).where(col(Paper.id).in_(issue.paper_ids))).all()
-    renderer = DigestRenderer(settings, issue, list(papers), now)
+        renderer = preview_renderer(session, settings, Frequency.weekly, now)
     ranked = renderer.rank(sub)
     rendered = renderer.render(sub, renderer.items(sub, ranked))
     items = [

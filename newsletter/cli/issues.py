@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from newsletter import admin, inspection
 from newsletter.cli.common import console, emit_json, say_paused
 from newsletter.cli.deliveries import print_page
-from newsletter.config import get_settings
+from newsletter.config import Settings, get_settings
 from newsletter.errors import OperatorError
+from newsletter.testsend import send_test
 
 issues_app = typer.Typer(help="Issues (editions) and their deliveries.", no_args_is_help=True)
 
@@ -20,14 +22,27 @@ def send(
     dry_run: bool = typer.Option(False, "--dry-run", help="Plan nothing; show who is due."),
     wait: bool = typer.Option(True, help="With a broker: wait and show progress."),
     as_json: bool = typer.Option(False, "--json"),
+    test: str | None = typer.Option(
+        None,
+        "--test",
+        metavar="ADDRESS",
+        help="Send one test digest to ADDRESS instead ('[Test]', no ledger).",
+    ),
+    subscriber: str | None = typer.Option(None, help="With --test: the digest this subscriber would get."),
+    interests: str | None = typer.Option(None, help="With --test: the digest for these interests."),
 ) -> None:
     """Send this period's digest; running it again in the same period sends nothing new.
 
     Example: newsletter send --now
+    Example: newsletter send --test me@example.org --subscriber ada@example.org
     """
+    settings = get_settings()
+    if test is not None:
+        return send_test_digest(settings, test, subscriber, interests, as_json)
+    if subscriber or interests:
+        raise OperatorError("--subscriber and --interests go with --test ADDRESS")
     if not now:
         raise OperatorError("say --now to send the current period's issue (beat sends on schedule).")
-    settings = get_settings()
     result = admin.send_now(settings, frequency, dry_run=dry_run, wait=wait, show_progress=not as_json)
     if as_json:
         return emit_json(result)
@@ -45,6 +60,18 @@ def send(
     )
     if result["paused"]:
         say_paused(result["issue_id"], result["paused"])
+
+
+def send_test_digest(
+    settings: Settings, to: str, subscriber: str | None, interests: str | None, as_json: bool
+) -> None:
+    result = send_test(settings, to, subscriber=subscriber, interests=interests)
+    if as_json:
+        return emit_json(result)
+    console.print(
+        f"Sent {escape(result.subject)!r} ({result.papers} papers, built for {escape(result.built_for)}) "
+        f"to {escape(result.to)}; Message-ID {escape(result.message_id)}. No ledger row written."
+    )
 
 
 @issues_app.command("list")

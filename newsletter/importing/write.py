@@ -8,10 +8,9 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, update
 from sqlalchemy.engine import Connection
 
-from newsletter.db import insert_ignore
+from newsletter.importing import bulk
 from newsletter.importing.plan import SUBSCRIBERS, Known
 from newsletter.importing.rows import ImportRow
 from newsletter.models import (
@@ -68,12 +67,9 @@ def insert_new(
         for row in rows
     ]
     columns = set().union(*values)
-    for value in values:  # one INSERT for many rows needs the same keys in each
+    for value in values:  # one statement for many rows needs the same keys in each
         value.update(dict.fromkeys(columns - value.keys()))
-    statement = insert_ignore(SUBSCRIBERS, conn.dialect.name).returning(
-        SUBSCRIBERS.c.id, SUBSCRIBERS.c.email_key
-    )
-    return {key: sid for sid, key in conn.execute(statement, values)}
+    return bulk.insert_new(conn, SUBSCRIBERS, values, "email_key")
 
 
 def record_consent(
@@ -86,7 +82,7 @@ def record_consent(
             | {"user_agent": source, "wording": wording}
             for key, sid in ids.items()
         ]
-        conn.execute(CONSENT.insert(), rows)
+        bulk.insert_rows(conn, CONSENT, rows)
 
 
 def queue_confirmations(conn: Connection, ids: list[int], now: datetime) -> None:
@@ -95,7 +91,7 @@ def queue_confirmations(conn: Connection, ids: list[int], now: datetime) -> None
     if ids:
         row = {"kind": "confirm", "state": DeliveryState.pending, "attempts": 0}
         values = [{**row, "subscriber_id": sid, "created_at": now, "next_attempt_at": now} for sid in ids]
-        conn.execute(EMAILS.insert(), values)
+        bulk.insert_rows(conn, EMAILS, values)
 
 
 def update_known(
@@ -106,23 +102,12 @@ def update_known(
     plan read it is left alone. Returns the ids asked for."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for row, known in rows:
-        if known is None:
-            continue
-        values = _settable(row)
-        groups[tuple(sorted(values))].append(
-            {"b_id": known.id, "b_status": known.status}
-            | {f"b_{name}": value for name, value in values.items()}
-        )
-    written: list[int] = []
-    for names, params in groups.items():
-        sets: dict[str, Any] = {name: bindparam(f"b_{name}") for name in names} | {"updated_at": now}
-        if confirm:
-            sets |= {"status": SubscriberStatus.confirmed, "confirmed_at": now, "pending_interests": None}
-        statement = (
-            update(SUBSCRIBERS)
-            .where(SUBSCRIBERS.c.id == bindparam("b_id"), SUBSCRIBERS.c.status == bindparam("b_status"))
-            .values(sets)
-        )
-        conn.execute(statement, params)
-        written += [p["b_id"] for p in params]
-    return written
+        if known is not None:
+            values = _settable(row)
+            groups[tuple(sorted(values))].append({"id": known.id, "status": known.status, **values})
+    fixed: dict[str, Any] = {"updated_at": now}
+    if confirm:
+        fixed |= {"status": SubscriberStatus.confirmed, "confirmed_at": now, "pending_interests": None}
+    for params in groups.values():
+        bulk.update_where(conn, SUBSCRIBERS, params, ("id", "status"), fixed)
+    return [known.id for _, known in rows if known is not None]
