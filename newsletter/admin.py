@@ -11,10 +11,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from rich.progress import Progress
 from sqlmodel import Session, col, select
 
-from newsletter import delivery, jobs, pauses, suppression
+from newsletter import delivery, jobs, liveness, pauses, suppression
 from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope
@@ -33,16 +34,12 @@ from newsletter.models import (
 )
 from newsletter.papers import SourceError
 from newsletter.papers.ingest import load_source, store_fetched
-<<<<<<< HEAD
-from newsletter.stats import reader_count, subscriber_counts
-from newsletter.validation import clean_interests, normalise_email
-=======
 from newsletter.previews import preview_reader, preview_renderer
-from newsletter.stats import subscriber_counts
+from newsletter.stats import reader_count, subscriber_counts
 from newsletter.validation import normalise_email
->>>>>>> h-importapi
 
 CLI_CLIENT = subs.Client(user_agent="cli")  # recorded in consent rows of operator actions
+STALL_SECONDS = 30  # nothing sent for this long while waiting: ping the workers again
 
 
 @dataclass(frozen=True)
@@ -199,6 +196,7 @@ def send_now(
         with session_scope(settings.database_url) as session:
             papers = len(candidate_papers(session, freq, now))
         return {"period": period_of(freq, now), "due": due_count(settings, freq), "papers": papers}
+    workers = liveness.require_worker(settings) if settings.uses_broker and wait else []
     with session_scope(settings.database_url) as session:
         issue, planned = plan_issue(session, freq, now)
     issue_id = saved_id(issue)
@@ -206,7 +204,7 @@ def send_now(
     if settings.uses_broker:
         jobs.run(settings, dispatch_issue, issue_id)
         if wait:
-            _wait_with_progress(settings, issue_id, total, show_progress)
+            _wait_with_progress(settings, issue_id, total, show_progress, workers)
     else:
         _run_with_progress(settings, issue_id, total, show_progress)
     return {
@@ -215,6 +213,8 @@ def send_now(
         "planned": planned,
         "counts": counts(settings, issue_id),
         "paused": pause_of(settings, issue_id),
+        "queued": settings.uses_broker and not wait,  # left to the workers, not waited for
+        "workers": workers,
     }
 
 
@@ -244,18 +244,26 @@ def _run_with_progress(settings: Settings, issue_id: int, total: int, show: bool
 
 
 def _wait_with_progress(
-    settings: Settings, issue_id: int, total: int, show: bool, timeout: float = 3600
+    settings: Settings, issue_id: int, total: int, show: bool, workers: list[str], timeout: float = 3600
 ) -> None:
-    """Follow the ledger while workers send; stop when nothing is left open (or deferred only)."""
-
-    deadline = time.monotonic() + timeout
-    with Progress(disable=not show, transient=True) as bar:
+    """Follow the ledger while workers send; stop when nothing is left open (or deferred only).
+    When nothing moves for STALL_SECONDS the workers are pinged again: none answering is an
+    `OperatorError` (the rest stays queued for them)."""
+    deadline, moved, last_open = time.monotonic() + timeout, time.monotonic(), -1
+    with Progress(console=Console(stderr=True), disable=not show, transient=True) as bar:
+        if show:  # a line even where the bar cannot draw (not a terminal)
+            bar.console.print(f"Issue {issue_id}: {total} deliveries; waiting for {', '.join(workers)}")
         task = bar.add_task("Sending", total=max(total, 1))
         while time.monotonic() < deadline:
             now = counts(settings, issue_id)
             bar.update(task, completed=total - _open_work(now))
             if now["pending"] + now["sending"] == 0 or (now["sending"] == 0 and pause_of(settings, issue_id)):
                 return
+            if _open_work(now) != last_open:
+                moved, last_open = time.monotonic(), _open_work(now)
+            elif time.monotonic() - moved > STALL_SECONDS:
+                liveness.require_worker(settings, f"and issue {issue_id}'s remaining deliveries go out")
+                moved = time.monotonic()
             time.sleep(0.5)
 
 

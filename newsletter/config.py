@@ -112,6 +112,13 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: Any) -> Any:
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
+    # Liveness (`newsletter/liveness.py`): `send --now` pings the workers for this long before it
+    # waits on them; workers and beat record a heartbeat every heartbeat_interval_seconds, and
+    # the readiness check fails when the newest is older than heartbeat_max_age_seconds.
+    worker_ping_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    heartbeat_interval_seconds: float = Field(default=30.0, gt=0)
+    heartbeat_max_age_seconds: int = Field(default=180, ge=1)
+
     # An issue pauses after this many messages in a row refused for a reason that is not about
     # the reader (a 5xx at MAIL FROM or DATA, policy, size), like listmonk's max_send_errors.
     max_send_errors: int = Field(default=10, ge=1)

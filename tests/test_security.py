@@ -746,6 +746,7 @@ def every_get_url(s, w) -> dict[str, str]:
         "/": "/",
         "/subscribe/challenge": "/subscribe/challenge",
         "/healthz": "/healthz",
+        "/readyz": "/readyz",
         "/metrics": "/metrics",
         "/archive": "/archive",
         "/archive/{issue_id}": f"/archive/{issue_id}",

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
+from celery import bootsteps
+from celery.beat import PersistentScheduler
 from celery.schedules import crontab
 from celery.signals import after_setup_logger, worker_process_init
 
@@ -11,7 +15,8 @@ from newsletter.config import get_settings
 from newsletter.db import dispose_engines
 from newsletter.delivery import recover_stale_claims, scheduled_send
 from newsletter.jobs import task_name
-from newsletter.logs import setup_logging
+from newsletter.liveness import record_heartbeat
+from newsletter.logs import event, setup_logging
 from newsletter.mail.transactional import sweep_journey_emails
 from newsletter.papers.ingest import scheduled_ingest
 from newsletter.worker import make_app
@@ -42,3 +47,50 @@ def _json_logs(**_kwargs: Any) -> None:
 def _fresh_connections(**_kwargs: Any) -> None:
     # A forked child must not reuse the parent's pooled database sockets.
     dispose_engines()
+
+
+# ---- heartbeats: readiness (`/readyz`, `newsletter check`) fails when these grow old ----------
+
+log = logging.getLogger("newsletter.liveness")
+
+
+def _beat_safely(who: str) -> None:
+    try:
+        record_heartbeat(settings, who)
+    except Exception as exc:  # noqa: BLE001 - Redis away: readiness will say so; keep working
+        event(log, "heartbeat.failed", logging.WARNING, who=who, error=type(exc).__name__)
+
+
+class Heartbeat(bootsteps.StartStopStep):
+    """Each worker notes "worker:<node name>" every heartbeat_interval_seconds, from its event
+    loop's timer (so a worker stuck there stops beating)."""
+
+    requires = {"celery.worker.components:Timer"}
+
+    def start(self, worker: Any) -> None:
+        who = f"worker:{worker.hostname}"
+        _beat_safely(who)
+        self.tref = worker.timer.call_repeatedly(settings.heartbeat_interval_seconds, _beat_safely, (who,))
+
+    def stop(self, _worker: Any) -> None:
+        tref = getattr(self, "tref", None)
+        if tref is not None:
+            tref.cancel()
+
+
+class RecordingScheduler(PersistentScheduler):
+    """Beat's scheduler (schedule file as usual) noting "beat" at least every
+    heartbeat_interval_seconds of its loop."""
+
+    last_noted = 0.0
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        wait = super().tick(*args, **kwargs)
+        if time.monotonic() - self.last_noted >= settings.heartbeat_interval_seconds:
+            _beat_safely("beat")
+            self.last_noted = time.monotonic()
+        return min(wait, settings.heartbeat_interval_seconds)
+
+
+app.steps["worker"].add(Heartbeat)
+app.conf.beat_scheduler = "workers.celery_app:RecordingScheduler"

@@ -1,4 +1,5 @@
-"""The `newsletter` command: serve, db, papers, subscribers, preview, send, issues, stats, admin, demo.
+"""The `newsletter` command: serve, db, papers, subscribers, preview, send, issues, deliveries,
+stats, check, admin, demo.
 
 Each group lives in its own module (`subscribers`, `papers`, `issues`); this one wires them to the
 one `app` and keeps the few commands that start something (serve, db upgrade, demo).
@@ -12,7 +13,7 @@ import typer
 from rich.markup import escape
 from sqlalchemy.engine import make_url
 
-from newsletter.cli import issues, papers
+from newsletter.cli import health, issues, papers
 from newsletter.cli.access import admin_app
 from newsletter.cli.common import OneLineErrors, console
 from newsletter.cli.deliveries import deliveries_app
@@ -40,6 +41,7 @@ app.add_typer(deliveries_app, name="deliveries")
 app.command()(papers.preview)
 app.command()(issues.send)
 app.command()(issues.stats)
+app.command()(health.check)
 
 
 @app.callback()

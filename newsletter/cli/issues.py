@@ -20,7 +20,11 @@ def send(
     now: bool = typer.Option(False, "--now", help="Plan and send the current period."),
     frequency: str = typer.Option("weekly", help="weekly | daily"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Plan nothing; show who is due."),
-    wait: bool = typer.Option(True, help="With a broker: wait and show progress."),
+    wait: bool = typer.Option(
+        True,
+        help="With a broker: check that a worker answers, then wait and show progress. "
+        "--no-wait queues the send for the workers and returns.",
+    ),
     as_json: bool = typer.Option(False, "--json"),
     test: str | None = typer.Option(
         None,
@@ -33,8 +37,11 @@ def send(
 ) -> None:
     """Send this period's digest; running it again in the same period sends nothing new.
 
-    Example: newsletter send --now
-    Example: newsletter send --test me@example.org --subscriber ada@example.org
+    With a broker it first pings the workers (NEWSLETTER_WORKER_PING_TIMEOUT_SECONDS) and stops
+    with an error if none answers.
+
+    Examples: newsletter send --now;  newsletter send --now --no-wait;
+    newsletter send --test me@example.org --subscriber ada@example.org
     """
     settings = get_settings()
     if test is not None:
@@ -53,6 +60,13 @@ def send(
         )
         return
     c = result["counts"]
+    if result["queued"]:
+        console.print(
+            f"Issue {result['issue_id']} ({result['period']}): {result['planned']} new deliveries "
+            f"planned and queued; a worker sends them. Follow with `newsletter issues show "
+            f"{result['issue_id']}`."
+        )
+        return
     console.print(
         f"Issue {result['issue_id']} ({result['period']}): {result['planned']} new "
         f"deliveries planned. Sent {c['sent']}, skipped {c['skipped']}, failed "

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import redis
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, field_validator
 
-from newsletter import feedback
+from newsletter import feedback, liveness
 from newsletter import subscriptions as subs
+from newsletter.config import Settings
 from newsletter.digests import issue_papers, issue_title, paper_view, reader_view
 from newsletter.ledger import sent_papers
 from newsletter.ledger.reports import archived_issues
@@ -103,8 +105,9 @@ def bounce_webhook(
 
 
 @router.get("/metrics", dependencies=[Depends(metrics_caller)])
-def metrics(session: SessionDep) -> Response:
-    """Prometheus text: subscribers by status, deliveries by issue and state, for a caller with
+def metrics(session: SessionDep, settings: SettingsDep) -> Response:
+    """Prometheus text: subscribers by status, deliveries by issue and state, the age of the
+    newest worker and beat heartbeat, for a caller with
     `Authorization: Bearer <NEWSLETTER_METRICS_TOKEN or one of NEWSLETTER_ADMIN_TOKENS>`."""
     lines = ["# TYPE newsletter_subscribers gauge"]
     lines += [f'newsletter_subscribers{{status="{k}"}} {v}' for k, v in subscriber_counts(session).items()]
@@ -114,4 +117,19 @@ def metrics(session: SessionDep) -> Response:
             f'newsletter_deliveries{{issue="{issue.id}",period="{issue.period}",state="{k}"}} {v}'
             for k, v in issue.counts.items()
         ]
+    lines += heartbeat_lines(settings)
     return PlainTextResponse("\n".join(lines) + "\n")
+
+
+def heartbeat_lines(settings: Settings) -> list[str]:
+    """Seconds since the newest worker and beat heartbeat; none recorded (or no Redis): no sample."""
+    try:
+        ages = liveness.heartbeat_ages(settings) if settings.uses_broker else None
+    except redis.RedisError:
+        ages = None  # /readyz says why; metrics still answer
+    lines = ["# TYPE newsletter_heartbeat_age_seconds gauge"]
+    for process, prefix in (("worker", "worker:"), ("beat", "beat")):
+        age = liveness.newest(ages or {}, prefix)
+        if age is not None:
+            lines.append(f'newsletter_heartbeat_age_seconds{{process="{process}"}} {age:.1f}')
+    return lines

@@ -17,6 +17,7 @@ from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.readiness import check_readiness
 from newsletter.tokens import Purpose, TokenError, TokenReason
 from newsletter.web import proof
 from newsletter.web.auth import from_this_site
@@ -174,3 +175,11 @@ def healthz(settings: SettingsDep) -> Response:
     except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
         return JSONResponse({"status": "error", "database": type(exc).__name__}, status_code=503)
     return JSONResponse({"status": "ok"})
+
+
+@router.get("/readyz")
+def readyz(settings: SettingsDep) -> Response:
+    """Readiness: database, migrations, broker, a worker's and beat's heartbeat. 200 with every
+    check when all pass, else 503 (the failing checks say why); no URLs or secrets."""
+    report = check_readiness(settings)
+    return JSONResponse(report.model_dump(mode="json"), status_code=200 if report.ready else 503)

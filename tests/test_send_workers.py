@@ -1,0 +1,116 @@
+"""`newsletter send --now` with a broker: it never waits on workers that are not there.
+
+A real Redis broker, PostgreSQL, an SMTP server and (for the second half) a real Celery worker;
+the command runs as the operator runs it, as a process.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+
+from newsletter import admin
+from newsletter.testing import free_port
+from tests.conftest import ROOT, Worker, process_env
+
+pytestmark = pytest.mark.integration
+
+
+def newsletter(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "newsletter", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return result, time.monotonic() - started
+
+
+def count(db_url: str, sql: str) -> int:
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        value = conn.execute(text(sql)).scalar_one()
+    engine.dispose()
+    return value
+
+
+@pytest.fixture
+def env(configure, pg_url, redis_db, smtp_server):
+    _box, port = smtp_server
+    env = process_env(
+        NEWSLETTER_DATABASE_URL=pg_url,
+        NEWSLETTER_BROKER_URL=redis_db,
+        NEWSLETTER_SMTP_HOST="127.0.0.1",
+        NEWSLETTER_SMTP_PORT=str(port),
+    )
+    settings = configure(**{k: v for k, v in env.items() if k.startswith("NEWSLETTER_")})
+    admin.ingest(settings)
+    for address in ("ada@example.org", "bob@example.org"):
+        admin.add_subscriber(settings, address, "robots", "weekly", 5, confirmed=True)
+    return env
+
+
+def test_no_worker_stops_at_once_and_no_wait_queues_for_the_worker(
+    env, pg_url, redis_db, smtp_server, tmp_path
+):
+    box, _ = smtp_server
+    result, seconds = newsletter(env, "send", "--now")
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("Error: no worker answered a ping on redis://127.0.0.1:6379/")
+    assert "celery -A workers worker" in line and "--no-wait" in line
+    # The ping waits 2 s (NEWSLETTER_WORKER_PING_TIMEOUT_SECONDS); the rest is starting Python,
+    # measured with a command that reads the same database (the machine may be busy).
+    baseline = newsletter(env, "issues", "list")[1]
+    print(f"send --now with no worker: exit 1 after {seconds:.1f} s ({baseline:.1f} s for `issues list`)")
+    assert seconds < baseline + 5, (seconds, baseline)
+    assert count(pg_url, "SELECT count(*) FROM issue") == 0  # nothing planned, nothing half-done
+
+    queued, seconds = newsletter(env, "send", "--now", "--no-wait")
+    assert queued.returncode == 0, queued.stderr
+    assert "2 new deliveries planned and queued" in " ".join(queued.stdout.split())
+    assert redis.Redis.from_url(redis_db).llen("celery") == 1  # the dispatch waits for a worker
+    assert box.messages == []
+
+    worker = Worker(env, log_path=tmp_path / "worker.log")
+    try:
+        worker.wait_ready(timeout=90)  # a busy shared machine starts Celery slowly
+        assert len(box.wait_for(2, timeout=60)) == 2  # the queued send goes out once a worker runs
+    finally:
+        worker.stop()
+
+
+def test_a_worker_present_sends_and_the_command_waits_for_it(env, smtp_server, tmp_path):
+    box, _ = smtp_server
+    worker = Worker(env, log_path=tmp_path / "worker.log")
+    try:
+        worker.wait_ready(timeout=90)  # a busy shared machine starts Celery slowly
+        sent, seconds = newsletter(env, "send", "--now")
+    finally:
+        worker.stop()
+    assert sent.returncode == 0, sent.stderr
+    assert "2 new deliveries planned. Sent 2, skipped 0, failed 0, still open 0." in " ".join(
+        sent.stdout.split()
+    )
+    assert f"Issue 1: 2 deliveries; waiting for {worker.name}@" in sent.stderr
+    assert len(box.parsed()) == 2
+    print(f"send --now with a worker, 2 digests: {seconds:.1f} s")
+
+
+def test_an_unreachable_broker_is_one_line_and_fast(env):
+    env = {**env, "NEWSLETTER_BROKER_URL": f"redis://:s3cret@127.0.0.1:{free_port()}/0"}
+    result, seconds = newsletter(env, "send", "--now")
+    baseline = newsletter(env, "issues", "list")[1]
+    assert result.returncode == 1 and seconds < baseline + 5, (seconds, baseline, result.stderr)
+    [line] = result.stderr.strip().splitlines()
+    assert (
+        line.startswith("Error: cannot reach the broker at redis://:**@127.0.0.1:") and "s3cret" not in line
+    )
