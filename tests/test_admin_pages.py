@@ -17,7 +17,16 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from newsletter.passwords import hash_password
-from tests.conftest import BASE_ENV, Mailbox, WebServer, free_port, link_in, migrated_pg, process_env
+from tests.conftest import (
+    BASE_ENV,
+    Mailbox,
+    WebServer,
+    free_port,
+    link_in,
+    migrated_pg,
+    process_env,
+    text_part,
+)
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, check_accessible, go, heading, shot, submit
 
 pytestmark = pytest.mark.browser
@@ -136,6 +145,17 @@ def log_in(site, page, secret: str = PASSWORD, then: str = "/admin") -> int:
 
 def csrf_of(page) -> str:
     return page.locator("input[name=csrf]").first.get_attribute("value")
+
+
+def delivery_count() -> int:
+    from sqlalchemy import func
+    from sqlmodel import select
+
+    from newsletter.models import Delivery
+    from newsletter.testing import configured_session
+
+    with configured_session() as session:
+        return session.exec(select(func.count()).select_from(Delivery)).one()
 
 
 def subscriber_row(address: str):
@@ -328,7 +348,7 @@ def test_issue_page_follows_sending_and_pauses_and_resumes(site, new_page):
 # ---- preview --------------------------------------------------------------------------------
 
 
-def test_preview_shows_the_ranked_digest_in_a_sandboxed_frame(site, new_page):
+def test_preview_shows_the_ranked_digest_in_a_sandboxed_frame_and_sends_a_test(site, new_page):
     page = new_page()
     assert log_in(site, page, then="/admin/preview") == 200
     page.get_by_label("Interests").fill("robot learning, reinforcement learning")
@@ -344,6 +364,20 @@ def test_preview_shows_the_ranked_digest_in_a_sandboxed_frame(site, new_page):
     page.set_viewport_size({"width": 1100, "height": page.evaluate("document.body.scrollHeight")})
     page.wait_for_timeout(300)
     shot(page, "admin-preview", fit=False)
+
+    # A test send of what is shown: through the real SMTP server, "[Test]", no ledger row.
+    deliveries = delivery_count()
+    page.get_by_label("Send this digest to").fill("operator@example.org")
+    assert submit(page, page.get_by_role("button", name="Send test").click) == 200
+    assert "The test digest is sent" in page.locator("[role=status]").inner_text()
+    [test] = site.box.wait_for(1, to="operator@example.org", subject="[Test]")
+    assert first_title in text_part(test) and "List-Unsubscribe" in test
+    assert delivery_count() == deliveries
+    assert page.get_by_label("Interests").input_value() == "robot learning, reinforcement learning"
+    site.box.replies["refused@example.org"] = "550 5.7.1 Not today"
+    page.get_by_label("Send this digest to").fill("refused@example.org")
+    assert submit(page, page.get_by_role("button", name="Send test").click) == 400
+    assert "Test not sent" in page.locator("#preview-error").inner_text()
 
     # The frame's document cannot be opened outside the admin pages' session.
     src = page.locator("iframe.digest").get_attribute("src")

@@ -21,6 +21,7 @@ NOTICES = {
     "not_paused": "The issue was not paused; nothing to resume.",
     "already_paused": "The issue was already paused.",
     "logged_out": "You are logged out.",
+    "test_sent": "The test digest is sent: the mail server took it.",
 }
 
 
