@@ -127,7 +127,8 @@ def _summary(session: Session, issue: Issue, counts: dict[str, int]) -> IssueSum
 def search_subscribers(
     session: Session, query: str = "", status: str | None = None, after_id: int = 0, limit: int = 50
 ) -> list[Subscriber]:
-    """Subscribers whose address contains `query` (any case), by id, `limit` after `after_id`."""
+    """Subscribers whose address contains `query` (any case; `%` and `_` are plain characters),
+    by id, `limit` after `after_id`."""
     stmt = select(Subscriber).where(col(Subscriber.id) > after_id)
     if query.strip():
         pattern = "%" + query.strip().casefold().replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
