@@ -21,7 +21,7 @@ from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope
 from newsletter.delivery import dispatch_issue
 from newsletter.digests import candidate_papers, period_of
-from newsletter.errors import OperatorError
+from newsletter.errors import NotFound, OperatorError
 from newsletter.ledger import delivery_counts, plan_issue
 from newsletter.models import (
     Frequency,
@@ -53,7 +53,7 @@ class Removal:
 def _subscriber(session: Session, email: str) -> Subscriber:
     sub = subs.find_by_email(session, email)
     if sub is None:
-        raise OperatorError(f"no subscriber with address {email}")
+        raise NotFound(f"no subscriber with address {email}")
     return sub
 
 
@@ -290,7 +290,7 @@ def show_issue(settings: Settings, issue_id: int) -> dict[str, Any]:
     with session_scope(settings.database_url) as session:
         issue = session.get(Issue, issue_id)
         if issue is None:
-            raise OperatorError(f"no issue with id {issue_id}")
+            raise NotFound(f"no issue with id {issue_id}")
         titles = {
             p.id: p.title for p in session.exec(select(Paper).where(col(Paper.id).in_(issue.paper_ids)))
         }
@@ -307,7 +307,7 @@ def resume_issue(settings: Settings, issue_id: int) -> dict[str, Any]:
     """
     with session_scope(settings.database_url) as session:
         if session.get(Issue, issue_id) is None:
-            raise OperatorError(f"no issue with id {issue_id}")
+            raise NotFound(f"no issue with id {issue_id}")
     put_back = delivery.resume_issue(settings, issue_id)
     if put_back is None:
         raise OperatorError(f"issue {issue_id} is not paused; nothing to resume")

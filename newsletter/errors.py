@@ -7,3 +7,7 @@ This module imports nothing, so any module of the core can raise it.
 
 class OperatorError(Exception):
     """A mistake the operator can fix; the message says what to do."""
+
+
+class NotFound(OperatorError):
+    """The subscriber or issue the operator named does not exist (the API answers 404)."""

@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.errors import OperatorError
+from newsletter.errors import NotFound
 from newsletter.ledger.listing import DeliveryRecord, delivery_records
 from newsletter.models import (
     ConsentEvent,
@@ -76,7 +76,7 @@ def subscriber_history(settings: Settings, email: str) -> SubscriberHistory:
     with session_scope(settings.database_url) as session:
         sub = subs.find_by_email(session, email)
         if sub is None:
-            raise OperatorError(f"no subscriber with address {email}")
+            raise NotFound(f"no subscriber with address {email}")
         sub_id = saved_id(sub)
         consent = [
             ConsentEntry.model_validate(c, from_attributes=True) for c in _rows(session, ConsentEvent, sub_id)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.errors import OperatorError
+from newsletter.errors import NotFound, OperatorError
 from newsletter.ledger.listing import DeliveryRecord, delivery_records
 from newsletter.models import DeliveryState, Issue
 
@@ -54,7 +54,7 @@ def list_deliveries(
         raise OperatorError(f"--limit must be between 1 and {MAX_LIMIT}")
     with session_scope(settings.database_url) as session:
         if issue_id is not None and session.get(Issue, issue_id) is None:
-            raise OperatorError(f"no issue with id {issue_id}")
+            raise NotFound(f"no issue with id {issue_id}")
         rows = delivery_records(session, wanted, issue_id=issue_id, after_id=after, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]

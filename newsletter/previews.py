@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.digests import DigestRenderer, candidate_papers, period_of
-from newsletter.errors import OperatorError
+from newsletter.errors import NotFound
 from newsletter.models import Frequency, Issue, Paper, Subscriber, new_token_key
 from newsletter.validation import clean_interests
 
@@ -33,7 +33,7 @@ def preview_reader(
         )
     sub = subs.find_by_email(session, email)
     if sub is None:
-        raise OperatorError(f"no subscriber with address {email}")
+        raise NotFound(f"no subscriber with address {email}")
     return Subscriber(
         id=sub.id,
         email=sub.email,

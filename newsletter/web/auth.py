@@ -1,6 +1,6 @@
-"""Who may call what: bearer tokens for /metrics, the bounce webhook's secret or signature, and
-signup forms posted from this site only. Each is a dependency that runs before the body is read
-(the webhook's signature aside: it covers the body, which the body cap keeps under 64 KB).
+"""Who may call what: bearer tokens for /metrics and the admin API, the bounce webhook's secret
+or signature, and signup forms posted from this site only. Each is a dependency that runs before
+the body is read (the webhook's signature aside: it covers the body, which the body cap keeps under 64 KB).
 """
 
 from __future__ import annotations
@@ -57,6 +57,16 @@ def metrics_caller(request: Request, settings: SettingsDep) -> None:
     if not matches_any(bearer_token(request.headers.get("authorization")), allowed):
         raise HTTPException(
             401, "Send a metrics token as Authorization: Bearer <token>.", {"WWW-Authenticate": "Bearer"}
+        )
+
+
+def admin_caller(request: Request, settings: SettingsDep) -> None:
+    """Refuse (401) a caller without one of NEWSLETTER_ADMIN_TOKENS as a bearer token; with none
+    configured, everyone. Runs before the body is read and before any id is looked up, so the
+    answer never says whether a subscriber or issue exists."""
+    if not matches_any(bearer_token(request.headers.get("authorization")), settings.admin_tokens):
+        raise HTTPException(
+            401, "Send an admin token as Authorization: Bearer <token>.", {"WWW-Authenticate": "Bearer"}
         )
 
 

@@ -40,6 +40,9 @@ TOKEN_PAGES: dict[TokenReason, tuple[int, str, str]] = {
 
 
 def wants_json(request: Request) -> bool:
+    """JSON for API paths and for clients that send or ask for it; a page otherwise."""
+    if request.url.path.startswith("/api/"):
+        return True
     ctype = request.headers.get("content-type", "")
     accept = request.headers.get("accept", "")
     return ctype.startswith("application/json") or (

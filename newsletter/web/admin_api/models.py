@@ -1,0 +1,98 @@
+"""The admin API's bodies and answers that the core does not define itself (the core's models,
+`SubscriberPublic`, `ImportReport`, `SubscriberHistory`, … are returned as they are)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from newsletter.inspection import DeliveryPage
+from newsletter.models import Frequency
+from newsletter.operations import IssueSummary
+
+
+class NewSubscriber(BaseModel):
+    """Add one address: the double opt-in (a confirmation email), or `confirmed` if you hold
+    their consent (recorded as `imported`)."""
+
+    email: str = Field(max_length=320)
+    interests: str = Field(default="", max_length=2000)
+    frequency: Frequency = Frequency.weekly
+    max_papers: int = Field(default=10, ge=1, le=50)
+    confirmed: bool = False
+
+
+class Removal(BaseModel):
+    """The address and its status now ("erased" when every record of it is gone)."""
+
+    email: str
+    status: str
+
+
+class Unsuppress(BaseModel):
+    email: str = Field(max_length=320)
+
+
+class IssueDetail(IssueSummary):
+    paper_titles: list[str]
+    failures: DeliveryPage  # the first page of failed and deferred deliveries, with replies
+
+
+class Resumed(BaseModel):
+    issue_id: int
+    put_back: int  # refused deliveries put back to be sent again
+    counts: dict[str, int]
+
+
+class PauseBody(BaseModel):
+    reason: str = Field(default="", max_length=500)
+
+
+class SendBody(BaseModel):
+    frequency: Frequency = Frequency.weekly
+
+
+class DueReport(BaseModel):
+    """What a send would do now: the period, how many readers are due, how many papers."""
+
+    period: str
+    due: int
+    papers: int
+
+
+class PreviewBody(BaseModel):
+    """Whose digest: a subscriber's (by id) or some interests'."""
+
+    subscriber_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    interests: str | None = Field(default=None, max_length=2000)
+    limit: int | None = Field(default=None, ge=1, le=50)
+
+
+class PreviewItem(BaseModel):
+    paper_id: int
+    title: str
+    score: float
+    relevance: float
+    trending: float
+    why: str
+
+
+class Preview(BaseModel):
+    subject: str
+    items: list[PreviewItem]
+    text: str
+    html: str
+
+
+class TestSendBody(BaseModel):
+    """Send the digest of a subscriber (by id) or of some interests to `to`."""
+
+    __test__ = False
+
+    to: str = Field(max_length=320)
+    subscriber_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    interests: str | None = Field(default=None, max_length=2000)
+
+
+class Stats(BaseModel):
+    subscribers: dict[str, int]  # by status
+    issues: list[IssueSummary]

@@ -1,0 +1,112 @@
+"""/api/admin/subscribers: list and search (keyset pages), one reader's history, add, import a
+CSV, change, unsubscribe, erase, export; lifting a suppression."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from newsletter import admin, history, operations
+from newsletter.importing import ImportReport, import_subscribers
+from newsletter.models import Frequency, SubscriberPublic, SubscriberStatus
+from newsletter.operations import SubscriberChange, SubscriberPage
+from newsletter.web.admin_api.models import NewSubscriber, Removal, Unsuppress
+from newsletter.web.auth import admin_caller
+from newsletter.web.deps import FormOrJson, FormOrJsonRoute, SettingsDep
+
+router = APIRouter(
+    prefix="/api/admin",
+    tags=["admin: subscribers"],
+    dependencies=[Depends(admin_caller)],
+    route_class=FormOrJsonRoute,
+)
+SubscriberId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+CSV_BODY = {"requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}}
+
+
+@router.get("/subscribers")
+def list_subscribers(
+    settings: SettingsDep,
+    status: SubscriberStatus | None = None,
+    frequency: Frequency | None = None,
+    search: Annotated[str | None, Query(max_length=320, description="Part of the address, any case.")] = None,
+    after: Annotated[int, Query(ge=0, description="The previous page's next_after.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=operations.MAX_PAGE)] = 100,
+) -> SubscriberPage:
+    """Subscribers in id order, `limit` at a time; follow `next_after` for the next page."""
+    return operations.subscriber_page(
+        settings, status=status, frequency=frequency, search=search, after=after, limit=limit
+    )
+
+
+@router.post("/subscribers", status_code=201)
+def add_subscriber(
+    settings: SettingsDep, body: Annotated[NewSubscriber, Depends(FormOrJson(NewSubscriber))]
+) -> SubscriberPublic:
+    """Add one address (a confirmation email goes out unless `confirmed`). An erased address is
+    refused (400) until its suppression is lifted."""
+    return admin.add_subscriber(
+        settings, body.email, body.interests, body.frequency.value, body.max_papers, body.confirmed
+    )
+
+
+@router.post("/subscribers/import", openapi_extra=CSV_BODY)
+async def import_csv(
+    request: Request,
+    settings: SettingsDep,
+    confirmed: bool = False,
+    update: bool = False,
+    dry_run: bool = False,
+    filename: Annotated[str, Query(max_length=200)] = "upload.csv",
+) -> ImportReport:
+    """Import a CSV sent as the body (`Content-Type: text/csv`), as `newsletter subscribers
+    import` does: every bad row is reported with its line and reason, the rest imports."""
+    data = await request.body()
+    return await run_in_threadpool(
+        import_subscribers, settings, data, filename, confirmed=confirmed, update=update, dry_run=dry_run
+    )
+
+
+@router.get("/subscribers/{subscriber_id}")
+def subscriber_history(settings: SettingsDep, subscriber_id: SubscriberId) -> history.SubscriberHistory:
+    """One reader: preferences, consent log, digests, journey emails, failures, bounces, votes."""
+    return history.subscriber_history(settings, operations.email_of(settings, subscriber_id))
+
+
+@router.patch("/subscribers/{subscriber_id}")
+def change_subscriber(
+    settings: SettingsDep,
+    subscriber_id: SubscriberId,
+    body: Annotated[SubscriberChange, Depends(FormOrJson(SubscriberChange))],
+) -> SubscriberPublic:
+    """Change a pending or confirmed reader's interests, frequency or digest size."""
+    return operations.change_subscriber(settings, operations.email_of(settings, subscriber_id), body)
+
+
+@router.post("/subscribers/{subscriber_id}/unsubscribe")
+def unsubscribe(settings: SettingsDep, subscriber_id: SubscriberId) -> Removal:
+    removal = admin.remove_subscriber(settings, operations.email_of(settings, subscriber_id), erase=False)
+    return Removal(email=removal.email, status=removal.status)
+
+
+@router.delete("/subscribers/{subscriber_id}")
+def erase(settings: SettingsDep, subscriber_id: SubscriberId) -> Removal:
+    """Erase every record of the reader; a hash of the address stays so no import brings it back."""
+    removal = admin.remove_subscriber(settings, operations.email_of(settings, subscriber_id), erase=True)
+    return Removal(email=removal.email, status=removal.status)
+
+
+@router.get("/subscribers/{subscriber_id}/export")
+def export(settings: SettingsDep, subscriber_id: SubscriberId) -> dict[str, Any]:
+    """Everything held about the reader, as `newsletter subscribers export EMAIL` writes it."""
+    return admin.export(settings, operations.email_of(settings, subscriber_id))
+
+
+@router.post("/suppressions/lift")
+def unsuppress(
+    settings: SettingsDep, body: Annotated[Unsuppress, Depends(FormOrJson(Unsuppress))]
+) -> Unsuppress:
+    """Let an erased address be added again (the person asked you to)."""
+    return Unsuppress(email=admin.unsuppress(settings, body.email))
