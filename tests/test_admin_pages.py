@@ -8,9 +8,11 @@ the login rate limit of one test never trips another.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -21,6 +23,7 @@ from tests.conftest import (
     BASE_ENV,
     Mailbox,
     WebServer,
+    Worker,
     free_port,
     link_in,
     migrated_pg,
@@ -441,3 +444,75 @@ def test_import_a_csv_dry_run_first_then_import(site, new_page, tmp_path):
     [confirm] = site.box.wait_for(1, to="new.reader@example.org", subject="onfirm")
     assert link_in(confirm, "confirm").startswith(site.url)
     shot(page, "admin-import")
+
+
+# ---- an issue going out through real workers ------------------------------------------------
+
+
+class SlowMailbox(Mailbox):
+    """An SMTP server that takes a moment per message, so sending can be watched."""
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook
+        await asyncio.sleep(0.4)
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.integration
+def test_watch_an_issue_go_out_through_celery_workers(pg_url, redis_db, tmp_path, browser, configure):
+    """PostgreSQL, Redis, a real Celery worker, uvicorn and an SMTP server: the operator sends
+    with `send --now --no-wait` and watches the issue page reload itself until every reader
+    has the digest."""
+    from newsletter import admin
+    from newsletter.papers import sample_feed_path
+
+    box = SlowMailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    port = free_port()
+    env = {
+        "NEWSLETTER_DATABASE_URL": pg_url,
+        "NEWSLETTER_BROKER_URL": redis_db,
+        "NEWSLETTER_SMTP_HOST": "127.0.0.1",
+        "NEWSLETTER_SMTP_PORT": str(controller.port),
+        "NEWSLETTER_BASE_URL": f"http://127.0.0.1:{port}",
+        "NEWSLETTER_ADMIN_TOKENS": TOKEN,
+        "NEWSLETTER_BATCH_SIZE": "4",
+    }
+    settings = configure(**env)
+    worker = Worker(process_env(**env), concurrency=1, log_path=tmp_path / "worker.log")
+    web = WebServer(process_env(**env), tmp_path / "web.log", port=port)
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    try:
+        worker.wait_ready()
+        admin.ingest(settings, path=sample_feed_path())
+        readers = [f"reader{n}@example.org" for n in range(12)]
+        for address in readers:
+            admin.add_subscriber(settings, address, "reinforcement learning", "weekly", 3, confirmed=True)
+        issue_id = admin.send_now(settings, "weekly", wait=False)["issue_id"]
+
+        page = context.new_page()
+        site = Site(web.url, box)
+        assert log_in(site, page, TOKEN, then=f"/admin/issues/{issue_id}") == 200
+        progress = page.locator("#progress")
+        assert int(progress.get_attribute("value")) < len(readers)  # caught while sending
+        assert page.locator("meta[http-equiv=refresh]").count() == 1
+        # No script and no click: the page reloads itself until the issue is out.
+        deadline = time.monotonic() + 60
+        while progress.get_attribute("value") != str(len(readers)) and time.monotonic() < deadline:
+            page.wait_for_timeout(500)  # the page's own meta refresh does the reloading
+        assert progress.get_attribute("value") == str(len(readers))
+        assert page.locator("meta[http-equiv=refresh]").count() == 0
+        assert page.locator("#counts tbody td").all_inner_texts() == [
+            "0",
+            "0",
+            "0",
+            str(len(readers)),
+            "0",
+            "0",
+        ]
+        assert sorted(m["To"] for m in box.parsed()) == sorted(readers)
+    finally:
+        context.close()
+        web.stop()
+        worker.stop()
+        controller.stop()
