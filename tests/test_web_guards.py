@@ -317,6 +317,20 @@ def test_links_and_secrets_are_checked_before_any_body_is_read(settings):
         "/webhooks/bounce": ({"authorization": "Bearer wrong-secret-0123456789"}, 401),
         "/webhooks/bounce (stale signature)": ({k.lower(): v for k, v in stale.items()}, 401),
     }
+    # The admin API: a caller without an admin token is refused before its body is read.
+    not_admin = {"authorization": "Bearer not-an-admin-token-0123456789"}
+    for admin_post in (
+        "/api/admin/subscribers",
+        "/api/admin/subscribers/import",
+        "/api/admin/subscribers/{subscriber_id}/unsubscribe",
+        "/api/admin/suppressions/lift",
+        "/api/admin/issues/send",
+        "/api/admin/issues/{issue_id}/pause",
+        "/api/admin/issues/{issue_id}/resume",
+        "/api/admin/preview",
+        "/api/admin/test-send",
+    ):
+        cases[admin_post] = (not_admin, 401)
     posts = {r.path for r in app_routes(app) if "POST" in getattr(r, "methods", ())}
     assert posts == {c.split(" ")[0] for c in cases}, posts  # a new POST route must be listed here
 
@@ -353,7 +367,7 @@ def test_links_and_secrets_are_checked_before_any_body_is_read(settings):
 
     forged = "eyJzIjoxLCJ2IjowfQ.aaaaaa.bbbbbbbbbbbbbbbbbbbbbbbbbbb"
     for case, (headers, status) in cases.items():
-        path = case.split(" ")[0].format(token=forged)
+        path = case.split(" ")[0].format(token=forged, subscriber_id=1, issue_id=1)
         assert asyncio.run(call(path, headers)) == (status, 0), case
 
 

@@ -29,10 +29,13 @@ def _copy_value(value: Any) -> Any:
 
 def _copy(conn: Connection, table: str, columns: Sequence[str], rows: list[Row]) -> None:
     """COPY `rows` into `table` (names here are ours, never input)."""
+    # Only columns whose first value needs converting are converted (an enum, a JSON value):
+    # every row of one import has the same types in the same columns.
+    convert = {c for c in columns if _copy_value(rows[0][c]) is not rows[0][c]}
     cursor: Any = conn.connection.cursor()  # psycopg's own cursor: SQLAlchemy has no COPY
     with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row([_copy_value(row[c]) for c in columns])
+            copy.write_row([_copy_value(row[c]) if c in convert else row[c] for c in columns])
 
 
 def _staged(conn: Connection, table: Table, columns: Sequence[str], rows: list[Row]) -> str:

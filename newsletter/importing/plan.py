@@ -1,5 +1,6 @@
 """What an import does with each good row, decided from what the store already holds: a few
-SELECTs for the whole file (addresses and suppressions looked up 5,000 at a time), no writes."""
+SELECTs for the whole file (addresses and suppressions in one array parameter on PostgreSQL,
+5,000 at a time elsewhere), no writes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import ARRAY, ColumnElement, String, any_, bindparam, select
 from sqlalchemy.engine import Connection
 
 from newsletter.importing.rows import ImportRow, RowProblem
@@ -57,13 +58,23 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
+def _matching(
+    conn: Connection, column: ColumnElement[str], values: list[str]
+) -> Iterator[ColumnElement[bool]]:
+    """WHERE clauses that together cover `values`: on PostgreSQL one `= ANY(array)` (one
+    parameter, whatever the size), elsewhere IN (…) lists of CHUNK values."""
+    if conn.dialect.name == "postgresql":
+        yield column == any_(bindparam("values", values, type_=ARRAY(String)))
+        return
+    for part in chunks(values):
+        yield column.in_(part)
+
+
 def known_subscribers(conn: Connection, keys: list[str]) -> dict[str, Known]:
     found: dict[str, Known] = {}
     c = SUBSCRIBERS.c
-    for part in chunks(keys):
-        for sid, key, status in conn.execute(
-            select(c.id, c.email_key, c.status).where(c.email_key.in_(part))
-        ):
+    for where in _matching(conn, c.email_key, keys):
+        for sid, key, status in conn.execute(select(c.id, c.email_key, c.status).where(where)):
             found[key] = Known(sid, SubscriberStatus(status))
     return found
 
@@ -71,10 +82,8 @@ def known_subscribers(conn: Connection, keys: list[str]) -> dict[str, Known]:
 def suppressed_keys(conn: Connection, keys: list[str]) -> set[str]:
     by_hash = {address_hash(key): key for key in keys}
     found: set[str] = set()
-    for part in chunks(list(by_hash)):
-        hashes = conn.execute(
-            select(SUPPRESSIONS.c.address_hash).where(SUPPRESSIONS.c.address_hash.in_(part))
-        )
+    for where in _matching(conn, SUPPRESSIONS.c.address_hash, list(by_hash)):
+        hashes = conn.execute(select(SUPPRESSIONS.c.address_hash).where(where))
         found.update(by_hash[h] for h in hashes.scalars())
     return found
 

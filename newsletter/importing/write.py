@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -27,14 +28,18 @@ CONSENT = table_of(ConsentEvent)
 EMAILS = table_of(JourneyEmail)
 
 
-def schedule_columns() -> set[str]:
+@cache
+def schedule_columns() -> frozenset[str]:
     """Which of the per-reader schedule columns (weekday, timezone) the subscriber table has."""
-    return {"weekday", "timezone"} & set(SUBSCRIBERS.c.keys())
+    return frozenset({"weekday", "timezone"} & set(SUBSCRIBERS.c.keys()))
 
 
 def _settable(row: ImportRow) -> dict[str, Any]:
-    stored = {"interests", "frequency", "max_papers", *schedule_columns()}
-    return {name: value for name, value in row.preferences().items() if name in stored}
+    """The row's non-empty preferences that the subscriber table can store."""
+    values = {"interests": row.interests, "frequency": row.frequency, "max_papers": row.max_papers}
+    if schedule_columns():
+        values |= {"weekday": row.weekday, "timezone": row.timezone}
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def insert_new(
