@@ -40,6 +40,7 @@ from newsletter.validation import normalise_email
 
 CLI_CLIENT = subs.Client(user_agent="cli")  # recorded in consent rows of operator actions
 STALL_SECONDS = 30  # nothing sent for this long while waiting: ping the workers again
+PROGRESS_LINE_SECONDS = 10  # where no bar can be drawn (a log, cron), a progress line this often
 
 
 @dataclass(frozen=True)
@@ -253,10 +254,13 @@ def _wait_with_progress(
     with Progress(console=Console(stderr=True), disable=not show, transient=True) as bar:
         if show:  # a line even where the bar cannot draw (not a terminal)
             bar.console.print(f"Issue {issue_id}: {total} deliveries; waiting for {', '.join(workers)}")
-        task = bar.add_task("Sending", total=max(total, 1))
+        task, said = bar.add_task("Sending", total=max(total, 1)), time.monotonic()
         while time.monotonic() < deadline:
             now = counts(settings, issue_id)
             bar.update(task, completed=total - _open_work(now))
+            if show and not bar.console.is_terminal and time.monotonic() - said > PROGRESS_LINE_SECONDS:
+                bar.console.print(f"Issue {issue_id}: {total - _open_work(now)} of {total} done")
+                said = time.monotonic()
             if now["pending"] + now["sending"] == 0 or (now["sending"] == 0 and pause_of(settings, issue_id)):
                 return
             if _open_work(now) != last_open:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.errors import NotFound, OperatorError
@@ -44,18 +45,30 @@ def list_deliveries(
     states: list[str] | None = None,
     *,
     issue_id: int | None = None,
+    email: str | None = None,
     limit: int = 100,
     after: int = 0,
 ) -> DeliveryPage:
-    """Deliveries in `states` (default failed and deferred), of one issue or all, oldest row
-    first, `limit` at a time; pass the answer's `next_after` as `after` for the next page."""
+    """Deliveries in `states` (default failed and deferred), of one issue (or reader) or all,
+    oldest row first, `limit` at a time; pass the answer's `next_after` as `after` for the next
+    page."""
     wanted = parse_states(states)
     if not 1 <= limit <= MAX_LIMIT:
         raise OperatorError(f"--limit must be between 1 and {MAX_LIMIT}")
     with session_scope(settings.database_url) as session:
         if issue_id is not None and session.get(Issue, issue_id) is None:
             raise NotFound(f"no issue with id {issue_id}")
-        rows = delivery_records(session, wanted, issue_id=issue_id, after_id=after, limit=limit + 1)
+        reader = subs.find_by_email(session, email) if email else None
+        if email and reader is None:
+            raise NotFound(f"no subscriber with address {email}")
+        rows = delivery_records(
+            session,
+            wanted,
+            issue_id=issue_id,
+            subscriber_id=reader.id if reader else None,
+            after_id=after,
+            limit=limit + 1,
+        )
     more = len(rows) > limit
     rows = rows[:limit]
     return DeliveryPage(states=wanted, issue_id=issue_id, rows=rows, next_after=rows[-1].id if more else None)

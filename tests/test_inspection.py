@@ -49,6 +49,19 @@ def test_failed_and_deferred_deliveries_show_the_smtp_code_reply_and_attempts(se
     assert (deferred["email"], deferred["smtp_code"]) == ("slow@example.org", 450)
     assert "try again later" in deferred["error"]
 
+    mine = cli(
+        "deliveries",
+        "list",
+        "--state",
+        "sent",
+        "--state",
+        "failed",
+        "--email",
+        "Bounce@example.org",
+        "--json",
+    )
+    assert [r["email"] for r in json.loads(mine.stdout)["rows"]] == ["bounce@example.org"]
+
     shown = cli("issues", "show", str(sent_issue), "--failures").stdout
     assert "bounce@example.org" in shown and "slow@example.org" in shown and "550" in shown
     assert "User unknown" in shown and "reader0@" not in shown  # sent rows are not failures
@@ -72,6 +85,7 @@ def test_long_lists_page_by_id_and_bad_input_gets_one_line(sent_issue):
         (("deliveries", "list", "--state", "lost"), "unknown delivery state"),
         (("deliveries", "list", "--issue", "999"), "no issue with id 999"),
         (("deliveries", "list", "--limit", "0"), "--limit must be between"),
+        (("deliveries", "list", "--email", "who@example.org"), "no subscriber with address who@example.org"),
         (("issues", "show", "999", "--failures"), "no issue with id 999"),
     ]:
         result = cli(*args, code=1)

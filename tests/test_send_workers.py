@@ -6,6 +6,8 @@ the command runs as the operator runs it, as a process.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -114,3 +116,47 @@ def test_an_unreachable_broker_is_one_line_and_fast(env):
     assert (
         line.startswith("Error: cannot reach the broker at redis://:**@127.0.0.1:") and "s3cret" not in line
     )
+
+
+def test_a_worker_lost_while_waiting_stops_the_command_with_one_line(env, pg_url, tmp_path):
+    """The ping passed, then the only worker died: the command notices within STALL_SECONDS
+    (30 s) of no progress, pings again and stops, instead of waiting for an hour."""
+    settings_env = {k: v for k, v in env.items() if k.startswith("NEWSLETTER_")}
+    engine = create_engine(settings_env["NEWSLETTER_DATABASE_URL"])
+    with engine.begin() as conn:  # enough readers that the send is still going when the worker dies
+        conn.execute(
+            text(
+                "INSERT INTO subscriber (email, email_key, interests, frequency, max_papers, status,"
+                " token_key, token_version, created_at, updated_at, profile)"
+                " SELECT 'r' || i || '@example.org', 'r' || i || '@example.org', 'robots', 'weekly', 5,"
+                " 'confirmed', md5(i::text), 0, now(), now(), '{}' FROM generate_series(1, 400) i"
+            )
+        )
+    engine.dispose()
+    worker = Worker(env, log_path=tmp_path / "worker.log")
+    worker.wait_ready(timeout=90)
+    started = time.monotonic()
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "send", "--now"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert cli.stderr is not None
+        assert "waiting for" in cli.stderr.readline()  # the ping passed and the issue is queued
+        os.killpg(worker.proc.pid, signal.SIGKILL)  # the worker and its pool, mid-send
+        out, err = cli.communicate(timeout=90)
+    finally:
+        worker.stop()
+        if cli.poll() is None:
+            cli.kill()
+    seconds = time.monotonic() - started
+    print(f"send --now after its worker died: exit {cli.returncode} after {seconds:.1f} s")
+    assert cli.returncode == 1, (out, err)
+    *progress, line = [x for x in err.splitlines() if x.strip()]
+    assert progress and all(p.startswith("Issue 1: ") for p in progress)  # "N of M done" in a log
+    assert line.startswith("Error: no worker answered") and "issue 1's remaining deliveries go out" in line
+    assert count(pg_url, "SELECT count(*) FROM delivery WHERE state <> 'sent'") > 0  # it did stop mid-send

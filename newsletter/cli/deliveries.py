@@ -19,7 +19,7 @@ def print_page(page: inspection.DeliveryPage, more_hint: str) -> None:
         return
     # Two lines a row, never cut: addresses and replies are what the operator came for.
     for r in page.rows:
-        when = f"{r.last_attempt_at:%Y-%m-%d %H:%M:%S}" if r.last_attempt_at else "never"
+        when = f"{r.last_attempt_at:%Y-%m-%d %H:%M:%S} UTC" if r.last_attempt_at else "never"
         tries = f"{r.attempts} attempt{'' if r.attempts == 1 else 's'}"
         console.print(
             f"#{r.id} {r.period} [bold]{escape(r.email)}[/] {r.state.value}, {tries}, "
@@ -41,6 +41,7 @@ def deliveries_list(
         "(default: failed and deferred).",
     ),
     issue: int | None = typer.Option(None, help="Only this issue's deliveries."),
+    email: str | None = typer.Option(None, help="Only this reader's deliveries."),
     limit: int = typer.Option(100, help="At most this many rows."),
     after: int = typer.Option(0, help="Continue after this delivery id (the last row shown)."),
     as_json: bool = typer.Option(False, "--json"),
@@ -48,10 +49,13 @@ def deliveries_list(
     """Deliveries by state with attempts, the SMTP code and reply, and the last attempt.
 
     Examples: newsletter deliveries list --state deferred --issue 3;
-    newsletter deliveries list --state failed --json
+    newsletter deliveries list --state failed --json;
+    newsletter deliveries list --state sent --state failed --email ada@example.org
     """
-    page = inspection.list_deliveries(get_settings(), state, issue_id=issue, limit=limit, after=after)
+    settings = get_settings()
+    page = inspection.list_deliveries(settings, state, issue_id=issue, email=email, limit=limit, after=after)
     if as_json:
         return emit_json(page)
     hint = "newsletter deliveries list" + "".join(f" --state {s.value}" for s in page.states)
-    print_page(page, hint + (f" --issue {issue}" if issue is not None else "") + f" --limit {limit}")
+    hint += (f" --issue {issue}" if issue is not None else "") + (f" --email {email}" if email else "")
+    print_page(page, f"{hint} --limit {limit}")

@@ -164,7 +164,7 @@ def subscribers_show(email: str, as_json: bool = typer.Option(False, "--json")) 
     say(f"Consent ({len(h.consent)}):")
     for c in h.consent:
         where = ", ".join(x for x in (c.ip, c.user_agent) if x)
-        say(f"  {c.at:%Y-%m-%d %H:%M:%S} {c.event}" + (f" ({escape(where)})" if where else ""))
+        say(f"  {c.at:%Y-%m-%d %H:%M:%S} UTC {c.event}" + (f" ({escape(where)})" if where else ""))
     say(f"Digests ({len(h.digests)}):")
     for d in h.digests:
         say(f"  {d.period} {d.state.value}, {tries(d)}")
@@ -177,7 +177,7 @@ def subscribers_show(email: str, as_json: bool = typer.Option(False, "--json")) 
         say(f"  {name} {f.state.value} {f.smtp_code or '-'}: {escape(f.error or 'no reply recorded')}")
     say(f"Bounces and complaints ({len(h.bounces)}):")
     for b in h.bounces:
-        say(f"  {b.at:%Y-%m-%d %H:%M:%S} {b.event}: {escape(b.wording or '')}")
+        say(f"  {b.at:%Y-%m-%d %H:%M:%S} UTC {b.event}: {escape(b.wording or '')}")
     say(f"Votes ({len(h.votes)}):")
     for v in h.votes:
         say(f"  {'+1' if v.direction > 0 else '-1'} {escape(v.paper_title)} (issue {v.issue_id})")
@@ -188,5 +188,5 @@ def say(line: str) -> None:
 
 
 def tries(r: DeliveryRecord | JourneyRecord) -> str:
-    sent = f", sent {r.sent_at:%Y-%m-%d %H:%M:%S}" if r.sent_at else ""
+    sent = f", sent {r.sent_at:%Y-%m-%d %H:%M:%S} UTC" if r.sent_at else ""
     return f"{r.attempts} attempt(s), code {r.smtp_code or '-'}{sent}"
