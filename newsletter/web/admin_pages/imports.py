@@ -33,7 +33,8 @@ def import_page(request: Request, admin: Admin) -> Response:
 
 
 @router.post("/import")
-async def import_file(request: Request, admin: AdminForm, settings: SettingsDep) -> Response:
+async def import_file(request: Request, post: AdminForm, settings: SettingsDep) -> Response:
+    admin = post.session
     form = await request.form()  # already parsed by the CSRF check
     upload, confirmed, update = form.get("file"), form.get("confirmed") == "yes", form.get("update") == "yes"
     options = {"confirmed": confirmed, "update": update}

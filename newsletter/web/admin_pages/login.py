@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from newsletter.web.admin_pages import session as auth
@@ -58,19 +57,12 @@ def login_page(request: Request, settings: SettingsDep) -> Response:
 
 @router.post("/login", dependencies=[Depends(within_login_rate)])
 def login(
-    request: Request,
-    settings: SettingsDep,
-    secret: Annotated[str, Form(max_length=1000)] = "",
-    csrf: Annotated[str, Form(max_length=200)] = "",
-    next_path: Annotated[str, Form(alias="next", max_length=2000)] = auth.PATH,
+    request: Request, settings: SettingsDep, fields: Annotated[dict[str, str], Depends(auth.login_form)]
 ) -> Response:
-    expected = request.cookies.get(auth.LOGIN_COOKIE, "")
-    if not expected or not hmac.compare_digest(csrf.encode(), expected.encode()):
-        raise HTTPException(403, auth.CSRF_REFUSED)
-    found = auth.check_credential(settings, secret)
+    found = auth.check_credential(settings, fields.get("secret", "")[:1000])
     if found is None:
         return _login_page(request, settings, status_code=401, error=LOGIN_FAILED)
-    response = back_to(request, auth.safe_next(next_path))
+    response = back_to(request, auth.safe_next(fields.get("next")))
     auth.start_session(response, settings, *found)
     return response
 

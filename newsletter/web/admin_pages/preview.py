@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from newsletter import admin as operator
@@ -81,15 +81,13 @@ def preview_digest(
 @router.post("/preview/test")
 def test_send(
     request: Request,
-    admin: AdminForm,
+    post: AdminForm,
     settings: SettingsDep,
-    to: Annotated[str, Form(max_length=320)],
-    interests: Annotated[str, Form(max_length=2000)] = "",
-    email: Annotated[str, Form(max_length=320)] = "",
 ) -> Response:
     """Send the previewed digest to `to` now, "[Test]" in the subject, no ledger row
     (`testsend.send_test`). One message, so it goes out in the request, as the CLI's does: the
     page can then say whether the relay took it."""
+    to, interests, email = post.text("to", 320), post.text("interests"), post.text("email", 320)
     address, text = _reader(interests, email)
     try:
         send_test(settings, to, subscriber=address, interests=text)
@@ -98,7 +96,9 @@ def test_send(
             None if not (interests.strip() or email.strip()) else _shown_or_none(settings, interests, email)
         )
         context: dict[str, Any] = {"interests": interests, "email": email, "shown": shown, "to": to}
-        return page(request, "preview.html", admin, status_code=400, error=f"Test not sent: {exc}", **context)
+        return page(
+            request, "preview.html", post.session, status_code=400, error=f"Test not sent: {exc}", **context
+        )
     query = urlencode({"interests": interests, "email": email, "to": to, "notice": "test_sent"})
     return RedirectResponse(f"{PATH}/preview?{query}", status_code=303)
 

@@ -141,16 +141,53 @@ def admin_session(request: Request, settings: SettingsDep) -> AdminSession:
 Admin = Annotated[AdminSession, Depends(admin_session)]
 
 
-async def checked_form(request: Request, session: Admin) -> AdminSession:
-    """A dependency of every admin POST: the session, and the form's `csrf` field matching it
-    (403 otherwise). Nothing is changed before this passes."""
-    sent = (await request.form()).get("csrf")  # parsed once: the route reads the same form
-    if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), session.csrf.encode()):
+@dataclass(frozen=True)
+class AdminPost:
+    """A checked admin form: the session it came with and its text fields."""
+
+    session: AdminSession
+    fields: dict[str, str]
+
+    def text(self, name: str, max_length: int = 2000) -> str:
+        """A field's text ("" when absent); 400 when longer than `max_length`."""
+        value = self.fields.get(name, "")
+        if len(value) > max_length:
+            raise HTTPException(400, f"The field {name} is longer than {max_length} characters.")
+        return value
+
+
+async def _text_fields(request: Request) -> dict[str, str]:
+    form = await request.form()  # parsed once and kept: a route may read its files after this
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def _matches(sent: str | None, expected: str) -> bool:
+    return bool(sent) and hmac.compare_digest((sent or "").encode(), expected.encode())
+
+
+async def checked_form(request: Request, session: Admin) -> AdminPost:
+    """A dependency of every admin POST: the session first (no session: the body is never
+    read), then the form's `csrf` field matching it (403 otherwise). Routes take their fields
+    from here, never as FastAPI `Form` parameters, which are read before any dependency runs."""
+    fields = await _text_fields(request)
+    if not _matches(fields.get("csrf"), session.csrf):
         raise HTTPException(403, CSRF_REFUSED)
-    return session
+    return AdminPost(session, fields)
 
 
-AdminForm = Annotated[AdminSession, Depends(checked_form)]
+AdminForm = Annotated[AdminPost, Depends(checked_form)]
+
+
+async def login_form(request: Request) -> dict[str, str]:
+    """A dependency of the login POST: the login page's cookie must be there before the body
+    is read, and the form's `csrf` must match it (double submit); 403 otherwise."""
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    if not expected:
+        raise HTTPException(403, CSRF_REFUSED)
+    fields = await _text_fields(request)
+    if not _matches(fields.get("csrf"), expected):
+        raise HTTPException(403, CSRF_REFUSED)
+    return fields
 
 
 def safe_next(path: str | None) -> str:

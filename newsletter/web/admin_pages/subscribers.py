@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from newsletter import history
@@ -92,16 +92,15 @@ def erase_confirmation(
 def erase(
     request: Request,
     subscriber_id: SubscriberId,
-    admin: AdminForm,
+    post: AdminForm,
     session: SessionDep,
-    confirm: Annotated[str, Form(max_length=320)] = "",
 ) -> Response:
     """Erase for good, if the confirmation form's typed address matches (any case)."""
     sub = _subscriber(request, session, subscriber_id)
     if isinstance(sub, Response):
         return sub
-    if confirm.strip().casefold() != sub.email.casefold():
+    if post.text("confirm", 320).strip().casefold() != sub.email.casefold():
         error = "Type the subscriber's address exactly to confirm. Nothing was erased."
-        return page(request, "erase.html", admin, status_code=400, sub=sub, error=error)
+        return page(request, "erase.html", post.session, status_code=400, sub=sub, error=error)
     subs.erase_subscriber(session, sub, reason="erased by the operator")
     return back_to(request, "/admin/subscribers", "erased")
