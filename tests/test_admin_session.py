@@ -74,12 +74,27 @@ def test_a_session_ends_when_its_token_is_removed_or_the_password_changes(settin
 
 
 def test_login_never_redirects_off_the_admin_pages(settings_for):
-    settings = settings_for(NEWSLETTER_ADMIN_TOKENS=TOKEN)
+    settings = settings_for(NEWSLETTER_ADMIN_TOKENS=TOKEN, NEWSLETTER_ADMIN_LOGIN_RATE_PER_IP="100")
     with TestClient(create_app(settings), base_url="https://news.example.org") as client:
         for target in ("https://evil.example/", "//evil.example/admin", "/admin\\@evil.example", "/archive"):
             answer = log_in(client, TOKEN, next_path=target)
             assert answer.headers["location"] == "/admin", target
         assert log_in(client, TOKEN, next_path="/admin/issues").headers["location"] == "/admin/issues"
+        client.cookies.clear()
+        # Sent to log in from a page with a query: back to that page, query and all.
+        to_login = client.get("/admin/preview?interests=graph+networks", follow_redirects=False)
+        assert (
+            to_login.headers["location"] == "/admin/login?next=/admin/preview%3Finterests%3Dgraph%2Bnetworks"
+        )
+        login_page = client.get(to_login.headers["location"]).text
+        assert 'name="next" value="/admin/preview?interests=graph+networks"' in login_page
+        back = log_in_with_page(client, login_page, TOKEN)
+        assert back.headers["location"] == "/admin/preview?interests=graph+networks"
+
+
+def log_in_with_page(client: TestClient, page: str, secret: str):
+    fields = dict(re.findall(r'name="(csrf|next)" value="([^"]*)"', page))
+    return client.post("/admin/login", data={**fields, "secret": secret}, follow_redirects=False)
 
 
 def test_without_a_password_or_token_the_admin_pages_stay_shut(settings_for):

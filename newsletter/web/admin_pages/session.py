@@ -47,7 +47,7 @@ class LoginRequired(Exception):
         self.next_path = next_path
 
     def location(self) -> str:
-        return f"{PATH}/login?next={quote(self.next_path, safe='/')}"
+        return f"{PATH}/login?next={quote(self.next_path, safe='/')}"  # the query quoted whole
 
 
 def _fingerprint(secret: str) -> str:
@@ -134,7 +134,8 @@ def admin_session(request: Request, settings: SettingsDep) -> AdminSession:
     """A dependency: the admin session, or LoginRequired (a redirect to the login page)."""
     found = read_session(request, settings)
     if found is None:
-        raise LoginRequired(request.url.path if request.method == "GET" else PATH)
+        query = f"?{request.url.query}" if request.url.query else ""
+        raise LoginRequired(request.url.path + query if request.method == "GET" else PATH)
     return found
 
 
