@@ -19,7 +19,7 @@ __all__ = ["app"]
 def _render_per_recipient(self: digests.DigestRenderer, sub, items) -> RenderedEmail:
     links = digests.reader_links(self.settings, sub, self.issue.id)
     context = digests.full_context(self.settings, self.issue, sub, items, links)
-    return render_email("digest", context)  # Jinja + premailer, every time
+    return render_email(self.settings, "digest", context)  # Jinja + premailer, every time
 
 
 digests.DigestRenderer.render = _render_per_recipient

@@ -211,6 +211,30 @@ def evaluate_ours(
     )
 
 
+def for_you_honesty(papers: Sequence[PaperText], queries: Sequence[EvalQuery]) -> dict[str, float]:
+    """How well the digest's "For you" / "Also trending" split agrees with the labels, over each
+    interest's top 10: the share of "For you" papers labelled relevant (precision), the share of
+    "Also trending" ones labelled relevant, and the share of the relevant papers shown that are
+    under "For you". `all_claimed` is the precision if every paper above `min_relevance` were
+    called a match, as the "why" line did before the split."""
+    index = build_index(papers, NOW)
+    cells: Counter[tuple[bool, bool]] = Counter()
+    claimed: Counter[bool] = Counter()
+    for q in queries:
+        for it in rank_papers(index, q.interests, limit=10):
+            cells[it.for_you, it.paper_id in q.relevant] += 1
+            if it.relevance >= index.params.min_relevance:
+                claimed[it.paper_id in q.relevant] += 1
+    for_you, also = cells[True, True] + cells[True, False], cells[False, True] + cells[False, False]
+    return {
+        "for_you": for_you,
+        "for_you_precision": cells[True, True] / max(for_you, 1),
+        "also_trending_relevant": cells[False, True] / max(also, 1),
+        "relevant_under_for_you": cells[True, True] / max(cells[True, True] + cells[False, True], 1),
+        "all_claimed_precision": claimed[True] / max(sum(claimed.values()), 1),
+    }
+
+
 def time_ranking(
     papers: Sequence[PaperText], queries: Sequence[EvalQuery], repeats: int = 30
 ) -> dict[str, float]:
@@ -276,9 +300,14 @@ def run(papers_path: Path | None = None, *, ablation: bool = False) -> dict[str,
         "queries": {part: sum(q.part == part for q in queries) for part in PARTS},
         "precision": evaluate(papers, queries),
         "agreement": labeller_agreement(queries, len(papers)),
+        "for_you": for_you_honesty(papers, queries),
         "timing": time_ranking(papers, queries),
         "feedback": simulate_feedback(papers, queries),
         "feedback_upvotes_only": simulate_feedback(papers, queries, dislikes=False),
+        "onboarding": {
+            "picker": ranking_feedback.onboarding(papers, queries, NOW),
+            "whole_period": ranking_feedback.onboarding(papers, queries, NOW, shown=None),
+        },
     }
     if ablation:
         report["retrieval_ablation"] = retrieval_ablation(papers, queries)
@@ -309,6 +338,14 @@ def print_report(report: dict[str, Any]) -> None:
         f"(relevant to both {a['both']}, to the first only {a['first_only']}, to the second only "
         f"{a['second_only']})"
     )
+    h = report["for_you"]
+    print(
+        f'\n"For you" (digest headings): {h["for_you"]} papers in the top 10s, '
+        f"{h['for_you_precision']:.1%} labelled relevant (against {h['all_claimed_precision']:.1%} if every "
+        f'paper above min_relevance were claimed as a match); "Also trending": '
+        f"{h['also_trending_relevant']:.1%} relevant; {h['relevant_under_for_you']:.1%} of the relevant "
+        'papers shown are under "For you"'
+    )
     t = report["timing"]
     print()
     print(f"build_index: {t['build_index_ms']:.1f} ms for {int(t['papers'])} papers")
@@ -333,6 +370,7 @@ def print_report(report: dict[str, Any]) -> None:
         "P@5 after N papers seen:"
     )
     print("  ".join(f"{n}: {p:.3f}" for n, p in u["with_feedback_p@5"].items()))
+    _print_onboarding(report["onboarding"])
     if "retrieval_ablation" in report:
         print("\nAblation: our ranking with one retrieval idea switched off")
         _precision_table(report["retrieval_ablation"], {})
@@ -343,6 +381,22 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"{'':<40}" + "".join(f"{n:>7}" for n in rows["as shipped"]))
         for label, row in rows.items():
             print(f"{label:<40}" + "".join(f"{p:>7.3f}" for p in row.values()))
+
+
+def _print_onboarding(runs: dict[str, Any]) -> None:
+    print("\nOnboarding by example: readers with no stated interests tick papers of this period at")
+    print("signup; P@5 of next week's issue against their hidden topic")
+    print(f"{'ticked':<8}{'of 20 listed':>14}{'+5 votes':>10}{'of all listed':>15}{'+5 votes':>10}")
+    picker, whole = runs["picker"], runs["whole_period"]
+    for k, p in picker["picks_p@5"].items():
+        cells = (
+            p,
+            picker["picks_then_5_votes_p@5"][k],
+            whole["picks_p@5"][k],
+            whole["picks_then_5_votes_p@5"][k],
+        )
+        print(f"{k:<8}" + "".join(f"{c:>{w}.3f}" for c, w in zip(cells, (14, 10, 15, 10), strict=True)))
+    print(f"(papers actually ticked, of 20 listed: {picker['mean_ticked']})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -101,10 +101,10 @@ def _votes(
     unseen: frozenset[int],
     limit: int,
     dislikes: bool = True,
+    profile: dict[str, Any] | None = None,
 ) -> Iterator[tuple[int, dict[str, Any] | None]]:
-    """(votes cast, profile) after each vote, starting with (0, None); `unseen` is never shown.
-    Without `dislikes`, a paper outside the topic gets no vote but still counts as judged."""
-    profile: dict[str, Any] | None = None
+    """(votes cast, profile) after each vote, starting with (0, `profile`); `unseen` is never
+    shown. Without `dislikes`, a paper outside the topic gets no vote but still counts as judged."""
     sent = set(unseen)
     votes = 0
     yield votes, profile
@@ -119,6 +119,52 @@ def _votes(
             votes += 1
             yield votes, profile
         sent.update(item.paper_id for item in issue)
+
+
+ONBOARDING_PICKS = (0, 1, 3, 5)
+PICKER_SHOWN = 20  # what the signup page lists (newsletter.onboarding.PICKER_PAPERS)
+
+
+def onboarding(
+    papers: Sequence[PaperText],
+    queries: Sequence[HiddenTopic],
+    now: datetime,
+    picks: Sequence[int] = ONBOARDING_PICKS,
+    shown: int | None = PICKER_SHOWN,
+    votes_after: int = 5,
+) -> dict[str, Any]:
+    """Readers with no stated interests who tick papers of this period at signup.
+
+    The same readers and halves as `simulate`: the past half is this period. The picker lists
+    its `shown` most trending papers (all of them with None); the reader ticks the first k that
+    are in their hidden topic (fewer if the list has fewer). We report P@5 of the next issue
+    after the picks, and after `votes_after` digest votes more (on this period's other papers).
+    """
+    index = build_index(papers, now)
+    halves = [frozenset(p.id for p in papers[k::2]) for k in (0, 1)]
+    readers = [q for q in queries if q.vague_interest and len(q.relevant) >= FEEDBACK_MIN_RELEVANT]
+    after_picks: dict[int, list[float]] = {k: [] for k in picks}
+    after_votes: dict[int, list[float]] = {k: [] for k in picks}
+    ticked: dict[int, list[int]] = {k: [] for k in picks}
+    for q, (past, upcoming) in itertools.product(readers, (halves, halves[::-1])):
+        listed = [it.paper_id for it in rank_papers(index, "", exclude=upcoming, limit=shown or len(past))]
+        on_topic = [pid for pid in listed if pid in q.relevant]
+        for k in picks:
+            profile = None
+            for pid in on_topic[:k]:
+                profile = update_profile(profile, index, pid, 1)
+            ticked[k].append(min(k, len(on_topic)))
+            after_picks[k].append(_next_issue_precision(index, "", profile, past, q.relevant))
+            seen = upcoming | frozenset(on_topic[:k])
+            *_, (_, voted) = _votes(index, "", q.relevant, seen, votes_after, profile=profile)
+            after_votes[k].append(_next_issue_precision(index, "", voted, past, q.relevant))
+    return {
+        "readers": len(readers),
+        "shown": shown,
+        "picks_p@5": {str(k): statistics.mean(v) for k, v in after_picks.items()},
+        f"picks_then_{votes_after}_votes_p@5": {str(k): statistics.mean(v) for k, v in after_votes.items()},
+        "mean_ticked": {str(k): statistics.mean(v) for k, v in ticked.items()},
+    }
 
 
 # The learning tunables of RankingParams set back, one at a time, to what they were (or did)

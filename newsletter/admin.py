@@ -15,8 +15,9 @@ from rich.console import Console
 from rich.progress import Progress
 from sqlmodel import Session, col, select
 
-from newsletter import delivery, jobs, liveness, pauses, suppression
+from newsletter import delivery, jobs, liveness, pauses, privacy, suppression
 from newsletter import subscriptions as subs
+from newsletter.bounces.reports import bounce_counts
 from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope
 from newsletter.delivery import dispatch_issue
@@ -99,7 +100,7 @@ def remove_subscriber(settings: Settings, email: str, erase: bool) -> Removal:
     with session_scope(settings.database_url) as session:
         sub = _subscriber(session, email)
         if erase:
-            subs.erase_subscriber(session, sub, reason="erased by the operator")
+            privacy.erase_subscriber(session, sub, reason="erased by the operator")
             return Removal(email, "erased")
         subs.unsubscribe(session, sub, CLI_CLIENT, via="operator")
         return Removal(sub.email, sub.status.value)
@@ -120,7 +121,7 @@ def export(settings: Settings, email: str | None) -> Any:
         if email is None:
             rows = session.exec(select(Subscriber).order_by(col(Subscriber.id)))
             return [SubscriberPublic.model_validate(s).model_dump(mode="json") for s in rows]
-        return subs.export_subscriber(session, _subscriber(session, email))
+        return privacy.export_subscriber(session, _subscriber(session, email))
 
 
 def ingest(
@@ -301,6 +302,7 @@ def show_issue(settings: Settings, issue_id: int) -> dict[str, Any]:
         return {
             **issue_row(settings, issue),
             "paper_titles": [titles[i] for i in issue.paper_ids if i in titles],
+            "bounces": bounce_counts(session, issue_id),  # after the 250: hard, soft, policy, complaint
         }
 
 

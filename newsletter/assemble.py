@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from secrets import token_hex
 
-from jinja2 import Template, pass_environment
+from jinja2 import Environment, Template, pass_environment
 from jinja2.filters import do_wordwrap
 from markupsafe import escape
-
-from newsletter.templating import text_env
 
 SHELL_SLOTS = frozenset({"email", "intro", "view_url", "preferences_url", "unsubscribe_url"})
 CARD_SLOTS = frozenset({"why", "more_url", "less_url"})
@@ -78,17 +76,30 @@ def escaped(values: Mapping[str, str]) -> dict[str, str]:
     return {name: str(escape(value)) for name, value in values.items()}
 
 
+def _fragments(html: str, marker: SlotMarker, kind: str, key: str) -> tuple[str, dict[str, str]]:
+    """`html` without the fragments between `<!--marker(kind) key-->` and `<!--/marker(kind)-->`,
+    and those fragments by key."""
+    start, end = re.escape(f"<!--{marker(kind)} "), re.escape(f"<!--/{marker(kind)}-->")
+    pattern = re.compile(rf"{start}({key})-->(.*?){end}\n?", re.S)
+    found = dict(pattern.findall(html))
+    return pattern.sub("", html), found
+
+
 @dataclass(frozen=True)
 class IssueTemplate:
-    """The digest HTML, inlined once, cut into a shell and one fragment per paper."""
+    """The digest HTML, inlined once, cut into a shell, one fragment per paper and the section
+    headings a reader's digest may have (placed by `assemble`)."""
 
     shell: Segments
     cards: dict[int, Segments]
+    sections: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def cut(cls, html: str, marker: SlotMarker) -> IssueTemplate:
         """Cut a page rendered with `marker("card")` comments around each card (`<!--… id-->`,
-        `<!--/…-->`) and `marker(name)` at each slot."""
+        `<!--/…-->`), `marker("section")` comments around each heading (`<!--… name-->`) and
+        `marker(name)` at each slot."""
+        html, sections = _fragments(html, marker, "section", "[a-z_]+")
         start, end = f"<!--{marker('card')} ", f"<!--/{marker('card')}-->"
         card_re = re.compile(rf"{re.escape(start)}(\d+)-->(.*?){re.escape(end)}", re.S)
         cards = {int(pid): Segments.cut(body, marker, CARD_SLOTS) for pid, body in card_re.findall(html)}
@@ -97,13 +108,23 @@ class IssueTemplate:
             first = last = html.find("</table>", html.find('class="papers"'))
             end = ""
         shell = html[:first] + marker("cards") + html[last + len(end) :]
-        return cls(shell=Segments.cut(shell, marker, SHELL_SLOTS | {"cards"}), cards=cards)
+        return cls(shell=Segments.cut(shell, marker, SHELL_SLOTS | {"cards"}), cards=cards, sections=sections)
 
-    def assemble(self, cards: Iterable[tuple[int, Mapping[str, str]]], values: Mapping[str, str]) -> str:
-        """One reader's HTML: the cards of (paper id, card values), in order, in the shell.
-        Values are plain text; they are escaped here."""
-        body = "\n".join(self.cards[pid].fill(escaped(card)) for pid, card in cards)
-        return self.shell.fill({**escaped(values), "cards": body})
+    def assemble(
+        self,
+        cards: Iterable[tuple[int, Mapping[str, str]]],
+        values: Mapping[str, str],
+        headings: Mapping[int, str] = {},  # noqa: B006 (read only)
+    ) -> str:
+        """One reader's HTML: the cards of (paper id, card values), in order, in the shell, with
+        the section heading `headings[i]` before the i-th card. Values are plain text; they are
+        escaped here."""
+        parts = []
+        for i, (pid, card) in enumerate(cards):
+            if i in headings:
+                parts.append(self.sections[headings[i]])
+            parts.append(self.cards[pid].fill(escaped(card)))
+        return self.shell.fill({**escaped(values), "cards": "\n".join(parts)})
 
 
 # ---- plain text -----------------------------------------------------------------------------
@@ -120,9 +141,10 @@ def _wordwrap_once(env, text_: str, *args, **kwargs) -> str:
     return _wrapped(env, text_, args, tuple(kwargs.items()))
 
 
-@lru_cache(maxsize=1)
-def text_template() -> Template:
-    """The digest's plain-text template, in an overlay whose wordwrap filter is remembered."""
-    env = text_env().overlay(cache_size=10)
+@lru_cache(maxsize=4)
+def text_template(base: Environment) -> Template:
+    """The digest's plain-text template of `base` (`templating.text_env(settings)`), in an
+    overlay whose wordwrap filter is remembered."""
+    env = base.overlay(cache_size=10)
     env.filters = {**env.filters, "wordwrap": _wordwrap_once}
     return env.get_template("email/digest/body.txt")

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
@@ -61,8 +62,13 @@ class Settings(BaseSettings):
     signup_rate_per_ip: int = 10  # signups per IP per minute
     vote_grace_seconds: int = 0  # votes sooner than this after sending are treated as scanner noise
 
+    # Each reader's digest goes out at digest_hour in their own zone, weekly ones on their own
+    # weekday; these and `timezone` are the schedule of readers who chose none (the list's).
     digest_weekday: int = Field(default=0, ge=0, le=6)  # 0 = Monday
-    digest_hour: int = Field(default=7, ge=0, le=23)
+    digest_hour: int = Field(default=8, ge=0, le=23)
+    # Beat ticks hourly; a tick sends slots that came at most this long ago (ticks lost while
+    # beat was down are made up). Less than a day, so a slot is never made up into the next.
+    catch_up_hours: int = Field(default=6, ge=1, le=23)
     ingest_hour: int = Field(default=5, ge=0, le=23)
     timezone: str = "UTC"
     default_max_papers: int = Field(default=10, ge=1, le=50)
@@ -107,10 +113,64 @@ class Settings(BaseSettings):
     admin_session_hours: int = Field(default=8, ge=1, le=24 * 30)
     admin_login_rate_per_ip: int = Field(default=5, ge=1)
 
-    @field_validator("admin_tokens", "thumbnail_hosts", "secret_key_fallbacks", mode="before")
+    # Mail providers' event webhooks (README "Bounces from a mail provider"): each endpoint
+    # answers 404 until its settings are set.
+    ses_sns_cert: Path | None = None  # PEM file: the certificate(s) SNS signs with, saved by the operator
+    ses_sns_topic_arns: Annotated[list[str], NoDecode] = []  # the SNS topics whose messages count
+    mailgun_signing_key: str | None = None  # Mailgun's "HTTP webhook signing key"
+    postmark_webhook_user: str | None = None  # basic-auth credentials in Postmark's webhook URL
+    postmark_webhook_password: str | None = None
+    # A signed provider call (SNS Timestamp, Mailgun timestamp) further than this from our clock
+    # is refused; Mailgun tokens are remembered twice as long, so a replay never gets through.
+    provider_event_max_age_seconds: int = Field(default=900, ge=30, le=86_400)
+
+    @field_validator(
+        "admin_tokens", "thumbnail_hosts", "secret_key_fallbacks", "ses_sns_topic_arns", mode="before"
+    )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+    # Bounces after the 250 (README "Bounces and complaints"). VERP envelope senders and the
+    # mailto: unsubscribe use this domain (default: the domain of mail_from); tokens older than
+    # bounce_token_days are refused. Scoring is Mailman's: hard bounce -> bounced at once (or
+    # bounce_hard_weight points); a soft bounce adds bounce_soft_weight, at most one a day; the
+    # score halves every bounce_score_half_life_days and restarts after bounce_score_window_days
+    # without a bounce; at bounce_score_threshold the reader is bounced.
+    bounce_domain: str | None = None
+    bounce_token_days: int = Field(default=60, ge=1)
+    bounce_hard_immediate: bool = True
+    bounce_hard_weight: float = Field(default=2.0, gt=0)
+    bounce_soft_weight: float = Field(default=1.0, ge=0)
+    bounce_score_threshold: float = Field(default=3.0, gt=0)
+    bounce_score_half_life_days: float = Field(default=30.0, gt=0)
+    bounce_score_window_days: int = Field(default=60, ge=1)
+    inbound_max_bytes: int = Field(default=2 * 2**20, ge=10_000)  # bigger messages: 552
+    # Branding (README "Branding and templates"): shown by every email and page. The accent
+    # colour is #rgb or #rrggbb; the logo an https:// image (pages admit its origin in their CSP).
+    brand_name: str = Field(default="Paper Digest", min_length=1, max_length=80)
+    accent_color: str = Field(default="#1a56db", pattern=r"^#(?:[0-9a-fA-F]{3}){1,2}$")
+    logo_url: str | None = None
+    footer_text: str = Field(default="", max_length=1000)  # plain text; escaped in HTML
+    # A folder whose files override the packaged templates of the same relative name.
+    templates_dir: Path | None = None
+
+    @field_validator("logo_url")
+    @classmethod
+    def _https_logo(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme != "https" or not parts.hostname or any(ch in value for ch in " \"'<>\r\n"):
+            raise ValueError(f"NEWSLETTER_LOGO_URL must be an https:// URL of an image, not {value!r}")
+        return value.strip()
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _existing_folder(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"NEWSLETTER_TEMPLATES_DIR {str(value)!r} is not a folder")
+        return value.resolve() if value is not None else None
 
     # Liveness (`newsletter/liveness.py`): `send --now` pings the workers for this long before it
     # waits on them; workers and beat record a heartbeat every heartbeat_interval_seconds, and
@@ -184,6 +244,11 @@ class Settings(BaseSettings):
     @property
     def mail_domain(self) -> str:
         return self.mail_from.rsplit("@", 1)[-1].strip(" >")
+
+    @property
+    def verp_domain(self) -> str:
+        """Where bounces and mailto: unsubscribes go: `bounce_domain`, else the mail domain."""
+        return (self.bounce_domain or self.mail_domain).lower()
 
 
 def _weak_secret(secret: str) -> bool:

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from newsletter import jobs
+from newsletter.bounces import verp
 from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope
 from newsletter.digests import DigestRenderer, renderer_for
@@ -59,6 +60,7 @@ from newsletter.mail.senders import (
 )
 from newsletter.models import DeliveryState, Frequency, Subscriber, SubscriberStatus, saved_id, utcnow
 from newsletter.pauses import clear_refusals, count_refusal, pause_issue, unpause_issue
+from newsletter.schedule import due_slots, reader_slots, slot_readers
 from newsletter.stats import reader_count
 from newsletter.subscriptions import mark_bounced
 
@@ -228,7 +230,8 @@ def _send_one(batch: _Batch, delivery_id: int, sub_id: int, next_id: int | None)
         return "skipped"
     message, message_id, paper_ids = built
     try:
-        batch.sender.send(sub.email, message)
+        return_path = verp.bounce_address(batch.settings, verp.DELIVERY, delivery_id, sub.token_key)
+        batch.sender.send(sub.email, message, mail_from=return_path)
     except PermanentSendError as exc:
         finish(conn, delivery_id, owner, DeliveryState.failed, smtp_code=exc.code, error=str(exc)[:1000])
         if isinstance(exc, RecipientRefused):  # only a refusal of the address is about the reader
@@ -357,27 +360,34 @@ def recover_stale_claims(settings: Settings, older_than: int | None = None) -> i
 # ---- the schedule ---------------------------------------------------------------------------
 
 
-def due_frequencies(settings: Settings, now: datetime) -> list[Frequency]:
-    """Daily, and weekly on `digest_weekday`: the weekday in the schedule's zone, where beat
-    fires at `digest_hour` (not in UTC, which can be a day off)."""
-    due = [Frequency.daily]
-    if settings.local_now(now).weekday() == settings.digest_weekday:
-        due.append(Frequency.weekly)
-    return due
-
-
 def scheduled_send(settings: Settings, now: datetime | None = None) -> list[int]:
-    """Beat's entry point: plan and dispatch every issue due now (its period in the schedule's
-    zone). A frequency nobody confirmed gets no edition (none in the archive). Safe to run twice."""
-    now = settings.local_now(now)
-    issue_ids = []
-    for frequency in due_frequencies(settings, now):
+    """Beat's hourly entry point: plan every reader whose local slot has arrived into the issue
+    of that slot's period (`newsletter/schedule.py`), then dispatch those issues. Safe to run
+    twice and from two beats at once: the issue's period and the ledger's (issue, reader) row
+    are unique. A daily slot with no reader makes no edition (none in the archive). Returns the
+    issues dispatched."""
+    now = now or utcnow()
+    with session_scope(settings.database_url) as session:
+        slots = due_slots(settings, reader_slots(session, settings), now)
+    issue_ids: list[int] = []
+    for slot in slots:
         with session_scope(settings.database_url) as session:
-            if not reader_count(session, frequency):
-                event(log, "issue.no_readers", frequency=frequency.value)
+            if slot.frequency is Frequency.daily and not reader_count(
+                session, slot.frequency, slot_readers(settings, slot)
+            ):
+                event(log, "schedule.no_readers", period=slot.period, zones=len(slot.zones))
                 continue
-            issue, _ = plan_issue(session, frequency, now)
-        issue_id = saved_id(issue)
+            issue, planned = plan_issue(session, slot.frequency, slot.at, slot_readers(settings, slot))
+        event(
+            log,
+            "schedule.slot",
+            zones=len(slot.zones),
+            period=slot.period,
+            weekday=slot.weekday,
+            planned=planned,
+        )
+        if saved_id(issue) not in issue_ids:
+            issue_ids.append(saved_id(issue))
+    for issue_id in issue_ids:
         jobs.run(settings, dispatch_issue, issue_id)
-        issue_ids.append(issue_id)
     return issue_ids

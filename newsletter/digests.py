@@ -25,6 +25,7 @@ from sqlmodel import Session, col, select
 
 from newsletter import links
 from newsletter.assemble import SHELL_SLOTS, IssueTemplate, new_marker, text_template
+from newsletter.cards import PaperView, issue_papers, paper_snapshot, paper_text, paper_view
 from newsletter.config import Settings
 from newsletter.db import insert_ignore, session_scope
 from newsletter.mail.render import RenderedEmail, inline_css, render_subject
@@ -36,16 +37,11 @@ from newsletter.models import (
     saved_id,
     table_of,
 )
-from newsletter.papers.base import LINK_FIELDS
-from newsletter.ranking import PaperIndex, PaperText, RankedItem, build_index, rank_papers, trending_score
-from newsletter.templating import html_env
-from newsletter.values import shorten
+from newsletter.ranking import PaperIndex, RankedItem, build_index, rank_papers, trending_score
+from newsletter.templating import html_env, text_env
 
 MAX_CANDIDATES = 100
 RANK_CACHE_SIZE = 512  # rankings remembered per issue (readers who share interests share them)
-ABSTRACT_CHARS = 420
-# Paper columns an issue keeps (issue.papers_snapshot): what paper_view and paper_text read.
-SNAPSHOT_FIELDS = ("id", "title", "abstract", "authors", "keywords", "upvotes", "published_at") + LINK_FIELDS
 WINDOW = {Frequency.weekly: timedelta(days=7), Frequency.daily: timedelta(days=2)}
 
 
@@ -55,9 +51,9 @@ WINDOW = {Frequency.weekly: timedelta(days=7), Frequency.daily: timedelta(days=2
 def period_of(frequency: Frequency, now: datetime) -> str:
     """The edition key: ISO week for weekly digests ("2026-W48"), the date for daily ones.
 
-    Both are read in the zone `now` carries (a naive `now` is taken as UTC), so callers pass the
-    local time of `Settings.timezone` (`Settings.local_now`): Monday 07:00 in Tokyo is Sunday
-    22:00 UTC, and belongs to Tokyo's new week.
+    Both are read in the zone `now` carries (a naive `now` is taken as UTC), so callers pass a
+    local time: the reader's slot (`schedule.Slot.at`), or `Settings.local_now` for the list's
+    zone. Monday 08:00 in Tokyo is Sunday 23:00 UTC, and belongs to Tokyo's new week.
     """
     if frequency is Frequency.daily:
         return now.date().isoformat()
@@ -65,15 +61,17 @@ def period_of(frequency: Frequency, now: datetime) -> str:
     return f"{year}-W{week:02d}"
 
 
-def issue_title(issue: Issue) -> str:
-    return period_title(issue.frequency, issue.period)
+def issue_title(issue: Issue, name: str) -> str:
+    """The issue's title as emails and pages show it, with the list's name (NEWSLETTER_BRAND_NAME)."""
+    return period_title(issue.frequency, issue.period, name)
 
 
-def period_title(frequency: Frequency, period: str) -> str:
+def period_title(frequency: Frequency, period: str, name: str = "Paper Digest") -> str:
+    """ "Paper Digest, week 48 of 2026"; the name defaults to the one `Issue.title` is stored with."""
     if frequency is Frequency.daily:
-        return f"Paper Digest, {period}"
+        return f"{name}, {period}"
     year, week = period.split("-W")
-    return f"Paper Digest, week {int(week)} of {year}"
+    return f"{name}, week {int(week)} of {year}"
 
 
 def candidate_pool(session: Session, frequency: Frequency, now: datetime) -> list[Paper]:
@@ -90,7 +88,14 @@ def candidate_pool(session: Session, frequency: Frequency, now: datetime) -> lis
         recent
         or session.exec(select(Paper).order_by(col(Paper.published_at).desc()).limit(MAX_CANDIDATES)).all()
     )
-    pool = sorted(pool, key=lambda p: -trending_score(p.upvotes, p.published_at, now))
+    pool = sorted(
+        pool,
+        key=lambda p: (
+            -trending_score(
+                p.upvotes, p.published_at, now, comments=p.comments or 0, github_stars=p.github_stars or 0
+            )
+        ),
+    )
     return pool[:MAX_CANDIDATES]
 
 
@@ -123,81 +128,6 @@ def get_or_create_issue(session: Session, frequency: Frequency, now: datetime) -
     return session.exec(stmt).one()
 
 
-# ---- papers as the templates see them -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PaperView:
-    id: int
-    title: str
-    link: str
-    authors: tuple[str, ...]
-    authors_line: str
-    abstract_short: str
-    thumbnail: str | None
-    links: tuple[tuple[str, str], ...]
-
-
-def paper_view(paper: Paper) -> PaperView:
-    arxiv = paper.arxiv_url
-    pairs = [
-        ("Paper", paper.url),
-        ("arXiv", arxiv),
-        ("PDF", paper.pdf_url),
-        ("Code", paper.code_url),
-        ("Project", paper.project_url),
-    ]
-    seen: set[str] = set()
-    link_list = []
-    for label, url in pairs:
-        if url and url not in seen:
-            seen.add(url)
-            link_list.append((label, url))
-    authors = tuple(paper.authors or ())
-    line = ", ".join(authors[:6]) + (f" and {len(authors) - 6} more" if len(authors) > 6 else "")
-    return PaperView(
-        id=saved_id(paper),
-        title=paper.title,
-        link=paper.url or arxiv or paper.pdf_url or "",
-        authors=authors,
-        authors_line=line,
-        abstract_short=shorten(paper.abstract, ABSTRACT_CHARS, one_line=True, at_word=True),
-        thumbnail=paper.thumbnail,
-        links=tuple(link_list[1:] if link_list else ()),
-    )
-
-
-def paper_snapshot(paper: Paper) -> dict[str, Any]:
-    """What an issue keeps of a paper when it is planned: all it shows and ranks by, as JSON."""
-    return {name: getattr(paper, name) for name in SNAPSHOT_FIELDS} | {
-        "published_at": paper.published_at.isoformat()
-    }
-
-
-def issue_papers(session: Session, issue: Issue) -> list[Paper]:
-    """The issue's papers in its order, as they were when it was planned (unsaved rows, so a
-    later ingest changes nothing here). Issues planned before migration 0005 have no snapshot
-    and get the papers' current rows."""
-    if issue.papers_snapshot is not None:
-        return [
-            Paper(**{**kept, "published_at": datetime.fromisoformat(kept["published_at"])})
-            for kept in issue.papers_snapshot
-        ]
-    found = {p.id: p for p in session.exec(select(Paper).where(col(Paper.id).in_(issue.paper_ids)))}
-    return [found[i] for i in issue.paper_ids if i in found]
-
-
-def paper_text(paper: Paper) -> PaperText:
-    return PaperText(
-        id=saved_id(paper),
-        title=paper.title,
-        abstract=paper.abstract,
-        keywords=tuple(paper.keywords or ()),
-        upvotes=paper.upvotes,
-        published_at=paper.published_at,
-    )
-
-
 # ---- per-reader context ---------------------------------------------------------------------
 
 
@@ -208,6 +138,29 @@ class DigestItem:
     more_url: str
     less_url: str
     score: float = 0.0
+    for_you: bool = False  # a good match for the reader (ranking's `for_you`), not merely trending
+
+
+# The headings a digest may have, by name: a personal digest puts its good matches under "For
+# you" and the rest under "Also trending"; one with no good match says "Trending" and why.
+SECTION_TITLES = {
+    "for_you": "For you",
+    "also": "Also trending this period",
+    "trending": "Trending this period",
+}
+
+
+def sections(sub: Subscriber, items: list[DigestItem]) -> dict[int, str]:
+    """Where headings go: {index of the first card under it: section name}. None when every
+    paper matches, or when the reader has told us nothing (the intro says it is the trending list)."""
+    matched = sum(item.for_you for item in items)
+    if not personal(sub) or matched == len(items):
+        return {}
+    return {0: "for_you", matched: "also"} if matched else {0: "trending"}
+
+
+def personal(sub: Subscriber) -> bool:
+    return bool(sub.interests.strip() or (sub.profile or {}).get("votes"))
 
 
 @dataclass
@@ -225,20 +178,28 @@ def reader_links(settings: Settings, sub: Subscriber, issue_id: int) -> ReaderLi
     )
 
 
-def intro_line(sub: Subscriber, n: int) -> str:
-    if sub.interests.strip():
+def intro_line(sub: Subscriber, items: list[DigestItem]) -> str:
+    n, matched = len(items), sum(item.for_you for item in items)
+    if not personal(sub):
+        return f"The {n} most popular papers of this period. Tell us your interests to rank them for you."
+    if matched == n:
         return f"{n} papers from this period, ranked for your interests."
-    return f"The {n} most popular papers of this period. Tell us your interests to rank them for you."
+    if matched:
+        verb = "paper this period matches" if matched == 1 else "papers this period match"
+        return f"{matched} {verb} your interests; {n - matched} more are trending."
+    return f"No paper this period matches your interests closely; here are the {n} most popular."
 
 
 def full_context(
     settings: Settings, issue: Issue, sub: Subscriber, items: list[DigestItem], rl: ReaderLinks
 ) -> dict[str, Any]:
     return {
-        "issue_title": issue_title(issue),
+        "issue_title": issue_title(issue, settings.brand_name),
         "items": items,
+        "sections": sections(sub, items),
+        "section_titles": SECTION_TITLES,
         "email": sub.email,
-        "intro": intro_line(sub, len(items)),
+        "intro": intro_line(sub, items),
         "base_url": settings.base_url.rstrip("/"),
         "view_url": rl.view_url,
         "preferences_url": rl.preferences_url,
@@ -256,15 +217,18 @@ def issue_template(settings: Settings, issue: Issue, views: dict[int, PaperView]
     why, more, less = marker("why"), marker("more_url"), marker("less_url")
     items = [DigestItem(paper=v, why=why, more_url=more, less_url=less) for v in views.values()]
     context = {
-        "issue_title": issue_title(issue),
+        "issue_title": issue_title(issue, settings.brand_name),
         "items": items,
+        "sections": {},
+        "section_titles": SECTION_TITLES,
+        "section_marker": marker("section"),
         "card_marker": marker("card"),
         "base_url": settings.base_url.rstrip("/"),
         "archive_url": links.archive_url(settings),
         **{name: marker(name) for name in SHELL_SLOTS},
     }
     return IssueTemplate.cut(
-        inline_css(html_env().get_template("email/digest/body.html").render(context)), marker
+        inline_css(html_env(settings).get_template("email/digest/body.html").render(context)), marker
     )
 
 
@@ -328,6 +292,7 @@ class DigestRenderer:
         return [ranked[i] for i in paper_ids if i in ranked]
 
     def items(self, sub: Subscriber, ranked: list[RankedItem]) -> list[DigestItem]:
+        """The cards, good matches first (each group in ranked order): see `sections`."""
         s, iid = self.settings, saved_id(self.issue)
         return [
             DigestItem(
@@ -336,8 +301,9 @@ class DigestRenderer:
                 score=r.score,
                 more_url=links.vote_url(s, sub, iid, r.paper_id, 1),
                 less_url=links.vote_url(s, sub, iid, r.paper_id, -1),
+                for_you=r.for_you,
             )
-            for r in ranked
+            for r in sorted(ranked, key=lambda r: not r.for_you)
         ]
 
     def render(self, sub: Subscriber, items: list[DigestItem]) -> RenderedEmail:
@@ -347,9 +313,11 @@ class DigestRenderer:
         html = self.template.assemble(
             [(i.paper.id, {"why": i.why, "more_url": i.more_url, "less_url": i.less_url}) for i in items],
             {name: context[name] for name in SHELL_SLOTS},
+            context["sections"],
         )
-        body = text_template().render(context)
-        return RenderedEmail(subject=render_subject("digest", context), text=body.strip() + "\n", html=html)
+        body = text_template(text_env(self.settings)).render(context)
+        subject = render_subject(self.settings, "digest", context)
+        return RenderedEmail(subject=subject, text=body.strip() + "\n", html=html)
 
 
 # ---- one renderer per issue per process -----------------------------------------------------

@@ -10,11 +10,13 @@ from sqlmodel import Session
 
 from newsletter import ledger
 from newsletter import subscriptions as subs
+from newsletter.bounces.events import BounceEvent, record_bounce
 from newsletter.config import Settings
 from newsletter.digests import renderer_for
-from newsletter.models import Issue, Paper, Subscriber, SubscriberStatus, Vote, saved_id, utcnow
+from newsletter.models import BounceKind, Issue, Paper, Subscriber, SubscriberStatus, Vote, saved_id, utcnow
 from newsletter.ranking import update_profile
 from newsletter.tokens import Purpose, TokenError, TokenReason
+from newsletter.validation import normalise_email
 
 
 @dataclass(frozen=True)
@@ -79,11 +81,19 @@ def _too_soon(session: Session, settings: Settings, vote: VoteRequest) -> bool:
     return sent_at is not None and utcnow() - sent_at < timedelta(seconds=settings.vote_grace_seconds)
 
 
-def apply_bounce_event(session: Session, kind: str, address: str, reason: str = "") -> bool:
-    """Hard bounce -> bounced; complaint -> unsubscribed; soft bounce -> noted only."""
-    sub = subs.find_by_email(session, address)
-    if sub is None or kind == "soft_bounce":
-        return False
-    if kind == "hard_bounce":
-        return subs.mark_bounced(session, sub, reason)
-    return subs.unsubscribe(session, sub, subs.Client(user_agent="webhook"), via="complaint")
+# The generic webhook's types, as the bounce events they are.
+WEBHOOK_KINDS = {
+    "hard_bounce": BounceKind.hard,
+    "soft_bounce": BounceKind.soft,
+    "complaint": BounceKind.complaint,
+}
+
+
+def apply_bounce_event(
+    session: Session, settings: Settings, kind: str, address: str, reason: str = ""
+) -> bool:
+    """The generic webhook's event, recorded like every other (`bounces.events.record_bounce`);
+    True if the reader's state changed. InvalidInput for an address that is not one."""
+    normalise_email(address)
+    event = BounceEvent(kind=WEBHOOK_KINDS[kind], address=address, diagnostic=reason, source="webhook")
+    return record_bounce(session, settings, event).changed

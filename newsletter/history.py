@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
 from newsletter import subscriptions as subs
+from newsletter.bounces.reports import BounceEventPublic, bounce_events_for
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.errors import NotFound
@@ -66,7 +67,8 @@ class SubscriberHistory(BaseModel):
     digests: list[DeliveryRecord]
     journey_emails: list[JourneyRecord]
     failures: list[DeliveryRecord | JourneyRecord]  # digests and journey emails not (yet) sent
-    bounces: list[ConsentEntry]  # hard bounces and complaints reported for the address
+    bounces: list[ConsentEntry]  # the address bounced or complained (its consent transitions)
+    bounce_reports: list[BounceEventPublic]  # every bounce, complaint or mailto: report received
     votes: list[VoteEntry]
 
 
@@ -96,6 +98,7 @@ def subscriber_history(settings: Settings, email: str) -> SubscriberHistory:
                 *(j for j in journey if j.state in TROUBLE),
             ],
             bounces=[c for c in consent if c.event in BOUNCE_EVENTS],
+            bounce_reports=bounce_events_for(session, sub_id),
             votes=_votes(session, sub_id),
         )
 

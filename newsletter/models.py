@@ -71,6 +71,10 @@ class SubscriberBase(SQLModel):
     interests: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     frequency: Frequency = Field(default=Frequency.weekly)
     max_papers: int = Field(default=10, ge=1, le=50)
+    # The reader's slot (newsletter/schedule.py); None follows the list's NEWSLETTER_DIGEST_WEEKDAY
+    # and NEWSLETTER_TIMEZONE, so changing those moves every reader who never chose.
+    weekday: int | None = Field(default=None, ge=0, le=6)  # 0 = Monday; weekly readers only
+    timezone: str | None = Field(default=None, max_length=64)  # an IANA name, checked on input
 
 
 class Subscriber(SubscriberBase, table=True):
@@ -89,11 +93,17 @@ class Subscriber(SubscriberBase, table=True):
     # Interests asked for by a signup of a known address, applied once the link is followed:
     # whoever signed up may not own the address, so the owner's interests stay until then.
     pending_interests: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Papers a signup ticked ("papers like these"), waiting like its interests for the link (0009)
+    pending_likes: list[int] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     confirm_sent_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     confirmed_at: datetime | None = None
     unsubscribed_at: datetime | None = None
+    # Soft bounces so far (newsletter/bounces/scoring.py): the score as of `bounce_score_at`,
+    # when the last soft bounce counted; it decays from there.
+    bounce_score: float = Field(default=0.0, sa_column_kwargs={"server_default": "0"})
+    bounce_score_at: datetime | None = None
     # Learned from feedback: {"terms": {term: weight}, "liked": [titles], "votes": n}
     profile: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
@@ -154,6 +164,12 @@ class Paper(SQLModel, table=True):
     published_at: datetime = Field(default_factory=utcnow, index=True)
     ingested_at: datetime = Field(default_factory=utcnow)
     source: str = Field(default="file", max_length=40)
+    # What Hugging Face's listing adds (migration 0008): a one-line TL;DR, who posted it, and
+    # engagement that trending counts with the upvotes.
+    summary: str = Field(default="", sa_column=Column(Text, nullable=False, default="", server_default=""))
+    organization: str = Field(default="", max_length=200, sa_column_kwargs={"server_default": ""})
+    github_stars: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    comments: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 _papers_snapshot = Column("papers_snapshot", JSON, nullable=True)
@@ -257,3 +273,55 @@ class Vote(SQLModel, table=True):
     subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
     direction: int  # +1 more like this, -1 less like this
     at: datetime = Field(default_factory=utcnow)
+
+
+class BounceKind(str, enum.Enum):
+    hard = "hard"  # the address does not work (5.1.x, 5.2.1, 5.4.1 …)
+    soft = "soft"  # it may again (4.x.x, a full mailbox 5.2.2, a message too big 5.3.4)
+    policy = "policy"  # refused for what we sent or who we are (5.7.x): about the issue, not the reader
+    complaint = "complaint"  # marked as spam (ARF, a provider's feedback loop)
+    unsubscribe = "unsubscribe"  # a mailto: unsubscribe
+
+
+# A bounce named by its VERP token counts once per message and kind: a replayed DSN changes nothing.
+_VERP_DELIVERY = text("delivery_id IS NOT NULL")
+_VERP_JOURNEY = text("journey_email_id IS NOT NULL")
+
+
+class BounceRecord(SQLModel, table=True):
+    """One bounce, complaint or mailto: unsubscribe about a subscriber, as it arrived, and what
+    it did (`effect`). Erased with the subscriber."""
+
+    __tablename__ = "bounce_event"
+    __table_args__ = (
+        Index(
+            "uq_bounce_event_delivery",
+            "delivery_id",
+            "kind",
+            unique=True,
+            postgresql_where=_VERP_DELIVERY,
+            sqlite_where=_VERP_DELIVERY,
+        ),
+        Index(
+            "uq_bounce_event_journey",
+            "journey_email_id",
+            "kind",
+            unique=True,
+            postgresql_where=_VERP_JOURNEY,
+            sqlite_where=_VERP_JOURNEY,
+        ),
+        Index("ix_bounce_event_issue_kind", "issue_id", "kind"),
+        NEVER_REUSE_IDS,
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    delivery_id: int | None = None
+    journey_email_id: int | None = None
+    issue_id: int | None = None
+    kind: BounceKind
+    status: str = Field(default="", max_length=16)  # RFC 3463 enhanced status, e.g. "5.1.1"
+    diagnostic: str = Field(default="", max_length=1000)
+    source: str = Field(max_length=16)  # dsn, arf, mailto, ses, mailgun, postmark, webhook
+    effect: str = Field(max_length=16)  # bounced, scored, noted, policy, unsubscribed
+    received_at: datetime = Field(default_factory=utcnow)
+    recorded_at: datetime = Field(default_factory=utcnow)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func
+from sqlalchemy import ColumnElement, func
 from sqlmodel import Session, col, select
 
 from newsletter.ledger import counts_by_issue
@@ -25,12 +25,13 @@ def subscriber_counts(session: Session) -> dict[str, int]:
     return {status.value: counted.get(status, 0) for status in SubscriberStatus}
 
 
-def reader_count(session: Session, frequency: Frequency) -> int:
-    """Confirmed subscribers of one frequency: the readers an edition of it would go to."""
+def reader_count(session: Session, frequency: Frequency, *where: ColumnElement[bool]) -> int:
+    """Confirmed subscribers of one frequency (and `where`, e.g. a schedule slot's readers):
+    the readers an edition of it would go to."""
     return session.exec(
         select(func.count())
         .select_from(Subscriber)
-        .where(Subscriber.status == SubscriberStatus.confirmed, Subscriber.frequency == frequency)
+        .where(Subscriber.status == SubscriberStatus.confirmed, Subscriber.frequency == frequency, *where)
     ).one()
 
 

@@ -13,22 +13,19 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func
-from sqlmodel import Session, col, select
+from sqlalchemy import func
+from sqlmodel import Session, select
 
-from newsletter import jobs, outbox, suppression
+from newsletter import jobs, onboarding, outbox, suppression, validation
 from newsletter.config import Settings
 from newsletter.db import insert_ignore, rows_written, session_scope
 from newsletter.logs import event as log_event
 from newsletter.mail.transactional import send_journey_email
 from newsletter.models import (
     ConsentEvent,
-    Delivery,
     Frequency,
-    JourneyEmail,
     Subscriber,
     SubscriberStatus,
-    Vote,
     saved_id,
     table_of,
     utcnow,
@@ -107,7 +104,12 @@ def _mailed_enough(session: Session, sub: Subscriber, settings: Settings) -> boo
 
 
 def request_subscription(
-    session: Session, settings: Settings, email: str, interests: str | None, client: Client = Client()
+    session: Session,
+    settings: Settings,
+    email: str,
+    interests: str | None,
+    client: Client = Client(),
+    timezone: str | None = None,
 ) -> str:
     """Handle a signup for any address state; return what happened (never shown to the user).
 
@@ -116,14 +118,16 @@ def request_subscription(
     requester may not own the address: a known subscriber's interests, profile and links stay
     (interests asked for wait in `pending_interests` until the link is followed). At most one
     email per cooldown and `confirmations_per_day` in 24 hours; past that, nothing is sent,
-    changed or recorded ("held").
+    changed or recorded ("held"). `timezone` (the browser's) is kept for a new address only,
+    and only if the IANA database knows it; otherwise the reader follows the list's zone.
     """
     address, key = normalise_email(email)
     text = clean_interests(interests)
     # Simultaneous signups of one address take turns: INSERT … ON CONFLICT DO NOTHING (no
     # unique violation, no 500) and then the row locked until commit, so the cooldown holds.
+    zone = timezone if timezone and validation.known_zone(timezone) else None
     new = Subscriber(
-        email=address, email_key=key, interests=text, max_papers=settings.default_max_papers
+        email=address, email_key=key, interests=text, max_papers=settings.default_max_papers, timezone=zone
     ).model_dump(exclude={"id"})
     statement = insert_ignore(table_of(Subscriber), session.get_bind().dialect.name).values(**new)
     created = rows_written(session, statement) == 1
@@ -276,6 +280,7 @@ def confirm_subscription(
     transition(sub, SubscriberStatus.confirmed)
     if sub.pending_interests is not None:  # what the signup being confirmed asked for
         sub.interests, sub.pending_interests = sub.pending_interests, None
+    onboarding.apply_pending_likes(session, sub)  # and the papers it ticked
     suppression.lift(session, sub.email_key)  # an erased person who opted in again
     sub.confirmed_at = utcnow()
     sub.unsubscribed_at = None
@@ -291,7 +296,7 @@ def unsubscribe(session: Session, sub: Subscriber, client: Client = Client(), vi
         return False
     transition(sub, SubscriberStatus.unsubscribed)
     sub.unsubscribed_at = utcnow()
-    sub.pending_interests = None  # also cancels a signup still waiting for its confirmation
+    sub.pending_interests = sub.pending_likes = None  # also cancels a signup still waiting for its link
     record_consent(session, sub, f"unsubscribed:{via}", client)
     return True
 
@@ -302,8 +307,10 @@ def apply_preferences(
     interests: str | None = None,
     frequency: str | None = None,
     max_papers: int | str | None = None,
+    schedule: tuple[int | str | None, str | None] | None = None,
 ) -> None:
-    """Validate and set whichever preferences are given; InvalidInput on a bad value."""
+    """Validate and set whichever preferences are given; InvalidInput on a bad value.
+    `schedule` is (weekday, time zone), both set at once; an empty one means the list's."""
     if interests is not None:
         sub.interests = clean_interests(interests)
     if frequency is not None:
@@ -319,6 +326,9 @@ def apply_preferences(
         if not 1 <= n <= 50:
             raise InvalidInput("Papers per digest must be between 1 and 50.")
         sub.max_papers = n
+    if schedule is not None:
+        weekday, zone = schedule
+        sub.weekday, sub.timezone = validation.clean_weekday(weekday), validation.clean_timezone(zone)
     sub.updated_at = utcnow()
 
 
@@ -329,51 +339,16 @@ def update_preferences(
     interests: str | None,
     frequency: str | None,
     max_papers: int | str | None,
+    schedule: tuple[int | str | None, str | None] | None = None,
     client: Client = Client(),
 ) -> Subscriber:
-    """A confirmed subscriber changes interests, frequency or digest size."""
+    """A confirmed subscriber changes interests, frequency, digest size or schedule."""
     if sub.status is not SubscriberStatus.confirmed:
         raise InvalidInput("This subscription is not active; sign up again to change it.")
-    apply_preferences(sub, interests=interests, frequency=frequency, max_papers=max_papers)
+    apply_preferences(sub, interests=interests, frequency=frequency, max_papers=max_papers, schedule=schedule)
     record_consent(session, sub, "preferences_changed", client)
     session.add(sub)
     return sub
-
-
-# Left out of the export: row ids, lookup keys, the link secrets and claim bookkeeping.
-NOT_EXPORTED = {"id", "subscriber_id", "email_key", "token_key", "token_version", "claimed_by", "claimed_at"}
-
-
-def export_subscriber(session: Session, sub: Subscriber) -> dict[str, Any]:
-    """Everything we hold about a subscriber, as JSON-ready data."""
-
-    def rows(table: Any) -> list[dict[str, Any]]:
-        found = session.exec(select(table).where(table.subscriber_id == sub.id).order_by(table.id))
-        return [row.model_dump(mode="json", exclude=NOT_EXPORTED) for row in found]
-
-    return {
-        **sub.model_dump(mode="json", exclude=NOT_EXPORTED | {"profile"}),
-        "learned_profile": sub.profile,
-        "consent_events": rows(ConsentEvent),
-        "deliveries": rows(Delivery),
-        "votes": rows(Vote),
-        "journey_emails": rows(JourneyEmail),
-    }
-
-
-def erase_subscriber(session: Session, sub: Subscriber, reason: str = "erased on request") -> None:
-    """Forget a subscriber: deliveries, journey emails, votes and consent rows go, then the
-    subscriber. A hash of the address stays behind (`suppression`), so no import brings them
-    back."""
-    suppression.suppress(session, sub.email_key, reason)
-    for table, column in (
-        (Delivery, Delivery.subscriber_id),
-        (JourneyEmail, JourneyEmail.subscriber_id),
-        (Vote, Vote.subscriber_id),
-        (ConsentEvent, ConsentEvent.subscriber_id),
-    ):
-        session.exec(delete(table).where(col(column) == sub.id))
-    session.delete(sub)
 
 
 def mark_bounced(session: Session, sub: Subscriber, reason: str = "") -> bool:

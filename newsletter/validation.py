@@ -1,11 +1,15 @@
-"""What people type, checked: an email address (validated, normalised) and free-text interests."""
+"""What people type, checked: an email address (validated, normalised), free-text interests,
+a weekday and a time zone."""
 
 from __future__ import annotations
+
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 
 MAX_INTERESTS = 2000
 MAX_EMAIL = 254
+MAX_TIMEZONE = 64
 
 
 class InvalidInput(ValueError):
@@ -38,3 +42,39 @@ def clean_interests(raw: str | None) -> str:
     if len(text) > MAX_INTERESTS:
         raise InvalidInput(f"Interests are limited to {MAX_INTERESTS} characters.")
     return text
+
+
+DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def clean_weekday(raw: int | str | None) -> int | None:
+    """0-6 (Monday is 0), or a day's name ("mon", "Monday"); empty means the list's day (None)."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    text = str(raw).strip().lower()
+    if text.isdigit() and 0 <= int(text) <= 6:
+        return int(text)
+    for number, name in enumerate(DAY_NAMES):
+        if text in (name, name[:3]):
+            return number
+    raise InvalidInput("The weekday must be 0-6 (0 is Monday) or a day's name such as mon or Monday.")
+
+
+def clean_timezone(raw: str | None) -> str | None:
+    """An IANA time zone name the zoneinfo database knows (Europe/Berlin); empty means the
+    list's zone (None)."""
+    text = (raw or "").strip()
+    if not text:
+        return None
+    if len(text) > MAX_TIMEZONE or not known_zone(text):
+        raise InvalidInput("Unknown time zone: use a name from the IANA database, such as Europe/Berlin.")
+    return text
+
+
+def known_zone(name: str) -> bool:
+    """Whether zoneinfo can load `name` (paths and odd bytes are refused, never opened)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True

@@ -84,6 +84,9 @@ ROBOT_PAPER = {
     "thumbnail": f"https://{THUMB_HOST}/thumbs/2501.01234.png",
     "upvotes": 2,
     "source": "test",
+    "summary": "A robot hand learns chores from people's videos.",
+    "organization": "Example Robotics Lab",
+    "github_stars": 321,
 }
 
 
@@ -202,11 +205,14 @@ def new_page(site, browser, thumbnail_png):
     image the page's policy refused) fails the test."""
     contexts, violations = [], []
 
-    def make(width: int = 900, height: int = 900, color_scheme: str = "light"):
+    def make(
+        width: int = 900, height: int = 900, color_scheme: str = "light", timezone_id: str | None = None
+    ):
         context = browser.new_context(
             viewport={"width": width, "height": height},
             color_scheme=color_scheme,
             extra_http_headers={"X-Forwarded-For": next(IPS)},
+            **({"timezone_id": timezone_id} if timezone_id else {}),
         )
 
         def route(r):
@@ -389,6 +395,8 @@ def test_signup_confirm_preferences_digest_and_unsubscribe_in_the_browser(site, 
     assert active_id(page) == "interests"
     page.keyboard.type("medical image segmentation")
     page.keyboard.press("Tab")
+    assert active_id(page) == "SUMMARY"  # "papers like these", folded: optional, one stop
+    page.keyboard.press("Tab")
     assert active_id(page) == "BUTTON"
     assert submit(page, lambda: page.keyboard.press("Enter")) == 202
     assert heading(page) == "Check your inbox"
@@ -464,6 +472,56 @@ def test_signup_confirm_preferences_digest_and_unsubscribe_in_the_browser(site, 
 
 
 # ---- another site's form --------------------------------------------------------------------
+
+
+def test_a_reader_picks_papers_like_these_at_signup_and_their_profile_starts_from_them(site, new_page):
+    """The picker on the signup page: folded until opened, keyboard-operable, and the ticked
+    papers count as "more like this" votes once the address is confirmed."""
+    page = new_page()
+    assert go(page, site.url + "/") == 200
+    boxes = page.locator("details.picks input[name=liked]")
+    assert boxes.count() >= 10 and not boxes.first.is_visible()  # folded: signing up stays short
+    page.locator("details.picks summary").click()
+    check_accessible(page)
+    shot(page, "signup-picker")
+    labels = page.locator("details.picks li strong")
+    chosen = [labels.nth(0).inner_text(), labels.nth(2).inner_text()]
+    boxes.nth(0).check()
+    boxes.nth(2).focus()
+    page.keyboard.press("Space")  # a checkbox ticks from the keyboard too
+    assert boxes.nth(2).is_checked()
+    page.fill("#email", "picker@example.org")
+    assert submit(page, page.get_by_role("button", name="Subscribe").click) == 202
+    [mail] = site.box.wait_for(1, to="picker@example.org", subject="confirm")
+    assert go(page, link_in(mail, "confirm")) == 200
+    assert submit(page, page.get_by_role("button", name="Yes, subscribe me").click) == 200
+    [welcome] = site.box.wait_for(1, to="picker@example.org", subject="Welcome")
+    assert go(page, link_in(welcome, "preferences")) == 200
+    liked = page.locator("main").inner_text()
+    assert all(title in liked for title in chosen), "the picks show as papers you liked"
+    check_accessible(page)
+
+
+# Chromium's ICU still names Kolkata by its old IANA name; tzdata keeps it as a link, so the
+# server takes it as it is.
+@pytest.mark.parametrize(
+    ("zone", "reported"), [("Asia/Kolkata", "Asia/Calcutta"), ("America/Sao_Paulo",) * 2]
+)
+def test_the_signup_form_sends_the_browsers_time_zone(site, new_page, zone, reported):
+    from sqlmodel import select
+
+    from newsletter.models import Subscriber
+    from newsletter.testing import configured_session
+
+    address = f"zone.{zone.split('/')[1].lower()}@example.org"
+    page = new_page(timezone_id=zone)  # Chromium reports this zone to Intl, as a reader's OS would
+    assert go(page, site.url + "/") == 200
+    assert page.locator("input[name=timezone]").input_value() == reported  # the page's script ran
+    page.fill("#email", address)
+    assert submit(page, lambda: page.click("button[type=submit]")) == 202
+    with configured_session() as session:
+        sub = session.exec(select(Subscriber).where(Subscriber.email_key == address)).one()
+    assert sub.timezone == reported
 
 
 def test_a_form_on_another_site_cannot_sign_anyone_up(site, new_page):
@@ -575,7 +633,13 @@ def test_archive_pages_are_accessible(site, new_page):
     assert go(page, site.url + "/archive") == 200
     check_accessible(page)
     assert submit(page, page.locator("main li a").first.click) == 200
-    assert page.locator("article.paper").count() > 0
+    cards = page.locator("article.paper")
+    assert cards.count() > 0
+    assert page.locator("article.paper h3 a").count() == cards.count()  # every title is a link
+    robot = cards.filter(has_text=ROBOT_PAPER["title"])
+    if robot.count():  # the weekly issue has it; the card shows what Hugging Face said
+        card = robot.inner_text()
+        assert ROBOT_PAPER["summary"] in card and "Example Robotics Lab" in card and "★\xa0321" in card
     check_accessible(page)
     assert go(page, site.url + "/archive/999999") == 404
     assert heading(page) == "Page not found"

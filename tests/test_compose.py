@@ -26,7 +26,7 @@ yaml = pytest.importorskip("yaml")
 pytestmark = pytest.mark.integration
 
 COMPOSE = ROOT / "docker-compose.yml"
-APP_SERVICES = ("migrate", "web", "worker", "beat")
+APP_SERVICES = ("migrate", "web", "worker", "beat", "inbound")
 BIN = Path(sys.executable).parent  # where `newsletter`, `celery` and `python` live natively
 
 
@@ -72,7 +72,7 @@ def depends(compose: dict, name: str) -> dict[str, str]:
 
 def test_compose_declares_the_services_healthchecks_volumes_and_order(compose):
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "mailpit", "migrate", "web", "worker", "beat"}
+    assert set(services) == {"postgres", "redis", "mailpit", "migrate", "web", "worker", "beat", "inbound"}
     assert services["postgres"]["image"].startswith("postgres:")
     assert services["redis"]["image"].startswith("redis:")
     assert services["mailpit"]["image"].startswith("axllent/mailpit")
@@ -107,6 +107,8 @@ def test_compose_declares_the_services_healthchecks_volumes_and_order(compose):
     assert services["migrate"]["command"] == ["newsletter", "db", "upgrade"]
     assert services["worker"]["command"][:4] == ["celery", "-A", "workers", "worker"]
     assert services["beat"]["command"][:4] == ["celery", "-A", "workers", "beat"]
+    assert services["inbound"]["command"][:3] == ["newsletter", "inbound", "serve"]
+    assert depends(compose, "inbound") == {"migrate": "service_completed_successfully"}
     # The web app, in dev mode with the public dev secret by default, is reachable from this
     # machine only (as Mailpit is); `serve` then accepts 0.0.0.0 inside the container.
     assert services["web"]["ports"] == ["127.0.0.1:8000:8000"]
@@ -306,4 +308,28 @@ def test_each_python_service_starts_natively_and_becomes_healthy(compose, redis_
     finally:
         for service in running:
             service.stop()
+        drop_pg_database(db_url)
+
+
+def test_the_inbound_service_starts_natively_and_its_healthcheck_passes(compose, tmp_path):
+    service = compose["services"]["inbound"]
+    port = str(free_port())
+    native = [port if v == "2525" else v for v in interpolate(service["command"], {})]
+    check = [v.replace("2525", port) for v in interpolate(service["healthcheck"]["test"], {})]
+    db_url = create_pg_database()
+    local = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")},
+        **service_env(compose, "inbound"),
+        "NEWSLETTER_DATABASE_URL": db_url,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    inbound = Service("inbound", native, local, tmp_path / "inbound.log")
+    try:
+        inbound.wait_for_output("Taking mail for", timeout=30)
+        deadline = time.monotonic() + 20
+        while healthcheck(check, local).returncode != 0:
+            assert inbound.proc.poll() is None and time.monotonic() < deadline, inbound.output()[-3000:]
+            time.sleep(0.2)
+    finally:
+        inbound.stop()
         drop_pg_database(db_url)

@@ -175,18 +175,17 @@ def test_issues_planned_before_the_snapshot_render_from_the_paper_rows(configure
     from the papers' current rows, and the migration goes down again."""
     url = f"sqlite:///{tmp_path / 'old.db'}"
     settings = configure(NEWSLETTER_DATABASE_URL=url)
-    upgrade(url, "0004")  # the revision before the snapshot
+    upgrade(url)
     admin.ingest(settings, path=sample_feed_path())
     with configured_session() as session:
         papers = session.exec(select(Paper).order_by(Paper.id).limit(5)).all()
         ids, titles = [p.id for p in papers], [p.title for p in papers]
-    with get_engine(url).begin() as conn:  # as 0004 knew the table: no snapshot column
+    with get_engine(url).begin() as conn:  # as 0004 wrote it: no snapshot (NULL)
         conn.execute(
             insert(Issue.__table__).values(
                 frequency=Frequency.weekly, period="2026-W01", title="old", paper_ids=ids, created_at=utcnow()
             )
         )
-    upgrade(url)
     with configured_session() as session:
         issue = session.exec(select(Issue)).one()
         assert issue.papers_snapshot is None

@@ -165,16 +165,19 @@ def test_text_and_html_list_the_same_papers_in_the_same_order(world):
         assert [html_lib.unescape(t) for t in html_titles] == titles_in_text(msg)
 
 
-def test_assembled_digest_equals_a_plain_render_and_inline(world):
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_assembled_digest_equals_a_plain_render_and_inline(world, reader):
+    """Every shape of digest: all papers matched, some (with "For you" and "Also trending"
+    headings), none."""
     with configured_session() as session:
         issue, _ = plan_issue(session, Frequency.weekly)
     renderer = renderer_for(world.settings, issue.id)
     with configured_session() as session:
-        sub = session.get(Subscriber, world.ids["robot@example.org"])
+        sub = session.get(Subscriber, world.ids[reader])
     items = renderer.items(sub, renderer.rank(sub))
     fast = renderer.render(sub, items)
     context = full_context(world.settings, issue, sub, items, reader_links(world.settings, sub, issue.id))
-    slow = render_email("digest", context)
+    slow = render_email(world.settings, "digest", context)
 
     def untimed(text: str) -> str:
         # Signed links carry the second they were made in; the two renders may straddle one.
@@ -281,3 +284,86 @@ def test_item_why_lines_name_matched_terms(world):
     renderer = renderer_for(world.settings, issue.id)
     items: list[DigestItem] = renderer.items(sub, renderer.rank(sub))
     assert "segmentation" in items[0].why.lower()
+
+
+def test_a_reader_gets_only_real_matches_for_you_and_the_rest_as_trending(world):
+    """ "medical image segmentation" matches one sample paper; the other four are trending and
+    say no reason, and no card claims a match on the generic "image" alone."""
+    send_now()
+    [msg] = digests(world.box, "med@example.org")
+    text, html = text_part(msg), html_part(msg)
+    assert "1 paper this period matches your interests; 4 more are trending." in text
+    for_you, _, also = text.partition("ALSO TRENDING THIS PERIOD")
+    assert "FOR YOU" in for_you and also
+    assert len(re.findall(r"^\d+\. ", for_you, flags=re.M)) == 1
+    assert len(re.findall(r"^\d+\. ", also, flags=re.M)) == 4
+    assert "Matches your interests" in for_you and "Matches your interests" not in also
+    whys = re.findall(r'<p class="why"[^>]*>(.*?)</p>', html)
+    assert (
+        len(whys) == 5 and whys[0].startswith("Matches your interests: segmentation") and whys[1:] == [""] * 4
+    )
+    assert all(len(w) <= 80 for w in whys)
+    assert re.findall(r"<h2[^>]*>(.*?)</h2>", html) == ["For you", "Also trending this period"]
+
+
+def test_a_reader_whose_every_paper_matches_gets_no_headings(world):
+    send_now()
+    [msg] = digests(world.box, "robot@example.org")
+    assert "<h2" not in html_part(msg) and "ALSO TRENDING" not in text_part(msg)
+    assert "5 papers from this period, ranked for your interests." in text_part(msg)
+
+
+def test_a_reader_nothing_matches_is_told_so_and_gets_the_trending_list(world):
+    add_subscriber("odd@example.org", "quantum chromodynamics lattice gauge")
+    send_now()
+    [msg] = digests(world.box, "odd@example.org")
+    assert "No paper this period matches your interests closely" in text_part(msg)
+    assert re.findall(r"<h2[^>]*>(.*?)</h2>", html_part(msg)) == ["Trending this period"]
+    assert "Matches your interests" not in text_part(msg)
+
+
+def test_every_card_title_is_a_link_and_no_id_is_invented(world):
+    """The sample feed has titles and abstracts only: titles link to an arXiv title search. A
+    paper with an arXiv id links to its page."""
+    with configured_session() as session:
+        record = PaperRecord(
+            title="Sparse probing of robot learning", abstract="robot learning", arxiv_id="2511.00042"
+        )
+        ingest_records(session, [record])
+    send_now()
+    [msg] = digests(world.box, "robot@example.org")
+    titles = re.findall(r'<p class="paper-title"[^>]*><a href="([^"]+)"[^>]*>(.*?)</a></p>', html_part(msg))
+    assert len(titles) == 5
+    for href, title in titles:
+        if title == "Sparse probing of robot learning":
+            assert href == "https://huggingface.co/papers/2511.00042"
+        else:
+            assert href.startswith("https://arxiv.org/search/?searchtype=title&amp;query=")
+            assert "arxiv.org/abs" not in html_part(msg).split(title)[0].rsplit("<td", 1)[-1]
+
+
+def test_cards_show_the_tldr_organisation_and_code_stars(world):
+    with configured_session() as session:
+        records = [
+            PaperRecord(
+                title="Robot learning with tiny transformers",
+                abstract="We study robot learning and reinforcement learning for control. " * 20,
+                arxiv_id="2511.00077",
+                code_url="https://github.com/example/tiny",
+                summary="Tiny transformers learn robot control from 10 demonstrations.",
+                organization="Example Robotics Lab",
+                github_stars=1234,
+                comments=3,
+            )
+        ]
+        ingest_records(session, records)
+    send_now()
+    [msg] = digests(world.box, "robot@example.org")
+    html, text = html_part(msg), text_part(msg)
+    card = html.split("Robot learning with tiny transformers")[1].split('class="votes"')[0]
+    assert "Tiny transformers learn robot control from 10 demonstrations." in card
+    assert "Example Robotics Lab" in card
+    assert re.search(r">Code</a> ★(&nbsp;|\xa0)1,234", card)
+    assert card.index("Tiny transformers learn") < card.index("We study robot learning")
+    assert "Code (★ 1,234): https://github.com/example/tiny" in text
+    assert "   Tiny transformers learn robot control from 10 demonstrations." in text

@@ -11,8 +11,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from newsletter import admin
+from newsletter import admin, feedback
 from newsletter.cli import app
+from newsletter.db import session_scope
 from tests.conftest import link_in
 from tests.test_feedback import vote_links
 from tests.test_journey import local
@@ -48,6 +49,9 @@ def test_a_readers_history_holds_consent_emails_failures_bounces_and_votes(stack
     title, more, _ = vote_links(digest)[0]
     assert httpx.post(web + more).status_code == 200
 
+    with session_scope(settings.database_url) as session:  # a provider reports a soft bounce later
+        feedback.apply_bounce_event(session, settings, "soft_bounce", "ada@example.org", "452 mailbox full")
+
     ada = json.loads(show("Ada@Example.org", "--json").stdout)  # any spelling of the address
     assert ada["subscriber"]["status"] == "confirmed"
     assert [c["event"] for c in ada["consent"]] == ["signup_requested", "confirmed"]
@@ -58,7 +62,9 @@ def test_a_readers_history_holds_consent_emails_failures_bounces_and_votes(stack
     [sent] = ada["digests"]
     assert (sent["state"], sent["smtp_code"], sent["attempts"]) == ("sent", 250, 1) and sent["sent_at"]
     assert [(v["paper_title"], v["direction"]) for v in ada["votes"]] == [(title, 1)]
-    assert ada["failures"] == [] and ada["bounces"] == []
+    assert ada["failures"] == [] and ada["bounces"] == []  # a soft bounce is no bounce of the address
+    [report] = ada["bounce_reports"]
+    assert (report["kind"], report["source"], report["diagnostic"]) == ("soft", "webhook", "452 mailbox full")
     assert "token" not in json.dumps(ada)  # nothing that opens a reader's links
 
     gone = json.loads(show("gone@example.org", "--json").stdout)

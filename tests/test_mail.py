@@ -111,7 +111,8 @@ def test_journey_emails_score_low_in_spamassassin(configure, sub, kind, status):
     assert spam_score(raw) <= 1.0
 
 
-def test_every_email_template_compiles_and_text_matches_html():
+def test_every_email_template_compiles_and_text_matches_html(configure):
+    settings = configure()
     context = {
         "email": "a@example.org",
         "base_url": "https://x.org",
@@ -123,7 +124,7 @@ def test_every_email_template_compiles_and_text_matches_html():
         "unsubscribe_url": "https://x.org/u/1",
     }
     for name in ("confirm", "welcome", "already_subscribed"):
-        rendered = render_email(name, context)
+        rendered = render_email(settings, name, context)
         for url in ("https://x.org/c/1", "https://x.org/p/1", "https://x.org/u/1"):
             assert (url in rendered.text) == (url in rendered.html), (name, url)
 

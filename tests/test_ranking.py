@@ -16,7 +16,6 @@ from newsletter.ranking import (
     DEFAULT_PARAMS,
     PROFILE_MAX_TERMS,
     PROFILE_MAX_TITLES,
-    TRENDING_WHY,
     PaperText,
     build_index,
     describe_profile,
@@ -123,7 +122,7 @@ def test_why_names_the_matched_terms(index):
 
 def test_why_prefers_the_readers_words_to_related_ones():
     scan = PaperText(1, "Semantic segmentation of brain MRI", "Semantic segmentation for disease.")
-    top = rank_papers(build_index([scan], NOW), "medical segmentation", limit=1)[0]
+    top = rank_papers(build_index([scan], NOW), "segmentation, medical", limit=1)[0]
     assert top.why == "Matches your interests: segmentation"
     assert top.matched_terms[0] == "segmentation" and "disease" in top.matched_terms
 
@@ -159,7 +158,8 @@ def test_the_lexicon_ships_as_a_text_file_and_bad_lines_are_named():
 def test_no_usable_interests_fall_back_to_trending_order(index, interests):
     ranked = rank_papers(index, interests, limit=6)
     assert ids(ranked) == trending_order(index)
-    assert {item.why for item in ranked} == {TRENDING_WHY}
+    assert {item.why for item in ranked} == {""}  # no invented reason
+    assert not any(item.for_you for item in ranked)
     assert all(item.matched_terms == () for item in ranked)
 
 
@@ -168,7 +168,8 @@ def test_papers_that_match_nothing_are_filled_in_by_trending(index):
     assert ranked[0].paper_id == 6
     rest = [item for item in ranked if item.paper_id != 6]
     assert [item.paper_id for item in rest] == [i for i in trending_order(index) if i != 6]
-    assert {item.why for item in rest} == {TRENDING_WHY}
+    assert ranked[0].for_you and ranked[0].why == "Matches your interests: quantization"
+    assert {item.why for item in rest} == {""} and not any(item.for_you for item in rest)
 
 
 def test_excluded_papers_never_appear(index):
@@ -194,6 +195,16 @@ def test_trending_score_has_diminishing_returns_and_decays_with_age():
     assert scores[2] - scores[1] > scores[3] - scores[2]  # diminishing returns
     fresh, old = trending_score(50, NOW, NOW), trending_score(50, NOW - timedelta(days=3), NOW)
     assert old == pytest.approx(fresh / 2)  # three-day half-life
+
+
+def test_comments_and_code_stars_count_toward_trending_but_stars_cannot_swamp_votes():
+    upvotes_only = trending_score(20, NOW, NOW)
+    discussed = trending_score(20, NOW, NOW, comments=10)
+    starred = trending_score(20, NOW, NOW, github_stars=1_000)
+    assert upvotes_only < starred < discussed  # 10 comments = 10 upvotes; 1,000 stars ≈ 10 upvotes
+    assert trending_score(0, NOW, NOW, github_stars=100_000) < trending_score(30, NOW, NOW)
+    old = trending_score(20, NOW - timedelta(days=3), NOW, comments=10)
+    assert old == pytest.approx(discussed / 2)  # the same decay for all of it
 
 
 def test_trending_score_copes_with_odd_dates_and_counts():

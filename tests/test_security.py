@@ -749,6 +749,7 @@ def every_get_url(s, w) -> dict[str, str]:
         "/readyz": "/readyz",
         "/metrics": "/metrics",
         "/archive": "/archive",
+        "/archive.xml": "/archive.xml",
         "/archive/{issue_id}": f"/archive/{issue_id}",
         "/confirm/{token}": f"/confirm/{token_for(s, Purpose.confirm, w.pen)}",
         "/unsubscribe/{token}": f"/unsubscribe/{token_for(s, Purpose.unsubscribe, w.a)}",
@@ -848,8 +849,10 @@ def test_every_answer_carries_the_security_headers_and_every_page_a_policy(
     assert answers["500"].status_code == 500
     assert answers["413 chunked"].status_code == answers["413 by length"].status_code == 413
 
-    page_styles = f"style-src {inline_hash('page.css')}"
-    admin_styles = f"style-src {inline_hash('page.css')} {inline_hash('admin/admin.css')}"
+    page_styles = f"style-src {inline_hash(app_settings, 'page.css')}"
+    admin_styles = (
+        f"style-src {inline_hash(app_settings, 'page.css')} {inline_hash(app_settings, 'admin/admin.css')}"
+    )
     for name, r in answers.items():
         h = r.headers
         assert h["x-content-type-options"] == "nosniff" and h["referrer-policy"] == "same-origin", name

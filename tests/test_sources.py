@@ -313,6 +313,10 @@ class TestHuggingFace:
         assert nested.thumbnail.endswith("/papers/2509.04664.png")
         assert nested.url == "https://huggingface.co/papers/2509.04664"
         assert nested.source == "huggingface"
+        # what the cards show and trending counts, which the ingest once dropped
+        assert nested.summary.startswith("Language models produce incorrect statements")
+        assert nested.organization == "Organization Name"  # fullname, not the slug
+        assert (nested.github_stars, nested.comments) == (100, 7)
 
     def test_reads_top_level_fields(self, server: StubServer) -> None:
         hf_pages(server)
@@ -630,6 +634,29 @@ class TestIngest:
 
         assert report.unchanged == 1
         assert papers(session)[0].upvotes == 40
+
+    def test_a_source_without_a_tldr_keeps_what_hugging_face_said(self, session: Session) -> None:
+        listed = PaperRecord(
+            title="Listed",
+            arxiv_id="2101.00002",
+            summary="It does one thing well.",
+            organization="Lab",
+            github_stars=12,
+            comments=2,
+        )
+        ingest_records(session, [listed])
+
+        report = ingest_records(session, [PaperRecord(title="Listed", arxiv_id="2101.00002", source="arxiv")])
+        ingest_records(session, [PaperRecord(title="Listed", arxiv_id="2101.00002", github_stars=15)])
+
+        [row] = papers(session)
+        assert report.unchanged == 1
+        assert (row.summary, row.organization, row.github_stars, row.comments) == (
+            "It does one thing well.",
+            "Lab",
+            15,
+            2,
+        )
 
     def test_missing_date_means_ingest_time(self, session: Session) -> None:
         dated = PaperRecord(title="Dated", published_at="2025-09-04T21:26:31Z")

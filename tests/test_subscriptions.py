@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
+from newsletter import privacy
 from newsletter import subscriptions as subs
 from newsletter.db import session_scope
 from newsletter.mail.transactional import send_journey_email
@@ -207,7 +208,7 @@ def test_state_machine_refuses_unlisted_moves():
 def test_erase_removes_every_trace(env, queued):
     signup(env, "ada@example.org")
     with configured_session() as session:
-        subs.erase_subscriber(session, session.get(Subscriber, get("ada@example.org").id))
+        privacy.erase_subscriber(session, session.get(Subscriber, get("ada@example.org").id))
     with configured_session() as session:
         assert session.exec(select(Subscriber)).all() == []
         assert session.exec(select(ConsentEvent)).all() == []
@@ -340,7 +341,7 @@ def test_export_holds_everything_stored_about_the_reader(env, queued):
         )
         session.add(Vote(issue_id=issue.id, paper_id=paper.id, subscriber_id=sub_id, direction=1))
     with configured_session() as session:
-        data = subs.export_subscriber(session, session.get(Subscriber, sub_id))
+        data = privacy.export_subscriber(session, session.get(Subscriber, sub_id))
     assert data["confirm_sent_at"] and data["updated_at"] and data["pending_interests"] is None
     [delivery] = data["deliveries"]
     assert delivery["smtp_code"] == 550 and delivery["error"] == "550 5.1.1 no such user"

@@ -25,7 +25,8 @@ settings = get_settings()
 app = make_app(settings)
 app.conf.include = ["workers.tasks"]
 app.conf.beat_schedule = {
-    "digests": {"task": task_name(scheduled_send), "schedule": crontab(minute=0, hour=settings.digest_hour)},
+    # Hourly: each reader's slot is NEWSLETTER_DIGEST_HOUR in their own zone (newsletter/schedule.py).
+    "digests": {"task": task_name(scheduled_send), "schedule": crontab(minute=0)},
     "ingest": {"task": task_name(scheduled_ingest), "schedule": crontab(minute=0, hour=settings.ingest_hour)},
     "recover-stale-claims": {
         "task": task_name(recover_stale_claims),

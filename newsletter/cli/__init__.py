@@ -1,5 +1,5 @@
 """The `newsletter` command: serve, db, papers, subscribers, preview, send, issues, deliveries,
-stats, check, admin, demo.
+stats, check, inbound, admin, demo.
 
 Each group lives in its own module (`subscribers`, `papers`, `issues`); this one wires them to the
 one `app` and keeps the few commands that start something (serve, db upgrade, demo).
@@ -17,6 +17,7 @@ from newsletter.cli import health, issues, papers
 from newsletter.cli.access import admin_app
 from newsletter.cli.common import OneLineErrors, console
 from newsletter.cli.deliveries import deliveries_app
+from newsletter.cli.inbound import inbound_app
 from newsletter.cli.subscribers import subs_app
 from newsletter.config import get_settings
 from newsletter.errors import OperatorError
@@ -38,6 +39,7 @@ app.add_typer(papers.papers_app, name="papers")
 app.add_typer(issues.issues_app, name="issues")
 app.add_typer(admin_app, name="admin")
 app.add_typer(deliveries_app, name="deliveries")
+app.add_typer(inbound_app, name="inbound")
 app.command()(papers.preview)
 app.command()(issues.send)
 app.command()(issues.stats)

@@ -128,6 +128,11 @@ def issues_show(
         return emit_json({**data, "failures": page} if page else data)
     console.print(f"[bold]{data['title']}[/] (id {data['id']}, {data['frequency']} {data['period']})")
     console.print(f"Deliveries: {data['counts']}")
+    b = data["bounces"]
+    console.print(
+        f"Bounced after the 250: hard {b['hard']}, soft {b['soft']}, policy {b['policy']}; "
+        f"complaints {b['complaint']}"
+    )
     if data["paused_at"]:
         console.print(f"Paused since {data['paused_at']}.")
         say_paused(issue_id, data["pause_reason"] or "no reason recorded")

@@ -178,6 +178,10 @@ def subscribers_show(email: str, as_json: bool = typer.Option(False, "--json")) 
     say(f"Bounces and complaints ({len(h.bounces)}):")
     for b in h.bounces:
         say(f"  {b.at:%Y-%m-%d %H:%M:%S} UTC {b.event}: {escape(b.wording or '')}")
+    say(f"Bounce reports ({len(h.bounce_reports)}):")
+    for r in h.bounce_reports:
+        kind = f"{r.kind.value} {r.status} via {r.source}"
+        say(f"  {r.received_at:%Y-%m-%d %H:%M:%S} UTC {kind}: {escape(r.diagnostic)}")
     say(f"Votes ({len(h.votes)}):")
     for v in h.votes:
         say(f"  {'+1' if v.direction > 0 else '-1'} {escape(v.paper_title)} (issue {v.issue_id})")

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, Update, bindparam, literal, select, update
+from sqlalchemy import ColumnElement, Select, Update, bindparam, literal, select, true, update
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col
 
@@ -29,6 +29,9 @@ from newsletter.ledger.reports import (  # re-exported: the ledger is one place 
 )
 from newsletter.ledger.reports import (
     delivery_counts as delivery_counts,
+)
+from newsletter.ledger.reports import (
+    delivery_owner as delivery_owner,
 )
 from newsletter.ledger.reports import (
     load_subscribers as load_subscribers,
@@ -63,8 +66,9 @@ SENT_RECORD_SECONDS = 30  # how long to keep trying to record a 250 while the da
 # ---- planning -------------------------------------------------------------------------------
 
 
-def plan_deliveries(session: Session, issue: Issue) -> int:
-    """One pending delivery per confirmed subscriber of the issue's frequency, in one statement.
+def plan_deliveries(session: Session, issue: Issue, readers: ColumnElement[bool] | None = None) -> int:
+    """One pending delivery per confirmed subscriber of the issue's frequency (and `readers`, a
+    condition on `Subscriber`: the schedule's slot), in one statement.
 
     INSERT … SELECT keeps the subscriber list in the database (no rows in Python memory) and
     ON CONFLICT makes planning twice harmless. Returns how many rows were added.
@@ -77,7 +81,9 @@ def plan_deliveries(session: Session, issue: Issue) -> int:
         literal(0),
         literal([], table.c.paper_ids.type),
     ).where(
-        col(Subscriber.status) == SubscriberStatus.confirmed, col(Subscriber.frequency) == issue.frequency
+        col(Subscriber.status) == SubscriberStatus.confirmed,
+        col(Subscriber.frequency) == issue.frequency,
+        true() if readers is None else readers,
     )
     stmt = insert_ignore(table, session.get_bind().dialect.name).from_select(
         ["issue_id", "subscriber_id", "state", "attempts", "paper_ids"], rows
@@ -89,12 +95,16 @@ def plan_deliveries(session: Session, issue: Issue) -> int:
 
 
 def plan_issue(
-    session: Session, frequency: Frequency = Frequency.weekly, now: datetime | None = None
+    session: Session,
+    frequency: Frequency = Frequency.weekly,
+    now: datetime | None = None,
+    readers: ColumnElement[bool] | None = None,
 ) -> tuple[Issue, int]:
-    """Create (or find) this period's issue and plan its deliveries; returns (issue, new rows)."""
+    """Create (or find) this period's issue and plan its deliveries (to `readers` only, if
+    given); returns (issue, new rows)."""
     now = now or utcnow()
     issue = get_or_create_issue(session, frequency, now)
-    return issue, plan_deliveries(session, issue)
+    return issue, plan_deliveries(session, issue, readers)
 
 
 def claimable_batches(engine: Engine, issue_id: int, size: int) -> Iterator[list[int]]:
@@ -356,3 +366,11 @@ class SentRecorder:
         if rows is None:
             return None
         return [RowCheck(SubscriberStatus(s.decode()), paused == b"t", int(n)) for s, paused, n in rows]
+
+
+def note_bounce(session: Session, delivery_id: int, why: str) -> None:
+    """Write on a delivery that it bounced after the relay's 250; its state stays `sent` (the
+    relay did take it), its `error` says what came back."""
+    session.connection().execute(
+        update(DELIVERIES).where(DELIVERIES.c.id == delivery_id).values(error=why[:1000])
+    )

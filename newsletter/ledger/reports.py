@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import case, exists, func, select
+from sqlalchemy import case, exists, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from newsletter.ledger.tables import CLAIMABLE, DELIVERIES, ISSUES, SUBSCRIBERS
-from newsletter.models import DeliveryState, Issue, Subscriber
+from newsletter.models import DeliveryState, Frequency, Issue, Subscriber
 
 
 def sent_at(session: Session, issue_id: int, subscriber_id: int) -> datetime | None:
@@ -35,10 +35,12 @@ def delivery_counts(engine: Engine, issue_id: int) -> dict[str, int]:
 
 
 def archived_issues(session: Session, limit: int) -> list[Issue]:
-    """The newest `limit` issues planned for at least one reader (an edition nobody was due
-    is no edition of the archive)."""
+    """The newest `limit` issues of the archive: every weekly edition (the list's own, planned
+    each week even before anyone subscribes) and the daily ones planned for at least one reader
+    (a day nobody reads daily has no edition)."""
     planned = exists().where(DELIVERIES.c.issue_id == ISSUES.c.id)
-    stmt = select(Issue).where(planned).order_by(ISSUES.c.id.desc()).limit(limit)
+    shown = or_(ISSUES.c.frequency == Frequency.weekly, planned)
+    stmt = select(Issue).where(shown).order_by(ISSUES.c.id.desc()).limit(limit)
     return list(session.exec(stmt).scalars())  # type: ignore[call-overload]
 
 
@@ -103,3 +105,12 @@ def stalled_issues(conn: Connection, quiet_since: datetime, created_since: datet
     found = set(conn.execute(stmt).scalars())
     conn.commit()
     return found
+
+
+def delivery_owner(session: Session, delivery_id: int) -> tuple[int, int] | None:
+    """(issue id, subscriber id) of a delivery row, or None if there is no such row."""
+    row = session.connection().execute(
+        select(DELIVERIES.c.issue_id, DELIVERIES.c.subscriber_id).where(DELIVERIES.c.id == delivery_id)
+    )
+    found = row.first()
+    return (found[0], found[1]) if found is not None else None

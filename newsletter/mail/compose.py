@@ -6,15 +6,18 @@ Both the journey emails (`mail/transactional.py`) and the digest (`delivery.py`)
 from __future__ import annotations
 
 from newsletter import links
+from newsletter.bounces import verp
 from newsletter.config import Settings
 from newsletter.mail.message import Envelope, build_message, dkim_sign, new_message_id
-from newsletter.models import Issue, Subscriber
+from newsletter.models import Issue, Subscriber, saved_id
 
 
 def list_headers(settings: Settings, sub: Subscriber) -> dict[str, str]:
-    """RFC 2369/8058 headers: one-click unsubscribe by POST to the https link."""
+    """RFC 2369/8058 headers: one-click unsubscribe by POST to the https link, or by mail to a
+    signed address of the bounce domain (`newsletter inbound serve` takes it)."""
+    mailto = verp.unsubscribe_address(settings, saved_id(sub), sub.token_key, sub.token_version)
     return {
-        "List-Unsubscribe": f"<{links.unsubscribe_url(settings, sub)}>",
+        "List-Unsubscribe": f"<{links.unsubscribe_url(settings, sub)}>, <mailto:{mailto}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from premailer import Premailer
 
+from newsletter.config import Settings
 from newsletter.templating import html_env, text_env
 
 
@@ -35,17 +36,20 @@ def inline_css(html: str) -> str:
     ).transform()
 
 
-def render_subject(name: str, context: dict[str, Any]) -> str:
-    subject = text_env().get_template(f"email/{name}/subject.txt").render(context)
+def render_subject(settings: Settings, name: str, context: dict[str, Any]) -> str:
+    subject = text_env(settings).get_template(f"email/{name}/subject.txt").render(context)
     return " ".join(subject.split())  # one line, whatever the template did
 
 
-def render_email(name: str, context: dict[str, Any], *, inline: bool = True) -> RenderedEmail:
-    """Render templates/email/<name>/ with one context; HTML autoescaped and CSS-inlined."""
-    html = html_env().get_template(f"email/{name}/body.html").render(context)
-    text = text_env().get_template(f"email/{name}/body.txt").render(context)
+def render_email(
+    settings: Settings, name: str, context: dict[str, Any], *, inline: bool = True
+) -> RenderedEmail:
+    """Render templates/email/<name>/ (or the operator's copy, NEWSLETTER_TEMPLATES_DIR) with one
+    context and the settings' branding; HTML autoescaped and CSS-inlined."""
+    html = html_env(settings).get_template(f"email/{name}/body.html").render(context)
+    text = text_env(settings).get_template(f"email/{name}/body.txt").render(context)
     return RenderedEmail(
-        subject=render_subject(name, context),
+        subject=render_subject(settings, name, context),
         text=text.strip() + "\n",
         html=inline_css(html) if inline else html,
     )

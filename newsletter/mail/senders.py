@@ -52,7 +52,7 @@ class Sender(Protocol):
     @property
     def connected(self) -> bool: ...
 
-    def send(self, to: str, message: bytes) -> None: ...
+    def send(self, to: str, message: bytes, mail_from: str | None = None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -134,13 +134,15 @@ class SMTPSender:
             raise TransientSendError(f"cannot connect to {s.smtp_host}:{s.smtp_port}: {exc}") from exc
         return smtp
 
-    def send(self, to: str, message: bytes) -> None:
+    def send(self, to: str, message: bytes, mail_from: str | None = None) -> None:
+        """Send one message; `mail_from` is its envelope sender (a VERP address), by default the
+        address of `mail_from` in the settings."""
         if self._smtp is None:
             self._smtp = self._connect()
         rcpt = envelope_recipient(to)
         options = [] if rcpt.isascii() else ["SMTPUTF8"]
         try:
-            self._smtp.sendmail(self.sender, [rcpt], message, mail_options=options)
+            self._smtp.sendmail(mail_from or self.sender, [rcpt], message, mail_options=options)
         except smtplib.SMTPNotSupportedError as exc:
             # A non-ASCII mailbox name and a relay without SMTPUTF8: no retry can fix that, and
             # the connection is fine for the rest of the batch. The relay, not the mailbox, is
@@ -187,7 +189,10 @@ class OutboxSender:
         self.folder = Path(settings.outbox_dir)
         self.folder.mkdir(parents=True, exist_ok=True)
 
-    def send(self, to: str, message: bytes) -> None:
+    def send(self, to: str, message: bytes, mail_from: str | None = None) -> None:
+        # The envelope sender, as the receiving MTA would record it.
+        if mail_from:
+            message = f"Return-Path: <{mail_from}>\r\n".encode() + message
         slug = re.sub(r"[^a-zA-Z0-9]+", "_", to)[:60]
         name = f"{time.time_ns()}-{os.getpid()}-{slug}.eml"
         tmp = self.folder / f".{name}.tmp"

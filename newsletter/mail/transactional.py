@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from newsletter import jobs, links, outbox
+from newsletter.bounces import verp
 from newsletter.config import Settings
 from newsletter.db import get_engine
 from newsletter.logs import event
@@ -26,7 +27,8 @@ from newsletter.mail.compose import finish_message, list_headers
 from newsletter.mail.message import Envelope, new_message_id
 from newsletter.mail.render import render_email
 from newsletter.mail.senders import PermanentSendError, Sender, TransientSendError, open_sender
-from newsletter.models import DeliveryState, Frequency, Subscriber, SubscriberStatus, table_of, utcnow
+from newsletter.models import DeliveryState, Subscriber, SubscriberStatus, table_of, utcnow
+from newsletter.schedule import next_digest_text
 
 log = logging.getLogger("newsletter.mail")
 
@@ -37,13 +39,6 @@ REQUIRED_STATE = {
     "already_subscribed": SubscriberStatus.confirmed,
 }
 MAX_RETRY_GAP = timedelta(hours=1)  # the sweep's backoff between tries of one email, at most
-WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-
-
-def next_digest_text(settings: Settings, sub: Subscriber) -> str:
-    if sub.frequency is Frequency.daily:
-        return f"tomorrow at {settings.digest_hour:02d}:00 {settings.timezone}"
-    return f"on {WEEKDAYS[settings.digest_weekday]} at {settings.digest_hour:02d}:00 {settings.timezone}"
 
 
 def transactional_message(
@@ -63,7 +58,7 @@ def transactional_message(
         context["preferences_url"] = links.preferences_url(settings, sub)
         context["unsubscribe_url"] = links.unsubscribe_url(settings, sub)
         headers.update(list_headers(settings, sub))
-    rendered = render_email(kind, context)
+    rendered = render_email(settings, kind, context)
     env = Envelope(
         mail_from=settings.mail_from,
         to=sub.email,
@@ -131,7 +126,8 @@ def _send_claimed(
         _log_outcome("mail.skipped", email_id, job, reason=reason)
         return None
     message_id = new_message_id(settings.mail_domain, job.kind)
-    sender.send(sub.email, transactional_message(settings, job.kind, sub, message_id))
+    return_path = verp.bounce_address(settings, verp.JOURNEY, email_id, sub.token_key)
+    sender.send(sub.email, transactional_message(settings, job.kind, sub, message_id), mail_from=return_path)
     return message_id
 
 

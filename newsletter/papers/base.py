@@ -26,7 +26,11 @@ MAX_UPVOTES = 2**31 - 1  # PostgreSQL INTEGER
 MAX_NAME = 300  # one author or keyword
 MAX_AUTHORS = 500  # large collaborations list thousands; a digest shows a handful
 MAX_KEYWORDS = 50
+MAX_SUMMARY = 600  # a one-line TL;DR (Hugging Face's ai_summary is one sentence)
+MAX_ORGANIZATION = 200
 LINK_FIELDS = ("url", "arxiv_url", "pdf_url", "code_url", "project_url", "thumbnail")
+# What some sources add to a paper and others lack: a refresh keeps the row's value then.
+ENRICHED_FIELDS = ("summary", "organization", "github_stars", "comments")
 USER_AGENT = f"paper-digest/{__version__}"
 
 # C0/C1 controls (NUL breaks PostgreSQL text), bidi overrides (they can reorder a subject line)
@@ -65,6 +69,10 @@ class PaperRecord:
     upvotes: int = 0
     published_at: datetime | None = None  # aware, in UTC; None means "when we ingested it"
     source: str = "file"
+    summary: str = ""  # a one-line TL;DR when the source has one (Hugging Face's ai_summary)
+    organization: str = ""  # the lab or company that posted it, as the source names it
+    github_stars: int = 0  # stars of the code repository; 0 when unknown
+    comments: int = 0  # discussion comments on the source's page
 
     def __post_init__(self) -> None:
         self.title = _checked_title(self.title)
@@ -75,6 +83,10 @@ class PaperRecord:
         for name in LINK_FIELDS:
             setattr(self, name, clean_url(getattr(self, name)))
         self.upvotes = parse_count(self.upvotes, "upvotes")
+        self.summary = shorten(clean_line(self.summary or "", "summary"), MAX_SUMMARY)
+        self.organization = clean_line(self.organization or "", "organization")[:MAX_ORGANIZATION]
+        self.github_stars = parse_count(self.github_stars or 0, "githubStars")
+        self.comments = parse_count(self.comments or 0, "numComments")
         self.published_at = parse_datetime(self.published_at)
         self.source = clean_line(self.source, "source")[:MAX_SOURCE] or "unknown"
         self._derive_links()
@@ -130,6 +142,13 @@ def drop_duplicates(records: Iterable[PaperRecord]) -> list[PaperRecord]:
 def first(*values: Any) -> Any:
     """The first value that is neither None nor an empty string (sources leave either)."""
     return next((value for value in values if value is not None and value != ""), None)
+
+
+def organization_name(value: Any) -> str:
+    """The organisation's display name: `fullname`, else `name` (an object), or the text itself."""
+    if isinstance(value, dict):
+        value = first(value.get("fullname"), value.get("name"))
+    return value if isinstance(value, str) else ""
 
 
 def clean_line(value: Any, name: str) -> str:

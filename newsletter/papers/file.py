@@ -15,6 +15,7 @@ from newsletter.papers.base import (
     drop_duplicates,
     first,
     keyword_list,
+    organization_name,
 )
 
 
@@ -73,4 +74,8 @@ def parse_item(raw: Any, source: str = "file") -> PaperRecord:
         upvotes=raw.get("upvotes", 0),  # absent or None: 0 alike
         published_at=first(raw.get("published_at"), raw.get("publishedAt")),
         source=source,
+        summary=first(raw.get("tldr"), raw.get("ai_summary")) or "",
+        organization=organization_name(raw.get("organization")),
+        github_stars=first(raw.get("github_stars"), raw.get("githubStars")) or 0,
+        comments=first(raw.get("comments"), raw.get("numComments")) or 0,
     )

@@ -25,6 +25,7 @@ from newsletter.papers.base import (
     http_client,
     http_get,
     keyword_list,
+    organization_name,
 )
 
 NAME = "Hugging Face daily papers"
@@ -125,6 +126,10 @@ def parse_item(raw: Any) -> PaperRecord:
         upvotes=pick("upvotes"),
         published_at=pick("publishedAt"),
         source="huggingface",
+        summary=pick("ai_summary") or "",
+        organization=organization_name(pick("organization")),
+        github_stars=pick("githubStars") or 0,
+        comments=pick("numComments") or 0,
     )
 
 

@@ -16,7 +16,15 @@ from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.models import Paper, utcnow
 from newsletter.papers.arxiv import fetch_arxiv
-from newsletter.papers.base import LINK_FIELDS, FetchLimits, PaperRecord, SourceResult, as_utc, title_key
+from newsletter.papers.base import (
+    ENRICHED_FIELDS,
+    LINK_FIELDS,
+    FetchLimits,
+    PaperRecord,
+    SourceResult,
+    as_utc,
+    title_key,
+)
 from newsletter.papers.file import read_feed
 from newsletter.papers.huggingface import fetch_daily_papers
 
@@ -205,6 +213,10 @@ def _new_row(record: PaperRecord, key: str, now: datetime) -> Paper:
         keywords=list(record.keywords),
         **{name: getattr(record, name) for name in LINK_FIELDS},
         upvotes=record.upvotes,
+        summary=record.summary,
+        organization=record.organization,
+        github_stars=record.github_stars,
+        comments=record.comments,
         # Equal to ingested_at on purpose: _refresh recognises the stand-in date that way.
         published_at=record.published_at or now,
         ingested_at=now,
@@ -222,6 +234,8 @@ def _refresh(row: Paper, record: PaperRecord) -> bool:
     # A source without votes (arXiv, a plain file) reports 0; that is "unknown", not "none".
     if record.upvotes:
         changes["upvotes"] = record.upvotes
+    # The same for what only Hugging Face reports: a source that lacks it leaves the row's value.
+    changes |= {name: getattr(record, name) for name in ENRICHED_FIELDS if getattr(record, name)}
     if record.arxiv_id and not row.arxiv_id:
         changes["arxiv_id"] = record.arxiv_id
     if record.abstract and not row.abstract:

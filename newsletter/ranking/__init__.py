@@ -15,7 +15,7 @@ profile (`update_profile`) that later rankings mix in. The modules, bottom up:
 from newsletter.ranking.index import PaperIndex, PaperText, build_index, trending_score
 from newsletter.ranking.params import DEFAULT_PARAMS, RankingParams
 from newsletter.ranking.profile import describe_profile, update_profile
-from newsletter.ranking.score import TRENDING_WHY, RankedItem, rank_papers
+from newsletter.ranking.score import RankedItem, rank_papers
 from newsletter.ranking.text import STOPWORDS, stem
 
 # The default caps, for callers that show or check them; to change them, pass RankingParams.
@@ -27,7 +27,6 @@ __all__ = [
     "PROFILE_MAX_TERMS",
     "PROFILE_MAX_TITLES",
     "STOPWORDS",
-    "TRENDING_WHY",
     "PaperIndex",
     "PaperText",
     "RankedItem",

@@ -34,6 +34,8 @@ class PaperText:
     keywords: tuple[str, ...] = ()
     upvotes: int = 0
     published_at: datetime | None = None
+    comments: int = 0
+    github_stars: int = 0
 
 
 @dataclass(frozen=True)
@@ -54,19 +56,37 @@ class PaperIndex:
     params: RankingParams = DEFAULT_PARAMS  # what it was built with; ranking uses them too
 
 
+def engagement(
+    upvotes: int, comments: int = 0, github_stars: int = 0, params: RankingParams = DEFAULT_PARAMS
+) -> float:
+    """Upvotes, plus comments (each worth `trending_comment_weight` of an upvote) and code stars
+    on a log scale (`trending_stars_weight` × log2(1 + stars): 7 stars ≈ 3 upvotes, 1,000 ≈ 10,
+    so a famous repository cannot outweigh what readers of the listing voted)."""
+    u = max(int(upvotes or 0), 0)
+    c = max(int(comments or 0), 0)
+    s = max(int(github_stars or 0), 0)
+    return u + params.trending_comment_weight * c + params.trending_stars_weight * math.log2(1 + s)
+
+
 def trending_score(
-    upvotes: int, published_at: datetime | None, now: datetime, params: RankingParams = DEFAULT_PARAMS
+    upvotes: int,
+    published_at: datetime | None,
+    now: datetime,
+    params: RankingParams = DEFAULT_PARAMS,
+    *,
+    comments: int = 0,
+    github_stars: int = 0,
 ) -> float:
     """Popularity decayed by age, in [0, 1).
 
-    ``popularity = u / (u + 30)`` for ``u = max(upvotes, 0)``: diminishing returns, so 30
-    upvotes give 0.5, 90 give 0.75 and 300 give 0.91.
+    ``popularity = u / (u + 30)`` for ``u = engagement(...)`` (upvotes, comments and code stars):
+    diminishing returns, so 30 upvotes give 0.5, 90 give 0.75 and 300 give 0.91.
     ``decay = 0.5 ** (age_days / 3)``: the score halves every three days; a date in the future
     counts as age 0, an unknown date as one half-life (0.5). (30 and 3 are the defaults of
     `params.trending_upvotes_half` and `params.trending_half_life_days`.)
     Naive datetimes are taken to be UTC.
     """
-    u = max(int(upvotes or 0), 0)
+    u = engagement(upvotes, comments, github_stars, params)
     popularity = u / (u + params.trending_upvotes_half)
     if published_at is None:
         return popularity * params.trending_unknown_age
@@ -97,7 +117,12 @@ def build_index(
             postings[term].append((doc, weight, units[doc][term]))
     return PaperIndex(
         papers=tuple(papers),
-        trending=tuple(trending_score(p.upvotes, p.published_at, now, params) for p in papers),
+        trending=tuple(
+            trending_score(
+                p.upvotes, p.published_at, now, params, comments=p.comments, github_stars=p.github_stars
+            )
+            for p in papers
+        ),
         postings={t: tuple(p) for t, p in postings.items()},
         doc_terms=doc_terms,
         top_terms=tuple(_profile_terms(u, postings, params.profile_terms_per_vote) for u in units),

@@ -22,6 +22,8 @@ class RankingParams:
     trending_upvotes_half: int = 30  # 30 upvotes give half of the maximum popularity
     trending_unknown_age: float = 0.5  # decay factor used when the publication date is unknown
     trending_weight: float = 0.15  # share of trending in the final score; relevance gets the rest
+    trending_comment_weight: float = 1.0  # a comment on the paper's page counts as one upvote
+    trending_stars_weight: float = 1.0  # code stars count as log2(1 + stars) upvotes
 
     # --- BM25F relevance to the stated interests ---
     title_weight: float = 3.0  # a title match counts three times an abstract match
@@ -65,6 +67,11 @@ class RankingParams:
     # --- explanations and input limits ---
     match_shown_share: float = 0.15  # a matched word is named only if it counts for 15% of the best one
     min_relevance: float = 0.05  # below this a paper is shown for trending, not for the reader's interests
+    # "For you" needs a good match (score._good_match): of one of the reader's topics (words written
+    # together), words carrying this share of its idf weight, with two of its words …
+    match_topic_share: float = 0.6
+    match_alone_share: float = 0.85  # … or this share with one word (a one-word topic: that word)
+    match_min_specificity: float = 0.15  # and not only generic words ("learning" ≈ 0.02, "robots" ≈ 0.3)
     max_interest_chars: int = 2_000  # a subscriber's free text beyond this is ignored
     max_field_chars: int = 20_000
 

@@ -30,8 +30,8 @@ from newsletter.ranking.profile import clean_profile, profile_scores
 from newsletter.ranking.text import Token, phrases, stems
 from newsletter.values import shorten
 
-TRENDING_WHY = "Trending this week"
-LIKED_TITLE_CHARS = 80  # the liked title quoted in "Because you liked …"
+LIKED_TITLE_CHARS = 80  # the whole "Because you liked …" line, with the quoted title
+WHY_CHARS = 80  # the longest "why" line a card shows
 
 
 @dataclass
@@ -40,8 +40,9 @@ class RankedItem:
     score: float  # what the list is sorted by: relevance blended with trending
     relevance: float  # -1..1; negative when the paper resembles ones the reader disliked
     trending: float  # 0..1, see trending_score
-    why: str  # one short line for the email
+    why: str  # one short line for the email; "" when the paper is there for trending alone
     matched_terms: tuple[str, ...]  # the reader's words (or their synonyms) found in the paper
+    for_you: bool = False  # it matches the reader well (see `_good_match`), not merely trends
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class Query:
     # named in explanations, None for a related term, named as the paper words it.
     terms: tuple[tuple[str, float, str | None], ...]
     concepts: tuple[tuple[str, frozenset[str]], ...]  # a stated word, and terms that match it
+    # The stated words in runs the reader wrote together ("medical image segmentation", "robots"):
+    # a paper matches a topic well only if it covers most of one (`_good_match`).
+    topics: tuple[tuple[str, ...], ...] = ()
 
 
 # --- the reader's query ---
@@ -75,9 +79,13 @@ def parse_query(interests: str, params: RankingParams) -> Query:
         for i in positions:
             concepts[i][1].add(term)
 
+    topics: list[list[str]] = []
     for phrase in phrases(interests or "", params.max_interest_chars):
         base = len(concepts)
         for i, token in enumerate(phrase):
+            if not (i and token.joined):
+                topics.append([])
+            topics[-1].append(token.term)
             concepts.append((token.term, {token.term}))
             add(token.term, 1.0, token.word)
             if i:
@@ -101,6 +109,7 @@ def parse_query(interests: str, params: RankingParams) -> Query:
     return Query(
         terms=tuple((t, w, shown.get(t, "")) for t, w in weights.items()),
         concepts=tuple((word, frozenset(members)) for word, members in merged.items()),
+        topics=tuple(dict.fromkeys(tuple(t) for t in topics)),
     )
 
 
@@ -147,8 +156,18 @@ def rank_papers(
     score = [(1 - share) * r + share * t for r, t in zip(relevance, index.trending, strict=True)]
     best = heapq.nlargest(limit, candidates, key=lambda d: (score[d], index.trending[d], -d))
     liked = profile["liked"]
+    weights = _concept_weights(index, query)
     return [
-        _item(index, d, score[d], relevance[d], query, liked if learned[d] > stated[d] else None, params)
+        _item(
+            index,
+            d,
+            score[d],
+            relevance[d],
+            query,
+            liked if learned[d] > stated[d] else None,
+            params,
+            weights,
+        )
         for d in best
     ]
 
@@ -250,22 +269,22 @@ def _item(
     query: Query,
     liked: list[str] | None,
     params: RankingParams,
+    weights: dict[str, float],
 ) -> RankedItem:
     """The item for one paper, and the reason it was chosen. `liked` is the reader's liked
     titles if the profile counted for more than the stated interests, else None."""
     shown = relevance >= params.min_relevance
     matched = _matched_words(index, doc, query, params.match_shown_share) if shown else []
     own = [words for words, related in matched if not related]
-    from_profile = liked is not None
-    if not shown:
-        why = TRENDING_WHY
-    elif liked:
+    why, for_you = "", False
+    if shown and liked:  # the learned profile counted for more than the stated words
         title = _closest_title(index, doc, liked, params.max_interest_chars)
-        why = f"Because you liked “{shorten(title, LIKED_TITLE_CHARS, one_line=True)}”"
-    elif matched:
-        why = "Matches your interests: " + ", ".join(own[:3] or [w for w, _ in matched[:3]])
-    else:
-        why = "Close to papers you liked" if from_profile else "Close to your interests"
+        why, for_you = f"Because you liked “{shorten(title, LIKED_TITLE_CHARS - 20, one_line=True)}”", True
+    elif shown and own and _good_match(index, own, query, params, weights):
+        why, for_you = (
+            shorten("Matches your interests: " + ", ".join(own[:3]), WHY_CHARS, one_line=True),
+            True,
+        )
     return RankedItem(
         paper_id=index.papers[doc].id,
         score=round(score, 6),
@@ -273,7 +292,42 @@ def _item(
         trending=round(index.trending[doc], 6),
         why=why,
         matched_terms=tuple(words for words, _ in matched),
+        for_you=for_you,
     )
+
+
+def _concept_weights(index: PaperIndex, query: Query) -> dict[str, float]:
+    """Each stated word's idf over the papers that cover it (the word, a bigram with it or one of
+    its expansions: "llm" counts the papers that say "large language model" too); a word no
+    paper covers weighs as much as a word found in one paper."""
+    n = len(index.papers)
+    weights = {}
+    for word, members in query.concepts:
+        docs = {doc for term in members for doc, _, _ in index.postings.get(term, ())}
+        weights[word] = idf_of(n, max(len(docs), 1))
+    return weights
+
+
+def _good_match(
+    index: PaperIndex, named: list[str], query: Query, params: RankingParams, weights: dict[str, float]
+) -> bool:
+    """Whether the reader's words that the "why" line names (`named`, as `_matched_words` found
+    them in the paper) cover one of the reader's topics well: at least `match_topic_share` of the
+    topic's weight (each stated word weighs its idf, `_concept_weights`) with two of its words,
+    or `match_alone_share` with one, and words specific enough (summed idf at least
+    `match_min_specificity` of a one-paper word's). So "medical image segmentation" is not
+    matched by a paper that only says "image", nor "learning" by anything."""
+    one = idf_of(len(index.papers), 1)
+    said = {stem for words in named for stem in stems(words, None)}
+    for topic in query.topics:
+        covered = [word for word in topic if word in said]
+        total, got = sum(weights[word] for word in topic), sum(weights[word] for word in covered)
+        if not covered or not total or got / one < params.match_min_specificity:
+            continue
+        share = got / total
+        if share >= params.match_alone_share or (share >= params.match_topic_share and len(covered) >= 2):
+            return True
+    return False
 
 
 def _matched_words(index: PaperIndex, doc: int, query: Query, share: float) -> list[tuple[str, bool]]:

@@ -10,11 +10,12 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
+from newsletter.bounces.providers.replay import make_token_store
 from newsletter.config import Settings, get_settings
 from newsletter.logs import setup_logging
 from newsletter.ratelimit import make_limiter
 from newsletter.tokens import TokenError
-from newsletter.web import admin_api, admin_pages, pages, preferences, routes
+from newsletter.web import admin_api, admin_pages, pages, preferences, provider_hooks, routes
 from newsletter.web.auth import check_secrets
 from newsletter.web.middleware import BodyLimit, JobsAfterResponse, RequestLog, SecurityHeaders
 from newsletter.web.responses import error_response, token_error
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.limiter = make_limiter(settings)
+    app.state.webhook_tokens = make_token_store(settings)  # Mailgun's single-use tokens
     app.add_middleware(BodyLimit)
 
     @app.exception_handler(StarletteHTTPException)
@@ -77,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             request, 422, "Invalid request", f"Some fields are missing or invalid: {fields}."
         )
 
-    for module in (routes, preferences, pages):
+    for module in (routes, preferences, pages, provider_hooks):
         app.include_router(module.router)
     admin_api.install(app)
     admin_pages.install(app)

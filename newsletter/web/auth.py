@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from fastapi import HTTPException, Request
 
+from newsletter.bounces.providers.ses import load_keys
 from newsletter.config import ConfigError, Settings
 from newsletter.web.deps import SettingsDep
 from newsletter.web.headers import origin_of
@@ -21,12 +22,17 @@ MIN_SECRET = 16
 
 
 def check_secrets(settings: Settings) -> None:
-    """Refuse (ConfigError) to serve in production with a webhook secret, metrics token or admin
-    token short enough to guess. Called when the app is made and by `newsletter serve`."""
+    """Refuse (ConfigError) an SNS certificate file that cannot be read, and, in production, a
+    webhook secret, metrics token, admin token or provider credential short enough to guess.
+    Called when the app is made and by `newsletter serve`."""
+    if settings.ses_sns_cert is not None:
+        load_keys(settings.ses_sns_cert)
     if settings.mode != "production":
         return
     for name, value in (
         ("NEWSLETTER_WEBHOOK_SECRET", settings.webhook_secret),
+        ("NEWSLETTER_MAILGUN_SIGNING_KEY", settings.mailgun_signing_key),
+        ("NEWSLETTER_POSTMARK_WEBHOOK_PASSWORD", settings.postmark_webhook_password),
         ("NEWSLETTER_METRICS_TOKEN", settings.metrics_token),
         *(("NEWSLETTER_ADMIN_TOKENS", token) for token in settings.admin_tokens),
     ):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar, get_origin
 
 from fastapi import Depends, HTTPException, Path, Request
 from fastapi.exceptions import RequestValidationError
@@ -82,9 +82,11 @@ class FormOrJson(Generic[Body]):
 
     def __init__(self, model: type[Body]) -> None:
         self.model = model
+        # fields a form may repeat (checkboxes of one name): read as every value given
+        self.lists = frozenset(n for n, f in model.model_fields.items() if get_origin(f.annotation) is list)
 
     async def __call__(self, request: Request) -> Body:
-        data = await _fields(request)
+        data = await _fields(request, self.lists)
         try:
             return self.model.model_validate(data)
         except ValidationError as exc:
@@ -96,8 +98,9 @@ class FormOrJson(Generic[Body]):
         return {"required": True, "content": {media: {"schema": schema} for media in BODY_MEDIA_TYPES}}
 
 
-async def _fields(request: Request) -> Any:
-    """The JSON value, or the form's text fields (files are not fields here)."""
+async def _fields(request: Request, lists: frozenset[str] = frozenset()) -> Any:
+    """The JSON value, or the form's text fields (files are not fields here); a field named in
+    `lists` as the list of all its values."""
     if request.headers.get("content-type", "").startswith("application/json"):
         try:
             return json.loads(await request.body() or b"{}")
@@ -106,7 +109,9 @@ async def _fields(request: Request) -> Any:
                 [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error", "input": {}}]
             ) from exc
     async with request.form() as form:
-        return {k: v for k, v in form.items() if isinstance(v, str)}
+        fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+        fields |= {k: [v for v in form.getlist(k) if isinstance(v, str)] for k in lists if k in form}
+        return fields
 
 
 class FormOrJsonRoute(APIRoute):

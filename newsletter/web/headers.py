@@ -12,6 +12,8 @@ import hashlib
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+from jinja2 import Environment
+
 from newsletter.config import Settings
 from newsletter.templating import html_env
 
@@ -52,21 +54,27 @@ def fixed_headers(settings: Settings) -> list[tuple[str, str]]:
     return headers
 
 
-@lru_cache
-def inline_hash(name: str) -> str:
+def inline_hash(settings: Settings, name: str) -> str:
     """The CSP source of the inline element whose whole text is `templates/web/<name>`
-    (the pages include these files between their tags, nothing else)."""
-    text = html_env().get_template(f"web/{name}").render()
+    (the pages include these files between their tags, nothing else), as the settings'
+    templates and branding render it."""
+    return _inline_hash(html_env(settings), name)
+
+
+@lru_cache
+def _inline_hash(env: Environment, name: str) -> str:
+    text = env.get_template(f"web/{name}").render()
     return f"'sha256-{base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()}'"
 
 
 def page_policy(settings: Settings) -> str:
-    """Our own pages: the stylesheet in base.html and the signup form's script, each admitted by
-    its hash (so the same page is the same bytes for everyone); forms post to this site only
-    (NEWSLETTER_BASE_URL, which every form action names)."""
+    """Our own pages: the stylesheet in base.html and the signup form's scripts (proof of work,
+    time zone), each admitted by its hash (so the same page is the same bytes for everyone);
+    forms post to this site only (NEWSLETTER_BASE_URL, which every form action names)."""
+    scripts = " ".join(inline_hash(settings, name) for name in ("proof_script.html", "timezone_script.html"))
+    logo = f"img-src {origin_of(settings.logo_url)}; " if settings.logo_url else ""
     return (
-        f"default-src 'none'; style-src {inline_hash('page.css')}; "
-        f"script-src {inline_hash('proof_script.html')}; "
+        f"default-src 'none'; style-src {inline_hash(settings, 'page.css')}; script-src {scripts}; {logo}"
         f"form-action 'self' {origin_of(settings.base_url)}; frame-ancestors 'none'; base-uri 'none'"
     )
 
@@ -74,7 +82,8 @@ def page_policy(settings: Settings) -> str:
 def view_policy(settings: Settings) -> str:
     """The digest as a page: the email's inline styles, and images only from the thumbnail hosts
     (NEWSLETTER_THUMBNAIL_HOSTS), so a paper's link to any other server loads nothing."""
-    images = " ".join(f"https://{host}" for host in settings.thumbnail_hosts) or "'none'"
+    logo = [origin_of(settings.logo_url)] if settings.logo_url else []
+    images = " ".join([f"https://{host}" for host in settings.thumbnail_hosts] + logo) or "'none'"
     return (
         f"default-src 'none'; style-src 'unsafe-inline'; img-src {images}; "
         "form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
@@ -82,12 +91,14 @@ def view_policy(settings: Settings) -> str:
 
 
 def admin_policy(settings: Settings) -> str:
-    """The admin pages: their two stylesheets by hash, no script at all, and frames from this
-    site only (the preview's digest, `framed_view_policy`)."""
+    """The admin pages: their two stylesheets by hash, no script at all, the logo's origin for
+    images (NEWSLETTER_LOGO_URL), and frames from this site only (the preview's digest,
+    `framed_view_policy`)."""
+    styles = f"{inline_hash(settings, 'page.css')} {inline_hash(settings, 'admin/admin.css')}"
+    logo = f"img-src {origin_of(settings.logo_url)}; " if settings.logo_url else ""
     return (
-        f"default-src 'none'; style-src {inline_hash('page.css')} {inline_hash('admin/admin.css')}; "
-        f"frame-src 'self'; form-action 'self' {origin_of(settings.base_url)}; "
-        "frame-ancestors 'none'; base-uri 'none'"
+        f"default-src 'none'; style-src {styles}; {logo}frame-src 'self'; "
+        f"form-action 'self' {origin_of(settings.base_url)}; frame-ancestors 'none'; base-uri 'none'"
     )
 
 

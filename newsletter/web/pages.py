@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import redis
@@ -11,12 +12,15 @@ from pydantic import BaseModel, field_validator
 
 from newsletter import feedback, liveness
 from newsletter import subscriptions as subs
+from newsletter.bounces.reports import bounce_counts_by_issue, no_bounces
+from newsletter.cards import issue_papers, paper_view
 from newsletter.config import Settings
-from newsletter.digests import issue_papers, issue_title, paper_view, reader_view
+from newsletter.digests import issue_title, reader_view
 from newsletter.ledger import sent_papers
 from newsletter.ledger.reports import archived_issues
-from newsletter.models import Issue
+from newsletter.models import Issue, utcnow
 from newsletter.stats import issue_counts, subscriber_counts
+from newsletter.templating import html_env
 from newsletter.tokens import Purpose, TokenError, TokenReason
 from newsletter.web.auth import metrics_caller, webhook_caller
 from newsletter.web.deps import (
@@ -31,6 +35,7 @@ from newsletter.web.headers import view_policy
 from newsletter.web.responses import error_response, render_page
 
 router = APIRouter(route_class=FormOrJsonRoute)
+FEED_ISSUES = 50
 
 
 class BounceEvent(BaseModel):
@@ -48,20 +53,51 @@ class BounceEvent(BaseModel):
 
 
 @router.get("/archive", response_class=HTMLResponse)
-def archive(request: Request, session: SessionDep) -> Response:
+def archive(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     issues = archived_issues(session, limit=200)
-    rows = [{"id": i.id, "title": i.title, "papers": len(i.paper_ids)} for i in issues]
+    rows = [
+        {"id": i.id, "title": issue_title(i, settings.brand_name), "papers": len(i.paper_ids)} for i in issues
+    ]
     return render_page(request, "archive.html", issues=rows)
 
 
+@router.get("/archive.xml")
+def archive_feed(session: SessionDep, settings: SettingsDep) -> Response:
+    """The archive as an Atom feed: the last FEED_ISSUES issues, each linking to its page."""
+    issues = archived_issues(session, limit=FEED_ISSUES)
+    base = settings.base_url.rstrip("/")
+    entries = [
+        {
+            "id": i.id,
+            "title": issue_title(i, settings.brand_name),
+            "papers": len(i.paper_ids),
+            "updated": rfc3339(i.planned_at or i.created_at),
+        }
+        for i in issues
+    ]
+    updated = max((rfc3339(i.planned_at or i.created_at) for i in issues), default=rfc3339(utcnow()))
+    template = html_env(settings).get_template("web/archive.xml")
+    xml = template.render(base_url=base, feed_url=f"{base}/archive.xml", issues=entries, updated=updated)
+    return Response(xml, media_type="application/atom+xml; charset=utf-8")
+
+
+def rfc3339(at: datetime) -> str:
+    """An Atom date: RFC 3339 in UTC (a naive time from SQLite is UTC)."""
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat(timespec="seconds")
+
+
 @router.get("/archive/{issue_id}", response_class=HTMLResponse)
-def archive_issue(request: Request, issue_id: IssueId, session: SessionDep) -> Response:
+def archive_issue(
+    request: Request, issue_id: IssueId, session: SessionDep, settings: SettingsDep
+) -> Response:
     """The non-personalised edition: the issue's papers in trending order."""
     issue = session.get(Issue, issue_id)
     if issue is None:
         return error_response(request, 404, "Page not found", "There is no such issue.")
     papers = [paper_view(p) for p in issue_papers(session, issue)]  # as planned, not as re-ingested
-    return render_page(request, "archive_issue.html", title=issue_title(issue), papers=papers)
+    return render_page(
+        request, "archive_issue.html", title=issue_title(issue, settings.brand_name), papers=papers
+    )
 
 
 @router.get("/issues/{issue_id}/view/{token}", response_class=HTMLResponse)
@@ -92,13 +128,15 @@ def vote(request: Request, token: str, session: SessionDep, settings: SettingsDe
 
 @router.post("/webhooks/bounce", dependencies=[Depends(within_webhook_rate), Depends(webhook_caller)])
 def bounce_webhook(
-    event: Annotated[BounceEvent, Depends(FormOrJson(BounceEvent))], session: SessionDep
+    event: Annotated[BounceEvent, Depends(FormOrJson(BounceEvent))],
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> Response:
     """Bounces and complaints from the mail provider, with the header
     `Authorization: Bearer <NEWSLETTER_WEBHOOK_SECRET>`, or signed: `X-Timestamp: <unix time>`
     and `X-Signature: sha256=<hex HMAC-SHA256 of timestamp + "." + body under that secret>`."""
     try:
-        changed = feedback.apply_bounce_event(session, event.type, event.email, event.reason)
+        changed = feedback.apply_bounce_event(session, settings, event.type, event.email, event.reason)
     except subs.InvalidInput as exc:
         return JSONResponse({"error": "invalid email", "detail": str(exc)}, status_code=422)
     return JSONResponse({"status": "ok", "changed": changed})
@@ -106,16 +144,24 @@ def bounce_webhook(
 
 @router.get("/metrics", dependencies=[Depends(metrics_caller)])
 def metrics(session: SessionDep, settings: SettingsDep) -> Response:
-    """Prometheus text: subscribers by status, deliveries by issue and state, the age of the
-    newest worker and beat heartbeat, for a caller with
+    """Prometheus text: subscribers by status, deliveries by issue and state, bounces and
+    complaints by issue and kind, the age of the newest worker and beat heartbeat, for a caller with
     `Authorization: Bearer <NEWSLETTER_METRICS_TOKEN or one of NEWSLETTER_ADMIN_TOKENS>`."""
     lines = ["# TYPE newsletter_subscribers gauge"]
     lines += [f'newsletter_subscribers{{status="{k}"}} {v}' for k, v in subscriber_counts(session).items()]
     lines.append("# TYPE newsletter_deliveries gauge")
-    for issue in issue_counts(session):
+    issues = issue_counts(session)
+    for issue in issues:
         lines += [
             f'newsletter_deliveries{{issue="{issue.id}",period="{issue.period}",state="{k}"}} {v}'
             for k, v in issue.counts.items()
+        ]
+    lines.append("# TYPE newsletter_bounces gauge")  # after the relay's 250: DSNs, ARF, provider events
+    bounced = bounce_counts_by_issue(session)
+    for issue in issues:
+        lines += [
+            f'newsletter_bounces{{issue="{issue.id}",period="{issue.period}",kind="{k}"}} {v}'
+            for k, v in (bounced.get(issue.id) or no_bounces()).items()
         ]
     lines += heartbeat_lines(settings)
     return PlainTextResponse("\n".join(lines) + "\n")

@@ -1,4 +1,4 @@
-"""The preferences page: interests, frequency, size, learned profile, export and erase."""
+"""The preferences page: interests, frequency, size, schedule, learned profile, export and erase."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+from sqlmodel import Session
 
-from newsletter import feedback, links
+from newsletter import feedback, links, onboarding, privacy
 from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.ranking import describe_profile
+from newsletter.schedule import WEEKDAYS, zone_names
 from newsletter.tokens import Purpose
 from newsletter.web.deps import (
     ClientDep,
@@ -34,6 +36,15 @@ class PreferencesForm(BaseModel):
     interests: str | None = None
     frequency: str | None = None
     max_papers: str | int | None = None
+    weekday: str | int | None = None  # 0-6 or mon..sun; empty: the list's day
+    timezone: str | None = None  # an IANA name; empty: the list's zone
+    liked: list[int] = Field(default_factory=list, max_length=100)  # "papers like these" ticked
+
+    def schedule(self) -> tuple[str | int | None, str | None] | None:
+        """(weekday, time zone) if the form names either; an omitted one is the list's."""
+        if self.weekday is None and self.timezone is None:
+            return None
+        return self.weekday, self.timezone
 
 
 class EraseForm(BaseModel):
@@ -46,7 +57,13 @@ Reader = Annotated[Subscriber, Depends(subscriber_for(Purpose.preferences))]
 
 
 def _page(
-    request: Request, settings: Settings, sub: Subscriber, token: str, status_code: int = 200, **context: Any
+    request: Request,
+    session: Session,
+    settings: Settings,
+    sub: Subscriber,
+    token: str,
+    status_code: int = 200,
+    **context: Any,
 ) -> Response:
     return render_page(
         request,
@@ -58,13 +75,21 @@ def _page(
         active=sub.status is SubscriberStatus.confirmed,
         learned=describe_profile(sub.profile or None)[:12],
         liked=(sub.profile or {}).get("liked", []),
+        picks=onboarding.picker_papers(session),
+        weekdays=WEEKDAYS,
+        zones=zone_names(),
+        list_weekday=WEEKDAYS[settings.digest_weekday],
+        list_zone=settings.timezone,
+        digest_hour=settings.digest_hour,
         **context,
     )
 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse)
-def preferences_page(request: Request, token: str, sub: Reader, settings: SettingsDep) -> Response:
-    return _page(request, settings, sub, token)
+def preferences_page(
+    request: Request, token: str, sub: Reader, session: SessionDep, settings: SettingsDep
+) -> Response:
+    return _page(request, session, settings, sub, token)
 
 
 @router.post("/preferences/{token}")
@@ -84,20 +109,23 @@ def save_preferences(
             interests=body.interests,
             frequency=body.frequency,
             max_papers=body.max_papers,
+            schedule=body.schedule(),
             client=client,
         )
+        if sub.status is SubscriberStatus.confirmed:  # what a reader ticks counts as votes, at once
+            onboarding.like_papers(session, sub, onboarding.checked_picks(session, body.liked))
     except subs.InvalidInput as exc:
         session.rollback()
-        return _page(request, settings, sub, token, status_code=400, error=str(exc))
+        return _page(request, session, settings, sub, token, status_code=400, error=str(exc))
     if wants_json(request):
         return JSONResponse({"status": "saved"})
-    return _page(request, settings, sub, token, saved=True)
+    return _page(request, session, settings, sub, token, saved=True)
 
 
 @router.get("/preferences/{token}/export")
 def export_data(sub: Reader, session: SessionDep) -> Response:
     return JSONResponse(
-        subs.export_subscriber(session, sub),
+        privacy.export_subscriber(session, sub),
         headers={"Content-Disposition": 'attachment; filename="paper-digest-my-data.json"'},
     )
 
@@ -107,7 +135,7 @@ def reset_profile(
     request: Request, token: str, sub: Reader, session: SessionDep, settings: SettingsDep
 ) -> Response:
     feedback.reset_profile(session, sub)
-    return _page(request, settings, sub, token, reset=True)
+    return _page(request, session, settings, sub, token, reset=True)
 
 
 @router.post("/preferences/{token}/erase")
@@ -122,13 +150,14 @@ def erase(
     if body.confirm != "yes":
         return _page(
             request,
+            session,
             settings,
             sub,
             token,
             status_code=400,
             error="Tick the box to confirm that you want everything erased.",
         )
-    subs.erase_subscriber(session, sub)
+    privacy.erase_subscriber(session, sub)
     return error_response(
         request,
         200,

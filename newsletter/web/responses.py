@@ -54,7 +54,7 @@ def render_page(request: Request, name: str, status_code: int = 200, **context: 
     """`templates/web/<name>` with the Content-Security-Policy of our pages."""
     settings: Settings = request.app.state.settings
     html = (
-        html_env()
+        html_env(settings)
         .get_template(f"web/{name}")
         .render(base_url=settings.base_url.rstrip("/"), request_path=request.url.path, **context)
     )

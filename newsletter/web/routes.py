@@ -9,10 +9,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import text
+from sqlmodel import Session
 
-from newsletter import links
+from newsletter import links, onboarding
 from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.db import session_scope
@@ -51,12 +52,17 @@ class Signup(BaseModel):
 
     `website` is a honeypot the form hides from people; `proof` is the solved challenge of
     GET /subscribe/challenge (`salt:number:signature`), needed when NEWSLETTER_SIGNUP_POW_DIFFICULTY
-    is above 0."""
+    is above 0. `timezone` is the browser's IANA zone (the form's script fills it); one the
+    zoneinfo database does not know is ignored, not refused: the reader cannot see or fix a
+    hidden field, so the signup goes on with the list's zone and the preferences page can
+    change it."""
 
     email: str
     interests: str | None = ""
     website: str | None = ""
     proof: str | None = ""
+    liked: list[int] = Field(default_factory=list, max_length=100)  # "papers like these" ticked
+    timezone: str | None = ""
 
 
 SignupBody = Annotated[Signup, Depends(FormOrJson(Signup))]
@@ -78,9 +84,15 @@ def proof_accepted(request: Request, settings: Settings, given: str | None) -> b
 
 
 @router.get("/", response_class=HTMLResponse)
-def signup_page(request: Request, settings: SettingsDep) -> Response:
+def signup_page(request: Request, settings: SettingsDep, session: SessionDep) -> Response:
     wording = subs.CONSENT_WORDING.split(": ", 1)[1]
-    return render_page(request, "signup.html", wording=wording, challenge=form_challenge(settings))
+    return render_page(
+        request,
+        "signup.html",
+        wording=wording,
+        challenge=form_challenge(settings),
+        picks=onboarding.picker_papers(session),
+    )
 
 
 @router.get("/subscribe/challenge")
@@ -98,15 +110,23 @@ def subscribe(
     if body.website:  # only a robot fills the hidden field: the usual answer, nothing done
         return signup_accepted(request)
     if not proof_accepted(request, settings, body.proof):
-        return signup_refused(request, settings, body, "Please try again", PROOF_NEEDED)
+        return signup_refused(request, session, settings, body, "Please try again", PROOF_NEEDED)
     try:
-        subs.request_subscription(session, settings, body.email, body.interests, client)
+        outcome = subs.request_subscription(
+            session, settings, body.email, body.interests, client, body.timezone
+        )
     except subs.InvalidInput as exc:
-        return signup_refused(request, settings, body, "Please check your address", str(exc))
+        return signup_refused(request, session, settings, body, "Please check your address", str(exc))
+    if outcome in ("created", "pending-again"):  # a confirmed reader's profile stays theirs
+        sub = subs.find_by_email(session, body.email)
+        if sub is not None:
+            sub.pending_likes = onboarding.checked_picks(session, body.liked) or None
     return signup_accepted(request)
 
 
-def signup_refused(request: Request, settings: Settings, body: Signup, title: str, message: str) -> Response:
+def signup_refused(
+    request: Request, session: Session, settings: Settings, body: Signup, title: str, message: str
+) -> Response:
     """A 400 with the form again: what was typed, and a fresh challenge if one is asked for."""
     return error_response(
         request,
@@ -116,6 +136,8 @@ def signup_refused(request: Request, settings: Settings, body: Signup, title: st
         email=body.email if len(body.email) < 300 else "",
         interests=body.interests or "",
         challenge=form_challenge(settings),
+        picks=onboarding.picker_papers(session),
+        ticked=set(body.liked),
     )
 
 

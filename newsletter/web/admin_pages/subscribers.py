@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from newsletter import history
+from newsletter import history, privacy
 from newsletter import subscriptions as subs
 from newsletter.dashboard import search_subscribers
 from newsletter.models import Subscriber, SubscriberStatus
@@ -102,5 +102,5 @@ def erase(
     if post.text("confirm", 320).strip().casefold() != sub.email.casefold():
         error = "Type the subscriber's address exactly to confirm. Nothing was erased."
         return page(request, "erase.html", post.session, status_code=400, sub=sub, error=error)
-    subs.erase_subscriber(session, sub, reason="erased by the operator")
+    privacy.erase_subscriber(session, sub, reason="erased by the operator")
     return back_to(request, "/admin/subscribers", "erased")

@@ -32,7 +32,7 @@ def page(
     settings: Settings = request.app.state.settings
     notice = NOTICES.get(request.query_params.get("notice", ""))
     html = (
-        html_env()
+        html_env(settings)
         .get_template(f"web/admin/{name}")
         .render(
             base_url=settings.base_url.rstrip("/"),

@@ -1,0 +1,227 @@
+"""Reading a mail that came back: a DSN, an ARF complaint, an auto-reply, or something else.
+
+Delivery status notifications (RFC 3464) are read from their `message/delivery-status` part
+(`Action`, `Status`, `Final-Recipient`, `Diagnostic-Code`); anything else that looks like a
+bounce goes through flufl.bounce, Mailman's detectors for the formats of every common MTA.
+The RFC 3463 status decides the kind:
+
+- policy: `x.7.x` (refused for what we sent or who we are: never the reader's fault);
+- soft: `4.x.x` (a final failure after retries), a full mailbox `5.2.2`, too big `5.2.3`/`5.3.4`,
+  their system full or closed `5.3.1`/`5.3.2`, out of time `5.4.7`;
+- hard: any other `5.x.x` (`5.1.x` no such address, `5.2.1` disabled, `5.4.1` …), or a failure
+  flufl.bounce calls permanent when no status is given.
+
+`Action: delayed` and warnings are not bounces (the MTA is still trying): nothing is counted.
+Auto-replies (RFC 3834 `Auto-Submitted: auto-replied`, `X-Autoreply`, `Precedence:
+auto_reply`, vacation subjects) are recognised and ignored.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from email.message import EmailMessage, Message
+
+from flufl.bounce import all_failures
+
+from newsletter.models import BounceKind
+
+
+class Nature(str, enum.Enum):
+    dsn = "dsn"  # a bounce: findings say who and why
+    arf = "arf"  # a complaint (feedback loop)
+    autoreply = "autoreply"  # out of office and friends: ignored
+    warning = "warning"  # delayed, still trying: ignored
+    other = "other"  # none of the above (a person writing, spam): ignored
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: BounceKind
+    address: str
+    status: str = ""
+    diagnostic: str = ""
+
+
+@dataclass(frozen=True)
+class Reading:
+    nature: Nature
+    findings: tuple[Finding, ...] = ()
+    original: Message | None = None  # the returned message or its headers, when attached
+
+
+_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+# Their mailbox or system, for now: full, too big for it, not accepting, out of time.
+_SOFT_5 = {"5.2.2", "5.2.3", "5.3.1", "5.3.2", "5.3.4", "5.4.7"}
+_AUTOREPLY_SUBJECT = re.compile(
+    r"^\s*(out of (the )?office|automatic reply|auto[- ]?reply|autoreply|vacation|abwesenheit)", re.I
+)
+_SEVERITY = {BounceKind.hard: 3, BounceKind.soft: 2, BounceKind.policy: 1}
+
+
+def kind_of_status(status: str) -> BounceKind | None:
+    """hard, soft or policy for an RFC 3463 status; None for success (2.x.x) or no status."""
+    match = _STATUS.search(status or "")
+    if match is None or match[1] == "2":
+        return None
+    code = f"{match[1]}.{int(match[2])}.{int(match[3])}"
+    if match[2] == "7":
+        return BounceKind.policy
+    if match[1] == "4" or code in _SOFT_5:
+        return BounceKind.soft
+    return BounceKind.hard
+
+
+def worst(findings: tuple[Finding, ...]) -> Finding | None:
+    """The finding that says most about the reader: hard before soft before policy."""
+    return max(findings, key=lambda f: _SEVERITY.get(f.kind, 0), default=None)
+
+
+def read_message(msg: EmailMessage) -> Reading:
+    """What `msg` is, and for a bounce, who bounced how (see the module docstring)."""
+    report = _report_type(msg)
+    if report == "feedback-report":
+        return Reading(Nature.arf, original=_attached(msg))
+    if report == "delivery-status":
+        return _read_dsn(msg)
+    if is_vacation(msg):
+        return Reading(Nature.autoreply)
+    reading = _read_heuristic(msg)
+    if reading.nature is Nature.other and is_autoreply(msg):
+        return Reading(Nature.autoreply)
+    return reading
+
+
+def is_vacation(msg: Message) -> bool:
+    """An out-of-office or other personal auto-reply, by the marks those carry."""
+    precedence = str(msg.get("Precedence", "")).strip().lower()
+    return (
+        any(msg.get(h) is not None for h in ("X-Autoreply", "X-Autorespond"))
+        or precedence == "auto_reply"
+        or bool(_AUTOREPLY_SUBJECT.match(str(msg.get("Subject", ""))))
+    )
+
+
+def is_autoreply(msg: Message) -> bool:
+    """Any automatic answer (RFC 3834 `Auto-Submitted: auto-replied`); MTAs mark their own
+    bounces this way too, so this is asked only of mail no detector calls a bounce."""
+    auto = str(msg.get("Auto-Submitted", "no")).strip().lower()
+    return auto.startswith("auto-replied") or is_vacation(msg)
+
+
+def complaint_type(msg: EmailMessage) -> str:
+    """The ARF Feedback-Type ("abuse" when unsaid); "not-spam" is no complaint."""
+    for part in msg.walk():
+        if part.get_content_type() == "message/feedback-report":
+            for block in _blocks(part):
+                if block.get("Feedback-Type"):
+                    return str(block["Feedback-Type"]).strip().lower()
+    return "abuse"
+
+
+def _report_type(msg: Message) -> str | None:
+    if msg.get_content_type() != "multipart/report":
+        return None
+    return str(msg.get_param("report-type", "") or "").lower() or None
+
+
+def _blocks(part: Message) -> list[Message]:
+    """The header blocks of a message/delivery-status or feedback-report part."""
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return [p for p in payload if isinstance(p, Message)]
+    return []
+
+
+def _attached(msg: Message) -> Message | None:
+    for part in msg.walk():
+        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers"):
+            inner = part.get_payload()
+            if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+                return inner[0]
+            if isinstance(inner, str):
+                from email import message_from_string
+
+                return message_from_string(inner)
+    return None
+
+
+def _field(block: Message, name: str) -> str:
+    value = str(block.get(name, "") or "")
+    return " ".join(value.split())
+
+
+def _address(field: str) -> str:
+    """The address of `rfc822; ada@example.org`."""
+    return field.split(";", 1)[-1].strip().strip("<>")
+
+
+def _read_dsn(msg: EmailMessage) -> Reading:
+    findings, delayed = [], False
+    for part in msg.walk():
+        if part.get_content_type() != "message/delivery-status":
+            continue
+        for block in _blocks(part)[1:] or _blocks(part):
+            action = _field(block, "Action").lower()
+            recipient = _field(block, "Original-Recipient") or _field(block, "Final-Recipient")
+            if not recipient or action in ("delivered", "relayed", "expanded"):
+                continue
+            if action == "delayed":
+                delayed = True
+                continue
+            diagnostic = _field(block, "Diagnostic-Code")
+            status = _status(_field(block, "Status"), diagnostic)
+            kind = kind_of_status(status) or BounceKind.hard
+            finding = Finding(kind, _address(recipient), status, diagnostic[:1000])
+            if finding not in findings:
+                findings.append(finding)
+    if findings:
+        return Reading(Nature.dsn, tuple(findings), _attached(msg))
+    if delayed:
+        return Reading(Nature.warning)
+    return _read_heuristic(msg)  # a report with no usable fields: try the detectors
+
+
+def _status(status_field: str, diagnostic: str) -> str:
+    """The Status field's code; when that is a bare `x.0.0` (Exim writes 5.0.0 for everything),
+    the remote server's own code from the Diagnostic-Code, if it gave one."""
+    status = (_STATUS.search(status_field) or [""])[0]
+    if status.endswith(".0.0") or not status:
+        specific = [m[0] for m in _STATUS.finditer(diagnostic) if not m[0].endswith(".0.0") and m[1] != "2"]
+        return specific[0] if specific else status
+    return status
+
+
+def _read_heuristic(msg: Message) -> Reading:
+    """flufl.bounce's detectors; a status code in the text, if any, sharpens the kind."""
+    try:
+        temporary, permanent = all_failures(msg)
+    except (LookupError, ValueError, TypeError, AttributeError):
+        # A detector that trips over a broken message (Yale's on one without From): not a
+        # bounce we can read.
+        return Reading(Nature.other)
+    if not permanent:
+        return Reading(Nature.warning if temporary else Nature.other)
+    status = _status_in_text(msg)
+    kind = kind_of_status(status) or BounceKind.hard
+    findings = tuple(
+        Finding(kind, a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a), status)
+        for a in sorted(permanent)
+    )
+    return Reading(Nature.dsn, findings, _attached(msg))
+
+
+def _status_in_text(msg: Message) -> str:
+    for part in msg.walk():
+        if part.get_content_maintype() == "text" and part.get_content_subtype() == "plain":
+            try:
+                text = part.get_payload(decode=True) or b""
+            except (ValueError, LookupError):
+                continue
+            decoded = bytes(text).decode("utf-8", "replace")
+            found = [m[0] for m in _STATUS.finditer(decoded) if m[1] != "2"]
+            specific = [code for code in found if not code.endswith(".0.0")]  # 5.0.0 says nothing
+            if found:
+                return (specific or found)[0]
+    return ""

@@ -1,0 +1,81 @@
+"""Onboarding by example: a reader ticks papers of this period they like, at signup or on the
+preferences page, and the picks seed their profile exactly as "more like this" votes do, so the
+first digest is already theirs.
+
+The signup form and the preferences page list the period's most trending papers
+(`picker_papers`); only those ids are accepted (`checked_picks`). A signup's picks wait in
+`Subscriber.pending_likes` until the address is confirmed, like its interests (a signup may come
+from someone who does not own the address, and must not change a confirmed reader); the
+preferences page, which only the reader's link opens, applies them at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, select
+
+from newsletter.cards import paper_text
+from newsletter.digests import candidate_pool
+from newsletter.models import Frequency, Paper, Subscriber, saved_id, utcnow
+from newsletter.ranking import build_index, update_profile
+from newsletter.values import shorten
+
+PICKER_PAPERS = 20  # papers the picker lists
+MAX_PICKS = 10  # picks kept from one form
+LINE_CHARS = 160  # the one line under each title
+
+
+@dataclass(frozen=True)
+class PickerPaper:
+    id: int
+    title: str
+    line: str  # the TL;DR when the source has one, else the start of the abstract
+
+
+def picker_papers(session: Session, limit: int = PICKER_PAPERS) -> list[PickerPaper]:
+    """This period's most trending papers (the weekly window), for readers to pick from."""
+    return [
+        PickerPaper(
+            id=saved_id(p),
+            title=p.title,
+            line=shorten(p.summary or p.abstract, LINE_CHARS, one_line=True, at_word=True),
+        )
+        for p in candidate_pool(session, Frequency.weekly, utcnow())[:limit]
+    ]
+
+
+def checked_picks(session: Session, ids: Iterable[int]) -> list[int]:
+    """The picked ids that the picker offers now, in order, without repeats, at most MAX_PICKS;
+    anything else (an old page, a forged id) is dropped."""
+    offered = {p.id for p in picker_papers(session)}
+    return [i for i in dict.fromkeys(ids) if i in offered][:MAX_PICKS]
+
+
+def like_papers(session: Session, sub: Subscriber, ids: list[int]) -> int:
+    """Seed the reader's profile with the papers `ids`, as one "more like this" vote each, in
+    order; return how many counted. The index is the picker's pool, so a paper's strongest
+    terms are weighed against the papers around it, as for a vote on a digest."""
+    if not ids:
+        return 0
+    pool = {saved_id(p): p for p in candidate_pool(session, Frequency.weekly, utcnow())}
+    missing = [i for i in ids if i not in pool]
+    if missing:  # picked from a page that has since moved on: still papers we know
+        pool |= {saved_id(p): p for p in session.exec(select(Paper).where(col(Paper.id).in_(missing)))}
+    index = build_index([paper_text(p) for p in pool.values()], utcnow())
+    profile = sub.profile or None
+    counted = 0
+    for paper_id in ids:
+        if paper_id in index.positions:
+            profile = update_profile(profile, index, paper_id, 1)
+            counted += 1
+    sub.profile = profile or {}
+    return counted
+
+
+def apply_pending_likes(session: Session, sub: Subscriber) -> None:
+    """At confirmation: the signup's picks join the profile."""
+    if sub.pending_likes:
+        like_papers(session, sub, list(sub.pending_likes))
+    sub.pending_likes = None

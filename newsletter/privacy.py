@@ -1,0 +1,50 @@
+"""A reader's data as a whole: everything we hold about them (export), and forgetting them
+(erasure, leaving only a hash of the address in `suppression`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete
+from sqlmodel import Session, col, select
+
+from newsletter import suppression
+from newsletter.models import BounceRecord, ConsentEvent, Delivery, JourneyEmail, Subscriber, Vote
+
+# Left out of the export: row ids, lookup keys, the link secrets and claim bookkeeping.
+NOT_EXPORTED = {"id", "subscriber_id", "email_key", "token_key", "token_version", "claimed_by", "claimed_at"}
+
+
+# Every table holding rows of one subscriber, by the name their export gives them; erasure deletes
+# them in this order, then the subscriber.
+OWN_ROWS: dict[str, Any] = {
+    "deliveries": Delivery,
+    "journey_emails": JourneyEmail,
+    "votes": Vote,
+    "consent_events": ConsentEvent,
+    "bounce_events": BounceRecord,
+}
+
+
+def export_subscriber(session: Session, sub: Subscriber) -> dict[str, Any]:
+    """Everything we hold about a subscriber, as JSON-ready data."""
+
+    def rows(table: Any) -> list[dict[str, Any]]:
+        found = session.exec(select(table).where(table.subscriber_id == sub.id).order_by(table.id))
+        return [row.model_dump(mode="json", exclude=NOT_EXPORTED) for row in found]
+
+    own = {name: rows(table) for name, table in OWN_ROWS.items()}
+    return {
+        **sub.model_dump(mode="json", exclude=NOT_EXPORTED | {"profile"}),
+        "learned_profile": sub.profile,
+        **own,
+    }
+
+
+def erase_subscriber(session: Session, sub: Subscriber, reason: str = "erased on request") -> None:
+    """Forget a subscriber: every row of theirs (`OWN_ROWS`) goes, then the subscriber. A hash of
+    the address stays behind (`suppression`), so no import brings them back."""
+    suppression.suppress(session, sub.email_key, reason)
+    for table in OWN_ROWS.values():
+        session.exec(delete(table).where(col(table.subscriber_id) == sub.id))
+    session.delete(sub)

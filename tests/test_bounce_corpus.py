@@ -1,0 +1,215 @@
+"""Every real-world bounce of flufl.bounce's corpus (tests/data/dsn/) classifies as expected.
+
+The addresses and the permanent (here: hard) or temporary (here: warning, nothing counted)
+verdicts are flufl.bounce's own test table (its tests/test_detectors.py); where a sample's RFC
+3463 status makes it soft or policy, the row says why.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import random
+from pathlib import Path
+
+import pytest
+
+from newsletter.bounces.dsn import Nature, read_message, worst
+
+CORPUS = Path(__file__).parent / "data" / "dsn"
+
+# (file, what it is, the kind of bounce, the addresses that bounced)
+EXPECTED = [
+    ("aol_01.txt", "dsn", "hard", ["screenname@aol.com"]),
+    ("bounce_01.txt", "other", None, []),
+    ("bounce_02.txt", "dsn", "hard", ["userx@example.com"]),
+    ("bounce_03.txt", "dsn", "hard", ["userx@example.uk"]),
+    ("caiwireless_01.txt", "dsn", "hard", ["userx@example.com"]),
+    ("dsn_01.txt", "dsn", "hard", ["userx@example.com"]),
+    ("dsn_02.txt", "dsn", "hard", ["zzzzz@example.uk"]),
+    ("dsn_03.txt", "dsn", "hard", ["userx@example.be"]),
+    ("dsn_04.txt", "dsn", "hard", ["userx@example.ch"]),
+    ("dsn_05.txt", "warning", None, []),
+    ("dsn_06.txt", "warning", None, []),
+    ("dsn_07.txt", "warning", None, []),
+    ("dsn_08.txt", "warning", None, []),
+    (
+        "dsn_09.txt",
+        "dsn",
+        "policy",
+        ["userx@example.com"],
+    ),  # X.400 gateway: 'Unable to relay' 5.7.1: about us, not the reader
+    ("dsn_10.txt", "dsn", "hard", ["anne.person@dom.ain"]),
+    ("dsn_11.txt", "dsn", "hard", ["joem@example.com"]),
+    ("dsn_12.txt", "dsn", "hard", ["userx@example.jp"]),
+    ("dsn_13.txt", "dsn", "hard", ["userx@example.com"]),
+    ("dsn_14.txt", "dsn", "hard", ["userx@example.com.dk"]),
+    ("dsn_15.txt", "dsn", "hard", ["userx@example.com"]),
+    ("dsn_16.txt", "dsn", "hard", ["userx@example.com"]),
+    ("dsn_17.txt", "warning", None, []),
+    ("dsn_18.txt", "dsn", "hard", ["email@replaced.net"]),
+    ("dumbass_01.txt", "other", None, []),
+    ("exim_01.txt", "dsn", "hard", ["userx@its.example.nl"]),
+    ("groupwise_01.txt", "dsn", "hard", ["userx@example.edu"]),
+    ("groupwise_02.txt", "dsn", "hard", ["userx@example.com"]),
+    ("groupwise_03.txt", "other", None, []),
+    ("hotpop_01.txt", "dsn", "hard", ["userx@example.com"]),
+    ("llnl_01.txt", "dsn", "hard", ["user1@example.gov"]),
+    ("microsoft_01.txt", "dsn", "hard", ["userx@example.com"]),
+    ("microsoft_02.txt", "dsn", "hard", ["userx@example.com"]),
+    ("microsoft_03.txt", "dsn", "hard", ["userx@example.com"]),
+    ("microsoft_04.txt", "dsn", "hard", ["userx@example.com"]),
+    ("netscape_01.txt", "dsn", "hard", ["aaaaa@corel.com", "bbbbb@corel.com"]),
+    ("newmailru_01.txt", "dsn", "hard", ["zzzzz@newmail.ru"]),
+    ("postfix_01.txt", "dsn", "hard", ["xxxxx@local.ie"]),
+    ("postfix_02.txt", "dsn", "hard", ["yyyyy@digicool.com"]),
+    ("postfix_03.txt", "dsn", "hard", ["ttttt@ggggg.com"]),
+    ("postfix_04.txt", "dsn", "hard", ["userx@mail1.example.com"]),
+    ("postfix_05.txt", "dsn", "hard", ["userx@example.net"]),
+    ("qmail_01.txt", "dsn", "hard", ["userx@example.de"]),
+    ("qmail_02.txt", "dsn", "hard", ["userx@example.com"]),
+    ("qmail_03.txt", "dsn", "hard", ["userx@example.jp"]),
+    ("qmail_04.txt", "dsn", "hard", ["userx@example.au"]),
+    ("qmail_05.txt", "dsn", "hard", ["userx@example.com"]),
+    ("qmail_06.txt", "dsn", "hard", ["ntl@xxx.com"]),
+    ("qmail_07.txt", "dsn", "hard", ["user@example.net"]),
+    ("qmail_08.txt", "autoreply", None, []),  # a vacation message
+    ("sendmail_01.txt", "dsn", "hard", ["zzzzz@nfg.nl", "zzzzz@shaft.coal.nl"]),
+    ("simple_01.txt", "dsn", "hard", ["bbbsss@example.com"]),
+    ("simple_02.txt", "dsn", "hard", ["userx@example.net"]),
+    ("simple_03.txt", "warning", None, []),
+    ("simple_04.txt", "dsn", "hard", ["userx@example.com"]),
+    ("simple_05.txt", "dsn", "hard", ["userx@example.net"]),
+    ("simple_06.txt", "dsn", "hard", ["userx@example.com"]),
+    ("simple_07.txt", "dsn", "hard", ["userx@example.net"]),
+    ("simple_08.txt", "dsn", "hard", ["userx@example.de"]),
+    ("simple_09.txt", "dsn", "hard", ["userx@example.de"]),
+    ("simple_10.txt", "dsn", "hard", ["userx@example.com"]),
+    ("simple_11.txt", "dsn", "hard", ["userx@example.com"]),
+    ("simple_12.txt", "dsn", "hard", ["userx@example.ac.jp"]),
+    ("simple_13.txt", "dsn", "hard", ["userx@example.fr"]),
+    ("simple_14.txt", "dsn", "hard", ["userx@example.com", "usery@example.com"]),
+    ("simple_15.txt", "dsn", "hard", ["userx@example.be"]),
+    ("simple_16.txt", "dsn", "hard", ["userx@example.com"]),
+    ("simple_17.txt", "dsn", "hard", ["userx@example.com"]),
+    ("simple_18.txt", "dsn", "hard", ["userx@example.com"]),
+    ("simple_19.txt", "dsn", "hard", ["userx@example.com.ar"]),
+    ("simple_20.txt", "dsn", "hard", ["userx@example.com"]),
+    ("simple_21.txt", "warning", None, []),
+    ("simple_22.txt", "warning", None, []),
+    ("simple_23.txt", "dsn", "hard", ["userx@example.it"]),
+    ("simple_24.txt", "dsn", "hard", ["userx@example.com"]),
+    ("simple_25.txt", "dsn", "hard", ["userx@example.com"]),
+    ("simple_26.txt", "dsn", "hard", ["userx@example.it"]),
+    ("simple_27.txt", "dsn", "hard", ["userx@example.net.py"]),
+    ("simple_28.txt", "warning", None, []),
+    ("simple_29.txt", "dsn", "hard", ["userx@example.com"]),
+    (
+        "simple_30.txt",
+        "dsn",
+        "hard",
+        ["userx@example.com"],
+    ),  # 553 5.3.0 'No such user here': 5.3.0 says nothing, 553 and the text say hard
+    ("simple_31.txt", "dsn", "hard", ["userx@example.fr"]),
+    ("simple_32.txt", "dsn", "hard", ["userx@example.com"]),
+    ("simple_33.txt", "dsn", "hard", ["userx@example.com"]),
+    ("simple_34.txt", "dsn", "hard", ["roland@example.com"]),
+    ("simple_35.txt", "warning", None, []),
+    ("simple_36.txt", "dsn", "hard", ["userx@example.com"]),
+    ("simple_37.txt", "dsn", "hard", ["user@example.edu"]),
+    ("simple_38.txt", "dsn", "hard", ["userx@example.com"]),
+    ("simple_39.txt", "dsn", "hard", ["userx@example.ru"]),
+    ("simple_40.txt", "warning", None, []),
+    ("simple_41.txt", "dsn", "hard", ["userx@example.com"]),
+    (
+        "simple_42.txt",
+        "dsn",
+        "policy",
+        ["david...@gmail.com"],
+    ),  # Exim's Status 5.0.0, Gmail's own code 5.7.1 (spam block); flufl's simplematch sees nothing
+    ("simple_43.txt", "other", None, []),
+    (
+        "simple_44.txt",
+        "dsn",
+        "soft",
+        ["user@example.com"],
+    ),  # 4.4.4 after 30 attempts: a final failure that may pass another day
+    ("simple_45.txt", "dsn", "hard", ["subscriber@earthlink.net"]),
+    ("sina_01.txt", "dsn", "hard", ["userx@sina.com", "usery@sina.com"]),
+    ("smtp32_01.txt", "dsn", "hard", ["userx@example.ph"]),
+    ("smtp32_02.txt", "dsn", "hard", ["userx@example.com"]),
+    ("smtp32_03.txt", "dsn", "hard", ["userx@example.com"]),
+    ("smtp32_04.txt", "dsn", "hard", ["after_another@example.net", "one_bad_address@example.net"]),
+    ("smtp32_05.txt", "dsn", "hard", ["userx@example.com"]),
+    ("smtp32_06.txt", "dsn", "hard", ["absolute_garbage_addr@example.net"]),
+    ("smtp32_07.txt", "dsn", "hard", ["userx@example.com"]),
+    (
+        "yahoo_01.txt",
+        "dsn",
+        "soft",
+        ["userx@example.com"],
+    ),  # qmail gave up on '#4.4.1' (no connection): temporary in kind, final for this message
+    ("yahoo_02.txt", "dsn", "hard", ["userx@example.es"]),
+    ("yahoo_03.txt", "dsn", "hard", ["userx@example.com"]),
+    ("yahoo_04.txt", "dsn", "hard", ["userx@example.es", "usery@example.uk"]),
+    ("yahoo_05.txt", "dsn", "hard", ["userx@example.com", "usery@example.com"]),
+    (
+        "yahoo_06.txt",
+        "dsn",
+        "hard",
+        ["usera@example.com", "userx@example.com", "usery@example.com", "userz@example.com"],
+    ),
+    (
+        "yahoo_07.txt",
+        "dsn",
+        "hard",
+        ["userw@example.com", "userx@example.com", "usery@example.com", "userz@example.com"],
+    ),
+    (
+        "yahoo_08.txt",
+        "dsn",
+        "hard",
+        [
+            "usera@example.com",
+            "userb@example.com",
+            "userc@example.com",
+            "userd@example.com",
+            "usere@example.com",
+            "userf@example.com",
+        ],
+    ),
+    ("yahoo_09.txt", "dsn", "hard", ["userx@example.com", "usery@example.com"]),
+    ("yahoo_10.txt", "dsn", "hard", ["userx@example.com", "usery@example.com", "userz@example.com"]),
+    ("yahoo_11.txt", "dsn", "hard", ["bad_user@aol.com"]),
+    ("yahoo_12.txt", "dsn", "hard", ["user@yahoo.com"]),
+    ("yahoo_13.txt", "dsn", "hard", ["bogus-address@example.net"]),
+    ("yale_01.txt", "dsn", "hard", ["userx@cs.yale.edu", "userx@yale.edu"]),
+]
+
+
+def test_every_sample_is_in_the_table():
+    assert sorted(p.name for p in CORPUS.glob("*.txt")) == sorted(row[0] for row in EXPECTED)
+
+
+@pytest.mark.parametrize(("name", "nature", "kind", "addresses"), EXPECTED, ids=[r[0] for r in EXPECTED])
+def test_sample_classifies_as_expected(name, nature, kind, addresses):
+    msg = email.message_from_bytes((CORPUS / name).read_bytes(), policy=email.policy.default)
+    reading = read_message(msg)
+    assert reading.nature is Nature(nature)
+    assert sorted({f.address.lower() for f in reading.findings}) == addresses
+    assert {f.kind.value for f in reading.findings} == ({kind} if kind else set())
+    if kind:
+        assert worst(reading.findings).kind.value == kind
+
+
+def test_broken_copies_of_every_sample_are_read_without_an_error():
+    """Cut short or with bytes flipped, as a broken MTA or an attacker might send them: every
+    one is read as something (usually "other"), none raises."""
+    rng = random.Random(13)
+    for path in sorted(CORPUS.glob("*.txt")):
+        raw = path.read_bytes()
+        cut = [raw[: rng.randint(0, len(raw))] for _ in range(4)]
+        flipped = bytes(b ^ 0x55 if rng.random() < 0.01 else b for b in raw)
+        for broken in (*cut, flipped, raw.replace(b"From:", b"X-Was:")):
+            reading = read_message(email.message_from_bytes(broken, policy=email.policy.default))
+            assert isinstance(reading.nature, Nature)
