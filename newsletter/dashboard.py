@@ -11,10 +11,10 @@ from sqlalchemy import and_, case, func, or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from newsletter.bounces.reports import bounce_counts_by_issue, no_bounces
 from newsletter.ledger import counts_by_issue
 from newsletter.models import (
-    ConsentEvent,
-    Delivery,
+    BounceKind,
     DeliveryState,
     Issue,
     Subscriber,
@@ -22,10 +22,6 @@ from newsletter.models import (
     Vote,
     saved_id,
 )
-
-# A complaint unsubscribes the reader (feedback.apply_bounce_event) with this consent event.
-COMPLAINT_EVENT = "unsubscribed:complaint"
-BOUNCE_EVENT = "bounced"
 
 
 @dataclass(frozen=True)
@@ -77,32 +73,22 @@ def weekly_growth(session: Session, now: datetime, weeks: int = 12) -> list[Week
 
 
 def issue_summaries(session: Session, limit: int = 8) -> list[IssueSummary]:
-    """The newest `limit` issues with their deliveries, bounces, complaints and votes.
-
-    A bounce or complaint counts for an issue when it came from one of its readers after the
-    issue was made and before the next issue of the same frequency (the one they answered)."""
+    """The newest `limit` issues with their deliveries, the bounces and complaints reported
+    for their messages (`bounces.reports`: hard, soft and policy count as bounced) and votes."""
     issues = session.exec(select(Issue).order_by(col(Issue.id).desc()).limit(limit)).all()
     counted = counts_by_issue(session)
+    bounced = bounce_counts_by_issue(session)
     none = {s.value: 0 for s in DeliveryState}
-    return [_summary(session, issue, counted.get(issue.id or 0, none)) for issue in issues]
+    return [
+        _summary(
+            session, issue, counted.get(saved_id(issue), none), bounced.get(saved_id(issue)) or no_bounces()
+        )
+        for issue in issues
+    ]
 
 
-def _summary(session: Session, issue: Issue, counts: dict[str, int]) -> IssueSummary:
+def _summary(session: Session, issue: Issue, counts: dict[str, int], bounces: dict[str, int]) -> IssueSummary:
     issue_id = saved_id(issue)
-    following = session.exec(
-        select(func.min(Issue.created_at)).where(Issue.frequency == issue.frequency, col(Issue.id) > issue_id)
-    ).one()
-    readers = select(Delivery.subscriber_id).where(Delivery.issue_id == issue_id)
-    window: list[Any] = [col(ConsentEvent.subscriber_id).in_(readers), ConsentEvent.at >= issue.created_at]
-    if following is not None:
-        window.append(ConsentEvent.at < following)
-    events = dict(
-        session.exec(
-            select(ConsentEvent.event, func.count())
-            .where(col(ConsentEvent.event).in_([BOUNCE_EVENT, COMPLAINT_EVENT]), *window)
-            .group_by(ConsentEvent.event)
-        ).all()
-    )
     votes = dict(
         session.exec(
             select(Vote.direction, func.count())
@@ -116,8 +102,8 @@ def _summary(session: Session, issue: Issue, counts: dict[str, int]) -> IssueSum
         period=issue.period,
         created_at=issue.created_at,
         counts=counts,
-        bounced=events.get(BOUNCE_EVENT, 0),
-        complained=events.get(COMPLAINT_EVENT, 0),
+        bounced=sum(n for kind, n in bounces.items() if kind != BounceKind.complaint.value),
+        complained=bounces[BounceKind.complaint.value],
         votes_up=votes.get(1, 0),
         votes_down=votes.get(-1, 0),
         paused=issue.paused_at is not None,

@@ -174,15 +174,27 @@ def subscriber_row(address: str):
 
 
 def test_login_refuses_wrong_secrets_alike_then_opens_the_dashboard(site, new_page):
-    from newsletter import admin, feedback
+    from sqlmodel import select
+
+    from newsletter import admin
     from newsletter.stats import subscriber_counts
     from newsletter.testing import configured_session
 
     result = admin.send_now(site.settings(), "weekly")
     assert result["counts"]["sent"] == len(READERS)
     [digest] = site.box.wait_for(1, to="grace@example.org", subject="Paper Digest")
-    with configured_session() as session:
-        feedback.apply_bounce_event(session, "hard_bounce", "alan@example.org", "550 mailbox gone")
+    from newsletter.bounces.events import BounceEvent, record_bounce
+    from newsletter.models import Delivery
+
+    with configured_session() as session:  # a DSN naming Alan's digest (its VERP address)
+        [delivery] = session.exec(
+            select(Delivery).where(Delivery.subscriber_id == subscriber_row("alan@example.org")[0])
+        ).all()
+        record_bounce(
+            session,
+            site.settings(),
+            BounceEvent(kind="hard", delivery_id=delivery.id, status="5.1.1", source="dsn"),
+        )
 
     page = new_page()
     assert go(page, site.url + "/admin") == 200  # after the redirect to the login page

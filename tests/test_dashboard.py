@@ -10,11 +10,11 @@ from sqlmodel import Session
 from newsletter.dashboard import issue_summaries, search_subscribers, weekly_growth
 from newsletter.db import session_scope
 from newsletter.models import (
-    ConsentEvent,
     Delivery,
     DeliveryState,
     Frequency,
     Issue,
+    Paper,
     Subscriber,
     SubscriberStatus,
     Vote,
@@ -70,7 +70,11 @@ def test_weekly_growth_counts_readers_joins_and_departures_per_week(db_url):
     assert [w.joined for w in weeks[-2:]] == [1, 2]  # Nov 17; Nov 24 and 25 (this week is Nov 23-29)
 
 
-def test_issue_summary_counts_outcomes_bounces_complaints_and_votes_of_its_readers(db_url):
+def test_issue_summary_counts_outcomes_bounces_complaints_and_votes_of_its_messages(db_url):
+    from newsletter.bounces.events import BounceEvent, record_bounce
+    from newsletter.config import settings_from
+
+    settings = settings_from(mode="test", database_url=db_url)
     with session_scope(db_url) as session:
         subs = [reader(session, n, 30) for n in range(5)]
         older = Issue(
@@ -86,24 +90,25 @@ def test_issue_summary_counts_outcomes_bounces_complaints_and_votes_of_its_reade
             DeliveryState.deferred,
             DeliveryState.sent,
         ]
-        for sub, state in zip(subs, states, strict=True):
-            session.add(Delivery(issue_id=older.id, subscriber_id=sub.id, state=state))
-        session.add(Delivery(issue_id=newer.id, subscriber_id=subs[0].id, state=DeliveryState.pending))
-        events = [
-            (subs[2], "bounced", NOW - timedelta(days=6)),  # after W47 went out: W47's
-            (subs[1], "unsubscribed:complaint", NOW - timedelta(days=5)),
-            (subs[0], "bounced", NOW + timedelta(hours=1)),  # after W48 was made: W48's
-            (subs[3], "bounced", NOW - timedelta(days=20)),  # before W47: nobody's
+        sent = [
+            Delivery(issue_id=older.id, subscriber_id=sub.id, state=state)
+            for sub, state in zip(subs, states, strict=True)
         ]
-        for sub, event, at in events:
-            session.add(ConsentEvent(subscriber_id=sub.id, email_key=sub.email_key, event=event, at=at))
-        paper_votes = [(subs[0], 1), (subs[1], 1), (subs[4], -1)]
-        from newsletter.models import Paper
-
+        latest = Delivery(issue_id=newer.id, subscriber_id=subs[0].id, state=DeliveryState.pending)
+        session.add_all([*sent, latest])
+        session.flush()
+        reports = [  # each names the message it answers (VERP, a DSN's Message-ID): its issue's
+            (sent[0], "hard"),
+            (sent[1], "complaint"),
+            (sent[4], "soft"),
+            (latest, "policy"),
+        ]
+        for delivery, kind in reports:
+            record_bounce(session, settings, BounceEvent(kind=kind, delivery_id=delivery.id, source="dsn"))
         paper = Paper(title="P", title_key="p")
         session.add(paper)
         session.flush()
-        for sub, direction in paper_votes:
+        for sub, direction in [(subs[0], 1), (subs[1], 1), (subs[4], -1)]:
             session.add(Vote(issue_id=older.id, paper_id=paper.id, subscriber_id=sub.id, direction=direction))
         session.flush()
         new_summary, old_summary = issue_summaries(session)
@@ -114,7 +119,7 @@ def test_issue_summary_counts_outcomes_bounces_complaints_and_votes_of_its_reade
         and old_summary.counts["deferred"] == 1
     )
     assert (old_summary.bounced, old_summary.complained, old_summary.votes_up, old_summary.votes_down) == (
-        1,
+        2,
         1,
         2,
         1,
