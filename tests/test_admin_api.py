@@ -157,6 +157,10 @@ def test_import_a_csv_upload(api):
     assert [s["line"] for s in report["skipped"]] == [4]
     ada = ok(api.get("/api/admin/subscribers", params={"search": "ada@"}))["rows"][0]
     assert (ada["status"], ada["frequency"], ada["interests"]) == ("confirmed", "daily", "robots")
+    form = ok(api.post(url, files={"file": ("team.csv", b"email\nbea@example.org\n", "text/csv")}))
+    assert (form["file"], form["created"], form["emails_queued"]) == ("team.csv", 1, 1)
+    assert api.mailbox.wait_for(1, to="bea@example.org")  # the double opt-in, sent after the import
+    assert api.post(url, files={"other": ("x.csv", b"email\n")}).status_code == 422
     unreadable = api.post(url, content=b"name\nx\n")
     assert unreadable.status_code == 400 and "no 'email' column" in unreadable.json()["detail"]
 

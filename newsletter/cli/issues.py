@@ -6,7 +6,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from newsletter import admin, inspection
+from newsletter import admin, inspection, operations
 from newsletter.cli.common import console, emit_json, say_paused
 from newsletter.cli.deliveries import print_page
 from newsletter.config import Settings, get_settings
@@ -141,6 +141,22 @@ def issues_show(
         return print_page(page, hint)
     for i, title in enumerate(data["paper_titles"][:20], 1):
         console.print(f"  {i:2d}. {title}")
+
+
+@issues_app.command("pause")
+def issues_pause(
+    issue_id: int,
+    reason: str = typer.Option("", help="Why, for whoever resumes it."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Stop sending an issue until `newsletter issues resume ID`.
+
+    Example: newsletter issues pause 12 --reason "wrong papers"
+    """
+    result = operations.pause_issue(get_settings(), issue_id, reason)
+    if as_json:
+        return emit_json(result)
+    say_paused(issue_id, result.pause_reason or "paused")
 
 
 @issues_app.command("resume")

@@ -1,4 +1,4 @@
-"""`newsletter subscribers …`: list, add, import, remove, unsuppress, export, show."""
+"""`newsletter subscribers …`: list, add, import, update, remove, unsuppress, export, show."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from newsletter import admin, history
+from newsletter import admin, history, operations
 from newsletter.cli.common import console, emit_json, err
 from newsletter.config import get_settings
 from newsletter.errors import OperatorError
 from newsletter.history import JourneyRecord
 from newsletter.importing import ImportReport, import_subscribers
 from newsletter.ledger.listing import DeliveryRecord
+from newsletter.models import Frequency
+from newsletter.operations import SubscriberChange
 
 subs_app = typer.Typer(help="Subscribers.", no_args_is_help=True)
 
@@ -65,6 +67,27 @@ def subscribers_add(
     if as_json:
         return emit_json(sub)
     console.print(f"{sub.email}: {sub.status.value}")
+
+
+@subs_app.command("update")
+def subscribers_update(
+    email: str,
+    interests: str | None = typer.Option(None, help="New interests (free text)."),
+    frequency: Frequency | None = typer.Option(None, help="weekly | daily"),
+    max_papers: int | None = typer.Option(None, min=1, max=50, help="Papers per digest."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Change a pending or confirmed reader's preferences (recorded in their consent log).
+
+    Example: newsletter subscribers update ada@example.org --max-papers 5
+    """
+    change = SubscriberChange(interests=interests, frequency=frequency, max_papers=max_papers)
+    sub = operations.change_subscriber(get_settings(), email, change)
+    if as_json:
+        return emit_json(sub)
+    console.print(
+        f"{sub.email}: {sub.frequency.value}, up to {sub.max_papers} papers; {escape(sub.interests)}"
+    )
 
 
 @subs_app.command("remove")

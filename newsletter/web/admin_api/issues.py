@@ -92,7 +92,7 @@ def deliveries(
     settings: SettingsDep,
     state: Annotated[list[DeliveryState] | None, Query(description="Default: failed and deferred.")] = None,
     issue_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=inspection.MAX_LIMIT)] = 100,
 ) -> DeliveryPage:
     """Deliveries by state with the server's reply, oldest first; follow `next_after`."""

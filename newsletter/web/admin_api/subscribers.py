@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from newsletter import admin, history, operations
 from newsletter.importing import ImportReport, import_subscribers
@@ -23,7 +24,18 @@ router = APIRouter(
     route_class=FormOrJsonRoute,
 )
 SubscriberId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-CSV_BODY = {"requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}}
+MAX_CSV = 32 * 2**20  # as the body cap of the import path (`middleware.LARGE_BODIES`)
+CSV_FILE = {
+    "type": "object",
+    "properties": {"file": {"type": "string", "format": "binary"}},
+    "required": ["file"],
+}
+CSV_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"text/csv": {"schema": {"type": "string"}}, "multipart/form-data": {"schema": CSV_FILE}},
+    }
+}
 
 
 @router.get("/subscribers")
@@ -32,7 +44,7 @@ def list_subscribers(
     status: SubscriberStatus | None = None,
     frequency: Frequency | None = None,
     search: Annotated[str | None, Query(max_length=320, description="Part of the address, any case.")] = None,
-    after: Annotated[int, Query(ge=0, description="The previous page's next_after.")] = 0,
+    after: Annotated[int, Query(ge=0, le=2**31 - 1, description="The previous page's next_after.")] = 0,
     limit: Annotated[int, Query(ge=1, le=operations.MAX_PAGE)] = 100,
 ) -> SubscriberPage:
     """Subscribers in id order, `limit` at a time; follow `next_after` for the next page."""
@@ -61,12 +73,24 @@ async def import_csv(
     dry_run: bool = False,
     filename: Annotated[str, Query(max_length=200)] = "upload.csv",
 ) -> ImportReport:
-    """Import a CSV sent as the body (`Content-Type: text/csv`), as `newsletter subscribers
-    import` does: every bad row is reported with its line and reason, the rest imports."""
-    data = await request.body()
+    """Import a CSV sent as the body (`Content-Type: text/csv`) or as the `file` of a form
+    upload, as `newsletter subscribers import` does: every bad row is reported with its line
+    and reason, the rest imports."""
+    data, filename = await _csv_of(request, filename)
     return await run_in_threadpool(
         import_subscribers, settings, data, filename, confirmed=confirmed, update=update, dry_run=dry_run
     )
+
+
+async def _csv_of(request: Request, filename: str) -> tuple[bytes, str]:
+    """The uploaded file's bytes and name: the body itself, or a form's `file` field."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return await request.body(), filename
+    async with request.form(max_files=1, max_fields=5, max_part_size=MAX_CSV) as form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(422, "Send the CSV as the form's file field, or as a text/csv body.")
+        return await upload.read(), upload.filename or filename
 
 
 @router.get("/subscribers/{subscriber_id}")
