@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import Progress
 from sqlmodel import Session, col, select
 
-from newsletter import delivery, jobs, liveness, pauses, privacy, suppression
+from newsletter import delivery, jobs, liveness, privacy, suppression
 from newsletter import subscriptions as subs
 from newsletter.bounces.reports import bounce_counts
 from newsletter.config import Settings
@@ -318,16 +318,6 @@ def resume_issue(settings: Settings, issue_id: int) -> dict[str, Any]:
     if put_back is None:
         raise OperatorError(f"issue {issue_id} is not paused; nothing to resume")
     return {"issue_id": issue_id, "put_back": put_back, "counts": counts(settings, issue_id)}
-
-
-def pause_issue(settings: Settings, issue_id: int, reason: str = "paused by the operator") -> bool:
-    """Stop an issue's sending until it is resumed (batches give their claimed rows back);
-    False if it was already paused."""
-    with session_scope(settings.database_url) as session:
-        if session.get(Issue, issue_id) is None:
-            raise OperatorError(f"no issue with id {issue_id}")
-    with get_engine(settings.database_url).connect() as conn:
-        return pauses.pause_issue(conn, issue_id, reason)
 
 
 def stats(settings: Settings) -> dict[str, Any]:

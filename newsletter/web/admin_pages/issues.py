@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from newsletter import admin as operator
-from newsletter import inspection
-from newsletter.errors import OperatorError
+from newsletter import inspection, operations
+from newsletter.errors import NotFound, OperatorError
 from newsletter.web.admin_pages.session import PATH, Admin, AdminForm
 from newsletter.web.admin_pages.views import back_to, page
 from newsletter.web.deps import IssueId, SettingsDep
@@ -15,6 +15,7 @@ from newsletter.web.responses import error_response
 
 router = APIRouter(prefix=PATH, include_in_schema=False)
 
+NO_ISSUE = "There is no such issue."
 REFRESH_SENDING = 3  # seconds between reloads while rows are being sent
 FAILURES_SHOWN = 100  # the rest: `newsletter deliveries list --issue ID`
 REFRESH_DEFERRED = 30  # only retries left: they come on the backoff's schedule
@@ -46,7 +47,7 @@ def issue_detail(request: Request, issue_id: IssueId, admin: Admin, settings: Se
     try:
         issue = operator.show_issue(settings, issue_id)
     except OperatorError:
-        return error_response(request, 404, "Page not found", "There is no such issue.")
+        return error_response(request, 404, "Page not found", NO_ISSUE)
     paused = issue["paused_at"] is not None
     failures = inspection.issue_failures(settings, issue_id, limit=FAILURES_SHOWN)
     return page(
@@ -65,26 +66,20 @@ def issue_detail(request: Request, issue_id: IssueId, admin: Admin, settings: Se
 @router.post("/issues/{issue_id}/pause")
 def pause(request: Request, issue_id: IssueId, _: AdminForm, settings: SettingsDep) -> Response:
     try:
-        paused = operator.pause_issue(settings, issue_id)
-    except OperatorError:
-        return error_response(request, 404, "Page not found", "There is no such issue.")
-    return back_to(request, f"/admin/issues/{issue_id}", "paused" if paused else "already_paused")
+        operations.pause_issue(settings, issue_id, "")
+    except NotFound:
+        return error_response(request, 404, "Page not found", NO_ISSUE)
+    except OperatorError:  # paused already (by the relay's refusals, or someone else)
+        return back_to(request, f"/admin/issues/{issue_id}", "already_paused")
+    return back_to(request, f"/admin/issues/{issue_id}", "paused")
 
 
 @router.post("/issues/{issue_id}/resume")
 def resume(request: Request, issue_id: IssueId, _: AdminForm, settings: SettingsDep) -> Response:
-    if not _exists(settings, issue_id):
-        return error_response(request, 404, "Page not found", "There is no such issue.")
     try:
         operator.resume_issue(settings, issue_id)
+    except NotFound:
+        return error_response(request, 404, "Page not found", NO_ISSUE)
     except OperatorError:  # not paused: nothing to resume
         return back_to(request, f"/admin/issues/{issue_id}", "not_paused")
     return back_to(request, f"/admin/issues/{issue_id}", "resumed")
-
-
-def _exists(settings: SettingsDep, issue_id: int) -> bool:
-    try:
-        operator.show_issue(settings, issue_id)
-    except OperatorError:
-        return False
-    return True
