@@ -233,6 +233,12 @@ def test_login_refuses_wrong_secrets_alike_then_opens_the_dashboard(site, new_pa
     check_accessible(page)
     shot(page, "admin-dashboard")
 
+    # The bounced reader's page shows the report and what it did.
+    assert go(page, f"{site.url}/admin/subscribers/{subscriber_row('alan@example.org')[0]}") == 200
+    [bounce] = page.locator("#bounces tbody tr").all_inner_texts()
+    assert bounce.split("\t")[1:4] == ["hard", str(result["issue_id"]), "dsn"] and "5.1.1" in bounce
+    assert page.locator("#status").inner_text() == "bounced"
+
     # The admin token opens a session too.
     other = new_page()
     assert log_in(site, other, TOKEN, then="/admin/issues") == 200
@@ -291,6 +297,7 @@ def test_search_a_subscriber_see_history_unsubscribe_and_erase_with_confirmation
     assert submit(page, page.get_by_role("link", name="grace@example.org").click) == 200
     assert heading(page) == "grace@example.org"
     assert "imported" in page.locator("#consent").inner_text()
+    assert "None reported." in page.locator("main").inner_text()
     check_accessible(page)
     shot(page, "admin-subscriber")
 
