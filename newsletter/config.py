@@ -1,16 +1,28 @@
-"""Typed settings, read once from NEWSLETTER_* environment variables."""
+"""Typed settings, read once from NEWSLETTER_* environment variables and one settings file.
+
+Which file: see `newsletter.envfile.find_env_file`. What production refuses: `_refuse_in_production`
+(and `newsletter.domains` for addresses that can never be delivered)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
+from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from newsletter.domains import undeliverable
+from newsletter.envfile import find_env_file, read_env_file
+from newsletter.errors import ConfigError
+from newsletter.logs import event
+
+log = logging.getLogger("newsletter.config")
 
 DEV_SECRET = "dev-insecure-secret-change-me"
 # Django's deploy check (security.W009): a secret shorter or plainer than this is guessable.
@@ -20,12 +32,17 @@ MAKE_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
 FALLBACK_MIN_LENGTH = 16  # what production accepted as a secret before; enough for a key on its way out
 
 
-class ConfigError(RuntimeError):
-    """The settings cannot work (for example a default secret in production)."""
+__all__ = ["ConfigError", "Settings", "get_settings", "reset_settings", "settings_from"]
+NO_FILE = (
+    "No settings file was read (none of $NEWSLETTER_ENV_FILE, ./.env, /etc/newsletter/newsletter.env): "
+    "set NEWSLETTER_ENV_FILE to yours, or write one with `newsletter init`."
+)
+# Values never echoed in an error message.
+_SECRET_WORDS = ("secret", "password", "token", "key")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="NEWSLETTER_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="NEWSLETTER_", env_file=None, extra="ignore")
 
     mode: Literal["production", "dev", "demo", "test"] = "production"
     database_url: str = "sqlite:///./var/newsletter.db"
@@ -43,6 +60,9 @@ class Settings(BaseSettings):
 
     mail_from: str = "Paper Digest <digest@localhost>"
     list_id: str = "Paper Digest <digest.localhost>"
+    # CAN-SPAM: every commercial email shows a valid physical postal address (every footer here).
+    postal_address: str = ""
+    postal_address_waived: bool = False  # not bound by CAN-SPAM: production runs without one
     base_url: str = "http://127.0.0.1:8000"
     secret_key: str = DEV_SECRET
     # Keys links were signed with before `secret_key` (comma-separated in the environment): links
@@ -200,24 +220,56 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _refuse_default_secret(self) -> Settings:
+    def _refuse_in_production(self) -> Settings:
         if self.mode != "production":
             return self
+        problems = [*self._secret_problems(), *self._identity_problems()]
+        if not self.base_url.startswith("https://"):
+            # RFC 8058: List-Unsubscribe must carry an https link; mail providers ignore others.
+            problems.append("NEWSLETTER_BASE_URL must be an https:// URL in production.")
+        if problems:
+            raise ConfigError("\n".join(problems))
+        return self
+
+    def _secret_problems(self) -> list[str]:
+        problems = []
         if _weak_secret(self.secret_key):
-            raise ConfigError(
+            problems.append(
                 "NEWSLETTER_SECRET_KEY is missing, the default, or too weak: it needs at least "
                 f"{SECRET_MIN_LENGTH} characters, at least {SECRET_MIN_DISTINCT} of them different. "
                 f"Make one with: {MAKE_SECRET}  (or set NEWSLETTER_MODE=dev for local experiments)"
             )
         if any(key == DEV_SECRET or len(key) < FALLBACK_MIN_LENGTH for key in self.secret_key_fallbacks):
-            raise ConfigError(
+            problems.append(
                 "NEWSLETTER_SECRET_KEY_FALLBACKS holds the default secret or a key shorter than "
                 f"{FALLBACK_MIN_LENGTH} characters: anyone could forge links with it. Remove it."
             )
-        if not self.base_url.startswith("https://"):
-            # RFC 8058: List-Unsubscribe must carry an https link; mail providers ignore others.
-            raise ConfigError("NEWSLETTER_BASE_URL must be an https:// URL in production.")
-        return self
+        return problems
+
+    def _identity_problems(self) -> list[str]:
+        """Who the mail says it is from: receivers reject or bin mail from a name that cannot
+        exist on the Internet, and CAN-SPAM wants a postal address in every footer."""
+        problems = []
+        address = parseaddr(self.mail_from)[1]
+        if "@" not in address:
+            problems.append(
+                f"NEWSLETTER_MAIL_FROM {self.mail_from!r} holds no address: "
+                'write it as "Paper Digest <digest@papers.yourlab.org>".'
+            )
+        named = {"NEWSLETTER_MAIL_FROM": self.mail_domain if "@" in address else None}
+        named["NEWSLETTER_LIST_ID"] = self.list_id.rpartition("<")[2].strip(" >")
+        named["NEWSLETTER_DKIM_DOMAIN"] = self.dkim_domain
+        named["NEWSLETTER_BOUNCE_DOMAIN"] = self.bounce_domain  # bounces and mailto: unsubscribes
+        for name, domain in named.items():
+            reason = undeliverable(domain) if domain is not None else None
+            if reason:
+                problems.append(f"{name} uses {domain!r}, which {reason}: use a domain you own.")
+        if not self.postal_address.strip() and not self.postal_address_waived:
+            problems.append(
+                "NEWSLETTER_POSTAL_ADDRESS is missing: CAN-SPAM wants a physical postal address in "
+                "every newsletter (set NEWSLETTER_POSTAL_ADDRESS_WAIVED=true if that law does not bind you)."
+            )
+        return problems
 
     @property
     def signing_keys(self) -> list[str]:
@@ -243,7 +295,7 @@ class Settings(BaseSettings):
 
     @property
     def mail_domain(self) -> str:
-        return self.mail_from.rsplit("@", 1)[-1].strip(" >")
+        return (parseaddr(self.mail_from)[1] or self.mail_from).rsplit("@", 1)[-1].strip(" >")
 
     @property
     def verp_domain(self) -> str:
@@ -267,15 +319,55 @@ class _ValuesOnly(Settings):
 
 
 def settings_from(**values: Any) -> Settings:
-    """Settings from `values` and the defaults only: no environment variable, no .env file.
+    """Settings from `values` and the defaults only: no environment variable, no settings file.
 
-    For runs that must not touch the operator's configuration (the demo)."""
-    return _ValuesOnly(**values)
+    For runs that must not touch the operator's configuration (the demo, `newsletter init`)."""
+    return _checked(_ValuesOnly, **values)
+
+
+def _checked(cls: type[Settings], **values: Any) -> Settings:
+    """`cls(**values)`, with pydantic's complaints turned into a ConfigError: one line per bad
+    setting, naming its NEWSLETTER_* variable and why."""
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_describe(error) for error in exc.errors())) from None
+
+
+def _describe(error: Any) -> str:
+    field = str(error["loc"][0]) if error["loc"] else ""
+    name = f"NEWSLETTER_{field.upper()}" if field else "the settings"
+    shown = "" if not field or any(word in field for word in _SECRET_WORDS) else f" (got {error['input']!r})"
+    return f"{name}: {error['msg']}{shown}"
+
+
+def settings_file() -> Path | None:
+    """The settings file this process reads (see `newsletter.envfile.find_env_file`)."""
+    return find_env_file()
 
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """The settings of this process: environment variables over the settings file over the
+    defaults. ConfigError (one line per problem) if the file or a value is wrong."""
+    path = find_env_file()
+    if path is not None:
+        _warn_unknown(path, read_env_file(path))  # refuses an unreadable file, a line not KEY=VALUE
+    try:
+        return _checked(Settings, _env_file=path)
+    except ConfigError as exc:
+        if path is not None or "NEWSLETTER_SECRET_KEY " not in str(exc):
+            raise
+        # Run from another folder, a missing secret often only means its file was not found.
+        raise ConfigError(f"{NO_FILE}\n{exc}") from None
+
+
+def _warn_unknown(path: Path, values: dict[str, str]) -> None:
+    """A misspelt setting in the file is ignored like any other unknown line: say so."""
+    known = {f"NEWSLETTER_{name.upper()}" for name in Settings.model_fields}
+    unknown = sorted(k for k in values if k.upper().startswith("NEWSLETTER_") and k.upper() not in known)
+    if unknown:
+        event(log, "config_unknown_setting", logging.WARNING, path=str(path), names=unknown, hint="a typo?")
 
 
 def reset_settings() -> None:

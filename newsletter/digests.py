@@ -205,6 +205,7 @@ def full_context(
         "preferences_url": rl.preferences_url,
         "unsubscribe_url": rl.unsubscribe_url,
         "archive_url": links.archive_url(settings),
+        "postal_address": settings.postal_address,
     }
 
 
@@ -225,6 +226,7 @@ def issue_template(settings: Settings, issue: Issue, views: dict[int, PaperView]
         "card_marker": marker("card"),
         "base_url": settings.base_url.rstrip("/"),
         "archive_url": links.archive_url(settings),
+        "postal_address": settings.postal_address,
         **{name: marker(name) for name in SHELL_SLOTS},
     }
     return IssueTemplate.cut(

@@ -1,7 +1,7 @@
-"""The one error type for an operator's mistake (bad input, an unknown id).
+"""The error types for an operator's mistake: bad input, an unknown id, settings that cannot work.
 
-The CLI prints its message as one line on stderr and exits non-zero, never a traceback.
-This module imports nothing, so any module of the core can raise it.
+The CLI prints their message (one line per problem) on stderr and exits non-zero, never a
+traceback. This module imports nothing, so any module of the core can raise them.
 """
 
 
@@ -11,3 +11,8 @@ class OperatorError(Exception):
 
 class NotFound(OperatorError):
     """The subscriber or issue the operator named does not exist (the API answers 404)."""
+
+
+class ConfigError(RuntimeError):
+    """The settings cannot work (for example a default secret in production). The message holds
+    one line per problem, each naming its NEWSLETTER_* setting."""

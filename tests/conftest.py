@@ -32,6 +32,16 @@ BASE_ENV = {
     "NEWSLETTER_LIST_ID": "Paper Digest <digest.news.example.org>",
 }
 
+# What production wants besides a strong secret and an https base URL: a sender identity on a
+# domain that can exist (the tests' example.org is reserved, so production refuses it) and a
+# postal address. As Settings values, and as environment variables.
+PRODUCTION_IDENTITY = {
+    "mail_from": "Paper Digest <digest@papers.yourlab.org>",
+    "list_id": "Paper Digest <digest.papers.yourlab.org>",
+    "postal_address": "Example Labs, 1 Main St, Springfield",
+}
+PRODUCTION_ENV = {f"NEWSLETTER_{key.upper()}": value for key, value in PRODUCTION_IDENTITY.items()}
+
 
 # ---- databases ------------------------------------------------------------------------------
 

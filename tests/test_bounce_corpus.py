@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.bounces.dsn import Nature, read_message, worst
+from newsletter.bounces.dsn import Nature, kind_of_status, read_message, worst
 
 CORPUS = Path(__file__).parent / "data" / "dsn"
 
@@ -213,3 +213,29 @@ def test_broken_copies_of_every_sample_are_read_without_an_error():
         for broken in (*cut, flipped, raw.replace(b"From:", b"X-Was:")):
             reading = read_message(email.message_from_bytes(broken, policy=email.policy.default))
             assert isinstance(reading.nature, Nature)
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        ("5.1.1", "hard"),
+        ("5.1.10", "hard"),
+        ("5.2.1", "hard"),
+        ("5.4.1", "hard"),
+        ("5.0.0", "hard"),
+        ("5.2.2", "soft"),
+        ("5.2.3", "soft"),
+        ("5.3.4", "soft"),
+        ("5.4.7", "soft"),
+        ("4.2.2", "soft"),
+        ("4.4.1", "soft"),
+        ("5.7.1", "policy"),
+        ("5.7.26", "policy"),
+        ("4.7.0", "policy"),
+        ("2.0.0", None),
+        ("", None),
+    ],
+)
+def test_the_status_decides_the_kind_as_the_readme_says(status, kind):
+    found = kind_of_status(status)
+    assert (found.value if found else None) == kind

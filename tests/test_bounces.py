@@ -313,3 +313,47 @@ def test_a_bounced_welcome_email_bounces_its_reader_through_lmtp(sent, smtp_serv
         assert sub.status is SubscriberStatus.bounced
         [event] = bounce_events_for(session, sub.id)
         assert (event.kind.value, event.status, event.delivery_id) == ("hard", "5.1.1", None)
+
+
+def test_inbound_serve_on_a_taken_port_says_so_in_one_line(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from tests.conftest import process_env
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = process_env(NEWSLETTER_DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}")
+        argv = [sys.executable, "-m", "newsletter", "inbound", "serve", "--port", str(port)]
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_control_characters_from_a_provider_are_stored_as_spaces(configure, pg_url):
+    settings = configure(NEWSLETTER_DATABASE_URL=pg_url)
+    sub_id = add_subscriber("nul@example.org")
+    with configured_session() as session:
+        event = BounceEvent(
+            kind="hard", address="nul@example.org", status="5.1.1\x00", diagnostic="no\x00such\r\nuser"
+        )
+        assert record_bounce(session, settings, event).effect is Effect.bounced
+    with configured_session() as session:
+        [stored] = bounce_events_for(session, sub_id)
+    assert (stored.status, stored.diagnostic) == ("5.1.1", "no such  user")
+
+
+def test_erasing_a_reader_erases_their_bounce_events_and_export_lists_them(configure, pg_url):
+    settings = configure(NEWSLETTER_DATABASE_URL=pg_url)
+    sub_id = add_subscriber("gone@example.org")
+    with configured_session() as session:
+        record_bounce(session, settings, BounceEvent(kind="soft", address="gone@example.org", status="4.2.2"))
+    exported = admin.export(settings, "gone@example.org")["bounce_events"]
+    assert [(e["kind"], e["status"], e["effect"]) for e in exported] == [("soft", "4.2.2", "scored")]
+    admin.remove_subscriber(settings, "gone@example.org", erase=True)
+    with configured_session() as session:
+        assert bounce_events_for(session, sub_id) == []
+        assert session.get(Subscriber, sub_id) is None

@@ -56,10 +56,19 @@ def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
 
 
+def env_file_of(compose: dict, name: str, host_env: dict[str, str] | None = None) -> Path:
+    """The settings file a service reads (`env_file:`), for the variables set on the host."""
+    return ROOT / interpolate(compose["services"][name]["env_file"], host_env or {})
+
+
 def service_env(compose: dict, name: str) -> dict[str, str]:
-    """A service's environment as its container would see it (no variables set on the host)."""
+    """A service's environment as its container would see it (no variables set on the host):
+    its env file, then its `environment:` entries over it, as Compose does."""
+    from dotenv import dotenv_values
+
+    values = {k: v or "" for k, v in dotenv_values(env_file_of(compose, name)).items()}
     raw = compose["services"][name].get("environment", {})
-    return {k: str(interpolate(str(v), {})) for k, v in raw.items()}
+    return {**values, **{k: str(interpolate(str(v), {})) for k, v in raw.items()}}
 
 
 def depends(compose: dict, name: str) -> dict[str, str]:
@@ -127,8 +136,16 @@ def test_compose_environment_is_wired_to_the_services_and_valid(compose, monkeyp
     from newsletter.config import ConfigError, Settings
 
     envs = [service_env(compose, name) for name in APP_SERVICES]
-    assert all(e == envs[0] for e in envs)  # one shared block
+    assert all(e == envs[0] for e in envs)  # one shared settings file
     env = envs[0]
+    # Every app service reads the same env file and nothing overrides it: with
+    # NEWSLETTER_ENV_FILE set on the host, the operator's file (from `newsletter init`) is all
+    # the containers get, as on a host with the systemd units.
+    for name in APP_SERVICES:
+        assert "environment" not in compose["services"][name], name
+        assert env_file_of(compose, name) == ROOT / "deploy/compose/dev.env", name
+        chosen = env_file_of(compose, name, {"NEWSLETTER_ENV_FILE": "./newsletter.env"})
+        assert chosen == ROOT / "newsletter.env", name
     pg = compose["services"]["postgres"]["environment"]
     assert env["NEWSLETTER_DATABASE_URL"] == (
         f"postgresql+psycopg://{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}@postgres:5432/"
@@ -152,10 +169,27 @@ def test_compose_environment_is_wired_to_the_services_and_valid(compose, monkeyp
     # The placeholder secret only works in dev: production with it refuses to start.
     with pytest.raises(ConfigError):
         settings_from({**env, "NEWSLETTER_MODE": "production"})
-    overridden = interpolate(
-        compose["x-newsletter-env"]["NEWSLETTER_SECRET_KEY"], {"NEWSLETTER_SECRET_KEY": "s" * 40}
-    )
-    assert overridden == "s" * 40
+    # The operator's file must not end up in the image (COPY . .) or in git.
+    assert {"*.env", ".env"} <= set((ROOT / ".dockerignore").read_text().split())
+    assert "/newsletter.env" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_compose_commands_match_the_systemd_units(compose):
+    """The container path and the host path run the same programs with the same state paths."""
+    units = {}
+    for name in ("web", "worker", "beat", "inbound"):
+        text = (ROOT / "deploy/systemd" / f"newsletter-{name}.service").read_text()
+        [exec_start] = re.findall(r"^ExecStart=(.*)$", text, re.M)
+        units[name] = exec_start.split()
+        units[name][0] = Path(units[name][0]).name  # /opt/newsletter/bin/celery -> celery
+    services = compose["services"]
+    assert units["web"][:2] == services["web"]["command"][:2] == ["newsletter", "serve"]
+    for name in ("worker", "beat"):
+        assert units[name][:4] == services[name]["command"][:4], name
+        assert "--loglevel=INFO" in units[name] and "--loglevel=INFO" in services[name]["command"]
+    assert units["inbound"][:3] == services["inbound"]["command"][:3] == ["newsletter", "inbound", "serve"]
+    schedule = "--schedule=/var/lib/newsletter/celerybeat-schedule"
+    assert schedule in units["beat"] and schedule in services["beat"]["command"]
 
 
 def test_dockerfile_installs_the_package_on_python_311_slim():

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from newsletter.bounces.providers.mailgun import expected_signature
 from newsletter.config import ConfigError
 from tests import providerkit as kit
+from tests.conftest import PRODUCTION_ENV
 from tests.providerkit import MAILGUN_KEY, POSTMARK_PASSWORD, POSTMARK_USER, bounce_records, post_json
 from tests.test_security import add_subscriber, snapshot, sub_row
 
@@ -256,7 +257,10 @@ def test_an_unreadable_sns_certificate_or_short_credentials_stop_the_app(configu
             create_app_for(settings)
     for name in ("NEWSLETTER_MAILGUN_SIGNING_KEY", "NEWSLETTER_POSTMARK_WEBHOOK_PASSWORD"):
         settings = configure(
-            NEWSLETTER_DATABASE_URL=sqlite_url, NEWSLETTER_MODE="production", **{name: "short"}
+            NEWSLETTER_DATABASE_URL=sqlite_url,
+            NEWSLETTER_MODE="production",
+            **PRODUCTION_ENV,
+            **{name: "short"},
         )
         with pytest.raises(ConfigError, match=name):
             create_app_for(settings)

@@ -31,7 +31,16 @@ from sqlmodel import SQLModel
 from newsletter.config import get_settings
 from newsletter.testing import queued_journey_emails
 from newsletter.tokens import Purpose, make_token
-from tests.conftest import WebServer, app_routes, free_port, link_in, process_env, text_part
+from tests.conftest import (
+    PRODUCTION_ENV,
+    PRODUCTION_IDENTITY,
+    WebServer,
+    app_routes,
+    free_port,
+    link_in,
+    process_env,
+    text_part,
+)
 from tests.faultkit import FaultySMTP, PrivateRedis, SMTPServer
 
 HOOK = "hook-secret-0123456789"
@@ -927,11 +936,14 @@ def test_production_refuses_a_default_or_short_secret(tmp_path, configure, monke
         with pytest.raises(ConfigError, match="SECRET_KEY"):
             Settings(mode="production", base_url=BASE, **kwargs)
     strong = "Xq0dJm3-kR9wZ2v_Lp8sT4yB7nC1fH6gA5eU0iO3rE9tY2uWx7-Jn4"  # 54 characters
-    assert Settings(mode="production", base_url=BASE, secret_key=strong).mode == "production"
+    assert (
+        Settings(mode="production", base_url=BASE, secret_key=strong, **PRODUCTION_IDENTITY).mode
+        == "production"
+    )
 
     from newsletter.config import reset_settings
 
-    configure(NEWSLETTER_MODE="production", NEWSLETTER_SECRET_KEY=strong)
+    configure(NEWSLETTER_MODE="production", NEWSLETTER_SECRET_KEY=strong, **PRODUCTION_ENV)
     monkeypatch.delenv("NEWSLETTER_SECRET_KEY")
     reset_settings()
     with pytest.raises(ConfigError):

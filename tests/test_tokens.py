@@ -13,7 +13,7 @@ from sqlmodel import select
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.testing import configured_session
 from newsletter.web import create_app
-from tests.conftest import link_in
+from tests.conftest import PRODUCTION_IDENTITY, link_in
 
 BASE = "https://news.example.org"
 FORM = "application/x-www-form-urlencoded"
@@ -246,7 +246,9 @@ def test_production_takes_a_strong_secret_and_refuses_a_default_fallback():
     from newsletter.config import DEV_SECRET, ConfigError, Settings
 
     strong = secrets.token_urlsafe(48)
-    settings = Settings(_env_file=None, mode="production", base_url=BASE, secret_key=strong)
+    settings = Settings(
+        _env_file=None, mode="production", base_url=BASE, secret_key=strong, **PRODUCTION_IDENTITY
+    )
     assert settings.signing_keys == [strong]
     for fallback in (DEV_SECRET, "too-short"):
         with pytest.raises(ConfigError, match="NEWSLETTER_SECRET_KEY_FALLBACKS"):
@@ -256,9 +258,15 @@ def test_production_takes_a_strong_secret_and_refuses_a_default_fallback():
                 base_url=BASE,
                 secret_key=strong,
                 secret_key_fallbacks=fallback,
+                **PRODUCTION_IDENTITY,
             )
     # A key production accepted before (16+ characters) can serve out its links as a fallback.
     kept = Settings(
-        _env_file=None, mode="production", base_url=BASE, secret_key=strong, secret_key_fallbacks=OLD_KEY
+        _env_file=None,
+        mode="production",
+        base_url=BASE,
+        secret_key=strong,
+        secret_key_fallbacks=OLD_KEY,
+        **PRODUCTION_IDENTITY,
     )
     assert kept.signing_keys == [OLD_KEY, strong]

@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, text
 from newsletter.config import ConfigError, Settings
 from newsletter.ratelimit import MemoryLimiter, client_key
 from newsletter.web import create_app, proof
-from tests.conftest import SECRET, app_routes, free_port
+from tests.conftest import PRODUCTION_ENV, PRODUCTION_IDENTITY, SECRET, app_routes, free_port
 
 BASE = "https://news.example.org"
 HOOK = "hook-secret-0123456789"
@@ -125,7 +125,9 @@ def test_schema_and_its_browser_are_closed_in_production(configure, settings):
     schema_paths = ("/api/docs", "/api/openapi.json", "/docs/oauth2-redirect")
     with TestClient(create_app(settings), base_url=BASE) as c:
         assert [c.get(p).status_code for p in schema_paths] == [200, 200, 200]
-    production = configure(NEWSLETTER_DATABASE_URL=settings.database_url, NEWSLETTER_MODE="production")
+    production = configure(
+        NEWSLETTER_DATABASE_URL=settings.database_url, NEWSLETTER_MODE="production", **PRODUCTION_ENV
+    )
     app = create_app(production)
     with TestClient(app, base_url=BASE) as c:
         assert [c.get(p).status_code for p in schema_paths] == [404, 404, 404]
@@ -185,7 +187,9 @@ def test_webhook_calls_are_rate_limited_and_short_secrets_refused_in_production(
         ("NEWSLETTER_METRICS_TOKEN", {"metrics_token": "metrics"}),
         ("NEWSLETTER_ADMIN_TOKENS", {"admin_tokens": ["a" * 20, "b" * 15]}),
     ):
-        production = Settings(mode="production", base_url=BASE, secret_key=SECRET, **values)
+        production = Settings(
+            mode="production", base_url=BASE, secret_key=SECRET, **PRODUCTION_IDENTITY, **values
+        )
         with pytest.raises(ConfigError, match=name):
             create_app(production)
         create_app(production.model_copy(update={"mode": "dev"}))  # development takes any

@@ -21,7 +21,15 @@ import pytest
 
 from newsletter.config import DEV_SECRET
 from newsletter.testing import stop_process, wait_healthy
-from tests.conftest import ROOT, WebServer, free_port, migrated_sqlite, process_env, text_part
+from tests.conftest import (
+    PRODUCTION_ENV,
+    ROOT,
+    WebServer,
+    free_port,
+    migrated_sqlite,
+    process_env,
+    text_part,
+)
 from tests.faultkit import FaultySMTP, SMTPServer
 
 pytestmark = pytest.mark.integration
@@ -163,7 +171,9 @@ def test_serve_refuses_the_dev_secret_on_a_public_address_and_short_secrets_in_p
     every subscriber. `newsletter serve` refuses such an address with one line naming the
     setting, and binds nothing; in production it refuses a short webhook secret."""
     dev = process_env(NEWSLETTER_MODE="dev", NEWSLETTER_SECRET_KEY=DEV_SECRET)
-    short = process_env(NEWSLETTER_MODE="production", NEWSLETTER_WEBHOOK_SECRET="hooksecret")
+    short = process_env(
+        NEWSLETTER_MODE="production", NEWSLETTER_WEBHOOK_SECRET="hooksecret", **PRODUCTION_ENV
+    )
     for env, host, setting in (
         (dev, "0.0.0.0", "NEWSLETTER_SECRET_KEY"),
         (dev, "::", "NEWSLETTER_SECRET_KEY"),

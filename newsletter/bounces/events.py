@@ -42,7 +42,7 @@ from newsletter.models import (
 from newsletter.validation import InvalidInput
 
 log = logging.getLogger("newsletter.bounces")
-SOURCES = frozenset({"dsn", "arf", "mailto", "ses", "mailgun", "postmark", "webhook"})
+SOURCES = frozenset({"dsn", "arf", "mailto", "ses", "mailgun", "postmark", "sendgrid", "webhook"})
 
 
 @dataclass(frozen=True)
@@ -120,8 +120,8 @@ def record_bounce(session: Session, settings: Settings, event: BounceEvent) -> O
         journey_email_id=event.journey_email_id,
         issue_id=target.issue_id,
         kind=event.category,
-        status=event.status[:16],
-        diagnostic=event.diagnostic[:1000],
+        status=_printable(event.status)[:16],
+        diagnostic=_printable(event.diagnostic)[:1000],
         source=event.source,
         effect=Effect.noted.value,
         received_at=event.received_at,
@@ -187,10 +187,14 @@ def _said_before(session: Session, event: BounceEvent, sub: Subscriber) -> bool:
     return session.exec(earlier).first() is not None
 
 
+def _printable(text: str) -> str:
+    """What an MTA or provider wrote, without control characters (PostgreSQL refuses NUL)."""
+    return "".join(ch if ch.isprintable() else " " for ch in text).strip()
+
+
 def _reason(event: BounceEvent) -> str:
-    return " ".join(
-        p for p in (event.category.value, event.status, f"({event.source})", event.diagnostic) if p
-    )
+    parts = (event.category.value, event.status, f"({event.source})", event.diagnostic)
+    return _printable(" ".join(p for p in parts if p))
 
 
 def _apply(session: Session, settings: Settings, event: BounceEvent, sub: Subscriber) -> Effect:

@@ -1,5 +1,5 @@
-"""The `newsletter` command: serve, db, papers, subscribers, preview, send, issues, deliveries,
-stats, check, inbound, admin, demo.
+"""The `newsletter` command: init, serve, db, papers, subscribers, preview, send, issues,
+deliveries, stats, check, inbound, admin, demo.
 
 Each group lives in its own module (`subscribers`, `papers`, `issues`); this one wires them to the
 one `app` and keeps the few commands that start something (serve, db upgrade, demo).
@@ -15,13 +15,15 @@ from sqlalchemy.engine import make_url
 
 from newsletter.cli import health, issues, papers
 from newsletter.cli.access import admin_app
-from newsletter.cli.common import OneLineErrors, console
+from newsletter.cli.common import OneLineErrors, console, err
 from newsletter.cli.deliveries import deliveries_app
 from newsletter.cli.inbound import inbound_app
+from newsletter.cli.init import init
 from newsletter.cli.subscribers import subs_app
-from newsletter.config import get_settings
+from newsletter.config import get_settings, settings_file
+from newsletter.envfile import describe_source
 from newsletter.errors import OperatorError
-from newsletter.logs import setup_logging
+from newsletter.logs import json_logger, setup_logging
 
 # uvicorn and FastAPI (serve, demo) and alembic (db upgrade) are imported inside the one command
 # that needs each: every other command starts in half the time.
@@ -44,11 +46,18 @@ app.command()(papers.preview)
 app.command()(issues.send)
 app.command()(issues.stats)
 app.command()(health.check)
+app.command()(init)
+WITHOUT_SETTINGS = {"init", "demo"}  # the demo uses its own; init writes them
 
 
 @app.callback()
-def _main() -> None:
+def _main(ctx: typer.Context) -> None:
     setup_logging("WARNING")  # the CLI shows its own summaries; logs only for trouble
+    if ctx.invoked_subcommand in WITHOUT_SETTINGS or ctx.resilient_parsing:
+        return
+    source = describe_source(settings_file())  # a missing $NEWSLETTER_ENV_FILE stops here
+    if err.is_terminal:  # a person watching: say where the settings came from (stdout stays clean)
+        err.print(f"[dim]Settings: {escape(source)}[/]", highlight=False)
 
 
 @app.command()
@@ -81,7 +90,9 @@ def db_upgrade(revision: str = "head") -> None:
 
     from newsletter.migrate import upgrade
 
-    url = get_settings().database_url
+    settings = get_settings()
+    url = settings.database_url
+    json_logger("alembic", settings.log_level)  # "Running upgrade …" as JSON lines on stderr
     try:
         upgrade(url, revision)
     except CommandError as exc:  # alembic's word for an unknown revision: the operator's mistake

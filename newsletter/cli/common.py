@@ -43,11 +43,13 @@ def operator_message(exc: Exception) -> str | None:
     message = str(exc) if isinstance(exc, OPERATOR_MISTAKES) else None
     if isinstance(exc, DBAPIError):
         message = database_problem(exc)
-    return message and " ".join(message.split())
+    # One line per problem (a ConfigError names each bad setting on a line of its own).
+    return message and "\n".join(" ".join(line.split()) for line in message.splitlines() if line.strip())
 
 
 class OneLineErrors(TyperGroup):
-    """The one error handler of every command: a mistake becomes one line on stderr and exit 1."""
+    """The one error handler of every command: a mistake becomes one line on stderr (one per bad
+    setting) and exit 1."""
 
     def invoke(self, ctx: Any) -> Any:  # a click Context (Typer may vendor its own click)
         try:
@@ -56,7 +58,8 @@ class OneLineErrors(TyperGroup):
             message = operator_message(exc)
             if not message:
                 raise
-            err.print(f"[bold red]Error:[/] {escape(message)}")
+            for line in message.splitlines():
+                err.print(f"[bold red]Error:[/] {escape(line)}")
             raise typer.Exit(1) from exc
 
 

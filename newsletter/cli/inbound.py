@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import typer
 
 from newsletter.cli.common import console
-from newsletter.config import get_settings
-from newsletter.logs import setup_logging
+from newsletter.config import get_settings, settings_file
+from newsletter.errors import OperatorError
+from newsletter.logs import event, setup_process_logging
+
+log = logging.getLogger("newsletter.bounces")
 
 inbound_app = typer.Typer(
     help="The inbound mail endpoint (bounces, complaints, unsubscribes).", no_args_is_help=True
@@ -29,8 +34,14 @@ def serve(
     from newsletter.bounces.inbound import serve as run_inbound
 
     settings = get_settings()
-    setup_logging(settings.log_level)
-    console.print(
-        f"Taking mail for [bold]{settings.verp_domain}[/] on {host}:{port} ({'LMTP' if lmtp else 'SMTP'})."
-    )
-    run_inbound(settings, host, port, lmtp)
+    setup_process_logging(settings.log_level)  # every line JSON, aiosmtpd's too
+    event(log, "config_loaded", path=str(settings_file() or ""), mode=settings.mode)
+    protocol = "LMTP" if lmtp else "SMTP"
+    if settings.mode == "production":
+        event(log, "inbound.listening", domain=settings.verp_domain, host=host, port=port, protocol=protocol)
+    else:
+        console.print(f"Taking mail for [bold]{settings.verp_domain}[/] on {host}:{port} ({protocol}).")
+    try:
+        run_inbound(settings, host, port, lmtp)
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        raise OperatorError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc

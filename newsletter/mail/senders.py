@@ -189,10 +189,8 @@ class OutboxSender:
         self.folder = Path(settings.outbox_dir)
         self.folder.mkdir(parents=True, exist_ok=True)
 
-    def send(self, to: str, message: bytes, mail_from: str | None = None) -> None:
-        # The envelope sender, as the receiving MTA would record it.
-        if mail_from:
-            message = f"Return-Path: <{mail_from}>\r\n".encode() + message
+    def send(self, to: str, message: bytes, mail_from: str | None = None) -> None:  # noqa: ARG002
+        # A file has no envelope: the message is written as it would go out, without the sender.
         slug = re.sub(r"[^a-zA-Z0-9]+", "_", to)[:60]
         name = f"{time.time_ns()}-{os.getpid()}-{slug}.eml"
         tmp = self.folder / f".{name}.tmp"

@@ -50,6 +50,7 @@ def transactional_message(
         "interests": sub.interests,
         "confirm_hours": settings.confirm_token_hours,
         "next_digest": next_digest_text(settings, sub),
+        "postal_address": settings.postal_address,
     }
     headers = {"Auto-Submitted": "auto-generated"}
     if kind == "confirm":

@@ -12,8 +12,8 @@ import os
 
 import uvicorn
 
-from newsletter.config import DEV_SECRET, ConfigError, Settings
-from newsletter.logs import event, setup_logging
+from newsletter.config import DEV_SECRET, ConfigError, Settings, settings_file
+from newsletter.logs import event, setup_process_logging, uvicorn_log_config
 from newsletter.web.auth import check_secrets
 
 log = logging.getLogger("newsletter.web")
@@ -43,11 +43,13 @@ def refuse_dev_secret_on_network(settings: Settings, host: str, published_on_loo
 def serve(
     settings: Settings, host: str, port: int, workers: int, published_on_loopback: bool = False
 ) -> None:
-    """Run the web app under uvicorn, logging at NEWSLETTER_LOG_LEVEL: the app's events and one
-    redacted line per request (uvicorn's own access log, which writes link tokens, is off)."""
+    """Run the web app under uvicorn, logging at NEWSLETTER_LOG_LEVEL, every line JSON: the
+    app's events, one redacted line per request (uvicorn's own access log, which writes link
+    tokens, is off) and uvicorn's own lines."""
     refuse_dev_secret_on_network(settings, host, published_on_loopback)
     check_secrets(settings)
-    setup_logging(settings.log_level)
+    setup_process_logging(settings.log_level)
+    event(log, "config_loaded", path=str(settings_file() or ""), mode=settings.mode)
     if os.environ.get("FORWARDED_ALLOW_IPS", "").strip() == "*":
         event(log, "serve.forwarded_allow_ips_any", logging.WARNING, hint="list the proxy's address instead")
     uvicorn.run(
@@ -59,4 +61,5 @@ def serve(
         proxy_headers=True,
         access_log=False,
         log_level=settings.log_level.lower(),
+        log_config=uvicorn_log_config(settings.log_level),
     )
