@@ -51,6 +51,8 @@ class SubscriberChange(BaseModel):
     interests: str | None = Field(default=None, max_length=2000)
     frequency: Frequency | None = None
     max_papers: int | None = Field(default=None, ge=1, le=50)
+    weekday: int | None = Field(default=None, ge=0, le=6, description="0 = Monday")
+    timezone: str | None = Field(default=None, max_length=64, description="An IANA name.")
 
 
 class IssueSummary(BaseModel):
@@ -125,7 +127,12 @@ def change_subscriber(settings: Settings, email: str, change: SubscriberChange) 
             raise NotFound(f"no subscriber with address {email}")
         if sub.status not in (SubscriberStatus.pending, SubscriberStatus.confirmed):
             raise OperatorError(f"{sub.email} is {sub.status.value}; only their own signup changes that")
-        values: dict[str, Any] = change.model_dump(exclude_none=True)
+        values: dict[str, Any] = change.model_dump(exclude_none=True, exclude={"weekday", "timezone"})
+        if change.weekday is not None or change.timezone is not None:  # the slot is set as a pair
+            values["schedule"] = (
+                sub.weekday if change.weekday is None else change.weekday,
+                sub.timezone if change.timezone is None else change.timezone,
+            )
         subs.apply_preferences(sub, **values)
         subs.record_consent(session, sub, "preferences_changed", OPERATOR)
         return SubscriberPublic.model_validate(sub)

@@ -111,8 +111,13 @@ def test_subscribers_list_search_page_change_and_erase(api):
         "weekly",
     )
     assert api.patch(f"/api/admin/subscribers/{ada}", json={"max_papers": 99}).status_code == 422
+    slot = ok(api.patch(f"/api/admin/subscribers/{ada}", json={"weekday": 4, "timezone": "Asia/Tokyo"}))
+    assert (slot["weekday"], slot["timezone"], slot["max_papers"]) == (4, "Asia/Tokyo", 3)
+    assert ok(api.patch(f"/api/admin/subscribers/{ada}", json={"weekday": 2}))["timezone"] == "Asia/Tokyo"
+    bad_zone = api.patch(f"/api/admin/subscribers/{ada}", json={"timezone": "Mars/Olympus"})
+    assert bad_zone.status_code == 422 and "time zone" in bad_zone.json()["detail"]
     history = ok(api.get(f"/api/admin/subscribers/{ada}"))
-    assert [c["event"] for c in history["consent"]] == ["imported", "preferences_changed"]
+    assert [c["event"] for c in history["consent"]] == ["imported"] + ["preferences_changed"] * 3
     assert history["digests"] == [] and history["votes"] == []
 
     assert ok(api.post(f"/api/admin/subscribers/{ada}/unsubscribe"))["status"] == "unsubscribed"

@@ -83,6 +83,9 @@ def test_new_addresses_get_the_double_opt_in_and_bad_rows_are_reported_by_line(c
     assert all(s.status is SubscriberStatus.pending for s in subs.values())
     assert subs["fred@example.org"].interests == "robots" and subs["fred@example.org"].max_papers == 3
     assert subs["gus@example.org"].max_papers == get_settings().default_max_papers
+    assert (subs["Ada@example.org"].weekday, subs["Ada@example.org"].timezone) == (0, "Europe/Berlin")
+    assert (subs["fred@example.org"].weekday, subs["fred@example.org"].timezone) == (6, "Asia/Tokyo")
+    assert (subs["gus@example.org"].weekday, subs["gus@example.org"].timezone) == (None, None)  # the list's
     # No broker here: the sweep queued after commit sent each confirmation through the outbox.
     assert sent_to() == ["Ada_example_org.eml", "fred_example_org.eml", "gus_example_org.eml"]
     with session_scope(get_settings().database_url) as session:

@@ -75,13 +75,17 @@ def subscribers_update(
     interests: str | None = typer.Option(None, help="New interests (free text)."),
     frequency: Frequency | None = typer.Option(None, help="weekly | daily"),
     max_papers: int | None = typer.Option(None, min=1, max=50, help="Papers per digest."),
+    weekday: int | None = typer.Option(None, min=0, max=6, help="Their weekly day, 0 = Monday."),
+    timezone: str | None = typer.Option(None, help="Their IANA time zone, e.g. Europe/Berlin."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Change a pending or confirmed reader's preferences (recorded in their consent log).
 
     Example: newsletter subscribers update ada@example.org --max-papers 5
     """
-    change = SubscriberChange(interests=interests, frequency=frequency, max_papers=max_papers)
+    change = SubscriberChange(
+        interests=interests, frequency=frequency, max_papers=max_papers, weekday=weekday, timezone=timezone
+    )
     sub = operations.change_subscriber(get_settings(), email, change)
     if as_json:
         return emit_json(sub)
@@ -159,8 +163,6 @@ def print_import_report(report: ImportReport) -> None:
         console.print(
             f"line {problem.line} ({escape(problem.email or '-')}) skipped: {escape(problem.reason)}"
         )
-    for note in report.notes:
-        console.print(f"Note: {escape(note)}")
     verb = "Would import" if report.dry_run else "Imported"
     console.print(
         f"{verb} {report.file}: {report.rows} row(s); created {report.created}, "

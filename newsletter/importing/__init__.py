@@ -20,7 +20,7 @@ from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.importing import write
 from newsletter.importing.plan import Action, ImportPlan, plan_import
-from newsletter.importing.rows import COLUMNS, ImportRow, RowProblem, parse_csv
+from newsletter.importing.rows import COLUMNS, RowProblem, parse_csv
 from newsletter.mail.transactional import sweep_journey_emails
 from newsletter.models import SubscriberStatus, utcnow
 from newsletter.subscriptions import CONSENT_WORDING
@@ -45,7 +45,6 @@ class ImportReport(BaseModel):
     emails_queued: int  # confirmation emails written to the outbox
     skipped: list[RowProblem]  # good rows left alone on purpose (unsubscribed, bounced, erased)
     errors: list[RowProblem]  # bad rows: invalid address, line break, duplicate, bad field
-    notes: list[str]
 
 
 def import_subscribers(
@@ -107,14 +106,6 @@ def _report(
     name: str, read: int, plan: ImportPlan, dry_run: bool, confirmed: bool, errors: list[RowProblem]
 ) -> ImportReport:
     todo = plan.todo
-    notes = []
-    if any(r.weekday is not None or r.timezone is not None for r in _all_rows(plan)):
-        missing = {"weekday", "timezone"} - write.schedule_columns()
-        if missing:
-            notes.append(
-                f"{' and '.join(sorted(missing))} were checked but not stored: this version has "
-                "no per-reader schedule yet"
-            )
     return ImportReport(
         file=name,
         dry_run=dry_run,
@@ -127,7 +118,6 @@ def _report(
         emails_queued=0 if confirmed else len(todo[Action.create]),
         skipped=sorted(plan.skipped, key=lambda p: p.line),
         errors=sorted(errors, key=lambda p: p.line),
-        notes=notes,
     )
 
 
@@ -144,10 +134,6 @@ def _with_outcome(
             "skipped": sorted(skipped, key=lambda p: p.line),
         }
     )
-
-
-def _all_rows(plan: ImportPlan) -> list[ImportRow]:
-    return [row for rows in plan.todo.values() for row, _ in rows]
 
 
 def _safe_name(filename: str) -> str:

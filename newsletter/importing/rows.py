@@ -6,17 +6,20 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from functools import cache
-from zoneinfo import available_timezones
 
 from pydantic import BaseModel
 
 from newsletter.errors import OperatorError
 from newsletter.models import Frequency
-from newsletter.validation import InvalidInput, clean_interests, normalise_email
+from newsletter.validation import (
+    InvalidInput,
+    clean_interests,
+    clean_timezone,
+    clean_weekday,
+    normalise_email,
+)
 
 COLUMNS = ("email", "interests", "frequency", "max_papers", "weekday", "timezone")
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 MAX_FIELD = 4000  # csv's own limit is 128 KB a field; no column needs more than this
 
 
@@ -59,11 +62,6 @@ class ParsedFile:
     rows: list[ImportRow]
     problems: list[RowProblem]
     read: int  # data rows in the file
-
-
-@cache
-def _zones() -> frozenset[str]:
-    return frozenset(available_timezones())
 
 
 def decode(data: bytes) -> str:
@@ -176,21 +174,16 @@ def _max_papers(value: str | None) -> int | None:
 
 
 def _weekday(value: str | None) -> int | None:
-    """A weekday by name (monday, Mon) or number (0 = Monday … 6 = Sunday)."""
-    if value is None:
-        return None
-    low = value.lower()
-    if low.isdigit() and int(low) < len(WEEKDAYS):
-        return int(low)
-    for number, name in enumerate(WEEKDAYS):
-        if len(low) >= 3 and name.startswith(low):
-            return number
-    raise InvalidInput(f"weekday {value!r} is not a day name (monday) or a number from 0 (Monday) to 6")
+    """A weekday by name (monday, Mon) or number (0 = Monday … 6 = Sunday), as the preferences
+    page takes it."""
+    try:
+        return clean_weekday(value)
+    except InvalidInput as exc:
+        raise InvalidInput(f"weekday {value!r}: {exc}") from exc
 
 
 def _timezone(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if value not in _zones():
-        raise InvalidInput(f"timezone {value!r} is not an IANA time zone name such as Europe/Berlin")
-    return value
+    try:
+        return clean_timezone(value)
+    except InvalidInput as exc:
+        raise InvalidInput(f"timezone {value!r}: {exc}") from exc

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -28,20 +27,6 @@ CONSENT = table_of(ConsentEvent)
 EMAILS = table_of(JourneyEmail)
 
 
-@cache
-def schedule_columns() -> frozenset[str]:
-    """Which of the per-reader schedule columns (weekday, timezone) the subscriber table has."""
-    return frozenset({"weekday", "timezone"} & set(SUBSCRIBERS.c.keys()))
-
-
-def _settable(row: ImportRow) -> dict[str, Any]:
-    """The row's non-empty preferences that the subscriber table can store."""
-    values = {"interests": row.interests, "frequency": row.frequency, "max_papers": row.max_papers}
-    if schedule_columns():
-        values |= {"weekday": row.weekday, "timezone": row.timezone}
-    return {name: value for name, value in values.items() if value is not None}
-
-
 def insert_new(
     conn: Connection, rows: list[ImportRow], *, confirmed: bool, max_papers: int, now: datetime
 ) -> dict[str, int]:
@@ -57,7 +42,7 @@ def insert_new(
             "interests": "",
             "frequency": Frequency.weekly,
             "max_papers": max_papers,
-            **_settable(row),
+            **row.preferences(),
             "status": status,
             "token_key": new_token_key(),
             "token_version": 0,
@@ -108,7 +93,7 @@ def update_known(
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for row, known in rows:
         if known is not None:
-            values = _settable(row)
+            values = row.preferences()
             groups[tuple(sorted(values))].append({"id": known.id, "status": known.status, **values})
     fixed: dict[str, Any] = {"updated_at": now}
     if confirm:
