@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from newsletter.errors import ConfigError
 from newsletter.passwords import hash_password, verify_password
 from newsletter.web.app import create_app
 from tests.conftest import ROOT, process_env
@@ -138,5 +139,5 @@ def test_hash_password_command_makes_a_hash_that_verifies():
 
 
 def test_a_hash_that_is_not_argon2id_is_refused_at_startup(configure):
-    with pytest.raises(ValueError, match="hash-password"):
+    with pytest.raises(ConfigError, match="NEWSLETTER_ADMIN_PASSWORD_HASH.*hash-password"):
         configure(NEWSLETTER_ADMIN_PASSWORD_HASH="plain-text-password")
