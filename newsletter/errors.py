@@ -9,10 +9,10 @@ class OperatorError(Exception):
     """A mistake the operator can fix; the message says what to do."""
 
 
-class NotFound(OperatorError):
-    """The subscriber or issue the operator named does not exist (the API answers 404)."""
-
-
 class ConfigError(RuntimeError):
     """The settings cannot work (for example a default secret in production). The message holds
     one line per problem, each naming its NEWSLETTER_* setting."""
+
+
+class NotFound(OperatorError):
+    """The subscriber or issue the operator named does not exist (the API answers 404)."""

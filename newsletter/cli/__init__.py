@@ -1,5 +1,5 @@
-"""The `newsletter` command: init, serve, db, papers, subscribers, preview, send, issues,
-deliveries, stats, check, inbound, admin, demo.
+"""The `newsletter` command: init, serve, db, papers, subscribers, preview, send, issues, deliveries,
+stats, check, inbound, admin, demo.
 
 Each group lives in its own module (`subscribers`, `papers`, `issues`); this one wires them to the
 one `app` and keeps the few commands that start something (serve, db upgrade, demo).
@@ -45,9 +45,9 @@ app.add_typer(inbound_app, name="inbound")
 app.command()(papers.preview)
 app.command()(issues.send)
 app.command()(issues.stats)
-app.command()(health.check)
 app.command()(init)
 WITHOUT_SETTINGS = {"init", "demo"}  # the demo uses its own; init writes them
+app.command()(health.check)
 
 
 @app.callback()
