@@ -423,7 +423,13 @@ class Workers:
     """`celery -A workers worker -P prefork --concurrency K` on its own queue."""
 
     def __init__(
-        self, env: dict[str, str], concurrency: int, queue: str, log_path: Path, app: str = "workers"
+        self,
+        env: dict[str, str],
+        concurrency: int,
+        queue: str,
+        log_path: Path,
+        app: str = "workers",
+        cwd: Path = ROOT,
     ) -> None:
         self.log_path = log_path
         self._log = open(log_path, "ab")
@@ -447,7 +453,7 @@ class Workers:
                 "--without-mingle",
                 "--without-heartbeat",
             ],
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

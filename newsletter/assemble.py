@@ -148,3 +148,66 @@ def text_template(base: Environment) -> Template:
     env = base.overlay(cache_size=10)
     env.filters = {**env.filters, "wordwrap": _wordwrap_once}
     return env.get_template("email/digest/body.txt")
+
+
+TEXT_CARD_SLOTS = frozenset({"why_line", "more_url", "less_url"})
+
+
+@dataclass(frozen=True)
+class TextIssueTemplate:
+    """The digest's plain text, rendered once per issue (abstracts wrapped once), cut into a
+    head, one fragment per paper (without its "N. " number), the section headings and a tail."""
+
+    head: Segments
+    cards: dict[int, Segments]
+    tail: Segments
+    why_indent: str
+    headings: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def cut(
+        cls, text_: str, marker: SlotMarker, paper_ids: list[int], headed: Mapping[str, str]
+    ) -> TextIssueTemplate:
+        """Cut a render of every paper in `paper_ids` order, with no headings and `marker(name)`
+        at each slot; `headed` is, by section name, a render of the first paper alone under
+        that heading. The pieces are found by position: after the view link, card k starts
+        with "\\nk. " and ends after its less-like-this link's line."""
+        why = re.search(rf"\n([ \t]*){re.escape(marker('why'))}\n", text_)
+        indent = why.group(1) if why else ""
+        text_ = text_.replace(f"\n{indent}{marker('why')}\n", f"\n{marker('why_line')}")
+        ends = [m.end() for m in re.finditer(re.escape(marker("less_url")) + "\n", text_)]
+        if len(ends) != len(paper_ids):
+            raise ValueError("the digest text template has an unexpected shape (one less_url per card)")
+        start = text_.find("\n1. ", text_.find(marker("view_url"))) if paper_ids else len(text_)
+        cards = {}
+        for k, (pid, begin, end) in enumerate(zip(paper_ids, [start, *ends], ends, strict=False), 1):
+            number = f"\n{k}. "
+            if not text_.startswith(number, begin):
+                raise ValueError(f"the digest text template has an unexpected shape at card {k}")
+            cards[pid] = Segments.cut(text_[begin + len(number) : end], marker, TEXT_CARD_SLOTS)
+        head = text_[:start]
+        headings = {name: page[len(head) : page.find("\n1. ", len(head))] for name, page in headed.items()}
+        return cls(
+            head=Segments.cut(head, marker, SHELL_SLOTS),
+            cards=cards,
+            tail=Segments.cut(text_[ends[-1] if ends else len(text_) :], marker, SHELL_SLOTS),
+            why_indent=indent,
+            headings=headings,
+        )
+
+    def assemble(
+        self,
+        cards: Iterable[tuple[int, Mapping[str, str]]],
+        values: Mapping[str, str],
+        headings: Mapping[int, str] = {},  # noqa: B006 (read only)
+    ) -> str:
+        """One reader's plain text, as `assemble` makes their HTML (values are not escaped)."""
+        parts = [self.head.fill(values)]
+        for i, (pid, card) in enumerate(cards):
+            if i in headings:
+                parts.append(self.headings[headings[i]])
+            why = card["why"]
+            line = f"{self.why_indent}{why}\n" if why else ""
+            parts += (f"\n{i + 1}. ", self.cards[pid].fill({**card, "why_line": line}))
+        parts.append(self.tail.fill(values))
+        return "".join(parts)

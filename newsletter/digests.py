@@ -24,7 +24,14 @@ from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from newsletter import links
-from newsletter.assemble import SHELL_SLOTS, IssueTemplate, new_marker, text_template
+from newsletter.assemble import (
+    SHELL_SLOTS,
+    IssueTemplate,
+    SlotMarker,
+    TextIssueTemplate,
+    new_marker,
+    text_template,
+)
 from newsletter.cards import PaperView, issue_papers, paper_snapshot, paper_text, paper_view
 from newsletter.config import Settings
 from newsletter.db import insert_ignore, session_scope
@@ -212,9 +219,15 @@ def full_context(
 # ---- render once per issue, assemble per reader (newsletter.assemble) ----------------------
 
 
-def issue_template(settings: Settings, issue: Issue, views: dict[int, PaperView]) -> IssueTemplate:
+def issue_marker(views: dict[int, PaperView]) -> SlotMarker:
+    """The issue's slot marker, for its HTML and its text: a nonce no paper contains."""
+    return new_marker(repr(view) for view in views.values())  # repr keeps a run of hex as it is
+
+
+def issue_template(
+    settings: Settings, issue: Issue, views: dict[int, PaperView], marker: SlotMarker
+) -> IssueTemplate:
     """The digest rendered and inlined once with every paper, cut at the per-reader slots."""
-    marker = new_marker(repr(view) for view in views.values())  # repr keeps a run of hex as it is
     why, more, less = marker("why"), marker("more_url"), marker("less_url")
     items = [DigestItem(paper=v, why=why, more_url=more, less_url=less) for v in views.values()]
     context = {
@@ -234,6 +247,26 @@ def issue_template(settings: Settings, issue: Issue, views: dict[int, PaperView]
     )
 
 
+def issue_text_template(
+    settings: Settings, issue: Issue, views: dict[int, PaperView], marker: SlotMarker
+) -> TextIssueTemplate:
+    """The digest's plain text rendered once with every paper, cut at the per-reader slots."""
+    why, more, less = marker("why"), marker("more_url"), marker("less_url")
+    items = [DigestItem(paper=v, why=why, more_url=more, less_url=less) for v in views.values()]
+    context = {
+        "issue_title": issue_title(issue, settings.brand_name),
+        "items": items,
+        "sections": {},
+        "section_titles": SECTION_TITLES,
+        "archive_url": links.archive_url(settings),
+        "postal_address": settings.postal_address,
+        **{name: marker(name) for name in SHELL_SLOTS},
+    }
+    render = text_template(text_env(settings)).render
+    headed = {name: render({**context, "items": items[:1], "sections": {0: name}}) for name in SECTION_TITLES}
+    return TextIssueTemplate.cut(render(context), marker, list(views), headed if items else {})
+
+
 class DigestRenderer:
     """Everything about one issue that does not depend on the reader, computed once."""
 
@@ -247,6 +280,7 @@ class DigestRenderer:
         self.views = {saved_id(p): paper_view(p) for p in papers}
         self.index: PaperIndex = build_index([paper_text(p) for p in papers], now or issue.created_at)
         self._ranked: OrderedDict[tuple, tuple[RankedItem, ...]] = OrderedDict()
+        self._subjects: dict[int | None, str] = {}  # by first paper: at most one per paper
 
     @classmethod
     def load(cls, session: Session, settings: Settings, issue: Issue) -> DigestRenderer:
@@ -256,7 +290,16 @@ class DigestRenderer:
     @cached_property
     def template(self) -> IssueTemplate:
         """The inlined HTML (premailer), built on first use: votes need only the index."""
-        return issue_template(self.settings, self.issue, self.views)
+        return issue_template(self.settings, self.issue, self.views, self.marker)
+
+    @cached_property
+    def text(self) -> TextIssueTemplate:
+        """The plain text, rendered once (abstracts wrapped once) and cut like the HTML."""
+        return issue_text_template(self.settings, self.issue, self.views, self.marker)
+
+    @cached_property
+    def marker(self) -> SlotMarker:
+        return issue_marker(self.views)
 
     def rank(self, sub: Subscriber, exclude: Collection[int] = frozenset()) -> list[RankedItem]:
         """The reader's papers, best first. Ranking is a pure function of the interests, the
@@ -312,14 +355,20 @@ class DigestRenderer:
         """Subject, plain text and inlined HTML for one reader (no CSS inlining here)."""
         rl = reader_links(self.settings, sub, saved_id(self.issue))
         context = full_context(self.settings, self.issue, sub, items, rl)
-        html = self.template.assemble(
-            [(i.paper.id, {"why": i.why, "more_url": i.more_url, "less_url": i.less_url}) for i in items],
-            {name: context[name] for name in SHELL_SLOTS},
-            context["sections"],
-        )
-        body = text_template(text_env(self.settings)).render(context)
-        subject = render_subject(self.settings, "digest", context)
-        return RenderedEmail(subject=subject, text=body.strip() + "\n", html=html)
+        cards = [(i.paper.id, {"why": i.why, "more_url": i.more_url, "less_url": i.less_url}) for i in items]
+        values = {name: context[name] for name in SHELL_SLOTS}
+        html = self.template.assemble(cards, values, context["sections"])
+        body = self.text.assemble(cards, values, context["sections"])
+        return RenderedEmail(subject=self.subject(items), text=body.strip() + "\n", html=html)
+
+    def subject(self, items: list[DigestItem]) -> str:
+        """The subject names the issue and the first card alone, so it is rendered once per first
+        paper, from those two only (a template that wants more fails: StrictUndefined)."""
+        first = items[0].paper.id if items else None
+        if first not in self._subjects:
+            context = {"issue_title": issue_title(self.issue, self.settings.brand_name), "items": items[:1]}
+            self._subjects[first] = render_subject(self.settings, "digest", context)
+        return self._subjects[first]
 
 
 # ---- one renderer per issue per process -----------------------------------------------------

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
@@ -24,8 +25,8 @@ from newsletter.config import Settings
 from newsletter.db import get_engine
 from newsletter.logs import event
 from newsletter.mail.compose import finish_message, list_headers
+from newsletter.mail.journey_html import render_journey_email
 from newsletter.mail.message import Envelope, new_message_id
-from newsletter.mail.render import render_email
 from newsletter.mail.senders import PermanentSendError, Sender, TransientSendError, open_sender
 from newsletter.models import DeliveryState, Subscriber, SubscriberStatus, table_of, utcnow
 from newsletter.schedule import next_digest_text
@@ -41,10 +42,9 @@ REQUIRED_STATE = {
 MAX_RETRY_GAP = timedelta(hours=1)  # the sweep's backoff between tries of one email, at most
 
 
-def transactional_message(
-    settings: Settings, kind: str, sub: Subscriber, message_id: str | None = None
-) -> bytes:
-    context = {
+def journey_context(settings: Settings, kind: str, sub: Subscriber) -> dict[str, Any]:
+    """The template context of one journey email (its links signed now)."""
+    context: dict[str, Any] = {
         "email": sub.email,
         "base_url": settings.base_url.rstrip("/"),
         "interests": sub.interests,
@@ -52,14 +52,22 @@ def transactional_message(
         "next_digest": next_digest_text(settings, sub),
         "postal_address": settings.postal_address,
     }
-    headers = {"Auto-Submitted": "auto-generated"}
     if kind == "confirm":
         context["confirm_url"] = links.confirm_url(settings, sub)
     else:
         context["preferences_url"] = links.preferences_url(settings, sub)
         context["unsubscribe_url"] = links.unsubscribe_url(settings, sub)
+    return context
+
+
+def transactional_message(
+    settings: Settings, kind: str, sub: Subscriber, message_id: str | None = None
+) -> bytes:
+    context = journey_context(settings, kind, sub)
+    headers = {"Auto-Submitted": "auto-generated"}
+    if kind != "confirm":
         headers.update(list_headers(settings, sub))
-    rendered = render_email(settings, kind, context)
+    rendered = render_journey_email(settings, kind, context)  # premailer once per process, not per email
     env = Envelope(
         mail_from=settings.mail_from,
         to=sub.email,
