@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     signup_pow_difficulty: int = Field(default=0, ge=0, le=10_000_000)  # proof-of-work size; 0 = off
     thumbnail_hosts: Annotated[list[str], NoDecode] = ["cdn-thumbnails.huggingface.co"]  # view page img-src
     webhook_rate_per_ip: int = Field(default=600, ge=1)  # bounce webhook calls per IP per minute
+    # The admin pages (/admin): an argon2 hash from `newsletter admin hash-password`; the admin
+    # tokens log in too. Sessions last admin_session_hours; logins per IP per minute are limited.
+    admin_password_hash: str | None = None
+    admin_session_hours: int = Field(default=8, ge=1, le=24 * 30)
+    admin_login_rate_per_ip: int = Field(default=5, ge=1)
 
     # Mail providers' event webhooks (README "Bounces from a mail provider"): each endpoint
     # answers 404 until its settings are set.
@@ -197,6 +202,13 @@ class Settings(BaseSettings):
     # An issue pauses after this many messages in a row refused for a reason that is not about
     # the reader (a 5xx at MAIL FROM or DATA, policy, size), like listmonk's max_send_errors.
     max_send_errors: int = Field(default=10, ge=1)
+
+    @field_validator("admin_password_hash")
+    @classmethod
+    def _argon2_hash(cls, value: str | None) -> str | None:
+        if value and not value.startswith("$argon2id$"):
+            raise ValueError("must be an Argon2id hash: make one with `newsletter admin hash-password`")
+        return value or None
 
     @field_validator("timezone")
     @classmethod

@@ -104,12 +104,42 @@ def marked_copy(relative: str, text: str) -> str:
     if relative.endswith(".xml"):
         first, rest = text.split("\n", 1)
         return f"{first}\n<!-- {tag} -->\n{rest}"
+    if "{% extends" in text and "{% block header %}" in text:  # a base for pages (admin/base.html)
+        at = text.index("{% block header %}") + len("{% block header %}")
+        return f"{text[:at]}\n{tag}\n{text[at:]}"
     if "{% extends" in text:
         at = text.index("{% block content %}") + len("{% block content %}")
         return f"{text[:at]}\n{tag}\n{text[at:]}"
     if "<body>" in text:  # before the doctype, premailer would drop it
         return text.replace("<body>", f"<body>\n<!-- {tag} -->", 1)
     return f"<!-- {tag} -->\n{text}" if relative.endswith(".html") else f"{tag}\n{text}"
+
+
+ADMIN_TOKEN = "admin-token-0123456789abcdef"
+
+
+def admin_pages(client: TestClient, reader_id: int | None, issue_id: int | None) -> list[str]:
+    """Every admin page, logged in with the admin token."""
+    import re
+
+    login = client.get("/admin/login").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', login).group(1)
+    client.post("/admin/login", data={"secret": ADMIN_TOKEN, "csrf": csrf}, follow_redirects=False)
+    pages = [login]
+    for url in (
+        "/admin",
+        "/admin/subscribers",
+        f"/admin/subscribers/{reader_id}",
+        f"/admin/subscribers/{reader_id}/erase",
+        "/admin/issues",
+        f"/admin/issues/{issue_id}",
+        "/admin/preview?interests=robots",
+        "/admin/import",
+    ):
+        answer = client.get(url)
+        assert answer.status_code == 200, (url, answer.status_code)
+        pages.append(answer.text)
+    return pages
 
 
 def packaged_templates() -> list[str]:
@@ -131,6 +161,7 @@ def test_every_packaged_template_can_be_overridden_from_the_templates_dir(config
         NEWSLETTER_DATABASE_URL=sqlite_url,
         NEWSLETTER_TEMPLATES_DIR=str(override),
         NEWSLETTER_SIGNUP_POW_DIFFICULTY="10",  # so the signup form carries its proof-of-work script
+        NEWSLETTER_ADMIN_TOKENS=ADMIN_TOKEN,  # so the admin pages can be walked
     )
     admin.ingest(settings, path=sample_feed_path())
     pending = add_reader("pending@example.org", SubscriberStatus.pending)
@@ -169,6 +200,7 @@ def test_every_packaged_template_can_be_overridden_from_the_templates_dir(config
         confirmed = client.post(path(links.confirm_url(settings, pending)))
         assert confirmed.status_code == 200
         outputs.append(confirmed.text)
+        outputs += admin_pages(client, reader.id, issue_id)
 
     everything = "\n".join(outputs)
     missing = [relative for relative in packaged_templates() if marker(relative) not in everything]

@@ -45,6 +45,7 @@ from tests.faultkit import FaultySMTP, PrivateRedis, SMTPServer
 
 HOOK = "hook-secret-0123456789"
 METRICS = "metrics-token-0123456789"
+ADMIN = "admin-token-0123456789abcdef"
 BASE = "https://news.example.org"
 TOKEN_TITLES = {
     400: "This link is not valid",
@@ -128,7 +129,8 @@ def app_settings(configure, pg_url):
         NEWSLETTER_DATABASE_URL=pg_url,
         NEWSLETTER_WEBHOOK_SECRET=HOOK,
         NEWSLETTER_METRICS_TOKEN=METRICS,
-        NEWSLETTER_ADMIN_TOKENS=HOOK,  # the fuzzer's one bearer token reaches the admin API too
+        # HOOK: the fuzzer's one bearer token reaches the admin API too; ADMIN logs in to the pages
+        NEWSLETTER_ADMIN_TOKENS=f"{HOOK},{ADMIN}",
         NEWSLETTER_SIGNUP_RATE_PER_IP="100000",
     )
 
@@ -771,6 +773,17 @@ def every_get_url(s, w) -> dict[str, str]:
         "/api/openapi.json": "/api/openapi.json",
         "/api/docs": "/api/docs",
         "/docs/oauth2-redirect": "/docs/oauth2-redirect",
+        # The admin pages, walked logged in (`admin_login`).
+        "/admin": "/admin",
+        "/admin/login": "/admin/login",
+        "/admin/subscribers": "/admin/subscribers?q=ada",
+        "/admin/subscribers/{subscriber_id}": f"/admin/subscribers/{w.a}",
+        "/admin/subscribers/{subscriber_id}/erase": f"/admin/subscribers/{w.a}/erase",
+        "/admin/issues": "/admin/issues",
+        "/admin/issues/{issue_id}": f"/admin/issues/{issue_id}",
+        "/admin/preview": "/admin/preview?interests=robots&email=ada@example.org",
+        "/admin/preview/digest": "/admin/preview/digest?interests=robots",
+        "/admin/import": "/admin/import",
         **{
             f"/api/admin{path}": f"/api/admin{path}".format(subscriber_id=w.a, issue_id=issue_id)
             for path in (
@@ -789,6 +802,16 @@ def every_get_url(s, w) -> dict[str, str]:
     }
 
 
+def admin_login(client) -> None:
+    """Open an admin session on `client` (a POST that sets a cookie and changes no row)."""
+    import re
+
+    form = client.get("/admin/login").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+    answer = client.post("/admin/login", data={"secret": ADMIN, "csrf": csrf}, follow_redirects=False)
+    assert answer.status_code == 303 and "newsletter_admin" in client.cookies
+
+
 def credentials_for(path: str) -> dict[str, str] | None:
     """The bearer token a GET of `path` needs: the metrics token, an admin token, or none."""
     if path == "/metrics":
@@ -800,6 +823,7 @@ def test_no_get_or_head_changes_anything(client, app_settings, reader_world):
     """Every GET route of the app, with real, valid tokens (what a link scanner or a prefetch
     does): the database is identical afterwards and no email was sent."""
     s = app_settings
+    admin_login(client)
     urls = every_get_url(s, reader_world)
     get_routes = {r.path for r in app_routes(client.app) if "GET" in getattr(r, "methods", ())}
     assert get_routes == set(urls), get_routes ^ set(urls)  # a new GET route must be walked
@@ -828,6 +852,7 @@ def test_every_answer_carries_the_security_headers_and_every_page_a_policy(
     from newsletter.web import create_app
     from newsletter.web.headers import inline_hash
 
+    admin_login(client)
     answers = {
         path: client.get(url, headers=credentials_for(path))
         for path, url in every_get_url(app_settings, reader_world).items()
@@ -856,10 +881,21 @@ def test_every_answer_carries_the_security_headers_and_every_page_a_policy(
     assert answers["413 chunked"].status_code == answers["413 by length"].status_code == 413
 
     page_styles = f"style-src {inline_hash(app_settings, 'page.css')}"
+    admin_styles = (
+        f"style-src {inline_hash(app_settings, 'page.css')} {inline_hash(app_settings, 'admin/admin.css')}"
+    )
     for name, r in answers.items():
         h = r.headers
         assert h["x-content-type-options"] == "nosniff" and h["referrer-policy"] == "same-origin", name
-        assert h["x-frame-options"] == "DENY" and h["cache-control"] == "no-store", name
+        assert h["cache-control"] == "no-store", name
+        if name == "/admin/preview/digest":  # the digest in the preview's frame: this site only
+            assert h["x-frame-options"] == "SAMEORIGIN", name
+            policy = [d.strip() for d in h["content-security-policy"].split(";")]
+            assert {"default-src 'none'", "frame-ancestors 'self'", "sandbox", "form-action 'none'"} <= set(
+                policy
+            )
+            continue
+        assert h["x-frame-options"] == "DENY", name
         assert h["strict-transport-security"].startswith("max-age="), name
         if name in ("/api/docs", "/docs/oauth2-redirect"):  # development only: Swagger UI's CDN
             continue
@@ -869,6 +905,10 @@ def test_every_answer_carries_the_security_headers_and_every_page_a_policy(
         if name == "/issues/{issue_id}/view/{token}":
             assert "img-src https://cdn-thumbnails.huggingface.co" in policy
             assert "style-src 'unsafe-inline'" in policy and "form-action 'none'" in policy
+        elif name.startswith("/admin"):  # no script at all; frames from this site (the preview)
+            assert admin_styles in policy and "frame-src 'self'" in policy, name
+            assert "script" not in h["content-security-policy"], name
+            assert "form-action 'self' https://news.example.org" in policy, name
         elif h["content-type"].startswith("text/html"):
             assert page_styles in policy, name
             assert "form-action 'self' https://news.example.org" in policy, name

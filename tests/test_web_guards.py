@@ -340,6 +340,19 @@ def test_links_and_secrets_are_checked_before_any_body_is_read(settings):
         "/api/admin/test-send",
     ):
         cases[admin_post] = (not_admin, 401)
+    # The admin pages: without a session, off to the login page (the login form itself: without
+    # the login page's cookie, 403); the form is never read.
+    cases["/admin/login"] = ({}, 403)
+    for page_post in (
+        "/admin/logout",
+        "/admin/subscribers/{subscriber_id}/unsubscribe",
+        "/admin/subscribers/{subscriber_id}/erase",
+        "/admin/issues/{issue_id}/pause",
+        "/admin/issues/{issue_id}/resume",
+        "/admin/preview/test",
+        "/admin/import",
+    ):
+        cases[page_post] = ({}, 303)
     posts = {r.path for r in app_routes(app) if "POST" in getattr(r, "methods", ())}
     assert posts == {c.split(" ")[0] for c in cases}, posts  # a new POST route must be listed here
 

@@ -1,5 +1,5 @@
 """The `newsletter` command: init, serve, db, papers, subscribers, preview, send, issues, deliveries,
-stats, check, inbound, demo.
+stats, check, inbound, admin, demo.
 
 Each group lives in its own module (`subscribers`, `papers`, `issues`); this one wires them to the
 one `app` and keeps the few commands that start something (serve, db upgrade, demo).
@@ -14,6 +14,7 @@ from rich.markup import escape
 from sqlalchemy.engine import make_url
 
 from newsletter.cli import health, issues, papers
+from newsletter.cli.access import admin_app
 from newsletter.cli.common import OneLineErrors, console, err
 from newsletter.cli.deliveries import deliveries_app
 from newsletter.cli.inbound import inbound_app
@@ -38,6 +39,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(subs_app, name="subscribers")
 app.add_typer(papers.papers_app, name="papers")
 app.add_typer(issues.issues_app, name="issues")
+app.add_typer(admin_app, name="admin")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(inbound_app, name="inbound")
 app.command()(papers.preview)

@@ -15,7 +15,7 @@ from newsletter.config import Settings, get_settings
 from newsletter.logs import setup_logging
 from newsletter.ratelimit import make_limiter
 from newsletter.tokens import TokenError
-from newsletter.web import admin_api, pages, preferences, provider_hooks, routes
+from newsletter.web import admin_api, admin_pages, pages, preferences, provider_hooks, routes
 from newsletter.web.auth import check_secrets
 from newsletter.web.middleware import BodyLimit, JobsAfterResponse, RequestLog, SecurityHeaders
 from newsletter.web.responses import error_response, token_error
@@ -82,4 +82,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (routes, preferences, pages, provider_hooks):
         app.include_router(module.router)
     admin_api.install(app)
+    admin_pages.install(app)
     return app

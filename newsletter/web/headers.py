@@ -88,3 +88,21 @@ def view_policy(settings: Settings) -> str:
         f"default-src 'none'; style-src 'unsafe-inline'; img-src {images}; "
         "form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
     )
+
+
+def admin_policy(settings: Settings) -> str:
+    """The admin pages: their two stylesheets by hash, no script at all, the logo's origin for
+    images (NEWSLETTER_LOGO_URL), and frames from this site only (the preview's digest,
+    `framed_view_policy`)."""
+    styles = f"{inline_hash(settings, 'page.css')} {inline_hash(settings, 'admin/admin.css')}"
+    logo = f"img-src {origin_of(settings.logo_url)}; " if settings.logo_url else ""
+    return (
+        f"default-src 'none'; style-src {styles}; {logo}frame-src 'self'; "
+        f"form-action 'self' {origin_of(settings.base_url)}; frame-ancestors 'none'; base-uri 'none'"
+    )
+
+
+def framed_view_policy(settings: Settings) -> str:
+    """The digest inside the admin preview: `view_policy`, framed by this site only, and
+    sandboxed (no script, no form, its own opaque origin) whatever the papers hold."""
+    return view_policy(settings).replace("frame-ancestors 'none'", "frame-ancestors 'self'") + "; sandbox"

@@ -27,7 +27,7 @@ log = logging.getLogger("newsletter.web")
 
 MAX_BODY = 64 * 1024
 # Paths that take a file: the cap for each (a 100,000-row CSV is about 10 MB).
-LARGE_BODIES = {"/api/admin/subscribers/import": 32 * 2**20}
+LARGE_BODIES = {"/admin/import": 32 * 2**20, "/api/admin/subscribers/import": 32 * 2**20}
 TOO_LARGE = "That request is larger than this service accepts."
 # Outside production only: Swagger UI loads its script and styles from a CDN.
 DOCS_PATHS = ("/api/docs", "/docs/oauth2-redirect")
