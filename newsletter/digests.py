@@ -224,23 +224,30 @@ def issue_marker(views: dict[int, PaperView]) -> SlotMarker:
     return new_marker(repr(view) for view in views.values())  # repr keeps a run of hex as it is
 
 
+def marked_context(
+    settings: Settings, issue: Issue, views: dict[int, PaperView], marker: SlotMarker
+) -> dict[str, Any]:
+    """The context of the once-per-issue renders: every paper, `marker(name)` at each slot."""
+    why, more, less = marker("why"), marker("more_url"), marker("less_url")
+    return {
+        "issue_title": issue_title(issue, settings.brand_name),
+        "items": [DigestItem(paper=v, why=why, more_url=more, less_url=less) for v in views.values()],
+        "sections": {},
+        "section_titles": SECTION_TITLES,
+        "archive_url": links.archive_url(settings),
+        "postal_address": settings.postal_address,
+        **{name: marker(name) for name in SHELL_SLOTS},
+    }
+
+
 def issue_template(
     settings: Settings, issue: Issue, views: dict[int, PaperView], marker: SlotMarker
 ) -> IssueTemplate:
     """The digest rendered and inlined once with every paper, cut at the per-reader slots."""
-    why, more, less = marker("why"), marker("more_url"), marker("less_url")
-    items = [DigestItem(paper=v, why=why, more_url=more, less_url=less) for v in views.values()]
-    context = {
-        "issue_title": issue_title(issue, settings.brand_name),
-        "items": items,
-        "sections": {},
-        "section_titles": SECTION_TITLES,
+    context = marked_context(settings, issue, views, marker) | {
         "section_marker": marker("section"),
         "card_marker": marker("card"),
         "base_url": settings.base_url.rstrip("/"),
-        "archive_url": links.archive_url(settings),
-        "postal_address": settings.postal_address,
-        **{name: marker(name) for name in SHELL_SLOTS},
     }
     return IssueTemplate.cut(
         inline_css(html_env(settings).get_template("email/digest/body.html").render(context)), marker
@@ -251,17 +258,8 @@ def issue_text_template(
     settings: Settings, issue: Issue, views: dict[int, PaperView], marker: SlotMarker
 ) -> TextIssueTemplate:
     """The digest's plain text rendered once with every paper, cut at the per-reader slots."""
-    why, more, less = marker("why"), marker("more_url"), marker("less_url")
-    items = [DigestItem(paper=v, why=why, more_url=more, less_url=less) for v in views.values()]
-    context = {
-        "issue_title": issue_title(issue, settings.brand_name),
-        "items": items,
-        "sections": {},
-        "section_titles": SECTION_TITLES,
-        "archive_url": links.archive_url(settings),
-        "postal_address": settings.postal_address,
-        **{name: marker(name) for name in SHELL_SLOTS},
-    }
+    context = marked_context(settings, issue, views, marker)
+    items = context["items"]
     render = text_template(text_env(settings)).render
     headed = {name: render({**context, "items": items[:1], "sections": {0: name}}) for name in SECTION_TITLES}
     return TextIssueTemplate.cut(render(context), marker, list(views), headed if items else {})
