@@ -11,7 +11,7 @@ from markupsafe import escape
 
 from newsletter import admin
 from newsletter.ledger import plan_issue
-from newsletter.models import Frequency
+from newsletter.models import Frequency, Subscriber, SubscriberStatus
 from newsletter.papers import sample_feed_path
 from newsletter.testing import configured_session
 from newsletter.web import create_app
@@ -32,6 +32,9 @@ class Links(HTMLParser):
 def test_the_archive_feed_is_atom_with_one_entry_per_issue_linking_to_its_page(configure, sqlite_url):
     settings = configure(NEWSLETTER_DATABASE_URL=sqlite_url, NEWSLETTER_BRAND_NAME="Lab & <Friends>")
     admin.ingest(settings, path=sample_feed_path())
+    with configured_session() as session:  # a daily edition is archived once it has a reader
+        daily = {"email": "d@example.org", "email_key": "d@example.org", "frequency": Frequency.daily}
+        session.add(Subscriber(**daily, status=SubscriberStatus.confirmed))
     with configured_session() as session:
         plan_issue(session, Frequency.weekly, WEEK_48)
         plan_issue(session, Frequency.weekly, WEEK_48 + timedelta(days=7))
