@@ -150,13 +150,14 @@ def rank_papers(
     text = interests[: params.max_interest_chars] if isinstance(interests, str) else ""
     query = parse_query(text, params)
     profile = clean_profile(profile, params)
-    stated, learned = _relevance_parts(index, query, profile, candidates, params)
+    covers = _concept_docs(index, query)
+    stated, learned = _relevance_parts(index, query, covers, profile, candidates, params)
     relevance = [s + p for s, p in zip(stated, learned, strict=True)]
     share = params.trending_weight
     score = [(1 - share) * r + share * t for r, t in zip(relevance, index.trending, strict=True)]
     best = heapq.nlargest(limit, candidates, key=lambda d: (score[d], index.trending[d], -d))
     liked = profile["liked"]
-    weights = _concept_weights(index, query)
+    weights = _concept_weights(index, covers)
     return [
         _item(
             index,
@@ -172,8 +173,22 @@ def rank_papers(
     ]
 
 
+def _concept_docs(index: PaperIndex, query: Query) -> dict[str, frozenset[int]]:
+    """Each stated word and the papers that cover it (the word, a bigram with it or one of its
+    expansions): what coverage, specificity and the "For you" test all weigh, found once."""
+    return {
+        word: frozenset(doc for term in members for doc, _, _ in index.postings.get(term, ()))
+        for word, members in query.concepts
+    }
+
+
 def _relevance_parts(
-    index: PaperIndex, query: Query, profile: dict[str, Any], candidates: list[int], params: RankingParams
+    index: PaperIndex,
+    query: Query,
+    covers: dict[str, frozenset[int]],
+    profile: dict[str, Any],
+    candidates: list[int],
+    params: RankingParams,
 ) -> tuple[list[float], list[float]]:
     """Per paper, the parts of its relevance due to the stated interests and to the profile.
 
@@ -184,7 +199,7 @@ def _relevance_parts(
     less when they are vague (`_specificity`), 0 when they match nothing. Resembling disliked
     papers then subtracts up to `profile_disliked_weight`. Without votes this is the stated score.
     """
-    stated = _scaled(_stated_scores(index, query, params.coverage_weight), candidates)
+    stated = _scaled(_stated_scores(index, query, covers, params.coverage_weight), candidates)
     has_stated = any(stated[d] for d in candidates)
     if not profile["terms"]:
         return stated, [0.0] * len(stated)
@@ -193,7 +208,7 @@ def _relevance_parts(
     w_liked = trust if any(liked[d] for d in candidates) else 0.0
     w_stated = 0.0
     if has_stated:
-        w_stated = _specificity(index, query, params.stated_full_specificity) if w_liked else 1.0
+        w_stated = _specificity(index, covers, params.stated_full_specificity) if w_liked else 1.0
     total = (w_stated + w_liked) or 1.0
     push = params.profile_disliked_weight * trust
     return (
@@ -202,7 +217,7 @@ def _relevance_parts(
     )
 
 
-def _specificity(index: PaperIndex, query: Query, full: float) -> float:
+def _specificity(index: PaperIndex, covers: dict[str, frozenset[int]], full: float) -> float:
     """How far the stated interests narrow this issue down, 0..1: the idf of each stated word
     (with its synonyms) relative to that of a word found in one paper, summed, over `full`
     (1 for any `full` <= 0). "learning" is in nearly every paper and says little about which
@@ -210,17 +225,15 @@ def _specificity(index: PaperIndex, query: Query, full: float) -> float:
     if full <= 0:
         return 1.0
     n = len(index.papers)
-    total = 0.0
-    for _word, members in query.concepts:
-        docs = {doc for term in members for doc, _, _ in index.postings.get(term, ())}
-        if docs:
-            total += idf_of(n, len(docs))
+    total = sum(idf_of(n, len(docs)) for docs in covers.values() if docs)
     return min(total / idf_of(n, 1) / full, 1.0)
 
 
-def _stated_scores(index: PaperIndex, query: Query, coverage_weight: float) -> list[float]:
+def _stated_scores(
+    index: PaperIndex, query: Query, covers: dict[str, frozenset[int]], coverage_weight: float
+) -> list[float]:
     """BM25F score of each paper for the query, scaled down for the reader's words it lacks."""
-    coverage = _coverage(index, query, coverage_weight)
+    coverage = _coverage(index, covers, coverage_weight)
     return [s * c for s, c in zip(_bm25(index, query.terms), coverage, strict=True)]
 
 
@@ -232,14 +245,13 @@ def _bm25(index: PaperIndex, terms: Iterable[tuple[str, float, str | None]]) -> 
     return scores
 
 
-def _coverage(index: PaperIndex, query: Query, weight_lacking: float) -> list[float]:
+def _coverage(index: PaperIndex, covers: dict[str, frozenset[int]], weight_lacking: float) -> list[float]:
     """Per paper, 1 - `weight_lacking` × (idf share of the reader's words it does not cover)."""
     covered = [0.0] * len(index.papers)
     total = 0.0
-    for word, members in query.concepts:
+    for word, docs in covers.items():
         weight = index.idf.get(word, 0.0)
         total += weight
-        docs = {doc for term in members for doc, _, _ in index.postings.get(term, ())}
         for doc in docs:
             covered[doc] += weight
     if total == 0:
@@ -296,16 +308,11 @@ def _item(
     )
 
 
-def _concept_weights(index: PaperIndex, query: Query) -> dict[str, float]:
-    """Each stated word's idf over the papers that cover it (the word, a bigram with it or one of
-    its expansions: "llm" counts the papers that say "large language model" too); a word no
-    paper covers weighs as much as a word found in one paper."""
+def _concept_weights(index: PaperIndex, covers: dict[str, frozenset[int]]) -> dict[str, float]:
+    """Each stated word's idf over the papers that cover it ("llm" counts the papers that say
+    "large language model" too); a word no paper covers weighs as much as a word found in one."""
     n = len(index.papers)
-    weights = {}
-    for word, members in query.concepts:
-        docs = {doc for term in members for doc, _, _ in index.postings.get(term, ())}
-        weights[word] = idf_of(n, max(len(docs), 1))
-    return weights
+    return {word: idf_of(n, max(len(docs), 1)) for word, docs in covers.items()}
 
 
 def _good_match(
