@@ -11,6 +11,7 @@ preferences page, which only the reader's link opens, applies them at once.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -25,6 +26,8 @@ from newsletter.values import shorten
 PICKER_PAPERS = 20  # papers the picker lists
 MAX_PICKS = 10  # picks kept from one form
 LINE_CHARS = 160  # the one line under each title
+PICKER_SECONDS = 60.0  # how long a process reuses the picker's list
+_picker_kept: dict[str, tuple[float, list[PickerPaper]]] = {}  # database URL -> (until, papers)
 
 
 @dataclass(frozen=True)
@@ -34,23 +37,34 @@ class PickerPaper:
     line: str  # the TL;DR when the source has one, else the start of the abstract
 
 
-def picker_papers(session: Session, limit: int = PICKER_PAPERS) -> list[PickerPaper]:
-    """This period's most trending papers (the weekly window), for readers to pick from."""
-    return [
-        PickerPaper(
-            id=saved_id(p),
-            title=p.title,
-            line=shorten(p.summary or p.abstract, LINE_CHARS, one_line=True, at_word=True),
-        )
-        for p in candidate_pool(session, Frequency.weekly, utcnow())[:limit]
-    ]
+def picker_papers(session: Session) -> list[PickerPaper]:
+    """This period's most trending papers (the weekly window), for readers to pick from.
+
+    Every signup page and preferences page shows them, and the list changes only with an
+    ingest or the week, so each process keeps it for PICKER_SECONDS per database."""
+    key = str(session.get_bind().engine.url)
+    kept = _picker_kept.get(key)
+    if kept is None or kept[0] < time.monotonic():
+        papers = [
+            PickerPaper(
+                id=saved_id(p),
+                title=p.title,
+                line=shorten(p.summary or p.abstract, LINE_CHARS, one_line=True, at_word=True),
+            )
+            for p in candidate_pool(session, Frequency.weekly, utcnow())[:PICKER_PAPERS]
+        ]
+        kept = _picker_kept[key] = (time.monotonic() + PICKER_SECONDS, papers)
+    return kept[1]
 
 
 def checked_picks(session: Session, ids: Iterable[int]) -> list[int]:
     """The picked ids that the picker offers now, in order, without repeats, at most MAX_PICKS;
     anything else (an old page, a forged id) is dropped."""
+    picked = list(dict.fromkeys(ids))
+    if not picked:  # most signups tick nothing: no need to look
+        return []
     offered = {p.id for p in picker_papers(session)}
-    return [i for i in dict.fromkeys(ids) if i in offered][:MAX_PICKS]
+    return [i for i in picked if i in offered][:MAX_PICKS]
 
 
 def like_papers(session: Session, sub: Subscriber, ids: list[int]) -> int:

@@ -110,6 +110,7 @@ def request_subscription(
     interests: str | None,
     client: Client = Client(),
     timezone: str | None = None,
+    likes: list[int] | None = None,
 ) -> str:
     """Handle a signup for any address state; return what happened (never shown to the user).
 
@@ -120,6 +121,8 @@ def request_subscription(
     email per cooldown and `confirmations_per_day` in 24 hours; past that, nothing is sent,
     changed or recorded ("held"). `timezone` (the browser's) is kept for a new address only,
     and only if the IANA database knows it; otherwise the reader follows the list's zone.
+    `likes` (paper ids the signup ticked, checked by `onboarding.checked_picks`) wait in
+    `pending_likes` like the interests.
     """
     address, key = normalise_email(email)
     text = clean_interests(interests)
@@ -127,7 +130,12 @@ def request_subscription(
     # unique violation, no 500) and then the row locked until commit, so the cooldown holds.
     zone = timezone if timezone and validation.known_zone(timezone) else None
     new = Subscriber(
-        email=address, email_key=key, interests=text, max_papers=settings.default_max_papers, timezone=zone
+        email=address,
+        email_key=key,
+        interests=text,
+        max_papers=settings.default_max_papers,
+        timezone=zone,
+        pending_likes=likes or None,
     ).model_dump(exclude={"id"})
     statement = insert_ignore(table_of(Subscriber), session.get_bind().dialect.name).values(**new)
     created = rows_written(session, statement) == 1
@@ -139,7 +147,7 @@ def request_subscription(
     elif sub.status is SubscriberStatus.confirmed:
         outcome, kind = "already-confirmed", "already_subscribed"
     else:
-        _ask_again(sub, text)
+        _ask_again(sub, text, likes)
         outcome, kind = "pending-again", "confirm"
     record_consent(session, sub, "signup_requested", client, CONSENT_WORDING)
     sub.confirm_sent_at = utcnow()
@@ -167,7 +175,7 @@ def queue_journey_email(
     return email_id
 
 
-def _ask_again(sub: Subscriber, interests: str) -> None:
+def _ask_again(sub: Subscriber, interests: str, likes: list[int] | None) -> None:
     """A signup of a known address that is not confirmed: it waits for a confirmation again.
 
     Whoever asked may not own the address, so the owner's interests, learned profile and links
@@ -176,6 +184,8 @@ def _ask_again(sub: Subscriber, interests: str) -> None:
         transition(sub, SubscriberStatus.pending)
     if interests:
         sub.pending_interests = interests
+    if likes:
+        sub.pending_likes = likes
 
 
 def import_subscriber(

@@ -111,16 +111,11 @@ def subscribe(
         return signup_accepted(request)
     if not proof_accepted(request, settings, body.proof):
         return signup_refused(request, session, settings, body, "Please try again", PROOF_NEEDED)
+    likes = onboarding.checked_picks(session, body.liked)
     try:
-        outcome = subs.request_subscription(
-            session, settings, body.email, body.interests, client, body.timezone
-        )
+        subs.request_subscription(session, settings, body.email, body.interests, client, body.timezone, likes)
     except subs.InvalidInput as exc:
         return signup_refused(request, session, settings, body, "Please check your address", str(exc))
-    if outcome in ("created", "pending-again"):  # a confirmed reader's profile stays theirs
-        sub = subs.find_by_email(session, body.email)
-        if sub is not None:
-            sub.pending_likes = onboarding.checked_picks(session, body.liked) or None
     return signup_accepted(request)
 
 
