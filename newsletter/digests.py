@@ -212,7 +212,6 @@ def full_context(
         "preferences_url": rl.preferences_url,
         "unsubscribe_url": rl.unsubscribe_url,
         "archive_url": links.archive_url(settings),
-        "postal_address": settings.postal_address,
     }
 
 
@@ -235,7 +234,6 @@ def marked_context(
         "sections": {},
         "section_titles": SECTION_TITLES,
         "archive_url": links.archive_url(settings),
-        "postal_address": settings.postal_address,
         **{name: marker(name) for name in SHELL_SLOTS},
     }
 

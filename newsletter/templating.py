@@ -34,10 +34,17 @@ class Branding:
     accent_color: str
     logo_url: str | None
     footer_text: str
+    postal_address: str  # the sender's address, in every email's footer (CAN-SPAM); "" if unset
 
     @classmethod
     def of(cls, settings: Settings) -> Branding:
-        return cls(settings.brand_name, settings.accent_color, settings.logo_url, settings.footer_text)
+        return cls(
+            settings.brand_name,
+            settings.accent_color,
+            settings.logo_url,
+            settings.footer_text,
+            settings.postal_address,
+        )
 
 
 def html_env(settings: Settings) -> Environment:

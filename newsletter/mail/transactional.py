@@ -50,7 +50,6 @@ def journey_context(settings: Settings, kind: str, sub: Subscriber) -> dict[str,
         "interests": sub.interests,
         "confirm_hours": settings.confirm_token_hours,
         "next_digest": next_digest_text(settings, sub),
-        "postal_address": settings.postal_address,
     }
     if kind == "confirm":
         context["confirm_url"] = links.confirm_url(settings, sub)
