@@ -501,6 +501,16 @@ def test_a_reader_picks_papers_like_these_at_signup_and_their_profile_starts_fro
     assert all(title in liked for title in chosen), "the picks show as papers you liked"
     check_accessible(page)
 
+    # The preferences page offers the same list later: one more tick there counts at once.
+    page.locator("details.picks summary").click()
+    more = page.locator("details.picks li strong").nth(1).inner_text()
+    assert more not in chosen
+    page.locator("details.picks input[name=liked]").nth(1).check()
+    assert submit(page, page.get_by_role("button", name="Teach my digest these").click) == 200
+    assert go(page, link_in(welcome, "preferences")) == 200
+    liked = page.locator("main").inner_text()
+    assert all(title in liked for title in [*chosen, more]), "the later tick joined the picks"
+
 
 # Chromium's ICU still names Kolkata by its old IANA name; tzdata keeps it as a link, so the
 # server takes it as it is.
