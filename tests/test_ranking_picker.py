@@ -14,6 +14,7 @@ from newsletter.ranking import (
     rank_papers,
     update_profile,
 )
+from tests.test_ranking import _benchmark
 
 NOW = datetime(2025, 3, 14, 12, tzinfo=UTC)
 
@@ -100,3 +101,13 @@ def test_a_reader_who_ticks_papers_on_a_topic_gets_that_topic_first_next_week():
     assert all(it.for_you and "Because you liked" in it.why for it in first)
     untouched = rank_papers(next_week, "", limit=2)  # a reader who ticked nothing: trending
     assert [_topic(next_week, it.paper_id) for it in untouched] == ["weather", "weather"]
+
+
+def test_simulated_readers_find_more_of_their_topic_to_tick_than_in_the_trending_list():
+    bench = _benchmark()
+    papers = bench.load_papers()
+    runs = bench.ranking_feedback.onboarding_ablation(papers, bench.load_queries(papers), bench.NOW)
+    shipped, trending = runs["as shipped"], runs["picker lists the most trending"]
+    assert shipped["mean_ticked"]["3"] > trending["mean_ticked"]["3"]
+    assert shipped["picks_p@5"]["3"] > trending["picks_p@5"]["3"]
+    assert shipped["picks_p@5"]["3"] >= shipped["picks_p@5"]["0"] + 0.25  # ticks teach the ranking
