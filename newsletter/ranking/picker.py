@@ -4,9 +4,10 @@ A reader who tells us nothing ticks "papers like these" from a short list. The m
 papers make a poor list: they hold about 1.5 papers of a given reader's topic on average (the
 eval's simulated readers), so most readers find little to tick. Instead the list is chosen by
 greedy facility location: each pick is the paper that most raises how closely every paper of
-the period resembles its nearest listed one. The first picks stand for the largest topics, later
-ones for the smaller topics not yet represented, so a list of 20 covers the period's topics as
-well as 20 papers can; trending only breaks ties.
+the period resembles its nearest listed one, over the terms a tick would teach the profile. The
+first picks stand for the largest topics, later ones for the smaller topics not yet
+represented, so a list of 20 covers the period's topics as well as 20 papers can; trending only
+breaks ties.
 """
 
 from __future__ import annotations
@@ -47,21 +48,15 @@ def picker_order(index: PaperIndex, limit: int, candidates: Collection[int] | No
 
 
 def _similarities(index: PaperIndex, docs: list[int]) -> list[list[float]]:
-    """Cosine similarity between the papers `docs` (as positions in `docs`), over the terms that
-    at least two indexed papers share: a word found in one paper says nothing about resemblance."""
-    where = {d: i for i, d in enumerate(docs)}
-    vectors: dict[int, dict[str, float]] = defaultdict(dict)
-    for term, postings in index.postings.items():
-        if len(postings) < 2:
-            continue
-        for doc, _bm25, unit in postings:
-            if doc in where:
-                vectors[where[doc]][term] = unit
-    norms = [math.sqrt(sum(w * w for w in vectors[i].values())) or 1.0 for i in range(len(docs))]
+    """Cosine similarity between the papers `docs` (as positions in `docs`) over each paper's
+    strongest shared terms (`PaperIndex.top_terms`): the terms a tick moves the reader's profile
+    along, so the list stands for the period as the ticks will teach it."""
     by_term: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    for i, vector in vectors.items():
-        for term, w in vector.items():
-            by_term[term].append((i, w / norms[i]))
+    for i, doc in enumerate(docs):
+        top = index.top_terms[doc]
+        norm = math.sqrt(sum(w * w for _, w in top)) or 1.0
+        for term, w in top:
+            by_term[term].append((i, w / norm))
     sims = [[0.0] * len(docs) for _ in docs]
     for members in by_term.values():
         for i, wi in members:
