@@ -4,10 +4,10 @@ first digest is already theirs.
 
 The signup form and the preferences page list papers that between them stand for the period's
 topics (`picker_papers`, chosen by `ranking.picker_order`); only those ids are accepted
-(`checked_picks`). A signup's picks wait in
-`Subscriber.pending_likes` until the address is confirmed, like its interests (a signup may come
-from someone who does not own the address, and must not change a confirmed reader); the
-preferences page, which only the reader's link opens, applies them at once.
+(`checked_picks`). A signup's picks wait in `Subscriber.pending_likes` until the address is
+confirmed, like its interests (a signup may come from someone who does not own the address, and
+must not change a confirmed reader); the preferences page, which only the reader's link opens,
+applies them at once.
 """
 
 from __future__ import annotations
