@@ -312,6 +312,7 @@ def run(papers_path: Path | None = None, *, ablation: bool = False) -> dict[str,
     if ablation:
         report["retrieval_ablation"] = retrieval_ablation(papers, queries)
         report["feedback_ablation"] = ranking_feedback.ablation(papers, queries, NOW)
+        report["onboarding_ablation"] = ranking_feedback.onboarding_ablation(papers, queries, NOW)
     return report
 
 
@@ -381,6 +382,13 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"{'':<40}" + "".join(f"{n:>7}" for n in rows["as shipped"]))
         for label, row in rows.items():
             print(f"{label:<40}" + "".join(f"{p:>7.3f}" for p in row.values()))
+    if "onboarding_ablation" in report:
+        print("\nAblation: onboarding P@5 after N ticks of the 20 listed (then +5 votes)")
+        for label, run in report["onboarding_ablation"].items():
+            cells = "  ".join(
+                f"{k}: {p:.3f} ({run['picks_then_5_votes_p@5'][k]:.3f})" for k, p in run["picks_p@5"].items()
+            )
+            print(f"{label:<40}{cells}")
 
 
 def _print_onboarding(runs: dict[str, Any]) -> None:

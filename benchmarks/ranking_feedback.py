@@ -18,6 +18,7 @@ from newsletter.ranking import (
     PaperText,
     RankingParams,
     build_index,
+    picker_order,
     rank_papers,
     update_profile,
 )
@@ -132,22 +133,27 @@ def onboarding(
     picks: Sequence[int] = ONBOARDING_PICKS,
     shown: int | None = PICKER_SHOWN,
     votes_after: int = 5,
+    params: RankingParams = DEFAULT_PARAMS,
 ) -> dict[str, Any]:
     """Readers with no stated interests who tick papers of this period at signup.
 
     The same readers and halves as `simulate`: the past half is this period. The picker lists
-    its `shown` most trending papers (all of them with None); the reader ticks the first k that
+    `shown` papers chosen as the product's picker chooses them (`picker_order`; every paper of
+    the period, most trending first, with None); the reader ticks the first k that
     are in their hidden topic (fewer if the list has fewer). We report P@5 of the next issue
     after the picks, and after `votes_after` digest votes more (on this period's other papers).
     """
-    index = build_index(papers, now)
+    index = build_index(papers, now, params)
     halves = [frozenset(p.id for p in papers[k::2]) for k in (0, 1)]
     readers = [q for q in queries if q.vague_interest and len(q.relevant) >= FEEDBACK_MIN_RELEVANT]
     after_picks: dict[int, list[float]] = {k: [] for k in picks}
     after_votes: dict[int, list[float]] = {k: [] for k in picks}
     ticked: dict[int, list[int]] = {k: [] for k in picks}
     for q, (past, upcoming) in itertools.product(readers, (halves, halves[::-1])):
-        listed = [it.paper_id for it in rank_papers(index, "", exclude=upcoming, limit=shown or len(past))]
+        if shown is None:  # the whole period, most trending first
+            listed = [it.paper_id for it in rank_papers(index, "", exclude=upcoming, limit=len(past))]
+        else:
+            listed = picker_order(index, shown, candidates=past)
         on_topic = [pid for pid in listed if pid in q.relevant]
         for k in picks:
             profile = None
@@ -187,4 +193,19 @@ def ablation(papers: Sequence[PaperText], queries: Sequence[HiddenTopic], now: d
     for label, values in ABLATIONS.items():
         params = replace(DEFAULT_PARAMS, **values)
         results[label] = simulate(papers, queries, now, params=params)["with_feedback_p@5"]
+    return results
+
+
+ONBOARDING_ABLATIONS: dict[str, dict[str, float]] = {
+    "picker lists the most trending": {"picker_coverage": 0.0},
+}
+
+
+def onboarding_ablation(
+    papers: Sequence[PaperText], queries: Sequence[HiddenTopic], now: datetime
+) -> dict[str, Any]:
+    """The onboarding simulation as shipped and with each of ONBOARDING_ABLATIONS."""
+    results = {"as shipped": onboarding(papers, queries, now)}
+    for label, values in ONBOARDING_ABLATIONS.items():
+        results[label] = onboarding(papers, queries, now, params=replace(DEFAULT_PARAMS, **values))
     return results

@@ -2,11 +2,12 @@
 preferences page, and the picks seed their profile exactly as "more like this" votes do, so the
 first digest is already theirs.
 
-The signup form and the preferences page list the period's most trending papers
-(`picker_papers`); only those ids are accepted (`checked_picks`). A signup's picks wait in
-`Subscriber.pending_likes` until the address is confirmed, like its interests (a signup may come
-from someone who does not own the address, and must not change a confirmed reader); the
-preferences page, which only the reader's link opens, applies them at once.
+The signup form and the preferences page list papers that between them stand for the period's
+topics (`picker_papers`, chosen by `ranking.picker_order`); only those ids are accepted
+(`checked_picks`). A signup's picks wait in `Subscriber.pending_likes` until the address is
+confirmed, like its interests (a signup may come from someone who does not own the address, and
+must not change a confirmed reader); the preferences page, which only the reader's link opens,
+applies them at once.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from sqlmodel import Session, col, select
 
 from newsletter.cards import paper_text
 from newsletter.digests import candidate_pool
 from newsletter.models import Frequency, Paper, Subscriber, saved_id, utcnow
-from newsletter.ranking import build_index, update_profile
+from newsletter.ranking import PaperText, build_index, picker_order, update_profile
 from newsletter.values import shorten
 
 PICKER_PAPERS = 20  # papers the picker lists
@@ -38,23 +40,33 @@ class PickerPaper:
 
 
 def picker_papers(session: Session) -> list[PickerPaper]:
-    """This period's most trending papers (the weekly window), for readers to pick from.
+    """PICKER_PAPERS papers of this period (the weekly window) that between them cover its
+    topics (`picker_order`), for readers to pick from.
 
     Every signup page and preferences page shows them, and the list changes only with an
     ingest or the week, so each process keeps it for PICKER_SECONDS per database."""
     key = str(session.get_bind().engine.url)
     kept = _picker_kept.get(key)
     if kept is None or kept[0] < time.monotonic():
+        pool = {saved_id(p): p for p in candidate_pool(session, Frequency.weekly, utcnow())}
         papers = [
             PickerPaper(
-                id=saved_id(p),
-                title=p.title,
-                line=shorten(p.summary or p.abstract, LINE_CHARS, one_line=True, at_word=True),
+                id=i,
+                title=pool[i].title,
+                line=shorten(pool[i].summary or pool[i].abstract, LINE_CHARS, one_line=True, at_word=True),
             )
-            for p in candidate_pool(session, Frequency.weekly, utcnow())[:PICKER_PAPERS]
+            for i in _listed(tuple(paper_text(p) for p in pool.values()))
         ]
         kept = _picker_kept[key] = (time.monotonic() + PICKER_SECONDS, papers)
     return kept[1]
+
+
+@lru_cache(maxsize=4)
+def _listed(pool: tuple[PaperText, ...]) -> tuple[int, ...]:
+    """The picker's ids for a pool, computed again only when a paper changes (an ingest), not
+    every PICKER_SECONDS: the pool's index takes tens of milliseconds. Trending, which depends
+    on the time, only breaks ties between equally covering papers."""
+    return tuple(picker_order(build_index(pool, utcnow()), PICKER_PAPERS))
 
 
 def checked_picks(session: Session, ids: Iterable[int]) -> list[int]:

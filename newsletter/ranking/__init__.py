@@ -9,11 +9,13 @@ profile (`update_profile`) that later rankings mix in. The modules, bottom up:
 * `lexicon`: research-topic synonyms and related terms that expand a reader's words;
 * `index`: the BM25F index of one issue's papers, and trending scores;
 * `profile`: Rocchio profiles learned from votes;
+* `picker`: which papers the onboarding picker offers;
 * `score`: query expansion, relevance, the trending blend and the "why" of each pick.
 """
 
 from newsletter.ranking.index import PaperIndex, PaperText, build_index, trending_score
 from newsletter.ranking.params import DEFAULT_PARAMS, RankingParams
+from newsletter.ranking.picker import picker_order
 from newsletter.ranking.profile import describe_profile, update_profile
 from newsletter.ranking.score import RankedItem, rank_papers
 from newsletter.ranking.text import STOPWORDS, stem
@@ -33,6 +35,7 @@ __all__ = [
     "RankingParams",
     "build_index",
     "describe_profile",
+    "picker_order",
     "rank_papers",
     "stem",
     "trending_score",
