@@ -26,7 +26,7 @@ FEEDBACK_VOTES = (0, 1, 3, 5, 10, 20)
 Embed = Callable[[PaperIndex], PaperIndex]  # adds paper embeddings to an index (--embeddings)
 
 
-def _plain(index: PaperIndex) -> PaperIndex:
+def plain(index: PaperIndex) -> PaperIndex:
     return index
 
 
@@ -48,7 +48,7 @@ def simulate(
     *,
     dislikes: bool = True,
     params: RankingParams = DEFAULT_PARAMS,
-    embed: Embed = _plain,
+    embed: Embed = plain,
 ) -> dict[str, Any]:
     """Readers who teach the ranking their taste by voting, scored on papers they never saw.
 
@@ -140,7 +140,7 @@ def onboarding(
     picks: Sequence[int] = ONBOARDING_PICKS,
     shown: int | None = PICKER_SHOWN,
     votes_after: int = 5,
-    embed: Embed = _plain,
+    embed: Embed = plain,
 ) -> dict[str, Any]:
     """Readers with no stated interests who tick papers of this period at signup.
 
