@@ -18,7 +18,8 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from newsletter.config import Settings
-from newsletter.models import Paper, PaperEmbedding, saved_id, utcnow
+from newsletter.db import insert_ignore
+from newsletter.models import Paper, PaperEmbedding, saved_id, table_of, utcnow
 from newsletter.ranking import PaperIndex
 from newsletter.ranking.dense import SentenceEncoder, model_dir
 from newsletter.ranking.semantic import with_embeddings
@@ -46,24 +47,23 @@ def paper_vectors(session: Session, encoder: SentenceEncoder, papers: Sequence[P
     import numpy as np
 
     ids = [saved_id(p) for p in papers]
-    rows = session.exec(
+    found = session.exec(
         select(PaperEmbedding).where(
             PaperEmbedding.model == encoder.name, col(PaperEmbedding.paper_id).in_(ids)
         )
     )
-    stored = {r.paper_id: np.frombuffer(r.vector, dtype="<f4") for r in rows}
+    stored = {r.paper_id: np.frombuffer(r.vector, dtype="<f4") for r in found}
     missing = list({saved_id(p): p for p in papers if saved_id(p) not in stored}.values())
     if missing:
-        for paper, vector in zip(
-            missing, encoder.encode([paper_text_for_embedding(p) for p in missing]), strict=True
-        ):
-            stored[saved_id(paper)] = vector
-            session.add(
-                PaperEmbedding(
-                    paper_id=saved_id(paper), model=encoder.name, vector=vector.astype("<f4").tobytes()
-                )
-            )
-        session.flush()
+        vectors = encoder.encode([paper_text_for_embedding(p) for p in missing])
+        rows: list[dict[str, Any]] = [
+            {"paper_id": saved_id(p), "model": encoder.name, "vector": v.astype("<f4").tobytes()}
+            for p, v in zip(missing, vectors, strict=True)
+        ]
+        stored |= {row["paper_id"]: v for row, v in zip(rows, vectors, strict=True)}
+        # Two workers building one issue's renderer at once both encode; the second insert is a no-op.
+        dialect = session.get_bind().dialect.name
+        session.execute(insert_ignore(table_of(PaperEmbedding), dialect).values(rows))
     if not ids:
         return np.zeros((0, encoder.dim), dtype=np.float32)
     return np.stack([stored[i] for i in ids]).astype(np.float32)

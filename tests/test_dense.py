@@ -166,6 +166,30 @@ def test_paper_vectors_are_computed_once_and_stored(db_url, tiny, monkeypatch):
     engine.dispose()
 
 
+def test_the_ingest_encodes_papers_and_an_issues_renderer_only_loads_them(
+    configure, sqlite_url, tiny, monkeypatch
+):
+    from newsletter import admin
+    from newsletter.digests import renderer_for
+    from newsletter.ledger import plan_issue
+    from newsletter.models import Frequency
+    from newsletter.papers import sample_feed_path
+    from newsletter.testing import configured_session
+
+    settings = configure(NEWSLETTER_DATABASE_URL=sqlite_url, NEWSLETTER_EMBEDDING_MODEL=str(tiny))
+    admin.ingest(settings, path=sample_feed_path())
+    with configured_session() as session:
+        assert len(session.exec(select(PaperEmbedding)).all()) == len(session.exec(select(Paper)).all())
+        issue, _ = plan_issue(session, Frequency.weekly)
+    encoder = embeddings.encoder_for(settings)
+    encoded: list[int] = []
+    real_encode = encoder.encode
+    monkeypatch.setattr(encoder, "encode", lambda texts: encoded.append(len(texts)) or real_encode(texts))
+    renderer = renderer_for(settings, issue.id)
+    assert renderer.index.dense is not None and len(renderer.index.dense.vectors) == len(issue.paper_ids)
+    assert encoded == []  # every paper's vector was stored at the ingest
+
+
 @pytest.mark.skipif(
     not (REAL_MODEL / "model.safetensors").is_file(),
     reason="the real model is not here: `make model` or NEWSLETTER_TEST_EMBEDDING_MODEL=<folder>",
