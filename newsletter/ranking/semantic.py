@@ -106,7 +106,7 @@ def dense_reason(index: PaperIndex, doc: int, text: str) -> str:
     dense = index.dense
     if dense is None or dense.params.for_you_cosine is None or not text.strip():
         return ""
-    if dense.cosines(text)[doc] < dense.params.for_you_cosine:
+    if float(dense.vectors[doc] @ dense.encode(text)) < dense.params.for_you_cosine:
         return ""
     quoted = shorten(" ".join(text.split()), REASON_CHARS - len("Close to your interest “”"), one_line=True)
     return f"Close to your interest “{quoted}”"
