@@ -9,7 +9,8 @@ service stores them):
 * the fusion ablation: dense alone, linear fusion and reciprocal rank fusion at several weights
   (the weight is picked on the tune part only), and the "For you" honesty figure per threshold;
 * the feedback and onboarding simulations with the liked titles' similarity mixed in (max or
-  centroid; the mean of cosines ranks exactly as the centroid), at several weights.
+  centroid; the mean of cosines ranks exactly as the centroid), at several weights, and the
+  onboarding with a picker that lists the whole period.
 """
 
 from __future__ import annotations
@@ -103,12 +104,19 @@ def run(
     }
     report["feedback"] = {}
     report["onboarding"] = {}
+    report["onboarding_whole_period"] = {}
     for label, params in [("lexical", OFF), *LIKED, ("shipped", DenseParams())]:
         embed = embedder(encoder, vectors, params)
         report["feedback"][label] = ranking_feedback.simulate(papers, queries, now, embed=embed)[
             "with_feedback_p@5"
         ]
         onboarding = ranking_feedback.onboarding(papers, queries, now, embed=embed)
+        if label in ("lexical", "shipped"):  # the picker listing every paper of the period
+            whole = ranking_feedback.onboarding(papers, queries, now, shown=None, embed=embed)
+            report["onboarding_whole_period"][label] = {
+                "picks": whole["picks_p@5"],
+                "+5 votes": whole["picks_then_5_votes_p@5"],
+            }
         report["onboarding"][label] = {
             "picks": onboarding["picks_p@5"],
             "+5 votes": onboarding["picks_then_5_votes_p@5"],
@@ -152,3 +160,7 @@ def print_report(report: dict[str, Any], ceiling: dict[str, dict[str, float]], t
             + "  +5:"
             + "".join(f"{p:>7.3f}" for p in o["+5 votes"].values())
         )
+    print("Onboarding with every paper of the period listed: P@5 after k picks (+5 votes)")
+    for label, o in report["onboarding_whole_period"].items():
+        picks, voted = (" ".join(f"{p:.3f}" for p in o[k].values()) for k in ("picks", "+5 votes"))
+        print(f"  {label:<26}{picks}  +5: {voted}")

@@ -90,8 +90,8 @@ class SentenceEncoder:
         self.pooling = _pooling(path)
         raw = load_file(str(path / "model.safetensors"))
         self.w = {k.removeprefix("bert."): np.asarray(v, dtype=np.float32) for k, v in raw.items()}
-        for key in [k for k, v in self.w.items() if k.endswith(".weight") and v.ndim == 2]:
-            self.w[f"{key}.T"] = np.ascontiguousarray(self.w[key].T)
+        for key in [k for k, v in self.w.items() if k.startswith("encoder.") and v.ndim == 2]:
+            self.w[f"{key}.T"] = np.ascontiguousarray(self.w.pop(key).T)  # see _dense
         self.dim = int(self.w["embeddings.word_embeddings.weight"].shape[1])
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self.tokenizer.no_padding()
