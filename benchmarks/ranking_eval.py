@@ -1,6 +1,6 @@
 """How well and how fast `newsletter.ranking` ranks papers for a reader's interests.
 
-    python benchmarks/ranking_eval.py [--papers PATH] [--json] [--ablation]
+    python benchmarks/ranking_eval.py [--papers PATH] [--json] [--ablation] [--embeddings MODEL_DIR]
 
 Reports, over the labelled interests in benchmarks/data/ranking_eval.json:
 
@@ -14,7 +14,8 @@ Reports, over the labelled interests in benchmarks/data/ranking_eval.json:
   papers of each issue, and we measure precision@5 of their next issue against that hidden topic;
   also for a variant, labelled as such, of readers who only ever click "more like this";
 * with --ablation, precision with each retrieval idea switched off (RETRIEVAL_ABLATIONS), and the
-  feedback simulation with each learning tunable set back to plain Rocchio, one at a time.
+  feedback simulation with each learning tunable set back to plain Rocchio, one at a time;
+* with --embeddings, the dense-embedding extra (benchmarks/ranking_dense.py).
 
 Upvotes are synthetic and deterministic (a hash of the title, as in the sample feed) because the
 shared file has titles and abstracts only; publication dates are unknown, so trending is upvotes.
@@ -39,9 +40,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
-from benchmarks import ranking_feedback
+from benchmarks import ranking_dense, ranking_feedback
 from benchmarks.ranking_baselines import SklearnTfidf, TfidfCosine, sklearn_available
-from benchmarks.ranking_feedback import FEEDBACK_VOTES
+from benchmarks.ranking_feedback import FEEDBACK_VOTES, Embed, plain
 from newsletter.ranking import (
     DEFAULT_PARAMS,
     PaperIndex,
@@ -202,22 +203,27 @@ def evaluate(
 
 
 def evaluate_ours(
-    papers: Sequence[PaperText], queries: Sequence[EvalQuery], params: RankingParams = DEFAULT_PARAMS
+    papers: Sequence[PaperText],
+    queries: Sequence[EvalQuery],
+    params: RankingParams = DEFAULT_PARAMS,
+    embed: Embed = plain,
 ) -> dict[str, dict[str, float]]:
     """Precision of our ranking alone (relevance + trending), built with `params`."""
-    index = build_index(papers, NOW, params)
+    index = embed(build_index(papers, NOW, params))
     return precision(
         [[it.paper_id for it in rank_papers(index, q.interests, limit=10)] for q in queries], queries
     )
 
 
-def for_you_honesty(papers: Sequence[PaperText], queries: Sequence[EvalQuery]) -> dict[str, float]:
+def for_you_honesty(
+    papers: Sequence[PaperText], queries: Sequence[EvalQuery], embed: Embed = plain
+) -> dict[str, float]:
     """How well the digest's "For you" / "Also trending" split agrees with the labels, over each
     interest's top 10: the share of "For you" papers labelled relevant (precision), the share of
     "Also trending" ones labelled relevant, and the share of the relevant papers shown that are
     under "For you". `all_claimed` is the precision if every paper above `min_relevance` were
     called a match, as the "why" line did before the split."""
-    index = build_index(papers, NOW)
+    index = embed(build_index(papers, NOW))
     cells: Counter[tuple[bool, bool]] = Counter()
     claimed: Counter[bool] = Counter()
     for q in queries:
@@ -236,13 +242,13 @@ def for_you_honesty(papers: Sequence[PaperText], queries: Sequence[EvalQuery]) -
 
 
 def time_ranking(
-    papers: Sequence[PaperText], queries: Sequence[EvalQuery], repeats: int = 30
+    papers: Sequence[PaperText], queries: Sequence[EvalQuery], repeats: int = 30, embed: Embed = plain
 ) -> dict[str, float]:
     """Build time of the index, and µs per `rank_papers` call (limit 10), without and with a
     20-vote profile: the median over `repeats` passes through all queries, each call with a new
     interests string so that no cache helps."""
     started = time.perf_counter()
-    index = build_index(papers, NOW)
+    index = embed(build_index(papers, NOW))
     build_ms = (time.perf_counter() - started) * 1000
     profile: dict[str, Any] | None = None
     for p in papers[:20]:
@@ -292,7 +298,9 @@ def retrieval_ablation(papers: Sequence[PaperText], queries: Sequence[EvalQuery]
 # --- report -------------------------------------------------------------------------------------
 
 
-def run(papers_path: Path | None = None, *, ablation: bool = False) -> dict[str, Any]:
+def run(
+    papers_path: Path | None = None, *, ablation: bool = False, embeddings: Path | None = None
+) -> dict[str, Any]:
     papers = load_papers(papers_path)
     queries = load_queries(papers)
     report = {
@@ -313,6 +321,10 @@ def run(papers_path: Path | None = None, *, ablation: bool = False) -> dict[str,
         report["retrieval_ablation"] = retrieval_ablation(papers, queries)
         report["feedback_ablation"] = ranking_feedback.ablation(papers, queries, NOW)
         report["onboarding_ablation"] = ranking_feedback.onboarding_ablation(papers, queries, NOW)
+    if embeddings is not None:
+        report["embeddings"] = ranking_dense.run(
+            embeddings, papers, queries, NOW, evaluate_ours, for_you_honesty
+        )
     return report
 
 
@@ -389,6 +401,9 @@ def print_report(report: dict[str, Any]) -> None:
                 f"{k}: {p:.3f} ({run['picks_then_5_votes_p@5'][k]:.3f})" for k, p in run["picks_p@5"].items()
             )
             print(f"{label:<40}{cells}")
+    if "embeddings" in report:
+        ceiling = report["precision"]["ceiling"]
+        ranking_dense.print_report(report["embeddings"], ceiling, _precision_table)
 
 
 def _print_onboarding(runs: dict[str, Any]) -> None:
@@ -416,11 +431,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--ablation", action="store_true", help="also rerun the feedback simulation per tunable"
     )
+    parser.add_argument(
+        "--embeddings", type=Path, default=None, help="a sentence-transformers model folder (make model)"
+    )
     args = parser.parse_args(argv)
     path = args.papers or default_papers_path()
     if not path.is_file():
         parser.error(f"papers file not found: {path} (pass --papers)")
-    report = run(path, ablation=args.ablation)
+    report = run(path, ablation=args.ablation, embeddings=args.embeddings)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import statistics
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -24,6 +24,13 @@ from newsletter.ranking import (
 )
 
 FEEDBACK_VOTES = (0, 1, 3, 5, 10, 20)
+Embed = Callable[[PaperIndex], PaperIndex]  # adds paper embeddings to an index (--embeddings)
+
+
+def plain(index: PaperIndex) -> PaperIndex:
+    return index
+
+
 FEEDBACK_MIN_RELEVANT = 5
 
 
@@ -42,6 +49,7 @@ def simulate(
     *,
     dislikes: bool = True,
     params: RankingParams = DEFAULT_PARAMS,
+    embed: Embed = plain,
 ) -> dict[str, Any]:
     """Readers who teach the ranking their taste by voting, scored on papers they never saw.
 
@@ -56,9 +64,9 @@ def simulate(
 
     With `dislikes=False` the readers never click "less like this": they look at the same
     papers but only vote +1, and the checkpoints count papers looked at, not votes. The index is
-    built for `now` with `params`, which ranking and voting then use.
+    built for `now` with `params`, which ranking and voting then use, and given to `embed`.
     """
-    index = build_index(papers, now, params)
+    index = embed(build_index(papers, now, params))
     halves = [frozenset(p.id for p in papers[k::2]) for k in (0, 1)]
     readers = [
         (q, stated)
@@ -134,6 +142,7 @@ def onboarding(
     shown: int | None = PICKER_SHOWN,
     votes_after: int = 5,
     params: RankingParams = DEFAULT_PARAMS,
+    embed: Embed = plain,
 ) -> dict[str, Any]:
     """Readers with no stated interests who tick papers of this period at signup.
 
@@ -143,7 +152,7 @@ def onboarding(
     are in their hidden topic (fewer if the list has fewer). We report P@5 of the next issue
     after the picks, and after `votes_after` digest votes more (on this period's other papers).
     """
-    index = build_index(papers, now, params)
+    index = embed(build_index(papers, now, params))
     halves = [frozenset(p.id for p in papers[k::2]) for k in (0, 1)]
     readers = [q for q in queries if q.vague_interest and len(q.relevant) >= FEEDBACK_MIN_RELEVANT]
     after_picks: dict[int, list[float]] = {k: [] for k in picks}

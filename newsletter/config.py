@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     default_max_papers: int = Field(default=10, ge=1, le=50)
     paper_source: Literal["file", "huggingface", "arxiv"] = "file"
     paper_source_path: Path | None = None  # for the file source; default: the bundled sample
+    # Dense similarity in the ranking (README "Ranking quality"): a sentence-transformers model
+    # folder, or package:NAME for the model/ folder an installed package ships; "" = off.
+    embedding_model: str = ""
     arxiv_query: str = "cat:cs.LG"
     huggingface_url: str = "https://huggingface.co/api/daily_papers"
     huggingface_token: str | None = None  # raises the Hub's rate limit; reads need none
@@ -183,6 +186,20 @@ class Settings(BaseSettings):
         parts = urlsplit(value.strip())
         if parts.scheme != "https" or not parts.hostname or any(ch in value for ch in " \"'<>\r\n"):
             raise ValueError(f"NEWSLETTER_LOGO_URL must be an https:// URL of an image, not {value!r}")
+        return value.strip()
+
+    @field_validator("embedding_model")
+    @classmethod
+    def _model_folder(cls, value: str) -> str:
+        if not value.strip():
+            return ""
+        from newsletter.ranking.dense import model_dir, require_extra
+
+        try:
+            require_extra()
+            model_dir(value.strip())
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
         return value.strip()
 
     @field_validator("templates_dir")

@@ -35,6 +35,7 @@ from newsletter.assemble import (
 from newsletter.cards import PaperView, issue_papers, paper_snapshot, paper_text, paper_view
 from newsletter.config import Settings
 from newsletter.db import insert_ignore, session_scope
+from newsletter.embeddings import embed_index
 from newsletter.mail.render import RenderedEmail, inline_css, render_subject
 from newsletter.models import (
     Frequency,
@@ -281,7 +282,9 @@ class DigestRenderer:
     @classmethod
     def load(cls, session: Session, settings: Settings, issue: Issue) -> DigestRenderer:
         """The issue's renderer, from its snapshot of the papers (see `issue_papers`)."""
-        return cls(settings, issue, issue_papers(session, issue))
+        renderer = cls(settings, issue, papers := issue_papers(session, issue))
+        renderer.index = embed_index(session, settings, renderer.index, papers)  # as is without a model
+        return renderer
 
     @cached_property
     def template(self) -> IssueTemplate:

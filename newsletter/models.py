@@ -7,7 +7,19 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import JSON, Column, Index, String, Table, Text, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import deferred
 from sqlmodel import Field, SQLModel
 
@@ -170,6 +182,20 @@ class Paper(SQLModel, table=True):
     organization: str = Field(default="", max_length=200, sa_column_kwargs={"server_default": ""})
     github_stars: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     comments: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+
+
+class PaperEmbedding(SQLModel, table=True):
+    """A paper's unit vector under one embedding model (`newsletter.embeddings`), computed once:
+    float32 bytes, little-endian. Gone with its paper."""
+
+    __tablename__ = "paper_embedding"
+    __table_args__ = (UniqueConstraint("paper_id", "model", name="uq_paper_embedding"), NEVER_REUSE_IDS)
+    id: int | None = Field(default=None, primary_key=True)
+    paper_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("paper.id", ondelete="CASCADE"), nullable=False)
+    )
+    model: str = Field(max_length=120)
+    vector: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 _papers_snapshot = Column("papers_snapshot", JSON, nullable=True)

@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.digests import DigestRenderer, candidate_papers, period_of
+from newsletter.embeddings import embed_index
 from newsletter.errors import NotFound
 from newsletter.models import Frequency, Issue, Paper, Subscriber, new_token_key
 from newsletter.validation import clean_interests
@@ -61,4 +62,6 @@ def preview_renderer(
         created_at=now,
     )
     papers = session.exec(select(Paper).where(col(Paper.id).in_(issue.paper_ids))).all()
-    return DigestRenderer(settings, issue, list(papers), now)
+    renderer = DigestRenderer(settings, issue, list(papers), now)
+    renderer.index = embed_index(session, settings, renderer.index, papers)
+    return renderer

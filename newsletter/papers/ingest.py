@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from newsletter.config import Settings
 from newsletter.db import session_scope
+from newsletter.embeddings import store_new_vectors
 from newsletter.models import Paper, utcnow
 from newsletter.papers.arxiv import fetch_arxiv
 from newsletter.papers.base import (
@@ -116,6 +117,7 @@ def store_fetched(settings: Settings, fetched: SourceResult) -> IngestReport:
     """
     with session_scope(settings.database_url) as session:
         report = ingest_records(session, fetched.records)
+        store_new_vectors(session, settings)  # nothing without an embedding model
     return replace(report, errors=fetched.errors + report.errors)
 
 

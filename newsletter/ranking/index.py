@@ -54,6 +54,8 @@ class PaperIndex:
     # word brings in ("llm" → papers saying "large language model"); see profile_expansion
     expansions: Mapping[str, tuple[tuple[int, float], ...]] = field(default_factory=dict)
     params: RankingParams = DEFAULT_PARAMS  # what it was built with; ranking uses them too
+    # A `semantic.DenseIndex` when an embedding model is configured (`semantic.with_embeddings`)
+    dense: Any = None
 
 
 def engagement(

@@ -27,6 +27,7 @@ from newsletter.ranking.index import PaperIndex, idf_of
 from newsletter.ranking.lexicon import Expansion, lexicon, phrase_keys
 from newsletter.ranking.params import RankingParams
 from newsletter.ranking.profile import clean_profile, profile_scores
+from newsletter.ranking.semantic import dense_reason, fuse_liked, fuse_stated
 from newsletter.ranking.text import Token, phrases, stems
 from newsletter.values import shorten
 
@@ -151,7 +152,7 @@ def rank_papers(
     query = parse_query(text, params)
     profile = clean_profile(profile, params)
     covers = _concept_docs(index, query)
-    stated, learned = _relevance_parts(index, query, covers, profile, candidates, params)
+    stated, learned = _relevance_parts(index, text, query, covers, profile, candidates, params)
     relevance = [s + p for s, p in zip(stated, learned, strict=True)]
     share = params.trending_weight
     score = [(1 - share) * r + share * t for r, t in zip(relevance, index.trending, strict=True)]
@@ -168,6 +169,7 @@ def rank_papers(
             liked if learned[d] > stated[d] else None,
             params,
             weights,
+            text,
         )
         for d in best
     ]
@@ -184,6 +186,7 @@ def _concept_docs(index: PaperIndex, query: Query) -> dict[str, frozenset[int]]:
 
 def _relevance_parts(
     index: PaperIndex,
+    text: str,
     query: Query,
     covers: dict[str, frozenset[int]],
     profile: dict[str, Any],
@@ -200,10 +203,12 @@ def _relevance_parts(
     papers then subtracts up to `profile_disliked_weight`. Without votes this is the stated score.
     """
     stated = _scaled(_stated_scores(index, query, covers, params.coverage_weight), candidates)
+    stated = fuse_stated(index, text, stated, candidates)  # unchanged without embeddings
     has_stated = any(stated[d] for d in candidates)
     if not profile["terms"]:
         return stated, [0.0] * len(stated)
     liked, disliked = (_scaled(s, candidates) for s in profile_scores(index, profile["terms"], params))
+    liked = fuse_liked(index, profile["liked"], liked, candidates)
     trust = min(profile["votes"] / params.profile_full_votes, 1.0)
     w_liked = trust if any(liked[d] for d in candidates) else 0.0
     w_stated = 0.0
@@ -282,6 +287,7 @@ def _item(
     liked: list[str] | None,
     params: RankingParams,
     weights: dict[str, float],
+    text: str = "",
 ) -> RankedItem:
     """The item for one paper, and the reason it was chosen. `liked` is the reader's liked
     titles if the profile counted for more than the stated interests, else None."""
@@ -297,6 +303,8 @@ def _item(
             shorten("Matches your interests: " + ", ".join(own[:3]), WHY_CHARS, one_line=True),
             True,
         )
+    elif shown and (close := dense_reason(index, doc, text)):  # "" without embeddings
+        why, for_you = close, True
     return RankedItem(
         paper_id=index.papers[doc].id,
         score=round(score, 6),
