@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 demo: install
 	$(BIN)/newsletter demo
 
-test: install-test system-deps services
+test: install-test model system-deps services
 	$(BIN)/pytest -q
 
 $(BIN)/python:
