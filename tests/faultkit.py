@@ -69,6 +69,7 @@ class FaultySMTP:
         self.pipelining = pipelining
         self.cut_before_dot: set[int] = set()
         self.data_seen = 0  # DATA commands with recipients, for `cut_before_dot`
+        self.ehlos = 0  # sessions greeted: connections, for tests of connection reuse
         self.received: Counter[str] = Counter()  # recipient -> messages accepted (250 to DATA)
         self.rcpt_attempts: Counter[str] = Counter()
         self.raw: list[tuple[list[str], bytes]] = []
@@ -89,6 +90,8 @@ class FaultySMTP:
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
         session.host_name = hostname
+        with self.lock:
+            self.ehlos += 1
         if self.pipelining:
             responses.insert(-1, "250-PIPELINING")
         return responses

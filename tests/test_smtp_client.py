@@ -19,6 +19,7 @@ from newsletter.mail.senders import (
     RecipientRefused,
     SMTPSender,
     TransientSendError,
+    kept_sender,
 )
 from tests.faultkit import FaultySMTP, SMTPServer, delivery_rows, relay_world
 
@@ -114,3 +115,23 @@ def test_a_digest_cut_off_before_its_final_dot_is_not_sent_and_goes_out_on_the_r
         rows = delivery_rows(pg_url)
         assert {state for _, state, *_ in rows.values()} == {"sent"}
         assert box.received == dict.fromkeys(addresses, 1)
+
+
+def test_one_at_a_time_emails_share_a_connection_that_outlives_a_relay_restart(configure):
+    """Journey emails (`kept_sender`): one connection per process, not one per email; a
+    connection the relay dropped while idle is opened again and the email still goes out once."""
+    box = FaultySMTP()
+    server = SMTPServer(box).start()
+    try:
+        settings = configure(NEWSLETTER_SMTP_HOST="127.0.0.1", NEWSLETTER_SMTP_PORT=str(server.port))
+        kept_sender(settings).send("ada@example.org", MESSAGE)
+        kept_sender(settings).send("bob@example.org", MESSAGE)
+        assert box.ehlos == 1
+        server.stop()  # the relay restarts: the kept connection is gone
+        server.start()
+        kept_sender(settings).send("cy@example.org", MESSAGE)
+        assert box.ehlos == 2
+        assert box.received == {"ada@example.org": 1, "bob@example.org": 1, "cy@example.org": 1}
+    finally:
+        kept_sender(settings).close()
+        server.stop()

@@ -63,8 +63,9 @@ def local_name() -> str:
 class SMTPSender:
     """One SMTP connection, opened on first use and reused for every message of a batch."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, kept: bool = False) -> None:
         self.settings = settings
+        self.kept = kept  # kept open between messages that come one by one (see `begin`)
         self.sender = envelope_sender(settings)
         self._sock: socket.socket | None = None
         self._file: BinaryIO | None = None
@@ -90,9 +91,9 @@ class SMTPSender:
     def begin(self, to: str, message: bytes, mail_from: str | None = None) -> None:
         """Everything of `send` up to the final `.`: the envelope, DATA and the body. Raises the
         errors `send` raises for the envelope; the message is open until `end` or `abandon`."""
-        if self._open:
-            raise RuntimeError("a message is open: end() or abandon() it first")
-        if self._sock is None:
+        self.abandon()  # one left open by an error between begin and end: never let it be ended
+        reused = self._sock is not None
+        if not reused:
             self._connect()
         rcpt = envelope_recipient(to)
         mail = f"MAIL FROM:<{mail_from or self.sender}>"
@@ -104,13 +105,21 @@ class SMTPSender:
                 # and the connection is fine for the rest of the batch.
                 raise PermanentSendError(f"cannot send to {to}: SMTPUTF8 not supported by server")
             mail += " SMTPUTF8"
+        commands = [mail, f"RCPT TO:<{rcpt}>", "DATA"]
         try:
-            self._envelope([mail, f"RCPT TO:<{rcpt}>", "DATA"])
+            try:
+                self._envelope(commands)
+            except OSError:
+                if not (reused and self.kept):
+                    raise
+                # A kept connection the relay closed while it was idle; nothing was accepted.
+                self._drop()
+                self._connect()
+                self._envelope(commands)
             self._write(dot_stuffed(message))
         except OSError as exc:
             self._drop()
             raise TransientSendError(f"connection lost: {exc}") from exc
-        self._open = True
 
     def end(self) -> None:
         """Write the open message's final `.` and read the relay's answer to it."""
@@ -137,6 +146,7 @@ class SMTPSender:
         """MAIL, RCPT and DATA, in one write where the relay pipelines; raises for a refusal,
         after putting the connection back in a state for the next message."""
         replies: list[Reply] = []
+        self._open = True  # from here until the `.` or a clean refusal, the connection is the message's
         if self.pipelining:
             self._write(b"".join(c.encode() + CRLF for c in commands))
         for i, command in enumerate(commands):
@@ -153,6 +163,7 @@ class SMTPSender:
         for i, reply in enumerate(replies):
             if reply.code not in _GOOD[i]:
                 self._unwind(replies)
+                self._open = False
                 raise classify(*reply, recipient=i == 1)
 
     def _unwind(self, replies: list[Reply]) -> None:
