@@ -7,6 +7,8 @@ sent again on the next dispatch, and every reader gets exactly one digest.
 
 from __future__ import annotations
 
+import random
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -21,6 +23,7 @@ from newsletter.mail.senders import (
     TransientSendError,
     kept_sender,
 )
+from newsletter.mail.smtp import dot_stuffed
 from tests.faultkit import FaultySMTP, SMTPServer, delivery_rows, relay_world
 
 MESSAGE = (
@@ -48,6 +51,15 @@ def test_messages_arrive_byte_for_byte_with_or_without_pipelining(relay):
     assert sender.pipelining is box.pipelining
     assert box.received == {"r0@example.org": 1, "r1@example.org": 1, "r2@example.org": 1}
     assert [content for _, content in box.raw] == [MESSAGE] * 3  # dot-stuffed, then unstuffed
+
+
+def test_dot_stuffing_is_what_smtplib_writes():
+    """smtplib.SMTP.data: every `.` at the start of a line doubled, the last line ended."""
+    rng = random.Random(16)
+    for _ in range(5000):
+        message = bytes(rng.choice(b".\r\nab=") for _ in range(rng.randint(0, 40)))
+        expected = re.sub(rb"(?m)^\.", b"..", message)
+        assert dot_stuffed(message) == (expected if expected.endswith(b"\r\n") else expected + b"\r\n")
 
 
 def test_a_begun_message_is_accepted_only_when_ended(relay):

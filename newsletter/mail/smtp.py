@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hmac
-import re
 import socket
 import ssl
 from functools import cache
@@ -37,7 +36,6 @@ from newsletter.mail.relay import (
 
 CRLF = b"\r\n"
 _MAXLINE = 8192  # as smtplib: a reply line longer than this is not SMTP
-_PERIOD = re.compile(rb"(?m)^\.")
 _GOOD = ((250,), (250, 251), (354,))  # the replies that let MAIL, RCPT, DATA go on
 
 
@@ -49,8 +47,11 @@ class Reply(NamedTuple):
 def dot_stuffed(message: bytes) -> bytes:
     """The bytes after DATA as smtplib writes them, without the final `.` line: a `.` starting a
     line doubled, and the last line ended with CRLF."""
-    if message.startswith(b".") or b"\n." in message:
-        message = _PERIOD.sub(b"..", message)
+    # What smtplib's `re.sub(rb"(?m)^\.", b"..", …)` does, as two C calls: `^` matches at the
+    # start and after each LF, and quoted-printable digests have such lines in most messages.
+    if message.startswith(b"."):
+        message = b"." + message
+    message = message.replace(b"\n.", b"\n..")
     return message if message.endswith(CRLF) else message + CRLF
 
 
