@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from newsletter import admin
 from newsletter.config import get_settings
@@ -146,4 +147,43 @@ def test_one_at_a_time_emails_share_a_connection_that_outlives_a_relay_restart(c
         assert box.received == {"ada@example.org": 1, "bob@example.org": 1, "cy@example.org": 1}
     finally:
         kept_sender(settings).close()
+        server.stop()
+
+
+def _only_news_s3cret(server, session, envelope, mechanism, auth_data) -> AuthResult:  # noqa: ARG001
+    ok = isinstance(auth_data, LoginPassword) and auth_data == (b"news", b"s3cret")
+    return AuthResult(success=ok, handled=False)  # not handled: aiosmtpd answers 535 itself
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+def test_auth_logs_in_and_a_wrong_password_is_a_refusal(configure, mechanism):
+    box = FaultySMTP()
+    other = {"PLAIN", "LOGIN"} - {mechanism}
+    server = SMTPServer(
+        box,
+        authenticator=_only_news_s3cret,
+        auth_required=True,
+        auth_require_tls=False,
+        auth_exclude_mechanism=other,
+    ).start()
+
+    def sender(password: str) -> SMTPSender:
+        return SMTPSender(
+            configure(
+                NEWSLETTER_SMTP_HOST="127.0.0.1",
+                NEWSLETTER_SMTP_PORT=str(server.port),
+                NEWSLETTER_SMTP_USERNAME="news",
+                NEWSLETTER_SMTP_PASSWORD=password,
+            )
+        )
+
+    try:
+        good = sender("s3cret")
+        good.send("ada@example.org", MESSAGE)
+        good.close()
+        with pytest.raises(MessageRefused) as refused:
+            sender("wrong").send("bob@example.org", MESSAGE)
+        assert refused.value.code == 535
+        assert box.received == {"ada@example.org": 1}
+    finally:
         server.stop()
