@@ -14,17 +14,22 @@ the addresses) and Postfix's `smtp-sink`. One run:
 3. starts `smtp-sink` (unless --smtp-host is given), which answers 250 to everything and counts
    the messages it received;
 4. measures the raw SMTP limit: K processes, one connection each, pushing pre-built digests of the
-   same size with smtplib as fast as they can (`raw_smtp_per_s`, and smtplib's CPU per message);
+   same size as fast as they can, once with smtplib (`raw_smtp_per_s`, the baseline of rounds 1
+   and 2) and once with the workers' own client, pipelined where the sink offers it
+   (`raw_own_smtp_per_s`), each with its CPU per message;
 5. starts one `celery -A workers worker` with K prefork processes on a private Redis database and
    queue, dispatches the issue (`dispatch_issue`) and waits for the ledger to close: real
    renderer, real MIME (and DKIM with --dkim, a fresh RSA-2048 key), real SMTP to the same sink,
    K connections (one per process). Everything is torn down afterwards.
 
 Figures: `digests_per_s` = sent / (last sent_at − dispatch start), planning excluded; `ratio` =
-digests_per_s / raw_smtp_per_s; `cpu_ms_per_digest` = CPU time of the worker processes (pool and
-main) during the send / sent; `peak_worker_rss_mb` = the largest RSS of a pool process, sampled
-every 0.1 s; `avg_message_kb` over a sample of real digests; `host_cpu_busy` = how busy the whole
-machine was during the send (other people's work included: read figures next to it). `dup` =
+digests_per_s / raw_smtp_per_s (smtplib), `ratio_own` = digests_per_s / raw_own_smtp_per_s;
+`pg_commits_per_s` = the database's committed transactions during the send (pg_stat_database)
+per second; `ledger_table_mb` = pg_total_relation_size of the ledger table after the send;
+`cpu_ms_per_digest` = CPU time of the worker processes (pool and main) during the send / sent;
+`peak_worker_rss_mb` = the largest RSS of a pool process, sampled every 0.1 s; `avg_message_kb`
+over a sample of real digests; `host_cpu_busy` = how busy the whole machine was during the send
+(other people's work included: read figures next to it). `dup` =
 messages the sink received minus ledger rows marked sent (each row is one subscriber: the ledger
 is unique per issue and subscriber), so anything sent twice shows up; `lost` = confirmed
 subscribers without a sent row. With an external --smtp-host the sink cannot be asked, so `dup`
@@ -329,9 +334,27 @@ class Sink:
 # ---- the raw SMTP limit -----------------------------------------------------------------------
 
 
-def _raw_pusher(host: str, port: int, messages: list[bytes], start_at: float, seconds: float, queue) -> None:
-    smtp = smtplib.SMTP(host, port, timeout=30)
-    smtp.ehlo()
+def _raw_pusher(
+    host: str, port: int, messages: list[bytes], start_at: float, seconds: float, queue, client: str
+) -> None:
+    if client == "smtplib":
+        smtp = smtplib.SMTP(host, port, timeout=30)
+        smtp.ehlo()
+
+        def send(to: str, message: bytes) -> None:
+            smtp.sendmail("digest@news.example.org", [to], message)
+
+        close = smtp.quit
+    else:  # ours (newsletter/mail/smtp.py): what the workers use, pipelined where the sink offers it
+        from newsletter.config import get_settings
+        from newsletter.mail.smtp import SMTPSender
+
+        sender = SMTPSender(get_settings())
+
+        def send(to: str, message: bytes) -> None:
+            sender.send(to, message, mail_from="digest@news.example.org")
+
+        close = sender.close
     while time.time() < start_at:
         time.sleep(0.001)
     sent, i = 0, 0
@@ -339,24 +362,25 @@ def _raw_pusher(host: str, port: int, messages: list[bytes], start_at: float, se
     t0 = time.perf_counter()
     deadline = t0 + seconds
     while time.perf_counter() < deadline:
-        smtp.sendmail("digest@news.example.org", [f"raw{i}@example.org"], messages[i % len(messages)])
+        send(f"raw{i}@example.org", messages[i % len(messages)])
         sent += 1
         i += 1
     elapsed = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
-    smtp.quit()
+    close()
     queue.put((sent, elapsed, cpu))
 
 
 def raw_smtp_rate(
-    host: str, port: int, messages: list[bytes], connections: int, seconds: float
+    host: str, port: int, messages: list[bytes], connections: int, seconds: float, client: str = "smtplib"
 ) -> tuple[float, int, float]:
-    """Pre-built messages pushed with smtplib, one connection per process, as fast as possible."""
+    """Pre-built messages pushed with `client` (smtplib, or "ours": the workers' client), one
+    connection per process, as fast as possible: (messages/s, sent, CPU ms per message)."""
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     start_at = time.time() + 0.5
     procs = [
-        ctx.Process(target=_raw_pusher, args=(host, port, messages, start_at, seconds, queue))
+        ctx.Process(target=_raw_pusher, args=(host, port, messages, start_at, seconds, queue, client))
         for _ in range(connections)
     ]
     for p in procs:
@@ -614,6 +638,34 @@ def ledger_figures(issue_id: int) -> dict:
     }
 
 
+def pg_commits() -> int:
+    """Transactions committed in the benchmark's database so far (pg_stat_database)."""
+    from sqlalchemy import text
+
+    from newsletter.config import get_settings
+    from newsletter.db import get_engine
+
+    with get_engine(get_settings().database_url).connect() as conn:
+        conn.execute(text("SELECT pg_stat_clear_snapshot()"))
+        return int(
+            conn.execute(
+                text("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+            ).scalar()
+        )
+
+
+def ledger_size_mb() -> float:
+    """The ledger table's size with its indexes and TOAST (pg_total_relation_size), in MB."""
+    from sqlalchemy import text
+
+    from newsletter.config import get_settings
+    from newsletter.db import get_engine
+
+    with get_engine(get_settings().database_url).connect() as conn:
+        size = conn.execute(text("SELECT pg_total_relation_size('delivery')")).scalar()
+    return round(int(size) / 2**20, 1)
+
+
 def open_rows(issue_id: int) -> int:
     from sqlalchemy import text
 
@@ -695,6 +747,7 @@ def run(args: argparse.Namespace) -> dict:
             issue_id = issue.id
         result["plan_s"] = round(time.perf_counter() - t, 3)
         result["planned"] = planned
+        result["ledger_table_mb_planned"] = ledger_size_mb()
         log(f"planned {planned} deliveries in {result['plan_s']} s", quiet)
         if args.plan_only:
             return result
@@ -713,11 +766,14 @@ def run(args: argparse.Namespace) -> dict:
         samples = sample_messages(issue_id, min(200, args.subscribers))
         result["avg_message_kb"] = round(sum(map(len, samples)) / len(samples) / 1024, 1)
         raw_rate, raw_sent, raw_cpu = raw_smtp_rate(host, port, samples, args.workers, args.raw_seconds)
-        result["raw_smtp_per_s"] = round(raw_rate, 1)
+        own_rate, _, own_cpu = raw_smtp_rate(host, port, samples, args.workers, args.raw_seconds, "ours")
+        result["raw_smtp_per_s"] = round(raw_rate, 1)  # smtplib: the baseline of rounds 1 and 2
         result["raw_cpu_ms_per_msg"] = round(raw_cpu, 3)  # smtplib's own share of a send
+        result["raw_own_smtp_per_s"] = round(own_rate, 1)  # the workers' client, same sink
+        result["raw_own_cpu_ms_per_msg"] = round(own_cpu, 3)
         log(
-            f"raw SMTP: {raw_rate:.0f} msg/s over {args.workers} connection(s), "
-            f"{result['avg_message_kb']} KB messages",
+            f"raw SMTP: {raw_rate:.0f} msg/s with smtplib, {own_rate:.0f} msg/s with ours, over "
+            f"{args.workers} connection(s), {result['avg_message_kb']} KB messages",
             quiet,
         )
 
@@ -750,6 +806,7 @@ def run(args: argparse.Namespace) -> dict:
         profiler = (
             start_profiler(workers.proc.pid, Path(args.profile), args.profile_idle) if args.profile else None
         )
+        commits_before = pg_commits()
         cpu_before = cpu_seconds(workers.proc.pid)
         host_before = host_cpu()
         sampler.start()
@@ -764,6 +821,8 @@ def run(args: argparse.Namespace) -> dict:
         host_after = host_cpu()
         sampler.stop()
         profile_summary = stop_profiler(profiler, Path(args.profile)) if profiler else None
+        time.sleep(1.1)  # PostgreSQL 15+ flushes a backend's statistics at most once a second
+        commits = pg_commits() - commits_before
         ledger = ledger_figures(issue_id)
         sent = ledger["states"].get("sent", 0)
         elapsed = (ledger["last_sent"] or time.time()) - t0
@@ -773,7 +832,12 @@ def run(args: argparse.Namespace) -> dict:
             {
                 "sent": sent,
                 "digests_per_s": round(rate, 1),
-                "ratio": round(rate / raw_rate, 3) if raw_rate else None,
+                "ratio": round(rate / raw_rate, 3) if raw_rate else None,  # against smtplib
+                "ratio_own": round(rate / own_rate, 3) if own_rate else None,  # against ours
+                # the database's commits during the send (all of them: the workers' claims and
+                # "sent" rows, and this script's polling, ~4/s), per second of the send
+                "pg_commits_per_s": round(commits / elapsed, 1) if elapsed > 0 else None,
+                "ledger_table_mb": ledger_size_mb(),
                 "send_s": round(elapsed, 2),
                 "cpu_ms_per_digest": round(1000 * (cpu_after - cpu_before) / max(sent, 1), 2),
                 # how busy the whole machine was while sending (other people's work included)

@@ -312,12 +312,18 @@ class Settings(BaseSettings):
 
     @property
     def mail_domain(self) -> str:
-        return (parseaddr(self.mail_from)[1] or self.mail_from).rsplit("@", 1)[-1].strip(" >")
+        return _mail_domain(self.mail_from)
 
     @property
     def verp_domain(self) -> str:
         """Where bounces and mailto: unsubscribes go: `bounce_domain`, else the mail domain."""
         return (self.bounce_domain or self.mail_domain).lower()
+
+
+@lru_cache(maxsize=16)
+def _mail_domain(mail_from: str) -> str:
+    """Remembered: a digest asks three times (Message-ID, VERP, List-Unsubscribe), ~25 µs each."""
+    return (parseaddr(mail_from)[1] or mail_from).rsplit("@", 1)[-1].strip(" >")
 
 
 def _weak_secret(secret: str) -> bool:

@@ -29,16 +29,14 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from newsletter import jobs
-from newsletter.bounces import verp
 from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope
-from newsletter.digests import DigestRenderer, renderer_for
+from newsletter.digests import renderer_for
 from newsletter.ledger import (
     SentRecorder,
     claim,
     claimable_batches,
     expire_open,
-    finish,
     heartbeat,
     load_subscribers,
     plan_issue,
@@ -49,36 +47,17 @@ from newsletter.ledger import (
     stalled_issues,
 )
 from newsletter.logs import event
-from newsletter.mail.compose import digest_envelope, finish_message
-from newsletter.mail.senders import (
-    MessageRefused,
-    PermanentSendError,
-    RecipientRefused,
-    Sender,
-    TransientSendError,
-    open_sender,
-)
-from newsletter.models import DeliveryState, Frequency, Subscriber, SubscriberStatus, saved_id, utcnow
-from newsletter.pauses import clear_refusals, count_refusal, pause_issue, unpause_issue
+from newsletter.mail.senders import Sender, TransientSendError, open_sender
+from newsletter.models import Frequency, saved_id, utcnow
+from newsletter.pauses import unpause_issue
 from newsletter.schedule import due_slots, reader_slots, slot_readers
+from newsletter.sending import Batch, digest_message, send_one
 from newsletter.stats import reader_count
-from newsletter.subscriptions import mark_bounced
+
+__all__ = ["digest_message", "dispatch_issue", "recover_stale_claims", "scheduled_send", "send_batch"]
 
 log = logging.getLogger("newsletter.delivery")
 HEARTBEAT_SECONDS = 10  # at most; never more than a third of settings.stale_claim_seconds
-
-
-def digest_message(
-    settings: Settings, renderer: DigestRenderer, sub: Subscriber, exclude: set[int]
-) -> tuple[bytes, str, list[int]] | None:
-    """The finished message for one reader, or None when nothing new is left to send them."""
-    ranked = renderer.rank(sub, exclude)
-    if not ranked:
-        return None
-    rendered = renderer.render(sub, renderer.items(sub, ranked))
-    env = digest_envelope(settings, renderer.issue, sub, rendered.subject)
-    message = finish_message(settings, env, rendered.text, rendered.html)
-    return message, env.message_id, [r.paper_id for r in ranked]
 
 
 # ---- one batch ------------------------------------------------------------------------------
@@ -130,21 +109,6 @@ def send_batch(settings: Settings, issue_id: int, delivery_ids: list[int]) -> di
     return result.as_dict()
 
 
-@dataclass
-class _Batch:
-    """What one batch run works with: its claim, connection, SMTP session and the issue's renderer."""
-
-    conn: Connection
-    settings: Settings
-    issue_id: int
-    owner: str
-    renderer: DigestRenderer
-    sender: Sender
-    recorder: SentRecorder
-    subscribers: dict[int, Subscriber]
-    history: dict[int, set[int]]
-
-
 def _send_claimed(
     conn: Connection,
     settings: Settings,
@@ -159,7 +123,7 @@ def _send_claimed(
     history = sent_history(conn, list(subscribers), issue_id)
     conn.commit()
     sender, recorder = open_sender(settings), SentRecorder(conn)
-    batch = _Batch(conn, settings, issue_id, owner, renderer, sender, recorder, subscribers, history)
+    batch = Batch(conn, settings, issue_id, owner, renderer, sender, recorder, subscribers, history)
     interval = min(HEARTBEAT_SECONDS, settings.stale_claim_seconds / 3)
     beat = time.monotonic()
     lost: set[int] = set()
@@ -173,7 +137,7 @@ def _send_claimed(
             if delivery_id in lost:  # swept as stale while we were slow: someone else sends it
                 continue
             next_id = claimed[n + 1][0] if n + 1 < len(claimed) else None
-            outcome = _send_one(batch, delivery_id, sub_id, next_id)
+            outcome = send_one(batch, delivery_id, sub_id, next_id)
             if outcome == "paused":  # this row and the rest wait until the issue is resumed
                 _give_back(batch, claimed[n:], "issue paused", result)
                 return True
@@ -190,7 +154,7 @@ def _send_claimed(
     return False
 
 
-def _give_back(batch: _Batch, rows: list[tuple[int, int]], why: str, result: BatchResult) -> None:
+def _give_back(batch: Batch, rows: list[tuple[int, int]], why: str, result: BatchResult) -> None:
     """Release claimed rows unsent (deferred), for a retry or another batch."""
     batch.recorder.wait()
     ids = [d for d, _ in rows]
@@ -203,70 +167,6 @@ def sender_is_down(sender: Sender) -> bool:
     return not sender.connected
 
 
-def _send_one(batch: _Batch, delivery_id: int, sub_id: int, next_id: int | None) -> str:
-    """Send one claimed row's digest; returns its outcome, "lost" if the row is not ours any
-    more, or "paused" if the issue is (the row is left as it is)."""
-    conn, owner, sub = batch.conn, batch.owner, batch.subscribers.get(sub_id)
-    # Render while the previous row's "sent" UPDATE is on its way; it must be committed before
-    # this connection is used again and before this message goes out.
-    due = sub is not None and sub.status is SubscriberStatus.confirmed
-    exclude = batch.history.get(sub_id, set())
-    built = digest_message(batch.settings, batch.renderer, sub, exclude) if sub is not None and due else None
-    refusals = 0
-    if sub is not None and due:
-        # The batch's snapshot of the reader can be minutes old: ask again just before SMTP.
-        check = batch.recorder.check_row(delivery_id, owner)
-        if check is None:  # erased, or swept as stale while we were slow: not ours to finish
-            return "lost"
-        if check.paused:
-            return "paused"
-        due, refusals = check.status is SubscriberStatus.confirmed, check.refusals
-    batch.recorder.wait()
-    if sub is None or not due:
-        finish(conn, delivery_id, owner, DeliveryState.skipped, error="no longer subscribed")
-        return "skipped"
-    if built is None:
-        finish(conn, delivery_id, owner, DeliveryState.skipped, error="nothing new to send")
-        return "skipped"
-    message, message_id, paper_ids = built
-    try:
-        return_path = verp.bounce_address(batch.settings, verp.DELIVERY, delivery_id, sub.token_key)
-        batch.sender.send(sub.email, message, mail_from=return_path)
-    except PermanentSendError as exc:
-        finish(conn, delivery_id, owner, DeliveryState.failed, smtp_code=exc.code, error=str(exc)[:1000])
-        if isinstance(exc, RecipientRefused):  # only a refusal of the address is about the reader
-            _bounce(batch.settings, sub_id, str(exc))
-        elif isinstance(exc, MessageRefused):
-            _count_refusal(batch, exc)
-        return "failed"
-    except TransientSendError as exc:
-        finish(conn, delivery_id, owner, DeliveryState.deferred, smtp_code=exc.code, error=str(exc)[:1000])
-        return "deferred"
-    if refusals:  # the refusals before this 250 were not in a row after all
-        clear_refusals(conn, batch.issue_id)
-    batch.recorder.record_sent(
-        delivery_id,
-        owner,
-        next_id,
-        sent_at=utcnow(),
-        smtp_code=250,
-        message_id=message_id,
-        paper_ids=paper_ids,
-        error=None,
-    )
-    return "sent"
-
-
-def _count_refusal(batch: _Batch, exc: MessageRefused) -> None:
-    """Count a refused message against the issue; pause it at `max_send_errors` in a row."""
-    refused = count_refusal(batch.conn, batch.issue_id)
-    if refused < batch.settings.max_send_errors:
-        return
-    reason = f"the relay refused {refused} messages in a row; the last: {exc}"
-    if pause_issue(batch.conn, batch.issue_id, reason):
-        event(log, "issue.paused", logging.ERROR, issue_id=batch.issue_id, refused=refused, reason=reason)
-
-
 def _release_after_error(conn: Connection, ids: list[int], owner: str, error: str) -> None:
     """Give the unsent rows back after an error. The error may be the database going away, so
     roll back first; if that fails too, leave them: the stale-claim sweep puts them back, and
@@ -276,13 +176,6 @@ def _release_after_error(conn: Connection, ids: list[int], owner: str, error: st
         release(conn, ids, owner, error)
     except DBAPIError:
         event(log, "batch.release_failed", logging.WARNING, batch=owner, rows=len(ids))
-
-
-def _bounce(settings: Settings, subscriber_id: int, reason: str) -> None:
-    with session_scope(settings.database_url) as session:
-        sub = session.get(Subscriber, subscriber_id)
-        if sub is not None:
-            mark_bounced(session, sub, reason)
 
 
 # ---- dispatching an issue -------------------------------------------------------------------

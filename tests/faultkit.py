@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 from sqlalchemy import create_engine, insert, text
 
 from newsletter import admin
@@ -54,12 +55,21 @@ class FaultySMTP:
     - `data_delay`: every DATA is answered this many seconds late (a slow relay);
     - `replies[address]`: a fixed reply to RCPT for that address (e.g. "550 5.1.1 …");
     - `mail_reply` / `data_reply`: a fixed reply to every MAIL FROM / DATA while set (e.g. a
-      relay refusing the sender or the content: "550 5.7.1 …", "554 5.7.1 …").
+      relay refusing the sender or the content: "550 5.7.1 …", "554 5.7.1 …");
+    - `cut_before_dot`: the messages with these ordinals (1 = the first DATA this server sees)
+      are cut off after their body (the MIME closing boundary), before the final `.`: the
+      connection is aborted, nothing is accepted.
+    `pipelining` advertises ESMTP PIPELINING (RFC 2920) in EHLO; aiosmtpd does not by default,
+    though it reads pipelined commands correctly either way.
     A message counts as received only once the server has answered 250 to its DATA.
     """
 
-    def __init__(self, keep: bool = False) -> None:
+    def __init__(self, keep: bool = False, pipelining: bool = False) -> None:
         self.lock = threading.Lock()
+        self.pipelining = pipelining
+        self.cut_before_dot: set[int] = set()
+        self.data_seen = 0  # DATA commands with recipients, for `cut_before_dot`
+        self.ehlos = 0  # sessions greeted: connections, for tests of connection reuse
         self.received: Counter[str] = Counter()  # recipient -> messages accepted (250 to DATA)
         self.rcpt_attempts: Counter[str] = Counter()
         self.raw: list[tuple[list[str], bytes]] = []
@@ -77,6 +87,23 @@ class FaultySMTP:
     def _fire(self, name: str) -> None:
         self.faults[name] += 1
         self.fault_times.append(time.monotonic())
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
+        session.host_name = hostname
+        with self.lock:
+            self.ehlos += 1
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
+    def take_cut(self) -> bool:
+        """Whether to cut off the message now arriving (and count it)."""
+        with self.lock:
+            self.data_seen += 1
+            if self.data_seen not in self.cut_before_dot:
+                return False
+            self._fire("cut")
+            return True
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
         with self.lock:
@@ -133,6 +160,28 @@ class FaultySMTP:
             return {a: n for a, n in self.received.items() if n > 1}
 
 
+class _CuttingSMTP(SMTP):
+    """aiosmtpd's session, able to cut a message off after its body and before its `.`."""
+
+    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802
+        handler = self.event_handler
+        if not (self.envelope and self.envelope.rcpt_tos and handler.take_cut()):
+            await super().smtp_DATA(arg)
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            while True:  # the body up to its MIME closing boundary ("--…--"), then nothing more
+                line = await self._reader.readuntil(b"\r\n")
+                if line == b".\r\n" or (line.startswith(b"--") and line.endswith(b"--\r\n")):
+                    break
+        self.transport.abort()
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _CuttingSMTP(self.handler, **self.SMTP_kwargs)
+
+
 class SMTPServer:
     """A FaultySMTP on a fixed port that can be down (port closed) and brought up again."""
 
@@ -143,7 +192,7 @@ class SMTPServer:
         self.controller: Controller | None = None
 
     def start(self) -> SMTPServer:
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **self.kwargs)
+        self.controller = _Controller(self.handler, hostname="127.0.0.1", port=self.port, **self.kwargs)
         self.controller.start()
         return self
 

@@ -23,7 +23,11 @@ KEYS = {
     "digests_per_s",
     "plan_s",
     "raw_smtp_per_s",
+    "raw_own_smtp_per_s",
     "ratio",
+    "ratio_own",
+    "pg_commits_per_s",
+    "ledger_table_mb",
     "cpu_ms_per_digest",
     "peak_worker_rss_mb",
     "avg_message_kb",
@@ -65,3 +69,4 @@ def test_tiny_benchmark_run_sends_everyone_exactly_once():
     assert result["dup"] == 0 and result["lost"] == 0
     assert result["planned"] == 200 and result["states"] == {"sent": 200}
     assert result["avg_message_kb"] > 5 and result["raw_smtp_per_s"] > 0
+    assert result["raw_own_smtp_per_s"] > 0 and result["ledger_table_mb"] > 0

@@ -204,10 +204,14 @@ def test_four_workers_sending_one_issue_send_each_digest_once(rig):
 # ---- kill -9 mid-send -----------------------------------------------------------------------
 
 
-def test_worker_killed_mid_send_every_reader_gets_one_digest(rig):
+@pytest.mark.parametrize("pipelining", [False, True], ids=["lock-step", "pipelining"])
+def test_worker_killed_mid_send_every_reader_gets_one_digest(rig, pipelining):
     """kill -9 a sending process four times (a pool child twice, a whole worker twice); beat's
-    recover-stale-claims puts the dead claims back. At most one duplicate per kill."""
+    recover-stale-claims puts the dead claims back. At most one duplicate per kill. Each message
+    is written up to its final `.` while the previous row's commit is in flight, with the relay
+    pipelining MAIL/RCPT/DATA or not."""
     r = rig(NEWSLETTER_BATCH_SIZE="100")
+    r.box.pipelining = pipelining
     issue_id, addresses = r.plan(2500)
     a, b = r.start_workers(2)
     r.beat()

@@ -72,7 +72,9 @@ def sent_papers(session: Session, issue_id: int, sub: Subscriber) -> list[int] |
 def load_subscribers(conn: Connection, ids: list[int]) -> dict[int, Subscriber]:
     """The subscribers of a batch, by id (a row erased since planning is simply absent)."""
     rows = conn.execute(select(SUBSCRIBERS).where(SUBSCRIBERS.c.id.in_(ids))).mappings()
-    return {row["id"]: Subscriber.model_validate(dict(row)) for row in rows}
+    # The row comes typed by the table's own columns (enums, JSON, aware datetimes): validating
+    # it again cost 0.15-0.25 ms a reader, 10x constructing it.
+    return {row["id"]: Subscriber.model_construct(**row) for row in rows}
 
 
 def sent_history(conn: Connection, subscriber_ids: list[int], issue_id: int) -> dict[int, set[int]]:

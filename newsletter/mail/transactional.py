@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -27,7 +27,7 @@ from newsletter.logs import event
 from newsletter.mail.compose import finish_message, list_headers
 from newsletter.mail.journey_html import render_journey_email
 from newsletter.mail.message import Envelope, new_message_id
-from newsletter.mail.senders import PermanentSendError, Sender, TransientSendError, open_sender
+from newsletter.mail.senders import PermanentSendError, Sender, TransientSendError, kept_sender
 from newsletter.models import DeliveryState, Subscriber, SubscriberStatus, table_of, utcnow
 from newsletter.schedule import next_digest_text
 
@@ -88,13 +88,15 @@ def send_journey_email(settings: Settings, email_id: int) -> str:
     """Send one outbox row if it is still due; returns sent, skipped, refused, failed or not-due.
 
     The row is claimed first (no two processes send it), the subscriber re-checked, and the row
-    marked sent right after the server's 250, before the connection is closed: a process killed
-    in between repeats this one email at most, and nothing is sent again once a 250 is recorded.
+    marked sent right after the server's 250 (the connection stays open for the next email): a
+    process killed in between repeats this one email at most, and nothing is sent again once a
+    250 is recorded.
     A transient failure defers the row and raises TransientSendError (the task retries; beat's
     sweep takes over when it cannot) until `journey_max_attempts` tries end it as failed.
     """
     owner = uuid.uuid4().hex
-    with _autocommit(settings) as conn, closing(open_sender(settings)) as sender:
+    sender = kept_sender(settings)  # one connection per process, not one per email
+    with _autocommit(settings) as conn:
         job = outbox.claim(conn, email_id, owner)
         if job is None:
             return "not-due"  # sent or finished already, in another job's hands, or erased
