@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Protocol
@@ -100,11 +101,13 @@ def open_sender(settings: Settings) -> Sender:
     return SMTPSender(settings) if settings.smtp_host else OutboxSender(settings)
 
 
-_KEPT: dict[tuple[object, ...], SMTPSender] = {}
+# One kept connection per thread: in-process jobs run on the web server's worker threads, and two
+# messages must never share a connection at once.
+_LOCAL = threading.local()
 
 
 def kept_sender(settings: Settings) -> Sender:
-    """Like `open_sender`, but this process's one SMTP connection for these settings, kept open
+    """Like `open_sender`, but this thread's one SMTP connection for these settings, kept open
     between messages that come one at a time (journey emails: connect, EHLO and QUIT cost
     about 4 ms each). Never close it; a connection the relay closed while idle is opened again
     before anything is sent (`SMTPSender.kept`)."""
@@ -112,9 +115,10 @@ def kept_sender(settings: Settings) -> Sender:
         return OutboxSender(settings)
     s = settings
     key = (os.getpid(), s.smtp_host, s.smtp_port, s.smtp_username, s.smtp_password, s.smtp_starttls)
-    sender = _KEPT.get(key)
+    kept: dict[tuple[object, ...], SMTPSender] = _LOCAL.__dict__.setdefault("kept", {})
+    sender = kept.get(key)
     if sender is None or sender.settings.smtp_timeout != s.smtp_timeout:
-        for stale in [k for k in _KEPT if k[0] != key[0]]:  # inherited from a parent process
-            del _KEPT[stale]
-        sender = _KEPT[key] = SMTPSender(settings, kept=True)
+        for stale in [k for k in kept if k[0] != key[0]]:  # inherited from a parent process
+            del kept[stale]
+        sender = kept[key] = SMTPSender(settings, kept=True)
     return sender
