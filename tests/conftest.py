@@ -335,3 +335,21 @@ def stack(pg_url, redis_db, smtp_server, tmp_path):
     finally:
         web.stop()
         worker.stop()
+
+
+def cli_with(configure, database_url: str):
+    """`newsletter …` in-process on `database_url`: run(*args) checks exit 0 unless ok=False."""
+    from typer.testing import CliRunner
+
+    from newsletter.cli import app
+
+    configure(NEWSLETTER_DATABASE_URL=database_url)
+    runner = CliRunner()
+
+    def run(*args: str, ok: bool = True):
+        result = runner.invoke(app, list(args))
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return run

@@ -15,22 +15,14 @@ from newsletter.cli import app
 from newsletter.config import get_settings
 from newsletter.papers import sample_feed_path
 from newsletter.testing import create_pg_database, drop_pg_database
-from tests.conftest import ROOT, migrated_sqlite, process_env
+from tests.conftest import ROOT, cli_with, migrated_sqlite, process_env
 
 runner = CliRunner()
 
 
 @pytest.fixture
 def cli(configure, sqlite_url):
-    configure(NEWSLETTER_DATABASE_URL=sqlite_url)
-
-    def run(*args: str, ok: bool = True):
-        result = runner.invoke(app, list(args))
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    return run
+    return cli_with(configure, sqlite_url)
 
 
 def test_subscribers_add_list_export_remove(cli):

@@ -7,30 +7,19 @@ import json
 import pytest
 from sqlalchemy import func
 from sqlmodel import select
-from typer.testing import CliRunner
 
 from newsletter import admin
-from newsletter.cli import app
 from newsletter.config import get_settings
 from newsletter.db import session_scope
 from newsletter.models import ConsentEvent, JourneyEmail, Subscriber, SubscriberStatus
-
-runner = CliRunner()
+from tests.conftest import cli_with
 
 HEADER = "email,interests,frequency,max_papers,weekday,timezone\n"
 
 
 @pytest.fixture
 def cli(configure, db_url):
-    configure(NEWSLETTER_DATABASE_URL=db_url)
-
-    def run(*args: str, ok: bool = True):
-        result = runner.invoke(app, list(args))
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    return run
+    return cli_with(configure, db_url)
 
 
 def import_json(cli, path, *flags: str) -> dict:
