@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import math
+
 import redis
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -101,10 +103,11 @@ def _age_check(name: str, age: float | None, limit: int, start: str) -> Check:
     if age is None:
         return Check(name=name, ok=False, detail=f"no heartbeat ever recorded: is `{start}` running?")
     if age > limit:
+        # Rounded up: a heartbeat 3.04 s old against a 3 s limit must not read "3 s (limit 3 s)".
         return Check(
             name=name,
             ok=False,
-            detail=f"last heartbeat {age:.0f} s ago (limit {limit} s): is `{start}` running?",
-            age_seconds=round(age, 1),
+            detail=f"last heartbeat {math.ceil(age)} s ago (limit {limit} s): is `{start}` running?",
+            age_seconds=math.ceil(age * 10) / 10,
         )
     return Check(name=name, ok=True, detail=f"heartbeat {age:.0f} s ago", age_seconds=round(age, 1))

@@ -137,3 +137,13 @@ def test_an_old_schema_or_an_unreachable_database_fails_with_what_to_do(configur
     failed = {c["name"]: c["detail"] for c in report["checks"] if not c["ok"]}
     assert set(failed) == {"database", "migrations"} and "OperationalError" in failed["database"]
     assert "s3cretpw" not in result.output and "127.0.0.1" not in result.output
+
+
+def test_a_failed_heartbeat_check_never_reads_as_within_the_limit():
+    from newsletter.readiness import _age_check
+
+    late = _age_check("worker", 3.04, 3, "celery -A workers worker")
+    assert not late.ok and late.age_seconds is not None and late.age_seconds > 3
+    assert "last heartbeat 4 s ago (limit 3 s)" in late.detail
+    fresh = _age_check("worker", 2.96, 3, "celery -A workers worker")
+    assert fresh.ok and fresh.age_seconds == 3.0
