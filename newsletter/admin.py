@@ -40,7 +40,6 @@ from newsletter.stats import reader_count, subscriber_counts
 from newsletter.validation import normalise_email
 
 CLI_CLIENT = subs.Client(user_agent="cli")  # recorded in consent rows of operator actions
-STALL_SECONDS = 30  # nothing sent for this long while waiting: ping the workers again
 PROGRESS_LINE_SECONDS = 10  # where no bar can be drawn (a log, cron), a progress line this often
 
 
@@ -249,7 +248,7 @@ def _wait_with_progress(
     settings: Settings, issue_id: int, total: int, show: bool, workers: list[str], timeout: float = 3600
 ) -> None:
     """Follow the ledger while workers send; stop when nothing is left open (or deferred only).
-    When nothing moves for STALL_SECONDS the workers are pinged again: none answering is an
+    When nothing moves for `settings.send_stall_seconds` the workers are pinged again: none answering is an
     `OperatorError` (the rest stays queued for them)."""
     deadline, moved, last_open = time.monotonic() + timeout, time.monotonic(), -1
     with Progress(console=Console(stderr=True), disable=not show, transient=True) as bar:
@@ -266,7 +265,7 @@ def _wait_with_progress(
                 return
             if _open_work(now) != last_open:
                 moved, last_open = time.monotonic(), _open_work(now)
-            elif time.monotonic() - moved > STALL_SECONDS:
+            elif time.monotonic() - moved > settings.send_stall_seconds:
                 liveness.require_worker(settings, f"and issue {issue_id}'s remaining deliveries go out")
                 moved = time.monotonic()
             time.sleep(0.5)

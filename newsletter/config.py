@@ -215,6 +215,8 @@ class Settings(BaseSettings):
     worker_ping_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     heartbeat_interval_seconds: float = Field(default=30.0, gt=0)
     heartbeat_max_age_seconds: int = Field(default=180, ge=1)
+    # `send --now` pings the workers again when no delivery has moved for this long.
+    send_stall_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     # An issue pauses after this many messages in a row refused for a reason that is not about
     # the reader (a 5xx at MAIL FROM or DATA, policy, size), like listmonk's max_send_errors.

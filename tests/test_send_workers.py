@@ -123,8 +123,10 @@ def test_an_unreachable_broker_is_one_line_and_fast(env, configure):
 
 
 def test_a_worker_lost_while_waiting_stops_the_command_with_one_line(env, pg_url, tmp_path):
-    """The ping passed, then the only worker died: the command notices within STALL_SECONDS
-    (30 s) of no progress, pings again and stops, instead of waiting for an hour."""
+    """The ping passed, then the only worker died: the command notices within
+    NEWSLETTER_SEND_STALL_SECONDS of no progress (30 s by default; 12 here, past the first 10 s
+    progress line), pings again and stops, instead of waiting for an hour."""
+    env = {**env, "NEWSLETTER_SEND_STALL_SECONDS": "12"}
     settings_env = {k: v for k, v in env.items() if k.startswith("NEWSLETTER_")}
     engine = create_engine(settings_env["NEWSLETTER_DATABASE_URL"])
     with engine.begin() as conn:  # enough readers that the send is still going when the worker dies
@@ -160,6 +162,7 @@ def test_a_worker_lost_while_waiting_stops_the_command_with_one_line(env, pg_url
     seconds = time.monotonic() - started
     print(f"send --now after its worker died: exit {cli.returncode} after {seconds:.1f} s")
     assert cli.returncode == 1, (out, err)
+    assert seconds < 28, "the 12 s stall setting was not honoured (the default is 30 s)"
     *progress, line = [x for x in err.splitlines() if x.strip()]
     assert progress and all(p.startswith("Issue 1: ") for p in progress)  # "N of M done" in a log
     assert line.startswith("Error: no worker answered") and "issue 1's remaining deliveries go out" in line
