@@ -191,16 +191,12 @@ class Settings(BaseSettings):
     @field_validator("embedding_model")
     @classmethod
     def _model_folder(cls, value: str) -> str:
-        if not value.strip():
-            return ""
-        from newsletter.ranking.dense import model_dir, require_extra
+        from newsletter.ranking.dense import checked_setting
 
         try:
-            require_extra()
-            model_dir(value.strip())
+            return checked_setting(value)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
-        return value.strip()
 
     @field_validator("templates_dir")
     @classmethod
@@ -345,7 +341,6 @@ class _ValuesOnly(Settings):
 
 def settings_from(**values: Any) -> Settings:
     """Settings from `values` and the defaults only: no environment variable, no settings file.
-
     For runs that must not touch the operator's configuration (the demo, `newsletter init`)."""
     return _checked(_ValuesOnly, **values)
 
@@ -364,11 +359,6 @@ def _describe(error: Any) -> str:
     name = f"NEWSLETTER_{field.upper()}" if field else "the settings"
     shown = "" if not field or any(word in field for word in _SECRET_WORDS) else f" (got {error['input']!r})"
     return f"{name}: {error['msg']}{shown}"
-
-
-def settings_file() -> Path | None:
-    """The settings file this process reads (see `newsletter.envfile.find_env_file`)."""
-    return find_env_file()
 
 
 @lru_cache

@@ -15,9 +15,10 @@ from celery.apps import worker as celery_worker
 from celery.beat import PersistentScheduler
 from celery.schedules import crontab
 
-from newsletter.config import ConfigError, Settings, get_settings, settings_file
+from newsletter.config import ConfigError, Settings, get_settings
 from newsletter.db import dispose_engines
 from newsletter.delivery import recover_stale_claims, scheduled_send
+from newsletter.envfile import find_env_file
 from newsletter.jobs import task_name
 from newsletter.liveness import record_heartbeat
 from newsletter.logs import event, setup_logging, setup_process_logging
@@ -84,7 +85,7 @@ def _json_logs(loglevel: int | str | None = None, **_kwargs: Any) -> None:
     level = logging.getLevelName(loglevel) if isinstance(loglevel, int) else (loglevel or settings.log_level)
     setup_process_logging(str(level))
     setup_logging(settings.log_level)
-    event(log, "config_loaded", path=str(settings_file() or ""), mode=settings.mode)
+    event(log, "config_loaded", path=str(find_env_file() or ""), mode=settings.mode)
 
 
 @signals.worker_shutting_down.connect

@@ -20,8 +20,8 @@ from newsletter.cli.deliveries import deliveries_app
 from newsletter.cli.inbound import inbound_app
 from newsletter.cli.init import init
 from newsletter.cli.subscribers import subs_app
-from newsletter.config import get_settings, settings_file
-from newsletter.envfile import describe_source
+from newsletter.config import get_settings
+from newsletter.envfile import describe_source, find_env_file
 from newsletter.errors import OperatorError
 from newsletter.logs import json_logger, setup_logging
 
@@ -55,7 +55,7 @@ def _main(ctx: typer.Context) -> None:
     setup_logging("WARNING")  # the CLI shows its own summaries; logs only for trouble
     if ctx.invoked_subcommand in WITHOUT_SETTINGS or ctx.resilient_parsing:
         return
-    source = describe_source(settings_file())  # a missing $NEWSLETTER_ENV_FILE stops here
+    source = describe_source(find_env_file())  # a missing $NEWSLETTER_ENV_FILE stops here
     if err.is_terminal:  # a person watching: say where the settings came from (stdout stays clean)
         err.print(f"[dim]Settings: {escape(source)}[/]", highlight=False)
 

@@ -7,7 +7,8 @@ import logging
 import typer
 
 from newsletter.cli.common import console
-from newsletter.config import get_settings, settings_file
+from newsletter.config import get_settings
+from newsletter.envfile import find_env_file
 from newsletter.errors import OperatorError
 from newsletter.logs import event, setup_process_logging
 
@@ -35,7 +36,7 @@ def serve(
 
     settings = get_settings()
     setup_process_logging(settings.log_level)  # every line JSON, aiosmtpd's too
-    event(log, "config_loaded", path=str(settings_file() or ""), mode=settings.mode)
+    event(log, "config_loaded", path=str(find_env_file() or ""), mode=settings.mode)
     protocol = "LMTP" if lmtp else "SMTP"
     if settings.mode == "production":
         event(log, "inbound.listening", domain=settings.verp_domain, host=host, port=port, protocol=protocol)

@@ -60,6 +60,15 @@ def require_extra() -> None:
         )
 
 
+def checked_setting(setting: str) -> str:
+    """A NEWSLETTER_EMBEDDING_MODEL value, stripped, once the extra and the model folder are
+    there ("" is off); ConfigError, one line, otherwise."""
+    if setting.strip():
+        require_extra()
+        model_dir(setting.strip())
+    return setting.strip()
+
+
 def model_name(path: Path) -> str:
     """What stored vectors are keyed by: the folder's name and a fingerprint of its weights'
     header and size (cheap, and it changes whenever the weights do)."""

@@ -12,7 +12,8 @@ import os
 
 import uvicorn
 
-from newsletter.config import DEV_SECRET, ConfigError, Settings, settings_file
+from newsletter.config import DEV_SECRET, ConfigError, Settings
+from newsletter.envfile import find_env_file
 from newsletter.logs import event, setup_process_logging, uvicorn_log_config
 from newsletter.web.auth import check_secrets
 
@@ -49,7 +50,7 @@ def serve(
     refuse_dev_secret_on_network(settings, host, published_on_loopback)
     check_secrets(settings)
     setup_process_logging(settings.log_level)
-    event(log, "config_loaded", path=str(settings_file() or ""), mode=settings.mode)
+    event(log, "config_loaded", path=str(find_env_file() or ""), mode=settings.mode)
     if os.environ.get("FORWARDED_ALLOW_IPS", "").strip() == "*":
         event(log, "serve.forwarded_allow_ips_any", logging.WARNING, hint="list the proxy's address instead")
     uvicorn.run(
