@@ -13,6 +13,7 @@ import shlex
 import stat
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -287,8 +288,9 @@ def test_bad_settings_stop_every_process_with_a_line_not_a_traceback(tmp_path, p
         (str(latin1), ["not UTF-8"]),
         (str(bad_values), ["NEWSLETTER_SMTP_PORT: Input should be a valid integer", "NEWSLETTER_TIMEZONE"]),
     ]
-    for path, expected in cases:
-        done = run(args, cwd=folder, program=program, NEWSLETTER_ENV_FILE=path)
+    with ThreadPoolExecutor(len(cases)) as pool:  # five interpreter start-ups at once, not in turn
+        runs = list(pool.map(lambda case: run(args, folder, program, NEWSLETTER_ENV_FILE=case[0]), cases))
+    for (_path, expected), done in zip(cases, runs, strict=True):
         output = done.stderr + done.stdout
         assert done.returncode in (1, 2) and "Traceback" not in output, output
         lines = done.stderr.strip().splitlines()
