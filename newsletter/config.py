@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from newsletter.domains import undeliverable
@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     smtp_port: int = 25
     smtp_username: str | None = None
     smtp_password: str | None = None
+    smtp_tls: bool = False  # TLS from the first byte (port 465, RFC 8314); smtp_starttls upgrades
     smtp_starttls: bool = False
     smtp_timeout: float = 30.0
     outbox_dir: Path = Path("./var/outbox")
@@ -177,6 +178,13 @@ class Settings(BaseSettings):
     footer_text: str = Field(default="", max_length=1000)  # plain text; escaped in HTML
     # A folder whose files override the packaged templates of the same relative name.
     templates_dir: Path | None = None
+
+    @field_validator("smtp_starttls")
+    @classmethod
+    def _one_kind_of_tls(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("smtp_tls"):
+            raise ValueError("choose one: NEWSLETTER_SMTP_TLS (port 465) or NEWSLETTER_SMTP_STARTTLS (587)")
+        return value
 
     @field_validator("logo_url")
     @classmethod

@@ -241,6 +241,15 @@ def test_production_wants_a_postal_address_unless_waived_and_other_modes_keep_de
         assert settings_from(mode=mode).mail_from == "Paper Digest <digest@localhost>"
 
 
+def test_tls_is_one_kind_or_the_other():
+    assert settings_from(mode="dev", smtp_tls="true").smtp_tls
+    assert settings_from(mode="dev", smtp_starttls="true").smtp_starttls
+    with pytest.raises(ConfigError) as refused:
+        settings_from(mode="dev", smtp_tls="true", smtp_starttls="true")
+    [line] = str(refused.value).splitlines()
+    assert line.startswith("NEWSLETTER_SMTP_STARTTLS: ") and "NEWSLETTER_SMTP_TLS (port 465)" in line
+
+
 def test_every_problem_is_one_line_naming_its_setting():
     with pytest.raises(ConfigError) as refused:
         settings_from(mode="production", smtp_port="twenty-five", digest_hour="25", secret_key="x")

@@ -1025,11 +1025,13 @@ def self_signed(tmp_path: Path, names: list[str]) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def test_starttls_verifies_the_server_certificate(configure, tmp_path, monkeypatch):
-    """A relay that offers STARTTLS with a self-signed certificate: sending fails with a
-    certificate error and the relay receives nothing. Trusting that certificate (SSL_CERT_FILE)
-    makes the same send work, so the failure was the verification; a trusted certificate for
-    another host name still fails (the host name is checked too)."""
+@pytest.mark.parametrize("tls", ["starttls", "implicit"])
+def test_tls_verifies_the_server_certificate(configure, tmp_path, monkeypatch, tls):
+    """A relay that offers STARTTLS (port 587's way), or TLS from the first byte (port 465's,
+    NEWSLETTER_SMTP_TLS), with a self-signed certificate: sending fails with a certificate
+    error and the relay receives nothing. Trusting that certificate (SSL_CERT_FILE) makes the
+    same send work, so the failure was the verification; a trusted certificate for another host
+    name still fails (the host name is checked too)."""
     import ssl
 
     from newsletter.mail.senders import SMTPSender, TransientSendError
@@ -1037,13 +1039,15 @@ def test_starttls_verifies_the_server_certificate(configure, tmp_path, monkeypat
     def relay(cert: Path, key: Path) -> SMTPServer:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
+        if tls == "implicit":
+            return SMTPServer(FaultySMTP(), ssl_context=context).start()
         return SMTPServer(FaultySMTP(), tls_context=context, require_starttls=True).start()
 
     def send(server: SMTPServer) -> None:
         settings = configure(
             NEWSLETTER_SMTP_HOST="127.0.0.1",
             NEWSLETTER_SMTP_PORT=str(server.port),
-            NEWSLETTER_SMTP_STARTTLS="true",
+            **{"NEWSLETTER_SMTP_TLS" if tls == "implicit" else "NEWSLETTER_SMTP_STARTTLS": "true"},
         )
         sender = SMTPSender(settings)
         try:

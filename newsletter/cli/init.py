@@ -27,7 +27,7 @@ HINTS = """
 # Optional (README, "Configuration"): uncomment and fill in.
 # NEWSLETTER_SMTP_HOST="smtp.yourlab.org"      # unset: mail is only written to NEWSLETTER_OUTBOX_DIR
 # NEWSLETTER_SMTP_PORT="587"
-# NEWSLETTER_SMTP_STARTTLS="true"
+# NEWSLETTER_SMTP_STARTTLS="true"              # or, on port 465: NEWSLETTER_SMTP_TLS="true"
 # NEWSLETTER_SMTP_USERNAME="digest"
 # NEWSLETTER_SMTP_PASSWORD="..."
 # NEWSLETTER_METRICS_TOKEN="..."               # python3 -c 'import secrets; print(secrets.token_urlsafe(32))'

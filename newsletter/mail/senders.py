@@ -114,7 +114,15 @@ def kept_sender(settings: Settings) -> Sender:
     if not settings.smtp_host:
         return OutboxSender(settings)
     s = settings
-    key = (os.getpid(), s.smtp_host, s.smtp_port, s.smtp_username, s.smtp_password, s.smtp_starttls)
+    key = (
+        os.getpid(),
+        s.smtp_host,
+        s.smtp_port,
+        s.smtp_username,
+        s.smtp_password,
+        s.smtp_starttls,
+        s.smtp_tls,
+    )
     kept: dict[tuple[object, ...], SMTPSender] = _LOCAL.__dict__.setdefault("kept", {})
     sender = kept.get(key)
     if sender is None or sender.settings.smtp_timeout != s.smtp_timeout:

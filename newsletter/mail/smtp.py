@@ -193,7 +193,10 @@ class SMTPSender:
         if not s.smtp_host:  # open_sender picks SMTP only when a host is set
             raise TransientSendError(f"cannot connect to {s.smtp_host}:{s.smtp_port}: no SMTP host set")
         try:
-            self._attach(socket.create_connection((s.smtp_host, s.smtp_port), timeout=s.smtp_timeout))
+            sock = socket.create_connection((s.smtp_host, s.smtp_port), timeout=s.smtp_timeout)
+            if s.smtp_tls:  # implicit TLS (RFC 8314): the handshake comes before the greeting
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=s.smtp_host)
+            self._attach(sock)
             self._expect(self._reply(), 220)
             self._hello()
             if s.smtp_starttls:
