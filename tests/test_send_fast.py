@@ -273,3 +273,41 @@ def test_a_failed_in_flight_update_is_recorded_the_plain_way(configure, pg_url, 
     assert calls["n"] >= 2  # the broken one was recorded again through record_sent
     assert ledger.delivery_counts(get_engine(settings.database_url), issue_id)["sent"] == 4
     assert len(box.messages) == 4
+
+
+# ---- the ledger's queries stay O(batch) after a large plan ----------------------------------
+
+
+def test_after_a_large_plan_claims_and_the_dispatch_look_rows_up_by_id(configure, pg_url):
+    """Planning 3,000 readers refreshes PostgreSQL's statistics of the ledger, so a claim of 100
+    rows and the dispatch's next page find their rows by primary key. With the statistics from
+    before the plan (autovacuum runs a minute or more later, or is off) PostgreSQL read every
+    pending row of the issue through ix_delivery_issue_state for each claim: a 200,000-reader
+    send spent 40-140 ms per claim and most of the two cores in PostgreSQL."""
+    from sqlalchemy import create_engine, text
+
+    from newsletter.ledger import claim_statement, claimable_after, plan_issue
+    from newsletter.ledger.tables import DELIVERIES
+    from newsletter.testing import configured_session
+
+    configure(NEWSLETTER_DATABASE_URL=pg_url)
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO subscriber (email, email_key, interests, frequency, max_papers, status,"
+                " token_key, token_version, created_at, updated_at, profile)"
+                " SELECT 'r' || i || '@example.org', 'r' || i || '@example.org', '', 'weekly', 5,"
+                " 'confirmed', md5(i::text), 0, now(), now(), '{}' FROM generate_series(1, 3000) i"
+            )
+        )
+    with configured_session() as session:
+        issue, planned = plan_issue(session)
+    assert planned == 3000
+    with engine.connect() as conn:
+        ids = list(conn.execute(select(DELIVERIES.c.id).order_by(DELIVERIES.c.id).limit(100)).scalars())
+        for stmt in (claim_statement(issue.id, ids, "probe"), claimable_after(issue.id, ids[-1], 100)):
+            sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+            plan = "\n".join(conn.exec_driver_sql("EXPLAIN " + sql).scalars())
+            assert "delivery_pkey" in plan and "ix_delivery_issue_state" not in plan, plan
+    engine.dispose()
