@@ -41,6 +41,9 @@ from newsletter.validation import normalise_email
 
 CLI_CLIENT = subs.Client(user_agent="cli")  # recorded in consent rows of operator actions
 PROGRESS_LINE_SECONDS = 10  # where no bar can be drawn (a log, cron), a progress line this often
+# Counting an issue's rows by state reads all of them: the wait asks every 0.5 s, and once per
+# POLL_ROWS_PER_SECOND rows for larger issues (200,000 readers: every 2 s; at most every 5 s).
+POLL_ROWS_PER_SECOND = 100_000
 
 
 @dataclass(frozen=True)
@@ -268,7 +271,7 @@ def _wait_with_progress(
             elif time.monotonic() - moved > settings.send_stall_seconds:
                 liveness.require_worker(settings, f"and issue {issue_id}'s remaining deliveries go out")
                 moved = time.monotonic()
-            time.sleep(0.5)
+            time.sleep(min(5.0, max(0.5, total / POLL_ROWS_PER_SECOND)))
 
 
 def issue_row(settings: Settings, issue: Issue) -> dict[str, Any]:
