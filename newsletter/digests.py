@@ -338,13 +338,14 @@ class DigestRenderer:
     def items(self, sub: Subscriber, ranked: list[RankedItem]) -> list[DigestItem]:
         """The cards, good matches first (each group in ranked order): see `sections`."""
         s, iid = self.settings, saved_id(self.issue)
+        vote = links.vote_urls(s, sub, iid)
         return [
             DigestItem(
                 paper=self.views[r.paper_id],
                 why=r.why,
                 score=r.score,
-                more_url=links.vote_url(s, sub, iid, r.paper_id, 1),
-                less_url=links.vote_url(s, sub, iid, r.paper_id, -1),
+                more_url=vote(r.paper_id, 1),
+                less_url=vote(r.paper_id, -1),
                 for_you=r.for_you,
             )
             for r in sorted(ranked, key=lambda r: not r.for_you)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from newsletter.config import Settings
 from newsletter.models import Subscriber
-from newsletter.tokens import Purpose, make_token
+from newsletter.tokens import Purpose, make_token, vote_tokens
 
 
 def _url(settings: Settings, path: str) -> str:
@@ -36,6 +38,13 @@ def vote_url(settings: Settings, sub: Subscriber, issue_id: int, paper_id: int, 
         settings, Purpose.vote, sub.token_key, sub.token_version, i=issue_id, p=paper_id, d=direction
     )
     return _url(settings, f"/vote/{token}")
+
+
+def vote_urls(settings: Settings, sub: Subscriber, issue_id: int) -> Callable[[int, int], str]:
+    """`vote_url` for one reader's many cards: (paper id, direction) -> the link."""
+    tokens = vote_tokens(settings, sub.token_key, sub.token_version, issue_id)
+    base = _url(settings, "/vote/")
+    return lambda paper_id, direction: base + tokens(paper_id, direction)
 
 
 def archive_url(settings: Settings, issue_id: int | None = None) -> str:
