@@ -34,10 +34,7 @@ def view_url(settings: Settings, sub: Subscriber, issue_id: int) -> str:
 
 
 def vote_url(settings: Settings, sub: Subscriber, issue_id: int, paper_id: int, direction: int) -> str:
-    token = make_token(
-        settings, Purpose.vote, sub.token_key, sub.token_version, i=issue_id, p=paper_id, d=direction
-    )
-    return _url(settings, f"/vote/{token}")
+    return vote_urls(settings, sub, issue_id)(paper_id, direction)
 
 
 def vote_urls(settings: Settings, sub: Subscriber, issue_id: int) -> Callable[[int, int], str]:

@@ -81,6 +81,24 @@ def db_url(request, tmp_path) -> Iterator[str]:
         yield url
 
 
+def insert_confirmed_readers(pg_url: str, count: int, interests: str = "") -> None:
+    """`count` confirmed weekly readers r1@example.org … in one INSERT … SELECT (PostgreSQL)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO subscriber (email, email_key, interests, frequency, max_papers, status,"
+                " token_key, token_version, created_at, updated_at, profile)"
+                " SELECT 'r' || i || '@example.org', 'r' || i || '@example.org', :interests, 'weekly', 5,"
+                " 'confirmed', md5(i::text), 0, now(), now(), '{}' FROM generate_series(1, :count) i"
+            ),
+            {"interests": interests, "count": count},
+        )
+    engine.dispose()
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     with migrated_pg() as url:

@@ -19,6 +19,7 @@ from newsletter.config import Settings
 from newsletter.mail import message as mime
 from newsletter.testing import dkim_test_key
 from newsletter.tokens import Purpose, _serializer, make_token, read_token, vote_tokens
+from tests.conftest import insert_confirmed_readers
 
 SECRET = "test-secret-0123456789abcdef"
 
@@ -307,23 +308,15 @@ def test_after_a_large_plan_claims_and_the_dispatch_look_rows_up_by_id(configure
     before the plan (autovacuum runs a minute or more later, or is off) PostgreSQL read every
     pending row of the issue through ix_delivery_issue_state for each claim: a 200,000-reader
     send spent 40-140 ms per claim and most of the two cores in PostgreSQL."""
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import create_engine
 
     from newsletter.ledger import claim_statement, claimable_after, plan_issue
     from newsletter.ledger.tables import DELIVERIES
     from newsletter.testing import configured_session
 
     configure(NEWSLETTER_DATABASE_URL=pg_url)
+    insert_confirmed_readers(pg_url, 3000)
     engine = create_engine(pg_url)
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO subscriber (email, email_key, interests, frequency, max_papers, status,"
-                " token_key, token_version, created_at, updated_at, profile)"
-                " SELECT 'r' || i || '@example.org', 'r' || i || '@example.org', '', 'weekly', 5,"
-                " 'confirmed', md5(i::text), 0, now(), now(), '{}' FROM generate_series(1, 3000) i"
-            )
-        )
     with configured_session() as session:
         issue, planned = plan_issue(session)
     assert planned == 3000

@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 from newsletter import admin, liveness
 from newsletter.errors import OperatorError
 from newsletter.testing import free_port
-from tests.conftest import ROOT, Worker, process_env
+from tests.conftest import ROOT, Worker, insert_confirmed_readers, process_env
 
 pytestmark = pytest.mark.integration
 
@@ -128,17 +128,8 @@ def test_a_worker_lost_while_waiting_stops_the_command_with_one_line(env, pg_url
     progress line), pings again and stops, instead of waiting for an hour."""
     env = {**env, "NEWSLETTER_SEND_STALL_SECONDS": "12"}
     settings_env = {k: v for k, v in env.items() if k.startswith("NEWSLETTER_")}
-    engine = create_engine(settings_env["NEWSLETTER_DATABASE_URL"])
-    with engine.begin() as conn:  # enough readers that the send is still going when the worker dies
-        conn.execute(
-            text(
-                "INSERT INTO subscriber (email, email_key, interests, frequency, max_papers, status,"
-                " token_key, token_version, created_at, updated_at, profile)"
-                " SELECT 'r' || i || '@example.org', 'r' || i || '@example.org', 'robots', 'weekly', 5,"
-                " 'confirmed', md5(i::text), 0, now(), now(), '{}' FROM generate_series(1, 400) i"
-            )
-        )
-    engine.dispose()
+    # enough readers that the send is still going when the worker dies
+    insert_confirmed_readers(settings_env["NEWSLETTER_DATABASE_URL"], 400, "robots")
     worker = Worker(env, log_path=tmp_path / "worker.log")
     worker.wait_ready(timeout=90)
     started = time.monotonic()
