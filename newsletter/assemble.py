@@ -17,12 +17,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from secrets import token_hex
+from types import MappingProxyType
 
 from jinja2 import Environment, Template, pass_environment
 from jinja2.filters import do_wordwrap
 from markupsafe import escape
+
+from newsletter.mail.qp import NEWLINE, Literal, Pieces, pieces_text
 
 SHELL_SLOTS = frozenset({"email", "intro", "view_url", "preferences_url", "unsubscribe_url"})
 CARD_SLOTS = frozenset({"why", "more_url", "less_url"})
@@ -56,6 +59,10 @@ class Segments:
     """Literal HTML with named slots between: parts[0], slot, parts[2], slot, …, parts[-1]."""
 
     parts: tuple[str, ...]
+    literals: tuple[Literal, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "literals", tuple(Literal(part) for part in self.parts[::2]))
 
     @classmethod
     def cut(cls, html: str, marker: SlotMarker, allowed: frozenset[str]) -> Segments:
@@ -67,9 +74,20 @@ class Segments:
 
     def fill(self, values: Mapping[str, str]) -> str:
         """The HTML with `values` (already safe HTML) at the slots, and nothing else changed."""
-        parts = list(self.parts)
-        parts[1::2] = [values[name] for name in self.parts[1::2]]
-        return "".join(parts)
+        return pieces_text(self.pieces(values))
+
+    def pieces(self, values: Mapping[str, str | Pieces]) -> Pieces:
+        """`fill` as pieces: the literals with the values (a string, or pieces) between."""
+        out: Pieces = []
+        for literal, name in zip(self.literals, self.parts[1::2], strict=False):
+            out.append(literal)
+            value = values[name]
+            if type(value) is str:
+                out.append(value)
+            else:
+                out += value
+        out.append(self.literals[-1])
+        return out
 
 
 def escaped(values: Mapping[str, str]) -> dict[str, str]:
@@ -85,8 +103,24 @@ def _fragments(html: str, marker: SlotMarker, kind: str, key: str) -> tuple[str,
     return pattern.sub("", html), found
 
 
+Cards = Iterable[tuple[int, Mapping[str, str]]]  # (paper id, its card's values), in order
+Headings = Mapping[int, str]  # {index of the first card under it: section name}
+NO_HEADINGS: Headings = MappingProxyType({})
+
+
+class Assembler:
+    """A message part made once per issue, filled in per reader (`pieces`, which
+    `newsletter.mail.qp.qp_pieces` encodes, or `assemble` for the text)."""
+
+    def pieces(self, cards: Cards, values: Mapping[str, str], headings: Headings = NO_HEADINGS) -> Pieces:
+        raise NotImplementedError
+
+    def assemble(self, cards: Cards, values: Mapping[str, str], headings: Headings = NO_HEADINGS) -> str:
+        return pieces_text(self.pieces(cards, values, headings))
+
+
 @dataclass(frozen=True)
-class IssueTemplate:
+class IssueTemplate(Assembler):
     """The digest HTML, inlined once, cut into a shell, one fragment per paper and the section
     headings a reader's digest may have (placed by `assemble`)."""
 
@@ -110,21 +144,21 @@ class IssueTemplate:
         shell = html[:first] + marker("cards") + html[last + len(end) :]
         return cls(shell=Segments.cut(shell, marker, SHELL_SLOTS | {"cards"}), cards=cards, sections=sections)
 
-    def assemble(
-        self,
-        cards: Iterable[tuple[int, Mapping[str, str]]],
-        values: Mapping[str, str],
-        headings: Mapping[int, str] = {},  # noqa: B006 (read only)
-    ) -> str:
+    def pieces(self, cards: Cards, values: Mapping[str, str], headings: Headings = NO_HEADINGS) -> Pieces:
         """One reader's HTML: the cards of (paper id, card values), in order, in the shell, with
         the section heading `headings[i]` before the i-th card. Values are plain text; they are
         escaped here."""
-        parts = []
+        parts: Pieces = []  # the headings and cards, a line break between each two
         for i, (pid, card) in enumerate(cards):
             if i in headings:
-                parts.append(self.sections[headings[i]])
-            parts.append(self.cards[pid].fill(escaped(card)))
-        return self.shell.fill({**escaped(values), "cards": "\n".join(parts)})
+                parts += (self.section_literals[headings[i]], NEWLINE)
+            parts += self.cards[pid].pieces(escaped(card))
+            parts.append(NEWLINE)
+        return self.shell.pieces({**escaped(values), "cards": parts[:-1]})
+
+    @cached_property
+    def section_literals(self) -> dict[str, Literal]:
+        return {name: Literal(html) for name, html in self.sections.items()}
 
 
 # ---- plain text -----------------------------------------------------------------------------
@@ -154,7 +188,7 @@ TEXT_CARD_SLOTS = frozenset({"why_line", "more_url", "less_url"})
 
 
 @dataclass(frozen=True)
-class TextIssueTemplate:
+class TextIssueTemplate(Assembler):
     """The digest's plain text, rendered once per issue (abstracts wrapped once), cut into a
     head, one fragment per paper (without its "N. " number), the section headings and a tail."""
 
@@ -195,19 +229,28 @@ class TextIssueTemplate:
             headings=headings,
         )
 
-    def assemble(
-        self,
-        cards: Iterable[tuple[int, Mapping[str, str]]],
-        values: Mapping[str, str],
-        headings: Mapping[int, str] = {},  # noqa: B006 (read only)
-    ) -> str:
-        """One reader's plain text, as `assemble` makes their HTML (values are not escaped)."""
-        parts = [self.head.fill(values)]
+    def pieces(self, cards: Cards, values: Mapping[str, str], headings: Headings = NO_HEADINGS) -> Pieces:
+        """One reader's plain text, as `IssueTemplate` makes their HTML (values are not escaped),
+        and as it is sent: without white space at either end, and one line break at the end."""
+        parts = self.head.pieces(values)
+        numbers, indent = self.number_literals, self.why_indent
         for i, (pid, card) in enumerate(cards):
             if i in headings:
-                parts.append(self.headings[headings[i]])
+                parts.append(self.heading_literals[headings[i]])
             why = card["why"]
-            line = f"{self.why_indent}{why}\n" if why else ""
-            parts += (f"\n{i + 1}. ", self.cards[pid].fill({**card, "why_line": line}))
-        parts.append(self.tail.fill(values))
-        return "".join(parts)
+            line: Pieces = [indent, why, NEWLINE] if why else []
+            parts.append(numbers[i] if i < len(numbers) else Literal(f"\n{i + 1}. "))
+            parts += self.cards[pid].pieces({**card, "why_line": line})
+        parts += self.tail.pieces(values)
+        text_ = pieces_text(parts)
+        sent = text_.strip() + "\n"
+        return parts if sent == text_ else [sent]  # as it is sent (so far it always was)
+
+    @cached_property
+    def number_literals(self) -> tuple[Literal, ...]:
+        """Each card's "\nk. " line start."""
+        return tuple(Literal(f"\n{k}. ") for k in range(1, len(self.cards) + 1))
+
+    @cached_property
+    def heading_literals(self) -> dict[str, Literal]:
+        return {name: Literal(text_) for name, text_ in self.headings.items()}

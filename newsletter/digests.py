@@ -36,6 +36,7 @@ from newsletter.cards import PaperView, issue_papers, paper_snapshot, paper_text
 from newsletter.config import Settings
 from newsletter.db import insert_ignore, session_scope
 from newsletter.embeddings import embed_index
+from newsletter.mail.qp import pieces_text
 from newsletter.mail.render import RenderedEmail, inline_css, render_subject
 from newsletter.models import (
     Frequency,
@@ -357,9 +358,9 @@ class DigestRenderer:
         context = full_context(self.settings, self.issue, sub, items, rl)
         cards = [(i.paper.id, {"why": i.why, "more_url": i.more_url, "less_url": i.less_url}) for i in items]
         values = {name: context[name] for name in SHELL_SLOTS}
-        html = self.template.assemble(cards, values, context["sections"])
-        body = self.text.assemble(cards, values, context["sections"])
-        return RenderedEmail(subject=self.subject(items), text=body.strip() + "\n", html=html)
+        html = self.template.pieces(cards, values, context["sections"])
+        body = self.text.pieces(cards, values, context["sections"])
+        return RenderedEmail(self.subject(items), pieces_text(body), pieces_text(html), pieces=(body, html))
 
     def subject(self, items: list[DigestItem]) -> str:
         """The subject names the issue and the first card alone, so it is rendered once per first

@@ -51,7 +51,7 @@ def digest_message(
         return None
     rendered = renderer.render(sub, renderer.items(sub, ranked))
     env = digest_envelope(settings, renderer.issue, sub, rendered.subject)
-    message = finish_message(settings, env, rendered.text, rendered.html)
+    message = finish_message(settings, env, *(rendered.pieces or (rendered.text, rendered.html)))
     return message, env.message_id, [r.paper_id for r in ranked]
 
 

@@ -6,6 +6,7 @@ and the overlapped "sent" UPDATE (see benchmarks/RESULTS.md for what each one bu
 
 from __future__ import annotations
 
+import binascii
 import email
 import email.policy
 import random
@@ -17,6 +18,7 @@ from sqlmodel import select
 
 from newsletter.config import Settings
 from newsletter.mail import message as mime
+from newsletter.mail import qp
 from newsletter.testing import dkim_test_key
 from newsletter.tokens import Purpose, _serializer, make_token, read_token, vote_tokens
 from tests.conftest import insert_confirmed_readers
@@ -101,17 +103,91 @@ def test_a_readers_vote_tokens_are_the_tokens_make_token_writes():
 # ---- quoted-printable -----------------------------------------------------------------------
 
 
+def random_text(rng: random.Random, alphabet: str, longest: int = 300) -> str:
+    text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, longest)))
+    if rng.random() < 0.2:
+        text += " " * rng.randint(1, 3)
+    if rng.random() < 0.1:
+        text = "x" * rng.randint(70, 200) + "\n" + text
+    return text
+
+
+ALPHABETS = ("ab =\t.é数x\n\n" + "y" * 10, "a \t\n=", "x" * 30 + " \n\t=é", "xy.:/", "é==")
+
+
 def test_line_cached_quoted_printable_equals_encoding_the_whole_text():
     rng = random.Random(4)
-    for alphabet in ("ab =\t.é数x\n\n" + "y" * 10, "a \t\n=", "x" * 30 + " \n\t=é"):
+    for alphabet in ALPHABETS:
         for _ in range(3000):
-            text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 300)))
-            if rng.random() < 0.2:
-                text += " " * rng.randint(1, 3)
-            if rng.random() < 0.1:
-                text = "x" * rng.randint(70, 200) + "\n" + text
-            assert mime._qp(text) == mime._qp_whole(text), repr(text)
-    assert mime._qp("a\r\nb \r\n") == mime._qp_whole("a\r\nb \r\n")
+            text = random_text(rng, alphabet)
+            assert qp.qp(text) == qp.qp_whole(text), repr(text)
+    assert qp.qp("a\r\nb \r\n") == qp.qp_whole("a\r\nb \r\n")
+
+
+def assert_valid_quoted_printable(encoded: bytes, text: str) -> None:
+    """Decodes to `text` (CRLF for each line break); each line printable US-ASCII, none ending
+    in white space, none over 76 characters but where binascii itself writes one (a line ending
+    in an encoded space: its "=20" is not counted)."""
+    assert binascii.a2b_qp(encoded.replace(b"\r\n", b"\n")).decode() == text.replace("\r\n", "\n")
+    for line in encoded.split(b"\r\n"):
+        quirk = line.rstrip(b"=").endswith((b"=20", b"=09"))
+        assert len(line) <= (78 if quirk else 76), line
+        assert not line.endswith((b" ", b"\t")) and all(32 <= c < 127 or c == 9 for c in line), line
+
+
+def test_assembled_quoted_printable_decodes_to_the_pieces_text():
+    """The assembler's pieces are encoded each from the first column (literals once, values
+    per reader), with soft line breaks between: other bytes than encoding the whole text, the
+    same text once decoded, and as valid."""
+    rng = random.Random(5)
+    for alphabet in ALPHABETS:
+        for _ in range(3000):
+            pieces = [
+                qp.Literal(text) if rng.random() < 0.5 else text
+                for text in (random_text(rng, alphabet, 160) for _ in range(rng.randint(0, 12)))
+            ]
+            assert_valid_quoted_printable(qp.qp_pieces(pieces), qp.pieces_text(pieces))
+
+
+def sample_renderer(configure, sqlite_url):
+    """The settings and the renderer of an issue of the sample feed."""
+    from newsletter import admin
+    from newsletter.digests import DigestRenderer
+    from newsletter.ledger import plan_issue
+    from newsletter.models import Frequency, Issue, Paper
+    from newsletter.papers import sample_feed_path
+    from newsletter.testing import configured_session
+
+    settings = configure(NEWSLETTER_DATABASE_URL=sqlite_url)
+    admin.ingest(settings, path=sample_feed_path())
+    with configured_session() as session:
+        issue, _ = plan_issue(session, Frequency.weekly)
+        issue = session.get(Issue, issue.id)
+        papers = session.exec(select(Paper)).all()
+    return settings, DigestRenderer(settings, issue, list(papers))
+
+
+def test_a_digest_decodes_to_what_the_reader_is_shown(configure, sqlite_url):
+    """The message's two parts, assembled and encoded piece by piece, decode to the text and
+    HTML the renderer gives for the same reader (the view-in-browser page shows that HTML)."""
+    from newsletter.models import Subscriber
+    from newsletter.sending import digest_message
+
+    settings, renderer = sample_renderer(configure, sqlite_url)
+    for n, interests in enumerate(["", "robot learning", "diffusion, LLM agents", "x" * 90]):
+        sub = Subscriber(
+            id=n + 1, email=f"r{n}@example.org", email_key=f"r{n}", interests=interests, token_key=f"k{n}"
+        )
+        built = digest_message(settings, renderer, sub, set())
+        assert built is not None
+        rendered = renderer.render(sub, renderer.items(sub, renderer.rank(sub)))
+        message = email.message_from_bytes(built[0], policy=email.policy.default)
+        text, html = (part.get_content().replace("\r\n", "\n") for part in message.iter_parts())
+        assert (text, html) == (rendered.text, rendered.html)
+        body = built[0].split(b"\r\n\r\n", 1)[1]
+        for part in body.split(b"--=_pd_")[1:-1]:
+            raw = part.split(b"\r\n\r\n", 1)[1].removesuffix(b"\r\n")
+            assert_valid_quoted_printable(raw, binascii.a2b_qp(raw.replace(b"\r\n", b"\n")).decode())
 
 
 # ---- DKIM -----------------------------------------------------------------------------------
@@ -189,21 +265,10 @@ def test_fast_dkim_agrees_with_dkimpy_on_what_it_signs(dkim_key):
 
 
 def test_remembered_rankings_equal_fresh_ones(configure, sqlite_url):
-    from newsletter import admin
-    from newsletter.digests import DigestRenderer
-    from newsletter.ledger import plan_issue
-    from newsletter.models import Frequency, Issue, Paper, Subscriber
-    from newsletter.papers import sample_feed_path
+    from newsletter.models import Subscriber
     from newsletter.ranking import rank_papers
-    from newsletter.testing import configured_session
 
-    settings = configure(NEWSLETTER_DATABASE_URL=sqlite_url)
-    admin.ingest(settings, path=sample_feed_path())
-    with configured_session() as session:
-        issue, _ = plan_issue(session, Frequency.weekly)
-        issue = session.get(Issue, issue.id)
-        papers = session.exec(select(Paper)).all()
-    renderer = DigestRenderer(settings, issue, list(papers))
+    _, renderer = sample_renderer(configure, sqlite_url)
     some = sorted(renderer.views)[:3]
     readers = [
         ("", {}, set(), 10),

@@ -9,6 +9,7 @@ from newsletter import links
 from newsletter.bounces import verp
 from newsletter.config import Settings
 from newsletter.mail.message import Envelope, build_message, dkim_sign, new_message_id
+from newsletter.mail.qp import Pieces
 from newsletter.models import Issue, Subscriber, saved_id
 
 
@@ -41,7 +42,7 @@ def digest_envelope(settings: Settings, issue: Issue, sub: Subscriber, subject: 
     )
 
 
-def finish_message(settings: Settings, env: Envelope, text: str, html: str) -> bytes:
+def finish_message(settings: Settings, env: Envelope, text: str | Pieces, html: str | Pieces) -> bytes:
     """Build the bytes and DKIM-sign them when a key is configured."""
     message = build_message(env, text, html)
     if settings.dkim_private_key_path and settings.dkim_selector:

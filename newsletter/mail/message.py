@@ -2,14 +2,13 @@
 
 The digest path builds tens of thousands of messages, and `email.message.EmailMessage` spends
 ~4.5 ms on a 30 KB message, so this writes the MIME structure directly: quoted-printable bodies
-(C-accelerated `binascii`), RFC 2047 encoded headers where needed, CRLF line endings. Tests parse
+(`newsletter.mail.qp`), RFC 2047 encoded headers where needed, CRLF line endings. Tests parse
 the result with the standard library's parser to hold it to the same structure.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import re
 import secrets
@@ -24,6 +23,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from newsletter.mail.qp import Pieces, qp, qp_pieces
 
 CRLF = b"\r\n"
 
@@ -72,51 +73,9 @@ def _address_value(value: str, name: str) -> bytes:
     return value.encode("utf-8")  # an internationalised address: needs SMTPUTF8
 
 
-def _qp(text: str) -> bytes:
-    """Quoted-printable with CRLF line ends.
-
-    Quoted-printable encodes each line on its own, and a digest's lines are mostly the same for
-    every reader (only links, the address and the reasons differ), so lines are encoded once and
-    remembered. Equal to encoding the whole text (a test holds it to that); text with a CR in it
-    takes the whole-text path.
-    """
-    if "\r" in text:
-        body = binascii.b2a_qp(text.encode("utf-8"), istext=True)
-        return body.replace(b"\r\n", b"\n").replace(b"\n", CRLF)
-    cache, seen = _QP_LINES, _QP_SEEN
-    if len(cache) > QP_CACHE_LINES:
-        cache.clear()
-    if len(seen) > QP_CACHE_LINES:
-        seen.clear()
-    *lines, last = text.split("\n")
-    out = []
-    for line in lines:  # each encoded as it is in the text: followed by a line break
-        encoded = cache.get(line)
-        if encoded is None:
-            encoded = binascii.b2a_qp((line + "\n").encode("utf-8"), istext=True)[:-1]
-            encoded = encoded.replace(b"\n", CRLF)
-            if line in seen:  # kept from its second use on: lines with a reader's links in
-                cache[line] = encoded  # them come once and would only push the others out
-            else:
-                seen.add(line)
-        out.append(encoded)
-    out.append(binascii.b2a_qp(last.encode("utf-8"), istext=True).replace(b"\n", CRLF))
-    return CRLF.join(out)
-
-
-QP_CACHE_LINES = 4096  # about two issues of template lines; bounded so memory stays flat
-_QP_LINES: dict[str, bytes] = {}
-_QP_SEEN: set[str] = set()
-
-
-def _qp_whole(text: str) -> bytes:
-    """The plain way, for tests to compare with."""
-    body = binascii.b2a_qp(text.encode("utf-8"), istext=True)
-    return body.replace(b"\r\n", b"\n").replace(b"\n", CRLF)
-
-
-def build_message(env: Envelope, text: str, html: str) -> bytes:
-    """A multipart/alternative message (text first, HTML preferred last), CRLF-terminated."""
+def build_message(env: Envelope, text: str | Pieces, html: str | Pieces) -> bytes:
+    """A multipart/alternative message (text first, HTML preferred last), CRLF-terminated.
+    Each body is a string, or the assembler's pieces (`newsletter.mail.qp`)."""
     boundary = "=_pd_" + secrets.token_hex(12)
     head = [
         (b"From", _address_value(env.mail_from, "From")),
@@ -138,16 +97,20 @@ def build_message(env: Envelope, text: str, html: str) -> bytes:
         b'Content-Type: text/plain; charset="utf-8"',
         b"Content-Transfer-Encoding: quoted-printable",
         b"",
-        _qp(text),
+        _body(text),
         b"--" + b,
         b'Content-Type: text/html; charset="utf-8"',
         b"Content-Transfer-Encoding: quoted-printable",
         b"",
-        _qp(html),
+        _body(html),
         b"--" + b + b"--",
         b"",
     ]
     return CRLF.join(parts)
+
+
+def _body(body: str | Pieces) -> bytes:
+    return qp(body) if isinstance(body, str) else qp_pieces(body)
 
 
 # Every one of these is signed once more than it occurs ("oversigned", OpenDKIM's OversignHeaders,
