@@ -51,7 +51,7 @@ from newsletter.mail.senders import Sender, TransientSendError, open_sender
 from newsletter.models import Frequency, saved_id, utcnow
 from newsletter.pauses import unpause_issue
 from newsletter.schedule import due_slots, reader_slots, slot_readers
-from newsletter.sending import Batch, digest_message, send_one
+from newsletter.sending import Batch, commits_wait_for_disk, digest_message, send_one
 from newsletter.stats import reader_count
 
 __all__ = ["digest_message", "dispatch_issue", "recover_stale_claims", "scheduled_send", "send_batch"]
@@ -124,6 +124,7 @@ def _send_claimed(
     conn.commit()
     sender, recorder = open_sender(settings), SentRecorder(conn)
     batch = Batch(conn, settings, issue_id, owner, renderer, sender, recorder, subscribers, history)
+    batch.build_early = not commits_wait_for_disk(conn)
     interval = min(HEARTBEAT_SECONDS, settings.stale_claim_seconds / 3)
     beat = time.monotonic()
     lost: set[int] = set()
@@ -136,8 +137,7 @@ def _send_claimed(
                 beat = time.monotonic()
             if delivery_id in lost:  # swept as stale while we were slow: someone else sends it
                 continue
-            next_id = claimed[n + 1][0] if n + 1 < len(claimed) else None
-            outcome = send_one(batch, delivery_id, sub_id, next_id)
+            outcome = send_one(batch, delivery_id, sub_id, claimed[n + 1] if n + 1 < len(claimed) else None)
             if outcome == "paused":  # this row and the rest wait until the issue is resumed
                 _give_back(batch, claimed[n:], "issue paused", result)
                 return True

@@ -204,13 +204,19 @@ def test_four_workers_sending_one_issue_send_each_digest_once(rig):
 # ---- kill -9 mid-send -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pipelining", [False, True], ids=["lock-step", "pipelining"])
-def test_worker_killed_mid_send_every_reader_gets_one_digest(rig, pipelining):
+@pytest.mark.parametrize(
+    "pipelining, async_commit",
+    [(False, False), (True, False), (True, True)],
+    ids=["lock-step", "pipelining", "pipelining-async-commit"],
+)
+def test_worker_killed_mid_send_every_reader_gets_one_digest(rig, pg_url, pipelining, async_commit):
     """kill -9 a sending process four times (a pool child twice, a whole worker twice); beat's
     recover-stale-claims puts the dead claims back. At most one duplicate per kill. Each message
     is written up to its final `.` while the previous row's commit is in flight, with the relay
-    pipelining MAIL/RCPT/DATA or not."""
-    r = rig(NEWSLETTER_BATCH_SIZE="100")
+    pipelining MAIL/RCPT/DATA or not; with `synchronous_commit = off` the next digest is built
+    while the relay answers each `.` (the order of `.` and commits stays the same)."""
+    options = "?options=-csynchronous_commit%3Doff" if async_commit else ""
+    r = rig(NEWSLETTER_BATCH_SIZE="100", NEWSLETTER_DATABASE_URL=pg_url + options)
     r.box.pipelining = pipelining
     issue_id, addresses = r.plan(2500)
     a, b = r.start_workers(2)

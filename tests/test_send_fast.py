@@ -326,13 +326,26 @@ def _batch_world(configure, pg_url, smtp_server, readers: int):
     return settings, box, issue.id, ids
 
 
-def test_sent_rows_recorded_in_flight_carry_everything(configure, pg_url, smtp_server):
+@pytest.mark.parametrize("commit", ["on", "off"])
+def test_sent_rows_recorded_in_flight_carry_everything(configure, pg_url, smtp_server, monkeypatch, commit):
+    """Every row is recorded with what was sent. With `synchronous_commit = off` (here in the
+    database URL, as an operator may set it) each next digest is built while the relay answers
+    the `.` before it: the same messages and records, built at another moment."""
+    from newsletter import sending
+    from newsletter.db import get_engine
     from newsletter.delivery import send_batch
     from newsletter.models import Delivery, DeliveryState
     from newsletter.testing import configured_session
 
-    settings, box, issue_id, ids = _batch_world(configure, pg_url, smtp_server, 6)
+    url = pg_url if commit == "on" else f"{pg_url}?options=-csynchronous_commit%3Doff"
+    settings, box, issue_id, ids = _batch_world(configure, url, smtp_server, 6)
+    with get_engine(url).connect() as conn:
+        assert sending.commits_wait_for_disk(conn) is (commit == "on")
+    early = []
+    real = sending._build_early
+    monkeypatch.setattr(sending, "_build_early", lambda batch, row: early.append(row) or real(batch, row))
     assert send_batch(settings, issue_id, ids)["sent"] == 6
+    assert len(early) == (5 if commit == "off" else 0)  # every row but the first was built early
     with configured_session() as session:
         rows = session.exec(select(Delivery)).all()
     assert {r.state for r in rows} == {DeliveryState.sent}

@@ -11,6 +11,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -46,7 +47,8 @@ __all__ = [
 
 class Sender(Protocol):
     """`send` a whole message; or `begin` it (everything the receiver does not accept yet) and
-    then `end` it (it is accepted) or `abandon` it (it is not), with nothing else in between."""
+    then `end` it (it is accepted) or `abandon` it (it is not), with nothing else in between.
+    `end` runs `meanwhile` (if given) while the receiver answers; it must not raise."""
 
     @property
     def connected(self) -> bool: ...
@@ -55,7 +57,7 @@ class Sender(Protocol):
 
     def begin(self, to: str, message: bytes, mail_from: str | None = None) -> None: ...
 
-    def end(self) -> None: ...
+    def end(self, meanwhile: Callable[[], None] | None = None) -> None: ...
 
     def abandon(self) -> None: ...
 
@@ -83,11 +85,13 @@ class OutboxSender:
     def begin(self, to: str, message: bytes, mail_from: str | None = None) -> None:  # noqa: ARG002
         self._open = (to, message)
 
-    def end(self) -> None:
+    def end(self, meanwhile: Callable[[], None] | None = None) -> None:
         if self._open is None:
             raise RuntimeError("no message is open")
         (to, message), self._open = self._open, None
         self.send(to, message)
+        if meanwhile is not None:
+            meanwhile()
 
     def abandon(self) -> None:
         self._open = None

@@ -21,6 +21,7 @@ import contextlib
 import hmac
 import socket
 import ssl
+from collections.abc import Callable
 from functools import cache
 from typing import BinaryIO, NamedTuple
 
@@ -122,13 +123,17 @@ class SMTPSender:
             self._drop()
             raise TransientSendError(f"connection lost: {exc}") from exc
 
-    def end(self) -> None:
-        """Write the open message's final `.` and read the relay's answer to it."""
+    def end(self, meanwhile: Callable[[], None] | None = None) -> None:
+        """Write the open message's final `.` and read the relay's answer to it; `meanwhile`
+        (work of our own, such as building the next message) runs while the relay takes the
+        message in and answers, instead of after."""
         if not self._open:
             raise RuntimeError("no message is open")
         self._open = False
         try:
             self._write(b"." + CRLF)
+            if meanwhile is not None:
+                meanwhile()
             reply = self._reply()
         except OSError as exc:
             self._drop()
