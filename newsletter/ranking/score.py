@@ -353,30 +353,28 @@ def _matched_words(index: PaperIndex, doc: int, query: Query, share: float) -> l
     reader's own words. Single words already shown inside a phrase are left out, and so is a
     term that counts for less than `share` of the best one.
     """
-    weights = index.doc_terms[doc]
-    found: dict[tuple[bool, str], float] = defaultdict(float)
+    weights, labels = index.doc_terms[doc], index.labels
+    found: dict[tuple[bool, str], float] = {}
     for term, weight, shown in query.terms:
         if shown != "" and term in weights:
-            found[shown is None, shown or index.labels.get(term, term)] += weight * weights[term]
-    floor = share * max(found.values(), default=0.0)
-    named: list[tuple[bool, str]] = []
+            key = (shown is None, shown or labels.get(term, term))
+            found[key] = found.get(key, 0.0) + weight * weights[term]
+    if not found:
+        return []
+    floor = share * max(found.values())
+    named: list[tuple[bool, str, set[str]]] = []  # (related, words, the words as a set)
     for related, words in sorted(found, key=lambda k: (k[0], -found[k])):
-        if found[related, words] < floor or any(_within(words, w) for _, w in named):
+        if found[related, words] < floor:
             continue
-        if related and any(_overlap(words, w) for r, w in named if not r):
+        these = set(words.split())
+        if any(these <= other for _, _, other in named):
+            continue
+        if related and any(these & other for r, _, other in named if not r):
             continue  # "semantic segmentation" adds nothing to the reader's "segmentation"
         # a phrase replaces its own single words: "continual learning", not "continual"
-        named = [(r, w) for r, w in named if r != related or not _within(w, words)]
-        named.append((related, words))
-    return [(w, r) for r, w in named[:5]]
-
-
-def _within(words: str, other: str) -> bool:
-    return set(words.split()) <= set(other.split())
-
-
-def _overlap(words: str, other: str) -> bool:
-    return bool(set(words.split()) & set(other.split()))
+        named = [n for n in named if n[0] != related or not n[2] <= these]
+        named.append((related, words, these))
+    return [(words, related) for related, words, _ in named[:5]]
 
 
 def _closest_title(index: PaperIndex, doc: int, liked: list[str], limit: int) -> str:
