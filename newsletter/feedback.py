@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -28,15 +29,38 @@ class VoteRequest:
     paper_title: str
 
 
-def read_vote(session: Session, settings: Settings, token: str) -> VoteRequest:
-    """Decode a "more / less like this" link; TokenError if forged or not one we sent."""
+def read_vote(
+    session: Session,
+    settings: Settings,
+    token: str,
+    paper_id: str | None = None,
+    direction: str | None = None,
+) -> VoteRequest:
+    """Decode a "more / less like this" link; TokenError if forged or not one we sent. A link is
+    `/vote/{token}/{paper_id}/more|less`, its token naming the reader and the issue; links sent
+    before that named the paper and the direction inside the token (`/vote/{token}`)."""
     sub, extra = subs.subscriber_for_token(session, settings, Purpose.vote, token)
-    issue_id, paper_id, direction = extra.get("i"), extra.get("p"), extra.get("d")
+    issue_id, (pid, vote) = extra.get("i"), _vote_target(extra, paper_id, direction)
     issue = session.get(Issue, issue_id) if isinstance(issue_id, int) else None
-    paper = session.get(Paper, paper_id) if isinstance(paper_id, int) else None
-    if issue is None or paper is None or direction not in (1, -1) or paper_id not in issue.paper_ids:
+    paper = session.get(Paper, pid) if isinstance(pid, int) else None
+    if issue is None or paper is None or vote not in (1, -1) or pid not in issue.paper_ids:
         raise TokenError(TokenReason.forged)
-    return VoteRequest(saved_id(sub), saved_id(issue), paper_id, direction, paper.title)
+    return VoteRequest(saved_id(sub), saved_id(issue), saved_id(paper), int(vote), paper.title)
+
+
+def _vote_target(extra: dict, paper_id: str | None, direction: str | None) -> tuple[Any, Any]:
+    """(paper id, direction) from the token if it names them (an older link), else from the path."""
+    if paper_id is None and direction is None:
+        return extra.get("p"), extra.get("d")
+    if (
+        "p" in extra
+        or "d" in extra
+        or paper_id is None
+        or not (paper_id.isascii() and paper_id.isdigit())
+        or len(paper_id) > 18
+    ):
+        raise TokenError(TokenReason.forged)
+    return int(paper_id), {"more": 1, "less": -1}.get(direction or "")
 
 
 def record_vote(session: Session, settings: Settings, vote: VoteRequest) -> bool:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from newsletter.config import Settings
 from newsletter.models import Subscriber
-from newsletter.tokens import Purpose, make_token, vote_tokens
+from newsletter.tokens import Purpose, make_token
 
 
 def _url(settings: Settings, path: str) -> str:
@@ -37,11 +37,17 @@ def vote_url(settings: Settings, sub: Subscriber, issue_id: int, paper_id: int, 
     return vote_urls(settings, sub, issue_id)(paper_id, direction)
 
 
+VOTE_DIRECTIONS = {1: "more", -1: "less"}
+
+
 def vote_urls(settings: Settings, sub: Subscriber, issue_id: int) -> Callable[[int, int], str]:
-    """`vote_url` for one reader's many cards: (paper id, direction) -> the link."""
-    tokens = vote_tokens(settings, sub.token_key, sub.token_version, issue_id)
-    base = _url(settings, "/vote/")
-    return lambda paper_id, direction: base + tokens(paper_id, direction)
+    """`vote_url` for one reader's many cards: (paper id, direction) -> the link. One token, signed
+    once per reader and issue, stands for the reader's votes on that issue's papers; the paper
+    and the direction follow it in the path (`/vote/{token}/{paper id}/more|less`), and a vote
+    for a paper the issue did not carry is refused (`feedback.read_vote`)."""
+    token = make_token(settings, Purpose.vote, sub.token_key, sub.token_version, i=issue_id)
+    base = _url(settings, f"/vote/{token}/")
+    return lambda paper_id, direction: f"{base}{paper_id}/{VOTE_DIRECTIONS[direction]}"
 
 
 def archive_url(settings: Settings, issue_id: int | None = None) -> str:

@@ -15,7 +15,6 @@ import hmac
 import re
 import struct
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -134,32 +133,6 @@ def _signed(key: bytes, payload: str) -> str:
     """itsdangerous' timed token for a compact JSON `payload`: payload.timestamp.signature."""
     value = _b64(payload.encode("ascii")) + b"." + _timestamp()
     return (value + b"." + _b64(hmac.digest(key, value, "sha1"))).decode("ascii")
-
-
-def vote_tokens(
-    settings: Settings, subscriber_key: str, version: int, issue_id: int
-) -> Callable[[int, int], str]:
-    """`make_token(settings, Purpose.vote, subscriber_key, version, i=issue_id, p=…, d=…)` for
-    many papers of one reader's digest (two links a card): the part of the payload they share,
-    and its checks, are done once per reader. The tokens are the same, byte for byte."""
-    shared = [_json_scalar(subscriber_key), _json_scalar(version), _json_scalar(issue_id)]
-
-    def slow(paper_id: int, direction: int) -> str:
-        return make_token(
-            settings, Purpose.vote, subscriber_key, version, i=issue_id, p=paper_id, d=direction
-        )
-
-    if None in shared:
-        return slow
-    prefix = f'{{"s":{shared[0]},"v":{shared[1]},"i":{shared[2]},"p":'
-    key = _signing_key(settings.secret_key, Purpose.vote)
-
-    def fast(paper_id: int, direction: int) -> str:
-        if type(paper_id) is not int or type(direction) is not int:  # noqa: E721 - not bool
-            return slow(paper_id, direction)
-        return _signed(key, f'{prefix}{paper_id},"d":{direction}}}')
-
-    return fast
 
 
 def read_token(settings: Settings, purpose: Purpose, token: str) -> TokenData:

@@ -211,7 +211,7 @@ def html_part(msg: email.message.EmailMessage) -> str:
 
 
 def link_in(msg: email.message.EmailMessage, path: str) -> str:
-    match = re.search(rf"https?://[^\s\"<>]+/{path}/[A-Za-z0-9._-]+", text_part(msg))
+    match = re.search(rf"https?://[^\s\"<>]+/{path}/[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*", text_part(msg))
     assert match, f"no /{path}/ link in:\n{text_part(msg)}"
     return match.group(0)
 

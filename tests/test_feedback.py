@@ -64,6 +64,72 @@ def test_every_paper_has_both_vote_links_in_text_and_html(world):
         assert more.split("/vote/")[1] in html and less.split("/vote/")[1] in html
 
 
+def test_a_readers_vote_links_share_one_token_naming_them_and_the_issue(world):
+    """One signature per reader and issue: every card's two links carry the same token, which
+    names the reader and the issue only; the paper and the direction follow it in the path."""
+    from newsletter.tokens import Purpose, read_token
+
+    links = vote_links(world.msg)
+    paths = [path for _, more, less in links for path in (more, less)]
+    tokens = {path.split("/")[2] for path in paths}
+    assert len(tokens) == 1
+    data = read_token(world.settings, Purpose.vote, tokens.pop())
+    with configured_session() as session:
+        issue = session.exec(select(Issue)).one()
+        assert data.subscriber_key == session.get(Subscriber, world.sub_id).token_key
+    assert data.extra == {"i": issue.id}
+    shown = [path.split("/")[3:] for path in paths]
+    assert all(paper.isdigit() and int(paper) in issue.paper_ids for paper, _ in shown)
+    assert [d for _, d in shown] == ["more", "less"] * len(links)
+
+
+def test_vote_links_sent_before_one_token_per_reader_still_work(world):
+    """A digest sent before the links above has one token per link, naming the paper and the
+    direction itself (`/vote/{token}`): the page shows it, the button records it. Such a token
+    with a paper or direction added in the path is refused, whatever they say."""
+    from newsletter.links import _url
+    from newsletter.tokens import Purpose, make_token
+
+    with configured_session() as session:
+        issue = session.exec(select(Issue)).one()
+        sub = session.get(Subscriber, world.sub_id)
+    paper = issue.paper_ids[1]
+    token = make_token(
+        world.settings, Purpose.vote, sub.token_key, sub.token_version, i=issue.id, p=paper, d=-1
+    )
+    old = _url(world.settings, f"/vote/{token}").split("news.example.org", 1)[1]
+    page = world.client.get(old)
+    assert page.status_code == 200 and "Less like this?" in page.text
+    assert re.search(rf'action="[^"]*/vote/{re.escape(token)}"', page.text)
+    for tampered in (f"{old}/{paper}/less", f"{old}/{issue.paper_ids[2]}/more"):
+        assert world.client.post(tampered).status_code == 400
+    assert votes() == []
+    done = world.client.post(old)
+    assert done.status_code == 200 and "Noted" in done.text
+    [vote] = votes()
+    assert (vote.paper_id, vote.direction) == (paper, -1)
+
+
+def test_a_vote_for_a_paper_or_direction_the_link_does_not_allow_is_refused(world):
+    _, more, _ = vote_links(world.msg)[0]
+    base = more.rsplit("/", 2)[0]
+    with configured_session() as session:
+        issue = session.exec(select(Issue)).one()
+    outside = max(issue.paper_ids) + 1000  # not a paper of this issue
+    for path in (
+        f"{base}/{outside}/more",
+        f"{base}/{issue.paper_ids[0]}/sideways",
+        f"{base}/-1/more",
+        f"{base}/x1/more",
+        f"{base}/{'9' * 40}/more",
+        f"{base}/١/more",
+    ):
+        for method in ("GET", "POST"):
+            r = world.client.request(method, path)
+            assert r.status_code == 400, (method, path, r.status_code)
+    assert votes() == []
+
+
 def test_a_prefetch_records_nothing_the_button_records_once(world):
     title, more, _ = vote_links(world.msg)[3]
     for _ in range(3):  # a mail scanner following the link

@@ -484,7 +484,7 @@ def test_paper_text_with_html_is_escaped_in_every_page_and_email(configure, pg_u
     with TestClient(create_app(settings), base_url=BASE) as c:
         issue_id = result["issue_id"]
         view = re.search(r"https://news\.example\.org(/issues/\d+/view/[\w.-]+)", text_part(msg))
-        vote = re.search(r'href="https://news\.example\.org(/vote/[\w.-]+)"', html_mail)
+        vote = re.search(r'href="https://news\.example\.org(/vote/[\w.-]+/\d+/(?:more|less))"', html_mail)
         prefs = path_of(link_in(msg, "preferences"))
         for name, path in [
             ("archive", "/archive"),
@@ -583,6 +583,8 @@ def test_bad_tokens_are_refused_with_a_clear_page_and_change_nothing(
         ("GET", f"/issues/{issue_id}/view/{{t}}", Purpose.view),
         ("GET", "/vote/{t}", Purpose.vote),
         ("POST", "/vote/{t}", Purpose.vote),
+        ("GET", f"/vote/{{t}}/{w.paper}/more", Purpose.vote),
+        ("POST", f"/vote/{{t}}/{w.paper}/less", Purpose.vote),
     ]
     other_key = s.model_copy(update={"secret_key": "another-secret-key-0123456789"})
     real = itsdangerous.timed.TimestampSigner.get_timestamp
@@ -655,6 +657,7 @@ def test_bad_tokens_are_refused_with_a_clear_page_and_change_nothing(
     again = client.post(f"/confirm/{confirm}")
     assert again.status_code == 410 and "already been used" in again.text
     prefs = good[Purpose.preferences]
+    vote_link = f"/vote/{token_for(s, Purpose.vote, w.a, i=issue_id)}/{w.paper}/more"
     client.post(f"/unsubscribe/{good[Purpose.unsubscribe]}")
     client.post("/subscribe", data={"email": "ada@example.org"})  # a fresh opt-in, once confirmed: new links
     assert client.get(f"/preferences/{prefs}").status_code == 200  # (anyone may have asked)
@@ -664,6 +667,7 @@ def test_bad_tokens_are_refused_with_a_clear_page_and_change_nothing(
         f"/preferences/{prefs}",
         f"/issues/{issue_id}/view/{good[Purpose.view]}",
         f"/vote/{good[Purpose.vote]}",
+        vote_link,
     ):
         r = client.get(path)
         assert r.status_code == 410 and "already been used" in r.text, path
@@ -770,6 +774,9 @@ def every_get_url(s, w) -> dict[str, str]:
             f"/issues/{issue_id}/view/{token_for(s, Purpose.view, w.a, i=issue_id)}"
         ),
         "/vote/{token}": f"/vote/{token_for(s, Purpose.vote, w.a, i=issue_id, p=w.paper, d=1)}",
+        "/vote/{token}/{paper_id}/{direction}": (
+            f"/vote/{token_for(s, Purpose.vote, w.a, i=issue_id)}/{w.paper}/less"
+        ),
         "/api/openapi.json": "/api/openapi.json",
         "/api/docs": "/api/docs",
         "/docs/oauth2-redirect": "/docs/oauth2-redirect",

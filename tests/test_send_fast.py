@@ -20,7 +20,7 @@ from newsletter.config import Settings
 from newsletter.mail import message as mime
 from newsletter.mail import qp
 from newsletter.testing import dkim_test_key
-from newsletter.tokens import Purpose, _serializer, make_token, read_token, vote_tokens
+from newsletter.tokens import Purpose, _serializer, make_token, read_token
 from tests.conftest import insert_confirmed_readers
 
 SECRET = "test-secret-0123456789abcdef"
@@ -75,29 +75,6 @@ def test_tokens_with_other_payloads_still_go_through_itsdangerous():
     settings = Settings(mode="test", secret_key=SECRET)
     token = make_token(settings, Purpose.view, "key", 0, note="é" * 10, flag=True, quote='a"b')
     assert read_token(settings, Purpose.view, token).extra == {"note": "é" * 10, "flag": True, "quote": 'a"b'}
-
-
-def test_a_readers_vote_tokens_are_the_tokens_make_token_writes():
-    """A digest's vote links are signed with the part of the payload a reader's cards share built
-    once (`vote_tokens`): each is `make_token`'s own token, byte for byte, for random readers,
-    papers and both directions; a key that is not a plain string goes the slow way and agrees too."""
-    settings = Settings(mode="test", secret_key=SECRET)
-    rng = random.Random(16)
-    now = time.time() - 5
-    for _ in range(300):
-        key, version, extra = random_payload(rng)
-        issue_id = rng.choice([1, rng.randint(0, 2**40)])
-        key = rng.choice([key, key + " é", 7])  # not JSON as itself: itsdangerous's own dumps
-        tokens = vote_tokens(settings, key, version, issue_id)  # type: ignore[arg-type]
-        for paper_id, direction in ((rng.randint(0, 10**6), 1), (rng.randint(0, 10**6), -1), (True, 1)):
-            with mock.patch("time.time", return_value=now):
-                made = make_token(settings, Purpose.vote, key, version, i=issue_id, p=paper_id, d=direction)
-                assert tokens(paper_id, direction) == made
-            assert read_token(settings, Purpose.vote, made).extra == {
-                "i": issue_id,
-                "p": paper_id,
-                "d": direction,
-            }
 
 
 # ---- quoted-printable -----------------------------------------------------------------------

@@ -319,6 +319,7 @@ def test_links_and_secrets_are_checked_before_any_body_is_read(settings):
         "/preferences/{token}/reset-profile": ({}, 400),
         "/preferences/{token}/erase": ({}, 400),
         "/vote/{token}": ({}, 400),
+        "/vote/{token}/{paper_id}/{direction}": ({}, 400),
         "/webhooks/bounce": ({"authorization": "Bearer wrong-secret-0123456789"}, 401),
         "/webhooks/bounce (stale signature)": ({k.lower(): v for k, v in stale.items()}, 401),
         # provider webhooks not configured here: the 404 of an unknown path, body unread
@@ -389,7 +390,9 @@ def test_links_and_secrets_are_checked_before_any_body_is_read(settings):
 
     forged = "eyJzIjoxLCJ2IjowfQ.aaaaaa.bbbbbbbbbbbbbbbbbbbbbbbbbbb"
     for case, (headers, status) in cases.items():
-        path = case.split(" ")[0].format(token=forged, subscriber_id=1, issue_id=1)
+        path = case.split(" ")[0].format(
+            token=forged, subscriber_id=1, issue_id=1, paper_id=1, direction="more"
+        )
         assert asyncio.run(call(path, headers)) == (status, 0), case
 
 

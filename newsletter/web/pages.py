@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -112,18 +113,40 @@ def view_in_browser(issue_id: IssueId, token: str, session: SessionDep, settings
     return HTMLResponse(html, headers={"Content-Security-Policy": view_policy(settings)})
 
 
-@router.get("/vote/{token}", response_class=HTMLResponse)
-def vote_page(request: Request, token: str, session: SessionDep, settings: SettingsDep) -> Response:
+@dataclass(frozen=True)
+class VoteLink:
+    vote: feedback.VoteRequest
+    path: str  # the path the link came on: the page's button posts back to it
+
+
+def _vote_link(
+    token: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    paper_id: str | None = None,
+    direction: str | None = None,
+) -> VoteLink:
+    """The vote a link asks for; TokenError (a 400/410 page) if it is forged, expired or asks
+    for something its token does not allow (`feedback.read_vote`)."""
+    vote = feedback.read_vote(session, settings, token, paper_id, direction)
+    return VoteLink(vote, f"/vote/{token}" + (f"/{paper_id}/{direction}" if paper_id is not None else ""))
+
+
+VoteLinkDep = Annotated[VoteLink, Depends(_vote_link)]
+
+
+@router.get("/vote/{token}/{paper_id}/{direction}", response_class=HTMLResponse)
+@router.get("/vote/{token}", response_class=HTMLResponse)  # links sent before the form above
+def vote_page(request: Request, link: VoteLinkDep) -> Response:
     """Shows what the vote is about; only the button (a POST) records it, never a prefetch."""
-    vote = feedback.read_vote(session, settings, token)
-    return render_page(request, "vote.html", vote=vote, token=token, done=False)
+    return render_page(request, "vote.html", vote=link.vote, path=link.path, done=False)
 
 
+@router.post("/vote/{token}/{paper_id}/{direction}")
 @router.post("/vote/{token}")
-def vote(request: Request, token: str, session: SessionDep, settings: SettingsDep) -> Response:
-    vote = feedback.read_vote(session, settings, token)
-    recorded = feedback.record_vote(session, settings, vote)
-    return render_page(request, "vote.html", vote=vote, token=token, done=True, recorded=recorded)
+def vote(request: Request, link: VoteLinkDep, session: SessionDep, settings: SettingsDep) -> Response:
+    recorded = feedback.record_vote(session, settings, link.vote)
+    return render_page(request, "vote.html", vote=link.vote, path=link.path, done=True, recorded=recorded)
 
 
 @router.post("/webhooks/bounce", dependencies=[Depends(within_webhook_rate), Depends(webhook_caller)])
