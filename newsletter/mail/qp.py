@@ -17,8 +17,8 @@ US-ASCII, no white space at the end of a line).
 from __future__ import annotations
 
 import binascii
-import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 CRLF = b"\r\n"
 
@@ -62,17 +62,20 @@ _QP_SEEN: set[str] = set()
 
 SOFT_BREAK = b"=\r\n"
 MAX_LINE = 76  # characters of an encoded line, a soft line break's "=" included
-# Printable US-ASCII and space, but "=": quoted-printable writes these as themselves.
-_AS_ITSELF = re.compile(r"[ -<>-~]*")
 
 
 def _open_ended(text: str) -> bytes:
     """`text` encoded so that a soft line break ("=") fits after its last line."""
-    if _AS_ITSELF.fullmatch(text):  # a reader's link, say: no need for binascii
+    if text.isascii() and text.isprintable() and "=" not in text:  # written as itself: a link, say
         raw = text.encode("ascii")
         if len(raw) < MAX_LINE:
             return raw
         return SOFT_BREAK.join([raw[i : i + MAX_LINE - 1] for i in range(0, len(raw), MAX_LINE - 1)])
+    return _encoded_open_ended(text)
+
+
+@lru_cache(maxsize=4096)  # "why" lines and headings repeat from reader to reader
+def _encoded_open_ended(text: str) -> bytes:
     encoded = qp_whole(text)
     start = encoded.rfind(b"\n") + 1
     if len(encoded) - start < MAX_LINE:
