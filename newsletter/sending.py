@@ -84,8 +84,8 @@ class Batch:
 def send_one(batch: Batch, delivery_id: int, sub_id: int, next_row: tuple[int, int] | None) -> str:
     """Send one claimed row's digest; returns its outcome, "lost" if the row is not ours any
     more, or "paused" if the issue is (the row is left as it is). `next_row` (delivery id,
-    subscriber id) is the row that comes next: its digest is built while the relay answers this
-    one's `.`."""
+    subscriber id) is the row that comes next: with `build_early`, its digest is built while the
+    relay answers this one's `.`; its id goes with this row's "sent" UPDATE either way."""
     conn, owner = batch.conn, batch.owner
     sub = _due(batch, sub_id)
     built = _message(batch, delivery_id, sub_id, sub) if sub is not None else None
