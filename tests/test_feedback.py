@@ -123,6 +123,7 @@ def test_a_vote_for_a_paper_or_direction_the_link_does_not_allow_is_refused(worl
         f"{base}/x1/more",
         f"{base}/{'9' * 40}/more",
         f"{base}/١/more",
+        f"{base}?paper_id={issue.paper_ids[0]}&direction=more",  # the paper goes in the path only
     ):
         for method in ("GET", "POST"):
             r = world.client.request(method, path)

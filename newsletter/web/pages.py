@@ -119,15 +119,11 @@ class VoteLink:
     path: str  # the path the link came on: the page's button posts back to it
 
 
-def _vote_link(
-    token: str,
-    session: SessionDep,
-    settings: SettingsDep,
-    paper_id: str | None = None,
-    direction: str | None = None,
-) -> VoteLink:
+def _vote_link(request: Request, token: str, session: SessionDep, settings: SettingsDep) -> VoteLink:
     """The vote a link asks for; TokenError (a 400/410 page) if it is forged, expired or asks
-    for something its token does not allow (`feedback.read_vote`)."""
+    for something its token does not allow (`feedback.read_vote`). The paper and the direction
+    come from the path only (a link sent before them has neither there)."""
+    paper_id, direction = request.path_params.get("paper_id"), request.path_params.get("direction")
     vote = feedback.read_vote(session, settings, token, paper_id, direction)
     return VoteLink(vote, f"/vote/{token}" + (f"/{paper_id}/{direction}" if paper_id is not None else ""))
 
