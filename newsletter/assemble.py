@@ -59,10 +59,6 @@ class Segments:
     """Literal HTML with named slots between: parts[0], slot, parts[2], slot, …, parts[-1]."""
 
     parts: tuple[str, ...]
-    literals: tuple[Literal, ...] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "literals", tuple(Literal(part) for part in self.parts[::2]))
 
     @classmethod
     def cut(cls, html: str, marker: SlotMarker, allowed: frozenset[str]) -> Segments:
@@ -72,12 +68,14 @@ class Segments:
             raise ValueError(f"the digest template has unknown slots: {sorted(unknown)}")
         return cls(parts)
 
-    def fill(self, values: Mapping[str, str]) -> str:
-        """The HTML with `values` (already safe HTML) at the slots, and nothing else changed."""
-        return pieces_text(self.pieces(values))
+    @cached_property
+    def literals(self) -> tuple[Literal, ...]:
+        """The literal parts, quoted-printable-encoded once (`newsletter.mail.qp`)."""
+        return tuple(Literal(part) for part in self.parts[::2])
 
     def pieces(self, values: Mapping[str, str | Pieces]) -> Pieces:
-        """`fill` as pieces: the literals with the values (a string, or pieces) between."""
+        """The literals with `values` (a string, or pieces; already safe HTML in HTML) at the
+        slots, and nothing else changed."""
         out: Pieces = []
         for literal, name in zip(self.literals, self.parts[1::2], strict=False):
             out.append(literal)
@@ -219,12 +217,17 @@ class TextIssueTemplate(Assembler):
             if not text_.startswith(number, begin):
                 raise ValueError(f"the digest text template has an unexpected shape at card {k}")
             cards[pid] = Segments.cut(text_[begin + len(number) : end], marker, TEXT_CARD_SLOTS)
-        head = text_[:start]
+        head, tail = text_[:start], text_[ends[-1] if ends else len(text_) :]
         headings = {name: page[len(head) : page.find("\n1. ", len(head))] for name, page in headed.items()}
+        # The text as it is sent, trimmed here once: no white space before the first line, one
+        # line break after the last (a reader's value at either very end is left as it is).
+        head, tail = head.lstrip(), (tail.rstrip() + "\n" if ends else "")
+        if not ends:
+            head = head.rstrip() + "\n"
         return cls(
             head=Segments.cut(head, marker, SHELL_SLOTS),
             cards=cards,
-            tail=Segments.cut(text_[ends[-1] if ends else len(text_) :], marker, SHELL_SLOTS),
+            tail=Segments.cut(tail, marker, SHELL_SLOTS),
             why_indent=indent,
             headings=headings,
         )
@@ -241,10 +244,7 @@ class TextIssueTemplate(Assembler):
             line: Pieces = [indent, why, NEWLINE] if why else []
             parts.append(numbers[i] if i < len(numbers) else Literal(f"\n{i + 1}. "))
             parts += self.cards[pid].pieces({**card, "why_line": line})
-        parts += self.tail.pieces(values)
-        text_ = pieces_text(parts)
-        sent = text_.strip() + "\n"
-        return parts if sent == text_ else [sent]  # as it is sent (so far it always was)
+        return parts + self.tail.pieces(values)
 
     @cached_property
     def number_literals(self) -> tuple[Literal, ...]:

@@ -36,16 +36,9 @@ from newsletter.cards import PaperView, issue_papers, paper_snapshot, paper_text
 from newsletter.config import Settings
 from newsletter.db import insert_ignore, session_scope
 from newsletter.embeddings import embed_index
-from newsletter.mail.qp import pieces_text
+from newsletter.mail.qp import Pieces, pieces_text
 from newsletter.mail.render import RenderedEmail, inline_css, render_subject
-from newsletter.models import (
-    Frequency,
-    Issue,
-    Paper,
-    Subscriber,
-    saved_id,
-    table_of,
-)
+from newsletter.models import Frequency, Issue, Paper, Subscriber, saved_id, table_of
 from newsletter.ranking import PaperIndex, RankedItem, build_index, rank_papers, trending_score
 from newsletter.templating import html_env, text_env
 
@@ -354,13 +347,18 @@ class DigestRenderer:
 
     def render(self, sub: Subscriber, items: list[DigestItem]) -> RenderedEmail:
         """Subject, plain text and inlined HTML for one reader (no CSS inlining here)."""
+        subject, text, html = self.parts(sub, items)
+        return RenderedEmail(subject, pieces_text(text), pieces_text(html))
+
+    def parts(self, sub: Subscriber, items: list[DigestItem]) -> tuple[str, Pieces, Pieces]:
+        """`render` as the assembler's pieces: the message is built from them (`newsletter.mail.qp`)
+        without joining them into strings first."""
         rl = reader_links(self.settings, sub, saved_id(self.issue))
         context = full_context(self.settings, self.issue, sub, items, rl)
         cards = [(i.paper.id, {"why": i.why, "more_url": i.more_url, "less_url": i.less_url}) for i in items]
         values = {name: context[name] for name in SHELL_SLOTS}
-        html = self.template.pieces(cards, values, context["sections"])
-        body = self.text.pieces(cards, values, context["sections"])
-        return RenderedEmail(self.subject(items), pieces_text(body), pieces_text(html), pieces=(body, html))
+        text, html = (part.pieces(cards, values, context["sections"]) for part in (self.text, self.template))
+        return self.subject(items), text, html
 
     def subject(self, items: list[DigestItem]) -> str:
         """The subject names the issue and the first card alone, so it is rendered once per first

@@ -58,9 +58,9 @@ def digest_message(
     ranked = renderer.rank(sub, exclude)
     if not ranked:
         return None
-    rendered = renderer.render(sub, renderer.items(sub, ranked))
-    env = digest_envelope(settings, renderer.issue, sub, rendered.subject)
-    message = finish_message(settings, env, *(rendered.pieces or (rendered.text, rendered.html)))
+    subject, text, html = renderer.parts(sub, renderer.items(sub, ranked))
+    env = digest_envelope(settings, renderer.issue, sub, subject)
+    message = finish_message(settings, env, text, html)
     return message, env.message_id, [r.paper_id for r in ranked]
 
 
@@ -130,10 +130,12 @@ def send_one(batch: Batch, delivery_id: int, sub_id: int, next_row: tuple[int, i
 
 def commits_wait_for_disk(conn: Connection) -> bool:
     """Whether this connection's commits wait for the WAL flush (PostgreSQL's default); True
-    for other databases."""
+    for other databases. Asked once per database connection (`conn.info` lives as long)."""
     if conn.dialect.name != "postgresql":
         return True
-    return conn.exec_driver_sql("SHOW synchronous_commit").scalar() != "off"
+    if "synchronous_commit" not in conn.info:
+        conn.info["synchronous_commit"] = conn.exec_driver_sql("SHOW synchronous_commit").scalar()
+    return conn.info["synchronous_commit"] != "off"
 
 
 def _due(batch: Batch, sub_id: int) -> Subscriber | None:
@@ -150,21 +152,23 @@ def _message(batch: Batch, delivery_id: int, sub_id: int, sub: Subscriber) -> Bu
         if isinstance(early[1], Exception):
             raise early[1]
         return early[1]
+    return _build(batch, sub_id, sub)
+
+
+def _build(batch: Batch, sub_id: int, sub: Subscriber) -> Built | None:
+    """The digest from the batch's snapshot of the reader and what they were sent before."""
     return digest_message(batch.settings, batch.renderer, sub, batch.history.get(sub_id, set()))
 
 
 def _build_early(batch: Batch, row: tuple[int, int]) -> None:
     """Build the next row's digest while the relay answers the current one's `.` (CPU that
-    would otherwise wait for the answer). The same inputs as building it when its turn comes:
-    the batch's snapshot of the reader and what they were sent before."""
+    would otherwise wait for the answer), from the same inputs as when its turn comes."""
     delivery_id, sub_id = row
     sub = _due(batch, sub_id)
     if sub is None:
         return
     try:
-        built: Built | None | Exception = digest_message(
-            batch.settings, batch.renderer, sub, batch.history.get(sub_id, set())
-        )
+        built: Built | None | Exception = _build(batch, sub_id, sub)
     except Exception as exc:  # noqa: BLE001 - raised when the row comes up (`_message`)
         built = exc
     batch.early = (delivery_id, built)

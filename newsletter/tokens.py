@@ -126,13 +126,9 @@ def make_token(settings: Settings, purpose: Purpose, subscriber_key: str, versio
     if None in fields or len(data) > 8:
         return _serializer(settings, purpose).dumps(data)
     payload = ",".join([f'"{k}":{v}' for k, v in zip(data, fields, strict=True)])
-    return _signed(_signing_key(settings.secret_key, purpose), "{" + payload + "}")
-
-
-def _signed(key: bytes, payload: str) -> str:
-    """itsdangerous' timed token for a compact JSON `payload`: payload.timestamp.signature."""
-    value = _b64(payload.encode("ascii")) + b"." + _timestamp()
-    return (value + b"." + _b64(hmac.digest(key, value, "sha1"))).decode("ascii")
+    value = _b64(b"{" + payload.encode("ascii") + b"}") + b"." + _timestamp()
+    signature = hmac.digest(_signing_key(settings.secret_key, purpose), value, "sha1")
+    return (value + b"." + _b64(signature)).decode("ascii")
 
 
 def read_token(settings: Settings, purpose: Purpose, token: str) -> TokenData:

@@ -9,7 +9,6 @@ from typing import Any
 from premailer import Premailer
 
 from newsletter.config import Settings
-from newsletter.mail.qp import Pieces
 from newsletter.templating import html_env, text_env
 
 
@@ -18,8 +17,6 @@ class RenderedEmail:
     subject: str
     text: str
     html: str
-    # The same text and HTML as the assembler built them, for `build_message` (digests only).
-    pieces: tuple[Pieces, Pieces] | None = None
 
 
 def inline_css(html: str) -> str:
