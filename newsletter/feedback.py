@@ -14,6 +14,7 @@ from newsletter import subscriptions as subs
 from newsletter.bounces.events import BounceEvent, record_bounce
 from newsletter.config import Settings
 from newsletter.digests import renderer_for
+from newsletter.links import VOTE_DIRECTIONS
 from newsletter.models import BounceKind, Issue, Paper, Subscriber, SubscriberStatus, Vote, saved_id, utcnow
 from newsletter.ranking import update_profile
 from newsletter.tokens import Purpose, TokenError, TokenReason
@@ -48,19 +49,17 @@ def read_vote(
     return VoteRequest(saved_id(sub), saved_id(issue), saved_id(paper), int(vote), paper.title)
 
 
+VOTE_WORDS = {word: direction for direction, word in VOTE_DIRECTIONS.items()}  # "more" -> 1
+
+
 def _vote_target(extra: dict, paper_id: str | None, direction: str | None) -> tuple[Any, Any]:
-    """(paper id, direction) from the token if it names them (an older link), else from the path."""
-    if paper_id is None and direction is None:
+    """(paper id, direction) from the path, or from the token of a link sent before (the path
+    then has neither; a token that names them with a path added is refused)."""
+    if paper_id is None:
         return extra.get("p"), extra.get("d")
-    if (
-        "p" in extra
-        or "d" in extra
-        or paper_id is None
-        or not (paper_id.isascii() and paper_id.isdigit())
-        or len(paper_id) > 18
-    ):
+    if "p" in extra or "d" in extra or not (paper_id.isascii() and paper_id.isdigit()) or len(paper_id) > 18:
         raise TokenError(TokenReason.forged)
-    return int(paper_id), {"more": 1, "less": -1}.get(direction or "")
+    return int(paper_id), VOTE_WORDS.get(direction or "")
 
 
 def record_vote(session: Session, settings: Settings, vote: VoteRequest) -> bool:

@@ -92,15 +92,6 @@ def random_text(rng: random.Random, alphabet: str, longest: int = 300) -> str:
 ALPHABETS = ("ab =\t.é数x\n\n" + "y" * 10, "a \t\n=", "x" * 30 + " \n\t=é", "xy.:/", "é==")
 
 
-def test_line_cached_quoted_printable_equals_encoding_the_whole_text():
-    rng = random.Random(4)
-    for alphabet in ALPHABETS:
-        for _ in range(3000):
-            text = random_text(rng, alphabet)
-            assert qp.qp(text) == qp.qp_whole(text), repr(text)
-    assert qp.qp("a\r\nb \r\n") == qp.qp_whole("a\r\nb \r\n")
-
-
 def assert_valid_quoted_printable(encoded: bytes, text: str) -> None:
     """Decodes to `text` (CRLF for each line break); each line printable US-ASCII, none ending
     in white space, none over 76 characters but where binascii itself writes one (a line ending

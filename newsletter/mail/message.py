@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from newsletter.mail.qp import Pieces, qp, qp_pieces
+from newsletter.mail.qp import Pieces, qp_pieces, qp_whole
 
 CRLF = b"\r\n"
 
@@ -110,7 +110,7 @@ def build_message(env: Envelope, text: str | Pieces, html: str | Pieces) -> byte
 
 
 def _body(body: str | Pieces) -> bytes:
-    return qp(body) if isinstance(body, str) else qp_pieces(body)
+    return qp_whole(body) if isinstance(body, str) else qp_pieces(body)
 
 
 # Every one of these is signed once more than it occurs ("oversigned", OpenDKIM's OversignHeaders,

@@ -1,17 +1,12 @@
 """Quoted-printable bodies with CRLF line ends, without encoding the same text twice.
 
 A digest's text is mostly the same for every reader: only the links, the address and the reasons
-differ. Two ways use that:
-
-- `qp(text)` (journey emails) remembers encoded lines from their second use on and encodes the
-  others; the bytes are those of encoding the whole text at once (`qp_whole`).
-- `qp_pieces(pieces)` (digests) takes the text as the assembler builds it: the issue's literal
-  pieces (`Literal`, encoded once per issue) with the reader's values between. Each piece starts
-  a line of the encoding, after a soft line break, so only the values are encoded per message
-  (a plain link, as itself). Other bytes than `qp_whole`'s, the same text once decoded.
-
-Tests hold both to that, and the second to RFC 2045's rules (76 characters a line, printable
-US-ASCII, no white space at the end of a line).
+differ. `qp_pieces(pieces)` takes the text as the assembler builds it: the issue's literal pieces
+(`Literal`, encoded once per issue) with the reader's values between. Each piece starts a line
+of the encoding, after a soft line break, so only the values are encoded per message (a plain
+link, as itself). Other bytes than encoding the whole text at once (`qp_whole`, which the
+journey emails use), the same text once decoded; tests hold it to that and to RFC 2045's rules
+(76 characters a line, printable US-ASCII, no white space at the end of a line).
 """
 
 from __future__ import annotations
@@ -27,37 +22,6 @@ def qp_whole(text: str) -> bytes:
     """The plain way: the whole text in one call."""
     body = binascii.b2a_qp(text.encode("utf-8"), istext=True)
     return body.replace(b"\r\n", b"\n").replace(b"\n", CRLF)
-
-
-def qp(text: str) -> bytes:
-    """`qp_whole(text)`, with lines seen before taken from a cache; text with a CR in it takes
-    the whole-text path."""
-    if "\r" in text:
-        return qp_whole(text)
-    cache, seen = _QP_LINES, _QP_SEEN
-    if len(cache) > QP_CACHE_LINES:
-        cache.clear()
-    if len(seen) > QP_CACHE_LINES:
-        seen.clear()
-    *lines, last = text.split("\n")
-    out = []
-    for line in lines:  # each encoded as it is in the text: followed by a line break
-        encoded = cache.get(line)
-        if encoded is None:
-            encoded = binascii.b2a_qp((line + "\n").encode("utf-8"), istext=True)[:-1]
-            encoded = encoded.replace(b"\n", CRLF)
-            if line in seen:  # kept from its second use on: lines with a reader's links in
-                cache[line] = encoded  # them come once and would only push the others out
-            else:
-                seen.add(line)
-        out.append(encoded)
-    out.append(binascii.b2a_qp(last.encode("utf-8"), istext=True).replace(b"\n", CRLF))
-    return CRLF.join(out)
-
-
-QP_CACHE_LINES = 4096  # about two issues of template lines; bounded so memory stays flat
-_QP_LINES: dict[str, bytes] = {}
-_QP_SEEN: set[str] = set()
 
 
 SOFT_BREAK = b"=\r\n"
