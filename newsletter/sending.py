@@ -3,11 +3,13 @@ previous row's "sent" commit is in flight, and ended only after that commit retu
 
 The order per row (`send_one`), with row i's UPDATE already on its way (`SentRecorder`):
 1. build row i + 1's message (CPU);
-2. `begin` it: MAIL, RCPT, DATA (one round trip where the relay pipelines) and the body, all
-   but the final `.`: the relay accepts nothing yet;
+2. `begin` it: MAIL, RCPT, DATA (one round trip where the relay pipelines; where it does, they
+   went out behind row i's `.` and only their replies are read) and the body, all but the final
+   `.`: the relay accepts nothing yet;
 3. collect row i's commit, and with it row i + 1's reader status and the issue's pause;
-4. `end` it (write the `.`, read the 250) and send row i + 1's UPDATE without waiting; or, if the
-   reader left or the issue paused meanwhile, `abandon` it (drop the connection before the `.`).
+4. `end` it (write the `.` with row i + 2's envelope behind it, read the 250) and send row
+   i + 1's UPDATE without waiting; or, if the reader left or the issue paused meanwhile,
+   `abandon` it (drop the connection before the `.`).
 So a row is committed as sent before the next message can be accepted, and a killed worker
 still repeats at most the one message whose `.` was written; but the commit's wait now overlaps
 the build, an SMTP round trip and the body's transfer instead of adding to them.
@@ -79,6 +81,7 @@ class Batch:
     history: dict[int, set[int]]
     build_early: bool = False  # the next row's digest is built while the relay answers a `.`
     early: tuple[int, Built | None | Exception] | None = None  # (delivery id, its digest) built early
+    envelope: tuple[int, tuple[str, str]] | None = None  # (delivery id, its recipient and sender)
 
 
 def send_one(batch: Batch, delivery_id: int, sub_id: int, next_row: tuple[int, int] | None) -> str:
@@ -174,11 +177,28 @@ def _build_early(batch: Batch, row: tuple[int, int]) -> None:
     batch.early = (delivery_id, built)
 
 
+def _envelope(batch: Batch, delivery_id: int, sub: Subscriber) -> tuple[str, str]:
+    """The row's recipient and envelope sender (its VERP bounce address), signed once per row
+    though asked twice (sent ahead, then begun)."""
+    if batch.envelope is not None and batch.envelope[0] == delivery_id:
+        return batch.envelope[1]
+    envelope = sub.email, verp.bounce_address(batch.settings, verp.DELIVERY, delivery_id, sub.token_key)
+    batch.envelope = (delivery_id, envelope)
+    return envelope
+
+
+def _next_envelope(batch: Batch, next_row: tuple[int, int] | None) -> tuple[str, str] | None:
+    """The envelope of the row that comes next, if the snapshot says it is to be sent: the relay
+    gets it behind this row's `.` (`Sender.end`'s `then`)."""
+    sub = _due(batch, next_row[1]) if next_row else None
+    return _envelope(batch, next_row[0], sub) if next_row and sub is not None else None
+
+
 def _begin(batch: Batch, delivery_id: int, sub: Subscriber, message: bytes) -> SendError | None:
     """Everything of the message but its final `.`; the refusal, if the relay refused it."""
-    return_path = verp.bounce_address(batch.settings, verp.DELIVERY, delivery_id, sub.token_key)
+    to, return_path = _envelope(batch, delivery_id, sub)
     try:
-        batch.sender.begin(sub.email, message, mail_from=return_path)
+        batch.sender.begin(to, message, mail_from=return_path)
     except SendError as exc:
         return exc
     return None
@@ -192,7 +212,10 @@ def _end(
     try:
         if begun is not None:
             raise begun
-        batch.sender.end(partial(_build_early, batch, next_row) if next_row and batch.build_early else None)
+        batch.sender.end(
+            partial(_build_early, batch, next_row) if next_row and batch.build_early else None,
+            then=_next_envelope(batch, next_row),
+        )
     except PermanentSendError as exc:
         finish(conn, delivery_id, owner, DeliveryState.failed, smtp_code=exc.code, error=str(exc)[:1000])
         if isinstance(exc, RecipientRefused):  # only a refusal of the address is about the reader

@@ -25,7 +25,7 @@ from newsletter.mail.senders import (
     kept_sender,
 )
 from newsletter.mail.smtp import dot_stuffed
-from tests.faultkit import FaultySMTP, SMTPServer, delivery_rows, relay_world
+from tests.faultkit import FaultySMTP, SMTPServer, delivery_rows, relay_world, wait_until
 
 MESSAGE = (
     b"From: news@example.org\r\nTo: ada@example.org\r\nSubject: hi\r\n\r\n"
@@ -104,6 +104,44 @@ def test_refusals_are_sorted_and_the_connection_survives_them(relay):
     assert not sender.connected
     sender.send("bob@example.org", MESSAGE)
     assert box.received == {"ada@example.org": 1, "bob@example.org": 1}
+
+
+def test_the_next_envelope_goes_out_behind_the_dot_where_the_relay_pipelines(relay):
+    """`end(then=…)`: one round trip per message. The next MAIL and RCPT reach a pipelining relay
+    with the `.` (before `begin` is called for that message), and `begin` only reads their
+    replies; a refusal among them is raised by that `begin`, an envelope sent ahead for a
+    message that never comes is never ended, and a lock-step relay is asked as before."""
+    box, sender = relay
+    sender.begin("ada@example.org", MESSAGE)
+    sender.end(then=("bob@example.org", None))
+    if box.pipelining:
+        wait_until(lambda: box.rcpt_attempts["bob@example.org"] == 1, 10, "bob's RCPT behind ada's `.`")
+    else:
+        assert box.rcpt_attempts["bob@example.org"] == 0
+    sender.begin("bob@example.org", MESSAGE)
+    box.replies["gone@example.org"] = "550 5.1.1 No such user"
+    sender.end(then=("gone@example.org", None))
+    with pytest.raises(RecipientRefused):
+        sender.begin("gone@example.org", MESSAGE)
+    sender.begin("cy@example.org", MESSAGE)
+    box.data_reply = "554 5.7.1 Message rejected"
+    with pytest.raises(MessageRefused):  # a refused `.`: the envelope behind it still stands
+        sender.end(then=("dee@example.org", None))
+    box.data_reply = None
+    sender.begin("dee@example.org", MESSAGE)
+    sender.end(then=("eve@example.org", None))  # eve's row is skipped after all ...
+    sender.begin("fay@example.org", MESSAGE)  # ... so the data phase opened for her is dropped
+    sender.end(then=("gil@example.org", None))
+    sender.close()  # and so is one sent ahead for the batch's last message
+    assert box.received == {
+        "ada@example.org": 1,
+        "bob@example.org": 1,
+        "dee@example.org": 1,
+        "fay@example.org": 1,
+    }
+    assert box.rcpt_attempts["bob@example.org"] == 1 and box.rcpt_attempts["dee@example.org"] == 1
+    assert [content for _, content in box.raw] == [MESSAGE] * 4
+    assert box.ehlos == (2 if box.pipelining else 1)  # eve's unused data phase cost a connection
 
 
 @pytest.mark.parametrize("pipelining", [False, True], ids=["lock-step", "pipelining"])

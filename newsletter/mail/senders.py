@@ -48,7 +48,9 @@ __all__ = [
 class Sender(Protocol):
     """`send` a whole message; or `begin` it (everything the receiver does not accept yet) and
     then `end` it (it is accepted) or `abandon` it (it is not), with nothing else in between.
-    `end` runs `meanwhile` (if given) while the receiver answers; it must not raise."""
+    `end` runs `meanwhile` (if given) while the receiver answers; it must not raise. `then`
+    (recipient, envelope sender) names the next message's envelope, which a relay that
+    pipelines gets right behind this one's end; the next `begin` must be for it to use that."""
 
     @property
     def connected(self) -> bool: ...
@@ -57,7 +59,9 @@ class Sender(Protocol):
 
     def begin(self, to: str, message: bytes, mail_from: str | None = None) -> None: ...
 
-    def end(self, meanwhile: Callable[[], None] | None = None) -> None: ...
+    def end(
+        self, meanwhile: Callable[[], None] | None = None, then: tuple[str, str | None] | None = None
+    ) -> None: ...
 
     def abandon(self) -> None: ...
 
@@ -85,7 +89,11 @@ class OutboxSender:
     def begin(self, to: str, message: bytes, mail_from: str | None = None) -> None:  # noqa: ARG002
         self._open = (to, message)
 
-    def end(self, meanwhile: Callable[[], None] | None = None) -> None:
+    def end(
+        self,
+        meanwhile: Callable[[], None] | None = None,
+        then: tuple[str, str | None] | None = None,  # noqa: ARG002 - a file has no envelope
+    ) -> None:
         if self._open is None:
             raise RuntimeError("no message is open")
         (to, message), self._open = self._open, None

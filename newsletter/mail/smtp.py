@@ -73,6 +73,9 @@ class SMTPSender:
         self._file: BinaryIO | None = None
         self.extensions: dict[str, str] = {}
         self._open = False  # a message begun whose final `.` is not written yet
+        # An envelope written behind the last `.` (`end`'s `then`), its replies not read yet:
+        # ((recipient, envelope sender), its commands).
+        self._pending: tuple[tuple[str, str | None], list[str]] | None = None
 
     @property
     def connected(self) -> bool:
@@ -92,27 +95,23 @@ class SMTPSender:
 
     def begin(self, to: str, message: bytes, mail_from: str | None = None) -> None:
         """Everything of `send` up to the final `.`: the envelope, DATA and the body. Raises the
-        errors `send` raises for the envelope; the message is open until `end` or `abandon`."""
-        self.abandon()  # one left open by an error between begin and end: never let it be ended
+        errors `send` raises for the envelope; the message is open until `end` or `abandon`.
+        If the previous `end` already sent this envelope (`then`), only its replies are read."""
+        pending, self._pending = self._pending, None
+        if self._open or (pending is not None and pending[0] != (to, mail_from)):
+            # A message left open by an error between begin and end must never be ended, and an
+            # envelope sent ahead for another message has a data phase only a `.` would close.
+            self._drop()
+            pending = None
         reused = self._sock is not None
         if not reused:
             self._connect()
-        rcpt = envelope_recipient(to)
-        mail = f"MAIL FROM:<{mail_from or self.sender}>"
-        if "size" in self.extensions:
-            mail += f" SIZE={len(message)}"
-        if not rcpt.isascii():
-            if "smtputf8" not in self.extensions:
-                # The relay, not the mailbox, falls short: neither a bounce nor a refused message,
-                # and the connection is fine for the rest of the batch.
-                raise PermanentSendError(f"cannot send to {to}: SMTPUTF8 not supported by server")
-            mail += " SMTPUTF8"
-        commands = [mail, f"RCPT TO:<{rcpt}>", "DATA"]
+        commands = pending[1] if pending is not None else self._commands(to, mail_from, len(message))
         try:
             try:
-                self._envelope(commands)
+                self._envelope(commands, written=pending is not None)
             except OSError:
-                if not (reused and self.kept):
+                if not (reused and self.kept and pending is None):
                     raise
                 # A kept connection the relay closed while it was idle; nothing was accepted.
                 self._drop()
@@ -123,15 +122,43 @@ class SMTPSender:
             self._drop()
             raise TransientSendError(f"connection lost: {exc}") from exc
 
-    def end(self, meanwhile: Callable[[], None] | None = None) -> None:
+    def _commands(self, to: str, mail_from: str | None, size: int | None) -> list[str]:
+        """MAIL, RCPT and DATA for one message (SIZE= where the relay takes it and it is known)."""
+        rcpt = envelope_recipient(to)
+        mail = f"MAIL FROM:<{mail_from or self.sender}>"
+        if size is not None and "size" in self.extensions:
+            mail += f" SIZE={size}"
+        if not rcpt.isascii():
+            if "smtputf8" not in self.extensions:
+                # The relay, not the mailbox, falls short: neither a bounce nor a refused message,
+                # and the connection is fine for the rest of the batch.
+                raise PermanentSendError(f"cannot send to {to}: SMTPUTF8 not supported by server")
+            mail += " SMTPUTF8"
+        return [mail, f"RCPT TO:<{rcpt}>", "DATA"]
+
+    def end(
+        self, meanwhile: Callable[[], None] | None = None, then: tuple[str, str | None] | None = None
+    ) -> None:
         """Write the open message's final `.` and read the relay's answer to it; `meanwhile`
         (work of our own, such as building the next message) runs while the relay takes the
-        message in and answers, instead of after."""
+        message in and answers, instead of after.
+
+        `then` (recipient, envelope sender) is the next message's envelope: where the relay
+        pipelines, its MAIL, RCPT and DATA go out right behind the `.` (RFC 2920 allows a
+        message's content to open a group), without SIZE= since that message may not be built
+        yet, and the next `begin` for that envelope only reads their replies. One round trip per
+        message instead of two; the next `.` still waits for `begin` and `end` as before."""
         if not self._open:
             raise RuntimeError("no message is open")
         self._open = False
+        data, pending = b"." + CRLF, None
+        if then is not None and self.pipelining:
+            with contextlib.suppress(SendError):  # not sendable ahead: `begin` says why, in turn
+                pending = (then, self._commands(*then, size=None))
+                data += b"".join(c.encode() + CRLF for c in pending[1])
         try:
-            self._write(b"." + CRLF)
+            self._write(data)
+            self._pending = pending
             if meanwhile is not None:
                 meanwhile()
             reply = self._reply()
@@ -143,17 +170,18 @@ class SMTPSender:
             raise classify(*reply)
 
     def abandon(self) -> None:
-        """Leave the open message unsent: close the connection before its `.`."""
-        if self._open:
-            self._open = False
+        """Leave the open message unsent: close the connection before its `.` (and before the
+        `.` of a data phase an envelope sent ahead may have opened)."""
+        if self._open or self._pending is not None:
             self._drop()
 
-    def _envelope(self, commands: list[str]) -> None:
-        """MAIL, RCPT and DATA, in one write where the relay pipelines; raises for a refusal,
-        after putting the connection back in a state for the next message."""
+    def _envelope(self, commands: list[str], written: bool = False) -> None:
+        """MAIL, RCPT and DATA, in one write where the relay pipelines (or already `written`,
+        behind the previous `.`); raises for a refusal, after putting the connection back in a
+        state for the next message."""
         replies: list[Reply] = []
         self._open = True  # from here until the `.` or a clean refusal, the connection is the message's
-        if self.pipelining:
+        if self.pipelining and not written:
             self._write(b"".join(c.encode() + CRLF for c in commands))
         for i, command in enumerate(commands):
             if not self.pipelining:
@@ -302,7 +330,7 @@ class SMTPSender:
         return Reply(code, b"\n".join(lines))
 
     def _drop(self) -> None:
-        self._open = False
+        self._open, self._pending = False, None
         file, sock, self._file, self._sock = self._file, self._sock, None, None
         self.extensions = {}
         with contextlib.suppress(OSError):
@@ -313,8 +341,7 @@ class SMTPSender:
 
     def close(self) -> None:
         """QUIT and close; a message still open is abandoned (never ended by the QUIT)."""
-        if self._open:
-            self.abandon()
+        self.abandon()
         if self._sock is not None:
             with contextlib.suppress(OSError):
                 self._command("QUIT")
