@@ -2,7 +2,7 @@
 
     python benchmarks/send_throughput.py --subscribers N [--workers K] [--dkim] [--json]
         [--smtp-host H --smtp-port P] [--naive] [--plan-only] [--batch-size B]
-        [--raw-seconds S] [--unique-interests] [--async-commit]
+        [--raw-seconds S] [--unique-interests] [--async-commit] [--relay-rtt-ms MS]
         [--profile OUT.txt [--profile-idle]]
 
 Needs PostgreSQL and Redis on localhost (as the tests do: NEWSLETTER_TEST_PG / _REDIS override
@@ -15,8 +15,9 @@ the addresses) and Postfix's `smtp-sink`. One run:
    the messages it received;
 4. measures the raw SMTP limit: K processes, one connection each, pushing pre-built digests of the
    same size as fast as they can, once with smtplib (`raw_smtp_per_s`, the baseline of rounds 1
-   and 2) and once with the workers' own client, pipelined where the sink offers it
-   (`raw_own_smtp_per_s`), each with its CPU per message;
+   and 2) and once with the workers' own client as a batch uses it, pipelined where the sink
+   offers it, each message's `.` followed by the next envelope (`raw_own_smtp_per_s`), each with
+   its CPU per message;
 5. starts one `celery -A workers worker` with K prefork processes on a private Redis database and
    queue, dispatches the issue (`dispatch_issue`) and waits for the ledger to close: real
    renderer, real MIME (and DKIM with --dkim, a fresh RSA-2048 key), real SMTP to the same sink,
@@ -38,7 +39,9 @@ is then null.
 Comparisons: `--naive` runs the design this replaces (premailer per recipient, one Celery task
 and SMTP connection per recipient: benchmarks/naive_app.py); `--unique-interests` gives every
 reader interests of their own (no ranking is shared); `--async-commit` is a what-if with
-`synchronous_commit = off` on the throwaway database (see RESULTS.md). `--profile OUT` records the
+`synchronous_commit = off` on the throwaway database (see RESULTS.md); `--relay-rtt-ms MS` puts
+a delay proxy (`DelayProxy`) between everything and the sink, as if the relay were a round trip
+of MS away (the raw limits go through it too). `--profile OUT` records the
 worker processes with py-spy during the send and prints the top functions (CPU; wall-clock time
 with --profile-idle). Results and profiles: benchmarks/RESULTS.md.
 """
@@ -46,6 +49,8 @@ with --profile-idle). Results and profiles: benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import inspect
 import json
 import multiprocessing
 import os
@@ -283,6 +288,56 @@ def sample_messages(issue_id: int, count: int) -> list[bytes]:
 # ---- the sink ---------------------------------------------------------------------------------
 
 
+class DelayProxy:
+    """A TCP proxy on 127.0.0.1 that delivers each chunk `delay` seconds after it arrived."""
+
+    def __init__(self, target_port: int, delay: float) -> None:
+        self.port = free_port()
+        self.target_port = target_port
+        self.delay = delay
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
+        ready.wait(10)
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def main() -> None:
+            await asyncio.start_server(self._client, "127.0.0.1", self.port)
+            ready.set()
+            await asyncio.Event().wait()
+
+        self.loop.run_until_complete(main())
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        await asyncio.gather(self._pipe(reader, up_w), self._pipe(up_r, writer))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def deliver() -> None:
+            while True:
+                due, data = await queue.get()
+                if not data:
+                    writer.close()
+                    return
+                wait = due - self.loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                writer.write(data)
+                await writer.drain()
+
+        task = asyncio.ensure_future(deliver())
+        while True:
+            data = await reader.read(65536)
+            await queue.put((self.loop.time() + self.delay, data))
+            if not data:
+                break
+        await task
+
+
 class Sink:
     """Postfix's smtp-sink on a free port; `received` is its running count of messages."""
 
@@ -341,8 +396,8 @@ def _raw_pusher(
         smtp = smtplib.SMTP(host, port, timeout=30)
         smtp.ehlo()
 
-        def send(to: str, message: bytes) -> None:
-            smtp.sendmail("digest@news.example.org", [to], message)
+        def send(i: int, message: bytes) -> None:
+            smtp.sendmail("digest@news.example.org", [f"raw{i}@example.org"], message)
 
         close = smtp.quit
     else:  # ours (newsletter/mail/smtp.py): what the workers use, pipelined where the sink offers it
@@ -350,9 +405,15 @@ def _raw_pusher(
         from newsletter.mail.smtp import SMTPSender
 
         sender = SMTPSender(get_settings())
+        ahead = "then" in inspect.signature(sender.end).parameters  # (not in an older checkout)
 
-        def send(to: str, message: bytes) -> None:
-            sender.send(to, message, mail_from="digest@news.example.org")
+        def send(i: int, message: bytes) -> None:
+            # As a batch sends: the next envelope behind each `.`, where the code has that.
+            sender.begin(f"raw{i}@example.org", message, mail_from="digest@news.example.org")
+            if ahead:
+                sender.end(then=(f"raw{i + 1}@example.org", "digest@news.example.org"))
+            else:
+                sender.end()
 
         close = sender.close
     while time.time() < start_at:
@@ -362,7 +423,7 @@ def _raw_pusher(
     t0 = time.perf_counter()
     deadline = t0 + seconds
     while time.perf_counter() < deadline:
-        send(f"raw{i}@example.org", messages[i % len(messages)])
+        send(i, messages[i % len(messages)])
         sent += 1
         i += 1
     elapsed = time.perf_counter() - t0
@@ -760,6 +821,9 @@ def run(args: argparse.Namespace) -> dict:
             sink = Sink()
             cleanup.append(sink.stop)
             host, port = "127.0.0.1", sink.port
+            if args.relay_rtt_ms:
+                port = DelayProxy(sink.port, args.relay_rtt_ms / 2000).port
+                result["relay_rtt_ms"] = args.relay_rtt_ms
         os.environ.update(NEWSLETTER_SMTP_HOST=host, NEWSLETTER_SMTP_PORT=str(port))
         env.update(NEWSLETTER_SMTP_HOST=host, NEWSLETTER_SMTP_PORT=str(port))
         reset_settings()
@@ -904,6 +968,12 @@ def main(argv: list[str] | None = None) -> int:
         help="deliveries per task (default: the setting NEWSLETTER_BATCH_SIZE)",
     )
     p.add_argument("--raw-seconds", type=float, default=5.0)
+    p.add_argument(
+        "--relay-rtt-ms",
+        type=float,
+        default=0.0,
+        help="a round trip of this many ms to the sink (a delay proxy)",
+    )
     p.add_argument("--papers", type=Path, help="paper feed (default: shared trending papers)")
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--profile", help="py-spy the workers during the send into this file")
