@@ -83,6 +83,9 @@ class PrivatePostfix:
             "alias_database=",
             "maximal_queue_lifetime=1h",
             "bounce_queue_lifetime=1h",
+            # Postfix 3.9's default: a client that pipelines where RFC 2920 does not allow it is
+            # cut off. Ours sends the next MAIL, RCPT and DATA right behind a message's `.`.
+            "smtpd_forbid_unauth_pipelining=yes",
         )
         master = (self.config / "master.cf").read_text().splitlines()
         master = [
