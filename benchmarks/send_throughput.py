@@ -982,6 +982,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    if args.relay_rtt_ms and args.smtp_host:
+        p.error("--relay-rtt-ms puts a delay in front of the benchmark's own sink: not with --smtp-host")
     result = run(args)
     if args.json:
         print(json.dumps(result))
