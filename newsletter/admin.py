@@ -102,7 +102,7 @@ def remove_subscriber(settings: Settings, email: str, erase: bool) -> Removal:
     with session_scope(settings.database_url) as session:
         sub = _subscriber(session, email)
         if erase:
-            privacy.erase_subscriber(session, sub, reason="erased by the operator")
+            privacy.erase_subscriber(session, settings, sub, reason="erased by the operator")
             return Removal(email, "erased")
         subs.unsubscribe(session, sub, CLI_CLIENT, via="operator")
         return Removal(sub.email, sub.status.value)

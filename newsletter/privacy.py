@@ -1,5 +1,6 @@
 """A reader's data as a whole: everything we hold about them (export), and forgetting them
-(erasure, leaving only a hash of the address in `suppression`)."""
+(erasure, leaving only a hash of the address in `suppression`, and taking the mail written to
+them out of the outbox folder)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from newsletter import suppression
+from newsletter.config import Settings
+from newsletter.db import after_commit
+from newsletter.mail.senders import forget_outbox_mail
 from newsletter.models import BounceRecord, ConsentEvent, Delivery, JourneyEmail, Subscriber, Vote
 
 # Left out of the export: row ids, lookup keys, the link secrets and claim bookkeeping.
@@ -41,9 +45,15 @@ def export_subscriber(session: Session, sub: Subscriber) -> dict[str, Any]:
     }
 
 
-def erase_subscriber(session: Session, sub: Subscriber, reason: str = "erased on request") -> None:
+def erase_subscriber(
+    session: Session, settings: Settings, sub: Subscriber, reason: str = "erased on request"
+) -> None:
     """Forget a subscriber: every row of theirs (`OWN_ROWS`) goes, then the subscriber. A hash of
-    the address stays behind (`suppression`), so no import brings them back."""
+    the address stays behind (`suppression`), so no import brings them back. Once that commits,
+    the emails the outbox folder holds for them (the embedded default's "sent mail": their
+    digests, with their interests and links) are deleted too; a rollback leaves them."""
+    address = sub.email
+    after_commit(session, lambda: forget_outbox_mail(settings.outbox_dir, address))
     suppression.suppress(session, sub.email_key, reason)
     for table in OWN_ROWS.values():
         session.exec(delete(table).where(col(table.subscriber_id) == sub.id))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from sqlmodel import select
 from typer.testing import CliRunner
 
 from newsletter import admin
@@ -250,6 +251,39 @@ def test_an_erased_address_is_suppressed_against_imports_until_lifted(cli):
     assert "not on the suppression list" in one_line_error("subscribers", "unsuppress", "bob@example.org")
     assert "ada@example.org" in cli("subscribers", "unsuppress", "ada@example.org").stdout
     cli("subscribers", "add", "ada@example.org", "--confirmed")
+
+
+def test_erasing_a_reader_deletes_the_mail_the_outbox_holds_for_them_and_no_one_elses(cli):
+    """L10: erase left the reader's emails (digests with their interests and links) in the
+    outbox folder. Now they go once the erasure commits; a reader whose file names end the same
+    ("a.b@…" and "a_b@…") keeps theirs, and an erasure that rolls back deletes nothing."""
+    from email import message_from_bytes
+
+    from newsletter import privacy
+    from newsletter.models import Subscriber
+    from newsletter.testing import configured_session
+
+    outbox = get_settings().outbox_dir
+
+    def recipients() -> list[str]:
+        return sorted(message_from_bytes(p.read_bytes())["To"] for p in outbox.glob("*.eml"))
+
+    cli("papers", "ingest", str(sample_feed_path()))
+    for address in ("A.B@example.org", "a_b@example.org", "ada@example.org"):
+        cli("subscribers", "add", address, "--interests", "robots", "--confirmed")
+    cli("subscribers", "add", "A.B@example.org")  # asks again: "already subscribed" goes out
+    cli("send", "--now")
+    before = recipients()
+    assert before.count("A.B@example.org") == 2 and before.count("a_b@example.org") == 1
+
+    with pytest.raises(RuntimeError), configured_session() as session:
+        sub = session.exec(select(Subscriber).where(Subscriber.email_key == "a.b@example.org")).one()
+        privacy.erase_subscriber(session, get_settings(), sub)
+        raise RuntimeError("the erasure failed before its commit")
+    assert recipients() == before
+
+    cli("subscribers", "remove", "a.b@EXAMPLE.org", "--erase")
+    assert recipients() == [r for r in before if r != "A.B@example.org"]
 
 
 def test_preview_of_a_subscriber_shows_their_own_digest_size(cli):

@@ -208,7 +208,7 @@ def test_state_machine_refuses_unlisted_moves():
 def test_erase_removes_every_trace(env, queued):
     signup(env, "ada@example.org")
     with configured_session() as session:
-        privacy.erase_subscriber(session, session.get(Subscriber, get("ada@example.org").id))
+        privacy.erase_subscriber(session, env, session.get(Subscriber, get("ada@example.org").id))
     with configured_session() as session:
         assert session.exec(select(Subscriber)).all() == []
         assert session.exec(select(ConsentEvent)).all() == []

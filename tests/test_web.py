@@ -242,11 +242,14 @@ def test_preferences_change_export_and_erase(client, settings):
     data = client.get(prefs + "/export")
     assert data.status_code == 200 and data.json()["email"] == "ada@example.org"
     assert [e["event"] for e in data.json()["consent_events"]][:2] == ["signup_requested", "confirmed"]
+    to_ada = lambda: [m["Subject"] for m in outbox(settings) if m["To"] == "ada@example.org"]  # noqa: E731
+    assert len(to_ada()) == 2  # the confirmation and the welcome
     assert client.post(prefs + "/erase", data={}).status_code == 400  # needs the box ticked
-    assert subscriber("ada@example.org") is not None
+    assert subscriber("ada@example.org") is not None and len(to_ada()) == 2
     r = client.post(prefs + "/erase", data={"confirm": "yes"})
     assert r.status_code == 200 and "erased" in r.text
     assert subscriber("ada@example.org") is None
+    assert to_ada() == []  # the mail written to her in the outbox folder went too
     assert client.get(prefs).status_code == 410
 
 

@@ -12,6 +12,8 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Protocol
 
@@ -40,6 +42,7 @@ __all__ = [
     "about_address",
     "envelope_recipient",
     "envelope_sender",
+    "forget_outbox_mail",
     "kept_sender",
     "open_sender",
 ]
@@ -80,8 +83,7 @@ class OutboxSender:
 
     def send(self, to: str, message: bytes, mail_from: str | None = None) -> None:  # noqa: ARG002
         # A file has no envelope: the message is written as it would go out, without the sender.
-        slug = re.sub(r"[^a-zA-Z0-9]+", "_", to)[:60]
-        name = f"{time.time_ns()}-{os.getpid()}-{slug}.eml"
+        name = f"{time.time_ns()}-{os.getpid()}-{_slug(to)}.eml"
         tmp = self.folder / f".{name}.tmp"
         tmp.write_bytes(message)
         tmp.rename(self.folder / name)
@@ -106,6 +108,30 @@ class OutboxSender:
 
     def close(self) -> None:
         self._open = None
+
+
+def _slug(address: str) -> str:
+    """The end of an outbox file's name: the recipient, readable, not necessarily unique."""
+    return re.sub(r"[^a-zA-Z0-9]+", "_", address)[:60]
+
+
+def forget_outbox_mail(folder: Path, address: str) -> int:
+    """Delete the outbox files addressed to `address` (any case), for an erasure; returns how
+    many. The file name's end narrows the search; the `To:` header decides, since two
+    addresses can end in the same name ("a.b@x" and "a_b@x")."""
+    if not folder.is_dir():
+        return 0
+    ending, wanted = f"-{_slug(address).casefold()}.eml", address.casefold()
+    removed = 0
+    for path in folder.iterdir():
+        if not path.name.casefold().endswith(ending):
+            continue
+        with path.open("rb") as f:
+            to = BytesHeaderParser().parse(f).get_all("To", [])
+        if any(addr.casefold() == wanted for _, addr in getaddresses(to)):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def open_sender(settings: Settings) -> Sender:

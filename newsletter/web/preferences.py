@@ -157,7 +157,7 @@ def erase(
             status_code=400,
             error="Tick the box to confirm that you want everything erased.",
         )
-    privacy.erase_subscriber(session, sub)
+    privacy.erase_subscriber(session, settings, sub)
     return error_response(
         request,
         200,

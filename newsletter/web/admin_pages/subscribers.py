@@ -94,6 +94,7 @@ def erase(
     subscriber_id: SubscriberId,
     post: AdminForm,
     session: SessionDep,
+    settings: SettingsDep,
 ) -> Response:
     """Erase for good, if the confirmation form's typed address matches (any case)."""
     sub = _subscriber(request, session, subscriber_id)
@@ -102,5 +103,5 @@ def erase(
     if post.text("confirm", 320).strip().casefold() != sub.email.casefold():
         error = "Type the subscriber's address exactly to confirm. Nothing was erased."
         return page(request, "erase.html", post.session, status_code=400, sub=sub, error=error)
-    privacy.erase_subscriber(session, sub, reason="erased by the operator")
+    privacy.erase_subscriber(session, settings, sub, reason="erased by the operator")
     return back_to(request, "/admin/subscribers", "erased")
