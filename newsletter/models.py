@@ -351,3 +351,15 @@ class BounceRecord(SQLModel, table=True):
     effect: str = Field(max_length=16)  # bounced, scored, noted, policy, unsubscribed
     received_at: datetime = Field(default_factory=utcnow)
     recorded_at: datetime = Field(default_factory=utcnow)
+
+
+class EndedAdminSession(SQLModel, table=True):
+    """An admin session logged out before its cookie expired. The cookie is signed, so it stays
+    valid until it expires wherever it was copied to; naming its random id here refuses it from
+    the logout on. Kept until the cookie would have expired anyway."""
+
+    __tablename__ = "ended_admin_session"
+    __table_args__ = NEVER_REUSE_IDS
+    id: int | None = Field(default=None, primary_key=True)
+    sid: str = Field(max_length=32, unique=True)
+    expires_at: datetime

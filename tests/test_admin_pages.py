@@ -271,14 +271,22 @@ def test_a_post_without_the_csrf_token_is_refused(site, new_page):
 
 
 def test_logout_ends_the_session(site, new_page):
-    page = new_page()
-    assert log_in(site, page) == 200
+    """Logging out ends the session on the server too: a copy of the cookie taken before (a
+    shared computer, a stolen cookie) opens nothing after, while another session stays open."""
+    page, other = new_page(), new_page()
+    assert log_in(site, page) == 200 and log_in(site, other) == 200
+    [cookie] = [c for c in page.context.cookies() if c["name"] == "newsletter_admin"]
+    copy = new_page()
+    copy.context.add_cookies([cookie])
+    assert go(copy, site.url + "/admin/subscribers") == 200 and heading(copy) == "Subscribers"
     assert submit(page, page.get_by_role("button", name="Log out").click) == 200
     assert heading(page) == "Log in"
     assert "You are logged out." in page.locator("[role=status]").inner_text()
     assert go(page, site.url + "/admin/subscribers") == 200
     assert heading(page) == "Log in"
     assert not [c for c in page.context.cookies() if c["name"] == "newsletter_admin"]
+    assert go(copy, site.url + "/admin/subscribers") == 200 and heading(copy) == "Log in"
+    assert go(other, site.url + "/admin/subscribers") == 200 and heading(other) == "Subscribers"
 
 
 # ---- subscribers ----------------------------------------------------------------------------

@@ -74,6 +74,39 @@ def test_a_session_ends_when_its_token_is_removed_or_the_password_changes(settin
         assert client.get("/admin", follow_redirects=False).status_code == 303
 
 
+def test_a_logged_out_cookie_is_refused_on_the_embedded_store_and_old_ends_are_dropped(configure, sqlite_url):
+    """Logging out names the session on the server (SQLite here, the embedded default), so a
+    copy of its cookie is refused; a session opened alongside stays open; and the ends of
+    sessions whose cookies have expired anyway are dropped at the next logout."""
+    from datetime import timedelta
+
+    from sqlmodel import select
+
+    from newsletter.models import EndedAdminSession, utcnow
+    from newsletter.testing import configured_session
+
+    settings = configure(NEWSLETTER_DATABASE_URL=sqlite_url, NEWSLETTER_ADMIN_TOKENS=TOKEN)
+    with configured_session() as session:
+        session.add(EndedAdminSession(sid="long-expired", expires_at=utcnow() - timedelta(hours=1)))
+    cookies = []
+    for _ in range(2):
+        with TestClient(create_app(settings), base_url="https://news.example.org") as client:
+            assert log_in(client, TOKEN).status_code == 303
+            cookies.append(client.cookies["newsletter_admin"])
+    with TestClient(create_app(settings), base_url="https://news.example.org") as client:
+        client.cookies.set("newsletter_admin", cookies[0], domain="news.example.org", path="/admin")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/admin").text).group(1)
+        answer = client.post("/admin/logout", data={"csrf": csrf}, follow_redirects=False)
+        assert answer.status_code == 303
+    for cookie, status in ((cookies[0], 303), (cookies[1], 200)):
+        with TestClient(create_app(settings), base_url="https://news.example.org") as client:
+            client.cookies.set("newsletter_admin", cookie, domain="news.example.org", path="/admin")
+            assert client.get("/admin/subscribers", follow_redirects=False).status_code == status
+    with configured_session() as session:
+        [ended] = session.exec(select(EndedAdminSession)).all()
+    assert ended.sid != "long-expired" and ended.expires_at > utcnow() + timedelta(hours=7)
+
+
 def test_login_never_redirects_off_the_admin_pages(settings_for):
     settings = settings_for(NEWSLETTER_ADMIN_TOKENS=TOKEN, NEWSLETTER_ADMIN_LOGIN_RATE_PER_IP="100")
     with TestClient(create_app(settings), base_url="https://news.example.org") as client:

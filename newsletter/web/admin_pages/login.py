@@ -68,7 +68,7 @@ def login(
 
 
 @router.post("/logout")
-def logout(request: Request, settings: SettingsDep, _: auth.AdminForm) -> Response:
+def logout(request: Request, settings: SettingsDep, post: auth.AdminForm) -> Response:
     response = back_to(request, f"{auth.PATH}/login", "logged_out")
-    auth.end_session(response, settings)
+    auth.end_session(response, settings, post.session.sid)
     return response

@@ -3,8 +3,10 @@
 The session is a signed, expiring cookie (itsdangerous, NEWSLETTER_SECRET_KEY): HttpOnly,
 SameSite=Strict, Secure when NEWSLETTER_BASE_URL is https, sent to /admin only. It names the
 credential it was opened with by a fingerprint, so a changed password hash or a removed admin
-token ends every session opened with it. Each form carries a CSRF token bound to the session
-(an HMAC of its random id); the login form, before there is a session, a double-submit token.
+token ends every session opened with it; logging out names its random id in the database
+(`EndedAdminSession`), so the cookie is refused from then on even where it was copied to.
+Each form carries a CSRF token bound to the session (an HMAC of its random id); the login
+form, before there is a session, a double-submit token.
 """
 
 from __future__ import annotations
@@ -13,14 +15,19 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import delete
+from sqlmodel import Session, col, select
 
 from newsletter.config import Settings
+from newsletter.db import session_scope
+from newsletter.models import EndedAdminSession, utcnow
 from newsletter.passwords import verify_password
 from newsletter.web.deps import SettingsDep
 
@@ -109,14 +116,26 @@ def start_session(response: Response, settings: Settings, via: str, fingerprint:
     response.delete_cookie(LOGIN_COOKIE, path=f"{PATH}/login")
 
 
-def end_session(response: Response, settings: Settings) -> None:
+def end_session(response: Response, settings: Settings, sid: str) -> None:
+    """Log out: the browser forgets the cookie, and the server refuses it from now on, should a
+    copy of it be used elsewhere. Ended sessions whose cookies have expired are dropped here."""
+    now = utcnow()
+    with session_scope(settings.database_url) as db:
+        db.exec(delete(EndedAdminSession).where(col(EndedAdminSession.expires_at) < now))
+        if not _ended(db, sid):
+            db.add(EndedAdminSession(sid=sid, expires_at=now + timedelta(hours=settings.admin_session_hours)))
     response.delete_cookie(
         COOKIE, httponly=True, samesite="strict", secure=secure_cookies(settings), path=PATH
     )
 
 
+def _ended(db: Session, sid: str) -> bool:
+    return db.exec(select(EndedAdminSession.id).where(EndedAdminSession.sid == sid)).first() is not None
+
+
 def read_session(request: Request, settings: Settings) -> AdminSession | None:
-    """The request's admin session, or None (no cookie, forged, expired, credential changed)."""
+    """The request's admin session, or None (no cookie, forged, expired, credential changed,
+    logged out)."""
     value = request.cookies.get(COOKIE)
     if not value:
         return None
@@ -127,6 +146,9 @@ def read_session(request: Request, settings: Settings) -> AdminSession | None:
     if not isinstance(data, dict) or not _still_valid(settings, str(data.get("via")), str(data.get("fp"))):
         return None
     sid = str(data.get("sid"))
+    with session_scope(settings.database_url) as db:
+        if _ended(db, sid):
+            return None
     return AdminSession(sid=sid, via=str(data["via"]), csrf=csrf_for(settings, sid))
 
 
