@@ -229,7 +229,8 @@ def test_worker_killed_mid_send_every_reader_gets_one_digest(rig, pg_url, pipeli
         alive = [w for w in r.workers if w.proc.poll() is None]
         victim = alive[len(kills) % len(alive)]
         if target == "child":
-            [child] = children_of(victim.proc.pid)
+            # A worker restarted, or whose child was killed, forks its pool child a moment later.
+            [child] = wait_until(lambda v=victim: children_of(v.proc.pid), 30, "the worker's pool child")
             os.kill(child, signal.SIGKILL)  # the main process forks a new pool child
         else:
             kill_group(victim.proc)  # the worker and its child: nothing acks, nothing cleans up
