@@ -309,13 +309,20 @@ class WebServer:
         stop_process(self.proc)
 
 
+def own_redis_db(use: int) -> str:
+    """A Redis database for one `use` (0: the `redis_db` fixture, 1: the production rehearsal,
+    2: the provider webhooks) of this pytest-xdist worker (gw0, gw1, …), so tests running in
+    parallel never share, let alone flush, each other's broker. Database 0 is left alone."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    return f"{REDIS}/{1 + (3 * worker + use) % 15}"
+
+
 @pytest.fixture
 def redis_db() -> Iterator[str]:
-    """A Redis database number of our own, flushed before and after."""
+    """A Redis database of our own, flushed before and after."""
     import redis
 
-    db = 1 + (os.getpid() % 14)
-    url = f"{REDIS}/{db}"
+    url = own_redis_db(0)
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url

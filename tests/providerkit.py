@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import REDIS, WebServer, migrated_pg, process_env
+from tests.conftest import WebServer, migrated_pg, own_redis_db, process_env
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-bounces"
 MAILGUN_KEY = "key-mailgun-signing-0123456789abcdef"
@@ -144,7 +143,7 @@ def hooks(sns_key, tmp_path_factory):
     folder = tmp_path_factory.mktemp("hooks")
     (folder / "sns.pem").write_bytes(self_signed_pem(sns_key))
     # Not flushed: the tokens are random, and the database may be another test run's broker.
-    redis_url = f"{REDIS}/{1 + (os.getpid() + 7) % 14}"
+    redis_url = own_redis_db(2)
     with migrated_pg() as db_url:
         env = process_env(
             NEWSLETTER_DATABASE_URL=db_url,

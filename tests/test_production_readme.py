@@ -25,7 +25,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from newsletter.testing import create_pg_database, drop_pg_database, free_port
-from tests.conftest import REDIS, ROOT, Mailbox, html_part, link_in, text_part
+from tests.conftest import ROOT, Mailbox, html_part, link_in, own_redis_db, text_part
 from tests.production import TEST_DOMAIN, Host, commands, marked_blocks
 
 pytestmark = pytest.mark.integration
@@ -78,7 +78,7 @@ def host(mailbox):
         ):
             subprocess.run(["git", "-C", str(clone), *args], check=True)
         subprocess.run(["git", "-C", str(clone), "config", "branch.under-test.merge", "HEAD"], check=True)
-    redis_url = f"{REDIS}/{1 + (os.getpid() + 7) % 14}"
+    redis_url = own_redis_db(1)
     redis.Redis.from_url(redis_url).flushdb()
     db_url = create_pg_database()
     box, relay_port = mailbox
