@@ -126,8 +126,11 @@ def forget_outbox_mail(folder: Path, address: str) -> int:
     for path in folder.iterdir():
         if not path.name.casefold().endswith(ending):
             continue
-        with path.open("rb") as f:
-            to = BytesHeaderParser().parse(f).get_all("To", [])
+        try:
+            with path.open("rb") as f:
+                to = BytesHeaderParser().parse(f).get_all("To", [])
+        except FileNotFoundError:  # deleted meanwhile (another erasure, the operator)
+            continue
         if any(addr.casefold() == wanted for _, addr in getaddresses(to)):
             path.unlink(missing_ok=True)
             removed += 1

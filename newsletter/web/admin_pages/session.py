@@ -26,8 +26,8 @@ from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from newsletter.config import Settings
-from newsletter.db import session_scope
-from newsletter.models import EndedAdminSession, utcnow
+from newsletter.db import insert_ignore, session_scope
+from newsletter.models import EndedAdminSession, table_of, utcnow
 from newsletter.passwords import verify_password
 from newsletter.web.deps import SettingsDep
 
@@ -122,8 +122,8 @@ def end_session(response: Response, settings: Settings, sid: str) -> None:
     now = utcnow()
     with session_scope(settings.database_url) as db:
         db.exec(delete(EndedAdminSession).where(col(EndedAdminSession.expires_at) < now))
-        if not _ended(db, sid):
-            db.add(EndedAdminSession(sid=sid, expires_at=now + timedelta(hours=settings.admin_session_hours)))
+        ended = insert_ignore(table_of(EndedAdminSession), db.get_bind().dialect.name)  # a second click
+        db.execute(ended.values(sid=sid, expires_at=now + timedelta(hours=settings.admin_session_hours)))
     response.delete_cookie(
         COOKIE, httponly=True, samesite="strict", secure=secure_cookies(settings), path=PATH
     )
