@@ -190,8 +190,9 @@ def _envelope(batch: Batch, delivery_id: int, sub: Subscriber) -> tuple[str, str
 def _next_envelope(batch: Batch, next_row: tuple[int, int] | None) -> tuple[str, str] | None:
     """The envelope of the row that comes next, if the snapshot says it is to be sent: the relay
     gets it behind this row's `.` (`Sender.end`'s `then`)."""
-    sub = _due(batch, next_row[1]) if next_row else None
-    return _envelope(batch, next_row[0], sub) if next_row and sub is not None else None
+    if next_row is None or (sub := _due(batch, next_row[1])) is None:
+        return None
+    return _envelope(batch, next_row[0], sub)
 
 
 def _begin(batch: Batch, delivery_id: int, sub: Subscriber, message: bytes) -> SendError | None:

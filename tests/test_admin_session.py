@@ -110,7 +110,8 @@ def test_a_logged_out_cookie_is_refused_on_the_embedded_store_and_old_ends_are_d
     # A double click's second logout may pass the session check before the first commits;
     # ending a session twice keeps one row and raises nothing.
     for _ in range(2):
-        end_session(Response(), settings, ended.sid)
+        with configured_session() as session:
+            end_session(Response(), session, settings, ended.sid)
     with configured_session() as session:
         assert [e.sid for e in session.exec(select(EndedAdminSession)).all()] == [ended.sid]
 

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from newsletter.web.admin_pages import session as auth
 from newsletter.web.admin_pages.views import back_to, page
-from newsletter.web.deps import SettingsDep, within_rate
+from newsletter.web.deps import SessionDep, SettingsDep, within_rate
 
 router = APIRouter(prefix=auth.PATH, include_in_schema=False)
 
@@ -68,7 +68,7 @@ def login(
 
 
 @router.post("/logout")
-def logout(request: Request, settings: SettingsDep, post: auth.AdminForm) -> Response:
+def logout(request: Request, session: SessionDep, settings: SettingsDep, post: auth.AdminForm) -> Response:
     response = back_to(request, f"{auth.PATH}/login", "logged_out")
-    auth.end_session(response, settings, post.session.sid)
+    auth.end_session(response, session, settings, post.session.sid)
     return response

@@ -26,10 +26,10 @@ from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from newsletter.config import Settings
-from newsletter.db import insert_ignore, session_scope
+from newsletter.db import insert_ignore
 from newsletter.models import EndedAdminSession, table_of, utcnow
 from newsletter.passwords import verify_password
-from newsletter.web.deps import SettingsDep
+from newsletter.web.deps import SessionDep, SettingsDep
 
 COOKIE = "newsletter_admin"
 LOGIN_COOKIE = "newsletter_admin_login"  # the login form's double-submit CSRF value
@@ -116,14 +116,14 @@ def start_session(response: Response, settings: Settings, via: str, fingerprint:
     response.delete_cookie(LOGIN_COOKIE, path=f"{PATH}/login")
 
 
-def end_session(response: Response, settings: Settings, sid: str) -> None:
-    """Log out: the browser forgets the cookie, and the server refuses it from now on, should a
-    copy of it be used elsewhere. Ended sessions whose cookies have expired are dropped here."""
+def end_session(response: Response, db: Session, settings: Settings, sid: str) -> None:
+    """Log out: the browser forgets the cookie, and the server refuses it from now on (once `db`
+    commits), should a copy of it be used elsewhere. Ended sessions whose cookies have expired
+    are dropped here."""
     now = utcnow()
-    with session_scope(settings.database_url) as db:
-        db.exec(delete(EndedAdminSession).where(col(EndedAdminSession.expires_at) < now))
-        ended = insert_ignore(table_of(EndedAdminSession), db.get_bind().dialect.name)  # a second click
-        db.execute(ended.values(sid=sid, expires_at=now + timedelta(hours=settings.admin_session_hours)))
+    db.exec(delete(EndedAdminSession).where(col(EndedAdminSession.expires_at) < now))
+    ended = insert_ignore(table_of(EndedAdminSession), db.get_bind().dialect.name)  # a second click
+    db.execute(ended.values(sid=sid, expires_at=now + timedelta(hours=settings.admin_session_hours)))
     response.delete_cookie(
         COOKIE, httponly=True, samesite="strict", secure=secure_cookies(settings), path=PATH
     )
@@ -133,7 +133,7 @@ def _ended(db: Session, sid: str) -> bool:
     return db.exec(select(EndedAdminSession.id).where(EndedAdminSession.sid == sid)).first() is not None
 
 
-def read_session(request: Request, settings: Settings) -> AdminSession | None:
+def read_session(request: Request, db: Session, settings: Settings) -> AdminSession | None:
     """The request's admin session, or None (no cookie, forged, expired, credential changed,
     logged out)."""
     value = request.cookies.get(COOKIE)
@@ -146,15 +146,14 @@ def read_session(request: Request, settings: Settings) -> AdminSession | None:
     if not isinstance(data, dict) or not _still_valid(settings, str(data.get("via")), str(data.get("fp"))):
         return None
     sid = str(data.get("sid"))
-    with session_scope(settings.database_url) as db:
-        if _ended(db, sid):
-            return None
+    if _ended(db, sid):
+        return None
     return AdminSession(sid=sid, via=str(data["via"]), csrf=csrf_for(settings, sid))
 
 
-def admin_session(request: Request, settings: SettingsDep) -> AdminSession:
+def admin_session(request: Request, db: SessionDep, settings: SettingsDep) -> AdminSession:
     """A dependency: the admin session, or LoginRequired (a redirect to the login page)."""
-    found = read_session(request, settings)
+    found = read_session(request, db, settings)
     if found is None:
         query = f"?{request.url.query}" if request.url.query else ""
         raise LoginRequired(request.url.path + query if request.method == "GET" else PATH)
