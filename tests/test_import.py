@@ -111,8 +111,10 @@ def test_an_import_never_brings_back_or_overrides_readers(cli, tmp_path):
     assert "erased@example.org" not in {e.lower() for e in subs}
     assert subs["gone@example.org"].status is SubscriberStatus.unsubscribed
     assert subs["kept@example.org"].interests == "robots" and subs["kept@example.org"].max_papers == 10
-    # --confirmed: the operator holds the pending address's consent now
+    # --confirmed: the operator holds the pending address's consent now; without --update the
+    # file's preferences for that known reader are not taken
     assert subs["waiting@example.org"].status is SubscriberStatus.confirmed
+    assert subs["waiting@example.org"].interests == ""
     assert len(sent_to()) == emails_before  # nobody got an email from the import
 
     report = import_json(cli, csv, "--update")
@@ -121,6 +123,12 @@ def test_an_import_never_brings_back_or_overrides_readers(cli, tmp_path):
     assert subs["kept@example.org"].interests == "cooking" and subs["kept@example.org"].max_papers == 4
     assert subs["waiting@example.org"].interests == "chemistry"
     assert subs["gone@example.org"].status is SubscriberStatus.unsubscribed
+
+    # The same file again changes nothing, so nothing is counted or logged as a change.
+    consent_rows = count(ConsentEvent)
+    report = import_json(cli, csv, "--update")
+    assert report["updated"] == 0 and report["unchanged"] == 2
+    assert count(ConsentEvent) == consent_rows
 
 
 def test_confirmed_import_records_the_file_and_sends_nothing(cli, tmp_path):
@@ -158,6 +166,10 @@ def test_dry_run_writes_nothing(cli, tmp_path):
         (b"name,interests\nada@example.org,x\n", "no 'email' column"),
         (b"email,colour\nada@example.org,red\n", "unknown column 'colour'"),
         ("email\nad\u00e9@example.org\n".encode("latin-1"), "not UTF-8"),
+        (
+            b'email,interests\nada@example.org,"' + b"x" * 200_000 + b"\n",
+            "line 2: the file cannot be read as CSV",
+        ),
     ],
 )
 def test_a_file_that_cannot_be_read_is_one_line_and_imports_nothing(cli, tmp_path, content, words):

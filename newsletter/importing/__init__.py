@@ -67,7 +67,7 @@ def import_subscribers(
         report = _report(name, parsed.read, plan, dry_run, confirmed, parsed.problems)
         if dry_run:
             return report
-        created, queued = _apply(conn, settings, plan, name, confirmed)
+        created, queued = _apply(conn, settings, plan, name, confirmed, update)
         if queued:
             # With a broker, a worker runs the sweep; without one it runs after this commit.
             jobs.enqueue(session, settings, sweep_journey_emails)
@@ -75,7 +75,7 @@ def import_subscribers(
 
 
 def _apply(
-    conn: Connection, settings: Settings, plan: ImportPlan, name: str, confirmed: bool
+    conn: Connection, settings: Settings, plan: ImportPlan, name: str, confirmed: bool, update: bool
 ) -> tuple[dict[str, int], int]:
     now = utcnow()
     new = [row for row, _ in plan.todo[Action.create]]
@@ -85,7 +85,8 @@ def _apply(
     source = f"import: {name}"
     if confirmed:
         confirmed_ids = {row.key: known.id for row, known in plan.todo[Action.confirm] if known}
-        write.update_known(conn, plan.todo[Action.confirm], now, confirm=True)
+        # A pending reader's preferences change only with --update, like any known reader's.
+        write.update_known(conn, plan.todo[Action.confirm], now, confirm=True, preferences=update)
         write.record_consent(conn, created | confirmed_ids, "imported", source, now, f"imported from {name}")
         queued = 0
     else:

@@ -41,6 +41,20 @@ class Action(str, enum.Enum):
 class Known:
     id: int
     status: SubscriberStatus
+    preferences: dict[str, object] = field(default_factory=dict)  # as ImportRow.preferences names them
+
+    def changes(self, row: ImportRow) -> dict[str, object]:
+        """What of `row`'s preferences differs from this subscriber's."""
+        return {
+            name: value
+            for name, value in row.preferences().items()
+            if _plain(value) != _plain(self.preferences.get(name))
+        }
+
+
+def _plain(value: object) -> object:
+    """An enum as its stored value, so a Frequency and the string the database gave compare."""
+    return value.value if isinstance(value, enum.Enum) else value
 
 
 @dataclass
@@ -73,9 +87,11 @@ def _matching(
 def known_subscribers(conn: Connection, keys: list[str]) -> dict[str, Known]:
     found: dict[str, Known] = {}
     c = SUBSCRIBERS.c
+    names = ("interests", "frequency", "max_papers", "weekday", "timezone")
     for where in _matching(conn, c.email_key, keys):
-        for sid, key, status in conn.execute(select(c.id, c.email_key, c.status).where(where)):
-            found[key] = Known(sid, SubscriberStatus(status))
+        query = select(c.id, c.email_key, c.status, *(c[name] for name in names)).where(where)
+        for sid, key, status, *values in conn.execute(query):
+            found[key] = Known(sid, SubscriberStatus(status), dict(zip(names, values, strict=True)))
     return found
 
 
@@ -90,7 +106,8 @@ def suppressed_keys(conn: Connection, keys: list[str]) -> set[str]:
 
 def plan_import(conn: Connection, rows: list[ImportRow], *, confirmed: bool, update: bool) -> ImportPlan:
     """Decide each row: suppressed, unsubscribed and bounced addresses are skipped; new ones
-    created; pending ones confirmed with `confirmed`; known ones updated only with `update`."""
+    created; pending ones confirmed with `confirmed`; known ones updated only with `update`, and
+    only where a preference differs (a row that changes nothing is `unchanged`)."""
     keys = [row.key for row in rows]
     known, suppressed = known_subscribers(conn, keys), suppressed_keys(conn, keys)
     plan = ImportPlan()
@@ -104,7 +121,7 @@ def plan_import(conn: Connection, rows: list[ImportRow], *, confirmed: bool, upd
             plan.skipped.append(RowProblem(line=row.line, email=row.email, reason=LEFT_ALONE[sub.status]))
         elif confirmed and sub.status is SubscriberStatus.pending:
             plan.todo[Action.confirm].append((row, sub))
-        elif update and row.preferences():
+        elif update and sub.changes(row):
             plan.todo[Action.update].append((row, sub))
         else:
             plan.todo[Action.unchanged].append((row, sub))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -81,6 +82,15 @@ def parse_csv(data: bytes) -> ParsedFile:
     A header that cannot work (no `email`, an unknown or repeated column) is an OperatorError.
     """
     reader = csv.reader(io.StringIO(decode(data), newline=""), strict=False)
+    try:
+        return _rows(reader)
+    except csv.Error as exc:  # a cell past the csv module's limit (a quote never closed, say)
+        raise OperatorError(
+            f"line {reader.line_num}: the file cannot be read as CSV ({exc}); is a quote left open?"
+        ) from exc
+
+
+def _rows(reader: Any) -> ParsedFile:
     header = _header(next(reader, None))
     parsed = ParsedFile([], [], 0)
     first_line: dict[str, int] = {}

@@ -85,15 +85,21 @@ def queue_confirmations(conn: Connection, ids: list[int], now: datetime) -> None
 
 
 def update_known(
-    conn: Connection, rows: list[tuple[ImportRow, Known | None]], now: datetime, *, confirm: bool
+    conn: Connection,
+    rows: list[tuple[ImportRow, Known | None]],
+    now: datetime,
+    *,
+    confirm: bool,
+    preferences: bool = True,
 ) -> list[int]:
-    """Set each row's preferences on its subscriber (and, with `confirm`, confirm a pending one),
-    as one executemany UPDATE per set of columns. A subscriber whose status changed since the
-    plan read it is left alone. Returns the ids asked for."""
+    """Set each row's changed preferences on its subscriber (none without `preferences`) and,
+    with `confirm`, confirm a pending one, as one executemany UPDATE per set of columns. A
+    subscriber whose status changed since the plan read it is left alone. Returns the ids
+    asked for."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for row, known in rows:
         if known is not None:
-            values = row.preferences()
+            values = known.changes(row) if preferences else {}
             groups[tuple(sorted(values))].append({"id": known.id, "status": known.status, **values})
     fixed: dict[str, Any] = {"updated_at": now}
     if confirm:
