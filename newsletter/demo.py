@@ -33,12 +33,22 @@ DEMO_READERS = [
 CONFIRM_RE = re.compile(r"https?://\S+/confirm/[A-Za-z0-9._-]+")
 
 
+DEFAULT_OUTBOX = Path("var/demo/outbox")
+DEFAULT_DATABASE = Path("var/demo/demo.db")
+# Written into the outbox folder, naming the database next to it: what an earlier demo made, and
+# so what a new one may replace. Anything else that already exists is left alone.
+MARKER = ".paper-digest-demo"
+
+
 def demo_settings(outbox: Path, database: Path) -> Settings:
     """A fresh SQLite file and outbox folder, no services, and a secret of its own.
 
     Built from values only: the demo never reads the operator's environment or `.env`, so run
     next to a production configuration it still cannot reach that database, broker or relay.
+    It replaces only what an earlier demo made (`MARKER`), an empty folder, or its own default
+    paths; pointed at anything else that exists it stops before touching anything.
     """
+    refuse_foreign(outbox, database)
     for path in (database, outbox):
         if path.is_dir():
             shutil.rmtree(path)
@@ -46,6 +56,8 @@ def demo_settings(outbox: Path, database: Path) -> Settings:
             path.unlink()
     for suffix in ("-wal", "-shm"):
         Path(str(database) + suffix).unlink(missing_ok=True)
+    outbox.mkdir(parents=True)
+    (outbox / MARKER).write_text(f"{database.resolve()}\n", encoding="utf-8")
     return settings_from(
         mode="demo",
         secret_key=secrets.token_urlsafe(32),
@@ -53,6 +65,30 @@ def demo_settings(outbox: Path, database: Path) -> Settings:
         outbox_dir=outbox,
         confirm_cooldown_minutes=0,
     )
+
+
+def refuse_foreign(outbox: Path, database: Path) -> None:
+    """Raise unless every existing path is one the demo may replace (see `demo_settings`)."""
+    defaults = (
+        outbox.resolve() == DEFAULT_OUTBOX.resolve() and database.resolve() == DEFAULT_DATABASE.resolve()
+    )
+    marker = outbox / MARKER
+    ours_db = marker.is_file() and marker.read_text(encoding="utf-8").strip() == str(database.resolve())
+    if (
+        outbox.exists()
+        and not defaults
+        and not marker.is_file()
+        and not (outbox.is_dir() and not any(outbox.iterdir()))
+    ):
+        raise OperatorError(
+            f"--outbox {outbox} already exists and was not made by the demo; the demo replaces its"
+            " folder, so choose a new path (or delete that one yourself)"
+        )
+    if database.exists() and not defaults and not ours_db:
+        raise OperatorError(
+            f"--database {database} already exists and was not made by the demo; the demo replaces"
+            " its database, so choose a new path (or delete that one yourself)"
+        )
 
 
 def read_messages(outbox: Path) -> list[email.message.EmailMessage]:
