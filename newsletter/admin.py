@@ -37,7 +37,7 @@ from newsletter.papers import SourceError
 from newsletter.papers.ingest import load_source, store_fetched
 from newsletter.previews import preview_reader, preview_renderer
 from newsletter.stats import reader_count, subscriber_counts
-from newsletter.validation import normalise_email
+from newsletter.validation import InvalidInput, normalise_email
 
 CLI_CLIENT = subs.Client(user_agent="cli")  # recorded in consent rows of operator actions
 PROGRESS_LINE_SECONDS = 10  # where no bar can be drawn (a log, cron), a progress line this often
@@ -77,9 +77,15 @@ def add_subscriber(
     settings: Settings, email: str, interests: str, frequency: str, max_papers: int, confirmed: bool
 ) -> SubscriberPublic:
     """Import a subscriber whose consent you hold (`confirmed`), or start the double opt-in.
-    Either way an erased (suppressed) address is refused."""
+    Either way an erased (suppressed) address is refused. The preferences given are a new
+    address's; a known reader keeps theirs (`operations.change_subscriber` changes them), and without
+    `confirmed` the interests asked for wait for the confirmation link, as a signup's do."""
     with session_scope(settings.database_url) as session:
+        known = subs.find_by_email(session, email)
         if confirmed:
+            if known is not None:  # what the reader chose, or asked for in a signup not yet confirmed
+                interests = known.interests if known.pending_interests is None else known.pending_interests
+                frequency, max_papers = known.frequency.value, known.max_papers
             sub = subs.import_subscriber(
                 session,
                 settings,
@@ -93,8 +99,18 @@ def add_subscriber(
             suppression.refuse_suppressed(session, normalise_email(email)[1], email)
             subs.request_subscription(session, settings, email, interests, CLI_CLIENT)
             sub = _subscriber(session, email)
-            subs.apply_preferences(sub, frequency=frequency, max_papers=max_papers)
+            if known is None:
+                subs.apply_preferences(sub, frequency=frequency, max_papers=max_papers)
         return SubscriberPublic.model_validate(sub)
+
+
+def is_known(settings: Settings, email: str) -> bool:
+    """Whether the address is already a subscriber (any status); False for an invalid one."""
+    with session_scope(settings.database_url) as session:
+        try:
+            return subs.find_by_email(session, email) is not None
+        except InvalidInput:
+            return False
 
 
 def remove_subscriber(settings: Settings, email: str, erase: bool) -> Removal:

@@ -134,6 +134,39 @@ def test_subscribers_list_search_page_change_and_erase(api):
     assert bad.status_code == 422 and "not valid" in bad.json()["detail"]
 
 
+def test_adding_a_known_address_keeps_the_readers_preferences(api):
+    """Adding an address that is already there never resets what its reader chose: before, the
+    add's defaults (weekly, 10 papers) overwrote a daily reader's, and an unsubscribed reader's
+    frequency and size changed before any confirmation."""
+    ada = ok(api.post("/api/admin/subscribers", json={"email": "ada@example.org", "confirmed": True}), 201)[
+        "id"
+    ]
+    ok(
+        api.patch(
+            f"/api/admin/subscribers/{ada}",
+            json={"frequency": "daily", "max_papers": 5, "interests": "robots"},
+        )
+    )
+    for confirmed in (False, True):
+        again = ok(
+            api.post("/api/admin/subscribers", json={"email": "Ada@example.org", "confirmed": confirmed}), 200
+        )
+        assert (again["status"], again["frequency"], again["max_papers"]) == ("confirmed", "daily", 5)
+        assert again["interests"] == "robots"
+
+    new = {"email": "eve@example.org", "max_papers": 3, "confirmed": True}
+    eve = ok(api.post("/api/admin/subscribers", json=new), 201)["id"]
+    ok(api.post(f"/api/admin/subscribers/{eve}/unsubscribe"))
+    back = api.post(
+        "/api/admin/subscribers", json={"email": "eve@example.org", "max_papers": 20, "interests": "new"}
+    )
+    assert ok(back, 200)["status"] == "pending" and back.json()["max_papers"] == 3  # waits for the link
+    confirmed = ok(
+        api.post("/api/admin/subscribers", json={"email": "eve@example.org", "confirmed": True}), 200
+    )
+    assert (confirmed["status"], confirmed["max_papers"], confirmed["interests"]) == ("confirmed", 3, "new")
+
+
 def test_import_a_csv_upload(api):
     admin.add_subscriber(api.settings, "gone@example.org", "", "weekly", 10, confirmed=True)
     admin.remove_subscriber(api.settings, "gone@example.org", erase=False)

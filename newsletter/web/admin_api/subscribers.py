@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -55,10 +55,15 @@ def list_subscribers(
 
 @router.post("/subscribers", status_code=201)
 def add_subscriber(
-    settings: SettingsDep, body: Annotated[NewSubscriber, Depends(FormOrJson(NewSubscriber))]
+    settings: SettingsDep,
+    body: Annotated[NewSubscriber, Depends(FormOrJson(NewSubscriber))],
+    response: Response,
 ) -> SubscriberPublic:
-    """Add one address (a confirmation email goes out unless `confirmed`). An erased address is
-    refused (400) until its suppression is lifted."""
+    """Add one address (a confirmation email goes out unless `confirmed`): 201 for a new one,
+    200 for one already known, whose preferences stay as they are (PATCH changes them). An
+    erased address is refused (400) until its suppression is lifted."""
+    if admin.is_known(settings, body.email):
+        response.status_code = 200
     return admin.add_subscriber(
         settings, body.email, body.interests, body.frequency.value, body.max_papers, body.confirmed
     )
