@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_
+from sqlalchemy import ColumnElement, and_, case, false, func, or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -113,12 +113,21 @@ def _summary(session: Session, issue: Issue, counts: dict[str, int], bounces: di
 def search_subscribers(
     session: Session, query: str = "", status: str | None = None, after_id: int = 0, limit: int = 50
 ) -> list[Subscriber]:
-    """Subscribers whose address contains `query` (any case; `%` and `_` are plain characters),
-    by id, `limit` after `after_id`."""
+    """Subscribers whose address contains `query` (`address_contains`), by id, `limit` after
+    `after_id`."""
     stmt = select(Subscriber).where(col(Subscriber.id) > after_id)
     if query.strip():
-        pattern = "%" + query.strip().casefold().replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
-        stmt = stmt.where(col(Subscriber.email_key).like(pattern + "%", escape="\\"))
+        stmt = stmt.where(address_contains(query))
     if status:
         stmt = stmt.where(Subscriber.status == SubscriberStatus(status))
     return list(session.exec(stmt.order_by(col(Subscriber.id)).limit(limit)).all())
+
+
+def address_contains(query: str) -> ColumnElement[bool]:
+    """Addresses that contain `query` (any case; `%` and `_` are plain characters). No address
+    holds a control character, so a query with one matches nothing (PostgreSQL refuses a NUL in
+    text outright, which was a 500)."""
+    text = query.strip().casefold()
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        return false()
+    return col(Subscriber.email_key).contains(text, autoescape=True)

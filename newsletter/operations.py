@@ -18,6 +18,7 @@ from newsletter import jobs
 from newsletter import subscriptions as subs
 from newsletter.admin import show_issue
 from newsletter.config import Settings
+from newsletter.dashboard import address_contains
 from newsletter.db import get_engine, session_scope
 from newsletter.delivery import dispatch_issue
 from newsletter.errors import NotFound, OperatorError
@@ -103,7 +104,7 @@ def subscriber_page(
     if frequency is not None:
         stmt = stmt.where(Subscriber.frequency == frequency)
     if search:
-        stmt = stmt.where(col(Subscriber.email_key).contains(search.strip().casefold(), autoescape=True))
+        stmt = stmt.where(address_contains(search))
     with session_scope(settings.database_url) as session:
         rows = [SubscriberPublic.model_validate(s) for s in session.exec(stmt)]
     more = len(rows) > limit
