@@ -49,8 +49,14 @@ class IssueSummary:
 
 
 def _left_at() -> Any:  # a SQL expression
-    """When a reader stopped: unsubscribed_at, else (a bounce) the last status change."""
-    gone = col(Subscriber.status).in_([SubscriberStatus.unsubscribed, SubscriberStatus.bounced])
+    """When a reader stopped: unsubscribed_at, else (a bounce) the last status change. A reader
+    who left and signed up again is pending with their old `confirmed_at`: gone too, until the
+    new link is followed (which sets `confirmed_at` anew)."""
+    status = col(Subscriber.status)
+    gone = or_(
+        status.in_([SubscriberStatus.unsubscribed, SubscriberStatus.bounced]),
+        and_(status == SubscriberStatus.pending, col(Subscriber.confirmed_at).is_not(None)),
+    )
     return case((gone, func.coalesce(col(Subscriber.unsubscribed_at), col(Subscriber.updated_at))))
 
 
