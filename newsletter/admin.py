@@ -25,6 +25,7 @@ from newsletter.digests import candidate_papers, period_of
 from newsletter.errors import NotFound, OperatorError
 from newsletter.ledger import delivery_counts, plan_issue
 from newsletter.models import (
+    Delivery,
     Frequency,
     Issue,
     Paper,
@@ -191,9 +192,18 @@ def preview(
     return {"items": items, "html": rendered.html, "text": rendered.text, "subject": rendered.subject}
 
 
-def due_count(settings: Settings, frequency: Frequency) -> int:
+def due_count(settings: Settings, frequency: Frequency, period: str) -> int:
+    """Confirmed readers of `frequency` whom this period's issue has not been planned for yet:
+    what a send now would add (readers who already have it get nothing new)."""
     with session_scope(settings.database_url) as session:
-        return reader_count(session, frequency)
+        planned = (
+            select(Delivery.id)
+            .join(Issue, col(Issue.id) == Delivery.issue_id)
+            .where(
+                Delivery.subscriber_id == Subscriber.id, Issue.frequency == frequency, Issue.period == period
+            )
+        )
+        return reader_count(session, frequency, ~planned.exists())
 
 
 def send_now(
@@ -215,7 +225,8 @@ def send_now(
     if dry_run:
         with session_scope(settings.database_url) as session:
             papers = len(candidate_papers(session, freq, now))
-        return {"period": period_of(freq, now), "due": due_count(settings, freq), "papers": papers}
+        period = period_of(freq, now)
+        return {"period": period, "due": due_count(settings, freq, period), "papers": papers}
     workers = liveness.require_worker(settings) if settings.uses_broker and wait else []
     with session_scope(settings.database_url) as session:
         issue, planned = plan_issue(session, freq, now)

@@ -226,6 +226,7 @@ def test_issues_send_pause_resume_votes_preview_test_send_and_stats(api):
         time.sleep(0.2)
     assert shown["failures"]["rows"] == [] and len(shown["paper_titles"]) == 75
     assert api.mailbox.wait_for(1, to="ada@example.org")
+    assert ok(api.get("/api/admin/issues/due"))["due"] == 0  # she has this period's issue
     assert ok(api.post("/api/admin/issues/send", json={}), 202)["planned"] == 0  # once per period
 
     paused = ok(api.post(f"/api/admin/issues/{issue_id}/pause", json={"reason": "wrong papers"}))
