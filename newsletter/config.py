@@ -14,9 +14,10 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from newsletter.db import check_url
 from newsletter.domains import undeliverable
 from newsletter.envfile import find_env_file, read_env_file
 from newsletter.errors import ConfigError
@@ -37,15 +38,15 @@ NO_FILE = (
     "No settings file was read (none of $NEWSLETTER_ENV_FILE, ./.env, /etc/newsletter/newsletter.env): "
     "set NEWSLETTER_ENV_FILE to yours, or write one with `newsletter init`."
 )
-# Values never echoed in an error message.
-_SECRET_WORDS = ("secret", "password", "token", "key")
+# Values never echoed in an error message (a database URL may hold a password).
+_SECRET_WORDS = ("secret", "password", "token", "key", "database_url")
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NEWSLETTER_", env_file=None, extra="ignore")
 
     mode: Literal["production", "dev", "demo", "test"] = "production"
-    database_url: str = "sqlite:///./var/newsletter.db"
+    database_url: Annotated[str, AfterValidator(check_url)] = "sqlite:///./var/newsletter.db"
     broker_url: str | None = None
     redis_url: str | None = None  # rate limits shared across web processes; defaults to broker
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"] = "INFO"

@@ -13,8 +13,8 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Executable, Table, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlmodel import Session, create_engine
 
 _engines: dict[str, Engine] = {}
@@ -27,6 +27,19 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API objec
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def check_url(url: str) -> str:
+    """`url`, if SQLAlchemy can read it and knows its dialect and driver; else ValueError saying
+    why (a settings check: the message never holds the URL, which may hold a password)."""
+    try:
+        make_url(url).get_dialect()
+    except (ArgumentError, ValueError) as exc:  # not a URL, an unknown dialect or driver, a bad port
+        raise ValueError(
+            f"{exc}; a database URL looks like sqlite:///./var/newsletter.db or "
+            "postgresql+psycopg://user:password@host:5432/name"
+        ) from None
+    return url
 
 
 def make_engine(url: str) -> Engine:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from newsletter import admin
 from newsletter.cli import app
-from newsletter.config import get_settings
+from newsletter.config import get_settings, reset_settings
 from newsletter.papers import sample_feed_path
 from newsletter.testing import create_pg_database, drop_pg_database
 from tests.conftest import ROOT, cli_with, migrated_sqlite, process_env
@@ -309,3 +309,67 @@ def test_db_upgrade_never_prints_the_password(configure):
         assert "hunter2-secret" not in result.output and "***" in result.output
     finally:
         drop_pg_database(url)
+
+
+def usage_error(*args: str) -> str:
+    """Run a command that click must refuse before it runs (exit 2, no traceback); its output."""
+    result = runner.invoke(app, list(args))
+    assert isinstance(result.exception, SystemExit), result.exception  # not an OverflowError
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    return result.output
+
+
+def test_numbers_past_what_the_database_or_a_socket_takes_are_usage_errors(cli):
+    """An id past SQLite's 64 bits ended in `OverflowError: Python int too large to convert to
+    SQLite INTEGER`, a port past 65535 in `OverflowError: bind(): port must be 0-65535`."""
+    huge = "99999999999999999999999"
+    for args in (
+        ("issues", "show", huge),
+        ("issues", "pause", huge),
+        ("issues", "resume", huge),
+        ("deliveries", "list", "--issue", huge),
+        ("deliveries", "list", "--after", huge),
+    ):
+        assert "9223372036854775807" in usage_error(*args), args
+    for args in (("serve", "--port", "99999"), ("inbound", "serve", "--port", "99999")):
+        assert "65535" in usage_error(*args), args
+    largest = str(2**63 - 1)  # still an id: there is no such issue, and nothing after it
+    assert "no issue with id" in one_line_error("issues", "show", largest)
+    assert "No failed/deferred deliveries" in cli("deliveries", "list", "--after", largest).stdout
+
+
+def test_a_database_url_that_is_not_one_is_a_bad_setting(configure, monkeypatch):
+    """NEWSLETTER_DATABASE_URL=garbage ended in sqlalchemy's ArgumentError; now it is reported
+    like every bad setting: one line naming it and why, without echoing the URL."""
+    configure()
+    for url in ("garbage", "postgresql//digest:hunter2@db/news", "nosuchdb://db/news"):
+        monkeypatch.setenv("NEWSLETTER_DATABASE_URL", url)
+        reset_settings()
+        for args in (("stats",), ("db", "upgrade")):
+            line = one_line_error(*args)
+            assert line.startswith("Error: NEWSLETTER_DATABASE_URL: ") and "hunter2" not in line, line
+
+
+def test_a_feed_nested_too_deeply_is_a_malformed_feed(cli, tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000)  # before the fix: RecursionError
+    assert f"{deep}: not a paper feed: its JSON is nested too deeply" in one_line_error(
+        "papers", "ingest", str(deep)
+    )
+
+
+def test_a_password_that_is_not_utf8_is_one_line(tmp_path):
+    """On a real stdin (surrogateescape) the bytes became surrogates and Argon2 raised
+    UnicodeEncodeError; CliRunner's stdin refuses them as it reads (UnicodeDecodeError)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "newsletter", "admin", "hash-password", "--stdin"],
+        input=b"\xff\xfe" * 8 + b"\n",
+        env=process_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 1 and result.stdout == b"", result.stderr
+    assert result.stderr.decode() == "Error: the password is not valid UTF-8 text\n"
+    strict = runner.invoke(app, ["admin", "hash-password", "--stdin"], input=b"\xff\xfe\n\xff\xfe\n")
+    assert strict.exit_code == 1 and "not valid UTF-8" in strict.stderr, strict.exception

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from newsletter import admin
 from newsletter.cli import app
+from newsletter.cli.subscribers import checked_change
 from newsletter.config import get_settings
+from newsletter.validation import InvalidInput
 
 runner = CliRunner()
 
@@ -41,3 +44,39 @@ def test_update_a_reader_and_pause_an_issue(configure, sqlite_url):
     assert "no issue" in run("issues", "pause", "999", code=1)
     run("issues", "resume", str(issue_id))
     assert admin.pause_of(get_settings(), issue_id) is None
+
+
+def test_bad_values_for_update_are_one_line_as_for_add(configure, sqlite_url):
+    """A 5000-character --interests ended in pydantic's ValidationError (and a 100-character
+    --timezone too), where `subscribers add` says one line: now update says the same line."""
+    settings = configure(NEWSLETTER_DATABASE_URL=sqlite_url)
+    admin.add_subscriber(settings, "ada@example.org", "robots", "weekly", 10, confirmed=True)
+    long = "x" * 5000
+    added = runner.invoke(app, ["subscribers", "add", "bob@example.org", "--interests", long])
+    for option, value, words in [
+        ("--interests", long, "Interests are limited to 2000 characters."),
+        ("--timezone", "x" * 100, "Unknown time zone"),
+        ("--weekday", "someday", "The weekday must be 0-6"),
+        ("--weekday", "", "--weekday is empty"),
+    ]:
+        result = runner.invoke(app, ["subscribers", "update", "ada@example.org", option, value])
+        assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.exception
+        assert result.stderr.count("\n") == 1 and words in result.stderr, result.stderr
+        if option == "--interests":
+            assert result.stderr == added.stderr == "Error: Interests are limited to 2000 characters.\n"
+    unchanged = admin.export(get_settings(), "ada@example.org")
+    assert (unchanged["interests"], unchanged["timezone"], unchanged["weekday"]) == ("robots", None, None)
+    # What the checks of each option let through, the model refuses: one line naming the option.
+    with pytest.raises(InvalidInput, match=r"^--max-papers: Input should be less than or equal to 50$"):
+        checked_change(None, None, 99, None, None)
+
+
+def test_update_takes_weekday_names_and_frequencies_as_the_import_does(configure, sqlite_url):
+    """README: a weekday is 0-6 or a day's name, and the CSV import takes WEEKLY; update refused
+    --weekday SUN ("Input should be a valid integer") and --frequency DAILY."""
+    settings = configure(NEWSLETTER_DATABASE_URL=sqlite_url)
+    admin.add_subscriber(settings, "ada@example.org", "robots", "weekly", 10, confirmed=True)
+    for weekday, frequency, day in [("SUN", "DAILY", 6), ("Monday", "Weekly", 0), ("4", "daily", 4)]:
+        run("subscribers", "update", "ada@example.org", "--weekday", weekday, "--frequency", frequency)
+        changed = json.loads(run("subscribers", "export", "ada@example.org"))
+        assert (changed["weekday"], changed["frequency"]) == (day, frequency.lower()), (weekday, frequency)

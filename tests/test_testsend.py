@@ -86,3 +86,22 @@ def test_test_send_mistakes_are_one_line(configure, sqlite_url, smtp_server):
     refused = runner.invoke(app, ["send", "--test", "refused@example.org"])
     assert refused.exit_code == 1 and "did not take the test message" in refused.output
     assert box.messages == []
+
+
+def test_a_test_send_takes_no_flag_of_the_periods_send(configure, sqlite_url):
+    """`send --test ADDRESS --dry-run` sent the test all the same, and --frequency bogus was
+    ignored: a flag of the period's send is refused with --test, and nothing is sent."""
+    settings = configure(NEWSLETTER_DATABASE_URL=sqlite_url)  # the outbox sender
+    admin.ingest(settings, path=sample_feed_path())
+    for flags, named in [
+        (["--dry-run"], "--dry-run"),
+        (["--frequency", "bogus"], "--frequency"),
+        (["--no-wait"], "--no-wait"),
+        (["--now", "--frequency", "daily"], "--now, --frequency"),
+    ]:
+        result = runner.invoke(app, ["send", "--test", "me@example.org", *flags])
+        assert result.exit_code == 1 and result.stdout == "", (flags, result.output)
+        assert result.stderr.count("\n") == 1 and f"it takes no {named}" in result.stderr, result.stderr
+    assert list(settings.outbox_dir.glob("*.eml")) == []
+    assert runner.invoke(app, ["send", "--test", "me@example.org", "--json"]).exit_code == 0
+    assert len(list(settings.outbox_dir.glob("*.eml"))) == 1

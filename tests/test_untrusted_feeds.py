@@ -63,6 +63,13 @@ def test_a_dtd_is_refused_in_utf8_too(server):  # noqa: F811
         arxiv(server, body)
 
 
+def test_json_nested_too_deeply_is_a_source_error(server):  # noqa: F811
+    """Before the fix: RecursionError out of `response.json()`, a traceback for `papers ingest`."""
+    server.routes["/api/daily_papers"] = (200, "application/json", b"[" * 200_000 + b"]" * 200_000)
+    with pytest.raises(SourceError, match="returned JSON nested too deeply to read"):
+        fetch_daily_papers(base_url=server.url("/api/daily_papers"), week="2026-W48")
+
+
 # ---- bodies that are huge or never end (L4) ----------------------------------------------------
 
 

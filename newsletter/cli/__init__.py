@@ -63,7 +63,7 @@ def _main(ctx: typer.Context) -> None:
 @app.command()
 def serve(
     host: str = "127.0.0.1",
-    port: int = 8000,
+    port: int = typer.Option(8000, min=1, max=65535),
     workers: int = typer.Option(1, help="Web worker processes."),
     published_on_loopback: bool = typer.Option(
         False,

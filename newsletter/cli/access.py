@@ -22,11 +22,14 @@ def hash_password_command(
 
     Example: newsletter admin hash-password
     """
-    if stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = typer.prompt("Admin password", hide_input=True, confirmation_prompt=True)
     try:
+        if stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        else:
+            password = typer.prompt("Admin password", hide_input=True, confirmation_prompt=True)
+        password.encode()  # bytes that were not UTF-8 are read as surrogates (surrogateescape)
         sys.stdout.write(hash_password(password) + "\n")
+    except UnicodeError as exc:  # ... or refused as they are read, by a strict decoder
+        raise OperatorError("the password is not valid UTF-8 text") from exc
     except WeakPassword as exc:
         raise OperatorError(f"password too short: {exc}") from exc

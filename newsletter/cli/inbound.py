@@ -22,7 +22,7 @@ inbound_app = typer.Typer(
 @inbound_app.command("serve")
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(2525, help="Port to listen on."),
+    port: int = typer.Option(2525, min=1, max=65535, help="Port to listen on."),
     lmtp: bool = typer.Option(False, "--lmtp", help="Speak LMTP instead of SMTP."),
 ) -> None:
     """Take mail for the bounce domain (NEWSLETTER_BOUNCE_DOMAIN, default the mail domain).

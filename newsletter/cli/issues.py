@@ -7,23 +7,24 @@ from rich.markup import escape
 from rich.table import Table
 
 from newsletter import admin, inspection, operations
-from newsletter.cli.common import console, emit_json, say_paused
+from newsletter.cli.common import MAX_ID, console, emit_json, say_paused
 from newsletter.cli.deliveries import print_page
 from newsletter.config import Settings, get_settings
 from newsletter.errors import OperatorError
 from newsletter.testsend import send_test
 
 issues_app = typer.Typer(help="Issues (editions) and their deliveries.", no_args_is_help=True)
+ISSUE_ID = typer.Argument(..., min=1, max=MAX_ID, help="The issue's id (`newsletter issues list`).")
 
 
 def send(
     now: bool = typer.Option(False, "--now", help="Plan and send the current period."),
-    frequency: str = typer.Option("weekly", help="weekly | daily"),
+    frequency: str | None = typer.Option(None, help="weekly | daily (default weekly)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Plan nothing; show who is due."),
-    wait: bool = typer.Option(
-        True,
-        help="With a broker: check that a worker answers, then wait and show progress. "
-        "--no-wait queues the send for the workers and returns.",
+    wait: bool | None = typer.Option(
+        None,
+        help="With a broker: check that a worker answers, then wait and show progress (the "
+        "default). --no-wait queues the send for the workers and returns.",
     ),
     as_json: bool = typer.Option(False, "--json"),
     test: str | None = typer.Option(
@@ -45,12 +46,18 @@ def send(
     """
     settings = get_settings()
     if test is not None:
+        if given := period_flags(now, frequency, dry_run, wait):
+            raise OperatorError(
+                f"--test ADDRESS sends one test digest at once; it takes no {', '.join(given)}"
+            )
         return send_test_digest(settings, test, subscriber, interests, as_json)
     if subscriber or interests:
         raise OperatorError("--subscriber and --interests go with --test ADDRESS")
     if not now:
         raise OperatorError("say --now to send the current period's issue (beat sends on schedule).")
-    result = admin.send_now(settings, frequency, dry_run=dry_run, wait=wait, show_progress=not as_json)
+    result = admin.send_now(
+        settings, frequency or "weekly", dry_run=dry_run, wait=wait is not False, show_progress=not as_json
+    )
     if as_json:
         return emit_json(result)
     if dry_run:
@@ -74,6 +81,14 @@ def send(
     )
     if result["paused"]:
         say_paused(result["issue_id"], result["paused"])
+
+
+def period_flags(now: bool, frequency: str | None, dry_run: bool, wait: bool | None) -> list[str]:
+    """The flags of a period's send that were given. A test send takes none: it would ignore
+    them silently (--dry-run sent the test all the same)."""
+    flags = {"--now": now, "--frequency": frequency is not None, "--dry-run": dry_run}
+    flags["--wait" if wait else "--no-wait"] = wait is not None
+    return [flag for flag, given in flags.items() if given]
 
 
 def send_test_digest(
@@ -112,7 +127,7 @@ def issues_list(as_json: bool = typer.Option(False, "--json")) -> None:
 
 @issues_app.command("show")
 def issues_show(
-    issue_id: int,
+    issue_id: int = ISSUE_ID,
     failures: bool = typer.Option(False, "--failures", help="List failed and deferred deliveries and why."),
     limit: int = typer.Option(100, help="With --failures: at most this many rows."),
     as_json: bool = typer.Option(False, "--json"),
@@ -145,7 +160,7 @@ def issues_show(
 
 @issues_app.command("pause")
 def issues_pause(
-    issue_id: int,
+    issue_id: int = ISSUE_ID,
     reason: str = typer.Option("", help="Why, for whoever resumes it."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -160,7 +175,7 @@ def issues_pause(
 
 
 @issues_app.command("resume")
-def issues_resume(issue_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
+def issues_resume(issue_id: int = ISSUE_ID, as_json: bool = typer.Option(False, "--json")) -> None:
     """Send a paused issue again once what made the relay refuse it is fixed. Rows the relay
     refused while their reader stayed subscribed are tried again.
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
@@ -19,6 +20,7 @@ from newsletter.importing import ImportReport, import_subscribers
 from newsletter.ledger.listing import DeliveryRecord
 from newsletter.models import Frequency
 from newsletter.operations import SubscriberChange
+from newsletter.validation import InvalidInput, clean_interests, clean_timezone, clean_weekday
 
 subs_app = typer.Typer(help="Subscribers.", no_args_is_help=True)
 
@@ -73,25 +75,49 @@ def subscribers_add(
 def subscribers_update(
     email: str,
     interests: str | None = typer.Option(None, help="New interests (free text)."),
-    frequency: Frequency | None = typer.Option(None, help="weekly | daily"),
+    frequency: Frequency | None = typer.Option(None, case_sensitive=False, help="weekly | daily"),
     max_papers: int | None = typer.Option(None, min=1, max=50, help="Papers per digest."),
-    weekday: int | None = typer.Option(None, min=0, max=6, help="Their weekly day, 0 = Monday."),
+    weekday: str | None = typer.Option(
+        None, help="Their weekly day: 0-6 (0 = Monday) or a day's name (mon, Monday)."
+    ),
     timezone: str | None = typer.Option(None, help="Their IANA time zone, e.g. Europe/Berlin."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Change a pending or confirmed reader's preferences (recorded in their consent log).
 
-    Example: newsletter subscribers update ada@example.org --max-papers 5
+    Example: newsletter subscribers update ada@example.org --max-papers 5 --weekday fri
     """
-    change = SubscriberChange(
-        interests=interests, frequency=frequency, max_papers=max_papers, weekday=weekday, timezone=timezone
-    )
+    change = checked_change(interests, frequency, max_papers, weekday, timezone)
     sub = operations.change_subscriber(get_settings(), email, change)
     if as_json:
         return emit_json(sub)
     console.print(
         f"{sub.email}: {sub.frequency.value}, up to {sub.max_papers} papers; {escape(sub.interests)}"
     )
+
+
+def checked_change(
+    interests: str | None,
+    frequency: Frequency | None,
+    max_papers: int | None,
+    weekday: str | None,
+    timezone: str | None,
+) -> SubscriberChange:
+    """The options of `update` as a change, each checked as `add`, the import and the preferences
+    page check it: a bad value is one line naming what is wrong, never pydantic's report."""
+    if interests is not None:
+        interests = clean_interests(interests)  # "Interests are limited to 2000 characters."
+    day = None if weekday is None else clean_weekday(weekday)
+    if weekday is not None and day is None:  # empty: a change cannot say "back to the list's day"
+        raise InvalidInput("--weekday is empty: give 0-6 (0 is Monday) or a day's name such as mon")
+    if timezone is not None:
+        timezone = clean_timezone(timezone) or ""  # empty: back to the list's zone
+    values = {"interests": interests, "frequency": frequency, "max_papers": max_papers, "weekday": day}
+    try:
+        return SubscriberChange(**values, timezone=timezone)
+    except ValidationError as exc:  # what the checks above let through: name the option
+        problems = [f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" for e in exc.errors()]
+        raise InvalidInput("; ".join(problems)) from exc
 
 
 @subs_app.command("remove")

@@ -36,6 +36,8 @@ def read_feed(path: str | Path) -> SourceResult:
         raise SourceError(
             f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from exc
+    except RecursionError as exc:  # json gives up past the interpreter's recursion limit
+        raise SourceError(f"{path}: not a paper feed: its JSON is nested too deeply to read") from exc
     try:
         return parse_feed(data)
     except SourceError as exc:

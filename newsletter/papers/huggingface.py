@@ -175,6 +175,8 @@ def _get_page(
     except ValueError:
         kind = response.headers.get("content-type", "no content type")
         raise SourceError(f"{NAME}: {response.url} did not return JSON ({kind})") from None
+    except RecursionError:  # json gives up past the interpreter's recursion limit
+        raise SourceError(f"{NAME}: {response.url} returned JSON nested too deeply to read") from None
     if not isinstance(data, list):
         got = describe_response(response)
         raise SourceError(f"{NAME}: expected a list of papers from {response.url}, got: {got}")
