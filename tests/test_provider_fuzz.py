@@ -95,3 +95,14 @@ def test_random_bodies_past_authentication_never_make_a_server_error(client, sns
     mailgun()
     ses()
     assert answers.count(200) > 20 and answers.count(400) > 20, answers
+
+
+def test_json_nested_too_deeply_is_a_400_before_any_signature_is_checked(client):
+    """SNS signs inside the body, so the SES endpoint parses it before it knows who sent it:
+    60,000 brackets (under the 64 KB body cap) raised RecursionError, a 500 for anyone."""
+    deep = b"[" * 60_000
+    for path in ("/webhooks/ses", "/webhooks/mailgun", "/webhooks/postmark"):
+        r = client.post(path, content=deep, headers={"Content-Type": "application/json"})
+        assert r.status_code in (400, 401, 403), (path, r.status_code, r.text[:200])
+    r = client.post("/webhooks/ses", content=deep, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "nested too deeply" in r.text

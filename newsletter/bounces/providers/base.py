@@ -49,6 +49,8 @@ def read_json(body: bytes) -> Any:
         return json.loads(body)
     except ValueError as exc:  # also UnicodeDecodeError
         raise Malformed("The body is not JSON.") from exc
+    except RecursionError as exc:  # '[' * 100000: no provider nests that deep
+        raise Malformed("The body's JSON is nested too deeply.") from exc
 
 
 def read_as(shape: type[Shape], body: bytes, what: str) -> Shape:
