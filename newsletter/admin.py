@@ -75,7 +75,13 @@ def list_subscribers(settings: Settings, status: str | None = None) -> list[Subs
 
 
 def add_subscriber(
-    settings: Settings, email: str, interests: str, frequency: str, max_papers: int, confirmed: bool
+    settings: Settings,
+    email: str,
+    interests: str,
+    frequency: str,
+    max_papers: int,
+    confirmed: bool,
+    client: subs.Client = CLI_CLIENT,
 ) -> SubscriberPublic:
     """Import a subscriber whose consent you hold (`confirmed`), or start the double opt-in.
     Either way an erased (suppressed) address is refused. The preferences given are a new
@@ -94,11 +100,11 @@ def add_subscriber(
                 interests=interests,
                 frequency=frequency,
                 max_papers=max_papers,
-                client=CLI_CLIENT,
+                client=client,
             )
         else:
             suppression.refuse_suppressed(session, normalise_email(email)[1], email)
-            subs.request_subscription(session, settings, email, interests, CLI_CLIENT)
+            subs.request_subscription(session, settings, email, interests, client)
             sub = _subscriber(session, email)
             if known is None:
                 subs.apply_preferences(sub, frequency=frequency, max_papers=max_papers)
@@ -114,14 +120,16 @@ def is_known(settings: Settings, email: str) -> bool:
             return False
 
 
-def remove_subscriber(settings: Settings, email: str, erase: bool) -> Removal:
+def remove_subscriber(
+    settings: Settings, email: str, erase: bool, client: subs.Client = CLI_CLIENT
+) -> Removal:
     """Unsubscribe an address, or erase every record of it."""
     with session_scope(settings.database_url) as session:
         sub = _subscriber(session, email)
         if erase:
             privacy.erase_subscriber(session, settings, sub, reason="erased by the operator")
             return Removal(email, "erased")
-        subs.unsubscribe(session, sub, CLI_CLIENT, via="operator")
+        subs.unsubscribe(session, sub, client, via="operator")
         return Removal(sub.email, sub.status.value)
 
 

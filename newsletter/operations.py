@@ -36,7 +36,7 @@ from newsletter.models import (
 from newsletter.pauses import pause_issue as pause_row
 
 MAX_PAGE = 1000
-OPERATOR = subs.Client(user_agent="admin")  # recorded in consent rows of changes made here
+API_CLIENT = subs.Client(user_agent="admin api")  # recorded in consent rows of changes made through the API
 
 
 class SubscriberPage(BaseModel):
@@ -120,7 +120,9 @@ def email_of(settings: Settings, subscriber_id: int) -> str:
         return sub.email
 
 
-def change_subscriber(settings: Settings, email: str, change: SubscriberChange) -> SubscriberPublic:
+def change_subscriber(
+    settings: Settings, email: str, change: SubscriberChange, client: subs.Client = API_CLIENT
+) -> SubscriberPublic:
     """Set a pending or confirmed subscriber's preferences (recorded as a consent row)."""
     with session_scope(settings.database_url) as session:
         sub = subs.find_by_email(session, email)
@@ -135,7 +137,7 @@ def change_subscriber(settings: Settings, email: str, change: SubscriberChange) 
                 sub.timezone if change.timezone is None else change.timezone,
             )
         subs.apply_preferences(sub, **values)
-        subs.record_consent(session, sub, "preferences_changed", OPERATOR)
+        subs.record_consent(session, sub, "preferences_changed", client)
         return SubscriberPublic.model_validate(sub)
 
 

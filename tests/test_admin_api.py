@@ -120,6 +120,7 @@ def test_subscribers_list_search_page_change_and_erase(api):
     assert bad_zone.status_code == 422 and "time zone" in bad_zone.json()["detail"]
     history = ok(api.get(f"/api/admin/subscribers/{ada}"))
     assert [c["event"] for c in history["consent"]] == ["imported"] + ["preferences_changed"] * 3
+    assert {c["user_agent"] for c in history["consent"]} == {"admin api"}  # not "cli"
     assert history["digests"] == [] and history["votes"] == []
 
     assert ok(api.post(f"/api/admin/subscribers/{ada}/unsubscribe"))["status"] == "unsubscribed"

@@ -88,7 +88,7 @@ def subscribers_update(
     Example: newsletter subscribers update ada@example.org --max-papers 5 --weekday fri
     """
     change = checked_change(interests, frequency, max_papers, weekday, timezone)
-    sub = operations.change_subscriber(get_settings(), email, change)
+    sub = operations.change_subscriber(get_settings(), email, change, admin.CLI_CLIENT)
     if as_json:
         return emit_json(sub)
     console.print(

@@ -65,7 +65,13 @@ def add_subscriber(
     if admin.is_known(settings, body.email):
         response.status_code = 200
     return admin.add_subscriber(
-        settings, body.email, body.interests, body.frequency.value, body.max_papers, body.confirmed
+        settings,
+        body.email,
+        body.interests,
+        body.frequency.value,
+        body.max_papers,
+        body.confirmed,
+        operations.API_CLIENT,
     )
 
 
@@ -116,7 +122,9 @@ def change_subscriber(
 
 @router.post("/subscribers/{subscriber_id}/unsubscribe")
 def unsubscribe(settings: SettingsDep, subscriber_id: SubscriberId) -> Removal:
-    removal = admin.remove_subscriber(settings, operations.email_of(settings, subscriber_id), erase=False)
+    removal = admin.remove_subscriber(
+        settings, operations.email_of(settings, subscriber_id), erase=False, client=operations.API_CLIENT
+    )
     return Removal(email=removal.email, status=removal.status)
 
 
