@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, and_, func, literal, select
 from sqlmodel import Session, col
@@ -30,7 +30,7 @@ from newsletter.config import Settings
 from newsletter.digests import period_of
 from newsletter.logs import event
 from newsletter.models import Frequency, Subscriber, SubscriberStatus
-from newsletter.validation import known_zone
+from newsletter.validation import loadable_zone, zone_names_set
 
 log = logging.getLogger("newsletter.schedule")
 
@@ -92,7 +92,7 @@ def due_slots(
     falls in the same period grouped into one `Slot`."""
     due: dict[tuple[Frequency, int | None, str], Slot] = {}
     for frequency, zone, weekday in sorted(readers, key=str):
-        if not known_zone(zone):  # dropped from the tz database since it was chosen
+        if not loadable_zone(zone):  # dropped from the tz database since it was chosen
             event(log, "schedule.unknown_zone", logging.ERROR, zone=zone)
             continue
         at = last_slot(now.astimezone(ZoneInfo(zone)), settings.digest_hour, weekday)
@@ -136,4 +136,4 @@ def next_digest_text(settings: Settings, sub: Subscriber) -> str:
 @lru_cache
 def zone_names() -> list[str]:
     """Every IANA zone name the zoneinfo database knows, sorted (the preferences page's list)."""
-    return sorted(available_timezones())
+    return sorted(zone_names_set())

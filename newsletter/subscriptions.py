@@ -320,7 +320,8 @@ def apply_preferences(
     schedule: tuple[int | str | None, str | None] | None = None,
 ) -> None:
     """Validate and set whichever preferences are given; InvalidInput on a bad value.
-    `schedule` is (weekday, time zone), both set at once; an empty one means the list's."""
+    `schedule` is (weekday, time zone), both checked before either is set: None leaves that one
+    as it is, an empty one means the list's."""
     if interests is not None:
         sub.interests = clean_interests(interests)
     if frequency is not None:
@@ -338,7 +339,9 @@ def apply_preferences(
         sub.max_papers = n
     if schedule is not None:
         weekday, zone = schedule
-        sub.weekday, sub.timezone = validation.clean_weekday(weekday), validation.clean_timezone(zone)
+        day = sub.weekday if weekday is None else validation.clean_weekday(weekday)
+        tz = sub.timezone if zone is None else validation.clean_timezone(zone)
+        sub.weekday, sub.timezone = day, tz
     sub.updated_at = utcnow()
 
 

@@ -3,26 +3,41 @@ a weekday and a time zone."""
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+import unicodedata
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 
 MAX_INTERESTS = 2000
 MAX_EMAIL = 254
 MAX_TIMEZONE = 64
+# What the zoneinfo folder holds besides zones: copies with other leap-second rules, the host's
+# own zone, and placeholders no place uses. zoneinfo loads them, but they are not IANA names.
+NOT_ZONES = ("posix/", "right/", "SystemV/")
+NOT_ZONE_NAMES = frozenset({"localtime", "Factory", "posixrules", "leapseconds"})
 
 
 class InvalidInput(ValueError):
-    """User input we refuse, with a message fit to show the user."""
+    """User input we refuse, with a message fit to show the user; `field` names what was wrong
+    when a form has several fields ("email", "interests"), None otherwise."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def normalise_email(raw: str) -> tuple[str, str]:
     """Validate an address; return (normalised address to send to, case-folded lookup key)."""
     if not isinstance(raw, str):
         raise InvalidInput("Please enter an email address.")
-    if any(ch in raw for ch in "\r\n\x00"):
+    if any(ch in raw for ch in "\r\n"):
         raise InvalidInput("That email address contains a line break, which is not allowed.")
     value = raw.strip()
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise InvalidInput("That email address contains a control character, which is not allowed.")
+    if "\ufffd" in value:  # what a form's invalid percent-encoding (%ff) decodes to
+        raise InvalidInput("That email address contains a character that did not arrive intact.")
     if not value:
         raise InvalidInput("Please enter an email address.")
     if len(value) > MAX_EMAIL:
@@ -40,7 +55,7 @@ def clean_interests(raw: str | None) -> str:
     """Free text, trimmed, control characters removed, bounded in size."""
     text = "".join(ch for ch in (raw or "") if ch.isprintable() or ch in "\n\t").strip()
     if len(text) > MAX_INTERESTS:
-        raise InvalidInput(f"Interests are limited to {MAX_INTERESTS} characters.")
+        raise InvalidInput(f"Interests are limited to {MAX_INTERESTS} characters.", field="interests")
     return text
 
 
@@ -72,9 +87,22 @@ def clean_timezone(raw: str | None) -> str | None:
 
 
 def known_zone(name: str) -> bool:
+    """Whether `name` is an IANA zone name (Europe/Berlin, or an older one the database still
+    links, such as Asia/Calcutta) that zoneinfo can load; never `posix/…`, `localtime` or the like."""
+    return name in zone_names_set() and loadable_zone(name)
+
+
+def loadable_zone(name: str) -> bool:
     """Whether zoneinfo can load `name` (paths and odd bytes are refused, never opened)."""
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         return False
     return True
+
+
+@lru_cache
+def zone_names_set() -> frozenset[str]:
+    """Every IANA zone name of the zoneinfo database, its links included."""
+    names = available_timezones()
+    return frozenset(n for n in names if not n.startswith(NOT_ZONES) and n not in NOT_ZONE_NAMES)

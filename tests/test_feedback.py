@@ -144,6 +144,16 @@ def test_a_prefetch_records_nothing_the_button_records_once(world):
     assert len(votes()) == 1 and votes()[0].direction == 1
 
 
+def test_a_json_client_gets_the_vote_and_the_reset_as_json(world):
+    _, more, _ = vote_links(world.msg)[2]
+    as_json = {"accept": "application/json"}
+    assert world.client.post(more, headers=as_json).json() == {"status": "recorded"}
+    assert world.client.post(more, json={}).json() == {"status": "already_voted"}
+    prefs = "/" + re.search(r"https://\S+/preferences/\S+", text_part(world.msg)).group(0).split("/", 3)[3]
+    assert world.client.post(prefs + "/reset-profile", headers=as_json).json() == {"status": "reset"}
+    assert len(votes()) == 1
+
+
 def test_forged_and_tampered_vote_links_are_refused(world):
     _, more, _ = vote_links(world.msg)[0]
     token = more.split("/vote/")[1]

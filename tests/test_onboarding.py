@@ -70,6 +70,34 @@ def test_picks_wait_for_the_confirmation_then_seed_the_profile(client, settings)
     assert set(sub.profile["liked"]) == liked_titles
 
 
+def test_the_confirm_page_shows_the_interests_and_picks_confirming_applies(configure, settings):
+    """Anyone may sign a pending address up again, and the latest signup's interests and picks
+    are what confirming applies: the page with the button shows them (escaped), nothing else."""
+    settings = configure(
+        NEWSLETTER_DATABASE_URL=settings.database_url, NEWSLETTER_CONFIRM_COOLDOWN_MINUTES="0"
+    )
+    with TestClient(create_app(settings), base_url="https://news.example.org") as client:
+        client.post("/subscribe", data={"email": "ada@example.org", "interests": "robots"})
+        url = path_of(link_in(outbox(settings)[0], "confirm"))
+        page = client.get(url).text
+        assert "<strong>robots</strong>" in page and "ticked" not in page
+        picks = on_theme(client.get("/").text, 2)
+        client.post(
+            "/subscribe",
+            data={
+                "email": "ada@example.org",
+                "interests": "<b>crypto</b> scams",
+                "liked": [str(i) for i in picks],
+            },
+        )
+        page = client.get(url).text
+        assert "&lt;b&gt;crypto&lt;/b&gt; scams" in page and "<b>crypto" not in page and "robots" not in page
+        assert "2 papers ticked" in page
+        assert client.post(url).status_code == 200
+    sub = subscriber("ada@example.org")
+    assert sub.interests == "<b>crypto</b> scams" and sub.profile["votes"] == 2
+
+
 def test_a_reader_with_no_interests_gets_a_first_digest_like_their_picks(client, settings):
     picks = on_theme(client.get("/").text)
     client.post("/subscribe", data={"email": "picky@example.org", "liked": [str(i) for i in picks]})

@@ -231,8 +231,7 @@ def test_nginx_example_redirects_http_caps_bodies_and_forwards_the_scheme(host):
         page = web.get("/")
         assert page.status_code == 200 and f'action="{host.base_url}/subscribe"' in page.text
         assert "max-age" in page.headers["strict-transport-security"]
-        # A redirect the app builds from the request: https and the proxy's host, so the app
-        # saw X-Forwarded-Proto and Host.
+        # The app's trailing-slash redirect: https on the public host (NEWSLETTER_BASE_URL).
         slash = web.get("/archive/", follow_redirects=False)
         assert slash.status_code in (307, 308), slash.text
         assert slash.headers["location"].startswith(f"{host.base_url}/archive")

@@ -5,9 +5,13 @@ Only entry points import this module (`newsletter serve`, tests, benchmarks, the
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp
 
 from newsletter.bounces.providers.replay import make_token_store
@@ -17,7 +21,7 @@ from newsletter.ratelimit import make_limiter
 from newsletter.tokens import TokenError
 from newsletter.web import admin_api, admin_pages, pages, preferences, provider_hooks, routes
 from newsletter.web.auth import check_secrets
-from newsletter.web.middleware import BodyLimit, JobsAfterResponse, RequestLog, SecurityHeaders
+from newsletter.web.middleware import BodyLimit, HeadAsGet, JobsAfterResponse, RequestLog, SecurityHeaders
 from newsletter.web.responses import error_response, token_error
 
 HTTP_TITLES = {
@@ -28,15 +32,21 @@ HTTP_TITLES = {
     413: "Request too large",
     429: "Too many requests",
 }
+# What a page says in place of Starlette's bare reason phrase ("Not Found").
+HTTP_MESSAGES = {
+    404: "There is no page at this address. Check that the link is complete, or start from the signup page.",
+    405: "This address does not answer that kind of request.",
+}
 
 
 class WebApp(FastAPI):
     """FastAPI with our layers outside Starlette's own: its 500 answer gets the security headers
-    and a log line like every other, and jobs run after whatever answer went out."""
+    and a log line like every other, HEAD is answered (even that 500) as GET without the body,
+    and jobs run after whatever answer went out."""
 
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
-        return JobsAfterResponse(RequestLog(SecurityHeaders(inner, self.state.settings)))
+        return JobsAfterResponse(RequestLog(HeadAsGet(SecurityHeaders(inner, self.state.settings))))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -51,6 +61,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/api/docs" if open_schema else None,
         redoc_url=None,
         openapi_url="/api/openapi.json" if open_schema else None,
+        # Starlette builds this redirect from the Host header, which the client chooses;
+        # `slash_redirect` builds it from NEWSLETTER_BASE_URL instead.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.limiter = make_limiter(settings)
@@ -59,13 +72,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        response = error_response(
-            request,
-            exc.status_code,
-            HTTP_TITLES.get(exc.status_code, "Error"),
-            str(exc.detail) if exc.detail else "",
-        )
+        if exc.status_code == 404 and (redirect := slash_redirect(request)) is not None:
+            return redirect
+        detail = str(exc.detail or "")
+        if detail == _phrase(exc.status_code):  # no message of ours: Starlette's default
+            detail = HTTP_MESSAGES.get(exc.status_code, "")
+        title = HTTP_TITLES.get(exc.status_code, "Error")
+        response = error_response(request, exc.status_code, title, detail, show_signup=exc.status_code == 404)
         response.headers.update(exc.headers or {})
+        allowed = response.headers.get("allow", "")
+        if "GET" in allowed.split(", ") and "HEAD" not in allowed:  # HeadAsGet answers it
+            response.headers["allow"] = f"{allowed}, HEAD"
         return response
 
     @app.exception_handler(TokenError)
@@ -74,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
-        fields = ", ".join(str(e.get("loc", ["?"])[-1]) for e in exc.errors()[:5])
+        fields = ", ".join(dict.fromkeys(_field_name(e.get("loc", ())) for e in exc.errors()[:5]))
         return error_response(
             request, 422, "Invalid request", f"Some fields are missing or invalid: {fields}."
         )
@@ -84,3 +101,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     admin_api.install(app)
     admin_pages.install(app)
     return app
+
+
+def slash_redirect(request: Request) -> Response | None:
+    """For a path that only a trailing "/" keeps from a route (`/archive/`): a 307 to that route
+    on NEWSLETTER_BASE_URL, query kept, as Starlette would but never on the request's Host."""
+    path = request.url.path
+    if path == "/" or not path.endswith("/"):
+        return None
+    scope = {**request.scope, "path": path.rstrip("/") or "/"}
+    if all(route.matches(scope)[0] is Match.NONE for route in request.app.router.routes):
+        return None
+    query = f"?{request.url.query}" if request.url.query else ""
+    base = request.app.state.settings.base_url.rstrip("/")
+    return RedirectResponse(f"{base}{scope['path']}{query}", status_code=307)
+
+
+def _phrase(status_code: int) -> str:
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return ""
+
+
+def _field_name(loc: tuple[int | str, ...]) -> str:
+    """The field an error is about: the last name in its location, not a list index
+    (`("body", "liked", 0)` is `liked`)."""
+    return next((str(part) for part in reversed(loc) if isinstance(part, str)), "?")

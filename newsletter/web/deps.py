@@ -22,6 +22,7 @@ from newsletter.db import session_scope
 from newsletter.models import Subscriber
 from newsletter.ratelimit import client_key
 from newsletter.tokens import Purpose
+from newsletter.web.responses import sends_json
 
 # Ids are INTEGER columns: a larger number in the URL is a 422, not a database error (a 500).
 IssueId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -101,10 +102,10 @@ class FormOrJson(Generic[Body]):
 async def _fields(request: Request, lists: frozenset[str] = frozenset()) -> Any:
     """The JSON value, or the form's text fields (files are not fields here); a field named in
     `lists` as the list of all its values."""
-    if request.headers.get("content-type", "").startswith("application/json"):
+    if sends_json(request):
         try:
             return json.loads(await request.body() or b"{}")
-        except ValueError as exc:  # also UnicodeDecodeError
+        except (ValueError, RecursionError) as exc:  # also UnicodeDecodeError; `[[[[…` too deep
             raise RequestValidationError(
                 [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error", "input": {}}]
             ) from exc

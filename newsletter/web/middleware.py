@@ -1,8 +1,10 @@
 """The app's layers around every request, as pure ASGI middleware: the body cap, the security
-headers, the request log, and a request's jobs run once its answer has gone out.
+headers, HEAD answered as GET, the request log, and a request's jobs run once its answer has
+gone out.
 
-`app.WebApp` puts the last three outside Starlette's own error handling, so its 500 answer gets
-the headers and a log line too; `BodyLimit` sits inside it, where its 413 becomes an error page.
+`app.WebApp` puts the last four outside Starlette's own error handling, so its 500 answer gets
+the headers and a log line too (and a HEAD gets it without a body); `BodyLimit` sits inside it,
+where its 413 becomes an error page.
 """
 
 from __future__ import annotations
@@ -98,6 +100,26 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class HeadAsGet:
+    """Answer HEAD as the GET of the same URL would be answered, without the body (RFC 9110
+    §9.3.2): the same status and headers, Content-Length included. No GET changes anything,
+    so neither does a HEAD. The server's own scope keeps saying HEAD, so it sends no body either."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            return await self.app(scope, receive, send)
+
+        async def without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, without_body)
 
 
 def redact_path(path: str) -> str:

@@ -33,7 +33,7 @@ from newsletter.web.deps import (
     within_webhook_rate,
 )
 from newsletter.web.headers import view_policy
-from newsletter.web.responses import error_response, render_page
+from newsletter.web.responses import error_response, render_page, wants_json
 
 router = APIRouter(route_class=FormOrJsonRoute)
 FEED_ISSUES = 50
@@ -88,17 +88,25 @@ def rfc3339(at: datetime) -> str:
 
 
 @router.get("/archive/{issue_id}", response_class=HTMLResponse)
-def archive_issue(
-    request: Request, issue_id: IssueId, session: SessionDep, settings: SettingsDep
-) -> Response:
-    """The non-personalised edition: the issue's papers in trending order."""
-    issue = session.get(Issue, issue_id)
+def archive_issue(request: Request, issue_id: str, session: SessionDep, settings: SettingsDep) -> Response:
+    """The non-personalised edition: the issue's papers in trending order. An id that no
+    issue can have (0, abc) is a page that does not exist, like any other: 404."""
+    number = issue_number(issue_id)
+    issue = session.get(Issue, number) if number is not None else None
     if issue is None:
         return error_response(request, 404, "Page not found", "There is no such issue.")
     papers = [paper_view(p) for p in issue_papers(session, issue)]  # as planned, not as re-ingested
     return render_page(
         request, "archive_issue.html", title=issue_title(issue, settings.brand_name), papers=papers
     )
+
+
+def issue_number(text: str) -> int | None:
+    """The issue id a URL segment spells (1 to the INTEGER column's largest), else None."""
+    if not text.isascii() or not text.isdigit() or len(text) > 10:
+        return None
+    number = int(text)
+    return number if 1 <= number <= 2**31 - 1 else None
 
 
 @router.get("/issues/{issue_id}/view/{token}", response_class=HTMLResponse)
@@ -142,6 +150,8 @@ def vote_page(request: Request, link: VoteLinkDep) -> Response:
 @router.post("/vote/{token}")
 def vote(request: Request, link: VoteLinkDep, session: SessionDep, settings: SettingsDep) -> Response:
     recorded = feedback.record_vote(session, settings, link.vote)
+    if wants_json(request):
+        return JSONResponse({"status": "recorded" if recorded else "already_voted"})
     return render_page(request, "vote.html", vote=link.vote, path=link.path, done=True, recorded=recorded)
 
 

@@ -24,7 +24,7 @@ from newsletter.web.deps import (
     SettingsDep,
     subscriber_for,
 )
-from newsletter.web.responses import error_response, render_page, wants_json
+from newsletter.web.responses import render_page, wants_json
 
 router = APIRouter(route_class=FormOrJsonRoute)
 
@@ -40,18 +40,15 @@ class PreferencesForm(BaseModel):
     timezone: str | None = None  # an IANA name; empty: the list's zone
     liked: list[int] = Field(default_factory=list, max_length=100)  # "papers like these" ticked
 
-    def schedule(self) -> tuple[str | int | None, str | None] | None:
-        """(weekday, time zone) if the form names either; an omitted one is the list's."""
-        if self.weekday is None and self.timezone is None:
-            return None
-        return self.weekday, self.timezone
-
 
 class EraseForm(BaseModel):
     """Erasing everything needs the confirmation box ticked (`confirm=yes`)."""
 
     confirm: str = ""
 
+
+ERASE_UNCONFIRMED = "Tick the box to confirm that you want everything erased."
+ERASED = "We no longer hold your address, your interests or your history. You can sign up again at any time."
 
 Reader = Annotated[Subscriber, Depends(subscriber_for(Purpose.preferences))]
 
@@ -109,17 +106,32 @@ def save_preferences(
             interests=body.interests,
             frequency=body.frequency,
             max_papers=body.max_papers,
-            schedule=body.schedule(),
+            schedule=(body.weekday, body.timezone),  # an omitted one stays as it is
             client=client,
         )
         if sub.status is SubscriberStatus.confirmed:  # what a reader ticks counts as votes, at once
             onboarding.like_papers(session, sub, onboarding.checked_picks(session, body.liked))
     except subs.InvalidInput as exc:
         session.rollback()
-        return _page(request, session, settings, sub, token, status_code=400, error=str(exc))
+        return _refused(request, session, settings, sub, token, "Please check your preferences", str(exc))
     if wants_json(request):
         return JSONResponse({"status": "saved"})
     return _page(request, session, settings, sub, token, saved=True)
+
+
+def _refused(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    sub: Subscriber,
+    token: str,
+    title: str,
+    message: str,
+) -> Response:
+    """A 400: the page again with `message` for people, `{"error", "detail"}` for API clients."""
+    if wants_json(request):
+        return JSONResponse({"error": title, "detail": message}, status_code=400)
+    return _page(request, session, settings, sub, token, status_code=400, error=message)
 
 
 @router.get("/preferences/{token}/export")
@@ -135,6 +147,8 @@ def reset_profile(
     request: Request, token: str, sub: Reader, session: SessionDep, settings: SettingsDep
 ) -> Response:
     feedback.reset_profile(session, sub)
+    if wants_json(request):
+        return JSONResponse({"status": "reset"})
     return _page(request, session, settings, sub, token, reset=True)
 
 
@@ -148,20 +162,10 @@ def erase(
     settings: SettingsDep,
 ) -> Response:
     if body.confirm != "yes":
-        return _page(
-            request,
-            session,
-            settings,
-            sub,
-            token,
-            status_code=400,
-            error="Tick the box to confirm that you want everything erased.",
-        )
+        return _refused(request, session, settings, sub, token, "Nothing was erased", ERASE_UNCONFIRMED)
     privacy.erase_subscriber(session, settings, sub)
-    return error_response(
-        request,
-        200,
-        "Your data has been erased",
-        "We no longer hold your address, your interests or your history. You can sign up again at any time.",
-        show_signup=True,
+    if wants_json(request):
+        return JSONResponse({"status": "erased", "message": ERASED})
+    return render_page(
+        request, "message.html", title="Your data has been erased", message=ERASED, show_signup=True
     )

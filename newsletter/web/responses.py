@@ -39,15 +39,26 @@ TOKEN_PAGES: dict[TokenReason, tuple[int, str, str]] = {
 }
 
 
+def is_json_type(header: str) -> bool:
+    """Whether a Content-Type (or one Accept entry) names JSON: `application/json` or a
+    `+json` type (RFC 6839, as FastAPI's own body parsing reads them), compared without its
+    `;` parameters and case-insensitively (RFC 9110 §8.3.1)."""
+    media = header.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def sends_json(request: Request) -> bool:
+    """Whether the request body is JSON (by its Content-Type)."""
+    return is_json_type(request.headers.get("content-type", ""))
+
+
 def wants_json(request: Request) -> bool:
     """JSON for API paths and for clients that send or ask for it; a page otherwise."""
     if request.url.path.startswith("/api/"):
         return True
-    ctype = request.headers.get("content-type", "")
     accept = request.headers.get("accept", "")
-    return ctype.startswith("application/json") or (
-        "application/json" in accept and "text/html" not in accept
-    )
+    accepted = [entry.split(";", 1)[0].strip().lower() for entry in accept.split(",")]
+    return sends_json(request) or (any(map(is_json_type, accepted)) and "text/html" not in accepted)
 
 
 def render_page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlmodel import Session
@@ -115,8 +115,15 @@ def subscribe(
     try:
         subs.request_subscription(session, settings, body.email, body.interests, client, body.timezone, likes)
     except subs.InvalidInput as exc:
-        return signup_refused(request, session, settings, body, "Please check your address", str(exc))
+        title = "Please shorten your interests" if exc.field == "interests" else "Please check your address"
+        return signup_refused(request, session, settings, body, title, str(exc))
     return signup_accepted(request)
+
+
+@router.get("/subscribe", include_in_schema=False)
+def subscribe_again(settings: SettingsDep) -> Response:
+    """A reload after a refused signup (the browser is left on /subscribe): the signup page."""
+    return RedirectResponse(f"{settings.base_url.rstrip('/')}/", status_code=303)
 
 
 def signup_refused(
@@ -145,8 +152,15 @@ def signup_accepted(request: Request) -> Response:
 
 @router.get("/confirm/{token}", response_class=HTMLResponse)
 def confirm_page(request: Request, token: str, session: SessionDep, settings: SettingsDep) -> Response:
+    """What confirming will do: the address, and the interests and number of ticked papers the
+    signup being confirmed asked for (the latest signup's, whoever sent it), so the owner sees
+    what the button applies. Nothing else about the subscriber is shown."""
     sub = subs.pending_subscriber(session, settings, token)
-    return render_page(request, "confirm.html", email=sub.email, token=token)
+    interests = sub.interests if sub.pending_interests is None else sub.pending_interests
+    picks = len(sub.pending_likes or [])
+    return render_page(
+        request, "confirm.html", email=sub.email, token=token, interests=interests, picks=picks
+    )
 
 
 @router.post("/confirm/{token}")
@@ -175,6 +189,8 @@ def unsubscribe(
         sub, _ = subs.subscriber_for_token(session, settings, Purpose.unsubscribe, token)
     except TokenError as exc:
         if exc.reason is TokenReason.gone:  # erased: there is nothing left to unsubscribe
+            if wants_json(request):
+                return JSONResponse({"status": "unsubscribed"})
             return PlainTextResponse("Unsubscribed.\n")
         raise
     subs.unsubscribe(session, sub, client, via="one-click")
