@@ -72,6 +72,20 @@ def test_without_an_admin_token_every_route_is_401_and_says_nothing_else(api):
                 assert response.status_code == 401, (method, real, response.text)
                 assert response.headers["www-authenticate"] == "Bearer"
                 assert response.json()["detail"] == "Send an admin token as Authorization: Bearer <token>."
+    # Nor do paths no route has, methods a route lacks, or a body past the cap say which exist.
+    strays = [
+        ("GET", "/api/admin/nonexistent", b""),
+        ("GET", "/api/admin", b""),
+        ("PUT", "/api/admin/subscribers/1", b"{}"),
+        ("DELETE", "/api/admin/issues/1", b""),
+        ("POST", "/api/admin/subscribers", b"x" * 100_000),
+    ]
+    for method, path, body in strays:
+        response = httpx.request(method, api.base_url.join(path), content=body)
+        assert response.status_code == 401, (method, path, response.status_code)
+        assert response.json()["detail"] == "Send an admin token as Authorization: Bearer <token>."
+    with_token = api.put("/api/admin/subscribers/1", json={})
+    assert with_token.status_code == 405  # an admin is told the truth
     old = httpx.get(api.base_url.join("/api/admin/stats"), headers={"Authorization": f"bearer {OLD_TOKEN}"})
     assert old.status_code == 200  # tokens are a list, so they can be rotated
 

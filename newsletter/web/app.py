@@ -20,7 +20,7 @@ from newsletter.logs import setup_logging
 from newsletter.ratelimit import make_limiter
 from newsletter.tokens import TokenError
 from newsletter.web import admin_api, admin_pages, pages, preferences, provider_hooks, routes
-from newsletter.web.auth import check_secrets
+from newsletter.web.auth import AdminGate, check_secrets
 from newsletter.web.middleware import BodyLimit, HeadAsGet, JobsAfterResponse, RequestLog, SecurityHeaders
 from newsletter.web.responses import error_response, token_error
 
@@ -42,11 +42,13 @@ HTTP_MESSAGES = {
 class WebApp(FastAPI):
     """FastAPI with our layers outside Starlette's own: its 500 answer gets the security headers
     and a log line like every other, HEAD is answered (even that 500) as GET without the body,
-    and jobs run after whatever answer went out."""
+    the admin API refuses a caller without a token before routing, and jobs run after whatever
+    answer went out."""
 
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
-        return JobsAfterResponse(RequestLog(HeadAsGet(SecurityHeaders(inner, self.state.settings))))
+        gated = AdminGate(inner, self.state.settings)
+        return JobsAfterResponse(RequestLog(HeadAsGet(SecurityHeaders(gated, self.state.settings))))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

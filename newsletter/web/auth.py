@@ -11,11 +11,14 @@ import time
 from collections.abc import Iterable
 
 from fastapi import HTTPException, Request
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from newsletter.bounces.providers.ses import load_keys
 from newsletter.config import ConfigError, Settings
 from newsletter.web.deps import SettingsDep
 from newsletter.web.headers import origin_of
+from newsletter.web.responses import error_response
 
 SIGNATURE_MAX_AGE = 300  # seconds an X-Timestamp may differ from our clock: older replays fail
 MIN_SECRET = 16
@@ -66,14 +69,37 @@ def metrics_caller(request: Request, settings: SettingsDep) -> None:
         )
 
 
+ADMIN_API = "/api/admin"
+NO_ADMIN_TOKEN = "Send an admin token as Authorization: Bearer <token>."
+
+
 def admin_caller(request: Request, settings: SettingsDep) -> None:
     """Refuse (401) a caller without one of NEWSLETTER_ADMIN_TOKENS as a bearer token; with none
     configured, everyone. Runs before the body is read and before any id is looked up, so the
-    answer never says whether a subscriber or issue exists."""
+    answer never says whether a subscriber or issue exists (`AdminGate` also answers paths and
+    methods no route has)."""
     if not matches_any(bearer_token(request.headers.get("authorization")), settings.admin_tokens):
-        raise HTTPException(
-            401, "Send an admin token as Authorization: Bearer <token>.", {"WWW-Authenticate": "Bearer"}
-        )
+        raise HTTPException(401, NO_ADMIN_TOKEN, {"WWW-Authenticate": "Bearer"})
+
+
+class AdminGate:
+    """The same 401 for any request under /api/admin/ without an admin token, before routing and
+    the body cap: a path no route has (404), a method a route lacks (405) and an oversized body
+    (413) would otherwise tell a stranger which routes exist."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.tokens = settings.admin_tokens
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path == ADMIN_API or path.startswith(ADMIN_API + "/"):
+            header = Headers(scope=scope).get("authorization")
+            if not matches_any(bearer_token(header), self.tokens):
+                response = error_response(Request(scope), 401, "Unauthorized", NO_ADMIN_TOKEN)
+                response.headers["WWW-Authenticate"] = "Bearer"
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 def body_signature(secret: str, timestamp: str, body: bytes) -> str:
