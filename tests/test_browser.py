@@ -409,6 +409,7 @@ def test_signup_confirm_preferences_digest_and_unsubscribe_in_the_browser(site, 
     assert go(page, confirm_url) == 200
     assert heading(page) == "Confirm your subscription"
     assert address in page.locator("main").inner_text()
+    assert "medical image segmentation" in page.locator("main").inner_text()  # what confirming applies
     check_accessible(page)
     shot(page, "confirm")
     assert submit(page, page.get_by_role("button", name="Yes, subscribe me").click) == 200
