@@ -87,6 +87,9 @@ def test_long_lists_page_by_id_and_bad_input_gets_one_line(sent_issue):
         (("deliveries", "list", "--limit", "0"), "--limit must be between"),
         (("deliveries", "list", "--email", "who@example.org"), "no subscriber with address who@example.org"),
         (("issues", "show", "999", "--failures"), "no issue with id 999"),
+        (("issues", "show", "1", "--limit", "5"), "--limit goes with --failures"),  # was ignored
+        (("issues", "show", "1", "--failures", "--limit", "0"), "--limit must be between"),
+        (("preview", "--interests", "x", "--subscriber", "a@example.org"), "not both"),  # was ignored
     ]:
         result = cli(*args, code=1)
         assert message in result.stderr and "Traceback" not in result.output

@@ -129,16 +129,20 @@ def issues_list(as_json: bool = typer.Option(False, "--json")) -> None:
 def issues_show(
     issue_id: int = ISSUE_ID,
     failures: bool = typer.Option(False, "--failures", help="List failed and deferred deliveries and why."),
-    limit: int = typer.Option(100, help="With --failures: at most this many rows."),
+    limit: int | None = typer.Option(None, help="With --failures: at most this many rows (100)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """One issue: its papers and delivery counts; with --failures, who was not sent and why.
 
     Example: newsletter issues show 3 --failures
     """
+    if limit is not None and not failures:
+        raise OperatorError("--limit goes with --failures")
     settings = get_settings()
     data = admin.show_issue(settings, issue_id)
-    page = inspection.issue_failures(settings, issue_id, limit) if failures else None
+    page = (
+        inspection.issue_failures(settings, issue_id, 100 if limit is None else limit) if failures else None
+    )
     if as_json:
         return emit_json({**data, "failures": page} if page else data)
     console.print(f"[bold]{data['title']}[/] (id {data['id']}, {data['frequency']} {data['period']})")

@@ -11,6 +11,7 @@ from rich.table import Table
 from newsletter import admin
 from newsletter.cli.common import console, emit_json, err
 from newsletter.config import get_settings
+from newsletter.errors import OperatorError
 
 papers_app = typer.Typer(help="Papers: ingest from a file, Hugging Face or arXiv.", no_args_is_help=True)
 
@@ -56,6 +57,8 @@ def preview(
 
     Example: newsletter preview --interests "robot learning" --json
     """
+    if interests is not None and subscriber is not None:  # one would be ignored without a word
+        raise OperatorError("give --interests or --subscriber, not both")
     result = admin.preview(get_settings(), interests=interests, email=subscriber, limit=limit)
     if html:
         html.write_text(result["html"])
