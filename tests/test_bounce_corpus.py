@@ -26,7 +26,7 @@ EXPECTED = [
     ("bounce_03.txt", "dsn", "hard", ["userx@example.uk"]),
     ("caiwireless_01.txt", "dsn", "hard", ["userx@example.com"]),
     ("dsn_01.txt", "dsn", "hard", ["userx@example.com"]),
-    ("dsn_02.txt", "dsn", "hard", ["zzzzz@example.uk"]),
+    ("dsn_02.txt", "dsn", "soft", ["zzzzz@example.uk"]),  # Status 4.4.7: retries ran out
     ("dsn_03.txt", "dsn", "hard", ["userx@example.be"]),
     ("dsn_04.txt", "dsn", "hard", ["userx@example.ch"]),
     ("dsn_05.txt", "warning", None, []),
@@ -75,7 +75,7 @@ EXPECTED = [
     ("qmail_07.txt", "dsn", "hard", ["user@example.net"]),
     ("qmail_08.txt", "autoreply", None, []),  # a vacation message
     ("sendmail_01.txt", "dsn", "hard", ["zzzzz@nfg.nl", "zzzzz@shaft.coal.nl"]),
-    ("simple_01.txt", "dsn", "hard", ["bbbsss@example.com"]),
+    ("simple_01.txt", "dsn", "soft", ["bbbsss@example.com"]),  # 552: would exceed the quota
     ("simple_02.txt", "dsn", "hard", ["userx@example.net"]),
     ("simple_03.txt", "warning", None, []),
     ("simple_04.txt", "dsn", "hard", ["userx@example.com"]),
@@ -88,7 +88,7 @@ EXPECTED = [
     ("simple_11.txt", "dsn", "hard", ["userx@example.com"]),
     ("simple_12.txt", "dsn", "hard", ["userx@example.ac.jp"]),
     ("simple_13.txt", "dsn", "hard", ["userx@example.fr"]),
-    ("simple_14.txt", "dsn", "hard", ["userx@example.com", "usery@example.com"]),
+    ("simple_14.txt", "dsn", "soft", ["userx@example.com", "usery@example.com"]),  # 552 Quota violation
     ("simple_15.txt", "dsn", "hard", ["userx@example.be"]),
     ("simple_16.txt", "dsn", "hard", ["userx@example.com"]),
     ("simple_17.txt", "dsn", "hard", ["userx@example.com"]),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import smtplib
+import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -182,6 +183,85 @@ def test_auto_replies_and_delay_warnings_are_ignored(sent):
     mailto = next(a for a in links if a.startswith("mailto:")).removeprefix("mailto:")
     deliver(sent.port, mailto, ooo)  # an out-of-office never unsubscribes anyone
     assert snapshot(sent.settings.database_url) == before
+
+
+EXIM_DELAY = (
+    b"From: Mail Delivery System <Mailer-Daemon@mx.example.net>\r\n"
+    b"Subject: Warning: message 1abc-0002 delayed 24 hours\r\nAuto-Submitted: auto-replied\r\n\r\n"
+    b"This message was created automatically by mail delivery software.\r\n"
+    b"A message that you sent has not yet been delivered to one or more of its\r\n"
+    b"recipients after more than 24 hours on the queue on mx.example.net.\r\n\r\n"
+    b"The address to which the message has not yet been delivered is:\r\n\r\n  %s\r\n"
+    b"    Delay reason: SMTP error from remote mail server after RCPT TO:<%s>:\r\n"
+    b"    450 <%s>: Recipient address rejected: Greylisted\r\n\r\n"
+    b"No action is required on your part. Delivery attempts will continue for\r\nsome time.\r\n"
+)
+
+
+def report(
+    address: str, fields: str, content_type: str = "multipart/report; report-type=delivery-status"
+) -> bytes:
+    """A DSN with one recipient block of `fields`, wrapped as `content_type`."""
+    return (
+        f"From: MAILER-DAEMON@mx.example.net\r\nSubject: Undelivered Mail\r\nMIME-Version: 1.0\r\n"
+        f'Content-Type: {content_type}; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n'
+        f"Your message could not be delivered.\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+        f"Reporting-MTA: dns; mx.example.net\r\n\r\nFinal-Recipient: rfc822; {address}\r\n"
+        f"Action: failed\r\n{fields}\r\n--b--\r\n"
+    ).encode()
+
+
+def test_delays_and_full_mailboxes_never_bounce_a_reader_at_once(sent):
+    """A delay notice written as plain text (Exim's, greylisted with a 450) was read as a hard
+    bounce; so were a DSN whose only code is the server's basic 452, and a DSN wrapped in
+    multipart/mixed (its 5.2.2 and 5.7.1 were not read): each bounced the reader at once."""
+    ada, bob, cy = (sent.ids[a] for a in READERS)
+    address = "ada@example.org"
+    deliver(sent.port, sent.envelopes[address], EXIM_DELAY % ((address.encode(),) * 3))
+    with configured_session() as session:
+        assert bounce_events_for(session, ada) == []  # a warning: nothing counted
+    deliver(
+        sent.port,
+        sent.envelopes["bob@example.org"],
+        report("bob@example.org", "Diagnostic-Code: smtp; 452 Mailbox full"),
+    )
+    mixed = "multipart/mixed"
+    deliver(sent.port, sent.envelopes["cy@example.org"], report("cy@example.org", "Status: 5.7.1", mixed))
+    with configured_session() as session:
+        assert [e.kind.value for e in bounce_events_for(session, bob)] == ["soft"]
+        assert [e.kind.value for e in bounce_events_for(session, cy)] == ["policy"]
+    assert {status_of(i) for i in (ada, bob, cy)} == {SubscriberStatus.confirmed}
+
+
+def test_lmtp_answers_each_recipient_after_data(sent):
+    """RFC 2033 §4.2: one reply per accepted recipient after the data; with one reply for two,
+    an LMTP client (Postfix batches recipients) waits for the second, times out and delivers again."""
+    links = list_unsubscribe(sent.messages["bob@example.org"])
+    mailto = next(a for a in links if a.startswith("mailto:")).removeprefix("mailto:")
+    port = free_port()
+    controller = inbound.start(sent.settings, "127.0.0.1", port, lmtp=True)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            replies = conn.makefile("rb")
+            assert replies.readline().startswith(b"220")
+            conn.sendall(b"LHLO test\r\n")
+            while not replies.readline().startswith(b"250 "):
+                pass
+            for line in (
+                b"MAIL FROM:<>",
+                f"RCPT TO:<{mailto}>".encode(),
+                b"RCPT TO:<bounces@news.example.org>",
+            ):
+                conn.sendall(line + b"\r\n")
+                assert replies.readline().startswith(b"250"), line
+            conn.sendall(b"DATA\r\n")
+            assert replies.readline().startswith(b"354")
+            conn.sendall(b"From: bob@example.org\r\nSubject: unsubscribe\r\n\r\nplease\r\n.\r\n")
+            assert [replies.readline()[:3] for _ in range(2)] == [b"250", b"250"]
+            conn.sendall(b"QUIT\r\n")
+    finally:
+        controller.stop()
+    assert status_of(sent.ids["bob@example.org"]) is SubscriberStatus.unsubscribed
 
 
 def test_a_mailto_unsubscribe_takes_effect(sent):

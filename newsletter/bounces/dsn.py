@@ -8,10 +8,15 @@ The RFC 3463 status decides the kind:
 - policy: `x.7.x` (refused for what we sent or who we are: never the reader's fault);
 - soft: `4.x.x` (a final failure after retries), a full mailbox `5.2.2`, too big `5.2.3`/`5.3.4`,
   their system full or closed `5.3.1`/`5.3.2`, out of time `5.4.7`;
-- hard: any other `5.x.x` (`5.1.x` no such address, `5.2.1` disabled, `5.4.1` …), or a failure
-  flufl.bounce calls permanent when no status is given.
+- hard: any other `5.x.x` (`5.1.x` no such address, `5.2.1` disabled, `5.4.1` …).
 
-`Action: delayed` and warnings are not bounces (the MTA is still trying): nothing is counted.
+With no RFC 3463 status, the remote server's basic reply code decides (RFC 5321: `4xx` and
+`552`, storage exceeded, are soft; other `5xx` hard); with neither, a failure flufl.bounce calls
+permanent is hard. A `message/delivery-status` part is read whatever report type wraps it.
+
+`Action: delayed` and warnings are not bounces (the MTA is still trying): nothing is counted,
+including the delay notices MTAs write as plain text ("has not yet been delivered", Postfix's
+"Delayed Mail (still being retried)"), which flufl.bounce would take for failures.
 Auto-replies (RFC 3834 `Auto-Submitted: auto-replied`, `X-Autoreply`, `Precedence:
 auto_reply`, vacation subjects) are recognised and ignored.
 """
@@ -58,6 +63,19 @@ _AUTOREPLY_SUBJECT = re.compile(
     r"^\s*(out of (the )?office|automatic reply|auto[- ]?reply|autoreply|vacation|abwesenheit)", re.I
 )
 _SEVERITY = {BounceKind.hard: 3, BounceKind.soft: 2, BounceKind.policy: 1}
+# A basic SMTP reply code where a server's answer is quoted: at a line's start, after "said:",
+# or after the `smtp;` of a Diagnostic-Code ("smtp; 452 Mailbox full", "450-Greylisted").
+_REPLY = re.compile(r"(?:^|said:|[:;])\s*([45][0-5]\d)(?=[ -])", re.M)
+_DELAY_SUBJECT = re.compile(
+    r"^\s*(warning: message \S+ delayed|delayed mail|warning: could not send message for past"
+    r"|delivery status notification \(delay\)|delivery delayed)",
+    re.I,
+)
+_DELAY_TEXT = re.compile(
+    r"has not yet been delivered|still being retried|will (continue to try|keep trying)"
+    r"|not yet been able to deliver",
+    re.I,
+)
 
 
 def kind_of_status(status: str) -> BounceKind | None:
@@ -73,6 +91,14 @@ def kind_of_status(status: str) -> BounceKind | None:
     return BounceKind.hard
 
 
+def kind_of_reply(text: str) -> BounceKind | None:
+    """soft or hard for the first basic SMTP reply code quoted in `text` (see `_REPLY`)."""
+    match = _REPLY.search(text or "")
+    if match is None:
+        return None
+    return BounceKind.soft if match[1].startswith("4") or match[1] == "552" else BounceKind.hard
+
+
 def worst(findings: tuple[Finding, ...]) -> Finding | None:
     """The finding that says most about the reader: hard before soft before policy."""
     return max(findings, key=lambda f: _SEVERITY.get(f.kind, 0), default=None)
@@ -83,10 +109,14 @@ def read_message(msg: EmailMessage) -> Reading:
     report = _report_type(msg)
     if report == "feedback-report":
         return Reading(Nature.arf, original=_attached(msg))
-    if report == "delivery-status":
+    if report == "delivery-status" or any(
+        part.get_content_type() == "message/delivery-status" for part in msg.walk()
+    ):
         return _read_dsn(msg)
     if is_vacation(msg):
         return Reading(Nature.autoreply)
+    if is_delay_warning(msg):
+        return Reading(Nature.warning)
     reading = _read_heuristic(msg)
     if reading.nature is Nature.other and is_autoreply(msg):
         return Reading(Nature.autoreply)
@@ -101,6 +131,11 @@ def is_vacation(msg: Message) -> bool:
         or precedence == "auto_reply"
         or bool(_AUTOREPLY_SUBJECT.match(str(msg.get("Subject", ""))))
     )
+
+
+def is_delay_warning(msg: Message) -> bool:
+    """A plain-text notice that delivery is late and still being tried (no bounce yet)."""
+    return bool(_DELAY_SUBJECT.match(str(msg.get("Subject", "")))) or bool(_DELAY_TEXT.search(_text(msg)))
 
 
 def is_autoreply(msg: Message) -> bool:
@@ -172,7 +207,9 @@ def _read_dsn(msg: EmailMessage) -> Reading:
                 continue
             diagnostic = _field(block, "Diagnostic-Code")
             status = _status(_field(block, "Status"), diagnostic)
-            kind = kind_of_status(status) or BounceKind.hard
+            if not status or status.endswith(".0.0"):  # says nothing: the report's text may
+                status = _status_in_text(msg) or status
+            kind = kind_of_status(status) or kind_of_reply(diagnostic) or BounceKind.hard
             finding = Finding(kind, _address(recipient), status, diagnostic[:1000])
             if finding not in findings:
                 findings.append(finding)
@@ -204,7 +241,7 @@ def _read_heuristic(msg: Message) -> Reading:
     if not permanent:
         return Reading(Nature.warning if temporary else Nature.other)
     status = _status_in_text(msg)
-    kind = kind_of_status(status) or BounceKind.hard
+    kind = kind_of_status(status) or kind_of_reply(_text(msg)) or BounceKind.hard
     findings = tuple(
         Finding(kind, a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a), status)
         for a in sorted(permanent)
@@ -213,15 +250,26 @@ def _read_heuristic(msg: Message) -> Reading:
 
 
 def _status_in_text(msg: Message) -> str:
+    for text in _texts(msg):
+        found = [m[0] for m in _STATUS.finditer(text) if m[1] != "2"]
+        specific = [code for code in found if not code.endswith(".0.0")]  # 5.0.0 says nothing
+        if found:
+            return (specific or found)[0]
+    return ""
+
+
+def _text(msg: Message) -> str:
+    return "\n".join(_texts(msg))
+
+
+def _texts(msg: Message) -> list[str]:
+    """The decoded text/plain parts."""
+    texts = []
     for part in msg.walk():
         if part.get_content_maintype() == "text" and part.get_content_subtype() == "plain":
             try:
                 text = part.get_payload(decode=True) or b""
             except (ValueError, LookupError):
                 continue
-            decoded = bytes(text).decode("utf-8", "replace")
-            found = [m[0] for m in _STATUS.finditer(decoded) if m[1] != "2"]
-            specific = [code for code in found if not code.endswith(".0.0")]  # 5.0.0 says nothing
-            if found:
-                return (specific or found)[0]
-    return ""
+            texts.append(bytes(text).decode("utf-8", "replace"))
+    return texts
