@@ -2,7 +2,8 @@
 
 An MTA hands it the mail that comes back to our VERP envelope senders (`bounces+<token>@`),
 mail to the List-Unsubscribe address (`unsubscribe+<token>@`), and feedback-loop reports (to
-either, or to plain `bounces@`: the token is then read from the reported message). Any other
+a VERP sender, or to plain `bounces@`: the token is then read from the reported message; a
+report sent to the `unsubscribe+` address is dropped with the auto-replies there). Any other
 recipient is refused (550), a message over `inbound_max_bytes` too (552). A message changes
 something only through a token we signed for a row that exists; everything else (forged,
 replayed or old tokens, auto-replies, delay warnings, mail that is not a bounce, MIME that
@@ -47,8 +48,8 @@ def take_message(settings: Settings, recipient: str, raw: bytes) -> Outcome | st
     try:
         msg = message_from_bytes(raw, policy=policy.default)
         built = _event_for(settings, address[0], address[1], msg)
-    except (ValueError, TypeError, LookupError, IndexError, AttributeError) as exc:
-        _dropped("malformed", raw, error=type(exc).__name__)
+    except (ValueError, TypeError, LookupError, IndexError, AttributeError, RecursionError) as exc:
+        _dropped("malformed", raw, error=type(exc).__name__)  # RecursionError: MIME nested 2,000 deep
         return "malformed"
     if isinstance(built, str):
         _dropped(built, raw)
@@ -141,12 +142,21 @@ class InboundHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
+        """SMTP: one answer for the message, the first failure if any recipient's fails. LMTP
+        (RFC 2033 §4.2): one answer per accepted recipient, in order, each for its own."""
         raw = envelope.original_content or envelope.content
-        loop = asyncio.get_running_loop()
+        if isinstance(server, LMTP):
+            return "\r\n".join([await self._take(rcpt, raw) for rcpt in envelope.rcpt_tos])
+        for rcpt in envelope.rcpt_tos:
+            reply = await self._take(rcpt, raw)
+            if not reply.startswith("250"):
+                return reply
+        return "250 OK"
+
+    async def _take(self, rcpt: str, raw: bytes) -> str:
         try:
-            for rcpt in envelope.rcpt_tos:
-                await loop.run_in_executor(None, take_message, self.settings, rcpt, raw)
+            await asyncio.get_running_loop().run_in_executor(None, take_message, self.settings, rcpt, raw)
         except DBAPIError as exc:
             log_event(log, "inbound.db_unavailable", logging.ERROR, error=str(exc)[:200])
             return "451 4.3.0 Cannot record this now; try again later"
