@@ -314,6 +314,20 @@ def test_an_arf_complaint_unsubscribes_and_suppresses(sent, smtp_server):
     assert snapshot(sent.settings.database_url) == before
 
 
+def test_an_arf_complaint_sent_to_the_mailto_address_counts_too(sent, smtp_server):
+    """Some feedback loops send their report to the List-Unsubscribe mailto: it was dropped with
+    the auto-replies there, and the reader who complained stayed subscribed."""
+    box, _ = smtp_server
+    raw = next(data for _, rcpts, data in box.messages if rcpts == ["ada@example.org"])
+    links = list_unsubscribe(sent.messages["ada@example.org"])
+    mailto = next(a for a in links if a.startswith("mailto:")).removeprefix("mailto:")
+    deliver(sent.port, mailto, arf_report(raw, "someone@example.net"), "feedback@fbl.example.net")
+    ada = sent.ids["ada@example.org"]
+    assert status_of(ada) is SubscriberStatus.unsubscribed
+    with configured_session() as session:
+        assert suppression_for(session, session.get(Subscriber, ada).email_key).reason == "complaint"
+
+
 # ---- scoring (record_bounce directly: the entry point of every source) -----------------------
 
 

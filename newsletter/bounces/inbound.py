@@ -2,8 +2,7 @@
 
 An MTA hands it the mail that comes back to our VERP envelope senders (`bounces+<token>@`),
 mail to the List-Unsubscribe address (`unsubscribe+<token>@`), and feedback-loop reports (to
-a VERP sender, or to plain `bounces@`: the token is then read from the reported message; a
-report sent to the `unsubscribe+` address is dropped with the auto-replies there). Any other
+either, or to plain `bounces@`: the token is then read from the reported message). Any other
 recipient is refused (550), a message over `inbound_max_bytes` too (552). A message changes
 something only through a token we signed for a row that exists; everything else (forged,
 replayed or old tokens, auto-replies, delay warnings, mail that is not a bounce, MIME that
@@ -72,6 +71,9 @@ def _event_for(
 ) -> tuple[verp.VerpToken, dict[str, Any]] | str:
     """The (unverified) token and the event a message makes, or why it makes none."""
     if prefix == verp.UNSUBSCRIBE_PREFIX:
+        if token and read_message(msg).nature is Nature.arf:  # a feedback loop that used our mailto:
+            complaint = complaint_type(msg) != "not-spam"
+            return (token, {"kind": BounceKind.complaint, "source": "arf"}) if complaint else "not-spam"
         if is_autoreply(msg) or msg.get_content_type() == "multipart/report":
             return "autoreply"  # an out-of-office must never unsubscribe anyone
         return (token, {"kind": BounceKind.unsubscribe, "source": "mailto"}) if token else "forged"
