@@ -98,9 +98,10 @@ def test_metrics_need_a_bearer_token_compared_in_constant_time(client, settings,
         {"Authorization": METRICS},  # no scheme
         {"Authorization": f"Bearer {METRICS}x"},
     ):
-        r = client.get("/metrics", headers=header)
+        r = client.get("/metrics", headers={**header, "Accept": "*/*"})  # curl's, a scraper's
         assert r.status_code == 401, header
         assert "newsletter_subscribers" not in r.text and r.headers["www-authenticate"] == "Bearer"
+        assert r.json()["error"] == "Unauthorized"  # a scraper's log shows why, not a signup page
     for token in (METRICS, *ADMINS):
         for scheme in ("Bearer", "bearer", "BEARER"):
             r = client.get("/metrics", headers={"Authorization": f"{scheme} {token}"})

@@ -53,8 +53,9 @@ def sends_json(request: Request) -> bool:
 
 
 def wants_json(request: Request) -> bool:
-    """JSON for API paths and for clients that send or ask for it; a page otherwise."""
-    if request.url.path.startswith("/api/"):
+    """JSON for API paths (and /metrics, read by scrapers) and for clients that send or ask for
+    it; a page otherwise."""
+    if request.url.path.startswith("/api/") or request.url.path == "/metrics":
         return True
     accept = request.headers.get("accept", "")
     accepted = [entry.split(";", 1)[0].strip().lower() for entry in accept.split(",")]
