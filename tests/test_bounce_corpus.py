@@ -239,3 +239,35 @@ def test_broken_copies_of_every_sample_are_read_without_an_error():
 def test_the_status_decides_the_kind_as_the_readme_says(status, kind):
     found = kind_of_status(status)
     assert (found.value if found else None) == kind
+
+
+QUOTED_DIGEST = (
+    "Paper Digest, week 2024-W03\n\n1. Scaling speech models\n"
+    "   We collect a corpus spanning thousands of hours across many languages, covering\n"
+    "   450 languages, and train a model that beats the baselines.\n"
+    "2. Robust retries\n   Our scheduler will keep trying failed jobs until they succeed.\n"
+    "3. Fast inference\n   We release code built on transformers 4.41.2 and vLLM.\n"
+)
+
+
+def test_the_returned_digest_never_decides_what_a_bounce_says():
+    """A bounce quotes the digest it returns, whose abstracts hold any number and phrase: an
+    indented "450 languages" once made qmail's permanent failure soft, "will keep trying" made it
+    a delay warning, and "4.41.2" in an attached copy made an Exim 550 soft."""
+    qmail = (CORPUS / "qmail_01.txt").read_text().replace("Message removed", QUOTED_DIGEST)
+    reading = read_message(email.message_from_string(qmail, policy=email.policy.default))
+    assert reading.nature is Nature.dsn and {f.kind.value for f in reading.findings} == {"hard"}
+    exim = (
+        "From: Mail Delivery System <Mailer-Daemon@mx.example.net>\n"
+        "Subject: Mail delivery failed: returning message to sender\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\n\n'
+        "--B\nContent-Type: text/plain\n\nThis is a permanent error. The following address failed:\n"
+        "  ada@example.com\n    SMTP error from remote mail server after RCPT TO:<ada@example.com>:\n"
+        "    550 unrouteable address\n\n--B\nContent-Type: message/delivery-status\n\n"
+        "Reporting-MTA: dns; mx.example.net\n\nAction: failed\nFinal-Recipient: rfc822;ada@example.com\n"
+        "Status: 5.0.0\nDiagnostic-Code: smtp; 550 unrouteable address\n\n"
+        "--B\nContent-Type: message/rfc822\n\nFrom: digest@news.example.org\nTo: ada@example.com\n"
+        f"Subject: Paper Digest\nContent-Type: text/plain\n\n{QUOTED_DIGEST}\n--B--\n"
+    )
+    [finding] = read_message(email.message_from_string(exim, policy=email.policy.default)).findings
+    assert (finding.kind.value, finding.status) == ("hard", "5.0.0")

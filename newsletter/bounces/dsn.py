@@ -63,9 +63,17 @@ _AUTOREPLY_SUBJECT = re.compile(
     r"^\s*(out of (the )?office|automatic reply|auto[- ]?reply|autoreply|vacation|abwesenheit)", re.I
 )
 _SEVERITY = {BounceKind.hard: 3, BounceKind.soft: 2, BounceKind.policy: 1}
-# A basic SMTP reply code where a server's answer is quoted: at a line's start, after "said:",
-# or after the `smtp;` of a Diagnostic-Code ("smtp; 452 Mailbox full", "450-Greylisted").
-_REPLY = re.compile(r"(?:^|said:|[:;])\s*([45][0-5]\d)(?=[ -])", re.M)
+# A basic SMTP reply code where a server's answer is quoted: after "said:", after the colon
+# that ends Exim's "SMTP error … after RCPT TO:<…>:", after an echoed command's ">" in a
+# transcript, or after the `smtp;` of a Diagnostic-Code ("smtp; 452 Mailbox full",
+# "450-Greylisted"). Only ever searched in the report's own text.
+_REPLY = re.compile(r"(?:said:|[:;>])\s*([45][0-5]\d)(?=[ -])")
+# Where a bounce's own text starts quoting the returned message (qmail, Exim, Sendmail, Postfix).
+_QUOTE_START = re.compile(
+    r"^[ \t]*-+ ?(below this line is a copy of the message|this is a copy of the message"
+    r"|original message|the original message|undelivered message)",
+    re.I | re.M,
+)
 _DELAY_SUBJECT = re.compile(
     r"^\s*(warning: message \S+ delayed|delayed mail|warning: could not send message for past"
     r"|delivery status notification \(delay\)|delivery delayed)",
@@ -73,9 +81,10 @@ _DELAY_SUBJECT = re.compile(
 )
 _DELAY_TEXT = re.compile(
     r"has not yet been delivered|still being retried|will (continue to try|keep trying)"
-    r"|not yet been able to deliver",
+    r"|not yet been able to deliver|this is a warning only",
     re.I,
 )
+_FINAL_TEXT = re.compile(r"permanent (error|failure)|failed permanently|given up|delivery has failed", re.I)
 
 
 def kind_of_status(status: str) -> BounceKind | None:
@@ -134,8 +143,13 @@ def is_vacation(msg: Message) -> bool:
 
 
 def is_delay_warning(msg: Message) -> bool:
-    """A plain-text notice that delivery is late and still being tried (no bounce yet)."""
-    return bool(_DELAY_SUBJECT.match(str(msg.get("Subject", "")))) or bool(_DELAY_TEXT.search(_text(msg)))
+    """A plain-text notice that delivery is late and still being tried (no bounce yet): by its
+    subject, or by the wording of its own text (never of the returned message) where that text
+    does not also say the failure is final."""
+    if _DELAY_SUBJECT.match(str(msg.get("Subject", ""))):
+        return True
+    text = _text(msg)
+    return bool(_DELAY_TEXT.search(text)) and not _FINAL_TEXT.search(text)
 
 
 def is_autoreply(msg: Message) -> bool:
@@ -207,9 +221,10 @@ def _read_dsn(msg: EmailMessage) -> Reading:
                 continue
             diagnostic = _field(block, "Diagnostic-Code")
             status = _status(_field(block, "Status"), diagnostic)
-            if not status or status.endswith(".0.0"):  # says nothing: the report's text may
+            reply = kind_of_reply(diagnostic)
+            if reply is None and (not status or status.endswith(".0.0")):  # the report's text may say
                 status = _status_in_text(msg) or status
-            kind = kind_of_status(status) or kind_of_reply(diagnostic) or BounceKind.hard
+            kind = kind_of_status(status) or reply or BounceKind.hard
             finding = Finding(kind, _address(recipient), status, diagnostic[:1000])
             if finding not in findings:
                 findings.append(finding)
@@ -263,13 +278,26 @@ def _text(msg: Message) -> str:
 
 
 def _texts(msg: Message) -> list[str]:
-    """The decoded text/plain parts."""
+    """The decoded text/plain parts of the report itself, never of the message it returns (our
+    digest, whose abstracts hold any number and phrase)."""
     texts = []
-    for part in msg.walk():
-        if part.get_content_maintype() == "text" and part.get_content_subtype() == "plain":
+    for part in _own_parts(msg):
+        if part.get_content_type() == "text/plain":
             try:
                 text = part.get_payload(decode=True) or b""
             except (ValueError, LookupError):
                 continue
-            texts.append(bytes(text).decode("utf-8", "replace"))
+            own = bytes(text).decode("utf-8", "replace")
+            quote = _QUOTE_START.search(own)
+            texts.append(own[: quote.start()] if quote else own)
     return texts
+
+
+def _own_parts(msg: Message) -> list[Message]:
+    """`msg` and its MIME parts, not descending into attached messages (`message/*`)."""
+    if msg.get_content_maintype() == "message":
+        return []
+    payload = msg.get_payload()
+    if msg.is_multipart() and isinstance(payload, list):
+        return [part for sub in payload if isinstance(sub, Message) for part in _own_parts(sub)]
+    return [msg]
