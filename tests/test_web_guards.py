@@ -483,3 +483,16 @@ def test_with_redis_down_limits_count_in_process_memory_and_signups_never_wait(
     assert codes == [202, 202, 202, 429, 429, 429]
     assert events.names == ["ratelimit.unavailable"]
     assert took < 4.0, took
+
+
+def test_the_admin_api_says_401_for_any_path_behind_a_root_path(settings):
+    """Behind a proxy that mounts the app under a prefix (`uvicorn --root-path /news`), the
+    request's path carries the prefix: the admin API's gate still answers every path below it."""
+    with TestClient(create_app(settings), root_path="/news") as c:
+        for path in ("/news/api/admin/nonexistent", "/news/api/admin/stats"):
+            r = c.get(path)
+            assert r.status_code == 401 and r.json()["error"] == "Unauthorized", (path, r.status_code)
+        assert (
+            c.get("/news/api/admin/stats", headers={"Authorization": f"Bearer {ADMINS[0]}"}).status_code
+            == 200
+        )

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable
 
 from fastapi import HTTPException, Request
+from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -18,7 +19,6 @@ from newsletter.bounces.providers.ses import load_keys
 from newsletter.config import ConfigError, Settings
 from newsletter.web.deps import SettingsDep
 from newsletter.web.headers import origin_of
-from newsletter.web.responses import error_response
 
 SIGNATURE_MAX_AGE = 300  # seconds an X-Timestamp may differ from our clock: older replays fail
 MIN_SECRET = 16
@@ -93,11 +93,14 @@ class AdminGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):  # behind `--root-path` the path includes it
+            path = path[len(root) :]
         if path == ADMIN_API or path.startswith(ADMIN_API + "/"):
             header = Headers(scope=scope).get("authorization")
             if not matches_any(bearer_token(header), self.tokens):
-                response = error_response(Request(scope), 401, "Unauthorized", NO_ADMIN_TOKEN)
-                response.headers["WWW-Authenticate"] = "Bearer"
+                body = {"error": "Unauthorized", "detail": NO_ADMIN_TOKEN}  # as `error_response` has it
+                response = JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
                 return await response(scope, receive, send)
         await self.app(scope, receive, send)
 
