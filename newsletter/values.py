@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from typing import Any
+
+
+class JSONTooDeep(ValueError):
+    """JSON nested past the interpreter's recursion limit (`[[[[…`): malformed like any other."""
+
+
+def load_json(data: str | bytes) -> Any:
+    """`json.loads`, except that JSON nested too deeply to read is a ValueError (JSONTooDeep)
+    like any other malformed JSON, not a RecursionError that escapes every `except ValueError`."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise JSONTooDeep("JSON nested too deeply to read") from None
 
 
 def shorten(text: str, width: int, *, one_line: bool = False, at_word: bool = False) -> str:

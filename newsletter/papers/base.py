@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from newsletter import __version__
-from newsletter.values import as_utc, shorten
+from newsletter.values import as_utc, load_json, shorten
 
 MAX_TITLE = 1000
 MAX_ABSTRACT = 10_000
@@ -257,7 +257,7 @@ def parse_datetime(value: Any) -> datetime | None:
 def describe_response(response: httpx.Response) -> str:
     """A short, single-line excerpt of a response body for an error message."""
     try:
-        data = response.json()
+        data = load_json(response.content)
     except ValueError:
         data = None
     if isinstance(data, dict) and isinstance(data.get("error"), str):

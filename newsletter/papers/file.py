@@ -17,6 +17,7 @@ from newsletter.papers.base import (
     keyword_list,
     organization_name,
 )
+from newsletter.values import JSONTooDeep, load_json
 
 
 def read_feed(path: str | Path) -> SourceResult:
@@ -27,7 +28,7 @@ def read_feed(path: str | Path) -> SourceResult:
     """
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        data = load_json(path.read_text(encoding="utf-8-sig"))
     except OSError as exc:
         raise SourceError(f"cannot read paper feed {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
@@ -36,7 +37,7 @@ def read_feed(path: str | Path) -> SourceResult:
         raise SourceError(
             f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from exc
-    except RecursionError as exc:  # json gives up past the interpreter's recursion limit
+    except JSONTooDeep as exc:
         raise SourceError(f"{path}: not a paper feed: its JSON is nested too deeply to read") from exc
     try:
         return parse_feed(data)

@@ -27,6 +27,7 @@ from newsletter.papers.base import (
     keyword_list,
     organization_name,
 )
+from newsletter.values import JSONTooDeep, load_json
 
 NAME = "Hugging Face daily papers"
 _WEEK = re.compile(r"(\d{4})-W(\d{2})")
@@ -171,12 +172,12 @@ def _get_page(
         reason = describe_response(response)
         raise SourceError(f"{NAME}: HTTP {response.status_code} from {response.url}: {reason}")
     try:
-        data = response.json()
+        data = load_json(response.content)
+    except JSONTooDeep:
+        raise SourceError(f"{NAME}: {response.url} returned JSON nested too deeply to read") from None
     except ValueError:
         kind = response.headers.get("content-type", "no content type")
         raise SourceError(f"{NAME}: {response.url} did not return JSON ({kind})") from None
-    except RecursionError:  # json gives up past the interpreter's recursion limit
-        raise SourceError(f"{NAME}: {response.url} returned JSON nested too deeply to read") from None
     if not isinstance(data, list):
         got = describe_response(response)
         raise SourceError(f"{NAME}: expected a list of papers from {response.url}, got: {got}")

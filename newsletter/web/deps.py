@@ -6,7 +6,6 @@ Routers import this module, `auth` and `responses`, never `app`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Generic, TypeVar, get_origin
 
@@ -22,6 +21,7 @@ from newsletter.db import session_scope
 from newsletter.models import Subscriber
 from newsletter.ratelimit import client_key
 from newsletter.tokens import Purpose
+from newsletter.values import load_json
 from newsletter.web.responses import sends_json
 
 # Ids are INTEGER columns: a larger number in the URL is a 422, not a database error (a 500).
@@ -104,8 +104,8 @@ async def _fields(request: Request, lists: frozenset[str] = frozenset()) -> Any:
     `lists` as the list of all its values."""
     if sends_json(request):
         try:
-            return json.loads(await request.body() or b"{}")
-        except (ValueError, RecursionError) as exc:  # also UnicodeDecodeError; `[[[[…` too deep
+            return load_json(await request.body() or b"{}")
+        except ValueError as exc:  # also UnicodeDecodeError, and JSONTooDeep
             raise RequestValidationError(
                 [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error", "input": {}}]
             ) from exc

@@ -6,7 +6,6 @@ Adapters yield `newsletter.bounces.events.BounceEvent`s; the web edge records ea
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from newsletter.bounces.events import BounceEvent
+from newsletter.values import JSONTooDeep, load_json
 
 Kind = Literal["hard", "soft", "policy", "complaint", "unsubscribe"]
 Shape = TypeVar("Shape", bound=BaseModel)
@@ -46,11 +46,11 @@ class Batch:
 def read_json(body: bytes) -> Any:
     """The JSON value of a request body; Malformed if it is not JSON in UTF-8."""
     try:
-        return json.loads(body)
+        return load_json(body)
+    except JSONTooDeep as exc:  # '[' * 60000: no provider nests that deep
+        raise Malformed("The body's JSON is nested too deeply.") from exc
     except ValueError as exc:  # also UnicodeDecodeError
         raise Malformed("The body is not JSON.") from exc
-    except RecursionError as exc:  # '[' * 100000: no provider nests that deep
-        raise Malformed("The body's JSON is nested too deeply.") from exc
 
 
 def read_as(shape: type[Shape], body: bytes, what: str) -> Shape:
