@@ -208,6 +208,7 @@ def _address(field: str) -> str:
 
 def _read_dsn(msg: EmailMessage) -> Reading:
     findings, delayed = [], False
+    in_text = _status_in_text(msg)  # the report's own words, read once for all its recipients
     for part in msg.walk():
         if part.get_content_type() != "message/delivery-status":
             continue
@@ -223,7 +224,7 @@ def _read_dsn(msg: EmailMessage) -> Reading:
             status = _status(_field(block, "Status"), diagnostic)
             reply = kind_of_reply(diagnostic)
             if reply is None and (not status or status.endswith(".0.0")):  # the report's text may say
-                status = _status_in_text(msg) or status
+                status = in_text or status
             kind = kind_of_status(status) or reply or BounceKind.hard
             finding = Finding(kind, _address(recipient), status, diagnostic[:1000])
             if finding not in findings:
