@@ -131,11 +131,7 @@ def change_subscriber(
         if sub.status not in (SubscriberStatus.pending, SubscriberStatus.confirmed):
             raise OperatorError(f"{sub.email} is {sub.status.value}; only their own signup changes that")
         values: dict[str, Any] = change.model_dump(exclude_none=True, exclude={"weekday", "timezone"})
-        if change.weekday is not None or change.timezone is not None:  # the slot is set as a pair
-            values["schedule"] = (
-                sub.weekday if change.weekday is None else change.weekday,
-                sub.timezone if change.timezone is None else change.timezone,
-            )
+        values["schedule"] = (change.weekday, change.timezone)  # None keeps that one as it is
         subs.apply_preferences(sub, **values)
         subs.record_consent(session, sub, "preferences_changed", client)
         return SubscriberPublic.model_validate(sub)
