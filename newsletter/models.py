@@ -26,6 +26,9 @@ from sqlmodel import Field, SQLModel
 # SQLite hands out max(rowid) + 1, so the id of an erased last row came back for the next one;
 # AUTOINCREMENT never reuses an id. Every table has it (PostgreSQL sequences never reuse).
 NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+# Ids are INTEGER columns: 32 bits on PostgreSQL. A larger id names no row, and asking for one is
+# an error of the database (not a "no such row"), so every id taken from outside stops here.
+MAX_ROW_ID = 2**31 - 1
 
 
 def utcnow() -> datetime:

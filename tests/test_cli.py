@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from newsletter import admin
 from newsletter.cli import app
 from newsletter.config import get_settings, reset_settings
+from newsletter.models import MAX_ROW_ID
 from newsletter.papers import sample_feed_path
 from newsletter.testing import create_pg_database, drop_pg_database
 from tests.conftest import ROOT, cli_with, migrated_sqlite, process_env
@@ -321,7 +322,8 @@ def usage_error(*args: str) -> str:
 
 def test_numbers_past_what_the_database_or_a_socket_takes_are_usage_errors(cli):
     """An id past SQLite's 64 bits ended in `OverflowError: Python int too large to convert to
-    SQLite INTEGER`, a port past 65535 in `OverflowError: bind(): port must be 0-65535`."""
+    SQLite INTEGER`, one past PostgreSQL's 32-bit INTEGER in a DataError, a port past 65535 in
+    `OverflowError: bind(): port must be 0-65535`."""
     huge = "99999999999999999999999"
     for args in (
         ("issues", "show", huge),
@@ -330,10 +332,10 @@ def test_numbers_past_what_the_database_or_a_socket_takes_are_usage_errors(cli):
         ("deliveries", "list", "--issue", huge),
         ("deliveries", "list", "--after", huge),
     ):
-        assert "9223372036854775807" in usage_error(*args), args
+        assert str(MAX_ROW_ID) in usage_error(*args), args
     for args in (("serve", "--port", "99999"), ("inbound", "serve", "--port", "99999")):
         assert "65535" in usage_error(*args), args
-    largest = str(2**63 - 1)  # still an id: there is no such issue, and nothing after it
+    largest = str(MAX_ROW_ID)  # still an id: there is no such issue, and nothing after it
     assert "no issue with id" in one_line_error("issues", "show", largest)
     assert "No failed/deferred deliveries" in cli("deliveries", "list", "--after", largest).stdout
 

@@ -24,9 +24,6 @@ OPERATOR_MISTAKES = (OperatorError, InvalidInput, ConfigError, OSError)
 _SCHEMA_BEHIND = {"42P01", "42703"}
 _SQLITE_SCHEMA_BEHIND = ("no such table", "no such column")
 
-# The largest id a row can have: SQLite keeps integers in 64 bits and cannot even look for a
-# larger one (OverflowError), so id options stop there and a larger number is a usage error.
-MAX_ID = 2**63 - 1
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)

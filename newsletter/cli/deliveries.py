@@ -6,8 +6,9 @@ import typer
 from rich.markup import escape
 
 from newsletter import inspection
-from newsletter.cli.common import MAX_ID, console, emit_json
+from newsletter.cli.common import console, emit_json
 from newsletter.config import get_settings
+from newsletter.models import MAX_ROW_ID
 
 deliveries_app = typer.Typer(help="Single deliveries: who got what, and why not.", no_args_is_help=True)
 
@@ -40,11 +41,11 @@ def deliveries_list(
         help="pending | sending | deferred | sent | failed | skipped; repeat for several "
         "(default: failed and deferred).",
     ),
-    issue: int | None = typer.Option(None, min=1, max=MAX_ID, help="Only this issue's deliveries."),
+    issue: int | None = typer.Option(None, min=1, max=MAX_ROW_ID, help="Only this issue's deliveries."),
     email: str | None = typer.Option(None, help="Only this reader's deliveries."),
     limit: int = typer.Option(100, help="At most this many rows."),
     after: int = typer.Option(
-        0, min=0, max=MAX_ID, help="Continue after this delivery id (the last row shown)."
+        0, min=0, max=MAX_ROW_ID, help="Continue after this delivery id (the last row shown)."
     ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:

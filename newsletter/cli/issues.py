@@ -7,14 +7,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from newsletter import admin, inspection, operations
-from newsletter.cli.common import MAX_ID, console, emit_json, say_paused
+from newsletter.cli.common import console, emit_json, say_paused
 from newsletter.cli.deliveries import print_page
 from newsletter.config import Settings, get_settings
 from newsletter.errors import OperatorError
+from newsletter.models import MAX_ROW_ID
 from newsletter.testsend import send_test
 
 issues_app = typer.Typer(help="Issues (editions) and their deliveries.", no_args_is_help=True)
-ISSUE_ID = typer.Argument(..., min=1, max=MAX_ID, help="The issue's id (`newsletter issues list`).")
+ISSUE_ID = typer.Argument(..., min=1, max=MAX_ROW_ID, help="The issue's id (`newsletter issues list`).")
 
 
 def send(

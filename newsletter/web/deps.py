@@ -18,14 +18,14 @@ from sqlmodel import Session
 from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.models import Subscriber
+from newsletter.models import MAX_ROW_ID, Subscriber
 from newsletter.ratelimit import client_key
 from newsletter.tokens import Purpose
 from newsletter.values import load_json
 from newsletter.web.responses import sends_json
 
 # Ids are INTEGER columns: a larger number in the URL is a 422, not a database error (a 500).
-IssueId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+IssueId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 Body = TypeVar("Body", bound=BaseModel)
 BODY_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "application/json")
 

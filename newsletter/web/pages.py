@@ -19,7 +19,7 @@ from newsletter.config import Settings
 from newsletter.digests import issue_title, reader_view
 from newsletter.ledger import sent_papers
 from newsletter.ledger.reports import archived_issues
-from newsletter.models import Issue, utcnow
+from newsletter.models import MAX_ROW_ID, Issue, utcnow
 from newsletter.stats import issue_counts, subscriber_counts
 from newsletter.templating import html_env
 from newsletter.tokens import Purpose, TokenError, TokenReason
@@ -106,7 +106,7 @@ def issue_number(text: str) -> int | None:
     if not text.isascii() or not text.isdigit() or len(text) > 10:
         return None
     number = int(text)
-    return number if 1 <= number <= 2**31 - 1 else None
+    return number if 1 <= number <= MAX_ROW_ID else None
 
 
 @router.get("/issues/{issue_id}/view/{token}", response_class=HTMLResponse)

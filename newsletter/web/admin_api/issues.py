@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from newsletter import admin, inspection, operations
 from newsletter.inspection import DeliveryPage
-from newsletter.models import DeliveryState, Frequency
+from newsletter.models import MAX_ROW_ID, DeliveryState, Frequency
 from newsletter.operations import IssueSummary, SendStarted, VotedPaper
 from newsletter.testsend import TestSendResult, send_test
 from newsletter.web.admin_api.models import (
@@ -91,8 +91,8 @@ def top_voted(
 def deliveries(
     settings: SettingsDep,
     state: Annotated[list[DeliveryState] | None, Query(description="Default: failed and deferred.")] = None,
-    issue_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
-    after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    issue_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
+    after: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=inspection.MAX_LIMIT)] = 100,
 ) -> DeliveryPage:
     """Deliveries by state with the server's reply, oldest first; follow `next_after`."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from newsletter.inspection import DeliveryPage
-from newsletter.models import Frequency
+from newsletter.models import MAX_ROW_ID, Frequency
 from newsletter.operations import IssueSummary
 
 
@@ -62,7 +62,7 @@ class DueReport(BaseModel):
 class PreviewBody(BaseModel):
     """Whose digest: a subscriber's (by id) or some interests'."""
 
-    subscriber_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    subscriber_id: int | None = Field(default=None, ge=1, le=MAX_ROW_ID)
     interests: str | None = Field(default=None, max_length=2000)
     limit: int | None = Field(default=None, ge=1, le=50)
 
@@ -89,7 +89,7 @@ class TestSendBody(BaseModel):
     __test__ = False
 
     to: str = Field(max_length=320)
-    subscriber_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    subscriber_id: int | None = Field(default=None, ge=1, le=MAX_ROW_ID)
     interests: str | None = Field(default=None, max_length=2000)
 
 

@@ -11,7 +11,7 @@ from starlette.datastructures import UploadFile
 
 from newsletter import admin, history, operations
 from newsletter.importing import ImportReport, import_subscribers
-from newsletter.models import Frequency, SubscriberPublic, SubscriberStatus
+from newsletter.models import MAX_ROW_ID, Frequency, SubscriberPublic, SubscriberStatus
 from newsletter.operations import SubscriberChange, SubscriberPage
 from newsletter.web.admin_api.models import NewSubscriber, Removal, Unsuppress
 from newsletter.web.auth import admin_caller
@@ -23,7 +23,7 @@ router = APIRouter(
     dependencies=[Depends(admin_caller)],
     route_class=FormOrJsonRoute,
 )
-SubscriberId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+SubscriberId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 MAX_CSV = 32 * 2**20  # as the body cap of the import path (`middleware.LARGE_BODIES`)
 CSV_FILE = {
     "type": "object",
@@ -44,7 +44,7 @@ def list_subscribers(
     status: SubscriberStatus | None = None,
     frequency: Frequency | None = None,
     search: Annotated[str | None, Query(max_length=320, description="Part of the address, any case.")] = None,
-    after: Annotated[int, Query(ge=0, le=2**31 - 1, description="The previous page's next_after.")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ROW_ID, description="The previous page's next_after.")] = 0,
     limit: Annotated[int, Query(ge=1, le=operations.MAX_PAGE)] = 100,
 ) -> SubscriberPage:
     """Subscribers in id order, `limit` at a time; follow `next_after` for the next page."""

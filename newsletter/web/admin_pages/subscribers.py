@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from newsletter import history, privacy
 from newsletter import subscriptions as subs
 from newsletter.dashboard import search_subscribers
-from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.models import MAX_ROW_ID, Subscriber, SubscriberStatus
 from newsletter.web.admin_pages.session import PATH, Admin, AdminForm
 from newsletter.web.admin_pages.views import back_to, page
 from newsletter.web.deps import SessionDep, SettingsDep
@@ -18,7 +18,7 @@ from newsletter.web.responses import error_response
 
 router = APIRouter(prefix=PATH, include_in_schema=False)
 
-SubscriberId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+SubscriberId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 PAGE_SIZE = 50
 ADMIN_CLIENT = subs.Client(user_agent="admin pages")  # recorded in the consent rows of these actions
 STATUSES = [s.value for s in SubscriberStatus]
@@ -31,7 +31,7 @@ def subscriber_list(
     session: SessionDep,
     q: Annotated[str, Query(max_length=320)] = "",
     status: Annotated[str, Query(max_length=20)] = "",
-    after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
 ) -> Response:
     if status and status not in STATUSES:
         return error_response(request, 400, "Unknown status", f"Use one of {', '.join(STATUSES)}.")
