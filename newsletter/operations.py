@@ -8,7 +8,7 @@ they are); mistakes raise `OperatorError`, unknown ids and addresses `NotFound`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import case, func
@@ -47,13 +47,18 @@ class SubscriberPage(BaseModel):
 
 
 class SubscriberChange(BaseModel):
-    """Preferences to set; a field left out keeps its value."""
+    """Preferences to set; a field left out keeps its value, and an empty weekday or time zone
+    ("") is the list's."""
 
     interests: str | None = Field(default=None, max_length=2000)
     frequency: Frequency | None = None
     max_papers: int | None = Field(default=None, ge=1, le=50)
-    weekday: int | None = Field(default=None, ge=0, le=6, description="0 = Monday")
-    timezone: str | None = Field(default=None, max_length=64, description="An IANA name.")
+    weekday: Annotated[int, Field(ge=0, le=6)] | Literal[""] | None = Field(
+        default=None, description='0 = Monday; "" for the list\'s day'
+    )
+    timezone: str | None = Field(
+        default=None, max_length=64, description='An IANA name; "" for the list\'s zone'
+    )
 
 
 class IssueSummary(BaseModel):

@@ -130,10 +130,13 @@ def test_subscribers_list_search_page_change_and_erase(api):
     slot = ok(api.patch(f"/api/admin/subscribers/{ada}", json={"weekday": 4, "timezone": "Asia/Tokyo"}))
     assert (slot["weekday"], slot["timezone"], slot["max_papers"]) == (4, "Asia/Tokyo", 3)
     assert ok(api.patch(f"/api/admin/subscribers/{ada}", json={"weekday": 2}))["timezone"] == "Asia/Tokyo"
+    listed = ok(api.patch(f"/api/admin/subscribers/{ada}", json={"weekday": ""}))  # the list's day
+    assert (listed["weekday"], listed["timezone"]) == (None, "Asia/Tokyo")
+    assert api.patch(f"/api/admin/subscribers/{ada}", json={"weekday": "someday"}).status_code == 422
     bad_zone = api.patch(f"/api/admin/subscribers/{ada}", json={"timezone": "Mars/Olympus"})
     assert bad_zone.status_code == 422 and "time zone" in bad_zone.json()["detail"]
     history = ok(api.get(f"/api/admin/subscribers/{ada}"))
-    assert [c["event"] for c in history["consent"]] == ["imported"] + ["preferences_changed"] * 3
+    assert [c["event"] for c in history["consent"]] == ["imported"] + ["preferences_changed"] * 4
     assert {c["user_agent"] for c in history["consent"]} == {"admin api"}  # not "cli"
     assert history["digests"] == [] and history["votes"] == []
 

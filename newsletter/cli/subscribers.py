@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Literal
 
 import typer
 from pydantic import ValidationError
@@ -78,9 +79,12 @@ def subscribers_update(
     frequency: Frequency | None = typer.Option(None, case_sensitive=False, help="weekly | daily"),
     max_papers: int | None = typer.Option(None, min=1, max=50, help="Papers per digest."),
     weekday: str | None = typer.Option(
-        None, help="Their weekly day: 0-6 (0 = Monday) or a day's name (mon, Monday)."
+        None,
+        help="Their weekly day: 0-6 (0 = Monday) or a day's name (mon, Monday); '' for the list's day.",
     ),
-    timezone: str | None = typer.Option(None, help="Their IANA time zone, e.g. Europe/Berlin."),
+    timezone: str | None = typer.Option(
+        None, help="Their IANA time zone, e.g. Europe/Berlin; '' for the list's zone."
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Change a pending or confirmed reader's preferences (recorded in their consent log).
@@ -107,9 +111,10 @@ def checked_change(
     page check it: a bad value is one line naming what is wrong, never pydantic's report."""
     if interests is not None:
         interests = clean_interests(interests)  # "Interests are limited to 2000 characters."
-    day = None if weekday is None else clean_weekday(weekday)
-    if weekday is not None and day is None:  # empty: a change cannot say "back to the list's day"
-        raise InvalidInput("--weekday is empty: give 0-6 (0 is Monday) or a day's name such as mon")
+    day: int | Literal[""] | None = None
+    if weekday is not None:
+        day = clean_weekday(weekday)
+        day = "" if day is None else day  # empty: back to the list's day
     if timezone is not None:
         timezone = clean_timezone(timezone) or ""  # empty: back to the list's zone
     values = {"interests": interests, "frequency": frequency, "max_papers": max_papers, "weekday": day}
