@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,16 +43,36 @@ def check_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
-    """A new engine for `url`; SQLite files get their folder created and safe pragmas."""
+def make_engine(url: str, *, create: bool = False) -> Engine:
+    """A new engine for `url`; SQLite files get safe pragmas. Only with `create` (the migrations
+    and the demo) is a missing SQLite file made, with its folder: anything else pointed at a path
+    that holds no database says so at connect time, instead of leaving an empty file there."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(url)
+        if path and create:
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        if path and not create:
+            event.listen(engine, "do_connect", lambda *_: _refuse_missing(path))
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names; None for an in-memory database or a `file:` URI."""
+    name = make_url(url).database or ""
+    return None if name in ("", ":memory:") or name.startswith("file:") else Path(name)
+
+
+def _refuse_missing(path: Path) -> None:
+    """Connecting to a SQLite file that does not exist is a mistake in the URL (or a database
+    never made): an OperationalError naming the path, raised before sqlite3 creates it empty."""
+    if not path.exists():
+        raise sqlite3.OperationalError(
+            f"no SQLite database at {path} "
+            "(check NEWSLETTER_DATABASE_URL; `newsletter db upgrade` creates it)"
+        )
 
 
 def get_engine(url: str) -> Engine:

@@ -19,5 +19,8 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Bring the database at `database_url` to `revision` (creating a SQLite file if needed)."""
-    make_engine(database_url).dispose()  # creates the folder of a SQLite file
+    engine = make_engine(database_url, create=True)
+    with engine.connect():  # makes a missing SQLite file (and its folder), as the migrations' engine will not
+        pass
+    engine.dispose()
     command.upgrade(alembic_config(database_url), revision)

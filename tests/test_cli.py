@@ -83,6 +83,7 @@ def one_line_error(*args: str) -> str:
 def unmigrated_url(request, tmp_path):
     """A database that exists but never had `newsletter db upgrade`."""
     if request.param == "sqlite":
+        (tmp_path / "empty.db").touch()  # an empty file is an empty SQLite database
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
     url = create_pg_database()
@@ -94,6 +95,25 @@ def test_a_database_without_its_schema_says_to_upgrade(configure, unmigrated_url
     configure(NEWSLETTER_DATABASE_URL=unmigrated_url)
     for args in (("issues", "list"), ("stats", "--json"), ("subscribers", "list")):
         assert "run `newsletter db upgrade`" in one_line_error(*args), args
+
+
+def test_a_mistyped_sqlite_path_is_named_and_left_alone(configure, tmp_path):
+    """A command pointed at a SQLite path holding no database made the folder and an empty file
+    there, then said "run `newsletter db upgrade`", which would have set up a second, empty list
+    at the typo; now it names the path and writes nothing. `db upgrade` still creates it."""
+    missing = tmp_path / "typo" / "newsleter.db"
+    configure(NEWSLETTER_DATABASE_URL=f"sqlite:///{missing}")
+    for args in (("stats",), ("issues", "list"), ("subscribers", "list", "--json"), ("check",)):
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == 1, (args, result.output)
+        if args != ("check",):
+            assert result.stderr == (
+                f"Error: cannot reach the database: no SQLite database at {missing} "
+                "(check NEWSLETTER_DATABASE_URL; `newsletter db upgrade` creates it)\n"
+            ), args
+        assert not missing.parent.exists(), args
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0 and missing.exists()
+    assert "Subscribers" in runner.invoke(app, ["stats"]).stdout
 
 
 def test_an_unreachable_database_is_one_line(configure):
