@@ -33,6 +33,7 @@ from newsletter.papers import (
     title_key,
 )
 from newsletter.papers.huggingface import parse_item
+from newsletter.papers.ingest import scheduled_ingest
 
 DATA = Path(__file__).parent / "data"
 Reply = tuple[int, str, bytes]
@@ -700,6 +701,26 @@ class TestLoadSource:
         result = load_source(self.settings(paper_source="huggingface"), path=path)
 
         assert [record.title for record in result.records] == ["Only"]
+
+    def test_the_daily_ingest_reads_the_configured_source_whatever_the_path_says(
+        self, server: StubServer, tmp_path: Path, sqlite_url: str
+    ) -> None:
+        """An operator who moved from the file source to Hugging Face and left PAPER_SOURCE_PATH
+        in the settings file got the old file again every morning: the path chose the source."""
+        hf_pages(server)
+        feed = write_json(tmp_path / "old-feed.json", [{"title": "From the old file"}])
+        settings = self.settings(
+            database_url=sqlite_url,
+            paper_source="huggingface",
+            paper_source_path=str(feed),
+            huggingface_url=server.url("/api/daily_papers"),
+        )
+
+        report = scheduled_ingest(settings)
+
+        assert server.hits and report["added"] == 2  # the page's two papers, not the file's one
+        file_only = self.settings(database_url=sqlite_url, paper_source="file", paper_source_path=str(feed))
+        assert scheduled_ingest(file_only)["added"] == 1
 
     def test_a_week_means_hugging_face(self, server: StubServer) -> None:
         hf_pages(server)

@@ -122,8 +122,9 @@ def store_fetched(settings: Settings, fetched: SourceResult) -> IngestReport:
 
 
 def scheduled_ingest(settings: Settings) -> dict[str, Any]:
-    """Beat's daily ingest from the configured source; returns the report as JSON-ready data."""
-    fetched = load_source(settings, path=settings.paper_source_path)
+    """Beat's daily ingest from the configured source; returns the report as JSON-ready data.
+    `paper_source_path` only counts for the file source (a path given would choose it)."""
+    fetched = load_source(settings)
     return asdict(store_fetched(settings, fetched))
 
 
