@@ -659,6 +659,62 @@ class TestIngest:
             2,
         )
 
+    def test_a_second_source_fills_gaps_but_never_swaps_the_description(self, session: Session) -> None:
+        """A paper on Hugging Face's list that an arXiv query also returns kept flipping: arXiv's
+        categories replaced the TL;DR model's keywords (the paper fell from 2nd to 49th for "LLM
+        agents") and its versioned abs link the HF page, and each ingest said "updated"."""
+        listed = PaperRecord(
+            title="WebPilot",
+            arxiv_id="2611.04242",
+            url="https://huggingface.co/papers/2611.04242",
+            keywords=["LLM agents", "tool use"],
+            source="huggingface",
+        )
+        found = PaperRecord(
+            title="WebPilot",
+            arxiv_id="2611.04242v2",
+            url="https://arxiv.org/abs/2611.04242v2",
+            pdf_url="https://arxiv.org/pdf/2611.04242v2",
+            keywords=["cs.CL", "cs.AI"],
+            authors=["Ada Lovelace"],
+            source="arxiv",
+        )
+        ingest_records(session, [listed])
+
+        first = ingest_records(session, [found])
+        again = [ingest_records(session, [record]) for record in (listed, found, listed, found)]
+
+        [row] = papers(session)
+        assert first.updated == 1  # it filled in the authors HF's record lacked
+        assert [(r.updated, r.unchanged) for r in again] == [(0, 1)] * 4
+        assert (row.url, row.keywords, row.source) == (listed.url, ["LLM agents", "tool use"], "huggingface")
+        assert (row.pdf_url, row.authors) == ("https://arxiv.org/pdf/2611.04242", ["Ada Lovelace"])
+
+    def test_hugging_face_takes_over_a_paper_first_seen_on_arxiv(self, session: Session) -> None:
+        ingest_records(
+            session, [PaperRecord(title="Seen", arxiv_id="2611.00001", keywords=["cs.LG"], source="arxiv")]
+        )
+
+        report = ingest_records(
+            session,
+            [
+                PaperRecord(
+                    title="Seen", arxiv_id="2611.00001", keywords=["world models"], source="huggingface"
+                )
+            ],
+        )
+        ingest_records(
+            session, [PaperRecord(title="Seen", arxiv_id="2611.00001", keywords=["cs.LG"], source="arxiv")]
+        )
+
+        [row] = papers(session)
+        assert report.updated == 1
+        assert (row.keywords, row.url, row.source) == (
+            ["world models"],
+            "https://huggingface.co/papers/2611.00001",
+            "huggingface",
+        )
+
     def test_missing_date_means_ingest_time(self, session: Session) -> None:
         dated = PaperRecord(title="Dated", published_at="2025-09-04T21:26:31Z")
 

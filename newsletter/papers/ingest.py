@@ -32,6 +32,9 @@ from newsletter.papers.huggingface import fetch_daily_papers
 _IN_CHUNK = 500  # stays under SQLite's bound-parameter limit
 _SOURCES = ("file", "huggingface", "arxiv")
 _SOURCE_OF = {"path": "file", "week": "huggingface", "date": "huggingface", "query": "arxiv"}
+# Whose description of a paper wins: Hugging Face's page, model-written keywords and code links
+# over an arXiv listing (categories, a versioned link) or a feed file; equal ranks never swap.
+_SOURCE_RANK = {"huggingface": 1}
 
 
 class Outcome(enum.Enum):
@@ -206,6 +209,10 @@ def _ingest_one(session: Session, papers: _Papers, record: PaperRecord, now: dat
     return outcome
 
 
+def _rank(source: str) -> int:
+    return _SOURCE_RANK.get(source, 0)
+
+
 def _new_row(record: PaperRecord, key: str, now: datetime) -> Paper:
     return Paper(
         arxiv_id=record.arxiv_id,
@@ -228,12 +235,21 @@ def _new_row(record: PaperRecord, key: str, now: datetime) -> Paper:
 
 
 def _refresh(row: Paper, record: PaperRecord) -> bool:
-    """Copy over what the record knows that the row lacks or has older; True if anything changed."""
-    changes = {name: getattr(record, name) for name in LINK_FIELDS if getattr(record, name)}
-    if record.authors:
-        changes["authors"] = list(record.authors)
-    if record.keywords:
-        changes["keywords"] = list(record.keywords)
+    """Copy over what the record knows that the row lacks or has older; True if anything changed.
+
+    Links, authors and keywords are replaced only by the source the row has them from, or by one
+    that knows more (`_SOURCE_RANK`); another source only fills what the row lacks. Otherwise a
+    paper listed by Hugging Face and found again by an arXiv query swapped its keywords for
+    arXiv's categories ("cs.CL") and its page for a versioned arXiv link on every other ingest.
+    """
+    replaces = record.source == row.source or _rank(record.source) > _rank(row.source)
+    described = {name: getattr(record, name) for name in LINK_FIELDS}
+    described |= {"authors": list(record.authors), "keywords": list(record.keywords)}
+    changes = {
+        name: value for name, value in described.items() if value and (replaces or not getattr(row, name))
+    }
+    if replaces:
+        changes["source"] = record.source
     # A source without votes (arXiv, a plain file) reports 0; that is "unknown", not "none".
     if record.upvotes:
         changes["upvotes"] = record.upvotes
