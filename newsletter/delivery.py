@@ -41,6 +41,7 @@ from newsletter.ledger import (
     load_subscribers,
     plan_issue,
     release,
+    renew_open,
     requeue_refused,
     requeue_stale,
     sent_history,
@@ -212,6 +213,7 @@ def resume_issue(settings: Settings, issue_id: int) -> int | None:
         if not unpause_issue(conn, issue_id):
             return None
         put_back = requeue_refused(conn, issue_id)
+        renew_open(conn, issue_id)  # a pause longer than the retry window gives nothing up
     event(log, "issue.resumed", logging.WARNING, issue_id=issue_id, put_back=put_back)
     jobs.run(settings, dispatch_issue, issue_id)
     return put_back
@@ -220,10 +222,11 @@ def resume_issue(settings: Settings, issue_id: int) -> int | None:
 def recover_stale_claims(settings: Settings, older_than: int | None = None) -> int:
     """Put back rows whose worker stopped heartbeating (killed mid-batch) and dispatch them.
 
-    Also dispatches again every issue of the last `deferred_retry_days` that still has rows to
-    send but no claim for `redispatch_after_seconds` (longer than any retry backoff): its queued
-    tasks were lost (a broker that restarted empty), or its retries ran out (a relay down for
-    hours). Dispatching twice is harmless (the claim). Rows still to send of older issues are
+    Also dispatches again every issue with rows due for less than `deferred_retry_days` still
+    to send but no claim for `redispatch_after_seconds` (longer than any retry backoff): its
+    queued tasks were lost (a broker that restarted empty), or its retries ran out (a relay down
+    for hours). Dispatching twice is harmless (the claim). Rows due for longer (counted from
+    their own planning, or from the resume of a paused issue; never while it is paused) are
     given up: failed, "gave up after N days", and logged as `issue.rows_expired`.
     Returns how many claims were put back.
     """

@@ -247,6 +247,11 @@ class Delivery(SQLModel, table=True):
     smtp_code: int | None = None
     error: str | None = Field(default=None, max_length=1000)
     paper_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # When the row became due: planned (on the reader's own day, which may be days after the
+    # issue was made), or put back by a resume. Unsent DEFERRED_RETRY_DAYS later it is given up.
+    due_since: datetime = Field(
+        default_factory=utcnow, sa_column_kwargs={"server_default": text("CURRENT_TIMESTAMP")}
+    )
 
 
 # The journey emails that are not finished yet: at most one per subscriber and kind (see below).

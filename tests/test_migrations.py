@@ -139,3 +139,40 @@ def test_0002_downgrades_and_upgrades_again(store_at_0001):
             assert "AUTOINCREMENT" not in schema
     engine.dispose()
     upgrade(url)
+
+
+def test_0012_starts_each_open_rows_window_at_its_issues_last_planning(store_at_0001):
+    """Rows already in the ledger count their retry window from their issue's last planning (its
+    creation if never planned), so the upgrade gives no row up sooner than before."""
+    url = store_at_0001
+    rows_of_revision_0001(url)
+    upgrade(url, "0011")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        later = conn.execute(
+            text(
+                "INSERT INTO issue (frequency, period, title, paper_ids, created_at, planned_at) "
+                "VALUES ('weekly', '2026-W45', 'Later', '[1]', :now, :planned) RETURNING id"
+            ),
+            {"now": NOW, "planned": datetime(2026, 11, 5, tzinfo=UTC).isoformat(" ")},
+        ).scalar_one()
+        reader = conn.execute(text("SELECT min(id) FROM subscriber")).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO delivery (issue_id, subscriber_id, state, attempts, paper_ids) "
+                "VALUES (:i, :s, 'deferred', 2, '[]')"
+            ),
+            {"i": later, "s": reader},
+        )
+    engine.dispose()
+    upgrade(url)
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        matches = conn.execute(
+            text(
+                "SELECT d.due_since = COALESCE(i.planned_at, i.created_at) "
+                "FROM delivery d JOIN issue i ON i.id = d.issue_id ORDER BY d.id"
+            )
+        ).scalars()
+        assert [bool(m) for m in matches] == [True, True]
+    engine.dispose()

@@ -14,24 +14,27 @@ from sqlmodel import select
 
 from newsletter.config import get_settings
 from newsletter.db import get_engine
-from newsletter.delivery import recover_stale_claims
+from newsletter.delivery import dispatch_issue, recover_stale_claims, resume_issue
 from newsletter.ledger import delivery_counts, plan_issue
 from newsletter.models import Delivery, DeliveryState, Issue, utcnow
+from newsletter.pauses import pause_issue
 from newsletter.testing import configured_session
 from tests.faultkit import relay_world
 
 
-def deferred_since(days: int, weeks_back: int) -> int:
-    """An issue created `days` ago (of the week `weeks_back` ago: one issue per week), all of
-    whose rows were deferred for the last time just after it was planned."""
+def deferred_since(days: int, weeks_back: int, planned_days: int | None = None) -> int:
+    """An issue created `days` ago (of the week `weeks_back` ago: one issue per week) whose
+    readers were planned `planned_days` ago (default: when it was made), all of whose rows were
+    deferred for the last time just after that."""
     now = utcnow()
     with configured_session() as session:
         issue, _ = plan_issue(session, now=now - timedelta(weeks=weeks_back))
         issue = session.get(Issue, issue.id)
-        issue.created_at = issue.planned_at = now - timedelta(days=days)
+        issue.created_at = now - timedelta(days=days)
+        issue.planned_at = now - timedelta(days=days if planned_days is None else planned_days)
         for row in session.exec(select(Delivery).where(Delivery.issue_id == issue.id)):
-            row.state, row.attempts = DeliveryState.deferred, 9
-            row.claimed_at, row.error = issue.created_at + timedelta(hours=1), "451 4.3.0 try again later"
+            row.state, row.attempts, row.due_since = DeliveryState.deferred, 9, issue.planned_at
+            row.claimed_at, row.error = issue.planned_at + timedelta(hours=1), "451 4.3.0 try again later"
             session.add(row)
         return issue.id
 
@@ -54,3 +57,35 @@ def test_deferred_rows_of_older_issues_are_retried_then_given_up(configure, db_u
     recover_stale_claims(get_settings())  # nothing left to give up or to send
     assert len([r for r in caplog.records if r.getMessage() == "issue.rows_expired"]) == 1
     assert box.total() == 6
+
+
+def test_readers_planned_days_after_their_issue_was_made_are_retried(configure, db_url, caplog):
+    """The window counts from a row's own planning. A weekly issue is made at the week's first
+    slot (Monday); its Thursday-to-Sunday readers are planned on their day, 3+ days later. The
+    sweep gave their rows up as soon as one was deferred or still queued, by the issue's age:
+    a relay's greylisting cost every late-week reader that week's digest."""
+    with relay_world(configure, db_url, 4) as (box, readers):
+        late_week = deferred_since(days=5, weeks_back=0, planned_days=1)
+        recover_stale_claims(get_settings())
+    assert delivery_counts(get_engine(db_url), late_week)["sent"] == 4
+    assert all(box.received[a] == 1 for a in readers)
+    assert not [r for r in caplog.records if r.getMessage() == "issue.rows_expired"]
+
+
+def test_a_paused_issue_gives_nothing_up_and_its_resume_sends_the_rest(configure, db_url, caplog):
+    """README: nothing more is sent until `issues resume`. A pause longer than the retry window
+    made the sweep fail the paused rows, so the resume found nothing to send."""
+    with relay_world(configure, db_url, 3) as (box, readers):
+        paused = deferred_since(days=5, weeks_back=0)
+        with get_engine(db_url).connect() as conn:
+            assert pause_issue(conn, paused, "checking the papers")
+        recover_stale_claims(get_settings())
+        assert delivery_counts(get_engine(db_url), paused)["deferred"] == 3  # kept while paused
+        box.rcpt_451 = 3  # the relay greylists the sends the resume makes
+        resume_issue(get_settings(), paused)
+        recover_stale_claims(get_settings())  # the window starts again at the resume
+        assert delivery_counts(get_engine(db_url), paused)["deferred"] == 3
+        dispatch_issue(get_settings(), paused)  # the next retry
+    assert delivery_counts(get_engine(db_url), paused)["sent"] == 3
+    assert all(box.received[a] == 1 for a in readers)
+    assert not [r for r in caplog.records if r.getMessage() == "issue.rows_expired"]

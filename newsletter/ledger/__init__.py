@@ -48,6 +48,18 @@ from newsletter.ledger.reports import (
 from newsletter.ledger.reports import (
     stalled_issues as stalled_issues,
 )
+from newsletter.ledger.sweeps import (  # re-exported: the ledger is one place to import from
+    expire_open as expire_open,
+)
+from newsletter.ledger.sweeps import (
+    renew_open as renew_open,
+)
+from newsletter.ledger.sweeps import (
+    requeue_refused as requeue_refused,
+)
+from newsletter.ledger.sweeps import (
+    requeue_stale as requeue_stale,
+)
 from newsletter.ledger.tables import CLAIMABLE, DELIVERIES, ISSUES, SUBSCRIBERS
 from newsletter.logs import event
 from newsletter.models import (
@@ -76,12 +88,14 @@ def plan_deliveries(session: Session, issue: Issue, readers: ColumnElement[bool]
     ON CONFLICT makes planning twice harmless. Returns how many rows were added.
     """
     table = DELIVERIES
+    now = utcnow()
     rows = select(
         literal(issue.id),
         col(Subscriber.id),
         literal(DeliveryState.pending, table.c.state.type),
         literal(0),
         literal([], table.c.paper_ids.type),
+        literal(now, table.c.due_since.type),
     ).where(
         col(Subscriber.status) == SubscriberStatus.confirmed,
         col(Subscriber.frequency) == issue.frequency,
@@ -89,7 +103,7 @@ def plan_deliveries(session: Session, issue: Issue, readers: ColumnElement[bool]
     )
     dialect = session.get_bind().dialect.name
     stmt = insert_ignore(table, dialect).from_select(
-        ["issue_id", "subscriber_id", "state", "attempts", "paper_ids"], rows
+        ["issue_id", "subscriber_id", "state", "attempts", "paper_ids", "due_since"], rows
     )
     added = rows_written(session, stmt)
     if dialect == "postgresql" and added >= ANALYZE_AFTER_ROWS:
@@ -99,7 +113,7 @@ def plan_deliveries(session: Session, issue: Issue, readers: ColumnElement[bool]
         # ix_delivery_issue_state for every claim of 100: a send of N readers cost O(N²)
         # (200,000 readers: 40-140 ms a claim, PostgreSQL using 1.3 of the 2 cores).
         session.execute(text(f"ANALYZE {table.name}"))
-    issue.planned_at = utcnow()
+    issue.planned_at = now
     session.add(issue)
     return max(added, 0)
 
@@ -211,39 +225,6 @@ def heartbeat(conn: Connection, ids: list[int], owner: str) -> set[int]:
     )
     conn.commit()
     return held
-
-
-def _move(conn: Connection, state: DeliveryState, error: str, *where: Any) -> list[int]:
-    """Set `state` and `error` on the rows matching `where`; returns each row's issue id."""
-    rows = conn.execute(
-        update(DELIVERIES).where(*where).values(state=state, error=error).returning(DELIVERIES.c.issue_id)
-    ).all()
-    conn.commit()
-    return [r[0] for r in rows]
-
-
-def requeue_stale(conn: Connection, cutoff: datetime) -> list[int]:
-    """Put back claims whose heartbeat is older than `cutoff`; returns each row's issue id."""
-    stale = (DELIVERIES.c.state == DeliveryState.sending, DELIVERIES.c.claimed_at < cutoff)
-    return _move(conn, DeliveryState.deferred, "claim went stale (worker lost)", *stale)
-
-
-def requeue_refused(conn: Connection, issue_id: int) -> int:
-    """Put back the issue's rows that a relay refused with a 5xx while their reader stayed
-    subscribed (refusals of the message, not of the address); returns how many."""
-    confirmed = select(SUBSCRIBERS.c.id).where(SUBSCRIBERS.c.status == SubscriberStatus.confirmed)
-    refused = (DELIVERIES.c.state == DeliveryState.failed, DELIVERIES.c.smtp_code >= 500)
-    mine = (DELIVERIES.c.issue_id == issue_id, DELIVERIES.c.subscriber_id.in_(confirmed))
-    return len(_move(conn, DeliveryState.deferred, "refused, put back on resume", *refused, *mine))
-
-
-def expire_open(conn: Connection, created_before: datetime, error: str) -> list[int]:
-    """Give up (failed, with `error`) the rows still to send of issues created before
-    `created_before`; returns each row's issue id."""
-    old = select(ISSUES.c.id).where(ISSUES.c.created_at < created_before)
-    return _move(
-        conn, DeliveryState.failed, error, DELIVERIES.c.state.in_(CLAIMABLE), DELIVERIES.c.issue_id.in_(old)
-    )
 
 
 # ---- reading --------------------------------------------------------------------------------

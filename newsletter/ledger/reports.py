@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import case, exists, func, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
@@ -92,17 +92,24 @@ def sent_history(conn: Connection, subscriber_ids: list[int], issue_id: int) -> 
     return history
 
 
-def stalled_issues(conn: Connection, quiet_since: datetime, created_since: datetime) -> set[int]:
-    """Unpaused issues created since `created_since` with claimable rows and no claim since
+def stalled_issues(conn: Connection, quiet_since: datetime, due_since: datetime) -> set[int]:
+    """Unpaused issues with rows still to send that became due since `due_since` (however old
+    the issue: a weekly issue plans its Friday readers on Friday), and no claim since
     `quiet_since`."""
-    open_rows = func.sum(case((DELIVERIES.c.state.in_(CLAIMABLE), 1), else_=0))
+    row = DELIVERIES.alias("open_row")
+    still_open = (
+        select(row.c.id)
+        .where(row.c.issue_id == ISSUES.c.id, row.c.state.in_(CLAIMABLE), row.c.due_since >= due_since)
+        .correlate(ISSUES)
+        .exists()
+    )
     last_activity = func.coalesce(func.max(DELIVERIES.c.claimed_at), ISSUES.c.planned_at, ISSUES.c.created_at)
     stmt = (
-        select(DELIVERIES.c.issue_id)
-        .join(ISSUES, ISSUES.c.id == DELIVERIES.c.issue_id)
-        .where(ISSUES.c.created_at >= created_since, ISSUES.c.paused_at.is_(None))
-        .group_by(DELIVERIES.c.issue_id, ISSUES.c.planned_at, ISSUES.c.created_at)
-        .having(open_rows > 0, last_activity < quiet_since)
+        select(ISSUES.c.id)
+        .join(DELIVERIES, DELIVERIES.c.issue_id == ISSUES.c.id)
+        .where(ISSUES.c.paused_at.is_(None), still_open)
+        .group_by(ISSUES.c.id, ISSUES.c.planned_at, ISSUES.c.created_at)
+        .having(last_activity < quiet_since)
     )
     found = set(conn.execute(stmt).scalars())
     conn.commit()
