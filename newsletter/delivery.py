@@ -32,6 +32,7 @@ from newsletter import jobs
 from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope
 from newsletter.digests import renderer_for
+from newsletter.errors import NoPapers
 from newsletter.ledger import (
     SentRecorder,
     claim,
@@ -273,7 +274,11 @@ def scheduled_send(settings: Settings, now: datetime | None = None) -> list[int]
             ):
                 event(log, "schedule.no_readers", period=slot.period, zones=len(slot.zones))
                 continue
-            issue, planned = plan_issue(session, slot.frequency, slot.at, slot_readers(settings, slot))
+            try:
+                issue, planned = plan_issue(session, slot.frequency, slot.at, slot_readers(settings, slot))
+            except NoPapers:  # the next ticks (catch-up hours) plan these readers once papers come
+                event(log, "schedule.no_papers", logging.ERROR, period=slot.period, zones=len(slot.zones))
+                continue
         event(
             log,
             "schedule.slot",

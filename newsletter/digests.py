@@ -1,13 +1,11 @@
 """Plan an issue, rank its papers for each subscriber, and render the digest.
 
-An issue keeps a snapshot of its papers when it is planned (`paper_snapshot`), and renders from
-it, so a later ingest cannot change what a planned issue shows. Rendering is split in two so
-that premailer (~15 ms a call) runs once per issue, not once per recipient: `issue_template`
-renders the whole digest once with every candidate paper and with slot markers where per-reader
-values go, inlines the CSS, and cuts the result into segments (`newsletter.assemble`).
-`DigestRenderer.render` then ranks, picks the cards and puts escaped per-reader values into the
-slots by position: string work only, and paper text is never searched for markers. A test holds
-this equal to a plain render + inline.
+An issue keeps a snapshot of its papers when it is planned (`paper_snapshot`) and renders from
+it: a later ingest cannot change a planned issue. Premailer (~15 ms) runs once per issue:
+`issue_template` renders the digest once with every candidate paper and slot markers where
+per-reader values go, inlines the CSS, and cuts it into segments (`newsletter.assemble`);
+`DigestRenderer.render` ranks, picks the cards and puts escaped values into the slots by
+position (paper text is never searched for markers). A test holds this equal to render + inline.
 """
 
 from __future__ import annotations
@@ -36,6 +34,7 @@ from newsletter.cards import PaperView, issue_papers, paper_snapshot, paper_text
 from newsletter.config import Settings
 from newsletter.db import insert_ignore, session_scope
 from newsletter.embeddings import embed_index
+from newsletter.errors import NoPapers
 from newsletter.mail.qp import Pieces, pieces_text
 from newsletter.mail.render import RenderedEmail, inline_css, render_subject
 from newsletter.models import Frequency, Issue, Paper, Subscriber, saved_id, table_of
@@ -107,7 +106,8 @@ def candidate_papers(session: Session, frequency: Frequency, now: datetime) -> l
 
 
 def get_or_create_issue(session: Session, frequency: Frequency, now: datetime) -> Issue:
-    """The issue for this period; created once however many planners race for it."""
+    """The issue for this period; created once however many planners race for it. NoPapers
+    (nothing made) while the period has no paper: an edition's papers are fixed when it is made."""
     period = period_of(frequency, now)
     stmt = select(Issue).where(Issue.frequency == frequency, Issue.period == period)
     issue = session.exec(stmt).first()
@@ -116,6 +116,8 @@ def get_or_create_issue(session: Session, frequency: Frequency, now: datetime) -
     title = period_title(frequency, period)
     table = table_of(Issue)
     pool = candidate_pool(session, frequency, now)
+    if not pool:
+        raise NoPapers(title)
     session.execute(
         insert_ignore(table, session.get_bind().dialect.name).values(
             frequency=frequency,

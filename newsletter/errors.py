@@ -14,5 +14,15 @@ class ConfigError(RuntimeError):
     one line per problem, each naming its NEWSLETTER_* setting."""
 
 
+class NoPapers(OperatorError):
+    """An issue would be made with no paper to send (none ingested for its period yet). Made
+    empty, it would stay empty for its whole period, even after the papers arrive."""
+
+    def __init__(self, title: str) -> None:
+        super().__init__(
+            f"no papers for {title}: run `newsletter papers ingest` first (or check the paper source)"
+        )
+
+
 class NotFound(OperatorError):
     """The subscriber or issue the operator named does not exist (the API answers 404)."""

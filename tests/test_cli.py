@@ -157,6 +157,22 @@ def test_ingest_preview_send_and_issues(cli):
     assert stats["subscribers"]["confirmed"] == 1
 
 
+def test_send_before_any_ingest_is_refused_and_makes_no_empty_issue(cli):
+    """`send --now` on a new list made this period's issue with no paper, frozen empty for the
+    whole period: after the ingest a second `send --now` planned nothing and the reader got no
+    digest that week. Now it is one line, exit 1, and nothing is written."""
+    cli("subscribers", "add", "ada@example.org", "--interests", "robots", "--confirmed")
+    dry = cli("send", "--now", "--dry-run").stdout
+    assert "0 candidate papers" in " ".join(dry.split()) and "papers ingest" in dry
+    refused = cli("send", "--now", ok=False)
+    assert refused.exit_code == 1 and refused.stdout == ""
+    assert refused.stderr.startswith("Error: no papers for ") and "newsletter papers ingest" in refused.stderr
+    assert json.loads(cli("issues", "list", "--json").stdout) == []
+    cli("papers", "ingest")
+    sent = json.loads(cli("send", "--now", "--json").stdout)
+    assert sent["planned"] == 1 and sent["counts"]["sent"] == 1
+
+
 def test_preview_writes_html(cli, tmp_path):
     cli("papers", "ingest", str(sample_feed_path()))
     out = tmp_path / "preview.html"

@@ -143,6 +143,32 @@ def test_a_missed_tick_is_made_up_within_the_catch_up_window_and_not_after(maili
     assert received(box) == {"berlin@example.org": 2, later: 1}
 
 
+def test_a_slot_before_any_paper_makes_no_empty_edition_and_sends_once_papers_come(
+    configure, smtp_server, sqlite_url, caplog
+):
+    """A tick before the first ingest made the week's edition with no paper: every reader's row
+    ended "nothing new to send", the edition stayed empty all week (its papers are fixed when it
+    is made) and the archive listed it. Now the tick makes nothing and says so; the next tick
+    within the catch-up hours sends, once papers are there."""
+    box, port = smtp_server
+    settings = configure(
+        NEWSLETTER_DATABASE_URL=sqlite_url,
+        NEWSLETTER_SMTP_HOST="127.0.0.1",
+        NEWSLETTER_SMTP_PORT=str(port),
+        NEWSLETTER_TIMEZONE="UTC",
+        NEWSLETTER_DIGEST_WEEKDAY="0",
+    )
+    add_readers(READERS[1:2])  # Berlin, Monday 08:00 local = 07:00 UTC
+    assert scheduled_send(settings, MONDAY + timedelta(hours=7)) == []
+    with configured_session() as session:
+        assert session.exec(select(Issue)).all() == []
+    [said] = [r for r in caplog.records if r.getMessage() == "schedule.no_papers"]
+    assert said.period == "2026-W49"
+    admin.ingest(settings, path=sample_feed_path())
+    scheduled_send(settings, MONDAY + timedelta(hours=9))
+    assert received(box) == {"berlin@example.org": 1}
+
+
 CASES = [
     # Monday 07:00 in Tokyo is Sunday 22:00 UTC: Tokyo is in ISO week 49, UTC still in 48.
     ("Asia/Tokyo", 0, datetime(2026, 11, 29, 22, 0, tzinfo=UTC), "2026-W49", "2026-11-30"),

@@ -65,6 +65,7 @@ def send(
         console.print(
             f"Dry run: issue {result['period']} would go to {result['due']} "
             f"subscriber(s) with {result['papers']} candidate papers. Nothing sent."
+            + ("" if result["papers"] else " No papers yet: run `newsletter papers ingest` first.")
         )
         return
     c = result["counts"]
