@@ -13,17 +13,13 @@ from typing import Any
 from celery import bootsteps, signals
 from celery.apps import worker as celery_worker
 from celery.beat import PersistentScheduler
-from celery.schedules import crontab
 
+from newsletter.beat import beat_schedule
 from newsletter.config import ConfigError, Settings, get_settings
 from newsletter.db import dispose_engines
-from newsletter.delivery import recover_stale_claims, scheduled_send
 from newsletter.envfile import find_env_file
-from newsletter.jobs import task_name
 from newsletter.liveness import record_heartbeat
 from newsletter.logs import event, setup_logging, setup_process_logging
-from newsletter.mail.transactional import sweep_journey_emails
-from newsletter.papers.ingest import scheduled_ingest
 from newsletter.worker import make_app
 
 
@@ -42,19 +38,7 @@ setup_process_logging(settings.log_level)
 log = logging.getLogger("newsletter.workers")
 app = make_app(settings)
 app.conf.include = ["workers.tasks"]
-app.conf.beat_schedule = {
-    # Hourly: each reader's slot is NEWSLETTER_DIGEST_HOUR in their own zone (newsletter/schedule.py).
-    "digests": {"task": task_name(scheduled_send), "schedule": crontab(minute=0)},
-    "ingest": {"task": task_name(scheduled_ingest), "schedule": crontab(minute=0, hour=settings.ingest_hour)},
-    "recover-stale-claims": {
-        "task": task_name(recover_stale_claims),
-        "schedule": settings.recover_interval_seconds,
-    },
-    "journey-emails": {
-        "task": task_name(sweep_journey_emails),
-        "schedule": settings.recover_interval_seconds,
-    },
-}
+app.conf.beat_schedule = beat_schedule(settings)
 
 
 class _Worker(app.Worker):  # type: ignore[name-defined,misc]
