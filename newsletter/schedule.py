@@ -124,13 +124,23 @@ def slot_readers(settings: Settings, slot: Slot) -> ColumnElement[bool]:
     return and_(same_zone, effective_weekday(settings) == slot.weekday)
 
 
-def next_digest_text(settings: Settings, sub: Subscriber) -> str:
-    """When the reader's next digest arrives, in words: "on Monday at 08:00 Europe/Berlin"."""
-    zone = sub.timezone or settings.timezone
+def next_digest_text(settings: Settings, sub: Subscriber, now: datetime | None = None) -> str:
+    """When the reader's next digest arrives, in words, as the ticks will plan it: "within the
+    hour" (their slot came within the catch-up hours), "today at 08:00 Europe/Berlin", "tomorrow
+    at …", "on Friday at …" or "next Monday at …"."""
+    zone = sub.timezone if sub.timezone and loadable_zone(sub.timezone) else settings.timezone
+    weekday = None if sub.frequency is Frequency.daily else sub.weekday
+    weekday = settings.digest_weekday if weekday is None and sub.frequency is Frequency.weekly else weekday
+    local = (now or datetime.now(UTC)).astimezone(ZoneInfo(zone))
+    last = last_slot(local, settings.digest_hour, weekday)
+    if arrived(settings, last, local):
+        return "within the hour"
+    upcoming = last + timedelta(days=1 if weekday is None else 7)
     when = f"at {settings.digest_hour:02d}:00 {zone}"
-    if sub.frequency is Frequency.daily:
-        return f"tomorrow {when}"
-    return f"on {WEEKDAYS[settings.digest_weekday if sub.weekday is None else sub.weekday]} {when}"
+    days = (upcoming.date() - local.date()).days
+    if days <= 1:
+        return f"{('today', 'tomorrow')[days]} {when}"
+    return f"{'next' if days == 7 else 'on'} {WEEKDAYS[upcoming.weekday()]} {when}"
 
 
 @lru_cache

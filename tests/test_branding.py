@@ -43,6 +43,7 @@ def journey_context(settings, sub: Subscriber) -> dict:
         "interests": sub.interests,
         "confirm_hours": 72,
         "next_digest": "on Monday",
+        "period": "week",
         "confirm_url": links.confirm_url(settings, sub),
         "preferences_url": links.preferences_url(settings, sub),
         "unsubscribe_url": links.unsubscribe_url(settings, sub),

@@ -21,7 +21,7 @@ from newsletter.delivery import scheduled_send
 from newsletter.errors import ConfigError
 from newsletter.models import Delivery, DeliveryState, Frequency, Issue, Subscriber, SubscriberStatus
 from newsletter.papers import sample_feed_path
-from newsletter.schedule import arrived, last_slot
+from newsletter.schedule import arrived, due_slots, last_slot, next_digest_text
 from newsletter.testing import configured_session
 from newsletter.web import create_app
 from tests.conftest import link_in, text_part
@@ -242,7 +242,12 @@ def test_signup_keeps_a_known_browser_zone_and_the_preferences_page_changes_day_
         client.post("/" + link_in(_parse(confirm[0]), "confirm").split("/", 3)[3])
         welcome = [_parse(p) for p in settings.outbox_dir.glob("*.eml")]
         welcome = [m for m in welcome if "Welcome" in str(m["Subject"])][0]
-        assert "on Monday at 08:00 Asia/Tokyo" in text_part(welcome)
+        said = " ".join(text_part(welcome).split())
+        assert re.search(
+            r"arrives ((on|next) \w+day|today|tomorrow) at 08:00 Asia/Tokyo, with the week's", said
+        ) or (
+            "arrives within the hour" in said  # run on a Monday morning in Tokyo
+        ), said
         prefs = "/" + link_in(welcome, "preferences").split("/", 3)[3]
         page = client.get(prefs)
         assert '<option value="Asia/Tokyo" selected>' in page.text
@@ -354,3 +359,53 @@ def test_no_daily_edition_is_made_or_archived_in_a_period_without_daily_readers(
 
     add_readers([("daily@example.org", None, None, Frequency.daily, None)])  # a daily reader at last
     assert len(scheduled_send(settings, MONDAY + timedelta(days=2, hours=8))) == 1
+
+
+# ---- what the welcome email promises -----------------------------------------------------------
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.mark.parametrize(
+    ("frequency", "weekday", "local_now", "promised"),
+    [
+        # Wednesday 2 Dec 2026, Berlin; slots at 08:00, catch-up 6 hours
+        (Frequency.daily, None, datetime(2026, 12, 2, 5, 50), "today at 08:00 Europe/Berlin"),
+        (Frequency.daily, None, datetime(2026, 12, 2, 9, 30), "within the hour"),
+        (Frequency.daily, None, datetime(2026, 12, 2, 15, 0), "tomorrow at 08:00 Europe/Berlin"),
+        (Frequency.weekly, 4, datetime(2026, 12, 2, 12, 0), "on Friday at 08:00 Europe/Berlin"),
+        (Frequency.weekly, 3, datetime(2026, 12, 2, 20, 0), "tomorrow at 08:00 Europe/Berlin"),
+        (Frequency.weekly, 2, datetime(2026, 12, 2, 7, 0), "today at 08:00 Europe/Berlin"),
+        (Frequency.weekly, 2, datetime(2026, 12, 2, 10, 0), "within the hour"),
+        (Frequency.weekly, 2, datetime(2026, 12, 2, 16, 0), "next Wednesday at 08:00 Europe/Berlin"),
+        (Frequency.weekly, None, datetime(2026, 12, 2, 16, 0), "on Monday at 08:00 Europe/Berlin"),
+    ],
+)
+def test_the_welcome_promises_the_slot_the_ticks_will_send_in(
+    configure, frequency, weekday, local_now, promised
+):
+    """A daily reader confirming at 05:50 was told "tomorrow at 08:00" and got the digest at
+    08:00 that day; one confirming within the catch-up hours gets it at the next tick."""
+    settings = configure(NEWSLETTER_TIMEZONE="UTC", NEWSLETTER_DIGEST_WEEKDAY="0")
+    reader = Subscriber(
+        email="a@example.org", email_key="a@example.org", frequency=frequency, weekday=weekday
+    )
+    reader.timezone = "Europe/Berlin"
+    now = local_now.replace(tzinfo=BERLIN)
+    assert next_digest_text(settings, reader, now) == promised
+    # and the ticks agree: the slot the text names is the first one due at or after `now`
+    if promised == "within the hour":
+        assert due_slots(settings, [(frequency, "Europe/Berlin", weekday)], now)
+
+
+def test_a_daily_readers_welcome_speaks_of_the_days_papers(configure):
+    """The welcome said "the week's trending papers" to daily readers too."""
+    from newsletter.mail.journey_html import render_journey_email
+    from newsletter.mail.transactional import journey_context
+
+    settings = configure()
+    for frequency, word in ((Frequency.daily, "day's"), (Frequency.weekly, "week's")):
+        reader = Subscriber(id=1, email="a@example.org", email_key="a@example.org", frequency=frequency)
+        rendered = render_journey_email(settings, "welcome", journey_context(settings, "welcome", reader))
+        for part in (" ".join(rendered.text.split()), rendered.html):
+            assert f"with the {word} trending papers" in part and f"get the {word} most popular" in part

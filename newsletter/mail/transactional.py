@@ -28,7 +28,7 @@ from newsletter.mail.compose import finish_message, list_headers
 from newsletter.mail.journey_html import render_journey_email
 from newsletter.mail.message import Envelope, new_message_id
 from newsletter.mail.senders import PermanentSendError, Sender, TransientSendError, kept_sender
-from newsletter.models import DeliveryState, Subscriber, SubscriberStatus, table_of, utcnow
+from newsletter.models import DeliveryState, Frequency, Subscriber, SubscriberStatus, table_of, utcnow
 from newsletter.schedule import next_digest_text
 
 log = logging.getLogger("newsletter.mail")
@@ -50,6 +50,7 @@ def journey_context(settings: Settings, kind: str, sub: Subscriber) -> dict[str,
         "interests": sub.interests,
         "confirm_hours": settings.confirm_token_hours,
         "next_digest": next_digest_text(settings, sub),
+        "period": "day" if sub.frequency is Frequency.daily else "week",
     }
     if kind == "confirm":
         context["confirm_url"] = links.confirm_url(settings, sub)
