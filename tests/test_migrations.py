@@ -141,6 +141,27 @@ def test_0002_downgrades_and_upgrades_again(store_at_0001):
     upgrade(url)
 
 
+def test_every_migration_downgrades_to_nothing_and_upgrades_again(store_at_0001):
+    """On PostgreSQL the downgrade of 0001 left its enum types behind, so upgrading again
+    failed: 'type "frequency" already exists'."""
+    from alembic import command
+
+    from newsletter.migrate import alembic_config
+
+    url = store_at_0001
+    upgrade(url)
+    command.downgrade(alembic_config(url), "base")
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert set(sa_inspect(conn).get_table_names()) <= {"alembic_version", "sqlite_sequence"}
+    engine.dispose()
+    upgrade(url)
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
+    engine.dispose()
+
+
 def test_0012_starts_each_open_rows_window_at_its_issues_last_planning(store_at_0001):
     """Rows already in the ledger count their retry window from their issue's last planning (its
     creation if never planned), so the upgrade gives no row up sooner than before."""

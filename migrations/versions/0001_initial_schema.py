@@ -193,3 +193,7 @@ def downgrade() -> None:
 
     op.drop_table("consent_event")
     # ### end Alembic commands ###
+    # PostgreSQL keeps the enum types the tables used: without this, upgrading again failed
+    # with 'type "frequency" already exists' (SQLite has no such types).
+    for name in ("frequency", "subscriberstatus", "deliverystate"):
+        sa.Enum(name=name).drop(op.get_bind(), checkfirst=True)
