@@ -197,3 +197,56 @@ def test_0012_starts_each_open_rows_window_at_its_issues_last_planning(store_at_
         ).scalars()
         assert [bool(m) for m in matches] == [True, True]
     engine.dispose()
+
+
+REPAIRED = {  # what main at a 30 Nov 2026 merge ran, by the revisions its chain skipped
+    "ce32222": ("0002_token_keys", "0003_journey_outbox", "0004_issue_pause"),
+    "6965429": ("0002_token_keys", "0004_issue_pause"),
+    "4d54c80": ("0002_token_keys",),
+    "e3e784d": ("0006_bounce_events", "0007_reader_schedule"),
+    "468db80": ("0007_reader_schedule",),
+}
+
+
+@pytest.mark.parametrize("skipped", REPAIRED.values(), ids=REPAIRED.keys())
+def test_0013_repairs_a_store_whose_chain_skipped_revisions(store_at_0001, skipped):
+    """A store made at one of those commits was stamped past revisions it never ran: `db
+    upgrade` said "up to date" and every command failed on a missing column (subscriber.weekday,
+    subscriber.token_key). The store is rebuilt here as it was (head without what the skipped
+    revisions add, readers in it), then upgraded: it ends as the models declare, readers kept."""
+    from alembic import command
+    from alembic.operations import Operations
+
+    from newsletter.migrate import alembic_config
+
+    url = store_at_0001
+    rows_of_revision_0001(url)
+    upgrade(url, "0012")
+    repair = _revision("0013_repair_rechained")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        context = MigrationContext.configure(conn, opts={"render_as_batch": True})
+        with Operations.context(context):
+            for name in reversed(skipped):
+                repair.revision_module(name).downgrade()
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) != []
+    engine.dispose()
+    command.upgrade(alembic_config(url), "head")
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
+        readers = conn.execute(text("SELECT email, token_key FROM subscriber ORDER BY id")).all()
+        assert [r.email for r in readers] == ["ada@example.org", "bob@example.org"]
+        assert all(r.token_key for r in readers)
+    engine.dispose()
+
+
+def _revision(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "migrations" / "versions" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_test_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
