@@ -17,6 +17,39 @@ def alembic_config(database_url: str) -> Config:
     return cfg
 
 
+def schema_differences(database_url: str) -> list[str]:
+    """What the models declare and the store lacks or has otherwise (tables, columns, indexes,
+    types: alembic's comparison, as `alembic check`), one line each; [] when nothing is. What the
+    store has beyond the models (an operator's own table or column) does not count."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    import newsletter.models  # noqa: F401 - registers the tables
+
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    finally:
+        engine.dispose()
+    return [_describe(change) for change in diff if not _op_of(change).startswith("remove_")]
+
+
+def _op_of(change: object) -> str:
+    first = change[0] if isinstance(change, list | tuple) and change else change
+    return first[0] if isinstance(first, tuple) else str(first)
+
+
+def _describe(change: object) -> str:
+    """'add_column subscriber.weekday', 'add_table suppression', … for one of alembic's diffs."""
+    if isinstance(change, list):  # column changes come as a list of (op, schema, table, column, …)
+        return "; ".join(_describe(c) for c in change)
+    op, *args = change if isinstance(change, tuple) else (str(change),)
+    names = [getattr(a, "name", None) or (str(a) if isinstance(a, str) else "") for a in args]
+    return f"{op} {'.'.join(n for n in names if n)}".strip()
+
+
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Bring the database at `database_url` to `revision` (creating a SQLite file if needed)."""
     engine = make_engine(database_url, create=True)

@@ -116,6 +116,24 @@ def test_a_mistyped_sqlite_path_is_named_and_left_alone(configure, tmp_path):
     assert "Subscribers" in runner.invoke(app, ["stats"]).stdout
 
 
+def test_db_upgrade_says_up_to_date_only_when_the_schema_is_the_codes(configure, tmp_path):
+    """A store stamped past revisions it never ran (main on 30 Nov 2026, see migration 0013) was
+    "up to date" with subscriber.weekday missing, and every other command then failed. Now the
+    upgrade compares the schema with the models; an operator's own extra table does not count."""
+    import sqlite3
+
+    path = tmp_path / "list.db"
+    configure(NEWSLETTER_DATABASE_URL=f"sqlite:///{path}")
+    assert "is up to date" in runner.invoke(app, ["db", "upgrade"]).stdout
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE our_own_notes (id INTEGER PRIMARY KEY)")
+    assert "is up to date" in runner.invoke(app, ["db", "upgrade"]).stdout
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE subscriber DROP COLUMN weekday")
+    said = one_line_error("db", "upgrade")
+    assert "at the last migration but its schema differs" in said and "add_column subscriber.weekday" in said
+
+
 def test_an_unreachable_database_is_one_line(configure):
     configure(NEWSLETTER_DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
     for args in (("stats",), ("issues", "list", "--json"), ("subscribers", "add", "ada@example.org")):

@@ -88,7 +88,7 @@ def db_upgrade(revision: str = "head") -> None:
     """Apply the migrations to NEWSLETTER_DATABASE_URL (creates a SQLite file if needed)."""
     from alembic.util import CommandError
 
-    from newsletter.migrate import upgrade
+    from newsletter.migrate import schema_differences, upgrade
 
     settings = get_settings()
     url = settings.database_url
@@ -98,6 +98,12 @@ def db_upgrade(revision: str = "head") -> None:
     except CommandError as exc:  # alembic's word for an unknown revision: the operator's mistake
         raise OperatorError(f"could not upgrade: {exc}") from exc
     shown = make_url(url).render_as_string(hide_password=True)  # never print the password
+    if revision == "head" and (differences := schema_differences(url)):
+        # At the last revision yet not what the code reads: never say "up to date" then.
+        raise OperatorError(
+            f"the database at {shown} is at the last migration but its schema differs from this "
+            f"release's: {', '.join(differences)}. Report it with this line; nothing was removed."
+        )
     console.print(f"Database at [bold]{escape(shown)}[/] is up to date.")
 
 
