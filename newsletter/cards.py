@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from sqlmodel import Session, col, select
 
 from newsletter.models import Issue, Paper, saved_id
-from newsletter.papers.base import ENRICHED_FIELDS, LINK_FIELDS
+from newsletter.papers.base import ENRICHED_FIELDS, LINK_FIELDS, MAX_AUTHORS
 from newsletter.ranking import PaperText
 from newsletter.values import shorten
 
@@ -69,7 +69,7 @@ def paper_view(paper: Paper) -> PaperView:
             seen.add(url)
             link_list.append((label, url))
     authors = tuple(paper.authors or ())
-    line = ", ".join(authors[:6]) + (f" and {len(authors) - 6} more" if len(authors) > 6 else "")
+    line = ", ".join(authors[:6]) + _more_authors(len(authors) - 6, len(authors) >= MAX_AUTHORS)
     tldr = paper.summary or ""
     trim = ABSTRACT_UNDER_TLDR_CHARS if tldr else ABSTRACT_CHARS
     page = paper.url or arxiv or paper.pdf_url
@@ -120,3 +120,9 @@ def paper_text(paper: Paper) -> PaperText:
         comments=paper.comments or 0,
         github_stars=paper.github_stars or 0,
     )
+
+
+def _more_authors(more: int, cut: bool) -> str:
+    """ " and 12 more"; " and 494+ more" when the ingest kept only the first MAX_AUTHORS names (a
+    collaboration of thousands is not "494 more")."""
+    return f" and {more}{'+' if cut else ''} more" if more > 0 else ""

@@ -394,3 +394,20 @@ def test_cards_show_the_tldr_organisation_and_code_stars(world):
     assert card.index("Tiny transformers learn") < card.index("We study robot learning")
     assert "Code (★ 1,234): https://github.com/example/tiny" in text
     assert "   Tiny transformers learn robot control from 10 demonstrations." in text
+
+
+def test_a_collaboration_cut_at_the_ingest_is_not_counted_short():
+    """A 2,932-author paper is kept with its first MAX_AUTHORS names; its card said "and 494
+    more"."""
+    from newsletter.cards import paper_view
+    from newsletter.models import Paper
+    from newsletter.papers.base import MAX_AUTHORS
+
+    def line(count: int) -> str:
+        record = PaperRecord(title="Observation", authors=[f"Author {i}" for i in range(count)])
+        return paper_view(
+            Paper(id=1, title_key="observation", title=record.title, authors=record.authors)
+        ).authors_line
+
+    assert line(2932).endswith(f"Author 5 and {MAX_AUTHORS - 6}+ more")
+    assert line(8).endswith("Author 5 and 2 more") and line(6).endswith("Author 4, Author 5")

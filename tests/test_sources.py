@@ -319,6 +319,15 @@ class TestHuggingFace:
         assert nested.organization == "Organization Name"  # fullname, not the slug
         assert (nested.github_stars, nested.comments) == (100, 7)
 
+    def test_a_bad_star_or_comment_count_is_unknown_not_fatal(self) -> None:
+        """`"githubStars": -1` dropped the whole paper ("skipped: … not a whole number")."""
+        item = {"paper": {"id": "2509.04664", "title": "Kept", "summary": "An abstract."}}
+        for bad in (-1, 3.5, "many", True):
+            record = parse_item({**item, "githubStars": bad, "numComments": bad})
+            assert (record.title, record.github_stars, record.comments) == ("Kept", 0, 0)
+        with pytest.raises(ValueError, match="upvotes is not a whole number"):  # what ranks it stays strict
+            parse_item({**item, "paper": {**item["paper"], "upvotes": -1}})
+
     def test_reads_top_level_fields(self, server: StubServer) -> None:
         hf_pages(server)
 

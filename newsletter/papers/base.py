@@ -85,8 +85,10 @@ class PaperRecord:
         self.upvotes = parse_count(self.upvotes, "upvotes")
         self.summary = shorten(clean_line(self.summary or "", "summary"), MAX_SUMMARY)
         self.organization = clean_line(self.organization or "", "organization")[:MAX_ORGANIZATION]
-        self.github_stars = parse_count(self.github_stars or 0, "githubStars")
-        self.comments = parse_count(self.comments or 0, "numComments")
+        # Only shown beside a link or weighed into trending: a bad one is unknown (0), and does
+        # not cost the paper its place as a bad title or date does.
+        self.github_stars = _count_or_zero(self.github_stars)
+        self.comments = _count_or_zero(self.comments)
         self.published_at = parse_datetime(self.published_at)
         self.source = clean_line(self.source, "source")[:MAX_SOURCE] or "unknown"
         self._derive_links()
@@ -221,6 +223,13 @@ def clean_url(value: Any) -> str | None:
     except ValueError:  # a malformed IPv6 host or port
         return None
     return url if parts.scheme.lower() in ("http", "https") and host else None
+
+
+def _count_or_zero(value: Any) -> int:
+    try:
+        return parse_count(value, "count")
+    except ValueError:
+        return 0
 
 
 def parse_count(value: Any, name: str) -> int:
