@@ -191,6 +191,30 @@ def test_send_before_any_ingest_is_refused_and_makes_no_empty_issue(cli):
     assert sent["planned"] == 1 and sent["counts"]["sent"] == 1
 
 
+def test_what_readers_and_feeds_write_is_printed_as_text_never_as_markup(cli, tmp_path):
+    """Interests typed on the signup page and paper titles from a feed went to rich as markup:
+    "[/]" made `subscribers list`, `preview` and `issues show` end in a MarkupError traceback,
+    and "[bold]" vanished."""
+    feed = tmp_path / "feed.json"
+    titles = ["Rank [/] [b] robots", "Robots [/] again"]
+    feed.write_text(
+        json.dumps(
+            [
+                {"title": titles[0], "abstract": "robots", "arxiv_id": "2511.00001"},
+                {"title": titles[1], "abstract": "robots", "arxiv_id": "2511.00002"},
+                {"title": titles[1], "abstract": "robots", "arxiv_id": "2511.00003"},  # refused: shown
+            ]
+        )
+    )
+    ingested = cli("papers", "ingest", str(feed))
+    assert "'Robots [/] again'" in ingested.stderr
+    cli("subscribers", "add", "ada@example.org", "--interests", "[/] [b]", "--confirmed")
+    assert "[/] [b]" in cli("subscribers", "list").stdout
+    assert titles[0] in cli("preview", "--interests", "robots").stdout
+    cli("send", "--now")
+    assert titles[0] in cli("issues", "show", "1").stdout
+
+
 def test_preview_writes_html(cli, tmp_path):
     cli("papers", "ingest", str(sample_feed_path()))
     out = tmp_path / "preview.html"

@@ -161,7 +161,9 @@ def issues_show(
         hint = f"newsletter deliveries list --issue {issue_id} --limit {limit}"
         return print_page(page, hint)
     for i, title in enumerate(data["paper_titles"][:20], 1):
-        console.print(f"  {i:2d}. {title}")
+        console.print(f"  {i:2d}. {escape(title)}")
+    if len(data["paper_titles"]) > 20:
+        console.print(f"  … and {len(data['paper_titles']) - 20} more (all of them: --json)")
 
 
 @issues_app.command("pause")

@@ -6,6 +6,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from newsletter import admin
@@ -43,7 +44,9 @@ def papers_ingest(
         f"unchanged {report['unchanged']}; {len(report['errors'])} item(s) skipped."
     )
     for line in report["errors"][:20]:
-        err.print(f"  skipped: {line}")
+        err.print(f"  skipped: {escape(line)}")
+    if len(report["errors"]) > 20:
+        err.print(f"  … and {len(report['errors']) - 20} more (all of them: --json)")
 
 
 def preview(
@@ -66,7 +69,7 @@ def preview(
         return emit_json(result["items"])
     table = Table("#", "score", "title", "why")
     for i, item in enumerate(result["items"], 1):
-        table.add_row(str(i), f"{item['score']:.3f}", item["title"][:70], item["why"][:50])
+        table.add_row(str(i), f"{item['score']:.3f}", escape(item["title"][:70]), escape(item["why"][:50]))
     console.print(table)
     if html:
         console.print(f"HTML written to {html}")

@@ -37,12 +37,12 @@ def subscribers_list(
         return emit_json(rows)
     table = Table("email", "status", "frequency", "max", "interests", "created")
     for r in rows:
-        table.add_row(
-            r.email,
+        table.add_row(  # what readers typed is text, never rich markup ("[/]" raised MarkupError)
+            escape(r.email),
             r.status.value,
             r.frequency.value,
             str(r.max_papers),
-            r.interests[:40],
+            escape(r.interests[:40]),
             f"{r.created_at:%Y-%m-%d %H:%M}",
         )
     console.print(table)

@@ -173,7 +173,7 @@ def _choose_source(settings: Settings, source: str | None, **args: object) -> st
     kinds = set(given.values()) | ({source} if source else set())
     if len(kinds) > 1:
         named = [f"source={source}"] if source else []
-        named += [f"{name} (a {kind} option)" for name, kind in given.items()]
+        named += [f"{name} (an option of the {kind} source)" for name, kind in given.items()]
         raise ValueError(f"these belong to different paper sources: {', '.join(named)}")
     return kinds.pop() if kinds else settings.paper_source
 
