@@ -23,6 +23,7 @@ from newsletter.bounces import inbound
 from newsletter.bounces.events import BounceEvent, Effect, record_bounce
 from newsletter.bounces.reports import bounce_counts, bounce_events_for
 from newsletter.models import ConsentEvent, Delivery, Subscriber, SubscriberStatus, utcnow
+from newsletter.papers import sample_feed_path
 from newsletter.suppression import suppression_for
 from newsletter.testing import configured_session, free_port
 from newsletter.web import create_app
@@ -371,6 +372,7 @@ def test_a_hard_bounce_stays_after_a_later_success_and_can_be_scored_instead(con
             kind="hard", address="ADA@example.org", delivery_id=None, status="5.1.1", source="ses"
         )
         assert record_bounce(session, settings, hard).changed
+    admin.ingest(settings, path=sample_feed_path())
     admin.send_now(settings, "weekly")  # a later issue: nothing goes to ada, nothing un-bounces her
     assert status_of(ada) is SubscriberStatus.bounced
     lenient = configure(NEWSLETTER_DATABASE_URL=db_url, NEWSLETTER_BOUNCE_HARD_IMMEDIATE="false")

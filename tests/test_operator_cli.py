@@ -12,6 +12,7 @@ from newsletter import admin
 from newsletter.cli import app
 from newsletter.cli.subscribers import checked_change
 from newsletter.config import get_settings
+from newsletter.papers import sample_feed_path
 from newsletter.validation import InvalidInput
 
 runner = CliRunner()
@@ -35,6 +36,7 @@ def test_update_a_reader_and_pause_an_issue(configure, sqlite_url):
     assert "unsubscribed" in run("subscribers", "update", "ada@example.org", "--interests", "x", code=1)
 
     admin.add_subscriber(settings, "bob@example.org", "", "weekly", 10, confirmed=True)
+    admin.ingest(settings, path=sample_feed_path())
     issue_id = admin.send_now(settings, "weekly")["issue_id"]
     assert "paused by the operator: wrong papers" in run(
         "issues", "pause", str(issue_id), "--reason", "wrong papers"

@@ -187,6 +187,7 @@ def test_the_lists_own_slot_plans_its_editions_named_by_the_local_period(
         NEWSLETTER_DIGEST_WEEKDAY=str(weekday),
         NEWSLETTER_DIGEST_HOUR="7",
     )
+    admin.ingest(settings, path=sample_feed_path())
     scheduled_send(settings, fired_at - timedelta(hours=1))  # an hour early: nothing yet
     with configured_session() as session:
         assert session.exec(select(Issue)).all() == []
@@ -201,6 +202,7 @@ def test_the_lists_own_slot_plans_its_editions_named_by_the_local_period(
 
 def test_the_day_before_locally_makes_no_weekly_issue(configure, sqlite_url):
     settings = configure(NEWSLETTER_DATABASE_URL=sqlite_url, NEWSLETTER_TIMEZONE="Asia/Tokyo")
+    admin.ingest(settings, path=sample_feed_path())
     add_readers([("daily@example.org", None, None, Frequency.daily, None)])
     scheduled_send(settings, MONDAY - timedelta(days=1, hours=1))  # Sunday 08:00 in Tokyo
     with configured_session() as session:

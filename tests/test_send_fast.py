@@ -357,11 +357,14 @@ def test_after_a_large_plan_claims_and_the_dispatch_look_rows_up_by_id(configure
     send spent 40-140 ms per claim and most of the two cores in PostgreSQL."""
     from sqlalchemy import create_engine
 
+    from newsletter import admin
     from newsletter.ledger import claim_statement, claimable_after, plan_issue
     from newsletter.ledger.tables import DELIVERIES
+    from newsletter.papers import sample_feed_path
     from newsletter.testing import configured_session
 
-    configure(NEWSLETTER_DATABASE_URL=pg_url)
+    settings = configure(NEWSLETTER_DATABASE_URL=pg_url)
+    admin.ingest(settings, path=sample_feed_path())
     insert_confirmed_readers(pg_url, 3000)
     engine = create_engine(pg_url)
     with configured_session() as session:
