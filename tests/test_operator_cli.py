@@ -88,12 +88,16 @@ def test_update_puts_a_reader_back_on_the_lists_day_and_zone(configure, sqlite_u
     was refused, so a reader given their own day could never be put back on the list's."""
     settings = configure(NEWSLETTER_DATABASE_URL=sqlite_url)
     admin.add_subscriber(settings, "ada@example.org", "robots", "weekly", 10, confirmed=True)
-    run("subscribers", "update", "ada@example.org", "--weekday", "fri", "--timezone", "Asia/Tokyo")
+    said = run("subscribers", "update", "ada@example.org", "--weekday", "fri", "--timezone", "Asia/Tokyo")
+    assert said.startswith("ada@example.org: weekly (Friday, Asia/Tokyo), up to 10 papers")  # it never said
+    assert "weekly (Friday, Asia/Tokyo)" in run("subscribers", "show", "ada@example.org")
     slot = json.loads(run("subscribers", "export", "ada@example.org"))
     assert (slot["weekday"], slot["timezone"]) == (4, "Asia/Tokyo")
-    run("subscribers", "update", "ada@example.org", "--weekday", "")
+    said = run("subscribers", "update", "ada@example.org", "--weekday", "")
+    assert "weekly (the list's day, Asia/Tokyo)" in said
     slot = json.loads(run("subscribers", "export", "ada@example.org"))
     assert (slot["weekday"], slot["timezone"]) == (None, "Asia/Tokyo")  # the zone left as it was
-    run("subscribers", "update", "ada@example.org", "--timezone", " ")
+    said = run("subscribers", "update", "ada@example.org", "--timezone", " ", "--frequency", "daily")
+    assert "daily (every day, the list's zone)" in said
     slot = json.loads(run("subscribers", "export", "ada@example.org"))
     assert (slot["weekday"], slot["timezone"]) == (None, None)

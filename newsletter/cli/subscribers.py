@@ -19,8 +19,9 @@ from newsletter.errors import OperatorError
 from newsletter.history import JourneyRecord
 from newsletter.importing import ImportReport, import_subscribers
 from newsletter.ledger.listing import DeliveryRecord
-from newsletter.models import Frequency
+from newsletter.models import Frequency, SubscriberPublic
 from newsletter.operations import SubscriberChange
+from newsletter.schedule import WEEKDAYS
 from newsletter.validation import InvalidInput, clean_interests, clean_timezone, clean_weekday
 
 subs_app = typer.Typer(help="Subscribers.", no_args_is_help=True)
@@ -96,8 +97,23 @@ def subscribers_update(
     if as_json:
         return emit_json(sub)
     console.print(
-        f"{sub.email}: {sub.frequency.value}, up to {sub.max_papers} papers; {escape(sub.interests)}"
+        f"{escape(sub.email)}: {sub.frequency.value} ({slot_text(sub)}), up to {sub.max_papers} papers; "
+        f"{escape(sub.interests)}",
+        soft_wrap=True,
+        highlight=False,
     )
+
+
+LIST_ZONE = "the list's zone"
+
+
+def slot_text(sub: SubscriberPublic) -> str:
+    """The reader's slot as stored: "Friday, Asia/Tokyo", "every day, the list's zone"."""
+    if sub.frequency is Frequency.daily:
+        day = "every day"
+    else:
+        day = "the list's day" if sub.weekday is None else WEEKDAYS[sub.weekday]
+    return f"{day}, {sub.timezone or LIST_ZONE}"
 
 
 def checked_change(
@@ -215,7 +231,10 @@ def subscribers_show(email: str, as_json: bool = typer.Option(False, "--json")) 
     if as_json:
         return emit_json(h)
     s = h.subscriber
-    say(f"[bold]{escape(s.email)}[/]: {s.status.value}, {s.frequency.value}, up to {s.max_papers} papers")
+    say(
+        f"[bold]{escape(s.email)}[/]: {s.status.value}, {s.frequency.value} ({slot_text(s)}), "
+        f"up to {s.max_papers} papers"
+    )
     say(f"Interests: {escape(s.interests) or '(none)'}")
     say(f"Consent ({len(h.consent)}):")
     for c in h.consent:
