@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlalchemy import func, update
+from sqlmodel import Session, col, select
 
 from newsletter import jobs, onboarding, outbox, suppression, validation
 from newsletter.config import Settings
@@ -273,19 +273,47 @@ def _named_by(session: Session, data: TokenData) -> Subscriber | None:
     return sub
 
 
-def pending_subscriber(session: Session, settings: Settings, token: str) -> Subscriber:
-    """The subscriber a confirmation link names, still pending; TokenError (used) once confirmed."""
-    sub, _ = subscriber_for_token(session, settings, Purpose.confirm, token)
-    if sub.status is not SubscriberStatus.pending:
+def pending_subscriber(
+    session: Session, settings: Settings, token: str, version: int | None = None
+) -> Subscriber:
+    """The subscriber a confirmation link names, still pending; TokenError (used) once confirmed.
+    `version`: the one the link was spent to (`confirm_subscription`), instead of its own."""
+    data = read_token(settings, Purpose.confirm, token)
+    sub = _named_by(session, data)
+    if sub is None:
+        raise TokenError(TokenReason.forged)
+    if sub.status is not SubscriberStatus.pending or sub.token_version != (version or data.version):
         raise TokenError(TokenReason.used)
     return sub
+
+
+def _spend_confirmation(session: Session, data: TokenData) -> bool:
+    """Move the pending reader's token version on from the link's, if it still is: True for one
+    of any number of presses (read first, both saw "pending": two welcome emails went out)."""
+    named = col(Subscriber.token_key) == data.subscriber_key
+    if not isinstance(data.subscriber_key, str):  # a link signed before revision 0002: a row id
+        named = col(Subscriber.id) == data.subscriber_key
+    spend = (
+        update(Subscriber)
+        .where(named, col(Subscriber.token_version) == data.version)
+        .where(col(Subscriber.status) == SubscriberStatus.pending)
+        .values(token_version=data.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return rows_written(session, spend) == 1
 
 
 def confirm_subscription(
     session: Session, settings: Settings, token: str, client: Client = Client()
 ) -> Subscriber:
-    """Confirm a pending subscriber (single-use) and queue the welcome email."""
-    sub = pending_subscriber(session, settings, token)
+    """Confirm a pending subscriber (single-use) and queue the welcome email. The link is spent
+    first, by compare-and-set: of two presses at once one confirms, the other gets "used"."""
+    data = read_token(settings, Purpose.confirm, token)
+    if not _spend_confirmation(session, data):
+        pending_subscriber(session, settings, token)  # the reason: forged, used …
+        raise TokenError(TokenReason.used)  # spent by a press a moment ago
+    session.expire_all()  # the row was changed behind the ORM's back
+    sub = pending_subscriber(session, settings, token, data.version + 1)
     was_resubscribe = sub.confirmed_at is not None
     transition(sub, SubscriberStatus.confirmed)
     if sub.pending_interests is not None:  # what the signup being confirmed asked for
@@ -294,7 +322,6 @@ def confirm_subscription(
     suppression.lift(session, sub.email_key)  # an erased person who opted in again
     sub.confirmed_at = utcnow()
     sub.unsubscribed_at = None
-    sub.token_version += 1  # burns this confirmation link and any other outstanding one
     record_consent(session, sub, "resubscribed" if was_resubscribe else "confirmed", client, CONSENT_WORDING)
     queue_journey_email(session, settings, sub, "welcome")
     return sub

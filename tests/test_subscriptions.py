@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from newsletter import privacy
+from newsletter import onboarding, privacy
 from newsletter import subscriptions as subs
 from newsletter.db import session_scope
 from newsletter.mail.transactional import send_journey_email
@@ -89,6 +89,46 @@ def test_confirm_is_single_use_and_sends_welcome(env, queued):
     with pytest.raises(TokenError) as err, configured_session() as session:
         subs.confirm_subscription(session, env, token)
     assert err.value.reason == "used"
+
+
+def test_two_presses_of_confirm_at_once_confirm_once(env, queued, monkeypatch):
+    """A double click: both presses read "pending" before either wrote, and two welcome emails
+    and two "confirmed" consent rows were the result (SQLite and PostgreSQL alike). The presses
+    are held side by side here, after the point where each used to decide."""
+    import contextlib
+    import threading
+
+    signup(env, "ada@example.org")
+    token = confirm_token(env, "ada@example.org")
+    side_by_side = threading.Barrier(2)
+    apply_likes = onboarding.apply_pending_likes
+
+    def held(session, sub):
+        with contextlib.suppress(threading.BrokenBarrierError):
+            side_by_side.wait(timeout=2)  # the other press gets here too only if it also passed
+        return apply_likes(session, sub)
+
+    monkeypatch.setattr(onboarding, "apply_pending_likes", held)
+    outcomes: list[str] = []
+
+    def press() -> None:
+        try:
+            with configured_session() as session:
+                subs.confirm_subscription(session, env, token)
+            outcomes.append("confirmed")
+        except TokenError as exc:
+            outcomes.append(exc.reason)
+
+    presses = [threading.Thread(target=press) for _ in range(2)]
+    for p in presses:
+        p.start()
+    for p in presses:
+        p.join()
+    assert sorted(outcomes) == ["confirmed", "used"]
+    assert [kind for kind, _ in queued].count("welcome") == 1
+    with configured_session() as session:
+        events = session.exec(select(ConsentEvent.event)).all()
+    assert events.count("confirmed") == 1
 
 
 def test_confirm_refuses_forged_expired_and_wrong_purpose(env, queued, monkeypatch):
