@@ -1,8 +1,7 @@
 """The double-opt-in state machine: subscribe, confirm, preferences, unsubscribe, erase.
 
 No HTTP here: the web app and the CLI parse input, call these, and commit. Journey emails are
-rows of the outbox (`newsletter/outbox.py`) written in the caller's transaction; the job that
-sends one is queued with `jobs.enqueue`, which publishes only after that transaction commits.
+outbox rows (`outbox.py`) written in the caller's transaction, their jobs queued after it commits.
 """
 
 from __future__ import annotations
@@ -57,11 +56,13 @@ class Client:
 
 
 def transition(sub: Subscriber, new: SubscriberStatus) -> None:
-    """Move `sub` to `new`, refusing moves the state machine does not allow."""
+    """Move `sub` to `new`, refusing moves the state machine does not allow. A (re)confirmed
+    reader has not left, and their bounce count starts afresh: the mailbox just proved itself."""
     if new not in TRANSITIONS[sub.status]:
         raise ValueError(f"cannot move a {sub.status.value} subscriber to {new.value}")
-    sub.status = new
-    sub.updated_at = utcnow()
+    sub.status, sub.updated_at = new, utcnow()
+    if new is SubscriberStatus.confirmed:
+        sub.unsubscribed_at, sub.bounce_score, sub.bounce_score_at = None, 0.0, None
 
 
 def record_consent(
@@ -321,7 +322,6 @@ def confirm_subscription(
     onboarding.apply_pending_likes(session, sub)  # and the papers it ticked
     suppression.lift(session, sub.email_key)  # an erased person who opted in again
     sub.confirmed_at = utcnow()
-    sub.unsubscribed_at = None
     record_consent(session, sub, "resubscribed" if was_resubscribe else "confirmed", client, CONSENT_WORDING)
     queue_journey_email(session, settings, sub, "welcome")
     return sub

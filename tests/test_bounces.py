@@ -26,6 +26,7 @@ from newsletter.models import ConsentEvent, Delivery, Subscriber, SubscriberStat
 from newsletter.papers import sample_feed_path
 from newsletter.suppression import suppression_for
 from newsletter.testing import configured_session, free_port
+from newsletter.tokens import Purpose, make_token
 from newsletter.web import create_app
 from tests.test_digests import add_subscriber, ingest_sample
 from tests.test_security import snapshot
@@ -362,6 +363,32 @@ def test_soft_bounces_add_up_decay_and_count_once_a_day(configure, db_url):
     assert [soft(settings, stale, d) for d in (200, 130, 61, 0)] == [Effect.scored] * 4  # each restarts
     with configured_session() as session:
         assert session.get(Subscriber, stale).bounce_score == pytest.approx(1.0)
+
+
+def test_a_fresh_opt_in_starts_the_bounce_count_afresh(configure, db_url):
+    """A reader bounced by four soft bounces who opted in again kept their score (3.19), so the
+    first soft bounce after it bounced them again; an operator's re-add kept the leave date."""
+    settings = configure(NEWSLETTER_DATABASE_URL=db_url)
+    weekly = add_subscriber("weekly@example.org")
+    for days_ago in (28, 21, 14, 7):
+        soft(settings, weekly, days_ago)
+    assert status_of(weekly) is SubscriberStatus.bounced
+    with configured_session() as session:
+        subs.request_subscription(session, settings, "weekly@example.org", "robots", subs.Client())
+    with configured_session() as session:
+        sub = session.get(Subscriber, weekly)
+        token = make_token(settings, Purpose.confirm, sub.token_key, sub.token_version)
+    with configured_session() as session:
+        subs.confirm_subscription(session, settings, token)
+    with configured_session() as session:
+        sub = session.get(Subscriber, weekly)
+        assert (sub.status, sub.bounce_score, sub.bounce_score_at) == (SubscriberStatus.confirmed, 0.0, None)
+    assert soft(settings, weekly, 0) is Effect.scored  # one bad day is one bad day again
+    assert status_of(weekly) is SubscriberStatus.confirmed
+
+    admin.remove_subscriber(settings, "weekly@example.org", erase=False)
+    back = admin.add_subscriber(settings, "weekly@example.org", "robots", "weekly", 10, confirmed=True)
+    assert back.status is SubscriberStatus.confirmed and back.unsubscribed_at is None
 
 
 def test_a_hard_bounce_stays_after_a_later_success_and_can_be_scored_instead(configure, db_url):
