@@ -271,3 +271,24 @@ def test_the_returned_digest_never_decides_what_a_bounce_says():
     )
     [finding] = read_message(email.message_from_string(exim, policy=email.policy.default)).findings
     assert (finding.kind.value, finding.status) == ("hard", "5.0.0")
+
+
+def test_an_ip_address_in_the_text_is_never_read_as_the_status():
+    """qmail names the remote host by address ("5.9.44.10 does not like recipient") and Exim
+    writes "host mx [4.2.2.1]": read as statuses, a full mailbox became hard 5.9.44 (bounced at
+    once) and a user unknown soft 4.2.2."""
+    qmail = (
+        "From: MAILER-DAEMON@mail.example.net\nTo: bounces@news.example.org\nSubject: failure notice\n\n"
+        "Hi. This is the qmail-send program at mail.example.net.\n"
+        "I'm afraid I wasn't able to deliver your message to the following addresses.\n"
+        "This is a permanent error; I've given up. Sorry it didn't work out.\n\n"
+        "<ada@example.com>:\n5.9.44.10 does not like recipient.\n"
+        "Remote host said: 552 5.2.2 <ada@example.com>: mailbox full\nGiving up on 5.9.44.10.\n"
+    )
+    [finding] = read_message(email.message_from_string(qmail, policy=email.policy.default)).findings
+    assert (finding.kind.value, finding.status) == ("soft", "5.2.2")
+    for host, said, kind in (
+        ("4.2.2.1", "550 5.1.1 user unknown", "hard"),
+        ("5.9.12.34", "552 5.2.2 full", "soft"),
+    ):
+        assert kind_of_status(f"host mx.example.com [{host}]: {said}").value == kind

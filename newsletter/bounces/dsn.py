@@ -56,7 +56,9 @@ class Reading:
     original: Message | None = None  # the returned message or its headers, when attached
 
 
-_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+# Not inside a dotted number: "5.9.44.10 does not like recipient" (qmail) and "host mx
+# [4.2.2.1]" (Exim) are IP addresses, which were read as status 5.9.44 (hard) and 4.2.2 (soft).
+_STATUS = re.compile(r"(?<![\w.])([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
 # Their mailbox or system, for now: full, too big for it, not accepting, out of time.
 _SOFT_5 = {"5.2.2", "5.2.3", "5.3.1", "5.3.2", "5.3.4", "5.4.7"}
 _AUTOREPLY_SUBJECT = re.compile(
