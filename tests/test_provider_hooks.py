@@ -67,6 +67,7 @@ def test_mailgun_events_change_exactly_the_readers_named(web):
     gone, busy = add_subscriber("mg-gone@example.org"), add_subscriber("mg-busy@example.org")
     angry, leaving = add_subscriber("mg-angry@example.org"), add_subscriber("mg-leaving@example.org")
     happy = add_subscriber("mg-happy@example.org")
+    listed = add_subscriber("mg-listed@example.org")  # our server on a blocklist, their mailbox fine
 
     def deliver(event: dict[str, Any]) -> dict:
         r = post_json(web, "/webhooks/mailgun", mailgun_call(event))
@@ -74,21 +75,27 @@ def test_mailgun_events_change_exactly_the_readers_named(web):
         return r.json()
 
     assert deliver(failed("mg-gone@example.org", "permanent")) == {"status": "ok", "events": 1, "ignored": 0}
-    assert deliver(failed("mg-busy@example.org", "temporary", 452, "4.2.2"))["events"] == 1
+    # One attempt that Mailgun retries: counted as soft, greylisting bounced readers in weeks.
+    assert deliver(failed("mg-busy@example.org", "temporary", 451, "4.7.1"))["ignored"] == 1
+    assert deliver(failed("mg-busy@example.org", "temporary", 452, "4.2.2"))["ignored"] == 1
+    # A Spamhaus listing, which Mailgun calls permanent: a refusal by policy, as in a DSN.
+    assert deliver(failed("mg-listed@example.org", "permanent", 550, "5.7.1"))["events"] == 1
     assert deliver({"event": "complained", "recipient": "mg-angry@example.org"})["events"] == 1
     assert deliver({"event": "unsubscribed", "recipient": "mg-leaving@example.org"})["events"] == 1
     for ignored in ("delivered", "opened", "clicked", "accepted"):
         assert deliver({"event": ignored, "recipient": "mg-happy@example.org"})["ignored"] == 1
 
-    assert [status(s) for s in (gone, busy, angry, leaving, happy)] == [
+    assert [status(s) for s in (gone, busy, angry, leaving, happy, listed)] == [
         "bounced",
         "confirmed",
         "unsubscribed",
         "unsubscribed",
         "confirmed",
+        "confirmed",
     ]
     assert bounce_records(gone) == [("hard", "5.1.1", "mailgun", "bounced")]
-    assert bounce_records(busy) == [("soft", "4.2.2", "mailgun", "scored")]
+    assert bounce_records(busy) == []
+    assert [r[:2] for r in bounce_records(listed)] == [("policy", "5.7.1")]
     assert bounce_records(angry) == [("complaint", "", "mailgun", "unsubscribed")]
     assert bounce_records(leaving) == [("unsubscribe", "", "mailgun", "unsubscribed")]
     assert bounce_records(happy) == []
@@ -178,6 +185,9 @@ def test_postmark_bounces_and_complaints_with_basic_auth(web, hooks):
 
     for kind in readers:
         deliver(postmark_record(kind, f"pm-{kind.lower()}@example.org"))
+    listed = add_subscriber("pm-listed@example.org")
+    spamhaus = {"Details": "smtp;550 5.7.1 Service unavailable; client host blocked using Spamhaus"}
+    deliver(postmark_record("HardBounce", "pm-listed@example.org") | spamhaus)
     deliver(postmark_record("SpamComplaint", "pm-angry@example.org", "SpamComplaint", 512))
     deliver(postmark_record("Unsubscribe", "pm-leaving@example.org", type_code=16))
     assert deliver({"RecordType": "Delivery", "Recipient": "pm-hardbounce@example.org"}) == {
@@ -197,6 +207,7 @@ def test_postmark_bounces_and_complaints_with_basic_auth(web, hooks):
     assert [status(angry), status(leaving)] == ["unsubscribed", "unsubscribed"]
     assert [r[0] for r in bounce_records(readers["SoftBounce"])] == ["soft"]
     assert [r[0] for r in bounce_records(readers["Blocked"])] == ["policy"]
+    assert (status(listed), [r[0] for r in bounce_records(listed)]) == ("confirmed", ["policy"])
     assert bounce_records(readers["AutoResponder"]) == []
     assert bounce_records(readers["HardBounce"]) == [("hard", "5.1.1", "postmark", "bounced")]
 

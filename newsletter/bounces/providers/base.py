@@ -13,7 +13,9 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from newsletter.bounces.dsn import kind_of_status
 from newsletter.bounces.events import BounceEvent
+from newsletter.models import BounceKind
 from newsletter.values import JSONTooDeep, load_json
 
 Kind = Literal["hard", "soft", "policy", "complaint", "unsubscribe"]
@@ -65,11 +67,19 @@ def bounce(
     kind: Kind, address: str, source: str, status: Any, diagnostic: list[Any], when: Any
 ) -> BounceEvent:
     """One event as every adapter makes it: the RFC 3463 code found in `status`, the non-empty
-    parts of `diagnostic` joined and made safe, `when` read as a time (now if unreadable)."""
+    parts of `diagnostic` joined and made safe, `when` read as a time (now if unreadable).
+
+    A bounce whose status is x.7.x is a refusal by policy (a blocklist listing our server, DMARC,
+    spam filtering), never held against the reader, whatever the provider calls it: SES,
+    Mailgun and Postmark report a Spamhaus listing as a permanent or hard bounce, which bounced
+    every reader at that mailbox provider, where the same refusal in a DSN did not."""
+    code = status_code(status)
+    if kind in ("hard", "soft") and kind_of_status(code) is BounceKind.policy:
+        kind = "policy"
     return BounceEvent(
         kind=kind,
         address=address,
-        status=status_code(status),
+        status=code,
         diagnostic=text(" ".join(str(part) for part in diagnostic if part)),
         source=source,
         received_at=timestamp(when),

@@ -18,7 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from newsletter.bounces.providers.base import Batch, Kind, Malformed, Refused, bounce, read_as, text
 from newsletter.config import Settings
 
-FAILED: dict[str, Kind] = {"permanent": "hard", "temporary": "soft"}
+# "temporary" is one failed attempt that Mailgun retries (django-anymail reads it as deferred);
+# when the retries run out it reports a "permanent" failure. Counted as soft, greylisting alone
+# bounced readers within a few weeks.
+FAILED: dict[str, Kind] = {"permanent": "hard"}
 OTHERS: dict[str, Kind] = {"complained": "complaint", "unsubscribed": "unsubscribe"}
 
 
