@@ -64,6 +64,10 @@ def test_ses_bounces_and_complaints_change_exactly_the_readers_named(web, sns_ke
     assert (
         deliver(ses_complaint(f"angry{v}@example.org"), "Amazon SES Email Event Notification")["events"] == 1
     )
+    # A "not-spam" report (the ARF Feedback-Type SES passes on) unsubscribed and suppressed.
+    not_spam = ses_complaint(f"stays{v}@example.org")
+    not_spam["complaint"]["complaintFeedbackType"] = "not-spam"
+    assert deliver(not_spam) == {"status": "ok", "events": 0, "ignored": 1}
     delivery = {"notificationType": "Delivery", "delivery": {"recipients": [f"stays{v}@example.org"]}}
     assert deliver(delivery) == {"status": "ok", "events": 0, "ignored": 1}
 

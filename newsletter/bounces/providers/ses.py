@@ -171,7 +171,11 @@ def notification_events(notification: Any) -> Batch:
         if kind == "Bounce":
             return Batch(events=_bounce_events(Bounce.model_validate(notification.get("bounce"))))
         if kind == "Complaint":
-            return Batch(events=_complaint_events(Complaint.model_validate(notification.get("complaint"))))
+            complaint = Complaint.model_validate(notification.get("complaint"))
+            # The ARF Feedback-Type: a "not-spam" report takes a complaint back (as in an ARF).
+            if (complaint.complaintFeedbackType or "").strip().lower() == "not-spam":
+                return Batch(ignored=["ses complaint not-spam"])
+            return Batch(events=_complaint_events(complaint))
     except ValidationError as exc:
         raise Malformed(f"The SES {kind} has missing or invalid fields.") from exc
     return Batch(ignored=[f"ses {text(kind)[:40]}"])
