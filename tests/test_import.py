@@ -170,6 +170,13 @@ def test_dry_run_writes_nothing(cli, tmp_path):
             b'email,interests\nada@example.org,"' + b"x" * 200_000 + b"\n",
             "line 2: the file cannot be read as CSV",
         ),
+        # A stray quote on line 3 of 501: the csv module read the 498 lines after it into one
+        # field, and the import took 2 readers, reported one bad row and dropped the rest unsaid.
+        (
+            b'email,interests\noq0@example.org,robots\noq1@example.org,"graph neural nets\n'
+            + b"".join(b"oq%d@example.org,robots\n" % i for i in range(2, 500)),
+            "line 3: the file cannot be read as CSV from here",
+        ),
     ],
 )
 def test_a_file_that_cannot_be_read_is_one_line_and_imports_nothing(cli, tmp_path, content, words):
