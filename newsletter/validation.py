@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 
+from newsletter.values import digits_only
+
 MAX_INTERESTS = 2000
 MAX_EMAIL = 254
 MAX_TIMEZONE = 64
@@ -67,7 +69,7 @@ def clean_weekday(raw: int | str | None) -> int | None:
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
     text = str(raw).strip().lower()
-    if text.isdigit() and 0 <= int(text) <= 6:
+    if digits_only(text) and 0 <= int(text) <= 6:
         return int(text)
     for number, name in enumerate(DAY_NAMES):
         if text in (name, name[:3]):

@@ -48,3 +48,9 @@ def as_utc(value: datetime) -> datetime:
         return value.astimezone(UTC)
     except OverflowError:
         raise ValueError(f"date is out of range: {value.isoformat()}") from None
+
+
+def digits_only(text: str) -> bool:
+    """Whether `text` is a non-empty run of ASCII digits 0-9, which int() reads. str.isdigit()
+    also takes superscripts and other digits ("²"), on which int() raises ValueError."""
+    return text.isascii() and text.isdigit()

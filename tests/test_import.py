@@ -185,3 +185,16 @@ def test_a_file_that_cannot_be_read_is_one_line_and_imports_nothing(cli, tmp_pat
     result = cli("subscribers", "import", str(csv), ok=False)
     assert result.exit_code == 1 and words in result.output and "Traceback" not in result.output
     assert count(Subscriber) == 0
+
+
+def test_a_superscript_digit_is_a_bad_row_not_a_traceback(cli, tmp_path):
+    """ "²".isdigit() is True and int("²") raises: a max_papers or weekday cell of "²" ended the
+    import in a ValueError traceback (a 500 from the API and the admin page)."""
+    csv = tmp_path / "list.csv"
+    csv.write_text(
+        "email,max_papers,weekday\nada@example.org,\u00b2,\nbob@example.org,,\u00b2\ncy@example.org,3,fri\n"
+    )
+    report = import_json(cli, csv, "--confirmed")
+    assert report["created"] == 1 and [e["line"] for e in report["errors"]] == [2, 3]
+    assert "max_papers" in report["errors"][0]["reason"] and "weekday" in report["errors"][1]["reason"]
+    assert set(subscribers()) == {"cy@example.org"}

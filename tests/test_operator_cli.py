@@ -59,6 +59,7 @@ def test_bad_values_for_update_are_one_line_as_for_add(configure, sqlite_url):
         ("--interests", long, "Interests are limited to 2000 characters."),
         ("--timezone", "x" * 100, "Unknown time zone"),
         ("--weekday", "someday", "The weekday must be 0-6"),
+        ("--weekday", "\u00b2", "The weekday must be 0-6"),  # "²".isdigit(), then int() raised
     ]:
         result = runner.invoke(app, ["subscribers", "update", "ada@example.org", option, value])
         assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.exception

@@ -20,6 +20,7 @@ from newsletter.validation import (
     clean_weekday,
     normalise_email,
 )
+from newsletter.values import digits_only
 
 COLUMNS = ("email", "interests", "frequency", "max_papers", "weekday", "timezone")
 MAX_FIELD = 4000  # csv's own limit is 128 KB a field; no column needs more than this
@@ -196,7 +197,7 @@ def _frequency(value: str | None) -> Frequency | None:
 def _max_papers(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or not 1 <= int(value) <= 50:
+    if not digits_only(value) or not 1 <= int(value) <= 50:
         raise InvalidInput(f"max_papers {value!r} is not a whole number from 1 to 50")
     return int(value)
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from newsletter import __version__
-from newsletter.values import as_utc, load_json, shorten
+from newsletter.values import as_utc, digits_only, load_json, shorten
 
 MAX_TITLE = 1000
 MAX_ABSTRACT = 10_000
@@ -330,7 +330,7 @@ def http_get(
 def _read_body(response: httpx.Response, limits: FetchLimits, deadline: float, source: str) -> bytes:
     too_big = f"{source}: {response.url} sent more than {limits.max_bytes} bytes; stopped reading"
     declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limits.max_bytes:
+    if digits_only(declared) and int(declared) > limits.max_bytes:
         raise SourceError(too_big)
     chunks, size = [], 0
     for chunk in response.iter_bytes():

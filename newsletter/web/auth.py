@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from newsletter.bounces.providers.ses import load_keys
 from newsletter.config import ConfigError, Settings
+from newsletter.values import digits_only
 from newsletter.web.deps import SettingsDep
 from newsletter.web.headers import origin_of
 
@@ -130,7 +131,7 @@ async def _webhook_authorised(request: Request, secret: str | None) -> bool:
     if signature is None:
         return matches_any(bearer_token(request.headers.get("authorization")), [secret])
     stamp = request.headers.get("x-timestamp", "").strip()
-    if not stamp.isdigit() or abs(time.time() - int(stamp)) > SIGNATURE_MAX_AGE:
+    if not digits_only(stamp) or abs(time.time() - int(stamp)) > SIGNATURE_MAX_AGE:
         return False
     expected = body_signature(secret, stamp, await request.body())
     return hmac.compare_digest(signature.strip().encode(), expected.encode())

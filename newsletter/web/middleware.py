@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from newsletter import jobs
 from newsletter.config import Settings
 from newsletter.logs import event
+from newsletter.values import digits_only
 from newsletter.web.headers import fixed_headers
 from newsletter.web.responses import error_response
 
@@ -55,7 +56,7 @@ class BodyLimit:
         max_body = LARGE_BODIES.get(scope["path"], self.default_max)
         headers = Headers(scope=scope)
         length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > max_body):
+        if length is not None and (not digits_only(length) or int(length) > max_body):
             response = error_response(Request(scope), 413, "Request too large", TOO_LARGE)
             response.headers["Connection"] = "close"
             return await response(scope, receive, send)

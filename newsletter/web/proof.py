@@ -16,6 +16,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from newsletter.values import digits_only
+
 LIFETIME_SECONDS = 20 * 60  # long enough to fill in the form, short enough to be worth little
 
 
@@ -65,7 +67,7 @@ def verified_salt(secret: str, proof: str, now: float | None = None) -> str | No
         return None
     salt, number, signature = parts
     expires = salt.split(".", 1)[0]
-    if not number.isdigit() or len(number) > 12 or not expires.isdigit():
+    if not digits_only(number) or len(number) > 12 or not digits_only(expires):
         return None
     if int(expires) < (time.time() if now is None else now):
         return None

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from newsletter.bounces.providers.base import Batch, Kind, Malformed, Refused, bounce, read_as, text
 from newsletter.config import Settings
+from newsletter.values import digits_only
 
 # "temporary" is one failed attempt that Mailgun retries (django-anymail reads it as deferred);
 # when the retries run out it reports a "permanent" failure. Counted as soft, greylisting alone
@@ -97,7 +98,7 @@ def verify(signature: Signature, settings: Settings, tokens: TokenStore, now: fl
         raise Refused("bad signature")
     max_age = settings.provider_event_max_age_seconds
     stamp = signature.timestamp.strip()
-    if not stamp.isdigit() or abs((now or time.time()) - int(stamp)) > max_age:
+    if not digits_only(stamp) or abs((now or time.time()) - int(stamp)) > max_age:
         raise Refused("stale timestamp")
     if not tokens.first_use(signature.token, 2 * max_age):
         raise Refused("replayed token")
