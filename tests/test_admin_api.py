@@ -219,6 +219,18 @@ def test_import_a_csv_upload(api):
     assert (form["file"], form["created"], form["emails_queued"]) == ("team.csv", 1, 1)
     assert api.mailbox.wait_for(1, to="bea@example.org")  # the double opt-in, sent after the import
     assert api.post(url, files={"other": ("x.csv", b"email\n")}).status_code == 422
+    # The options as form fields, as README's `curl -F file=@readers.csv` invites: they were
+    # dropped, and a dry run imported for real (double opt-in emails and all), as did ?dry-run=.
+    upload = {"file": ("more.csv", b"email\ncy@example.org\n", "text/csv")}
+    dry_form = ok(api.post(url, files=upload, data={"dry_run": "true", "confirmed": "on"}))
+    assert (dry_form["dry_run"], dry_form["created"], dry_form["consent"]) == (True, 1, "imported")
+    for refused in (
+        api.post(url, files=upload, data={"dry-run": "true"}),
+        api.post(url, files=upload, data={"dry_run": "maybe"}),
+        api.post(url, params={"dry-run": "true"}, content=b"email\ncy@example.org\n"),
+    ):
+        assert refused.status_code == 422, refused.text
+    assert ok(api.get("/api/admin/subscribers", params={"search": "cy@"}))["rows"] == []
     unreadable = api.post(url, content=b"name\nx\n")
     assert unreadable.status_code == 400 and "no 'email' column" in unreadable.json()["detail"]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -24,6 +25,8 @@ router = APIRouter(
     route_class=FormOrJsonRoute,
 )
 SubscriberId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+IMPORT_OPTIONS = ("confirmed", "update", "dry_run")
+FLAG = TypeAdapter(bool)  # "true", "1", "on", "yes" … as a query parameter reads them
 MAX_CSV = 32 * 2**20  # as the body cap of the import path (`middleware.LARGE_BODIES`)
 CSV_FILE = {
     "type": "object",
@@ -86,22 +89,38 @@ async def import_csv(
 ) -> ImportReport:
     """Import a CSV sent as the body (`Content-Type: text/csv`) or as the `file` of a form
     upload, as `newsletter subscribers import` does: every bad row is reported with its line
-    and reason, the rest imports."""
-    data, filename = await _csv_of(request, filename)
-    return await run_in_threadpool(
-        import_subscribers, settings, data, filename, confirmed=confirmed, update=update, dry_run=dry_run
-    )
+    and reason, the rest imports. The options come as query parameters or, with a form, as its
+    fields too; any other parameter or field is a 422, never an import without what it asked."""
+    _refuse_unknown(request.query_params.keys(), "query parameter", "filename")
+    options = {"confirmed": confirmed, "update": update, "dry_run": dry_run}
+    data, filename, given = await _csv_of(request, filename)
+    options |= given  # a form's own fields win over the query
+    return await run_in_threadpool(import_subscribers, settings, data, filename, **options)
 
 
-async def _csv_of(request: Request, filename: str) -> tuple[bytes, str]:
-    """The uploaded file's bytes and name: the body itself, or a form's `file` field."""
+def _refuse_unknown(names: Any, what: str, other: str) -> None:
+    unknown = sorted(set(names) - {*IMPORT_OPTIONS, other})
+    if unknown:  # a misspelt dry-run imported for real, confirmation emails and all
+        raise HTTPException(
+            422, f"Unknown {what} {', '.join(unknown)[:200]}: the options are {', '.join(IMPORT_OPTIONS)}."
+        )
+
+
+async def _csv_of(request: Request, filename: str) -> tuple[bytes, str, dict[str, bool]]:
+    """The uploaded file's bytes and name, and the options a form gives: the body itself, or a
+    form's `file` field and its `confirmed`, `update`, `dry_run` fields."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        return await request.body(), filename
+        return await request.body(), filename, {}
     async with request.form(max_files=1, max_fields=5, max_part_size=MAX_CSV) as form:
+        _refuse_unknown(form.keys(), "form field", "file")
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise HTTPException(422, "Send the CSV as the form's file field, or as a text/csv body.")
-        return await upload.read(), upload.filename or filename
+        try:
+            given = {name: FLAG.validate_python(form[name]) for name in IMPORT_OPTIONS if name in form}
+        except ValidationError as exc:
+            raise HTTPException(422, "confirmed, update and dry_run are true or false.") from exc
+        return await upload.read(), upload.filename or filename, given
 
 
 @router.get("/subscribers/{subscriber_id}")
