@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import case, func
 from sqlmodel import col, select
 
@@ -48,7 +48,9 @@ class SubscriberPage(BaseModel):
 
 class SubscriberChange(BaseModel):
     """Preferences to set; a field left out keeps its value, and an empty weekday or time zone
-    ("") is the list's."""
+    ("") is the list's. Any other field is refused (a misspelt one would change nothing)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     interests: str | None = Field(default=None, max_length=2000)
     frequency: Frequency | None = None
@@ -137,9 +139,15 @@ def change_subscriber(
             raise OperatorError(f"{sub.email} is {sub.status.value}; only their own signup changes that")
         values: dict[str, Any] = change.model_dump(exclude_none=True, exclude={"weekday", "timezone"})
         values["schedule"] = (change.weekday, change.timezone)  # None keeps that one as it is
+        before = _preferences(sub)
         subs.apply_preferences(sub, **values)
-        subs.record_consent(session, sub, "preferences_changed", client)
+        if _preferences(sub) != before:  # a change that changes nothing is not one in the log
+            subs.record_consent(session, sub, "preferences_changed", client)
         return SubscriberPublic.model_validate(sub)
+
+
+def _preferences(sub: Subscriber) -> tuple[Any, ...]:
+    return (sub.interests, sub.frequency, sub.max_papers, sub.weekday, sub.timezone)
 
 
 def pause_issue(settings: Settings, issue_id: int, reason: str) -> IssueSummary:

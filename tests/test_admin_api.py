@@ -135,6 +135,10 @@ def test_subscribers_list_search_page_change_and_erase(api):
     assert api.patch(f"/api/admin/subscribers/{ada}", json={"weekday": "someday"}).status_code == 422
     bad_zone = api.patch(f"/api/admin/subscribers/{ada}", json={"timezone": "Mars/Olympus"})
     assert bad_zone.status_code == 422 and "time zone" in bad_zone.json()["detail"]
+    # A field the route does not know was ignored, and the consent log took a change that changed
+    # nothing; neither happens now.
+    assert api.patch(f"/api/admin/subscribers/{ada}", json={"bogus": 1}).status_code == 422
+    assert ok(api.patch(f"/api/admin/subscribers/{ada}", json={"max_papers": 3}))["max_papers"] == 3
     history = ok(api.get(f"/api/admin/subscribers/{ada}"))
     assert [c["event"] for c in history["consent"]] == ["imported"] + ["preferences_changed"] * 4
     assert {c["user_agent"] for c in history["consent"]} == {"admin api"}  # not "cli"
@@ -150,6 +154,10 @@ def test_subscribers_list_search_page_change_and_erase(api):
     assert again.status_code == 400 and "suppression list" in again.json()["detail"]
     ok(api.post("/api/admin/suppressions/lift", json={"email": "bob@example.org"}))
     ok(api.post("/api/admin/subscribers", json={"email": "bob@example.org", "confirmed": True}), 201)
+    # {"confirm": true} for "confirmed": ignored, and the double opt-in went out to the reader
+    misspelt = api.post("/api/admin/subscribers", json={"email": "new1@example.org", "confirm": True})
+    assert misspelt.status_code == 422 and "confirm" in misspelt.text
+    assert ok(api.get("/api/admin/subscribers", params={"search": "new1@"}))["rows"] == []
     bad = api.post("/api/admin/subscribers", json={"email": "not-an-address"})
     assert bad.status_code == 422 and "not valid" in bad.json()["detail"]
 
