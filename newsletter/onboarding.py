@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 from newsletter.cards import paper_text
 from newsletter.digests import candidate_pool
 from newsletter.models import Frequency, Paper, Subscriber, saved_id, utcnow
-from newsletter.ranking import PaperText, build_index, picker_order, update_profile
+from newsletter.ranking import PaperText, build_index, has_liked, picker_order, update_profile
 from newsletter.values import shorten
 
 PICKER_PAPERS = 20  # papers the picker lists
@@ -93,7 +93,9 @@ def like_papers(session: Session, sub: Subscriber, ids: list[int]) -> int:
     profile = sub.profile or None
     counted = 0
     for paper_id in ids:
-        if paper_id in index.positions:
+        # A paper liked already counts once: a reload of the "Saved" page posts the form again,
+        # and each post added the paper's weight again (0.12, 0.24, 0.35 …).
+        if paper_id in index.positions and not has_liked(profile, index, paper_id):
             profile = update_profile(profile, index, paper_id, 1)
             counted += 1
     sub.profile = profile or {}

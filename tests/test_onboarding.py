@@ -149,6 +149,13 @@ def test_the_preferences_page_applies_picks_at_once(client, settings):
     assert saved.status_code == 200 and "Papers you liked" in saved.text
     sub = subscriber("ada@example.org")
     assert sub.profile["votes"] == len(picks) and sub.interests == ""  # the other settings stay
+    # The "Saved" page reloaded (the browser posts the form again), then one pick ticked again
+    # beside a new one: each post added the same papers' weight again (0.12, 0.24, 0.35 …).
+    client.post(path_of(link), data={"liked": [str(i) for i in picks]})
+    another = next(i for i in offered(page).values() if i not in picks)
+    client.post(path_of(link), data={"liked": [str(picks[0]), str(another)]})
+    again = subscriber("ada@example.org").profile
+    assert again["votes"] == len(picks) + 1 and len(again["liked"]) == len(picks) + 1
 
 
 def test_a_topic_that_a_new_ingest_brings_joins_the_picker(client, monkeypatch):

@@ -16,7 +16,7 @@ profile (`update_profile`) that later rankings mix in. The modules, bottom up:
 from newsletter.ranking.index import PaperIndex, PaperText, build_index, trending_score
 from newsletter.ranking.params import DEFAULT_PARAMS, RankingParams
 from newsletter.ranking.picker import picker_order
-from newsletter.ranking.profile import describe_profile, update_profile
+from newsletter.ranking.profile import describe_profile, has_liked, update_profile
 from newsletter.ranking.score import RankedItem, rank_papers
 from newsletter.ranking.text import STOPWORDS, stem
 
@@ -39,5 +39,6 @@ __all__ = [
     "rank_papers",
     "stem",
     "trending_score",
+    "has_liked",
     "update_profile",
 ]

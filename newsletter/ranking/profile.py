@@ -64,6 +64,12 @@ def update_profile(
     }
 
 
+def has_liked(profile: dict[str, Any] | None, index: PaperIndex, paper_id: int) -> bool:
+    """Whether the paper is among the profile's liked titles (the most recent ones kept)."""
+    title = shorten(index.papers[index.positions[paper_id]].title, MAX_TITLE_CHARS, one_line=True)
+    return title in clean_profile(profile, index.params)["liked"]
+
+
 def describe_profile(
     profile: dict[str, Any] | None, limit: int = 10, *, params: RankingParams = DEFAULT_PARAMS
 ) -> list[tuple[str, float]]:
