@@ -294,6 +294,15 @@ def test_preferences_change_export_and_erase(client, settings):
         r = client.post(prefs, data=bad)
         assert r.status_code == 400 and 'role="alert"' in r.text
     assert subscriber("ada@example.org").max_papers == 5
+    # Refused, the page comes back with what was typed: it came back with the stored values and
+    # every edit was lost (an empty number field, which the browser sends, was enough).
+    typed = {"interests": "graph <b>neural</b> nets", "frequency": "weekly", "max_papers": "", "weekday": "4"}
+    r = client.post(prefs, data={**typed, "timezone": "Asia/Tokyo"})
+    assert r.status_code == 400 and "whole number" in r.text
+    assert ">graph &lt;b&gt;neural&lt;/b&gt; nets</textarea>" in r.text
+    assert '<option value="weekly" selected>' in r.text and '<option value="4" selected>' in r.text
+    assert '<option value="Asia/Tokyo" selected>' in r.text
+    assert subscriber("ada@example.org").interests == "diffusion models"  # nothing half-written
     data = client.get(prefs + "/export")
     assert data.status_code == 200 and data.json()["email"] == "ada@example.org"
     assert [e["event"] for e in data.json()["consent_events"]][:2] == ["signup_requested", "confirmed"]

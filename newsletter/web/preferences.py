@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -16,6 +17,7 @@ from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.ranking import describe_profile
 from newsletter.schedule import WEEKDAYS, zone_names
 from newsletter.tokens import Purpose
+from newsletter.validation import clean_weekday
 from newsletter.web.deps import (
     ClientDep,
     FormOrJson,
@@ -53,6 +55,31 @@ ERASED = "We no longer hold your address, your interests or your history. You ca
 Reader = Annotated[Subscriber, Depends(subscriber_for(Purpose.preferences))]
 
 
+def _shown(sub: Subscriber, typed: PreferencesForm | None) -> dict[str, Any]:
+    """The form's values: the reader's, or on a refusal what they typed (a field they left out
+    shows the stored value). A refused form came back with the old values: every edit was lost."""
+    shown: dict[str, Any] = {
+        "interests": sub.interests,
+        "frequency": sub.frequency.value,
+        "max_papers": sub.max_papers,
+        "weekday": sub.weekday,
+        "timezone": sub.timezone,
+    }
+    if typed is None:
+        return shown
+    shown |= {
+        k: v
+        for k, v in typed.model_dump(include={"interests", "frequency", "max_papers"}).items()
+        if v is not None
+    }
+    if typed.weekday is not None:
+        with contextlib.suppress(subs.InvalidInput):
+            shown["weekday"] = clean_weekday(typed.weekday)
+    if typed.timezone is not None:
+        shown["timezone"] = typed.timezone.strip() or None
+    return shown
+
+
 def _page(
     request: Request,
     session: Session,
@@ -60,6 +87,7 @@ def _page(
     sub: Subscriber,
     token: str,
     status_code: int = 200,
+    typed: PreferencesForm | None = None,
     **context: Any,
 ) -> Response:
     return render_page(
@@ -67,6 +95,7 @@ def _page(
         "preferences.html",
         status_code=status_code,
         sub=sub,
+        form=_shown(sub, typed),
         unsubscribe_url=links.unsubscribe_url(settings, sub),
         token=token,
         active=sub.status is SubscriberStatus.confirmed,
@@ -113,7 +142,9 @@ def save_preferences(
             onboarding.like_papers(session, sub, onboarding.checked_picks(session, body.liked))
     except subs.InvalidInput as exc:
         session.rollback()
-        return _refused(request, session, settings, sub, token, "Please check your preferences", str(exc))
+        return _refused(
+            request, session, settings, sub, token, "Please check your preferences", str(exc), body
+        )
     if wants_json(request):
         return JSONResponse({"status": "saved"})
     return _page(request, session, settings, sub, token, saved=True)
@@ -127,11 +158,13 @@ def _refused(
     token: str,
     title: str,
     message: str,
+    typed: PreferencesForm | None = None,
 ) -> Response:
-    """A 400: the page again with `message` for people, `{"error", "detail"}` for API clients."""
+    """A 400: the page again with `message` and what was typed for people, `{"error",
+    "detail"}` for API clients."""
     if wants_json(request):
         return JSONResponse({"error": title, "detail": message}, status_code=400)
-    return _page(request, session, settings, sub, token, status_code=400, error=message)
+    return _page(request, session, settings, sub, token, status_code=400, typed=typed, error=message)
 
 
 @router.get("/preferences/{token}/export")
