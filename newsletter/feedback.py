@@ -41,6 +41,8 @@ def read_vote(
     `/vote/{token}/{paper_id}/more|less`, its token naming the reader and the issue; links sent
     before that named the paper and the direction inside the token (`/vote/{token}`)."""
     sub, extra = subs.subscriber_for_token(session, settings, Purpose.vote, token)
+    if sub.status is not SubscriberStatus.confirmed:  # said on the page, before any button
+        raise TokenError(TokenReason.inactive)
     issue_id, (pid, vote) = extra.get("i"), _vote_target(extra, paper_id, direction)
     issue = session.get(Issue, issue_id) if isinstance(issue_id, int) else None
     paper = session.get(Paper, pid) if isinstance(pid, int) else None
@@ -69,8 +71,10 @@ def record_vote(session: Session, settings: Settings, vote: VoteRequest) -> bool
     arrive within `vote_grace_seconds` of sending are ignored as scanner noise.
     """
     sub = session.get(Subscriber, vote.subscriber_id)
-    if sub is None or sub.status is not SubscriberStatus.confirmed:
-        raise TokenError(TokenReason.used)
+    if sub is None:
+        raise TokenError(TokenReason.gone)
+    if sub.status is not SubscriberStatus.confirmed:
+        raise TokenError(TokenReason.inactive)
     if _too_soon(session, settings, vote):
         return False
     try:

@@ -41,6 +41,7 @@ class TokenReason(str, Enum):
     expired = "expired"
     used = "used"  # already used, or replaced by a newer link
     gone = "gone"  # the subscriber it names has been erased
+    inactive = "inactive"  # a link that acts for a reader who unsubscribed or bounced (a vote)
 
 
 class TokenError(Exception):

@@ -144,6 +144,17 @@ def test_a_prefetch_records_nothing_the_button_records_once(world):
     assert len(votes()) == 1 and votes()[0].direction == 1
 
 
+def test_a_reader_who_left_is_told_so_on_the_vote_page_not_after_the_button(world):
+    """An unsubscribed reader's vote page offered a working-looking button, which then answered
+    "This link has already been used"."""
+    _, more, _ = vote_links(world.msg)[0]
+    admin.remove_subscriber(world.settings, "ada@example.org", erase=False)
+    for answer in (world.client.get(more), world.client.post(more)):
+        assert answer.status_code == 410 and "This subscription is not active" in answer.text
+        assert "<form" not in answer.text.split("<main", 1)[-1].split("</main>", 1)[0]
+    assert votes() == []
+
+
 def test_a_json_client_gets_the_vote_and_the_reset_as_json(world):
     _, more, _ = vote_links(world.msg)[2]
     as_json = {"accept": "application/json"}

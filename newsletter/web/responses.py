@@ -36,6 +36,12 @@ TOKEN_PAGES: dict[TokenReason, tuple[int, str, str]] = {
         "This subscription no longer exists",
         "We hold no data for it any more. You can sign up again at any time.",
     ),
+    TokenReason.inactive: (
+        410,
+        "This subscription is not active",
+        "You unsubscribed, or mail to your address could not be delivered, so your votes no "
+        "longer shape a digest. Sign up again to receive digests and vote on them.",
+    ),
 }
 
 
