@@ -279,7 +279,7 @@ def test_a_mailto_unsubscribe_takes_effect(sent):
         assert [e.kind.value for e in bounce_events_for(session, bob)] == ["unsubscribe"]
 
 
-def arf_report(original: bytes, return_path: str) -> bytes:
+def arf_report(original: bytes, return_path: str, feedback: bytes = b"abuse") -> bytes:
     """A feedback-loop report (RFC 5965) as a mailbox provider sends it, about `original` as the
     reader's mailbox stored it (with the Return-Path its MTA added)."""
     stored = f"Return-Path: <{return_path}>\r\n".encode() + original
@@ -289,7 +289,7 @@ def arf_report(original: bytes, return_path: str) -> bytes:
         b'Content-Type: multipart/report; report-type=feedback-report; boundary="arf"\r\n\r\n'
         b"--arf\r\nContent-Type: text/plain\r\n\r\nThis is an email abuse report.\r\n"
         b"--arf\r\nContent-Type: message/feedback-report\r\n\r\n"
-        b"Feedback-Type: abuse\r\nUser-Agent: SomeGenerator/1.0\r\nVersion: 1\r\n\r\n"
+        b"Feedback-Type: " + feedback + b"\r\nUser-Agent: SomeGenerator/1.0\r\nVersion: 1\r\n\r\n"
         b"--arf\r\nContent-Type: message/rfc822\r\nContent-Disposition: inline\r\n\r\n"
         + stored
         + b"\r\n--arf--\r\n"
@@ -299,6 +299,14 @@ def arf_report(original: bytes, return_path: str) -> bytes:
 def test_an_arf_complaint_unsubscribes_and_suppresses(sent, smtp_server):
     box, _ = smtp_server
     raw = next(data for _, rcpts, data in box.messages if rcpts == ["cy@example.org"])
+    # A DKIM/SPF failure report (RFC 6591) or a "not-spam" report is no reader's complaint: an
+    # auth-failure report unsubscribed and suppressed the reader of the message it was about.
+    before = snapshot(sent.settings.database_url)
+    for feedback in (b"auth-failure", b"not-spam"):
+        deliver(
+            sent.port, "bounces@news.example.org", arf_report(raw, sent.envelopes["cy@example.org"], feedback)
+        )
+    assert snapshot(sent.settings.database_url) == before
     report = arf_report(raw, sent.envelopes["cy@example.org"])
     deliver(sent.port, "bounces@news.example.org", report, "feedback@fbl.example.net")
     cy = sent.ids["cy@example.org"]

@@ -161,8 +161,14 @@ def is_autoreply(msg: Message) -> bool:
     return auto.startswith("auto-replied") or is_vacation(msg)
 
 
+# Feedback types that are no reader's complaint: a "not-spam" report takes one back, and an
+# "auth-failure" report (RFC 6591) is a receiver telling us a DKIM or SPF check failed. Counted
+# as complaints, a failure report unsubscribed and suppressed the reader of the message.
+NOT_COMPLAINTS = frozenset({"not-spam", "auth-failure"})
+
+
 def complaint_type(msg: EmailMessage) -> str:
-    """The ARF Feedback-Type ("abuse" when unsaid); "not-spam" is no complaint."""
+    """The ARF Feedback-Type ("abuse" when unsaid); see NOT_COMPLAINTS for those that are none."""
     for part in msg.walk():
         if part.get_content_type() == "message/feedback-report":
             for block in _blocks(part):

@@ -27,7 +27,7 @@ from sqlmodel import Session
 
 from newsletter import ledger
 from newsletter.bounces import verp
-from newsletter.bounces.dsn import Nature, complaint_type, is_autoreply, read_message, worst
+from newsletter.bounces.dsn import NOT_COMPLAINTS, Nature, complaint_type, is_autoreply, read_message, worst
 from newsletter.bounces.events import BounceEvent, Outcome, record_bounce
 from newsletter.config import Settings
 from newsletter.db import session_scope
@@ -72,15 +72,16 @@ def _event_for(
     """The (unverified) token and the event a message makes, or why it makes none."""
     if prefix == verp.UNSUBSCRIBE_PREFIX:
         if token and read_message(msg).nature is Nature.arf:  # a feedback loop that used our mailto:
-            complaint = complaint_type(msg) != "not-spam"
-            return (token, {"kind": BounceKind.complaint, "source": "arf"}) if complaint else "not-spam"
+            feedback = complaint_type(msg)
+            complaint = feedback not in NOT_COMPLAINTS
+            return (token, {"kind": BounceKind.complaint, "source": "arf"}) if complaint else feedback
         if is_autoreply(msg) or msg.get_content_type() == "multipart/report":
             return "autoreply"  # an out-of-office must never unsubscribe anyone
         return (token, {"kind": BounceKind.unsubscribe, "source": "mailto"}) if token else "forged"
     reading = read_message(msg)
     if reading.nature is Nature.arf:
-        if complaint_type(msg) == "not-spam":
-            return "not-spam"
+        if (feedback := complaint_type(msg)) in NOT_COMPLAINTS:
+            return feedback
         token = token or _token_in(settings, reading.original)
         return (token, {"kind": BounceKind.complaint, "source": "arf"}) if token else "forged"
     if reading.nature is not Nature.dsn:

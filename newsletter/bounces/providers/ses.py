@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import BaseModel, ValidationError
 
+from newsletter.bounces.dsn import NOT_COMPLAINTS
 from newsletter.bounces.events import BounceEvent
 from newsletter.bounces.providers.base import Batch, Kind, Malformed, Refused, bounce, read_json, text
 from newsletter.config import ConfigError, Settings
@@ -173,8 +174,8 @@ def notification_events(notification: Any) -> Batch:
         if kind == "Complaint":
             complaint = Complaint.model_validate(notification.get("complaint"))
             # The ARF Feedback-Type: a "not-spam" report takes a complaint back (as in an ARF).
-            if (complaint.complaintFeedbackType or "").strip().lower() == "not-spam":
-                return Batch(ignored=["ses complaint not-spam"])
+            if (feedback := (complaint.complaintFeedbackType or "").strip().lower()) in NOT_COMPLAINTS:
+                return Batch(ignored=[f"ses complaint {feedback}"])
             return Batch(events=_complaint_events(complaint))
     except ValidationError as exc:
         raise Malformed(f"The SES {kind} has missing or invalid fields.") from exc
