@@ -140,6 +140,22 @@ def log_in_with_page(client: TestClient, page: str, secret: str):
     return client.post("/admin/login", data={**fields, "secret": secret}, follow_redirects=False)
 
 
+def test_every_open_login_tab_logs_in(settings_for):
+    """Each login page set a new login cookie, so with two tabs open (every admin tab lands on
+    the login page when a session ends) the first one's right password got a 403."""
+    settings = settings_for(NEWSLETTER_ADMIN_PASSWORD_HASH=hash_password(PASSWORD))
+    with TestClient(create_app(settings), base_url="https://news.example.org") as client:
+        first = client.get("/admin/login").text
+        client.get("/admin/login")  # a second tab
+        assert log_in_with_page(client, first, "wrong password").status_code == 401
+        assert log_in_with_page(client, first, PASSWORD).status_code == 303
+    with TestClient(create_app(settings), base_url="https://news.example.org") as client:
+        client.get("/admin/login")
+        client.cookies.set("newsletter_admin_login", "chosen-by-someone-else", path="/admin/login")
+        forced = client.get("/admin/login").text  # a cookie we did not make is never taken over
+        assert "chosen-by-someone-else" not in forced
+
+
 def test_without_a_password_or_token_the_admin_pages_stay_shut(settings_for):
     settings = settings_for()
     with TestClient(create_app(settings), base_url="https://news.example.org") as client:

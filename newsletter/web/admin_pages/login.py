@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from newsletter.web.deps import SessionDep, SettingsDep, within_rate
 
 router = APIRouter(prefix=auth.PATH, include_in_schema=False)
 
+LOGIN_TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")  # what secrets.token_urlsafe(24) makes
 # One message for every failure: it never says whether a password or a token was near.
 LOGIN_FAILED = "That did not work. Check the password or token and try again."
 
@@ -27,7 +29,11 @@ within_login_rate = within_rate(
 def _login_page(
     request: Request, settings: SettingsDep, status_code: int = 200, error: str | None = None
 ) -> Response:
-    token = secrets.token_urlsafe(24)
+    # The login cookie this browser holds already, if it has one: a new one on every page made
+    # every other open login tab refuse the right password (403: "This form has expired"), and
+    # when a session ends, every open admin tab lands on this page at once.
+    held = request.cookies.get(auth.LOGIN_COOKIE, "")
+    token = held if LOGIN_TOKEN.fullmatch(held) else secrets.token_urlsafe(24)
     response = page(
         request,
         "login.html",
