@@ -160,6 +160,9 @@ def read(body: bytes, settings: Settings) -> Batch:
             else "none",
         )
         return Batch(ignored=[message["Type"]])
+    text_message = message["Message"].lstrip()[:1] not in ("{", "[")
+    if text_message:  # SES's own words, e.g. "Successfully validated SNS topic for Amazon SES …"
+        return Batch(ignored=[f"ses message {text(message['Message'])[:60]}"])
     return notification_events(read_json(message["Message"].encode()))
 
 
