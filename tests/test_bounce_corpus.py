@@ -292,3 +292,53 @@ def test_an_ip_address_in_the_text_is_never_read_as_the_status():
         ("5.9.12.34", "552 5.2.2 full", "soft"),
     ):
         assert kind_of_status(f"host mx.example.com [{host}]: {said}").value == kind
+
+
+GLOBAL_DSN = """From: MAILER-DAEMON@mx.example.com (Mail Delivery System)
+To: bounces@news.example.org
+Subject: Undelivered Mail Returned to Sender
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=global-delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain; charset=utf-8
+
+I'm sorry to have to inform you that your message could not be delivered.
+
+--B
+Content-Type: message/global-delivery-status
+
+Reporting-MTA: dns; mx.example.com
+Arrival-Date: Wed,  2 Dec 2026 11:00:00 +0000 (UTC)
+
+Final-Recipient: utf-8; j\u00f6rg@example.com
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 <j\u00f6rg@example.com>: Recipient address
+    rejected: User unknown
+
+Final-Recipient: rfc822; ada@example.com
+Action: delivered
+Status: 2.0.0
+
+--B
+Content-Type: message/global-headers
+
+From: Paper Digest <digest@news.example.org>
+To: j\u00f6rg@example.com
+Subject: Paper Digest
+
+--B--
+"""
+
+
+def test_an_internationalised_dsn_is_read_like_any_other():
+    """RFC 6533's report, which an MTA sends for mail to an address that is not ASCII (we send
+    those with SMTPUTF8), was read as no bounce at all: such a reader was never bounced."""
+    reading = read_message(email.message_from_string(GLOBAL_DSN, policy=email.policy.default))
+    assert reading.nature is Nature.dsn
+    assert [(f.kind.value, f.address, f.status) for f in reading.findings] == [
+        ("hard", "jörg@example.com", "5.1.1")
+    ]
+    assert reading.original is not None and reading.original["To"] == "jörg@example.com"

@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from email import message_from_string
 from email.message import EmailMessage, Message
 
 from flufl.bounce import all_failures
@@ -58,6 +59,16 @@ class Reading:
 
 # Not inside a dotted number: "5.9.44.10 does not like recipient" (qmail) and "host mx
 # [4.2.2.1]" (Exim) are IP addresses, which were read as status 5.9.44 (hard) and 4.2.2 (soft).
+# RFC 3464's report, and RFC 6533's for mail to addresses that are not ASCII (sent with
+# SMTPUTF8): that one was read as no bounce at all, so such a reader was never bounced.
+DSN_PARTS = ("message/delivery-status", "message/global-delivery-status")
+ATTACHED_PARTS = (
+    "message/rfc822",
+    "text/rfc822-headers",
+    "message/rfc822-headers",
+    "message/global",
+    "message/global-headers",
+)
 _STATUS = re.compile(r"(?<![\w.])([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
 # Their mailbox or system, for now: full, too big for it, not accepting, out of time.
 _SOFT_5 = {"5.2.2", "5.2.3", "5.3.1", "5.3.2", "5.3.4", "5.4.7"}
@@ -120,8 +131,8 @@ def read_message(msg: EmailMessage) -> Reading:
     report = _report_type(msg)
     if report == "feedback-report":
         return Reading(Nature.arf, original=_attached(msg))
-    if report == "delivery-status" or any(
-        part.get_content_type() == "message/delivery-status" for part in msg.walk()
+    if report in ("delivery-status", "global-delivery-status") or any(
+        part.get_content_type() in DSN_PARTS for part in msg.walk()
     ):
         return _read_dsn(msg)
     if is_vacation(msg):
@@ -184,22 +195,29 @@ def _report_type(msg: Message) -> str | None:
 
 
 def _blocks(part: Message) -> list[Message]:
-    """The header blocks of a message/delivery-status or feedback-report part."""
+    """The header blocks of a message/delivery-status, global-delivery-status or feedback-report
+    part. Python splits only message/delivery-status into its blocks: the global one (RFC 6533)
+    comes as one message whose body holds the recipients' blocks, read here."""
     payload = part.get_payload()
-    if isinstance(payload, list):
-        return [p for p in payload if isinstance(p, Message)]
-    return []
+    if not isinstance(payload, list):
+        return []
+    blocks = [p for p in payload if isinstance(p, Message)]
+    rest = blocks[0].get_payload() if len(blocks) == 1 else None
+    if isinstance(rest, str) and rest.strip():
+        text = rest.replace("\r\n", "\n")
+        blocks += [
+            message_from_string(b.strip("\n") + "\n") for b in re.split(r"\n[ \t]*\n", text) if b.strip()
+        ]
+    return blocks
 
 
 def _attached(msg: Message) -> Message | None:
     for part in msg.walk():
-        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers"):
+        if part.get_content_type() in ATTACHED_PARTS:
             inner = part.get_payload()
             if isinstance(inner, list) and inner and isinstance(inner[0], Message):
                 return inner[0]
             if isinstance(inner, str):
-                from email import message_from_string
-
                 return message_from_string(inner)
     return None
 
@@ -218,7 +236,7 @@ def _read_dsn(msg: EmailMessage) -> Reading:
     findings, delayed = [], False
     in_text = _status_in_text(msg)  # the report's own words, read once for all its recipients
     for part in msg.walk():
-        if part.get_content_type() != "message/delivery-status":
+        if part.get_content_type() not in DSN_PARTS:
             continue
         for block in _blocks(part)[1:] or _blocks(part):
             action = _field(block, "Action").lower()
