@@ -11,9 +11,12 @@ from typing import Any
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from sqlmodel import select
 
 from newsletter.bounces.providers.mailgun import expected_signature
 from newsletter.config import ConfigError
+from newsletter.models import BounceRecord, Delivery, Frequency, Issue, utcnow
+from newsletter.testing import configured_session
 from tests import providerkit as kit
 from tests.conftest import PRODUCTION_ENV
 from tests.providerkit import MAILGUN_KEY, POSTMARK_PASSWORD, POSTMARK_USER, bounce_records, post_json
@@ -74,7 +77,19 @@ def test_mailgun_events_change_exactly_the_readers_named(web):
         assert r.status_code == 200, r.text
         return r.json()
 
-    assert deliver(failed("mg-gone@example.org", "permanent")) == {"status": "ok", "events": 1, "ignored": 0}
+    gone_event = failed("mg-gone@example.org", "permanent")
+    gone_event["message"] = {"headers": {"message-id": "d.7@news.example.org"}}  # Mailgun drops the <>
+    with configured_session() as session:  # the digest that bounced, as the ledger holds it
+        issue = Issue(
+            frequency=Frequency.weekly, period="2026-W49", title="W49", paper_ids=[], created_at=utcnow()
+        )
+        session.add(issue)
+        session.flush()
+        row = Delivery(issue_id=issue.id, subscriber_id=gone, message_id="<d.7@news.example.org>")
+        session.add(row)
+        session.flush()
+        gone_delivery = row.id
+    assert deliver(gone_event) == {"status": "ok", "events": 1, "ignored": 0}
     # One attempt that Mailgun retries: counted as soft, greylisting bounced readers in weeks.
     assert deliver(failed("mg-busy@example.org", "temporary", 451, "4.7.1"))["ignored"] == 1
     assert deliver(failed("mg-busy@example.org", "temporary", 452, "4.2.2"))["ignored"] == 1
@@ -94,6 +109,9 @@ def test_mailgun_events_change_exactly_the_readers_named(web):
         "confirmed",
     ]
     assert bounce_records(gone) == [("hard", "5.1.1", "mailgun", "bounced")]
+    with configured_session() as session:  # tied to its delivery: the issue counts it
+        [record] = session.exec(select(BounceRecord).where(BounceRecord.subscriber_id == gone)).all()
+        assert record.delivery_id == gone_delivery
     assert bounce_records(busy) == []
     assert [r[:2] for r in bounce_records(listed)] == [("policy", "5.7.1")]
     assert bounce_records(angry) == [("complaint", "", "mailgun", "unsubscribed")]

@@ -280,3 +280,40 @@ def test_a_rotated_sns_certificate_is_added_to_the_file_without_a_restart(web, h
         assert status(other) == "bounced"
     finally:
         hooks.cert.write_bytes(original)
+
+
+def test_an_event_naming_our_message_counts_for_its_issue_and_once(web, sns_key):
+    """SES passes on our Message-ID (`mail.commonHeaders.messageId`). Provider events were tied
+    to the address only: `issues show` and /metrics left them out, the ledger row never said
+    "bounced after 250", and a replay was not caught by the (delivery, kind) index."""
+    from newsletter.bounces.reports import bounce_counts
+    from newsletter.models import BounceRecord, Delivery, DeliveryState, Frequency, Issue, utcnow
+
+    reader = add_subscriber("counted@example.org")
+    with configured_session() as session:
+        issue = Issue(
+            frequency=Frequency.weekly, period="2026-W49", title="Week 49", paper_ids=[], created_at=utcnow()
+        )
+        session.add(issue)
+        session.flush()
+        row = Delivery(
+            issue_id=issue.id,
+            subscriber_id=reader,
+            state=DeliveryState.sent,
+            message_id="<d.42@news.example.org>",
+        )
+        session.add(row)
+        session.flush()
+        issue_id, delivery_id = issue.id, row.id
+    event = ses_bounce("Permanent", "General", "counted@example.org")
+    event["mail"]["commonHeaders"] = {"messageId": "<d.42@news.example.org>", "subject": "Paper Digest"}
+    for _ in range(2):  # SNS delivers it twice
+        r = post_json(web, "/webhooks/ses", ses_notification(sns_key, event), SNS)
+        assert r.status_code == 200, r.text
+    with configured_session() as session:
+        records = session.exec(select(BounceRecord).where(col(BounceRecord.subscriber_id) == reader)).all()
+        assert [(b.delivery_id, b.issue_id, b.kind.value) for b in records] == [
+            (delivery_id, issue_id, "hard")
+        ]
+        assert bounce_counts(session, issue_id)["hard"] == 1
+        assert session.get(Delivery, delivery_id).error.startswith("bounced after 250: hard 5.1.1")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
@@ -59,6 +59,7 @@ class BounceEvent:
     received_at: datetime = field(default_factory=utcnow)
     journey_email_id: int | None = None
     subscriber_id: int | None = None  # a mailto: unsubscribe names the reader, not a message
+    message_id: str | None = None  # the Message-ID a provider's event names (SES, Mailgun)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", BounceKind(self.kind))  # ValueError for anything else
@@ -102,6 +103,12 @@ def record_bounce(session: Session, settings: Settings, event: BounceEvent) -> O
     """Record `event` and apply it to its reader (see the module docstring); never raises for
     an event that names nobody, or that was recorded before."""
     target = _target(session, event)
+    if target is not None and event.delivery_id is None and event.message_id:
+        # A provider names the address and our Message-ID: the delivery is found among that
+        # reader's own rows, so the issue counts the bounce and a replay is a duplicate.
+        found = ledger.delivery_of_message(session, saved_id(target.sub), event.message_id)
+        if found is not None:
+            event, target = replace(event, delivery_id=found[0]), _Target(target.sub, found[1])
     if target is None:
         log_event(
             log,

@@ -31,6 +31,9 @@ from newsletter.ledger.reports import (
     delivery_counts as delivery_counts,
 )
 from newsletter.ledger.reports import (
+    delivery_of_message as delivery_of_message,
+)
+from newsletter.ledger.reports import (
     delivery_owner as delivery_owner,
 )
 from newsletter.ledger.reports import (

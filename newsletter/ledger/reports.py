@@ -123,3 +123,21 @@ def delivery_owner(session: Session, delivery_id: int) -> tuple[int, int] | None
     )
     found = row.first()
     return (found[0], found[1]) if found is not None else None
+
+
+def delivery_of_message(session: Session, subscriber_id: int, message_id: str) -> tuple[int, int] | None:
+    """(delivery id, issue id) of the reader's delivery that went out with `message_id` (with or
+    without its angle brackets); found through the reader's own rows (ix_delivery_subscriber_id)."""
+    bare = message_id.strip().strip("<>")
+    if not bare:
+        return None
+    row = (
+        session.connection()
+        .execute(
+            select(DELIVERIES.c.id, DELIVERIES.c.issue_id).where(
+                DELIVERIES.c.subscriber_id == subscriber_id, DELIVERIES.c.message_id.in_((f"<{bare}>", bare))
+            )
+        )
+        .first()
+    )
+    return (row[0], row[1]) if row is not None else None

@@ -64,7 +64,13 @@ def read_as(shape: type[Shape], body: bytes, what: str) -> Shape:
 
 
 def bounce(
-    kind: Kind, address: str, source: str, status: Any, diagnostic: list[Any], when: Any
+    kind: Kind,
+    address: str,
+    source: str,
+    status: Any,
+    diagnostic: list[Any],
+    when: Any,
+    message_id: Any = None,
 ) -> BounceEvent:
     """One event as every adapter makes it: the RFC 3463 code found in `status`, the non-empty
     parts of `diagnostic` joined and made safe, `when` read as a time (now if unreadable).
@@ -83,6 +89,7 @@ def bounce(
         diagnostic=text(" ".join(str(part) for part in diagnostic if part)),
         source=source,
         received_at=timestamp(when),
+        message_id=text(message_id)[:255] or None if isinstance(message_id, str) else None,
     )
 
 

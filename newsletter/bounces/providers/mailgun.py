@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -52,6 +52,12 @@ class EventData(BaseModel):
     reason: str | None = None
     timestamp: float | None = None
     delivery_status: DeliveryStatus = Field(default_factory=DeliveryStatus, alias="delivery-status")
+    message: dict[str, Any] = Field(default_factory=dict)  # "headers": {"message-id": …} of ours
+
+    @property
+    def message_id(self) -> Any:
+        headers = self.message.get("headers")
+        return headers.get("message-id") if isinstance(headers, dict) else None
 
 
 class Call(BaseModel):
@@ -84,6 +90,7 @@ def read(body: bytes, settings: Settings, tokens: TokenStore, now: float | None 
                 status.enhanced_code or status.message,
                 diagnostic,
                 data.timestamp,
+                data.message_id,
             )
         ]
     )

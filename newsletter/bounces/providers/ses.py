@@ -171,32 +171,52 @@ def notification_events(notification: Any) -> Batch:
     if not isinstance(notification, dict):
         raise Malformed("The SNS Message is not an SES notification.")
     kind = notification.get("notificationType") or notification.get("eventType")
+    message_id = _message_id(notification.get("mail"))
     try:
         if kind == "Bounce":
-            return Batch(events=_bounce_events(Bounce.model_validate(notification.get("bounce"))))
+            return Batch(events=_bounce_events(Bounce.model_validate(notification.get("bounce")), message_id))
         if kind == "Complaint":
             complaint = Complaint.model_validate(notification.get("complaint"))
             # The ARF Feedback-Type: a "not-spam" report takes a complaint back (as in an ARF).
             if (feedback := (complaint.complaintFeedbackType or "").strip().lower()) in NOT_COMPLAINTS:
                 return Batch(ignored=[f"ses complaint {feedback}"])
-            return Batch(events=_complaint_events(complaint))
+            return Batch(events=_complaint_events(complaint, message_id))
     except ValidationError as exc:
         raise Malformed(f"The SES {kind} has missing or invalid fields.") from exc
     return Batch(ignored=[f"ses {text(kind)[:40]}"])
 
 
-def _bounce_events(report: Bounce) -> list[BounceEvent]:
+def _message_id(mail: Any) -> Any:
+    """The Message-ID header of the message an SES notification is about (ours, not SES's own
+    `messageId`): from `commonHeaders`, else from the `headers` list."""
+    if not isinstance(mail, dict):
+        return None
+    common = mail.get("commonHeaders")
+    if isinstance(common, dict) and isinstance(common.get("messageId"), str):
+        return common["messageId"]
+    headers = mail.get("headers")
+    for header in headers if isinstance(headers, list) else ():
+        if isinstance(header, dict) and str(header.get("name", "")).lower() == "message-id":
+            return header.get("value")
+    return None
+
+
+def _bounce_events(report: Bounce, message_id: Any = None) -> list[BounceEvent]:
     kind = BOUNCE_KINDS.get(report.bounceType, "soft")
     detail = f"{report.bounceType}/{report.bounceSubType}:"
     return [
-        bounce(kind, r.emailAddress, "ses", r.status, [detail, r.diagnosticCode], report.timestamp)
+        bounce(
+            kind, r.emailAddress, "ses", r.status, [detail, r.diagnosticCode], report.timestamp, message_id
+        )
         for r in report.bouncedRecipients
     ]
 
 
-def _complaint_events(complaint: Complaint) -> list[BounceEvent]:
+def _complaint_events(complaint: Complaint, message_id: Any = None) -> list[BounceEvent]:
     detail = "/".join(d for d in (complaint.complaintFeedbackType, complaint.complaintSubType) if d)
     return [
-        bounce("complaint", r.emailAddress, "ses", "", [detail or "complaint"], complaint.timestamp)
+        bounce(
+            "complaint", r.emailAddress, "ses", "", [detail or "complaint"], complaint.timestamp, message_id
+        )
         for r in complaint.complainedRecipients
     ]
