@@ -18,7 +18,7 @@ from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, fie
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from newsletter.db import check_url
-from newsletter.domains import undeliverable
+from newsletter.domains import ascii_domain, mail_domain, undeliverable
 from newsletter.envfile import find_env_file, read_env_file
 from newsletter.errors import ConfigError
 from newsletter.logs import event
@@ -319,18 +319,12 @@ class Settings(BaseSettings):
 
     @property
     def mail_domain(self) -> str:
-        return _mail_domain(self.mail_from)
+        return mail_domain(self.mail_from)
 
     @property
     def verp_domain(self) -> str:
         """Where bounces and mailto: unsubscribes go: `bounce_domain`, else the mail domain."""
-        return (self.bounce_domain or self.mail_domain).lower()
-
-
-@lru_cache(maxsize=16)
-def _mail_domain(mail_from: str) -> str:
-    """Remembered: a digest asks three times (Message-ID, VERP, List-Unsubscribe), ~25 µs each."""
-    return (parseaddr(mail_from)[1] or mail_from).rsplit("@", 1)[-1].strip(" >")
+        return ascii_domain(self.bounce_domain).lower() if self.bounce_domain else self.mail_domain.lower()
 
 
 def _weak_secret(secret: str) -> bool:

@@ -8,6 +8,8 @@ holds most of these). An IP literal or a name without a dot is no sending domain
 from __future__ import annotations
 
 import ipaddress
+from email.utils import parseaddr
+from functools import lru_cache
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
 
@@ -40,3 +42,22 @@ def _is_ip(name: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+@lru_cache(maxsize=16)
+def mail_domain(mail_from: str) -> str:
+    """The domain of the From address, as ASCII (`ascii_domain`): for the Message-ID, the VERP
+    addresses and the mailto: unsubscribe. Remembered: a digest asks three times, ~25 µs each."""
+    return ascii_domain((parseaddr(mail_from)[1] or mail_from).rsplit("@", 1)[-1].strip(" >"))
+
+
+def ascii_domain(domain: str) -> str:
+    """An internationalised domain in its IDNA form (bücher.de → xn--bcher-kva.de), which every
+    header and SMTP command can carry: as it was, every email of a list sending from such a
+    domain failed to build (UnicodeEncodeError on its Message-ID). Any other name as it is."""
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:  # not a valid name: the settings check says so
+        return domain

@@ -71,3 +71,58 @@ def test_a_header_added_on_top_of_a_signed_digest_breaks_the_signature(key, sign
 def test_headers_that_are_absent_are_not_signed_at_all():
     fields = [(b"from", b"x"), (b"subject", b"y"), (b"subject", b"z"), (b"x-other", b"w")]
     assert mime.signed_header_names(fields) == [b"from", b"from", b"subject", b"subject", b"subject"]
+
+
+def test_a_from_and_list_id_of_any_spelling_go_out_well_formed_and_signed(key):
+    """Operators' names and domains (helpers' hunt, 2 Dec 2026):
+    - a long non-ASCII From name was folded with a bare LF: every signature failed;
+    - "Paper Digest: ML Lab" went out unquoted (a group, with a comma two mailboxes);
+    - a non-ASCII From domain made every email fail to build (its Message-ID);
+    - a non-ASCII List-Id was encoded whole, hiding its <id> from filters."""
+    import email
+    import email.policy
+    from email.header import decode_header, make_header
+    from email.utils import parseaddr
+
+    from newsletter.domains import mail_domain
+
+    key_path, dns = key
+    long_name = "Équipe Apprentissage Automatique – Université de Montréal"
+    for mail_from, shown in (
+        (f"{long_name} <digest@news.example.org>", long_name),
+        ("Paper Digest: ML Lab <digest@news.example.org>", "Paper Digest: ML Lab"),
+        ("Paper Digest, ML Lab <digest@news.example.org>", "Paper Digest, ML Lab"),
+    ):
+        env = mime.Envelope(
+            mail_from=mail_from,
+            to="ada@example.org",
+            subject="Paper Digest",
+            message_id=mime.new_message_id("news.example.org", "3.7"),
+            headers={"List-Id": "Revue Päper <digest.news.example.org>"},
+        )
+        raw = mime.dkim_sign(
+            mime.build_message(env, "Hello\n", "<p>hi</p>"),
+            selector="s1",
+            domain="news.example.org",
+            key_path=key_path,
+        )
+        head = raw.split(b"\r\n\r\n", 1)[0]
+        assert b"\n" not in head.replace(b"\r\n", b"")  # every fold is CRLF
+        assert dkim.verify(raw, dnsfunc=dns), mail_from
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        [sender] = msg["From"].addresses
+        assert sender.addr_spec == "digest@news.example.org" and msg["From"].defects == ()
+        raw_from = email.message_from_bytes(raw)["From"]  # RFC 2047 decoding joins adjacent words
+        assert parseaddr(str(make_header(decode_header(raw_from)))) == (shown, "digest@news.example.org")
+        assert (
+            b"<digest.news.example.org>" in head
+            and str(msg["List-Id"]) == "Revue Päper <digest.news.example.org>"
+        )
+    assert mail_domain("Paper Digest <digest@bücher.de>") == "xn--bcher-kva.de"
+    env = mime.Envelope(
+        mail_from="Paper Digest <digest@bücher.de>",
+        to="ada@example.org",
+        subject="Paper Digest",
+        message_id=mime.new_message_id(mail_domain("Paper Digest <digest@bücher.de>"), "3.7"),
+    )
+    assert b"From: Paper Digest <digest@xn--bcher-kva.de>" in mime.build_message(env, "Hi\n", "<p>hi</p>")

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from email.header import Header
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, make_msgid, quote
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from newsletter.domains import ascii_domain
 from newsletter.mail.qp import Pieces, qp_pieces, qp_whole
 
 CRLF = b"\r\n"
@@ -39,6 +40,9 @@ class Envelope:
     message_id: str
     headers: dict[str, str] = field(default_factory=dict)
     date: str | None = None
+
+
+_SPECIALS = re.compile(r'[][()<>@,:;\\".]')  # RFC 5322 specials: a display name holding one is quoted
 
 
 def new_message_id(domain: str, idstring: str | None = None) -> str:
@@ -61,16 +65,32 @@ def _encoded_header(value: str, name: str) -> bytes:
 
 
 def _address_value(value: str, name: str) -> bytes:
-    """From/To: encode a non-ASCII display name, keep the address itself as is."""
+    """From/To: a bare address as it is (UTF-8 for an internationalised one: SMTPUTF8), and a
+    named one through `_named_address`."""
     if any(ch in value for ch in "\r\n"):
         raise ValueError(f"header {name} contains a line break")
-    if value.isascii():
-        return value.encode("ascii")
-    if "<" in value:
-        display, addr = value.rsplit("<", 1)
-        encoded = Header(display.strip().strip('"'), "utf-8").encode()
-        return f"{encoded} <{addr}".encode()
-    return value.encode("utf-8")  # an internationalised address: needs SMTPUTF8
+    if "<" not in value:
+        return value.encode("utf-8")
+    return _named_address(value, name)
+
+
+@lru_cache(maxsize=64)
+def _named_address(value: str, name: str) -> bytes:
+    """ "Name <local@domain>": the name quoted where RFC 5322 needs it ("Paper Digest: ML Lab"
+    went out bare, a group, and with a comma two mailboxes), RFC 2047-encoded when not ASCII and
+    folded with CRLF (a bare LF fold broke the DKIM signature of every email), the domain in its
+    IDNA form."""
+    display, addr = value.rsplit("<", 1)
+    display, addr = display.strip().strip('"').strip(), addr.strip().rstrip(">").strip()
+    local, at, domain = addr.rpartition("@")
+    addr = f"{local}{at}{ascii_domain(domain)}" if at else addr
+    if not display:
+        return f"<{addr}>".encode()
+    if display.isascii():
+        phrase = f'"{quote(display)}"' if _SPECIALS.search(display) else display
+    else:
+        phrase = Header(display, "utf-8", header_name=name).encode(linesep="\r\n")
+    return f"{phrase} <{addr}>".encode()
 
 
 def build_message(env: Envelope, text: str | Pieces, html: str | Pieces) -> bytes:
@@ -85,7 +105,11 @@ def build_message(env: Envelope, text: str | Pieces, html: str | Pieces) -> byte
         (b"Message-ID", env.message_id.encode("ascii")),
         (b"MIME-Version", b"1.0"),
     ]
-    head += [(k.encode("ascii"), _header_value(v, k)) for k, v in env.headers.items()]
+    # List-Id is "phrase <id>" (RFC 2919): only the phrase may be encoded, or filters find no id
+    head += [
+        (k.encode("ascii"), _address_value(v, k) if k == "List-Id" else _header_value(v, k))
+        for k, v in env.headers.items()
+    ]
     head.append((b"Content-Type", f'multipart/alternative; boundary="{boundary}"'.encode("ascii")))
     b = boundary.encode("ascii")
     parts = [k + b": " + v for k, v in head]
