@@ -396,6 +396,24 @@ def test_cards_show_the_tldr_organisation_and_code_stars(world):
     assert "   Tiny transformers learn robot control from 10 demonstrations." in text
 
 
+def test_the_text_part_never_cuts_a_link_in_an_abstract(world):
+    """Jinja's wordwrap broke long words and at hyphens: the text part showed
+    "https://github.com/example-org/self-supervised-graph-transformer-" and "benchmarks …" on the
+    next line, so mail clients linked a wrong URL."""
+    url = "https://github.com/example-org/self-supervised-graph-transformer-benchmarks"
+    with configured_session() as session:
+        record = PaperRecord(
+            title="Robot learning with graph transformers",
+            abstract=f"Robot learning and reinforcement learning for control, code at {url} today. " * 3,
+        )
+        ingest_records(session, [record])
+    send_now()
+    [msg] = digests(world.box, "robot@example.org")
+    text = text_part(msg)
+    card = text.split("Robot learning with graph transformers", 1)[1].split("More like this", 1)[0]
+    assert url in card and "transformer-\n" not in card, card
+
+
 def test_a_collaboration_cut_at_the_ingest_is_not_counted_short():
     """A 2,932-author paper is kept with its first MAX_AUTHORS names; its card said "and 494
     more"."""
