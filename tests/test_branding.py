@@ -44,6 +44,7 @@ def journey_context(settings, sub: Subscriber) -> dict:
         "confirm_hours": 72,
         "next_digest": "on Monday",
         "period": "week",
+        "cadence": "weekly",
         "confirm_url": links.confirm_url(settings, sub),
         "preferences_url": links.preferences_url(settings, sub),
         "unsubscribe_url": links.unsubscribe_url(settings, sub),

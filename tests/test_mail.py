@@ -120,6 +120,7 @@ def test_every_email_template_compiles_and_text_matches_html(configure):
         "confirm_hours": 72,
         "next_digest": "on Monday",
         "period": "week",
+        "cadence": "weekly",
         "confirm_url": "https://x.org/c/1",
         "preferences_url": "https://x.org/p/1",
         "unsubscribe_url": "https://x.org/u/1",

@@ -411,3 +411,7 @@ def test_a_daily_readers_welcome_speaks_of_the_days_papers(configure):
         rendered = render_journey_email(settings, "welcome", journey_context(settings, "welcome", reader))
         for part in (" ".join(rendered.text.split()), rendered.html):
             assert f"with the {word} trending papers" in part and f"get the {word} most popular" in part
+        # and the confirmation said "a weekly email" to every reader
+        asked = render_journey_email(settings, "confirm", journey_context(settings, "confirm", reader))
+        for part in (" ".join(asked.text.split()), asked.html):
+            assert f"a {frequency.value} email of trending research papers" in part

@@ -51,6 +51,7 @@ def journey_context(settings: Settings, kind: str, sub: Subscriber) -> dict[str,
         "confirm_hours": settings.confirm_token_hours,
         "next_digest": next_digest_text(settings, sub),
         "period": "day" if sub.frequency is Frequency.daily else "week",
+        "cadence": sub.frequency.value,  # "a daily email": the confirmation said "weekly" to all
     }
     if kind == "confirm":
         context["confirm_url"] = links.confirm_url(settings, sub)
