@@ -241,7 +241,13 @@ def send_now(
     issue_id = saved_id(issue)
     total = sum(counts(settings, issue_id).values())
     if settings.uses_broker:
-        jobs.run(settings, dispatch_issue, issue_id)
+        try:
+            jobs.run(settings, dispatch_issue, issue_id)
+        except jobs.BrokerUnreachable as exc:  # the plan is committed: say what happens to it
+            raise OperatorError(
+                f"{exc}. Issue {issue_id} is planned ({total} deliveries) and goes out once the broker "
+                "is back: run this again then, or beat's sweep queues it"
+            ) from exc
         if wait:
             _wait_with_progress(settings, issue_id, total, show_progress, workers)
     else:

@@ -32,7 +32,7 @@ from newsletter import jobs
 from newsletter.config import Settings
 from newsletter.db import get_engine, session_scope
 from newsletter.digests import renderer_for
-from newsletter.errors import NoPapers
+from newsletter.errors import NoPapers, OperatorError
 from newsletter.ledger import (
     SentRecorder,
     claim,
@@ -51,7 +51,8 @@ from newsletter.ledger import (
 from newsletter.logs import event
 from newsletter.mail.senders import Sender, TransientSendError, open_sender
 from newsletter.models import Frequency, saved_id, utcnow
-from newsletter.pauses import unpause_issue
+from newsletter.pauses import pause_issue as pause_row
+from newsletter.pauses import pause_reason, unpause_issue
 from newsletter.schedule import due_slots, reader_slots, slot_readers
 from newsletter.sending import Batch, commits_wait_for_disk, digest_message, send_one
 from newsletter.stats import reader_count
@@ -210,13 +211,22 @@ def resume_issue(settings: Settings, issue_id: int) -> int | None:
     """Clear an issue's pause, put back its rows the relay refused while their reader stayed
     subscribed (a refused message was never accepted, so sending it again cannot duplicate it),
     and dispatch it again. Returns how many rows were put back; None if it was not paused."""
-    with get_engine(settings.database_url).connect() as conn:
+    engine = get_engine(settings.database_url)
+    with engine.connect() as conn:
+        reason = pause_reason(conn, issue_id)
         if not unpause_issue(conn, issue_id):
             return None
         put_back = requeue_refused(conn, issue_id)
         renew_open(conn, issue_id)  # a pause longer than the retry window gives nothing up
+    try:
+        jobs.run(settings, dispatch_issue, issue_id)
+    except jobs.BrokerUnreachable as exc:  # paused again, as it was: resuming stays possible
+        with engine.connect() as conn:
+            pause_row(conn, issue_id, reason or "")
+        raise OperatorError(
+            f"{exc}. Issue {issue_id} stays paused: resume it once the broker is back"
+        ) from exc
     event(log, "issue.resumed", logging.WARNING, issue_id=issue_id, put_back=put_back)
-    jobs.run(settings, dispatch_issue, issue_id)
     return put_back
 
 

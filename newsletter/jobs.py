@@ -17,10 +17,13 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from kombu.exceptions import OperationalError as BrokerError
+from kombu.utils.url import maybe_sanitize_url
 from sqlmodel import Session
 
 from newsletter.config import Settings
 from newsletter.db import after_commit
+from newsletter.errors import OperatorError
 from newsletter.worker import publisher
 
 log = logging.getLogger("newsletter.jobs")
@@ -46,8 +49,16 @@ def run(settings: Settings, job: Job, *args: Any) -> Any:
     is where they are caught for work queued behind a request.
     """
     if settings.uses_broker:
-        return publisher(settings).send_task(task_name(job), args=list(args))
+        try:
+            return publisher(settings).send_task(task_name(job), args=list(args))
+        except (BrokerError, OSError) as exc:  # kombu's is no OSError: the CLI showed a traceback
+            shown = maybe_sanitize_url(settings.broker_url or "")
+            raise BrokerUnreachable(f"cannot reach the broker at {shown}: {exc}") from exc
     return job(settings, *args)
+
+
+class BrokerUnreachable(OperatorError):
+    """A job could not be published: the broker is down or unreachable."""
 
 
 def enqueue(

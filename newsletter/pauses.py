@@ -9,7 +9,7 @@ listmonk does with a campaign. A paused issue claims nothing until an operator r
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from newsletter.models import Issue, table_of, utcnow
@@ -47,6 +47,15 @@ def pause_issue(conn: Connection, issue_id: int, reason: str) -> bool:
     ).first()
     conn.commit()
     return paused is not None
+
+
+def pause_reason(conn: Connection, issue_id: int) -> str | None:
+    """Why the issue is paused; None if it is not."""
+    reason = conn.execute(
+        select(ISSUES.c.pause_reason).where(ISSUES.c.id == issue_id, ISSUES.c.paused_at.is_not(None))
+    ).first()
+    conn.commit()
+    return None if reason is None else reason[0] or ""
 
 
 def unpause_issue(conn: Connection, issue_id: int) -> bool:

@@ -122,6 +122,25 @@ def test_an_unreachable_broker_is_one_line_and_fast(env, configure):
     )
 
 
+def test_with_the_broker_down_no_wait_and_resume_say_one_line_and_keep_what_they_did(env, pg_url):
+    """`send --now --no-wait` planned the issue, then ended in kombu's traceback; `issues resume`
+    cleared the pause, then the traceback, and a second try said "not paused; nothing to
+    resume" (the admin API answered 500, then 400)."""
+    down = {**env, "NEWSLETTER_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    result, _ = newsletter(down, "send", "--now", "--no-wait")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "cannot reach the broker" in line and "Issue 1 is planned (2 deliveries)" in line
+    assert count(pg_url, "SELECT count(*) FROM delivery WHERE state = 'pending'") == 2  # kept for later
+    with create_engine(pg_url).begin() as conn:
+        conn.execute(text("UPDATE issue SET paused_at = now(), pause_reason = 'wrong papers' WHERE id = 1"))
+    for _ in range(2):  # and a second try says the same: the issue stayed paused
+        result, _ = newsletter(down, "issues", "resume", "1")
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert "Issue 1 stays paused" in result.stderr
+        assert count(pg_url, "SELECT count(*) FROM issue WHERE pause_reason = 'wrong papers'") == 1
+
+
 def test_a_worker_lost_while_waiting_stops_the_command_with_one_line(env, pg_url, tmp_path):
     """The ping passed, then the only worker died: the command notices within
     NEWSLETTER_SEND_STALL_SECONDS of no progress (30 s by default; 12 here, past the first 10 s
