@@ -324,7 +324,7 @@ class Settings(BaseSettings):
     @property
     def verp_domain(self) -> str:
         """Where bounces and mailto: unsubscribes go: `bounce_domain`, else the mail domain."""
-        return ascii_domain(self.bounce_domain).lower() if self.bounce_domain else self.mail_domain.lower()
+        return ascii_domain(self.bounce_domain or self.mail_domain).lower()
 
 
 def _weak_secret(secret: str) -> bool:

@@ -18,12 +18,12 @@ from contextvars import ContextVar
 from typing import Any
 
 from kombu.exceptions import OperationalError as BrokerError
-from kombu.utils.url import maybe_sanitize_url
 from sqlmodel import Session
 
 from newsletter.config import Settings
 from newsletter.db import after_commit
 from newsletter.errors import OperatorError
+from newsletter.liveness import shown_broker
 from newsletter.worker import publisher
 
 log = logging.getLogger("newsletter.jobs")
@@ -52,8 +52,7 @@ def run(settings: Settings, job: Job, *args: Any) -> Any:
         try:
             return publisher(settings).send_task(task_name(job), args=list(args))
         except (BrokerError, OSError) as exc:  # kombu's is no OSError: the CLI showed a traceback
-            shown = maybe_sanitize_url(settings.broker_url or "")
-            raise BrokerUnreachable(f"cannot reach the broker at {shown}: {exc}") from exc
+            raise BrokerUnreachable(f"cannot reach the broker at {shown_broker(settings)}: {exc}") from exc
     return job(settings, *args)
 
 

@@ -129,8 +129,9 @@ def next_digest_text(settings: Settings, sub: Subscriber, now: datetime | None =
     hour" (their slot came within the catch-up hours), "today at 08:00 Europe/Berlin", "tomorrow
     at …", "on Friday at …" or "next Monday at …"."""
     zone = sub.timezone if sub.timezone and loadable_zone(sub.timezone) else settings.timezone
-    weekday = None if sub.frequency is Frequency.daily else sub.weekday
-    weekday = settings.digest_weekday if weekday is None and sub.frequency is Frequency.weekly else weekday
+    weekday = None  # daily: every day
+    if sub.frequency is Frequency.weekly:
+        weekday = settings.digest_weekday if sub.weekday is None else sub.weekday
     local = (now or datetime.now(UTC)).astimezone(ZoneInfo(zone))
     last = last_slot(local, settings.digest_hour, weekday)
     if arrived(settings, last, local):

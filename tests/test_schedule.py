@@ -63,7 +63,7 @@ def add_readers(readers=READERS) -> None:
 
 @pytest.fixture
 def mailing(configure, smtp_server):
-    def settings_for(db_url: str):
+    def settings_for(db_url: str, papers: bool = True):
         box, port = smtp_server
         settings = configure(
             NEWSLETTER_DATABASE_URL=db_url,
@@ -72,7 +72,8 @@ def mailing(configure, smtp_server):
             NEWSLETTER_TIMEZONE="UTC",
             NEWSLETTER_DIGEST_WEEKDAY="0",
         )
-        admin.ingest(settings, path=sample_feed_path())
+        if papers:
+            admin.ingest(settings, path=sample_feed_path())
         return settings, box
 
     return settings_for
@@ -144,20 +145,13 @@ def test_a_missed_tick_is_made_up_within_the_catch_up_window_and_not_after(maili
 
 
 def test_a_slot_before_any_paper_makes_no_empty_edition_and_sends_once_papers_come(
-    configure, smtp_server, sqlite_url, caplog
+    mailing, sqlite_url, caplog
 ):
     """A tick before the first ingest made the week's edition with no paper: every reader's row
     ended "nothing new to send", the edition stayed empty all week (its papers are fixed when it
     is made) and the archive listed it. Now the tick makes nothing and says so; the next tick
     within the catch-up hours sends, once papers are there."""
-    box, port = smtp_server
-    settings = configure(
-        NEWSLETTER_DATABASE_URL=sqlite_url,
-        NEWSLETTER_SMTP_HOST="127.0.0.1",
-        NEWSLETTER_SMTP_PORT=str(port),
-        NEWSLETTER_TIMEZONE="UTC",
-        NEWSLETTER_DIGEST_WEEKDAY="0",
-    )
+    settings, box = mailing(sqlite_url, papers=False)
     add_readers(READERS[1:2])  # Berlin, Monday 08:00 local = 07:00 UTC
     assert scheduled_send(settings, MONDAY + timedelta(hours=7)) == []
     with configured_session() as session:

@@ -57,8 +57,6 @@ class Reading:
     original: Message | None = None  # the returned message or its headers, when attached
 
 
-# Not inside a dotted number: "5.9.44.10 does not like recipient" (qmail) and "host mx
-# [4.2.2.1]" (Exim) are IP addresses, which were read as status 5.9.44 (hard) and 4.2.2 (soft).
 # RFC 3464's report, and RFC 6533's for mail to addresses that are not ASCII (sent with
 # SMTPUTF8): that one was read as no bounce at all, so such a reader was never bounced.
 DSN_PARTS = ("message/delivery-status", "message/global-delivery-status")
@@ -69,6 +67,8 @@ ATTACHED_PARTS = (
     "message/global",
     "message/global-headers",
 )
+# Not inside a dotted number: "5.9.44.10 does not like recipient" (qmail) and "host mx
+# [4.2.2.1]" (Exim) are IP addresses, which were read as status 5.9.44 (hard) and 4.2.2 (soft).
 _STATUS = re.compile(r"(?<![\w.])([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
 # Their mailbox or system, for now: full, too big for it, not accepting, out of time.
 _SOFT_5 = {"5.2.2", "5.2.3", "5.3.1", "5.3.2", "5.3.4", "5.4.7"}

@@ -89,7 +89,7 @@ def _named_address(value: str, name: str) -> bytes:
     if display.isascii():
         phrase = f'"{quote(display)}"' if _SPECIALS.search(display) else display
     else:
-        phrase = Header(display, "utf-8", header_name=name).encode(linesep="\r\n")
+        phrase = _encoded_header(display, name).decode("ascii")
     return f"{phrase} <{addr}>".encode()
 
 

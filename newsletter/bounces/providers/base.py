@@ -89,7 +89,7 @@ def bounce(
         diagnostic=text(" ".join(str(part) for part in diagnostic if part)),
         source=source,
         received_at=timestamp(when),
-        message_id=text(message_id)[:255] or None if isinstance(message_id, str) else None,
+        message_id=(text(message_id)[:255] or None) if isinstance(message_id, str) else None,
     )
 
 
