@@ -280,6 +280,23 @@ def test_one_click_unsubscribe_rfc8058(client, settings):
     assert sub.id == subscriber("ada@example.org").id
 
 
+def test_consent_record_tells_the_page_button_from_a_mail_clients_one_click(client, settings):
+    def unsubscribed_via(address: str) -> list[str]:
+        with configured_session() as session:
+            rows = session.exec(select(ConsentEvent).where(ConsentEvent.email_key == address))
+            return [e.event for e in rows if e.event.startswith("unsubscribed:")]
+
+    for address, body in [
+        ("button@example.org", {}),
+        ("client@example.org", {"List-Unsubscribe": "One-Click"}),
+    ]:
+        sub = confirmed(client, settings, address)
+        url = f"/unsubscribe/{make_token(settings, Purpose.unsubscribe, sub.token_key, sub.token_version)}"
+        assert client.post(url, data=body).status_code == 200
+    assert unsubscribed_via("button@example.org") == ["unsubscribed:page"]
+    assert unsubscribed_via("client@example.org") == ["unsubscribed:one-click"]
+
+
 def test_preferences_change_export_and_erase(client, settings):
     confirmed(client, settings)
     welcome = outbox(settings)[-1]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import text
@@ -182,9 +182,15 @@ def unsubscribe_page(request: Request, token: str, sub: UnsubscribeReader) -> Re
 
 @router.post("/unsubscribe/{token}")
 def unsubscribe(
-    request: Request, token: str, session: SessionDep, settings: SettingsDep, client: ClientDep
+    request: Request,
+    token: str,
+    session: SessionDep,
+    settings: SettingsDep,
+    client: ClientDep,
+    one_click: Annotated[str | None, Form(alias="List-Unsubscribe")] = None,
 ) -> Response:
-    """Unsubscribe by button or RFC 8058 one-click POST: 200, no redirect, no cookies needed."""
+    """Unsubscribe by button or RFC 8058 one-click POST: 200, no redirect, no cookies needed.
+    The consent record says which: a mail client's POST carries `List-Unsubscribe=One-Click`."""
     try:
         sub, _ = subs.subscriber_for_token(session, settings, Purpose.unsubscribe, token)
     except TokenError as exc:
@@ -193,7 +199,7 @@ def unsubscribe(
                 return JSONResponse({"status": "unsubscribed"})
             return PlainTextResponse("Unsubscribed.\n")
         raise
-    subs.unsubscribe(session, sub, client, via="one-click")
+    subs.unsubscribe(session, sub, client, via="one-click" if one_click == "One-Click" else "page")
     if wants_json(request):
         return JSONResponse({"status": "unsubscribed"})
     return render_page(request, "unsubscribe.html", email=sub.email, token=token, done=True)
