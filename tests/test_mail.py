@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 import shutil
 import subprocess
 
@@ -67,6 +68,8 @@ def test_multipart_alternative_text_then_html_with_required_headers():
         assert msg[header], header
     assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")  # CRLF only
     assert body(msg, "plain") == "plain body\n"
+    # RFC 5322 3.3: a numeric zone; "GMT" is obsolete syntax a generator must not produce
+    assert re.fullmatch(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} \+0000", msg["Date"])
 
 
 def test_unicode_and_long_lines_survive_the_round_trip():

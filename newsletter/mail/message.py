@@ -15,8 +15,9 @@ import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.header import Header
-from email.utils import formatdate, make_msgid, quote
+from email.utils import format_datetime, make_msgid, quote
 from functools import lru_cache
 from pathlib import Path
 
@@ -48,6 +49,11 @@ _SPECIALS = re.compile(r'[][()<>@,:;\\".]')  # RFC 5322 specials: a display name
 def new_message_id(domain: str, idstring: str | None = None) -> str:
     """A unique Message-ID; `idstring` (e.g. "issue.subscriber") helps match bounces to rows."""
     return make_msgid(idstring=idstring, domain=domain)
+
+
+def _now_date() -> str:
+    """RFC 5322 date with a numeric zone ("+0000"); formatdate(usegmt=True)'s "GMT" is obsolete."""
+    return format_datetime(datetime.now(UTC))
 
 
 def _header_value(value: str, name: str) -> bytes:
@@ -101,7 +107,7 @@ def build_message(env: Envelope, text: str | Pieces, html: str | Pieces) -> byte
         (b"From", _address_value(env.mail_from, "From")),
         (b"To", _address_value(env.to, "To")),
         (b"Subject", _header_value(env.subject, "Subject")),
-        (b"Date", (env.date or formatdate(usegmt=True)).encode("ascii")),
+        (b"Date", (env.date or _now_date()).encode("ascii")),
         (b"Message-ID", env.message_id.encode("ascii")),
         (b"MIME-Version", b"1.0"),
     ]
