@@ -34,6 +34,7 @@ from newsletter.models import (
     saved_id,
 )
 from newsletter.pauses import pause_issue as pause_row
+from newsletter.validation import WholeNumber
 
 MAX_PAGE = 1000
 API_CLIENT = subs.Client(user_agent="admin api")  # recorded in consent rows of changes made through the API
@@ -54,8 +55,8 @@ class SubscriberChange(BaseModel):
 
     interests: str | None = Field(default=None, max_length=2000)
     frequency: Frequency | None = None
-    max_papers: int | None = Field(default=None, ge=1, le=50)
-    weekday: Annotated[int, Field(ge=0, le=6)] | Literal[""] | None = Field(
+    max_papers: WholeNumber | None = Field(default=None, ge=1, le=50)
+    weekday: Annotated[WholeNumber, Field(ge=0, le=6)] | Literal[""] | None = Field(
         default=None, description='0 = Monday; "" for the list\'s day'
     )
     timezone: str | None = Field(

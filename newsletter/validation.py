@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import unicodedata
 from functools import lru_cache
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from email_validator import EmailNotValidError, validate_email
+from pydantic import BeforeValidator
 
 from newsletter.values import digits_only
 
@@ -18,6 +20,16 @@ MAX_TIMEZONE = 64
 # own zone, and placeholders no place uses. zoneinfo loads them, but they are not IANA names.
 NOT_ZONES = ("posix/", "right/", "SystemV/")
 NOT_ZONE_NAMES = frozenset({"localtime", "Factory", "posixrules", "leapseconds"})
+
+
+def _not_a_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # pydantic reads JSON true as 1: {"max_papers": true} set 1
+        raise ValueError("expected a whole number, not true or false")
+    return value
+
+
+# An int field of a body that comes as a form ("5") or as JSON (5), but never as true/false.
+WholeNumber = Annotated[int, BeforeValidator(_not_a_bool)]
 
 
 class InvalidInput(ValueError):

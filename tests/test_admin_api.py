@@ -127,6 +127,11 @@ def test_subscribers_list_search_page_change_and_erase(api):
         "weekly",
     )
     assert api.patch(f"/api/admin/subscribers/{ada}", json={"max_papers": 99}).status_code == 422
+    for flag in ({"max_papers": True}, {"weekday": False}):  # pydantic read true as 1, false as Monday
+        refused = api.patch(f"/api/admin/subscribers/{ada}", json=flag)
+        assert refused.status_code == 422 and next(iter(flag)) in refused.json()["detail"]
+    flagged = api.post("/api/admin/subscribers", json={"email": "flag@example.org", "max_papers": True})
+    assert flagged.status_code == 422
     slot = ok(api.patch(f"/api/admin/subscribers/{ada}", json={"weekday": 4, "timezone": "Asia/Tokyo"}))
     assert (slot["weekday"], slot["timezone"], slot["max_papers"]) == (4, "Asia/Tokyo", 3)
     assert ok(api.patch(f"/api/admin/subscribers/{ada}", json={"weekday": 2}))["timezone"] == "Asia/Tokyo"

@@ -343,6 +343,10 @@ def test_json_clients_get_json_from_preferences_erase_and_unsubscribe(client, se
         "error": "Please check your preferences",
         "detail": "Papers per digest must be between 1 and 50.",
     }
+    for flag in ({"max_papers": True}, {"weekday": True}, {"max_papers": 3.5}):  # 1 paper, Tuesday
+        refused = client.post(prefs, json=flag)  # and the field is named, not its union's "str, int"
+        assert refused.status_code == 422 and refused.json()["detail"].endswith(f": {next(iter(flag))}.")
+    assert (subscriber("ada@example.org").max_papers, subscriber("ada@example.org").weekday) == (10, None)
     as_json = {"accept": "application/json"}
     assert client.post(prefs + "/reset-profile", headers=as_json).json() == {"status": "reset"}
     for refused in (

@@ -127,6 +127,8 @@ def _phrase(status_code: int) -> str:
 
 
 def _field_name(loc: tuple[int | str, ...]) -> str:
-    """The field an error is about: the last name in its location, not a list index
-    (`("body", "liked", 0)` is `liked`)."""
-    return next((str(part) for part in reversed(loc) if isinstance(part, str)), "?")
+    """The field an error is about: the first name after where it came from (body models are
+    flat), not a list index (`("body", "liked", 0)` is `liked`) nor the member of a union that
+    refused it (`("body", "max_papers", "int")` was named "int")."""
+    names = [part for part in loc[1:] if isinstance(part, str)]
+    return names[0] if names else str(loc[0]) if loc else "?"

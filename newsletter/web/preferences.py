@@ -17,7 +17,7 @@ from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.ranking import describe_profile
 from newsletter.schedule import WEEKDAYS, zone_names
 from newsletter.tokens import Purpose
-from newsletter.validation import clean_weekday
+from newsletter.validation import WholeNumber, clean_weekday
 from newsletter.web.deps import (
     ClientDep,
     FormOrJson,
@@ -37,8 +37,8 @@ class PreferencesForm(BaseModel):
 
     interests: str | None = None
     frequency: str | None = None
-    max_papers: str | int | None = None
-    weekday: str | int | None = None  # 0-6 or mon..sun; empty: the list's day
+    max_papers: str | WholeNumber | None = None
+    weekday: str | WholeNumber | None = None  # 0-6 or mon..sun; empty: the list's day
     timezone: str | None = None  # an IANA name; empty: the list's zone
     liked: list[int] = Field(default_factory=list, max_length=100)  # "papers like these" ticked
 

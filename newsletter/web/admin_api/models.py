@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from newsletter.inspection import DeliveryPage
 from newsletter.models import MAX_ROW_ID, Frequency
 from newsletter.operations import IssueSummary
+from newsletter.validation import WholeNumber
 
 # A field the route does not know is a 422: {"confirm": true} for "confirmed" was ignored, and the
 # reader got the double opt-in the operator meant to skip; {"subscriber": 8} sent a generic digest.
@@ -22,7 +23,7 @@ class NewSubscriber(BaseModel):
     email: str = Field(max_length=320)
     interests: str = Field(default="", max_length=2000)
     frequency: Frequency = Frequency.weekly
-    max_papers: int = Field(default=10, ge=1, le=50)
+    max_papers: WholeNumber = Field(default=10, ge=1, le=50)
     confirmed: bool = False
 
 
@@ -71,9 +72,9 @@ class PreviewBody(BaseModel):
     """Whose digest: a subscriber's (by id) or some interests'."""
 
     model_config = STRICT_BODY
-    subscriber_id: int | None = Field(default=None, ge=1, le=MAX_ROW_ID)
+    subscriber_id: WholeNumber | None = Field(default=None, ge=1, le=MAX_ROW_ID)
     interests: str | None = Field(default=None, max_length=2000)
-    limit: int | None = Field(default=None, ge=1, le=50)
+    limit: WholeNumber | None = Field(default=None, ge=1, le=50)
 
 
 class PreviewItem(BaseModel):
@@ -99,7 +100,7 @@ class TestSendBody(BaseModel):
     __test__ = False
 
     to: str = Field(max_length=320)
-    subscriber_id: int | None = Field(default=None, ge=1, le=MAX_ROW_ID)
+    subscriber_id: WholeNumber | None = Field(default=None, ge=1, le=MAX_ROW_ID)
     interests: str | None = Field(default=None, max_length=2000)
 
 
