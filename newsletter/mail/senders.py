@@ -12,12 +12,14 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from email import policy
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Protocol
 
 from newsletter.config import Settings
+from newsletter.domains import ascii_domain
 from newsletter.mail.relay import (  # re-exported: senders are one place to import from
     MessageRefused,
     PermanentSendError,
@@ -115,23 +117,29 @@ def _slug(address: str) -> str:
     return re.sub(r"[^a-zA-Z0-9]+", "_", address)[:60]
 
 
+def _mailbox_key(address: str) -> str:
+    """An address compared without case, its domain in IDNA form (a named To: carries it so)."""
+    local, _, domain = address.rpartition("@")
+    return f"{local.casefold()}@{ascii_domain(domain).casefold()}"
+
+
 def forget_outbox_mail(folder: Path, address: str) -> int:
     """Delete the outbox files addressed to `address` (any case), for an erasure; returns how
     many. The file name's end narrows the search; the `To:` header decides, since two
     addresses can end in the same name ("a.b@x" and "a_b@x")."""
     if not folder.is_dir():
         return 0
-    ending, wanted = f"-{_slug(address).casefold()}.eml", address.casefold()
+    ending, wanted = f"-{_slug(address).casefold()}.eml", _mailbox_key(address)
     removed = 0
     for path in folder.iterdir():
         if not path.name.casefold().endswith(ending):
             continue
-        try:
+        try:  # the default policy reads a UTF-8 To: (SMTPUTF8) as text; compat32 made surrogates
             with path.open("rb") as f:
-                to = BytesHeaderParser().parse(f).get_all("To", [])
+                to = [str(v) for v in BytesHeaderParser(policy=policy.default).parse(f).get_all("To", [])]
         except FileNotFoundError:  # deleted meanwhile (another erasure, the operator)
             continue
-        if any(addr.casefold() == wanted for _, addr in getaddresses(to)):
+        if any(_mailbox_key(addr) == wanted for _, addr in getaddresses(to)):
             path.unlink(missing_ok=True)
             removed += 1
     return removed
