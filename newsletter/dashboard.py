@@ -133,7 +133,7 @@ def address_contains(query: str) -> ColumnElement[bool]:
     """Addresses that contain `query` (any case; `%` and `_` are plain characters). No address
     holds a control character, so a query with one matches nothing (PostgreSQL refuses a NUL in
     text outright, which was a 500)."""
-    text = query.strip().casefold()
+    text = query.strip().lower()  # as `validation.email_key` stores it
     if any(ord(c) < 32 or ord(c) == 127 for c in text):
         return false()
     return col(Subscriber.email_key).contains(text, autoescape=True)

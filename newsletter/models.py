@@ -95,7 +95,7 @@ class SubscriberBase(SQLModel):
 class Subscriber(SubscriberBase, table=True):
     __table_args__ = NEVER_REUSE_IDS
     id: int | None = Field(default=None, primary_key=True)
-    email_key: str = Field(max_length=320, unique=True, index=True)  # case-folded lookup key
+    email_key: str = Field(max_length=320, unique=True, index=True)  # validation.email_key
     status: SubscriberStatus = Field(default=SubscriberStatus.pending, index=True)
     # What links name instead of the id: a new row (even one with a reused id) never matches an
     # old link. The column default also covers Core inserts (INSERT … ON CONFLICT, bulk loads).

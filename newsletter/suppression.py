@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from newsletter.errors import OperatorError
 from newsletter.models import Suppression, utcnow
@@ -19,7 +19,7 @@ HASH_PREFIX = b"paper-digest suppression v1\x00"
 
 
 def address_hash(email_key: str) -> str:
-    """SHA-256 of the case-folded address (`Subscriber.email_key`) behind a prefix of our own.
+    """SHA-256 of the address's lookup key (`Subscriber.email_key`) behind a prefix of our own.
 
     Not keyed with the secret key: a suppression must outlive every key rotation, and a keyed
     hash stops matching once its key is retired. The prefix keeps the value from matching the
@@ -29,9 +29,16 @@ def address_hash(email_key: str) -> str:
     return hashlib.sha256(HASH_PREFIX + email_key.encode()).hexdigest()
 
 
+def _hashes(email_key: str) -> list[str]:
+    """The address's hash, and the hash an erasure before migration 0014 stored: of the key
+    case-folded (straße@ as strasse@), which cannot be rewritten without the address. The same
+    for every ASCII address."""
+    return list(dict.fromkeys(address_hash(key) for key in (email_key, email_key.casefold())))
+
+
 def suppression_for(session: Session, email_key: str) -> Suppression | None:
-    by_hash = select(Suppression).where(Suppression.address_hash == address_hash(email_key))
-    return session.exec(by_hash).first()
+    by_hash = select(Suppression).where(col(Suppression.address_hash).in_(_hashes(email_key)))
+    return session.exec(by_hash.order_by(col(Suppression.id))).first()
 
 
 def suppress(session: Session, email_key: str, reason: str) -> None:
@@ -45,10 +52,11 @@ def suppress(session: Session, email_key: str, reason: str) -> None:
 
 def lift(session: Session, email_key: str) -> bool:
     """Forget the suppression of an address; False if there was none."""
-    entry = suppression_for(session, email_key)
-    if entry is not None:
+    by_hash = select(Suppression).where(col(Suppression.address_hash).in_(_hashes(email_key)))
+    entries = session.exec(by_hash).all()
+    for entry in entries:
         session.delete(entry)
-    return entry is not None
+    return bool(entries)
 
 
 def refuse_suppressed(session: Session, email_key: str, address: str) -> None:

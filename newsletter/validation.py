@@ -42,7 +42,7 @@ class InvalidInput(ValueError):
 
 
 def normalise_email(raw: str) -> tuple[str, str]:
-    """Validate an address; return (normalised address to send to, case-folded lookup key)."""
+    """Validate an address; return (normalised address to send to, its lookup key: `email_key`)."""
     if not isinstance(raw, str):
         raise InvalidInput("Please enter an email address.")
     if any(ch in raw for ch in "\r\n"):
@@ -62,7 +62,15 @@ def normalise_email(raw: str) -> tuple[str, str]:
         raise InvalidInput(f"That email address is not valid: {exc}") from exc
     if any(ord(ch) < 32 or ch in '<>,;"' for ch in info.normalized):
         raise InvalidInput("That email address contains characters we cannot send to.")
-    return info.normalized, info.normalized.casefold()
+    return info.normalized, email_key(info.normalized)
+
+
+def email_key(address: str) -> str:
+    """The lookup key of a normalised address: lower case (Ada@ and ada@ are one reader).
+    Not `casefold()`, which also merges different letters: "straße@" with "strasse@", the
+    ligature "ﬁona@" with "fiona@", so a stranger's signup took the other address's place (and
+    an operator's add confirmed the lookalike). Keys stored before migration 0014 were folded."""
+    return address.lower()
 
 
 def clean_interests(raw: str | None) -> str:

@@ -332,6 +332,23 @@ def test_an_erased_address_is_suppressed_against_imports_until_lifted(cli):
     cli("subscribers", "add", "ada@example.org", "--confirmed")
 
 
+def test_an_address_erased_before_keys_were_lower_case_stays_suppressed(cli):
+    """Migration 0014 cannot rewrite a suppression: its hash is of the case-folded key
+    (Straße@ erased as strasse@). Adds still find it, and unsuppress lifts it."""
+    from newsletter.models import Suppression
+    from newsletter.suppression import address_hash
+    from newsletter.testing import configured_session
+
+    with configured_session() as session:
+        session.add(Suppression(address_hash=address_hash("straße@example.org".casefold()), reason="erased"))
+    assert "suppression list" in one_line_error("subscribers", "add", "Straße@example.org", "--confirmed")
+    cli("subscribers", "unsuppress", "Straße@example.org")
+    cli("subscribers", "add", "Straße@example.org", "--confirmed")
+    cli("subscribers", "remove", "Straße@example.org", "--erase")  # erased now: under its own key
+    assert "suppression list" in one_line_error("subscribers", "add", "STRAẞE@example.org")
+    cli("subscribers", "add", "strasse@example.org", "--confirmed")  # another reader
+
+
 def test_erasing_a_reader_deletes_the_mail_the_outbox_holds_for_them_and_no_one_elses(cli):
     """L10: erase left the reader's emails (digests with their interests and links) in the
     outbox folder. Now they go once the erasure commits; a reader whose file names end the same

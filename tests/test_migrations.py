@@ -199,6 +199,54 @@ def test_0012_starts_each_open_rows_window_at_its_issues_last_planning(store_at_
     engine.dispose()
 
 
+def test_0014_keys_non_ascii_addresses_in_lower_case_and_downgrades(store_at_0001):
+    """Keys were case-folded: Straße@ stored as strasse@, so strasse@'s signup found Straße@'s
+    row. 0014 rewrites such keys (the reader's consent rows too); ASCII ones stay as they are."""
+    url = store_at_0001
+    rows_of_revision_0001(url)
+    upgrade(url, "0013")
+
+    def keys() -> list[tuple[str, ...]]:
+        with engine.connect() as conn:
+            readers = conn.execute(text("SELECT email, email_key FROM subscriber ORDER BY id")).all()
+            consent = conn.execute(text("SELECT email_key FROM consent_event ORDER BY id")).scalars()
+            return [tuple(r) for r in readers] + [tuple(consent)]
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        straße = conn.execute(
+            text(
+                "INSERT INTO subscriber (email, email_key, interests, frequency, max_papers, status, "
+                "token_key, token_version, created_at, updated_at, profile) VALUES ('Straße@example.org', "
+                "'strasse@example.org', '', 'weekly', 5, 'confirmed', 'k', 0, :now, :now, '{}') RETURNING id"
+            ),
+            {"now": NOW},
+        ).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO consent_event (subscriber_id, email_key, event, at) "
+                "VALUES (:s, 'strasse@example.org', 'confirmed', :now)"
+            ),
+            {"s": straße, "now": NOW},
+        )
+    folded = keys()
+    assert folded[-2] == ("Straße@example.org", "strasse@example.org")
+    upgrade(url)
+    assert keys() == [
+        ("ada@example.org", "ada@example.org"),
+        ("bob@example.org", "bob@example.org"),
+        ("Straße@example.org", "straße@example.org"),
+        ("ada@example.org", "straße@example.org"),
+    ]
+    from alembic import command
+
+    from newsletter.migrate import alembic_config
+
+    command.downgrade(alembic_config(url), "0013")
+    assert keys() == folded
+    engine.dispose()
+
+
 REPAIRED = {  # what main at a 30 Nov 2026 merge ran, by the revisions its chain skipped
     "ce32222": ("0002_token_keys", "0003_journey_outbox", "0004_issue_pause"),
     "6965429": ("0002_token_keys", "0004_issue_pause"),

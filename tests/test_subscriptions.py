@@ -52,7 +52,7 @@ def signup(settings, address, interests="", ip="203.0.113.5"):
 
 def get(address):
     with configured_session() as session:
-        return session.exec(select(Subscriber).where(Subscriber.email_key == address.casefold())).one()
+        return session.exec(select(Subscriber).where(Subscriber.email_key == address.lower())).one()
 
 
 def confirm_token(settings, address):
@@ -77,6 +77,21 @@ def test_case_variants_are_one_subscriber_and_cooldown_limits_mail(env, queued):
     with configured_session() as session:
         assert len(session.exec(select(Subscriber)).all()) == 1
     assert len(queued) == 1  # one email per address per cooldown
+
+
+def test_lookalike_letters_are_different_readers_case_variants_of_them_one(env, queued):
+    """The key was case-folded, which merges letters as well as cases: a stranger's signup as
+    the ligature "ﬁona@" took fiona@'s place (her signups then mailed the lookalike address),
+    and "straße@" was "strasse@"."""
+    for address in ("ﬁona@example.org", "fiona@example.org", "Straße@example.org", "strasse@example.org"):
+        signup(env, address)
+    signup(env, "STRAẞE@example.org")  # the capital sharp s: a case variant of Straße
+    with configured_session() as session:
+        emails = sorted(s.email for s in session.exec(select(Subscriber)))
+    assert emails == sorted(
+        ["ﬁona@example.org", "fiona@example.org", "Straße@example.org", "strasse@example.org"]
+    )
+    assert [kind for kind, _ in queued] == ["confirm"] * 4
 
 
 def test_confirm_is_single_use_and_sends_welcome(env, queued):
