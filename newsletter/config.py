@@ -18,7 +18,7 @@ from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, fie
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from newsletter.db import check_url
-from newsletter.domains import ascii_domain, mail_domain, undeliverable
+from newsletter.domains import ascii_domain, check_base_url, mail_domain, undeliverable
 from newsletter.envfile import find_env_file, read_env_file
 from newsletter.errors import ConfigError
 from newsletter.logs import event
@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     # CAN-SPAM: every commercial email shows a valid physical postal address (every footer here).
     postal_address: str = ""
     postal_address_waived: bool = False  # not bound by CAN-SPAM: production runs without one
-    base_url: str = "http://127.0.0.1:8000"
+    base_url: Annotated[str, AfterValidator(check_base_url)] = "http://127.0.0.1:8000"
     secret_key: str = DEV_SECRET
     # Keys links were signed with before `secret_key` (comma-separated in the environment): links
     # signed with them still verify; new links are signed with `secret_key` only.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from email.utils import parseaddr
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
 
@@ -61,3 +62,29 @@ def ascii_domain(domain: str) -> str:
         return domain.encode("idna").decode("ascii")
     except UnicodeError:  # not a valid name: the settings check says so
         return domain
+
+
+def check_base_url(url: str) -> str:
+    """The site's public address, which every link is built on: http(s), a host, maybe a port
+    and a path, nothing else. A query or fragment (`https://lab.org?utm_source=x`) landed in the
+    middle of every link, List-Unsubscribe's too; a space or a user part broke them all."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError as exc:
+        raise ValueError(f"{url!r} is not a URL: {exc}") from None
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or "?" in url
+        or "#" in url
+        or "@" in parts.netloc
+        or any(ch.isspace() for ch in url)
+    ):
+        raise ValueError(
+            f"{url!r} is not a site address: use http(s)://host[:port][/path], with no query, "
+            "fragment, user or spaces, such as https://news.example.org"
+        )
+    return url

@@ -213,6 +213,30 @@ def production(**values: str | bool) -> Settings:
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        "https://papers.yourlab.org?utm_source=x",
+        "https://papers.yourlab.org/#top",
+        "https:// papers.yourlab.org",
+    ]
+    + [
+        "https://user@papers.yourlab.org",
+        "papers.yourlab.org",
+        "ftp://papers.yourlab.org",
+        "https://x.org:80a",
+    ],
+)
+@pytest.mark.parametrize("mode", ["production", "dev"])
+def test_a_base_url_that_would_break_every_link_is_refused_in_every_mode(url, mode):
+    """It only had to start with https://: `?utm_source=x` ended up inside every link
+    (List-Unsubscribe: <https://papers.yourlab.org?utm_source=x/unsubscribe/…>)."""
+    with pytest.raises(ConfigError) as refused:
+        production(base_url=url, mode=mode)
+    assert str(refused.value).startswith("NEWSLETTER_BASE_URL")
+    assert production(base_url="https://papers.yourlab.org/digest", mode=mode).base_url.endswith("/digest")
+
+
+@pytest.mark.parametrize(
     "domain",
     ["localhost", "mail.localhost", "lab.local", "digest.test", "x.invalid", "lab.example", "example.com"]
     + ["news.example.org", "example.net", "127.0.0.1", "[10.0.0.1]", "mailhost"],
