@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import exists, func, or_, select, true
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
@@ -34,13 +34,14 @@ def delivery_counts(engine: Engine, issue_id: int) -> dict[str, int]:
     return counts
 
 
-def archived_issues(session: Session, limit: int) -> list[Issue]:
-    """The newest `limit` issues of the archive: every weekly edition (the list's own, planned
-    each week even before anyone subscribes) and the daily ones planned for at least one reader
-    (a day nobody reads daily has no edition)."""
+def archived_issues(session: Session, limit: int, before: int | None = None) -> list[Issue]:
+    """The newest `limit` issues of the archive (older than issue `before`, if given): every
+    weekly edition (the list's own, planned each week even before anyone subscribes) and the
+    daily ones planned for at least one reader (a day nobody reads daily has no edition)."""
     planned = exists().where(DELIVERIES.c.issue_id == ISSUES.c.id)
     shown = or_(ISSUES.c.frequency == Frequency.weekly, planned)
-    stmt = select(Issue).where(shown).order_by(ISSUES.c.id.desc()).limit(limit)
+    older = ISSUES.c.id < before if before is not None else true()
+    stmt = select(Issue).where(shown, older).order_by(ISSUES.c.id.desc()).limit(limit)
     return list(session.exec(stmt).scalars())  # type: ignore[call-overload]
 
 

@@ -37,6 +37,8 @@ from newsletter.web.responses import error_response, render_page, wants_json
 
 router = APIRouter(route_class=FormOrJsonRoute)
 FEED_ISSUES = 50
+ARCHIVE_PAGE = 200  # editions on a page of /archive; older ones are behind its "Older editions" link
+BAD_CURSOR = "This is not a page of the archive: `before` must be the number of an edition."
 
 
 class BounceEvent(BaseModel):
@@ -54,12 +56,26 @@ class BounceEvent(BaseModel):
 
 
 @router.get("/archive", response_class=HTMLResponse)
-def archive(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    issues = archived_issues(session, limit=200)
+def archive(
+    request: Request, session: SessionDep, settings: SettingsDep, before: str | None = None
+) -> Response:
+    """The editions, newest first, ARCHIVE_PAGE to a page; `?before=<issue id>` is the page of
+    those older than that issue (a key, not an offset: a new edition shifts no page)."""
+    cursor = issue_number(before) if before is not None else None
+    if before is not None and cursor is None:
+        return error_response(request, 422, "Invalid request", BAD_CURSOR)
+    issues = archived_issues(session, limit=ARCHIVE_PAGE + 1, before=cursor)
     rows = [
-        {"id": i.id, "title": issue_title(i, settings.brand_name), "papers": len(i.paper_ids)} for i in issues
+        {"id": i.id, "title": issue_title(i, settings.brand_name), "papers": papers_label(i)}
+        for i in issues[:ARCHIVE_PAGE]
     ]
-    return render_page(request, "archive.html", issues=rows)
+    older = rows[-1]["id"] if len(issues) > ARCHIVE_PAGE else None  # one more row: a next page
+    return render_page(request, "archive.html", issues=rows, older=older, paged=cursor is not None)
+
+
+def papers_label(issue: Issue) -> str:
+    count = len(issue.paper_ids)
+    return f"{count} paper" if count == 1 else f"{count} papers"
 
 
 @router.get("/archive.xml")
@@ -71,7 +87,7 @@ def archive_feed(session: SessionDep, settings: SettingsDep) -> Response:
         {
             "id": i.id,
             "title": issue_title(i, settings.brand_name),
-            "papers": len(i.paper_ids),
+            "papers": papers_label(i),
             "updated": rfc3339(i.planned_at or i.created_at),
         }
         for i in issues
