@@ -656,6 +656,36 @@ def test_archive_pages_are_accessible(site, new_page):
     assert heading(page) == "Page not found"
 
 
+def test_a_long_unbroken_url_in_an_abstract_wraps_on_a_phone(site, new_page):
+    """A code URL in a paper's abstract, wider than a 375 px phone on its own, wraps inside the
+    card: the archive page never scrolls sideways."""
+    from sqlmodel import select
+
+    from newsletter.cards import paper_snapshot
+    from newsletter.models import Frequency, Issue, Paper
+    from newsletter.papers import PaperRecord, ingest_records
+    from newsletter.testing import configured_session
+
+    url = ("https://github.com/facebookresearch/" + "segment-anything-2-realtime-streaming-" * 3)[:120]
+    assert len(url) == 120 and " " not in url
+    record = {**ROBOT_PAPER, "title": "Streaming Segmentation", "arxiv_id": "2501.09999", "url": None}
+    record["abstract"] = f"Code and weights: {url} (Apache 2.0). We segment video as it streams."
+    with configured_session() as session:
+        ingest_records(session, [PaperRecord(**record)])
+        paper = session.exec(select(Paper).where(Paper.arxiv_id == record["arxiv_id"])).one()
+        issue = Issue(frequency=Frequency.weekly, period="2001-W01", title="Streaming", paper_ids=[paper.id])
+        issue.papers_snapshot = [paper_snapshot(paper)]
+        session.add(issue)
+        session.flush()
+        issue_id = issue.id
+    page = new_page(width=375, height=740)
+    assert go(page, f"{site.url}/archive/{issue_id}") == 200
+    assert url in page.locator("article.paper").inner_text()
+    width = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert width[0] <= width[1] == 375, width
+    shot(page, "archive-issue-375")
+
+
 # ---- the digest email -----------------------------------------------------------------------
 
 
