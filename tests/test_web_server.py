@@ -9,6 +9,7 @@ import email.policy
 import json
 import re
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from tests.faultkit import FaultySMTP, SMTPServer
 pytestmark = pytest.mark.integration
 NEWSLETTER = Path(sys.executable).parent / "newsletter"
 METRICS = "metrics-token-0123456789"
+ADMIN_TOKEN = "admin-token-0123456789-abcdef"
 
 
 def vm_kib(pid: int, field: str) -> int:
@@ -164,6 +166,45 @@ def test_serve_logs_each_request_with_tokens_redacted_and_the_apps_events(tmp_pa
     events = {json.loads(line)["event"] for line in output.splitlines() if line.startswith("{")}
     assert {"subscriber.signup_requested", "mail.sent", "subscriber.confirmed"} <= events, events
     assert "serve.forwarded_allow_ips_any" in events
+
+
+def test_a_server_error_is_the_branded_page_or_json_with_the_headers_and_its_traceback_logged(tmp_path):
+    """A bug (here: the issue table is gone) was a bare text/plain "Internal Server Error" for
+    people and JSON clients alike. Now a person gets the site's "Something went wrong" page, a
+    JSON or /api/ client `{"error", "detail"}`, each with the security headers, and the
+    traceback is still in the log."""
+    port, db_url = free_port(), migrated_sqlite(tmp_path)
+    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as db:
+        db.execute("ALTER TABLE issue RENAME TO issue_gone")
+    env = process_env(NEWSLETTER_DATABASE_URL=db_url, NEWSLETTER_ADMIN_TOKENS=ADMIN_TOKEN)
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(NEWSLETTER), "serve", "--port", str(port)], cwd=ROOT, env=env, stdout=out, stderr=out
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, alive=lambda: proc.poll() is None, describe=log.read_text)
+        page = httpx.get(f"{url}/archive", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+        asked = httpx.get(f"{url}/archive", headers={"Accept": "application/json"})
+        api = httpx.get(f"{url}/api/admin/issues", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    finally:
+        stop_process(proc)
+    assert page.status_code == 500 and page.headers["content-type"].startswith("text/html")
+    assert "<h1>Something went wrong</h1>" in page.text and "Paper Digest" in page.text
+    assert "issue_gone" not in page.text and "Traceback" not in page.text  # nothing of the bug shown
+    assert "style-src 'sha256-" in page.headers["content-security-policy"]  # the page's own style
+    for answer in (asked, api):
+        assert answer.status_code == 500 and answer.json()["error"] == "Something went wrong"
+        assert "no such table" not in answer.text
+    for answer in (page, asked, api):
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["x-frame-options"] == "DENY" and answer.headers["cache-control"] == "no-store"
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    errors = [line["error"] for line in lines if line["level"] == "error"]
+    assert len(errors) == 3 and all("Traceback" in e and "no such table: issue" in e for e in errors)
+    requests = [line for line in lines if line["event"] == "http.request" and line["path"] != "/healthz"]
+    assert [r["status"] for r in requests] == [500, 500, 500]
 
 
 def test_serve_refuses_the_dev_secret_on_a_public_address_and_short_secrets_in_production(tmp_path):

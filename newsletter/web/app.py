@@ -31,19 +31,21 @@ HTTP_TITLES = {
     405: "Not allowed",
     413: "Request too large",
     429: "Too many requests",
+    500: "Something went wrong",
 }
 # What a page says in place of Starlette's bare reason phrase ("Not Found").
 HTTP_MESSAGES = {
     404: "There is no page at this address. Check that the link is complete, or start from the signup page.",
     405: "This address does not answer that kind of request.",
+    500: "That failed on our side, not yours, and we have logged it. Please try again in a few minutes.",
 }
 
 
 class WebApp(FastAPI):
-    """FastAPI with our layers outside Starlette's own: its 500 answer gets the security headers
-    and a log line like every other, HEAD is answered (even that 500) as GET without the body,
-    the admin API refuses a caller without a token before routing, and jobs run after whatever
-    answer went out."""
+    """FastAPI with our layers outside Starlette's own: its 500 answer (`server_error`'s page)
+    gets the security headers and a log line like every other, HEAD is answered (even that 500)
+    as GET without the body, the admin API refuses a caller without a token before routing, and
+    jobs run after whatever answer went out."""
 
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
@@ -86,6 +88,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if "GET" in allowed.split(", ") and "HEAD" not in allowed:  # HeadAsGet answers it
             response.headers["allow"] = f"{allowed}, HEAD"
         return response
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, _exc: Exception):
+        # Starlette's ServerErrorMiddleware calls this for any exception no handler took, then
+        # raises it again: uvicorn still logs the traceback. No detail of the bug is shown.
+        return error_response(request, 500, HTTP_TITLES[500], HTTP_MESSAGES[500])
 
     @app.exception_handler(TokenError)
     async def bad_link(request: Request, exc: TokenError):
