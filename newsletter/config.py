@@ -22,6 +22,7 @@ from newsletter.domains import ascii_domain, check_base_url, mail_domain, undeli
 from newsletter.envfile import find_env_file, read_env_file
 from newsletter.errors import ConfigError
 from newsletter.logs import event
+from newsletter.mail.message import checked_dkim_key
 
 log = logging.getLogger("newsletter.config")
 
@@ -73,7 +74,7 @@ class Settings(BaseSettings):
 
     dkim_selector: str | None = None
     dkim_domain: str | None = None
-    dkim_private_key_path: Path | None = None
+    dkim_private_key_path: Annotated[Path | None, AfterValidator(checked_dkim_key)] = None
 
     webhook_secret: str | None = None
 
@@ -242,6 +243,12 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin") from exc
         return value
+
+    @model_validator(mode="after")
+    def _dkim_pair(self) -> Settings:  # one without the other: mail went out unsigned, unsaid
+        if bool(self.dkim_selector) != bool(self.dkim_private_key_path):
+            raise ValueError("NEWSLETTER_DKIM_SELECTOR and NEWSLETTER_DKIM_PRIVATE_KEY_PATH go together")
+        return self
 
     @model_validator(mode="after")
     def _refuse_in_production(self) -> Settings:

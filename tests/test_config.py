@@ -371,3 +371,40 @@ def test_every_email_shows_the_postal_address_in_html_and_text(configure, sqlite
     for message in messages:
         assert POSTAL in text_part(message), message["Subject"]
         assert escaped in html_part(message) and "<1 Main St>" not in html_part(message), message["Subject"]
+
+
+def test_a_dkim_key_that_cannot_sign_is_refused_at_start_not_at_the_first_send(tmp_path):
+    """A missing key file (a typo, a missed chgrp) started fine and `check` said Ready; every
+    confirmation and digest then failed with "FileNotFoundError", naming neither file nor setting.
+    A selector without a key sent unsigned mail without a word."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    def pem(key) -> Path:
+        path = tmp_path / f"{type(key).__name__}.pem"
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        return path
+
+    good = pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    (tmp_path / "garbage.pem").write_text("not a key")
+    for path, why in [
+        (tmp_path / "missing.pem", "cannot read the DKIM key"),
+        (tmp_path / "garbage.pem", "not a PEM private key"),
+        (pem(ec.generate_private_key(ec.SECP256R1())), "not an RSA key"),
+    ]:
+        with pytest.raises(ConfigError) as refused:
+            settings_from(mode="dev", dkim_selector="pd1", dkim_private_key_path=str(path))
+        assert str(refused.value).startswith("NEWSLETTER_DKIM_PRIVATE_KEY_PATH") and why in str(refused.value)
+    for alone in ({"dkim_selector": "pd1"}, {"dkim_private_key_path": str(good)}):
+        with pytest.raises(
+            ConfigError, match="NEWSLETTER_DKIM_SELECTOR and NEWSLETTER_DKIM_PRIVATE_KEY_PATH"
+        ):
+            settings_from(mode="dev", **alone)
+    assert (
+        settings_from(mode="dev", dkim_selector="pd1", dkim_private_key_path=str(good)).dkim_private_key_path
+        == good
+    )

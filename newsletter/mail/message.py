@@ -250,6 +250,23 @@ def _relaxed(name: bytes, value: bytes) -> bytes:
     return name + b":" + value + CRLF
 
 
+def checked_dkim_key(path: Path | None) -> Path | None:
+    """A settings check: the DKIM key is an RSA private key in PEM (no password) this process
+    can read. A missing or unreadable file (a typo, a missed chgrp) showed first as
+    "FileNotFoundError" on every confirmation and digest, while `newsletter check` said Ready."""
+    if path is None:
+        return None
+    try:
+        key = load_pem_private_key(path.read_bytes(), password=None)
+    except OSError as exc:
+        raise ValueError(f"cannot read the DKIM key {str(path)!r}: {exc.strerror}") from None
+    except (ValueError, TypeError):
+        raise ValueError(f"{str(path)!r} is not a PEM private key without a password") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError(f"{str(path)!r} is not an RSA key (DKIM here signs with rsa-sha256)")
+    return path
+
+
 @lru_cache(maxsize=4)
 def _rsa_key(path: str):
     key = load_pem_private_key(_dkim_key(path), password=None)
