@@ -35,9 +35,20 @@ def find_env_file() -> Path | None:
             raise ConfigError(f"{ENV_FILE_VARIABLE} names {path}, which does not exist or is not a file.")
         return path.absolute()
     for candidate in (LOCAL_ENV_FILE, SYSTEM_ENV_FILE):
-        if candidate.is_file():
+        if _is_file(candidate):
             return candidate.absolute()
     return None
+
+
+def _is_file(path: Path) -> bool:
+    """Whether `path` is a file; False where it cannot be looked at. `Path.is_file` raises on
+    EACCES: run as the service user from root's home (`cd /root && sudo -u newsletter
+    newsletter stats`), every command ended in "Permission denied: '.env'" and never tried
+    /etc/newsletter/newsletter.env."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def describe_source(path: Path | None) -> str:

@@ -408,3 +408,26 @@ def test_a_dkim_key_that_cannot_sign_is_refused_at_start_not_at_the_first_send(t
         settings_from(mode="dev", dkim_selector="pd1", dkim_private_key_path=str(good)).dkim_private_key_path
         == good
     )
+
+
+def test_a_working_folder_that_cannot_be_read_is_no_settings_file_there(tmp_path, monkeypatch):
+    """Run as the service user from root's home (mode 0700), `Path(".env").is_file()` raised
+    PermissionError: every command ended in "Permission denied: '.env'" and the system file was
+    never tried. (Root reads any folder, so the refusal is made here the way the OS makes it.)"""
+    from pathlib import Path as RealPath
+
+    from newsletter import envfile
+
+    system = tmp_path / "newsletter.env"
+    system.write_text("NEWSLETTER_MODE=dev\n")
+    real_is_file = RealPath.is_file
+
+    def is_file(path: RealPath) -> bool:
+        if path == envfile.LOCAL_ENV_FILE:
+            raise PermissionError(13, "Permission denied", ".env")
+        return real_is_file(path)
+
+    monkeypatch.delenv("NEWSLETTER_ENV_FILE", raising=False)
+    monkeypatch.setattr(envfile, "SYSTEM_ENV_FILE", system)
+    monkeypatch.setattr(RealPath, "is_file", is_file)
+    assert envfile.find_env_file() == system
