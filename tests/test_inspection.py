@@ -94,3 +94,30 @@ def test_long_lists_page_by_id_and_bad_input_gets_one_line(sent_issue):
         result = cli(*args, code=1)
         assert message in result.stderr and "Traceback" not in result.output
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_next_page_command_issues_show_prints_runs(sent_issue):
+    """With more than a page (100) of failures, the hint read `--limit None` when --limit was
+    not given, and running it was a usage error."""
+    import re
+
+    from newsletter.models import Delivery, DeliveryState, Subscriber, SubscriberStatus
+    from newsletter.testing import configured_session
+
+    with configured_session() as session:
+        readers = [
+            Subscriber(email=f"gone{i}@example.org", email_key=f"gone{i}@example.org") for i in range(100)
+        ]
+        for sub in readers:
+            sub.status = SubscriberStatus.confirmed
+            session.add(sub)
+        session.flush()
+        for sub in readers:
+            session.add(
+                Delivery(issue_id=sent_issue, subscriber_id=sub.id, state=DeliveryState.failed, attempts=1)
+            )
+    shown = cli("issues", "show", str(sent_issue), "--failures").stdout
+    more = re.search(r"newsletter (deliveries list .*)$", shown, re.M)
+    assert more, shown
+    rest = cli(*more[1].split()).stdout
+    assert "#" in rest and "--limit None" not in shown

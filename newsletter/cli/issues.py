@@ -140,11 +140,10 @@ def issues_show(
     """
     if limit is not None and not failures:
         raise OperatorError("--limit goes with --failures")
+    limit = 100 if limit is None else limit  # the next page's hint said "--limit None"
     settings = get_settings()
     data = admin.show_issue(settings, issue_id)
-    page = (
-        inspection.issue_failures(settings, issue_id, 100 if limit is None else limit) if failures else None
-    )
+    page = inspection.issue_failures(settings, issue_id, limit) if failures else None
     if as_json:
         return emit_json({**data, "failures": page} if page else data)
     console.print(f"[bold]{data['title']}[/] (id {data['id']}, {data['frequency']} {data['period']})")
