@@ -1,11 +1,10 @@
 """Plan an issue, rank its papers for each subscriber, and render the digest.
 
-An issue keeps a snapshot of its papers when it is planned (`paper_snapshot`) and renders from
-it: a later ingest cannot change a planned issue. Premailer (~15 ms) runs once per issue:
-`issue_template` renders the digest once with every candidate paper and slot markers where
-per-reader values go, inlines the CSS, and cuts it into segments (`newsletter.assemble`);
-`DigestRenderer.render` ranks, picks the cards and puts escaped values into the slots by
-position (paper text is never searched for markers). A test holds this equal to render + inline.
+An issue keeps a snapshot of its papers when planned (`paper_snapshot`) and renders from it: a later
+ingest cannot change it. Premailer (~15 ms) runs once per issue: `issue_template` renders the digest once
+with every candidate paper and slot markers where per-reader values go, inlines the CSS, and cuts it into
+segments (`newsletter.assemble`); `DigestRenderer.render` ranks, picks the cards and puts escaped values
+into the slots by position (never searching paper text for markers), held equal to render + inline.
 """
 
 from __future__ import annotations
@@ -183,15 +182,16 @@ def reader_links(settings: Settings, sub: Subscriber, issue_id: int) -> ReaderLi
 
 
 def intro_line(sub: Subscriber, items: list[DigestItem]) -> str:
-    n, matched = len(items), sum(item.for_you for item in items)
+    n, matched = len(items), sum(item.for_you for item in items)  # digest size 1: "1 paper"
+    top, papers, are = ("The", "paper", "is") if n == 1 else (f"The {n}", "papers", "are")
     if not personal(sub):
-        return f"The {n} most popular papers of this period. Tell us your interests to rank them for you."
+        return f"{top} most popular {papers} of this period. Tell us your interests to rank them for you."
     if matched == n:
-        return f"{n} papers from this period, ranked for your interests."
+        return f"{n} {papers} from this period, ranked for your interests."
     if matched:
-        verb = "paper this period matches" if matched == 1 else "papers this period match"
-        return f"{matched} {verb} your interests; {n - matched} more are trending."
-    return f"No paper this period matches your interests closely; here are the {n} most popular."
+        rest, verb = n - matched, "paper this period matches" if matched == 1 else "papers this period match"
+        return f"{matched} {verb} your interests; {rest} more {'is' if rest == 1 else 'are'} trending."
+    return f"No paper this period matches your interests closely; here {are} {n} trending."
 
 
 def full_context(

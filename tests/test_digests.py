@@ -349,6 +349,31 @@ def test_a_reader_nothing_matches_is_told_so_and_gets_the_trending_list(world):
     assert "Matches your interests" not in text_part(msg)
 
 
+def test_the_intro_counts_in_good_english_for_a_digest_of_one():
+    """Digest size 1 is allowed: "1 papers from this period", "The 1 most popular papers"."""
+    from newsletter.digests import intro_line
+
+    def intro(interests: str, *for_you: bool) -> str:
+        cards = [DigestItem(paper=None, why="", more_url="", less_url="", for_you=f) for f in for_you]  # type: ignore[arg-type]
+        return intro_line(
+            Subscriber(email="a@example.org", email_key="a@example.org", interests=interests), cards
+        )
+
+    assert intro("robots", True) == "1 paper from this period, ranked for your interests."
+    assert intro("", False).startswith("The most popular paper of this period.")
+    assert intro("", False, False).startswith("The 2 most popular papers of this period.")
+    assert (
+        intro("robots", False) == "No paper this period matches your interests closely; here is 1 trending."
+    )
+    assert (
+        intro("robots", True, True, False) == "2 papers this period match your interests; 1 more is trending."
+    )
+    assert (
+        intro("robots", True, False, False)
+        == "1 paper this period matches your interests; 2 more are trending."
+    )
+
+
 def test_every_card_title_is_a_link_and_no_id_is_invented(world):
     """The sample feed has titles and abstracts only: titles link to an arXiv title search. A
     paper with an arXiv id links to its page."""
