@@ -36,7 +36,7 @@ from newsletter.models import (
 )
 from newsletter.papers import SourceError
 from newsletter.papers.ingest import load_source, store_fetched
-from newsletter.previews import preview_reader, preview_renderer
+from newsletter.previews import papers_sent_to, preview_reader, preview_renderer
 from newsletter.stats import reader_count, subscriber_counts
 from newsletter.validation import InvalidInput, normalise_email
 
@@ -183,8 +183,9 @@ def preview(
     with session_scope(settings.database_url) as session:
         sub = preview_reader(session, settings, email=email, interests=interests)
         sub.max_papers = limit or sub.max_papers
-        renderer = preview_renderer(session, settings, Frequency.weekly, now)
-    ranked = renderer.rank(sub)
+        renderer = preview_renderer(session, settings, sub.frequency if email else Frequency.weekly, now)
+        sent = papers_sent_to(session, sub)
+    ranked = renderer.rank(sub, sent)
     rendered = renderer.render(sub, renderer.items(sub, ranked))
     items = [
         {

@@ -12,6 +12,7 @@ from newsletter.config import Settings
 from newsletter.digests import DigestRenderer, candidate_papers, period_of
 from newsletter.embeddings import embed_index
 from newsletter.errors import NotFound
+from newsletter.ledger import sent_history
 from newsletter.models import Frequency, Issue, Paper, Subscriber, new_token_key
 from newsletter.validation import clean_interests
 
@@ -47,6 +48,12 @@ def preview_reader(
         frequency=sub.frequency,
         max_papers=sub.max_papers,
     )
+
+
+def papers_sent_to(session: Session, reader: Subscriber) -> set[int]:
+    """The papers a real reader has been sent: their next digest leaves them out, and so must
+    a preview of it (it showed papers they already had, which the digest never sends again)."""
+    return sent_history(session.connection(), [reader.id], 0)[reader.id] if reader.id else set()
 
 
 def preview_renderer(

@@ -18,7 +18,7 @@ from newsletter.errors import OperatorError
 from newsletter.mail.compose import digest_envelope, finish_message
 from newsletter.mail.senders import SendError, open_sender
 from newsletter.models import Frequency
-from newsletter.previews import preview_reader, preview_renderer
+from newsletter.previews import papers_sent_to, preview_reader, preview_renderer
 from newsletter.validation import normalise_email
 
 TEST_PREFIX = "[Test] "
@@ -50,7 +50,8 @@ def send_test(
         reader = preview_reader(session, settings, email=subscriber, interests=interests, own_links=False)
         frequency = reader.frequency if subscriber else Frequency.weekly
         renderer = preview_renderer(session, settings, frequency, now)
-    ranked = renderer.rank(reader)
+        sent = papers_sent_to(session, reader)
+    ranked = renderer.rank(reader, sent)
     if not ranked:
         raise OperatorError("no papers to send this period: ingest some first (newsletter papers ingest)")
     rendered = renderer.render(reader, renderer.items(reader, ranked))

@@ -13,7 +13,7 @@ from newsletter import admin, links
 from newsletter.cli import app
 from newsletter.config import get_settings
 from newsletter.db import session_scope
-from newsletter.models import Delivery, Issue, Subscriber
+from newsletter.models import Delivery, Issue, Paper, Subscriber
 from newsletter.papers import sample_feed_path
 from newsletter.testing import dkim_test_key
 from tests.conftest import html_part, text_part
@@ -105,3 +105,29 @@ def test_a_test_send_takes_no_flag_of_the_periods_send(configure, sqlite_url):
     assert list(settings.outbox_dir.glob("*.eml")) == []
     assert runner.invoke(app, ["send", "--test", "me@example.org", "--json"]).exit_code == 0
     assert len(list(settings.outbox_dir.glob("*.eml"))) == 1
+
+
+def test_preview_and_test_send_show_the_next_digest_not_papers_already_sent(configure, pg_url, smtp_server):
+    """The digest never sends a paper twice, but preview and `send --test --subscriber` ranked
+    every paper: they showed the reader's last digest again, not the one they would get."""
+    box, port = smtp_server
+    settings = configure(
+        NEWSLETTER_DATABASE_URL=pg_url, NEWSLETTER_SMTP_HOST="127.0.0.1", NEWSLETTER_SMTP_PORT=str(port)
+    )
+    admin.ingest(settings, path=sample_feed_path())
+    admin.add_subscriber(settings, "ada@example.org", "robot learning", "weekly", 5, confirmed=True)
+    before = [
+        i["paper_id"] for i in admin.preview(settings, interests=None, email="ada@example.org")["items"]
+    ]
+    assert admin.send_now(settings, "weekly")["counts"]["sent"] == 1
+    with session_scope(get_settings().database_url) as session:
+        [delivery] = session.exec(select(Delivery)).all()
+        sent_titles = {session.get(Paper, p).title for p in delivery.paper_ids}
+    assert sorted(delivery.paper_ids) == sorted(before)  # the preview was that digest
+
+    after = admin.preview(settings, interests=None, email="ada@example.org")["items"]
+    assert len(after) == 5 and not {i["paper_id"] for i in after} & set(delivery.paper_ids)
+    result = runner.invoke(app, ["send", "--test", "editor@example.org", "--subscriber", "ada@example.org"])
+    assert result.exit_code == 0, result.output
+    [test] = box.wait_for(1, to="editor@example.org")
+    assert not any(title in html_part(test) for title in sent_titles)
