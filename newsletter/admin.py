@@ -186,17 +186,19 @@ def preview(
         renderer = preview_renderer(session, settings, sub.frequency if email else Frequency.weekly, now)
         sent = papers_sent_to(session, sub)
     ranked = renderer.rank(sub, sent)
-    rendered = renderer.render(sub, renderer.items(sub, ranked))
+    cards = renderer.items(sub, ranked)  # as the email shows them: "For you" first, their why lines
+    rendered, by_id = renderer.render(sub, cards), {r.paper_id: r for r in ranked}
     items = [
         {
-            "paper_id": r.paper_id,
-            "title": renderer.views[r.paper_id].title,
-            "score": round(r.score, 4),
-            "relevance": round(r.relevance, 4),
-            "trending": round(r.trending, 4),
-            "why": r.why,
+            "paper_id": card.paper.id,
+            "title": card.paper.title,
+            "score": round(by_id[card.paper.id].score, 4),
+            "relevance": round(by_id[card.paper.id].relevance, 4),
+            "trending": round(by_id[card.paper.id].trending, 4),
+            "why": card.why,
+            "for_you": card.for_you,
         }
-        for r in ranked
+        for card in cards
     ]
     return {"items": items, "html": rendered.html, "text": rendered.text, "subject": rendered.subject}
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from html import unescape
 
 import dkim
 from sqlalchemy import func
@@ -116,10 +118,15 @@ def test_preview_and_test_send_show_the_next_digest_not_papers_already_sent(conf
     )
     admin.ingest(settings, path=sample_feed_path())
     admin.add_subscriber(settings, "ada@example.org", "robot learning", "weekly", 5, confirmed=True)
-    before = [
-        i["paper_id"] for i in admin.preview(settings, interests=None, email="ada@example.org")["items"]
-    ]
+    shown = admin.preview(settings, interests=None, email="ada@example.org")["items"]
+    before = [i["paper_id"] for i in shown]
     assert admin.send_now(settings, "weekly")["counts"]["sent"] == 1
+    [digest] = box.wait_for(1, to="ada@example.org")
+    in_email = re.findall(
+        r'<p class="paper-title"[^>]*><a href="[^"]+"[^>]*>(.*?)</a></p>', html_part(digest)
+    )
+    assert [unescape(t) for t in in_email] == [i["title"] for i in shown]  # in the email's order
+    assert any(i["for_you"] for i in shown)
     with session_scope(get_settings().database_url) as session:
         [delivery] = session.exec(select(Delivery)).all()
         sent_titles = {session.get(Paper, p).title for p in delivery.paper_ids}

@@ -13,6 +13,7 @@ from newsletter import admin
 from newsletter.cli.common import console, emit_json, err
 from newsletter.config import get_settings
 from newsletter.errors import OperatorError
+from newsletter.values import shorten
 
 papers_app = typer.Typer(help="Papers: ingest from a file, Hugging Face or arXiv.", no_args_is_help=True)
 
@@ -67,9 +68,10 @@ def preview(
         html.write_text(result["html"])
     if as_json:
         return emit_json(result["items"])
-    table = Table("#", "score", "title", "why")
+    table = Table("#", "for you", "score", "title", "why")  # the email's order: "For you" first
     for i, item in enumerate(result["items"], 1):
-        table.add_row(str(i), f"{item['score']:.3f}", escape(item["title"][:70]), escape(item["why"][:50]))
+        mark, title = "yes" if item["for_you"] else "", escape(shorten(item["title"], 70))
+        table.add_row(str(i), mark, f"{item['score']:.3f}", title, escape(item["why"]))  # why: ≤ 80, whole
     console.print(table)
     if html:
         console.print(f"HTML written to {html}")

@@ -84,6 +84,7 @@ class PreviewItem(BaseModel):
     relevance: float
     trending: float
     why: str
+    for_you: bool  # under "For you" in the email (the items come in the email's order)
 
 
 class Preview(BaseModel):
