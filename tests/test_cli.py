@@ -38,6 +38,12 @@ def test_subscribers_add_list_export_remove(cli):
         ("ada@example.org", "confirmed"),
         ("bob@example.org", "pending"),
     }
+    long = "aaaaaaaaaaaaaaaaaaaaaa.bbbbbbbbbb@example-university.org"
+    cli("subscribers", "add", long, "--interests", "robots and [bold]markup[/]", "--confirmed")
+    listed = cli("subscribers", "list").stdout.splitlines()  # 80 columns, as when piped to grep
+    assert any(line.startswith(long) and "[bold]markup[/]" in line for line in listed), listed
+    assert [line for line in listed if "bob@example.org" in line][0].startswith("bob@example.org pending")
+    cli("subscribers", "remove", long, "--erase")
     confirmed = json.loads(cli("subscribers", "list", "--json", "--status", "confirmed").stdout)
     assert [r["email"] for r in confirmed] == ["ada@example.org"]
     data = json.loads(cli("subscribers", "export", "ada@example.org").stdout)

@@ -10,7 +10,6 @@ from typing import Literal
 import typer
 from pydantic import ValidationError
 from rich.markup import escape
-from rich.table import Table
 
 from newsletter import admin, history, operations
 from newsletter.cli.common import console, emit_json, err
@@ -23,6 +22,7 @@ from newsletter.models import Frequency, SubscriberPublic
 from newsletter.operations import SubscriberChange
 from newsletter.schedule import WEEKDAYS
 from newsletter.validation import InvalidInput, clean_interests, clean_timezone, clean_weekday
+from newsletter.values import shorten
 
 subs_app = typer.Typer(help="Subscribers.", no_args_is_help=True)
 
@@ -36,17 +36,13 @@ def subscribers_list(
     rows = admin.list_subscribers(get_settings(), status)
     if as_json:
         return emit_json(rows)
-    table = Table("email", "status", "frequency", "max", "interests", "created")
+    # One line a reader, never cut: a table at 80 columns (piped, or a small terminal) cut the
+    # addresses ("ada@example.…"), which are what the operator greps for.
     for r in rows:
-        table.add_row(  # what readers typed is text, never rich markup ("[/]" raised MarkupError)
-            escape(r.email),
-            r.status.value,
-            r.frequency.value,
-            str(r.max_papers),
-            escape(r.interests[:40]),
-            f"{r.created_at:%Y-%m-%d %H:%M}",
-        )
-    console.print(table)
+        since = f"since {r.created_at:%Y-%m-%d %H:%M} UTC"
+        what = f"{r.status.value}, {r.frequency.value}, {r.max_papers} papers, {since}"
+        said = f": {escape(shorten(r.interests, 60, one_line=True))}" if r.interests else ""
+        console.print(f"[bold]{escape(r.email)}[/] {what}{said}", soft_wrap=True)
     console.print(f"{len(rows)} subscriber(s)")
 
 
