@@ -74,6 +74,13 @@ def list_subscribers(settings: Settings, status: str | None = None) -> list[Subs
         return [SubscriberPublic.model_validate(s) for s in session.exec(stmt)]
 
 
+GONE = (SubscriberStatus.unsubscribed, SubscriberStatus.bounced)
+
+
+def _left_on(sub: Subscriber) -> str:
+    return f"{sub.unsubscribed_at or sub.updated_at:%Y-%m-%d}"
+
+
 def add_subscriber(
     settings: Settings,
     email: str,
@@ -82,13 +89,22 @@ def add_subscriber(
     max_papers: int,
     confirmed: bool,
     client: subs.Client = CLI_CLIENT,
+    resubscribe: bool = False,
 ) -> SubscriberPublic:
     """Import a subscriber whose consent you hold (`confirmed`), or start the double opt-in.
     Either way an erased (suppressed) address is refused. The preferences given are a new
     address's; a known reader keeps theirs (`operations.change_subscriber` changes them), and without
-    `confirmed` the interests asked for wait for the confirmation link, as a signup's do."""
+    `confirmed` the interests asked for wait for the confirmation link, as a signup's do. A
+    reader who unsubscribed or bounced is confirmed again only with `resubscribe`: their leaving
+    is newer than the consent an operator holds (a CSV import never brings them back either)."""
     with session_scope(settings.database_url) as session:
         known = subs.find_by_email(session, email)
+        if confirmed and known is not None and known.status in GONE and not resubscribe:
+            raise OperatorError(
+                f"{known.email} {known.status.value} on {_left_on(known)}: adding them as confirmed "
+                "would mail them again without their say. Without --confirmed they get a confirmation "
+                "email; if they asked you to add them back, repeat with --resubscribe."
+            )
         if confirmed:
             if known is not None:  # what the reader chose, or asked for in a signup not yet confirmed
                 interests = known.interests if known.pending_interests is None else known.pending_interests

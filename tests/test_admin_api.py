@@ -150,6 +150,8 @@ def test_subscribers_list_search_page_change_and_erase(api):
     assert history["digests"] == [] and history["votes"] == []
 
     assert ok(api.post(f"/api/admin/subscribers/{ada}/unsubscribe"))["status"] == "unsubscribed"
+    back = api.post("/api/admin/subscribers", json={"email": "ada@example.org", "confirmed": True})
+    assert back.status_code == 400 and "resubscribe" in back.json()["detail"]  # not mailed again unasked
     assert api.patch(f"/api/admin/subscribers/{ada}", json={"interests": "x"}).status_code == 400
     bob = first["rows"][1]["id"]
     assert ok(api.delete(f"/api/admin/subscribers/{bob}")) == {"email": "bob@example.org", "status": "erased"}

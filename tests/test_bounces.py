@@ -395,7 +395,9 @@ def test_a_fresh_opt_in_starts_the_bounce_count_afresh(configure, db_url):
     assert status_of(weekly) is SubscriberStatus.confirmed
 
     admin.remove_subscriber(settings, "weekly@example.org", erase=False)
-    back = admin.add_subscriber(settings, "weekly@example.org", "robots", "weekly", 10, confirmed=True)
+    back = admin.add_subscriber(
+        settings, "weekly@example.org", "robots", "weekly", 10, confirmed=True, resubscribe=True
+    )
     assert back.status is SubscriberStatus.confirmed and back.unsubscribed_at is None
 
 

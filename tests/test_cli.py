@@ -485,3 +485,28 @@ def test_a_password_that_is_not_utf8_is_one_line(tmp_path):
     assert result.stderr.decode() == "Error: the password is not valid UTF-8 text\n"
     strict = runner.invoke(app, ["admin", "hash-password", "--stdin"], input=b"\xff\xfe\n\xff\xfe\n")
     assert strict.exit_code == 1 and "not valid UTF-8" in strict.stderr, strict.exception
+
+
+def test_an_unsubscribed_or_bounced_reader_is_not_confirmed_again_without_resubscribe(cli):
+    """`subscribers add X --confirmed` answered "X: confirmed" for a reader who had just
+    unsubscribed (or hard-bounced), and mailed them again; a CSV import never does that."""
+    from newsletter import subscriptions as subs
+    from newsletter.testing import configured_session
+
+    for address in ("left@example.org", "bounced@example.org"):
+        cli("subscribers", "add", address, "--interests", "robots", "--confirmed")
+    cli("subscribers", "remove", "left@example.org")
+    with configured_session() as session:
+        subs.mark_bounced(session, subs.find_by_email(session, "bounced@example.org"), "550 user unknown")
+    for address, status in (("left@example.org", "unsubscribed"), ("bounced@example.org", "bounced")):
+        error = one_line_error("subscribers", "add", address, "--confirmed")
+        assert f"{address} {status} on " in error and "--resubscribe" in error
+        assert {r["email"]: r["status"] for r in json.loads(cli("subscribers", "list", "--json").stdout)}[
+            address
+        ] == status
+    assert "--resubscribe goes with --confirmed" in one_line_error(
+        "subscribers", "add", "left@example.org", "--resubscribe"
+    )
+    assert "confirmed" in cli("subscribers", "add", "left@example.org", "--confirmed", "--resubscribe").stdout
+    events = json.loads(cli("subscribers", "export", "left@example.org").stdout)["consent_events"]
+    assert [e["event"] for e in events][-2:] == ["unsubscribed:operator", "imported"]

@@ -57,13 +57,20 @@ def subscribers_add(
         help="Skip double opt-in: only for addresses whose consent you "
         "already hold (recorded as 'imported').",
     ),
+    resubscribe: bool = typer.Option(
+        False, help="With --confirmed: confirm a reader who unsubscribed or bounced (they asked you to)."
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Add a subscriber (sends a confirmation email unless --confirmed).
 
     Example: newsletter subscribers add ada@example.org --interests "graph neural networks"
     """
-    sub = admin.add_subscriber(get_settings(), email, interests, frequency, max_papers, confirmed)
+    if resubscribe and not confirmed:
+        raise OperatorError("--resubscribe goes with --confirmed")
+    sub = admin.add_subscriber(
+        get_settings(), email, interests, frequency, max_papers, confirmed, resubscribe=resubscribe
+    )
     if as_json:
         return emit_json(sub)
     console.print(f"{sub.email}: {sub.status.value}")

@@ -25,6 +25,7 @@ class NewSubscriber(BaseModel):
     frequency: Frequency = Frequency.weekly
     max_papers: WholeNumber = Field(default=10, ge=1, le=50)
     confirmed: bool = False
+    resubscribe: bool = False  # with confirmed: a reader who unsubscribed or bounced (they asked)
 
 
 class Removal(BaseModel):

@@ -75,6 +75,7 @@ def add_subscriber(
         body.max_papers,
         body.confirmed,
         operations.API_CLIENT,
+        resubscribe=body.resubscribe,
     )
 
 
