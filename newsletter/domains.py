@@ -88,3 +88,13 @@ def check_base_url(url: str) -> str:
             "fragment, user or spaces, such as https://news.example.org"
         )
     return url
+
+
+def check_logo_url(value: str | None) -> str | None:
+    """The logo: an https:// image URL (pages admit its origin in their CSP), or none."""
+    if not value:
+        return None
+    parts = urlsplit(value.strip())
+    if parts.scheme != "https" or not parts.hostname or any(ch in value for ch in " \"'<>\r\n"):
+        raise ValueError(f"NEWSLETTER_LOGO_URL must be an https:// URL of an image, not {value!r}")
+    return value.strip()
