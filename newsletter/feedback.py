@@ -6,16 +6,26 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from newsletter import ledger
 from newsletter import subscriptions as subs
 from newsletter.bounces.events import BounceEvent, record_bounce
 from newsletter.config import Settings
+from newsletter.db import insert_ignore, rows_written
 from newsletter.digests import renderer_for
 from newsletter.links import VOTE_DIRECTIONS
-from newsletter.models import BounceKind, Issue, Paper, Subscriber, SubscriberStatus, Vote, saved_id, utcnow
+from newsletter.models import (
+    BounceKind,
+    Issue,
+    Paper,
+    Subscriber,
+    SubscriberStatus,
+    Vote,
+    saved_id,
+    table_of,
+    utcnow,
+)
 from newsletter.ranking import update_profile
 from newsletter.tokens import Purpose, TokenError, TokenReason
 from newsletter.validation import normalise_email
@@ -77,18 +87,21 @@ def record_vote(session: Session, settings: Settings, vote: VoteRequest) -> bool
         raise TokenError(TokenReason.inactive)
     if _too_soon(session, settings, vote):
         return False
-    try:
-        with session.begin_nested():
-            session.add(
-                Vote(
-                    issue_id=vote.issue_id,
-                    paper_id=vote.paper_id,
-                    subscriber_id=vote.subscriber_id,
-                    direction=vote.direction,
-                )
-            )
-    except IntegrityError:
-        return False
+    new = Vote(
+        issue_id=vote.issue_id,
+        paper_id=vote.paper_id,
+        subscriber_id=vote.subscriber_id,
+        direction=vote.direction,
+    ).model_dump(exclude={"id"})
+    statement = insert_ignore(table_of(Vote), session.get_bind().dialect.name).values(**new)
+    if rows_written(session, statement) != 1:
+        return False  # one vote per paper of an issue: a replay, or the other button
+    # Votes at once each read the profile before the others wrote theirs, and the last to write
+    # back its one vote won. So it is read again, locked until commit: on PostgreSQL by a row
+    # lock (NO KEY UPDATE: FOR UPDATE would wait on the KEY SHARE each vote's foreign key holds,
+    # two votes each on the other), on SQLite by the INSERT above, which took its one writer's
+    # lock (a SAVEPOINT around it let go at once: SQLite commits a transaction it began itself).
+    session.refresh(sub, with_for_update={"key_share": True})
     index = renderer_for(settings, vote.issue_id).index
     sub.profile = update_profile(sub.profile or None, index, vote.paper_id, vote.direction)
     session.add(sub)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import os
@@ -14,7 +15,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
@@ -307,6 +310,18 @@ class WebServer:
 
     def stop(self) -> None:
         stop_process(self.proc)
+
+
+def posted_at_once(url: str, paths: list[str], **request: Any) -> list[httpx.Response]:
+    """POST every path to the server at `url` at the same moment, one connection each (a double
+    click, ten tabs, a mail client's one-click POST beside the reader's button); the answers in
+    the order of `paths`. `request` is what each POST sends (data=, headers=)."""
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=len(paths))) as c:
+            return await asyncio.gather(*(c.post(url + path, **request) for path in paths))
+
+    return asyncio.run(burst())
 
 
 def own_redis_db(use: int) -> str:

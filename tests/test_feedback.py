@@ -12,22 +12,29 @@ from newsletter import admin
 from newsletter.digests import renderer_for
 from newsletter.models import Issue, Subscriber, Vote
 from newsletter.papers import sample_feed_path
+from newsletter.ranking import PROFILE_MAX_TITLES
 from newsletter.testing import configured_session
 from newsletter.web import create_app
-from tests.conftest import text_part
+from tests.conftest import WebServer, posted_at_once, process_env, text_part
 from tests.test_digests import add_subscriber, digests
 
 
-@pytest.fixture
-def world(configure, db_url, smtp_server):
+def sent_digest(configure, db_url: str, smtp_server, papers: int):
+    """Ada's digest of `papers` papers, sent: the settings, the mailbox, her id and the email."""
     box, port = smtp_server
     settings = configure(
         NEWSLETTER_DATABASE_URL=db_url, NEWSLETTER_SMTP_HOST="127.0.0.1", NEWSLETTER_SMTP_PORT=str(port)
     )
     admin.ingest(settings, path=sample_feed_path())
-    sub_id = add_subscriber("ada@example.org", "learning", max_papers=8)
+    sub_id = add_subscriber("ada@example.org", "learning", max_papers=papers)
     admin.send_now(settings, "weekly")
     [msg] = digests(box, "ada@example.org")
+    return settings, box, sub_id, msg
+
+
+@pytest.fixture
+def world(configure, db_url, smtp_server):
+    settings, box, sub_id, msg = sent_digest(configure, db_url, smtp_server, papers=8)
     client = TestClient(create_app(settings))
     return type(
         "World", (), {"settings": settings, "box": box, "sub_id": sub_id, "msg": msg, "client": client}
@@ -215,3 +222,24 @@ def test_preferences_show_what_was_learned_and_reset_it(world):
     assert reset.status_code == 200 and "forgotten" in reset.text
     with configured_session() as session:
         assert session.get(Subscriber, world.sub_id).profile == {}
+
+
+def test_votes_pressed_at_once_all_reach_the_profile(configure, db_url, smtp_server, tmp_path):
+    """The ten "more like this" links of one digest pressed at the same moment, on a real
+    server: ten votes were recorded and all ten answered "recorded", but each request read the
+    profile before the others had written theirs and wrote back its own vote alone, so the
+    profile said `votes: 1` and the ranking learned one paper of ten. (SQLite and PostgreSQL.)"""
+    settings, _, sub_id, msg = sent_digest(configure, db_url, smtp_server, papers=10)
+    mores = [more for _, more, _ in vote_links(msg)]
+    assert len(mores) == 10
+    web = WebServer(process_env(NEWSLETTER_DATABASE_URL=db_url), tmp_path / "web.log")
+    try:
+        answers = posted_at_once(web.url, mores, headers={"accept": "application/json"})
+    finally:
+        web.stop()
+    assert [(a.status_code, a.json()) for a in answers] == [(200, {"status": "recorded"})] * 10
+    assert len(votes()) == 10
+    with configured_session() as session:
+        profile = session.get(Subscriber, sub_id).profile
+    assert profile["votes"] == 10
+    assert len(profile["liked"]) == PROFILE_MAX_TITLES  # the most recent ones, of ten
