@@ -99,6 +99,14 @@ def insert_ignore(table: Table, dialect: str):
     return insert(table).on_conflict_do_nothing()
 
 
+def upsert(table: Table, dialect: str, key: str, values: dict[str, Any]):
+    """An INSERT of `values` that sets the other values on the row already holding `values[key]`
+    (a unique column) instead, in one statement (SQLite and PostgreSQL alike)."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    changed = {name: value for name, value in values.items() if name != key}
+    return insert(table).values(**values).on_conflict_do_update(index_elements=[key], set_=changed)
+
+
 def rows_written(session: Session, statement: Executable) -> int:
     """Run an INSERT, UPDATE or DELETE in the session; how many rows it wrote, as the driver
     counts them (-1 where it cannot tell)."""

@@ -47,14 +47,21 @@ def export_subscriber(session: Session, sub: Subscriber) -> dict[str, Any]:
 
 def erase_subscriber(
     session: Session, settings: Settings, sub: Subscriber, reason: str = "erased on request"
-) -> None:
+) -> bool:
     """Forget a subscriber: every row of theirs (`OWN_ROWS`) goes, then the subscriber. A hash of
     the address stays behind (`suppression`), so no import brings them back. Once that commits,
     the emails the outbox folder holds for them (the embedded default's "sent mail": their
-    digests, with their interests and links) are deleted too; a rollback leaves them."""
+    digests, with their interests and links) are deleted too; a rollback leaves them. False if
+    an erasure at the same time (a double-submitted form) did it first: nothing left to do."""
+    suppression.suppress(session, sub.email_key, reason)
+    # Presses at once each read the reader, then each deleted and inserted: one erased, the
+    # others failed (a 500). The reader is read again, locked until commit (on SQLite the
+    # suppression's write above holds its one writer's lock): a second press finds nobody.
+    if session.get(Subscriber, sub.id, with_for_update=True, populate_existing=True) is None:
+        return False
     address = sub.email
     after_commit(session, lambda: forget_outbox_mail(settings.outbox_dir, address))
-    suppression.suppress(session, sub.email_key, reason)
     for table in OWN_ROWS.values():
         session.exec(delete(table).where(col(table.subscriber_id) == sub.id))
     session.delete(sub)
+    return True

@@ -12,8 +12,9 @@ import hashlib
 
 from sqlmodel import Session, col, select
 
+from newsletter.db import upsert
 from newsletter.errors import OperatorError
-from newsletter.models import Suppression, utcnow
+from newsletter.models import Suppression, table_of, utcnow
 
 HASH_PREFIX = b"paper-digest suppression v1\x00"
 
@@ -42,12 +43,12 @@ def suppression_for(session: Session, email_key: str) -> Suppression | None:
 
 
 def suppress(session: Session, email_key: str, reason: str) -> None:
-    """Keep the address from being added again (a second erase renews the entry)."""
-    entry = suppression_for(session, email_key) or Suppression(
-        address_hash=address_hash(email_key), reason=""
-    )
-    entry.reason, entry.at = reason[:40], utcnow()
-    session.add(entry)
+    """Keep the address from being added again (a second erase renews the entry).
+
+    One statement, written at once: erasures (or complaints) at the same time each read "not
+    suppressed" and each inserted, and all but one broke the unique hash (a 500)."""
+    entry = {"address_hash": address_hash(email_key), "reason": reason[:40], "at": utcnow()}
+    session.execute(upsert(table_of(Suppression), session.get_bind().dialect.name, "address_hash", entry))
 
 
 def lift(session: Session, email_key: str) -> bool:

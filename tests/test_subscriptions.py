@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -11,9 +13,18 @@ from newsletter import onboarding, privacy
 from newsletter import subscriptions as subs
 from newsletter.db import session_scope
 from newsletter.mail.transactional import send_journey_email
-from newsletter.models import ConsentEvent, DeliveryState, JourneyEmail, Subscriber, SubscriberStatus
+from newsletter.models import (
+    ConsentEvent,
+    DeliveryState,
+    JourneyEmail,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+)
+from newsletter.suppression import address_hash
 from newsletter.testing import configured_session
 from newsletter.tokens import Purpose, TokenError, make_token
+from tests.conftest import WebServer, posted_at_once, process_env
 
 
 @pytest.fixture
@@ -92,6 +103,26 @@ def test_lookalike_letters_are_different_readers_case_variants_of_them_one(env, 
         ["ﬁona@example.org", "fiona@example.org", "Straße@example.org", "strasse@example.org"]
     )
     assert [kind for kind, _ in queued] == ["confirm"] * 4
+
+
+def confirmed(settings, address) -> Subscriber:
+    signup(settings, address)
+    with configured_session() as session:
+        subs.confirm_subscription(session, settings, confirm_token(settings, address))
+    return get(address)
+
+
+@contextmanager
+def served(settings, tmp_path) -> Iterator[str]:
+    """A real uvicorn process on the test's database; its URL."""
+    env = process_env(
+        NEWSLETTER_DATABASE_URL=settings.database_url, NEWSLETTER_OUTBOX_DIR=str(settings.outbox_dir)
+    )
+    web = WebServer(env, tmp_path / "web.log")
+    try:
+        yield web.url
+    finally:
+        web.stop()
 
 
 def test_confirm_is_single_use_and_sends_welcome(env, queued):
@@ -268,6 +299,27 @@ def test_erase_removes_every_trace(env, queued):
         assert session.exec(select(Subscriber)).all() == []
         assert session.exec(select(ConsentEvent)).all() == []
         assert session.exec(select(JourneyEmail)).all() == []
+
+
+def test_erase_pressed_at_once_answers_erased_every_time(env, queued, tmp_path):
+    """A double-submitted "Erase me", on a real server: six POSTs at once answered one 200
+    and five 500s (each read the reader and the suppression list, then each deleted and
+    inserted; the second suppression insert broke the unique hash). Every one now gets the
+    first one's answer, and so does a press that comes once the erasure is committed (it was a
+    410 "link no longer valid"); of the reader only the suppression entry is left."""
+    sub = confirmed(env, "ada@example.org")
+    erase = f"/preferences/{make_token(env, Purpose.preferences, sub.token_key, sub.token_version)}/erase"
+    form = {"data": {"confirm": "yes"}, "headers": {"accept": "application/json"}}
+    with served(env, tmp_path) as url:
+        answers = posted_at_once(url, [erase] * 6, **form)
+        answers += posted_at_once(url, [erase], **form)  # a press after the others were done
+    assert [a.status_code for a in answers] == [200] * 7
+    assert all(a.json() == {"status": "erased", "message": answers[0].json()["message"]} for a in answers)
+    with configured_session() as session:
+        assert session.exec(select(Subscriber)).all() == []
+        assert session.exec(select(ConsentEvent)).all() == []
+        assert session.exec(select(JourneyEmail)).all() == []
+        assert session.exec(select(Suppression.address_hash)).all() == [address_hash("ada@example.org")]
 
 
 def test_a_signup_that_rolls_back_leaves_no_email_and_queues_nothing(env, queued):

@@ -16,7 +16,7 @@ from newsletter.config import Settings
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.ranking import describe_profile
 from newsletter.schedule import WEEKDAYS, zone_names
-from newsletter.tokens import Purpose
+from newsletter.tokens import Purpose, TokenError, TokenReason
 from newsletter.validation import WholeNumber, clean_weekday
 from newsletter.web.deps import (
     ClientDep,
@@ -185,18 +185,34 @@ def reset_profile(
     return _page(request, session, settings, sub, token, reset=True)
 
 
+def _unless_erased(token: str, session: SessionDep, settings: SettingsDep) -> Subscriber | None:
+    """The reader the link names, None once they are erased; TokenError for any other reason."""
+    try:
+        sub, _ = subs.subscriber_for_token(session, settings, Purpose.preferences, token)
+    except TokenError as exc:
+        if exc.reason is TokenReason.gone:
+            return None
+        raise
+    return sub
+
+
 @router.post("/preferences/{token}/erase")
 def erase(
     request: Request,
     token: str,
-    sub: Reader,
+    sub: Annotated[Subscriber | None, Depends(_unless_erased)],
     body: Annotated[EraseForm, Depends(FormOrJson(EraseForm))],
     session: SessionDep,
     settings: SettingsDep,
 ) -> Response:
+    """Erase everything, the box ticked. A form submitted twice (or again later) is answered as
+    the first: the reader is erased, whichever press did it."""
     if body.confirm != "yes":
+        if sub is None:
+            raise TokenError(TokenReason.gone)
         return _refused(request, session, settings, sub, token, "Nothing was erased", ERASE_UNCONFIRMED)
-    privacy.erase_subscriber(session, settings, sub)
+    if sub is not None:
+        privacy.erase_subscriber(session, settings, sub)
     if wants_json(request):
         return JSONResponse({"status": "erased", "message": ERASED})
     return render_page(
