@@ -36,6 +36,7 @@ from newsletter.models import (
 )
 from newsletter.papers import SourceError
 from newsletter.papers.ingest import load_source, store_fetched
+from newsletter.preferences import apply_preferences
 from newsletter.previews import papers_sent_to, preview_reader, preview_renderer
 from newsletter.stats import reader_count, subscriber_counts
 from newsletter.validation import InvalidInput, normalise_email
@@ -123,7 +124,7 @@ def add_subscriber(
             subs.request_subscription(session, settings, email, interests, client)
             sub = _subscriber(session, email)
             if known is None:
-                subs.apply_preferences(sub, frequency=frequency, max_papers=max_papers)
+                apply_preferences(sub, frequency=frequency, max_papers=max_papers)
         return SubscriberPublic.model_validate(sub)
 
 

@@ -34,6 +34,7 @@ from newsletter.models import (
     saved_id,
 )
 from newsletter.pauses import pause_issue as pause_row
+from newsletter.preferences import apply_preferences
 from newsletter.validation import WholeNumber
 
 MAX_PAGE = 1000
@@ -141,7 +142,7 @@ def change_subscriber(
         values: dict[str, Any] = change.model_dump(exclude_none=True, exclude={"weekday", "timezone"})
         values["schedule"] = (change.weekday, change.timezone)  # None keeps that one as it is
         before = _preferences(sub)
-        subs.apply_preferences(sub, **values)
+        apply_preferences(sub, **values)
         if _preferences(sub) != before:  # a change that changes nothing is not one in the log
             subs.record_consent(session, sub, "preferences_changed", client)
         return SubscriberPublic.model_validate(sub)

@@ -22,13 +22,13 @@ from newsletter.logs import event as log_event
 from newsletter.mail.transactional import send_journey_email
 from newsletter.models import (
     ConsentEvent,
-    Frequency,
     Subscriber,
     SubscriberStatus,
     saved_id,
     table_of,
     utcnow,
 )
+from newsletter.preferences import apply_preferences
 from newsletter.tokens import Purpose, TokenData, TokenError, TokenReason, read_token
 from newsletter.validation import InvalidInput, clean_interests, normalise_email
 
@@ -332,40 +332,6 @@ def unsubscribe(session: Session, sub: Subscriber, client: Client = Client(), vi
     sub.pending_interests = sub.pending_likes = None  # also cancels a signup still waiting for its link
     record_consent(session, sub, f"unsubscribed:{via}", client)
     return True
-
-
-def apply_preferences(
-    sub: Subscriber,
-    *,
-    interests: str | None = None,
-    frequency: str | None = None,
-    max_papers: int | str | None = None,
-    schedule: tuple[int | str | None, str | None] | None = None,
-) -> None:
-    """Validate and set whichever preferences are given; InvalidInput on a bad value.
-    `schedule` is (weekday, time zone), both checked before either is set: None leaves that one
-    as it is, an empty one means the list's."""
-    if interests is not None:
-        sub.interests = clean_interests(interests)
-    if frequency is not None:
-        try:
-            sub.frequency = Frequency(frequency)
-        except ValueError as exc:
-            raise InvalidInput("Frequency must be weekly or daily.") from exc
-    if max_papers is not None:
-        try:
-            n = int(max_papers)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput("Papers per digest must be a whole number.") from exc
-        if not 1 <= n <= 50:
-            raise InvalidInput("Papers per digest must be between 1 and 50.")
-        sub.max_papers = n
-    if schedule is not None:
-        weekday, zone = schedule
-        day = sub.weekday if weekday is None else validation.clean_weekday(weekday)
-        tz = sub.timezone if zone is None else validation.clean_timezone(zone)
-        sub.weekday, sub.timezone = day, tz
-    sub.updated_at = utcnow()
 
 
 def update_preferences(
