@@ -324,14 +324,24 @@ def confirm_subscription(
 
 
 def unsubscribe(session: Session, sub: Subscriber, client: Client = Client(), via: str = "link") -> bool:
-    """Unsubscribe; idempotent. Returns True if the state changed."""
-    if sub.status in (SubscriberStatus.unsubscribed, SubscriberStatus.bounced):
-        return False
-    transition(sub, SubscriberStatus.unsubscribed)
-    sub.unsubscribed_at = utcnow()
-    sub.pending_interests = sub.pending_likes = None  # also cancels a signup still waiting for its link
-    record_consent(session, sub, f"unsubscribed:{via}", client)
-    return True
+    """Unsubscribe (a bounced reader stays bounced); idempotent. Returns True if the state changed:
+    for one of any number of requests at once, by compare-and-set (read first, each saw
+    "confirmed", wrote its own consent row and moved `unsubscribed_at` on)."""
+    now = utcnow()
+    leave = (
+        update(Subscriber)
+        .where(col(Subscriber.id) == sub.id)
+        .where(col(Subscriber.status).in_((SubscriberStatus.pending, SubscriberStatus.confirmed)))
+        # also cancels a signup still waiting for its link
+        .values(status=SubscriberStatus.unsubscribed, updated_at=now, unsubscribed_at=now)
+        .values(pending_interests=None, pending_likes=None)
+        .execution_options(synchronize_session=False)
+    )
+    changed = rows_written(session, leave) == 1
+    session.refresh(sub)  # as it is now, whichever request moved it
+    if changed:
+        record_consent(session, sub, f"unsubscribed:{via}", client)
+    return changed
 
 
 def update_preferences(

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from newsletter import onboarding, privacy
 from newsletter import subscriptions as subs
@@ -238,6 +238,25 @@ def test_unsubscribe_is_idempotent_and_resubscribe_needs_fresh_opt_in(env, queue
         subs.confirm_subscription(session, env, confirm_token(env, "ada@example.org"))
     with pytest.raises(TokenError), configured_session() as session:  # …until it is confirmed
         subs.subscriber_for_token(session, env, Purpose.preferences, old_prefs)
+
+
+def test_one_click_unsubscribes_at_once_record_one_consent_event(env, queued, tmp_path):
+    """Six one-click POSTs at once (a mail client retrying, a scanner, the reader), on a real
+    server: each read "confirmed", so five or six `unsubscribed:one-click` rows went into the
+    consent log and each wrote its own unsubscribed_at. Now one moves the reader, by a
+    compare-and-set on the status: one consent row, and the first time stays."""
+    sub = confirmed(env, "ada@example.org")
+    leave = f"/unsubscribe/{make_token(env, Purpose.unsubscribe, sub.token_key, sub.token_version)}"
+    with served(env, tmp_path) as url:
+        answers = posted_at_once(url, [leave] * 6, data={"List-Unsubscribe": "One-Click"})
+        left_at = get("ada@example.org").unsubscribed_at
+        answers += posted_at_once(url, [leave], data={"List-Unsubscribe": "One-Click"})
+    assert [a.status_code for a in answers] == [200] * 7
+    with configured_session() as session:
+        events = session.exec(select(ConsentEvent.event).order_by(col(ConsentEvent.id))).all()
+    assert events == ["signup_requested", "confirmed", "unsubscribed:one-click"]
+    ada = get("ada@example.org")
+    assert ada.status is SubscriberStatus.unsubscribed and ada.unsubscribed_at == left_at is not None
 
 
 def test_consent_record_keeps_when_where_and_wording(env, queued):
