@@ -12,6 +12,7 @@ from newsletter.delivery import recover_stale_claims, scheduled_send
 from newsletter.jobs import task_name
 from newsletter.mail.transactional import sweep_journey_emails
 from newsletter.papers.ingest import scheduled_ingest
+from newsletter.privacy import forget_unconfirmed
 
 
 class utc_crontab(crontab):  # noqa: N801 - named like the crontab it is
@@ -27,7 +28,8 @@ class utc_crontab(crontab):  # noqa: N801 - named like the crontab it is
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """The digest tick hourly on the hour in UTC (each reader's slot is NEWSLETTER_DIGEST_HOUR in
     their own zone, newsletter/schedule.py), the ingest at NEWSLETTER_INGEST_HOUR in the list's
-    zone, and the two recovery sweeps every NEWSLETTER_RECOVER_INTERVAL_SECONDS."""
+    zone, the two recovery sweeps every NEWSLETTER_RECOVER_INTERVAL_SECONDS, and the signups
+    never confirmed forgotten daily, half an hour after the ingest."""
     return {
         "digests": {"task": task_name(scheduled_send), "schedule": utc_crontab(minute=0)},
         "ingest": {
@@ -41,5 +43,9 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "journey-emails": {
             "task": task_name(sweep_journey_emails),
             "schedule": settings.recover_interval_seconds,
+        },
+        "forget-unconfirmed": {
+            "task": task_name(forget_unconfirmed),
+            "schedule": crontab(minute=30, hour=settings.ingest_hour),
         },
     }

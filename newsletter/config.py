@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     confirmations_per_day: int = Field(default=3, ge=1)  # signup emails per address in 24 hours
     signup_rate_per_ip: int = 10  # signups per IP per minute
     vote_grace_seconds: int = 0  # votes sooner than this after sending are treated as scanner noise
+    forget_unconfirmed_days: int = Field(default=14, ge=0)  # signups never confirmed; 0 = keep them
 
     # Each reader's digest goes out at digest_hour in their own zone, weekly ones on their own
     # weekday; these and `timezone` are the schedule of readers who chose none (the list's).

@@ -4,16 +4,30 @@ them out of the outbox folder)."""
 
 from __future__ import annotations
 
+import logging
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
 from newsletter import suppression
 from newsletter.config import Settings
-from newsletter.db import after_commit
+from newsletter.db import after_commit, session_scope
+from newsletter.logs import event
 from newsletter.mail.senders import forget_outbox_mail
-from newsletter.models import BounceRecord, ConsentEvent, Delivery, JourneyEmail, Subscriber, Vote
+from newsletter.models import (
+    BounceRecord,
+    ConsentEvent,
+    Delivery,
+    JourneyEmail,
+    Subscriber,
+    SubscriberStatus,
+    Vote,
+    utcnow,
+)
+
+log = logging.getLogger("newsletter.privacy")
 
 # Left out of the export: row ids, lookup keys, the link secrets and claim bookkeeping.
 NOT_EXPORTED = {"id", "subscriber_id", "email_key", "token_key", "token_version", "claimed_by", "claimed_at"}
@@ -59,9 +73,50 @@ def erase_subscriber(
     # suppression's write above holds its one writer's lock): a second press finds nobody.
     if session.get(Subscriber, sub.id, with_for_update=True, populate_existing=True) is None:
         return False
+    _delete_reader(session, settings, sub)
+    return True
+
+
+def _delete_reader(session: Session, settings: Settings, sub: Subscriber) -> None:
+    """Every row of the reader, then the reader; their outbox mail once that commits."""
     address = sub.email
     after_commit(session, lambda: forget_outbox_mail(settings.outbox_dir, address))
     for table in OWN_ROWS.values():
         session.exec(delete(table).where(col(table.subscriber_id) == sub.id))
     session.delete(sub)
-    return True
+
+
+FORGET_BATCH = 500
+
+
+def forget_unconfirmed(settings: Settings, now: datetime | None = None) -> int:
+    """Delete the signups nobody confirmed within NEWSLETTER_FORGET_UNCONFIRMED_DAYS of their last
+    confirmation email (0: keep them); returns how many. They were kept forever: a stranger's
+    signup of someone's address, with the stranger's interests, IP and browser in its consent
+    row, which the owner could only remove by subscribing and then erasing. Nothing is left
+    behind (no suppression): the person may sign up whenever they like."""
+    if not settings.forget_unconfirmed_days:
+        return 0
+    cutoff = (now or utcnow()) - timedelta(days=settings.forget_unconfirmed_days)
+    last_asked = func.coalesce(col(Subscriber.confirm_sent_at), col(Subscriber.created_at))
+    stale = (
+        Subscriber.status == SubscriberStatus.pending,
+        col(Subscriber.confirmed_at).is_(None),
+        last_asked < cutoff,
+    )
+    forgotten = 0
+    while True:
+        with session_scope(settings.database_url) as session:
+            ids = session.exec(
+                select(Subscriber.id).where(*stale).order_by(col(Subscriber.id)).limit(FORGET_BATCH)
+            ).all()
+            for sid in ids:  # read again, locked: a confirmation or a new signup meanwhile keeps it
+                sub = session.exec(
+                    select(Subscriber).where(Subscriber.id == sid, *stale).with_for_update()
+                ).first()
+                if sub is not None:
+                    _delete_reader(session, settings, sub)
+                    forgotten += 1
+        if len(ids) < FORGET_BATCH:
+            event(log, "unconfirmed.forgotten", count=forgotten, days=settings.forget_unconfirmed_days)
+            return forgotten

@@ -35,3 +35,20 @@ def test_the_ingest_stays_at_its_hour_in_the_lists_zone():
     settings = Settings(mode="test", timezone="Asia/Kolkata", ingest_hour=5)
     now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
     assert next_run(settings, "ingest", now) == datetime(2026, 12, 2, 23, 30, tzinfo=UTC)  # 05:00 IST
+
+
+def test_signups_never_confirmed_are_forgotten_daily_after_the_ingest():
+    settings = Settings(mode="test", timezone="Europe/Berlin", ingest_hour=5)
+    now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    assert next_run(settings, "forget-unconfirmed", now) == datetime(
+        2026, 12, 3, 4, 30, tzinfo=UTC
+    )  # 05:30 CET
+
+
+def test_every_entry_names_a_task_the_workers_run(configure):
+    configure()
+    import workers.tasks  # noqa: F401 - registers the tasks
+    from workers.celery_app import app
+
+    entries = beat_schedule(Settings(mode="test"))
+    assert {entry["task"] for entry in entries.values()} <= set(app.tasks)

@@ -510,3 +510,57 @@ def test_an_unsubscribed_or_bounced_reader_is_not_confirmed_again_without_resubs
     assert "confirmed" in cli("subscribers", "add", "left@example.org", "--confirmed", "--resubscribe").stdout
     events = json.loads(cli("subscribers", "export", "left@example.org").stdout)["consent_events"]
     assert [e["event"] for e in events][-2:] == ["unsubscribed:operator", "imported"]
+
+
+def test_signups_never_confirmed_are_forgotten_after_the_set_days(cli):
+    """A signup nobody confirmed was kept forever: a stranger's signup of someone's address, with
+    the stranger's interests, IP and browser, which the owner could only remove by subscribing
+    and erasing. Forgotten after NEWSLETTER_FORGET_UNCONFIRMED_DAYS (14) since the last
+    confirmation email; a reader who once confirmed, or was asked again lately, stays."""
+    from datetime import timedelta
+
+    from newsletter import subscriptions as subs
+    from newsletter.models import ConsentEvent, JourneyEmail, Subscriber, utcnow
+    from newsletter.suppression import suppression_for
+    from newsletter.testing import configured_session
+
+    outbox = get_settings().outbox_dir
+    for address in ("stranger@example.org", "recent@example.org", "asked-again@example.org"):
+        cli("subscribers", "add", address, "--interests", "a stranger's words")  # pending
+    cli("subscribers", "add", "left@example.org", "--confirmed")
+    cli("subscribers", "remove", "left@example.org")
+    cli("subscribers", "add", "left@example.org")  # asks to come back: pending, confirmed before
+    weeks_ago = utcnow() - timedelta(days=15)
+    with configured_session() as session:
+        for sub in session.exec(select(Subscriber)):
+            if sub.email != "recent@example.org":
+                sub.created_at = sub.confirm_sent_at = weeks_ago
+            if sub.email == "asked-again@example.org":
+                sub.confirm_sent_at = utcnow() - timedelta(days=2)
+            session.add(sub)
+    stranger_id = subscriber_id("stranger@example.org")
+    assert any("stranger" in p.name for p in outbox.glob("*.eml"))
+
+    assert "Forgot 1 signup not confirmed within 14 days." in cli("subscribers", "forget-unconfirmed").stdout
+    listed = {r["email"]: r["status"] for r in json.loads(cli("subscribers", "list", "--json").stdout)}
+    assert listed == {
+        "recent@example.org": "pending",
+        "asked-again@example.org": "pending",
+        "left@example.org": "pending",
+    }
+    with configured_session() as session:
+        for table in (ConsentEvent, JourneyEmail):
+            assert not session.exec(select(table).where(table.subscriber_id == stranger_id)).all()
+        assert suppression_for(session, "stranger@example.org") is None  # nothing left behind
+    assert not any("stranger" in p.name for p in outbox.glob("*.eml"))
+    with configured_session() as session:  # and the owner may sign up whenever they like
+        assert subs.request_subscription(session, get_settings(), "stranger@example.org", "") == "created"
+    assert "Forgot 0 signups" in cli("subscribers", "forget-unconfirmed").stdout
+
+
+def subscriber_id(address: str) -> int:
+    from newsletter.models import Subscriber
+    from newsletter.testing import configured_session
+
+    with configured_session() as session:
+        return session.exec(select(Subscriber).where(Subscriber.email_key == address)).one().id

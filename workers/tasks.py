@@ -15,6 +15,7 @@ from newsletter.jobs import task_name
 from newsletter.mail.senders import TransientSendError
 from newsletter.mail.transactional import send_journey_email, sweep_journey_emails
 from newsletter.papers.ingest import scheduled_ingest
+from newsletter.privacy import forget_unconfirmed
 from workers.celery_app import app, settings
 
 RETRYABLE = (TransientSendError, OperationalError, ConnectionError, TimeoutError)
@@ -62,3 +63,8 @@ def recover_stale_claims_task() -> int:
 @app.task(name=task_name(scheduled_ingest), **RETRY)
 def scheduled_ingest_task() -> dict[str, Any]:
     return scheduled_ingest(settings)
+
+
+@app.task(name=task_name(forget_unconfirmed), expires=DAY)
+def forget_unconfirmed_task() -> int:
+    return forget_unconfirmed(settings)

@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-from newsletter import admin, history, operations
+from newsletter import admin, history, operations, privacy
 from newsletter.cli.common import console, emit_json, err
 from newsletter.config import get_settings
 from newsletter.errors import OperatorError
@@ -151,6 +151,18 @@ def subscribers_remove(
     """Unsubscribe an address (or --erase it). Example: newsletter subscribers remove a@b.org"""
     removal = admin.remove_subscriber(get_settings(), email, erase)
     console.print(f"{removal.email}: {removal.status}")
+
+
+@subs_app.command("forget-unconfirmed")
+def subscribers_forget_unconfirmed() -> None:
+    """Delete the signups never confirmed within NEWSLETTER_FORGET_UNCONFIRMED_DAYS (beat does
+    it daily; without a broker, run this from cron)."""
+    settings = get_settings()
+    if not settings.forget_unconfirmed_days:
+        raise OperatorError("NEWSLETTER_FORGET_UNCONFIRMED_DAYS is 0: unconfirmed signups are kept")
+    count = privacy.forget_unconfirmed(settings)
+    days = settings.forget_unconfirmed_days
+    console.print(f"Forgot {count} signup{'' if count == 1 else 's'} not confirmed within {days} days.")
 
 
 @subs_app.command("unsuppress")
