@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlmodel import Session
 
@@ -74,11 +74,15 @@ def _vote_target(extra: dict, paper_id: str | None, direction: str | None) -> tu
     return int(paper_id), VOTE_WORDS.get(direction or "")
 
 
-def record_vote(session: Session, settings: Settings, vote: VoteRequest) -> bool:
+VoteOutcome = Literal["recorded", "already_voted", "too_soon"]
+
+
+def record_vote(session: Session, settings: Settings, vote: VoteRequest) -> VoteOutcome:
     """Record the vote once per (issue, paper, reader) and fold it into the reader's profile.
 
-    Returns False when this paper of this issue already has the reader's vote. Votes that
-    arrive within `vote_grace_seconds` of sending are ignored as scanner noise.
+    "already_voted" when this paper of this issue already has the reader's vote; "too_soon"
+    (nothing recorded) within `vote_grace_seconds` of sending, where votes are taken for a mail
+    scanner's: the reader was told "You have already voted", and their vote was lost.
     """
     sub = session.get(Subscriber, vote.subscriber_id)
     if sub is None:
@@ -86,7 +90,7 @@ def record_vote(session: Session, settings: Settings, vote: VoteRequest) -> bool
     if sub.status is not SubscriberStatus.confirmed:
         raise TokenError(TokenReason.inactive)
     if _too_soon(session, settings, vote):
-        return False
+        return "too_soon"
     new = Vote(
         issue_id=vote.issue_id,
         paper_id=vote.paper_id,
@@ -95,7 +99,7 @@ def record_vote(session: Session, settings: Settings, vote: VoteRequest) -> bool
     ).model_dump(exclude={"id"})
     statement = insert_ignore(table_of(Vote), session.get_bind().dialect.name).values(**new)
     if rows_written(session, statement) != 1:
-        return False  # one vote per paper of an issue: a replay, or the other button
+        return "already_voted"  # one vote per paper of an issue: a replay, or the other button
     # Votes at once each read the profile before the others wrote theirs, and the last to write
     # back its one vote won. So it is read again, locked until commit: on PostgreSQL by a row
     # lock (NO KEY UPDATE: FOR UPDATE would wait on the KEY SHARE each vote's foreign key holds,
@@ -105,7 +109,7 @@ def record_vote(session: Session, settings: Settings, vote: VoteRequest) -> bool
     index = renderer_for(settings, vote.issue_id).index
     sub.profile = update_profile(sub.profile or None, index, vote.paper_id, vote.direction)
     session.add(sub)
-    return True
+    return "recorded"
 
 
 def reset_profile(session: Session, sub: Subscriber) -> None:

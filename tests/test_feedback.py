@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -10,7 +11,7 @@ from sqlmodel import select
 
 from newsletter import admin
 from newsletter.digests import renderer_for
-from newsletter.models import Issue, Subscriber, Vote
+from newsletter.models import Delivery, Issue, Subscriber, Vote
 from newsletter.papers import sample_feed_path
 from newsletter.ranking import PROFILE_MAX_TITLES
 from newsletter.testing import configured_session
@@ -170,6 +171,24 @@ def test_a_json_client_gets_the_vote_and_the_reset_as_json(world):
     prefs = "/" + re.search(r"https://\S+/preferences/\S+", text_part(world.msg)).group(0).split("/", 3)[3]
     assert world.client.post(prefs + "/reset-profile", headers=as_json).json() == {"status": "reset"}
     assert len(votes()) == 1
+
+
+def test_a_vote_within_the_grace_period_says_so_and_counts_when_pressed_later(world):
+    """With NEWSLETTER_VOTE_GRACE_SECONDS set, a reader's first press right after the digest
+    arrived was told "You have already voted" and dropped; pressing again changed nothing."""
+    title, more, _ = vote_links(world.msg)[0]
+    graced = world.settings.model_copy(update={"vote_grace_seconds": 600})
+    client = TestClient(create_app(graced))
+    page = client.post(more)
+    assert page.status_code == 200 and "already voted" not in page.text
+    assert "nothing was recorded" in page.text and "10 minutes after the digest arrived" in page.text
+    assert client.post(more, headers={"accept": "application/json"}).json() == {"status": "too_soon"}
+    assert votes() == []
+    with configured_session() as session:  # ten minutes later
+        for delivery in session.exec(select(Delivery)):
+            delivery.sent_at -= timedelta(minutes=11)
+            session.add(delivery)
+    assert "Noted: more papers like" in client.post(more).text and len(votes()) == 1
 
 
 def test_forged_and_tampered_vote_links_are_refused(world):

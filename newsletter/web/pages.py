@@ -165,10 +165,13 @@ def vote_page(request: Request, link: VoteLinkDep) -> Response:
 @router.post("/vote/{token}/{paper_id}/{direction}")
 @router.post("/vote/{token}")
 def vote(request: Request, link: VoteLinkDep, session: SessionDep, settings: SettingsDep) -> Response:
-    recorded = feedback.record_vote(session, settings, link.vote)
+    outcome = feedback.record_vote(session, settings, link.vote)
     if wants_json(request):
-        return JSONResponse({"status": "recorded" if recorded else "already_voted"})
-    return render_page(request, "vote.html", vote=link.vote, path=link.path, done=True, recorded=recorded)
+        return JSONResponse({"status": outcome})
+    grace = -(-settings.vote_grace_seconds // 60)  # minutes, rounded up
+    return render_page(
+        request, "vote.html", vote=link.vote, path=link.path, done=True, outcome=outcome, grace_minutes=grace
+    )
 
 
 @router.post("/webhooks/bounce", dependencies=[Depends(within_webhook_rate), Depends(webhook_caller)])
