@@ -103,6 +103,45 @@ def test_each_message_has_its_own_verp_sender_and_a_mailto_unsubscribe(sent):
         assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
+def test_verp_addresses_do_not_tell_row_ids_and_those_sent_before_still_count(sent):
+    """`bounces+d<delivery id in base 36>-…` and `unsubscribe+u<subscriber id>-…` told every
+    reader their signup number, and so the list's size and growth. The ids are masked now; an
+    address sent before (plain id) and one masked with a rotated-out key are still read."""
+    from newsletter.bounces import verp
+
+    def b36(n: int) -> str:
+        return verp._b36(n)
+
+    for address, msg in sent.messages.items():
+        sub_id, delivery = sent.ids[address], delivery_of(sent.ids[address])
+        assert not sent.envelopes[address].startswith(
+            (f"bounces+d{b36(delivery.id)}-", f"bounces+d0{b36(delivery.id)}-")
+        )
+        mailto = [link for link in list_unsubscribe(msg) if link.startswith("mailto:")][0]
+        assert not mailto.startswith(
+            (f"mailto:unsubscribe+u{b36(sub_id)}-", f"mailto:unsubscribe+u0{b36(sub_id)}-")
+        )
+    masked = {int(sent.envelopes[a].split("+d0", 1)[1].split("-", 1)[0], 36) for a in READERS}
+    assert len(masked) == 3 and max(masked) > 10_000  # consecutive ids, scattered values
+
+    ada, bob = sent.ids["ada@example.org"], sent.ids["bob@example.org"]
+    with configured_session() as session:
+        key = session.get(Subscriber, ada).token_key
+    day = verp.today()
+    plain = f"d{b36(delivery_of(ada).id)}-{b36(day)}-"  # as sent before masking: the plain id
+    signature = verp._sign(sent.settings.secret_key, "d", delivery_of(ada).id, day, key)
+    deliver(sent.port, f"bounces+{plain}{signature}@news.example.org", sample("postfix_01.txt"))
+    assert status_of(ada) is SubscriberStatus.bounced
+
+    rotated = sent.settings.model_copy(
+        update={"secret_key": "k" * 60, "secret_key_fallbacks": [sent.settings.secret_key]}
+    )
+    assert rotated.signing_keys[0] == sent.settings.secret_key
+    with configured_session() as session:
+        token = verp.parse_address(rotated, sent.envelopes["bob@example.org"])[1]
+        assert inbound._verified(session, rotated, token) == {"delivery_id": delivery_of(bob).id}
+
+
 def test_a_postfix_dsn_to_the_verp_address_bounces_that_reader_only(sent):
     ada, bob = sent.ids["ada@example.org"], sent.ids["bob@example.org"]
     deliver(sent.port, sent.envelopes["ada@example.org"], sample("postfix_01.txt"))

@@ -114,21 +114,22 @@ def _token_in(settings: Settings, original: Message | None) -> verp.VerpToken | 
 def _verified(session: Session, settings: Settings, token: verp.VerpToken) -> dict[str, int] | None:
     """{delivery_id | journey_email_id | subscriber_id: id} if we signed `token` for a row that
     exists; None otherwise (forged, altered, too old, or the row is gone)."""
-    days, sub = settings.bounce_token_days, None
-    if token.kind == verp.DELIVERY:
-        owner = ledger.delivery_owner(session, token.ident)
-        sub = session.get(Subscriber, owner[1]) if owner else None
-        bound = sub.token_key if sub else ""
-    elif token.kind == verp.JOURNEY:
-        email = session.get(JourneyEmail, token.ident)
-        sub = session.get(Subscriber, email.subscriber_id) if email else None
-        bound = sub.token_key if sub else ""
-    else:
-        sub, days = session.get(Subscriber, token.ident), settings.link_token_days
-        bound = f"{sub.token_key}|{sub.token_version}" if sub else ""
-    if sub is None or not verp.signed_by(settings, token, bound, days):
-        return None
-    return {_NAMES[token.kind]: token.ident}
+    for ident, secrets in verp.readings(settings, token):
+        days, sub = settings.bounce_token_days, None
+        if token.kind == verp.DELIVERY:
+            owner = ledger.delivery_owner(session, ident)
+            sub = session.get(Subscriber, owner[1]) if owner else None
+            bound = sub.token_key if sub else ""
+        elif token.kind == verp.JOURNEY:
+            email = session.get(JourneyEmail, ident)
+            sub = session.get(Subscriber, email.subscriber_id) if email else None
+            bound = sub.token_key if sub else ""
+        else:
+            sub, days = session.get(Subscriber, ident), settings.link_token_days
+            bound = f"{sub.token_key}|{sub.token_version}" if sub else ""
+        if sub is not None and verp.signed_by(token, ident, bound, days, secrets):
+            return {_NAMES[token.kind]: ident}
+    return None
 
 
 class InboundHandler:
