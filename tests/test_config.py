@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import io
 import json
 import os
 import pty
@@ -87,6 +88,12 @@ def test_init_writes_the_production_file_once_and_every_reader_agrees(tmp_path):
     assert len(secret) >= SECRET_MIN_LENGTH
     settings = Settings(_env_file=path)  # production, and its own checks pass
     assert settings.mode == "production" and settings.secret_key == secret
+    # The hints, uncommented as an operator does, read alike: a comment after a value was part
+    # of the value for systemd ("smtp.yourlab.org# unset: mail is only written to …")
+    filled = re.sub(r"^# (NEWSLETTER_)", r"\1", text, flags=re.M)
+    by_systemd, by_dotenv = systemd_environment_file(filled), dotenv_values(stream=io.StringIO(filled))
+    assert by_systemd == by_dotenv and by_systemd["NEWSLETTER_SMTP_HOST"] == "smtp.yourlab.org"
+    assert f"Environment=NEWSLETTER_ENV_FILE={path}" in done.stdout  # as the shipped units say it
 
     again = run([*INIT, "--env-file", str(path)], cwd=tmp_path)
     assert again.returncode == 1 and "already exists" in again.stderr and "--force" in again.stderr

@@ -19,18 +19,23 @@ from newsletter.errors import ConfigError
 
 HEADER = """Paper Digest settings, written by `newsletter init`. Every process reads this file:
 `newsletter`, `newsletter serve`, `celery -A workers worker|beat` (set NEWSLETTER_ENV_FILE to
-its path unless it is /etc/newsletter/newsletter.env), and systemd units via EnvironmentFile=.
+its path unless it is /etc/newsletter/newsletter.env), and the systemd units in deploy/systemd/
+(Environment=NEWSLETTER_ENV_FILE=<this file>).
 Back it up with the database: without NEWSLETTER_SECRET_KEY every link already mailed breaks.
 One KEY="VALUE" per line; inside quotes write \\" and \\\\; no $ or backquote."""
 
 HINTS = """
-# Optional (README, "Configuration"): uncomment and fill in.
-# NEWSLETTER_SMTP_HOST="smtp.yourlab.org"      # unset: mail is only written to NEWSLETTER_OUTBOX_DIR
+# Optional (README, "Configuration"): uncomment and fill in. Explanations stand on lines of their
+# own: a comment after a value is part of the value for systemd's EnvironmentFile=.
+# Unset, mail is only written to NEWSLETTER_OUTBOX_DIR:
+# NEWSLETTER_SMTP_HOST="smtp.yourlab.org"
 # NEWSLETTER_SMTP_PORT="587"
-# NEWSLETTER_SMTP_STARTTLS="true"              # or, on port 465: NEWSLETTER_SMTP_TLS="true"
+# Or, on port 465, NEWSLETTER_SMTP_TLS="true" instead:
+# NEWSLETTER_SMTP_STARTTLS="true"
 # NEWSLETTER_SMTP_USERNAME="digest"
 # NEWSLETTER_SMTP_PASSWORD="..."
-# NEWSLETTER_METRICS_TOKEN="..."               # python3 -c 'import secrets; print(secrets.token_urlsafe(32))'
+# Make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'
+# NEWSLETTER_METRICS_TOKEN="..."
 # NEWSLETTER_WEBHOOK_SECRET="..."
 # NEWSLETTER_PAPER_SOURCE="huggingface"
 """
@@ -124,7 +129,9 @@ def _checked_database_url(url: str) -> str:
 def next_steps(path: Path) -> list[str]:
     steps = ["Set your SMTP relay in that file (NEWSLETTER_SMTP_HOST, ...: see its commented lines)."]
     if path != SYSTEM_ENV_FILE:  # the one place every process looks without being told
-        steps.append(f"export {ENV_FILE_VARIABLE}={path}   (systemd units: EnvironmentFile={path})")
+        steps.append(
+            f"export {ENV_FILE_VARIABLE}={path}   (systemd units: Environment={ENV_FILE_VARIABLE}={path})"
+        )
     steps += [
         "newsletter db upgrade",
         "Start the web app, a worker and beat; each reads the same file:\n"
