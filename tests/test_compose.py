@@ -30,8 +30,13 @@ APP_SERVICES = ("migrate", "web", "worker", "beat", "inbound")
 BIN = Path(sys.executable).parent  # where `newsletter`, `celery` and `python` live natively
 
 
+class Unset(Exception):
+    """${VAR:?message} with VAR unset: Compose stops with the message."""
+
+
 def interpolate(value, env: dict[str, str]):
-    """Compose's variable substitution: ${VAR:-default}, ${VAR-default}, ${VAR}, $VAR, $$."""
+    """Compose's variable substitution: ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR},
+    $VAR, $$."""
     if isinstance(value, list):
         return [interpolate(v, env) for v in value]
     if not isinstance(value, str):
@@ -45,9 +50,11 @@ def interpolate(value, env: dict[str, str]):
             return env.get(name) or default
         if op == "-":
             return env.get(name, default)
+        if op == ":?" and not env.get(name):
+            raise Unset(f"{name}: {default}")
         return env.get(name, "")
 
-    pattern = r"\$\$|\$\{(?P<name>\w+)(?:(?P<op>:?-)(?P<default>[^}]*))?\}|\$(?P<bare>\w+)"
+    pattern = r"\$\$|\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<default>[^}]*))?\}|\$(?P<bare>\w+)"
     return re.sub(pattern, one, value)
 
 
@@ -56,9 +63,13 @@ def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
 
 
+DEV = {"NEWSLETTER_ENV_FILE": "deploy/compose/dev.env"}
+
+
 def env_file_of(compose: dict, name: str, host_env: dict[str, str] | None = None) -> Path:
-    """The settings file a service reads (`env_file:`), for the variables set on the host."""
-    return ROOT / interpolate(compose["services"][name]["env_file"], host_env or {})
+    """The settings file a service reads (`env_file:`), for the variables set on the host
+    (development's by default)."""
+    return ROOT / interpolate(compose["services"][name]["env_file"], DEV if host_env is None else host_env)
 
 
 def service_env(compose: dict, name: str) -> dict[str, str]:
@@ -146,6 +157,10 @@ def test_compose_environment_is_wired_to_the_services_and_valid(compose, monkeyp
         assert env_file_of(compose, name) == ROOT / "deploy/compose/dev.env", name
         chosen = env_file_of(compose, name, {"NEWSLETTER_ENV_FILE": "./newsletter.env"})
         assert chosen == ROOT / "newsletter.env", name
+        # No default: a shell without the variable recreated production from dev.env (dev mode,
+        # the public secret, mail to Mailpit); Compose now stops and says what to set.
+        with pytest.raises(Unset, match="NEWSLETTER_ENV_FILE: set NEWSLETTER_ENV_FILE"):
+            env_file_of(compose, name, {})
     pg = compose["services"]["postgres"]["environment"]
     assert env["NEWSLETTER_DATABASE_URL"] == (
         f"postgresql+psycopg://{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}@postgres:5432/"
