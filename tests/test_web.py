@@ -295,6 +295,14 @@ def test_consent_record_tells_the_page_button_from_a_mail_clients_one_click(clie
         assert client.post(url, data=body).status_code == 200
     assert unsubscribed_via("button@example.org") == ["unsubscribed:page"]
     assert unsubscribed_via("client@example.org") == ["unsubscribed:one-click"]
+    # A body that cannot be read as a form still unsubscribes (parsing it for the record
+    # answered 400 to a multipart body without a boundary, and the reader stayed subscribed)
+    sub = confirmed(client, settings, "odd@example.org")
+    url = f"/unsubscribe/{make_token(settings, Purpose.unsubscribe, sub.token_key, sub.token_version)}"
+    odd = client.post(
+        url, content=b"List-Unsubscribe=One-Click", headers={"content-type": "multipart/form-data"}
+    )
+    assert odd.status_code == 200 and subscriber("odd@example.org").status is SubscriberStatus.unsubscribed
 
 
 def test_preferences_change_export_and_erase(client, settings):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import text
@@ -180,6 +180,17 @@ def unsubscribe_page(request: Request, token: str, sub: UnsubscribeReader) -> Re
     return render_page(request, "unsubscribe.html", email=sub.email, token=token, done=done)
 
 
+async def _one_click(request: Request) -> bool:
+    """Whether the body is RFC 8058's `List-Unsubscribe=One-Click` (a mail client's POST), for
+    the consent record. Any body, even a malformed one, still unsubscribes: a Form parameter
+    answered 400 to a multipart body without a boundary, and the reader stayed subscribed."""
+    try:
+        async with request.form() as form:
+            return form.get("List-Unsubscribe") == "One-Click"
+    except Exception:  # noqa: BLE001 - a body we cannot read is simply not a one-click one
+        return False
+
+
 @router.post("/unsubscribe/{token}")
 def unsubscribe(
     request: Request,
@@ -187,7 +198,7 @@ def unsubscribe(
     session: SessionDep,
     settings: SettingsDep,
     client: ClientDep,
-    one_click: Annotated[str | None, Form(alias="List-Unsubscribe")] = None,
+    one_click: Annotated[bool, Depends(_one_click)],
 ) -> Response:
     """Unsubscribe by button or RFC 8058 one-click POST: 200, no redirect, no cookies needed.
     The consent record says which: a mail client's POST carries `List-Unsubscribe=One-Click`."""
@@ -199,7 +210,7 @@ def unsubscribe(
                 return JSONResponse({"status": "unsubscribed"})
             return PlainTextResponse("Unsubscribed.\n")
         raise
-    subs.unsubscribe(session, sub, client, via="one-click" if one_click == "One-Click" else "page")
+    subs.unsubscribe(session, sub, client, via="one-click" if one_click else "page")
     if wants_json(request):
         return JSONResponse({"status": "unsubscribed"})
     return render_page(request, "unsubscribe.html", email=sub.email, token=token, done=True)
