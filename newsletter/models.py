@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import deferred
@@ -158,6 +159,8 @@ class Suppression(SQLModel, table=True):
     address_hash: str = Field(max_length=64, unique=True, index=True)
     reason: str = Field(max_length=40)
     at: datetime = Field(default_factory=utcnow)
+    # Stored before migration 0014: the hash is of the case-folded address (suppression.folded_hash)
+    folded: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
 class Paper(SQLModel, table=True):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
+from sqlalchemy import ColumnElement, and_, or_
 from sqlmodel import Session, col, select
 
 from newsletter.db import upsert
@@ -30,16 +31,26 @@ def address_hash(email_key: str) -> str:
     return hashlib.sha256(HASH_PREFIX + email_key.encode()).hexdigest()
 
 
-def _hashes(email_key: str) -> list[str]:
-    """The address's hash, and the hash an erasure before migration 0014 stored: of the key
-    case-folded (straße@ as strasse@), which cannot be rewritten without the address. The same
-    for every ASCII address."""
-    return list(dict.fromkeys(address_hash(key) for key in (email_key, email_key.casefold())))
+def folded_hash(email_key: str) -> str | None:
+    """The hash an erasure before migration 0014 stored, of the key case-folded (straße@ as
+    strasse@), where it differs: it cannot be rewritten without the address. It is looked for
+    only in those rows (`Suppression.folded`): since 0014, strasse@'s hash is strasse@'s own."""
+    folded = email_key.casefold()
+    return address_hash(folded) if folded != email_key else None
+
+
+def _rows_of(email_key: str) -> ColumnElement[bool]:
+    exact = col(Suppression.address_hash) == address_hash(email_key)
+    folded = folded_hash(email_key)
+    return (
+        exact
+        if folded is None
+        else or_(exact, and_(col(Suppression.folded), col(Suppression.address_hash) == folded))
+    )
 
 
 def suppression_for(session: Session, email_key: str) -> Suppression | None:
-    by_hash = select(Suppression).where(col(Suppression.address_hash).in_(_hashes(email_key)))
-    return session.exec(by_hash.order_by(col(Suppression.id))).first()
+    return session.exec(select(Suppression).where(_rows_of(email_key)).order_by(col(Suppression.id))).first()
 
 
 def suppress(session: Session, email_key: str, reason: str) -> None:
@@ -53,8 +64,7 @@ def suppress(session: Session, email_key: str, reason: str) -> None:
 
 def lift(session: Session, email_key: str) -> bool:
     """Forget the suppression of an address; False if there was none."""
-    by_hash = select(Suppression).where(col(Suppression.address_hash).in_(_hashes(email_key)))
-    entries = session.exec(by_hash).all()
+    entries = session.exec(select(Suppression).where(_rows_of(email_key))).all()
     for entry in entries:
         session.delete(entry)
     return bool(entries)

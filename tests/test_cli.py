@@ -315,8 +315,8 @@ def test_an_erased_address_is_suppressed_against_imports_until_lifted(cli):
         }
     engine.dispose()
     assert "ada" not in repr(stored).lower()
-    [(_, digest, reason, _)] = stored["suppression"]
-    assert digest == address_hash("ada@example.org") and reason == "erased by the operator"
+    [(_, digest, reason, _, folded)] = stored["suppression"]
+    assert digest == address_hash("ada@example.org") and reason == "erased by the operator" and not folded
 
     for args in (("--confirmed",), ()):
         error = one_line_error("subscribers", "add", "ADA@example.org", *args)
@@ -338,21 +338,43 @@ def test_an_erased_address_is_suppressed_against_imports_until_lifted(cli):
     cli("subscribers", "add", "ada@example.org", "--confirmed")
 
 
-def test_an_address_erased_before_keys_were_lower_case_stays_suppressed(cli):
+def test_an_address_erased_before_keys_were_lower_case_stays_suppressed(cli, tmp_path):
     """Migration 0014 cannot rewrite a suppression: its hash is of the case-folded key
-    (Straße@ erased as strasse@). Adds still find it, and unsuppress lifts it."""
+    (Straße@ erased as strasse@), and 0014 marks such rows `folded`. Adds and imports still
+    find it, and unsuppress lifts it; a folded hash is looked for in those rows only, so
+    strasse@ erased since is not lifted by Straße@'s confirmation."""
+    from newsletter import subscriptions as subs
     from newsletter.models import Suppression
-    from newsletter.suppression import address_hash
+    from newsletter.suppression import address_hash, suppression_for
     from newsletter.testing import configured_session
+    from newsletter.tokens import Purpose, make_token
 
     with configured_session() as session:
-        session.add(Suppression(address_hash=address_hash("straße@example.org".casefold()), reason="erased"))
+        legacy = address_hash("straße@example.org".casefold())
+        session.add(Suppression(address_hash=legacy, reason="erased", folded=True))
     assert "suppression list" in one_line_error("subscribers", "add", "Straße@example.org", "--confirmed")
+    held = tmp_path / "held.csv"
+    held.write_text("email\nStraße@example.org\n")
+    report = json.loads(cli("subscribers", "import", str(held), "--confirmed", "--json").stdout)
+    assert report["created"] == 0 and json.loads(cli("subscribers", "list", "--json").stdout) == []
     cli("subscribers", "unsuppress", "Straße@example.org")
     cli("subscribers", "add", "Straße@example.org", "--confirmed")
     cli("subscribers", "remove", "Straße@example.org", "--erase")  # erased now: under its own key
     assert "suppression list" in one_line_error("subscribers", "add", "STRAẞE@example.org")
     cli("subscribers", "add", "strasse@example.org", "--confirmed")  # another reader
+    cli("subscribers", "remove", "strasse@example.org", "--erase")
+    cli("subscribers", "unsuppress", "Straße@example.org")
+    with configured_session() as session:  # Straße@ signs up and confirms: strasse@ stays erased
+        subs.request_subscription(session, get_settings(), "Straße@example.org", "")
+    with configured_session() as session:
+        sub = subs.find_by_email(session, "Straße@example.org")
+        subs.confirm_subscription(
+            session,
+            get_settings(),
+            make_token(get_settings(), Purpose.confirm, sub.token_key, sub.token_version),
+        )
+    with configured_session() as session:
+        assert suppression_for(session, "strasse@example.org") is not None
 
 
 def test_erasing_a_reader_deletes_the_mail_the_outbox_holds_for_them_and_no_one_elses(cli):

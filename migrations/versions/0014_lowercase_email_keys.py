@@ -10,7 +10,8 @@ place of fiona@. The key is now `address.lower()` (`newsletter.validation.email_
 rewrites the keys of readers whose address is not ASCII (for an ASCII address both are the
 same), and their consent rows' keys with them. No two rows can meet: a lower-case key tells
 apart more than a folded one did. Suppression hashes of erased addresses cannot be rewritten
-(the address is gone); `newsletter.suppression` still looks for the folded one's hash too.
+(the address is gone): the rows already there are marked `folded`, and `newsletter.suppression`
+looks for an address's folded hash in those rows only (strasse@ erased after this is not Straße@).
 """
 
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ SUBSCRIBER = sa.table("subscriber", sa.column("id"), sa.column("email"), sa.colu
 CONSENT = sa.table("consent_event", sa.column("subscriber_id"), sa.column("email_key"))
 
 
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}  # a copied table keeps it, like every table since 0002
 BATCH = 10_000  # rows read at a time: a list of a million readers is not held in memory
 
 
@@ -47,11 +49,18 @@ def _rekey(key_of: Callable[[str], str]) -> None:
 
 
 def upgrade() -> None:
-    """Each non-ASCII address's key in lower case, on its subscriber and consent rows."""
+    """Each non-ASCII address's key in lower case, on its subscriber and consent rows; the
+    suppressions already there marked as hashes of folded keys."""
     _rekey(str.lower)
+    with op.batch_alter_table("suppression", table_kwargs=NEVER_REUSE_IDS) as batch_op:
+        batch_op.add_column(sa.Column("folded", sa.Boolean(), server_default=sa.false(), nullable=False))
+    op.execute(sa.table("suppression", sa.column("folded")).update().values(folded=True))
 
 
 def downgrade() -> None:
     """Back to case-folded keys. Two readers the lower-case keys tell apart (straße@ and
-    strasse@) would get one key: the unique index refuses that, and the downgrade stops."""
+    strasse@) would get one key: the unique index refuses that, and the downgrade stops.
+    Suppressions made since keep their hash of the lower-case key."""
+    with op.batch_alter_table("suppression", table_kwargs=NEVER_REUSE_IDS) as batch_op:
+        batch_op.drop_column("folded")
     _rekey(str.casefold)

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from newsletter.importing.rows import ImportRow, RowProblem
 from newsletter.models import Subscriber, SubscriberStatus, Suppression, table_of
-from newsletter.suppression import address_hash
+from newsletter.suppression import address_hash, folded_hash
 
 SUBSCRIBERS = table_of(Subscriber)
 SUPPRESSIONS = table_of(Suppression)
@@ -96,11 +96,17 @@ def known_subscribers(conn: Connection, keys: list[str]) -> dict[str, Known]:
 
 
 def suppressed_keys(conn: Connection, keys: list[str]) -> set[str]:
+    """The keys erased: by their own hash, or by the folded one a row from before migration 0014
+    holds (`suppression.folded_hash`; an import brought back Straße@ erased before it)."""
     by_hash = {address_hash(key): key for key in keys}
+    by_folded = {h: key for key in keys if (h := folded_hash(key)) is not None}
     found: set[str] = set()
-    for where in _matching(conn, SUPPRESSIONS.c.address_hash, list(by_hash)):
-        hashes = conn.execute(select(SUPPRESSIONS.c.address_hash).where(where))
-        found.update(by_hash[h] for h in hashes.scalars())
+    for where in _matching(conn, SUPPRESSIONS.c.address_hash, [*by_hash, *by_folded]):
+        rows = conn.execute(select(SUPPRESSIONS.c.address_hash, SUPPRESSIONS.c.folded).where(where))
+        for digest, folded in rows:
+            key = by_hash.get(digest) or (by_folded.get(digest) if folded else None)
+            if key is not None:
+                found.add(key)
     return found
 
 
