@@ -8,12 +8,12 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete, or_, update
 from sqlmodel import Session, col, select
 
 from newsletter import suppression
 from newsletter.config import Settings
-from newsletter.db import after_commit, session_scope
+from newsletter.db import after_commit, rows_written, session_scope
 from newsletter.logs import event
 from newsletter.mail.senders import forget_outbox_mail
 from newsletter.models import (
@@ -98,11 +98,19 @@ def forget_unconfirmed(settings: Settings, now: datetime | None = None) -> int:
     if not settings.forget_unconfirmed_days:
         return 0
     cutoff = (now or utcnow()) - timedelta(days=settings.forget_unconfirmed_days)
-    last_asked = func.coalesce(col(Subscriber.confirm_sent_at), col(Subscriber.created_at))
+    # Asked lately: a signup since (its consent row), even one whose email could not go out
+    # (the cooldown's reset leaves confirm_sent_at empty).
+    asked_lately = (
+        select(ConsentEvent.id)
+        .where(ConsentEvent.subscriber_id == Subscriber.id, col(ConsentEvent.at) >= cutoff)
+        .exists()
+    )
     stale = (
-        Subscriber.status == SubscriberStatus.pending,
+        col(Subscriber.status) == SubscriberStatus.pending,
         col(Subscriber.confirmed_at).is_(None),
-        last_asked < cutoff,
+        col(Subscriber.created_at) < cutoff,
+        or_(col(Subscriber.confirm_sent_at).is_(None), col(Subscriber.confirm_sent_at) < cutoff),
+        ~asked_lately,
     )
     forgotten = 0
     while True:
@@ -110,11 +118,13 @@ def forget_unconfirmed(settings: Settings, now: datetime | None = None) -> int:
             ids = session.exec(
                 select(Subscriber.id).where(*stale).order_by(col(Subscriber.id)).limit(FORGET_BATCH)
             ).all()
-            for sid in ids:  # read again, locked: a confirmation or a new signup meanwhile keeps it
-                sub = session.exec(
-                    select(Subscriber).where(Subscriber.id == sid, *stale).with_for_update()
-                ).first()
-                if sub is not None:
+            for sid in ids:
+                # Still stale, by a write (a compare-and-set): it takes SQLite's one writer lock and
+                # PostgreSQL's row lock, so a signup or a confirmation meanwhile keeps the reader.
+                still = update(Subscriber).where(col(Subscriber.id) == sid, *stale)
+                if rows_written(session, still.values(updated_at=Subscriber.updated_at)) == 1:
+                    sub = session.get(Subscriber, sid, populate_existing=True)
+                    assert sub is not None  # the write above found it, and holds it
                     _delete_reader(session, settings, sub)
                     forgotten += 1
         if len(ids) < FORGET_BATCH:

@@ -554,11 +554,21 @@ def test_signups_never_confirmed_are_forgotten_after_the_set_days(cli):
     cli("subscribers", "add", "left@example.org")  # asks to come back: pending, confirmed before
     weeks_ago = utcnow() - timedelta(days=15)
     with configured_session() as session:
-        for sub in session.exec(select(Subscriber)):
-            if sub.email != "recent@example.org":
-                sub.created_at = sub.confirm_sent_at = weeks_ago
-            if sub.email == "asked-again@example.org":
-                sub.confirm_sent_at = utcnow() - timedelta(days=2)
+        for sub in session.exec(select(Subscriber).where(Subscriber.email != "recent@example.org")):
+            sub.created_at = sub.confirm_sent_at = weeks_ago
+            for row in session.exec(select(ConsentEvent).where(ConsentEvent.subscriber_id == sub.id)):
+                row.at = weeks_ago
+                session.add(row)
+            if sub.email == "asked-again@example.org":  # two days ago; its email could not go out
+                sub.confirm_sent_at = None  # (the cooldown's reset)
+                session.add(
+                    ConsentEvent(
+                        subscriber_id=sub.id,
+                        email_key=sub.email_key,
+                        event="signup_requested",
+                        at=utcnow() - timedelta(days=2),
+                    )
+                )
             session.add(sub)
     stranger_id = subscriber_id("stranger@example.org")
     assert any("stranger" in p.name for p in outbox.glob("*.eml"))
@@ -586,3 +596,38 @@ def subscriber_id(address: str) -> int:
 
     with configured_session() as session:
         return session.exec(select(Subscriber).where(Subscriber.email_key == address)).one().id
+
+
+def test_a_signup_while_the_unconfirmed_are_forgotten_keeps_the_reader(cli, monkeypatch):
+    """The job read a stale row, then deleted it; a signup committed in between (on SQLite,
+    whose FOR UPDATE is no lock) was deleted with its fresh consent row and queued email."""
+    from datetime import timedelta
+
+    from newsletter import privacy
+    from newsletter import subscriptions as subs
+    from newsletter.models import ConsentEvent, Subscriber, utcnow
+    from newsletter.testing import configured_session
+
+    cli("subscribers", "add", "late@example.org")
+    with configured_session() as session:
+        sub = session.exec(select(Subscriber)).one()
+        sub.created_at = sub.confirm_sent_at = utcnow() - timedelta(days=15)
+        for row in session.exec(select(ConsentEvent)):
+            row.at = sub.created_at
+            session.add(row)
+        session.add(sub)
+    real, asked = privacy.rows_written, []
+
+    def signup_first(session, statement):  # the owner signs up again just before the job's write
+        if not asked:
+            with configured_session() as other:
+                sub = subs.find_by_email(other, "late@example.org")
+                sub.confirm_sent_at = None  # past the cooldown: this signup asks again
+                other.add(sub)
+            with configured_session() as other:
+                asked.append(subs.request_subscription(other, get_settings(), "late@example.org", "robots"))
+        return real(session, statement)
+
+    monkeypatch.setattr(privacy, "rows_written", signup_first)
+    assert "Forgot 0 signups" in cli("subscribers", "forget-unconfirmed").stdout
+    assert asked and json.loads(cli("subscribers", "list", "--json").stdout)[0]["email"] == "late@example.org"
