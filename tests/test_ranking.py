@@ -544,3 +544,23 @@ def test_votes_teach_the_digest_in_the_feedback_simulation():
     assert learned["5"] >= without + 0.05
     assert learned["10"] >= without + 0.12
     assert learned["20"] >= without + 0.17
+
+
+def test_for_you_never_rests_on_one_generic_word_of_a_phrase_and_keyword_lists_still_match():
+    """On the sample feed: "deep learning" put 10 of 10 papers under "For you", five for "deep"
+    alone; "graph neural networks" all ten for "neural networks" (no paper is about graph
+    networks). Interests typed as a keyword list were one topic no paper covered (no "For you"
+    at all), and a word no paper has ("robots café") cancelled the match on "robots"."""
+    bench = _benchmark()
+    index = build_index(bench.load_papers(), bench.NOW)
+
+    def for_you(interests: str) -> list[str]:
+        return [item.why for item in rank_papers(index, interests, limit=10) if item.for_you]
+
+    assert all("deep learning" in why for why in for_you("deep learning"))  # never "deep" alone
+    assert for_you("graph neural networks") == []
+    assert (
+        len(for_you("reinforcement learning robots diffusion models video generation language models")) >= 5
+    )
+    assert for_you("robots café") == for_you("robots") != []
+    assert for_you("medical image segmentation") == ["Matches your interests: segmentation, medical image"]

@@ -73,8 +73,9 @@ class RankingParams:
     match_shown_share: float = 0.15  # a matched word is named only if it counts for 15% of the best one
     min_relevance: float = 0.05  # below this a paper is shown for trending, not for the reader's interests
     # "For you" needs a good match (score._good_match): of one of the reader's topics (words written
-    # together), words carrying this share of its idf weight, with two of its words …
-    match_topic_share: float = 0.6
+    # together), words carrying this share of its idf weight, with two of its words, its most
+    # specific one among them ("neural networks" carried 0.67 of "graph neural networks") …
+    match_topic_share: float = 0.7
     match_alone_share: float = 0.85  # … or this share with one word (a one-word topic: that word)
     match_min_specificity: float = 0.15  # and not only generic words ("learning" ≈ 0.02, "robots" ≈ 0.3)
     max_interest_chars: int = 2_000  # a subscriber's free text beyond this is ignored

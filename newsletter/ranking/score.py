@@ -318,9 +318,9 @@ def _item(
 
 def _concept_weights(index: PaperIndex, covers: dict[str, frozenset[int]]) -> dict[str, float]:
     """Each stated word's idf over the papers that cover it ("llm" counts the papers that say
-    "large language model" too); a word no paper covers weighs as much as a word found in one."""
+    "large language model" too); a word no paper covers weighs 0 (`_topic_spans` leaves it out)."""
     n = len(index.papers)
-    return {word: idf_of(n, max(len(docs), 1)) for word, docs in covers.items()}
+    return {word: idf_of(n, len(docs)) if docs else 0.0 for word, docs in covers.items()}
 
 
 def _good_match(
@@ -334,15 +334,28 @@ def _good_match(
     matched by a paper that only says "image", nor "learning" by anything."""
     one = idf_of(len(index.papers), 1)
     said = {stem for words in named for stem in stems(words, None)}
-    for topic in query.topics:
+    for topic in _topic_spans(query.topics, weights):
         covered = [word for word in topic if word in said]
         total, got = sum(weights[word] for word in topic), sum(weights[word] for word in covered)
         if not covered or not total or got / one < params.match_min_specificity:
             continue
+        if len(topic) > 1 and (len(covered) < 2 or max(topic, key=weights.__getitem__) not in covered):
+            continue  # "machine" is not "machine learning", nor "neural networks" "graph neural networks"
         share = got / total
         if share >= params.match_alone_share or (share >= params.match_topic_share and len(covered) >= 2):
             return True
     return False
+
+
+def _topic_spans(topics: tuple[tuple[str, ...], ...], weights: dict[str, float]) -> list[tuple[str, ...]]:
+    """The reader's topics as `_good_match` weighs them: without the words no paper has (they
+    weigh 0: "robots café" is "robots"), and a run of more than three words (interests typed as
+    a keyword list, "reinforcement learning robots diffusion models") as its pairs of neighbours."""
+    spans: list[tuple[str, ...]] = []
+    for topic in topics:
+        known = tuple(word for word in topic if weights.get(word, 0.0) > 0) or topic
+        spans.extend(zip(known, known[1:], strict=False) if len(known) > 3 else [known])
+    return spans
 
 
 def _matched_words(index: PaperIndex, doc: int, query: Query, share: float) -> list[tuple[str, bool]]:
