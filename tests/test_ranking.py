@@ -564,3 +564,20 @@ def test_for_you_never_rests_on_one_generic_word_of_a_phrase_and_keyword_lists_s
     )
     assert for_you("robots café") == for_you("robots") != []
     assert for_you("medical image segmentation") == ["Matches your interests: segmentation, medical image"]
+
+
+def test_because_you_liked_only_for_papers_that_resemble_the_liked_ones_well():
+    """Any paper past the relevance floor was "Because you liked …": one like put 34 of 50
+    papers under "For you" ("Word class representations … in a deep neural network" for a
+    liked continual model-based RL paper), and three likes every paper of every digest."""
+    bench = _benchmark()
+    papers = bench.load_papers()
+    index = build_index(papers, bench.NOW)
+    liked = next(p for p in papers if p.title.startswith("Continual Model-Based Reinforcement Learning"))
+    profile = update_profile(None, index, liked.id, 1)
+    items = rank_papers(index, "", profile=profile, exclude=[liked.id], limit=50)
+    for_you = [item for item in items if item.for_you]
+    assert 3 <= len(for_you) <= 15 and items[: len(for_you)] == for_you  # the closest, and only they
+    assert all(item.why.startswith("Because you liked “Continual Model-Based") for item in for_you)
+    titles = {p.id: p.title for p in papers}
+    assert not any(titles[item.paper_id].startswith("Word class representations") for item in for_you)

@@ -77,6 +77,7 @@ class RankingParams:
     # specific one among them ("neural networks" carried 0.67 of "graph neural networks") …
     match_topic_share: float = 0.7
     match_alone_share: float = 0.85  # … or this share with one word (a one-word topic: that word)
+    liked_match_share: float = 0.6  # "Because you liked": this share of the best liked likeness
     match_min_specificity: float = 0.15  # and not only generic words ("learning" ≈ 0.02, "robots" ≈ 0.3)
     max_interest_chars: int = 2_000  # a subscriber's free text beyond this is ignored
     max_field_chars: int = 20_000

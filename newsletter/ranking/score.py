@@ -159,6 +159,10 @@ def rank_papers(
     best = heapq.nlargest(limit, candidates, key=lambda d: (score[d], index.trending[d], -d))
     liked = profile["liked"]
     weights = _concept_weights(index, covers)
+    # "Because you liked …" only for a paper that resembles the liked ones well: a share of the
+    # closest paper's likeness, a liked paper itself aside (any paper past the floor qualified).
+    others = [learned[d] for d in candidates if index.papers[d].title not in liked]
+    bar = params.liked_match_share * max(others, default=0.0)
     return [
         _item(
             index,
@@ -166,7 +170,7 @@ def rank_papers(
             score[d],
             relevance[d],
             query,
-            liked if learned[d] > stated[d] else None,
+            liked if learned[d] > stated[d] and learned[d] >= bar else None,
             params,
             weights,
             text,
