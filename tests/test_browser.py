@@ -504,9 +504,12 @@ def test_a_reader_picks_papers_like_these_at_signup_and_their_profile_starts_fro
 
     # The preferences page offers the same list later: one more tick there counts at once.
     page.locator("details.picks summary").click()
-    more = page.locator("details.picks li strong").nth(1).inner_text()
+    items = page.locator("details.picks li")
+    for n in (0, 2):  # what she ticked at signup shows ticked, and is not posted again
+        assert items.nth(n).locator("input").is_checked() and items.nth(n).locator("input").is_disabled()
+    more = items.nth(1).locator("strong").inner_text()
     assert more not in chosen
-    page.locator("details.picks input[name=liked]").nth(1).check()
+    items.nth(1).locator("input").check()
     assert submit(page, page.get_by_role("button", name="Teach my digest these").click) == 200
     assert go(page, link_in(welcome, "preferences")) == 200
     liked = page.locator("main").inner_text()

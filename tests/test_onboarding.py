@@ -156,6 +156,11 @@ def test_the_preferences_page_applies_picks_at_once(client, settings):
     client.post(path_of(link), data={"liked": [str(picks[0]), str(another)]})
     again = subscriber("ada@example.org").profile
     assert again["votes"] == len(picks) + 1 and len(again["liked"]) == len(picks) + 1
+    # The page shows what she liked ticked (it showed every box empty, as if nothing were kept)
+    shown = client.get(path_of(link)).text
+    already = set(map(int, re.findall(r'value="(\d+)" checked disabled', shown)))
+    assert already == {*picks, another} and "(liked already)" in shown
+    assert not already & set(offered(shown).values())  # not posted again
 
 
 def test_a_topic_that_a_new_ingest_brings_joins_the_picker(client, monkeypatch):

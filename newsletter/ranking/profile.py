@@ -66,8 +66,15 @@ def update_profile(
 
 def has_liked(profile: dict[str, Any] | None, index: PaperIndex, paper_id: int) -> bool:
     """Whether the paper is among the profile's liked titles (the most recent ones kept)."""
-    title = shorten(index.papers[index.positions[paper_id]].title, MAX_TITLE_CHARS, one_line=True)
-    return title in clean_profile(profile, index.params)["liked"]
+    return (
+        liked_title(index.papers[index.positions[paper_id]].title)
+        in clean_profile(profile, index.params)["liked"]
+    )
+
+
+def liked_title(title: str) -> str:
+    """A paper's title as the profile keeps it among the liked ones."""
+    return shorten(title, MAX_TITLE_CHARS, one_line=True)
 
 
 def describe_profile(

@@ -15,6 +15,7 @@ from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.ranking import describe_profile
+from newsletter.ranking.profile import liked_title
 from newsletter.schedule import WEEKDAYS, zone_names
 from newsletter.tokens import Purpose, TokenError, TokenReason
 from newsletter.validation import WholeNumber, clean_weekday
@@ -90,6 +91,7 @@ def _page(
     typed: PreferencesForm | None = None,
     **context: Any,
 ) -> Response:
+    liked, picks = (sub.profile or {}).get("liked", []), onboarding.picker_papers(session)
     return render_page(
         request,
         "preferences.html",
@@ -100,8 +102,10 @@ def _page(
         token=token,
         active=sub.status is SubscriberStatus.confirmed,
         learned=describe_profile(sub.profile or None)[:12],
-        liked=(sub.profile or {}).get("liked", []),
-        picks=onboarding.picker_papers(session),
+        liked=liked,
+        picks=picks,
+        # papers of the list the reader liked already (a vote, or a pick before): shown ticked
+        already=[p.id for p in picks if liked_title(p.title) in liked],
         weekdays=WEEKDAYS,
         zones=zone_names(),
         list_weekday=WEEKDAYS[settings.digest_weekday],
