@@ -389,7 +389,10 @@ def test_unknown_pages_and_methods_get_the_error_page_or_json(client):
         assert r.status_code in (404, 405) and f"<h1>{title}</h1>" in r.text
         assert "Not Found" not in r.text and "Method Not Allowed" not in r.text
     assert 'href="https://news.example.org/">Go to the signup page' in client.get("/nope").text
-    assert client.put("/confirm/x").headers["allow"] == "GET, HEAD"
+    # Every method the path takes (RFC 9110): it named the first route's only, "GET, HEAD"
+    assert client.put("/confirm/x").headers["allow"] == "GET, HEAD, POST"
+    assert client.delete("/unsubscribe/x").headers["allow"] == "GET, HEAD, POST"
+    assert client.post("/archive").headers["allow"] == "GET, HEAD"
     api = client.get("/nope", headers={"accept": "application/json"})
     assert api.status_code == 404 and api.json()["error"] == "Page not found"
     assert "no page at this address" in api.json()["detail"]

@@ -5,7 +5,9 @@ Only entry points import this module (`newsletter serve`, tests, benchmarks, the
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -84,9 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title = HTTP_TITLES.get(exc.status_code, "Error")
         response = error_response(request, exc.status_code, title, detail, show_signup=exc.status_code == 404)
         response.headers.update(exc.headers or {})
-        allowed = response.headers.get("allow", "")
-        if "GET" in allowed.split(", ") and "HEAD" not in allowed:  # HeadAsGet answers it
-            response.headers["allow"] = f"{allowed}, HEAD"
+        if exc.status_code == 405:
+            response.headers["allow"] = ", ".join(allowed_methods(request))
         return response
 
     @app.exception_handler(Exception)
@@ -125,6 +126,25 @@ def slash_redirect(request: Request) -> Response | None:
     query = f"?{request.url.query}" if request.url.query else ""
     base = request.app.state.settings.base_url.rstrip("/")
     return RedirectResponse(f"{base}{scope['path']}{query}", status_code=307)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes at this path, for a 405's Allow (RFC 9110 15.5.6). Starlette
+    named the first route's only: PUT /unsubscribe/… said "GET, HEAD", not POST."""
+    methods: set[str] = set()
+    for route in _all_routes(request.app.router.routes):
+        if route.matches(request.scope)[0] is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    if "GET" in methods:  # HeadAsGet answers it
+        methods.add("HEAD")
+    return sorted(methods)
+
+
+def _all_routes(routes: list[Any]) -> Iterator[Any]:
+    """The routes, those of included routers too (FastAPI keeps them inside `_IncludedRouter`s)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        yield from _all_routes(inner.routes) if inner is not None else (route,)
 
 
 def _phrase(status_code: int) -> str:
