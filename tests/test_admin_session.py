@@ -199,3 +199,15 @@ def test_hash_password_command_makes_a_hash_that_verifies():
 def test_a_hash_that_is_not_argon2id_is_refused_at_startup(configure):
     with pytest.raises(ConfigError, match="NEWSLETTER_ADMIN_PASSWORD_HASH.*hash-password"):
         configure(NEWSLETTER_ADMIN_PASSWORD_HASH="plain-text-password")
+
+
+def test_an_admin_error_page_is_an_admin_page(settings_for):
+    """An unknown admin address answered the public 404, "start from the signup page" and all."""
+    settings = settings_for(NEWSLETTER_ADMIN_PASSWORD_HASH=hash_password(PASSWORD))
+    with TestClient(create_app(settings), base_url="https://news.example.org") as client:
+        assert log_in(client, PASSWORD).status_code == 303
+        page = client.get("/admin/nope")
+        assert page.status_code == 404 and "Paper Digest admin" in page.text
+        assert "There is no admin page at this address." in page.text and "signup page" not in page.text
+        assert 'href="https://news.example.org/admin">Back to the dashboard' in page.text
+        assert "signup page" in client.get("/nope").text  # the public site keeps its own

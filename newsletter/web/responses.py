@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from newsletter.config import Settings
 from newsletter.templating import html_env
 from newsletter.tokens import TokenError, TokenReason
-from newsletter.web.headers import page_policy
+from newsletter.web.headers import admin_policy, page_policy
 
 TOKEN_PAGES: dict[TokenReason, tuple[int, str, str]] = {
     TokenReason.forged: (
@@ -81,12 +81,24 @@ def render_page(request: Request, name: str, status_code: int = 200, **context: 
 
 
 def error_response(request: Request, status_code: int, title: str, message: str, **context: Any) -> Response:
-    """The same error as a JSON object for API clients and as a page for people."""
+    """The same error as a JSON object for API clients and as a page for people: under /admin
+    the admin's own (an unknown admin address answered the public page, "start from the signup
+    page" and all)."""
     if wants_json(request):
         return JSONResponse({"error": title, "detail": message}, status_code=status_code)
-    return render_page(
-        request, "message.html", status_code=status_code, title=title, message=message, **context
+    path = request.url.path
+    if path != "/admin" and not path.startswith("/admin/"):
+        return render_page(
+            request, "message.html", status_code=status_code, title=title, message=message, **context
+        )
+    if status_code == 404 and context.pop("show_signup", False):  # a path no route takes, not a row
+        message = "There is no admin page at this address."
+    context = {"logged_in": False, "notice": None, "show_signup": False} | context
+    page = render_page(
+        request, "admin/message.html", status_code=status_code, title=title, message=message, **context
     )
+    page.headers["Content-Security-Policy"] = admin_policy(request.app.state.settings)
+    return page
 
 
 def token_error(request: Request, exc: TokenError) -> Response:
