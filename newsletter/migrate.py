@@ -6,6 +6,9 @@ from importlib.resources import files
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
 
 from newsletter.db import make_engine
 
@@ -15,6 +18,26 @@ def alembic_config(database_url: str) -> Config:
     cfg.set_main_option("script_location", str(files("newsletter._migrations")))
     cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return cfg
+
+
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))  # the URL is not read here
+
+
+def head_revisions() -> set[str]:
+    """The revisions this release's migrations end at (one, unless the chain forks)."""
+    return set(_scripts().get_heads())
+
+
+def known_revisions() -> set[str]:
+    """Every revision this release has a migration for: a store at another one was upgraded by a
+    newer release."""
+    return {script.revision for script in _scripts().walk_revisions()}
+
+
+def current_revisions(conn: Connection) -> set[str]:
+    """The revisions the database on `conn` is stamped at; empty before any `db upgrade`."""
+    return set(MigrationContext.configure(conn).get_current_heads())
 
 
 def schema_differences(database_url: str) -> list[str]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import math
 
 import redis
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from kombu import Connection
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -18,7 +16,7 @@ from sqlalchemy import text
 from newsletter import liveness
 from newsletter.config import Settings
 from newsletter.db import get_engine
-from newsletter.migrate import alembic_config
+from newsletter.migrate import current_revisions, head_revisions
 
 
 class Check(BaseModel):
@@ -48,14 +46,14 @@ def _database_checks(settings: Settings) -> list[Check]:
     try:
         with get_engine(settings.database_url).connect() as conn:
             conn.execute(text("SELECT 1"))
-            current = set(MigrationContext.configure(conn).get_current_heads())
+            current = current_revisions(conn)
     except Exception as exc:  # noqa: BLE001 - any failure means not ready; the type says which
         failed = f"cannot query the database ({type(exc).__name__})"
         return [
             Check(name="database", ok=False, detail=failed),
             Check(name="migrations", ok=False, detail=failed),
         ]
-    heads = set(ScriptDirectory.from_config(alembic_config(settings.database_url)).get_heads())
+    heads = head_revisions()
     if current == heads:
         migrations = Check(name="migrations", ok=True, detail=f"at head {', '.join(sorted(heads))}")
     else:

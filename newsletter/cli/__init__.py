@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from newsletter.cli import health, issues, papers
 from newsletter.cli.access import admin_app
 from newsletter.cli.common import OneLineErrors, console, err
+from newsletter.cli.dbcopy import db_copy
 from newsletter.cli.deliveries import deliveries_app
 from newsletter.cli.inbound import inbound_app
 from newsletter.cli.init import init
@@ -34,7 +35,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema; moving the list to another database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(subs_app, name="subscribers")
 app.add_typer(papers.papers_app, name="papers")
@@ -105,6 +106,9 @@ def db_upgrade(revision: str = "head") -> None:
             f"release's: {', '.join(differences)}. Report it with this line; nothing was removed."
         )
     console.print(f"Database at [bold]{escape(shown)}[/] is up to date.")
+
+
+db_app.command("copy")(db_copy)
 
 
 @app.command()
