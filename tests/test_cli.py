@@ -357,6 +357,9 @@ def test_an_address_erased_before_keys_were_lower_case_stays_suppressed(cli, tmp
     held.write_text("email\nStraße@example.org\n")
     report = json.loads(cli("subscribers", "import", str(held), "--confirmed", "--json").stdout)
     assert report["created"] == 0 and json.loads(cli("subscribers", "list", "--json").stdout) == []
+    held.write_text("email\nstrasse@example.org\nStraße@example.org\n")  # the twins together
+    report = json.loads(cli("subscribers", "import", str(held), "--confirmed", "--json").stdout)
+    assert report["created"] == 0 and len(report["skipped"]) == 2
     cli("subscribers", "unsuppress", "Straße@example.org")
     cli("subscribers", "add", "Straße@example.org", "--confirmed")
     cli("subscribers", "remove", "Straße@example.org", "--erase")  # erased now: under its own key

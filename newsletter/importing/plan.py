@@ -99,14 +99,16 @@ def suppressed_keys(conn: Connection, keys: list[str]) -> set[str]:
     """The keys erased: by their own hash, or by the folded one a row from before migration 0014
     holds (`suppression.folded_hash`; an import brought back Straße@ erased before it)."""
     by_hash = {address_hash(key): key for key in keys}
-    by_folded = {h: key for key in keys if (h := folded_hash(key)) is not None}
+    by_folded: dict[str, list[str]] = {}  # one hash, several keys: Straße@ and STRAẞE@ …
+    for key in keys:
+        if (digest := folded_hash(key)) is not None:
+            by_folded.setdefault(digest, []).append(key)
     found: set[str] = set()
     for where in _matching(conn, SUPPRESSIONS.c.address_hash, [*by_hash, *by_folded]):
         rows = conn.execute(select(SUPPRESSIONS.c.address_hash, SUPPRESSIONS.c.folded).where(where))
-        for digest, folded in rows:
-            key = by_hash.get(digest) or (by_folded.get(digest) if folded else None)
-            if key is not None:
-                found.add(key)
+        for digest, folded in rows:  # a folded row stands for strasse@ and for Straße@ alike
+            found.update([by_hash[digest]] if digest in by_hash else [])
+            found.update(by_folded.get(digest, []) if folded else [])
     return found
 
 
