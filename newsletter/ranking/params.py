@@ -45,7 +45,7 @@ class RankingParams:
     # either way. The lexicon expansion and 100 terms per vote matter most.
     profile_max_terms: int = 200
     profile_max_weight: float = 100.0  # votes keep |weight| under 1 / (1 - profile_decay) = 20
-    profile_max_titles: int = 5
+    profile_max_titles: int = 10  # at least onboarding.MAX_PICKS: every pick of a signup stays liked
     profile_terms_per_vote: int = 100  # a vote moves the profile along the paper's 100 strongest terms
     profile_liked_share: float = 2 / 3  # liked terms may keep 2/3 of the slots: dislikes can't evict them
     profile_like: float = 1.0  # Rocchio beta: weight of a "more like this" paper

@@ -26,7 +26,7 @@ from typing import Any
 from newsletter.ranking.index import PaperIndex, idf_of
 from newsletter.ranking.lexicon import Expansion, lexicon, phrase_keys
 from newsletter.ranking.params import RankingParams
-from newsletter.ranking.profile import clean_profile, profile_scores
+from newsletter.ranking.profile import clean_profile, liked_title, profile_scores
 from newsletter.ranking.semantic import dense_reason, fuse_liked, fuse_stated
 from newsletter.ranking.text import Token, phrases, stems
 from newsletter.values import shorten
@@ -161,7 +161,7 @@ def rank_papers(
     weights = _concept_weights(index, covers)
     # "Because you liked …" only for a paper that resembles the liked ones well: a share of the
     # closest paper's likeness, a liked paper itself aside (any paper past the floor qualified).
-    others = [learned[d] for d in candidates if index.papers[d].title not in liked]
+    others = [learned[d] for d in candidates if liked_title(index.papers[d].title) not in liked]
     bar = params.liked_match_share * max(others, default=0.0)
     return [
         _item(
@@ -322,9 +322,10 @@ def _item(
 
 def _concept_weights(index: PaperIndex, covers: dict[str, frozenset[int]]) -> dict[str, float]:
     """Each stated word's idf over the papers that cover it ("llm" counts the papers that say
-    "large language model" too); a word no paper covers weighs 0 (`_topic_spans` leaves it out)."""
+    "large language model" too); a word no paper covers weighs as much as one in one paper: the
+    rest of "spiking neural networks" ("neural networks") never matches it."""
     n = len(index.papers)
-    return {word: idf_of(n, len(docs)) if docs else 0.0 for word, docs in covers.items()}
+    return {word: idf_of(n, max(len(docs), 1)) for word, docs in covers.items()}
 
 
 def _good_match(
@@ -338,7 +339,7 @@ def _good_match(
     matched by a paper that only says "image", nor "learning" by anything."""
     one = idf_of(len(index.papers), 1)
     said = {stem for words in named for stem in stems(words, None)}
-    for topic in _topic_spans(query.topics, weights):
+    for topic in _topic_spans(query.topics):
         covered = [word for word in topic if word in said]
         total, got = sum(weights[word] for word in topic), sum(weights[word] for word in covered)
         if not covered or not total or got / one < params.match_min_specificity:
@@ -351,14 +352,13 @@ def _good_match(
     return False
 
 
-def _topic_spans(topics: tuple[tuple[str, ...], ...], weights: dict[str, float]) -> list[tuple[str, ...]]:
-    """The reader's topics as `_good_match` weighs them: without the words no paper has (they
-    weigh 0: "robots café" is "robots"), and a run of more than three words (interests typed as
-    a keyword list, "reinforcement learning robots diffusion models") as its pairs of neighbours."""
+def _topic_spans(topics: tuple[tuple[str, ...], ...]) -> list[tuple[str, ...]]:
+    """The reader's topics as `_good_match` weighs them: a run of more than three words
+    (interests typed as a keyword list, "reinforcement learning robots diffusion models") as its
+    pairs of neighbours, which a paper can cover; no paper covered the whole run."""
     spans: list[tuple[str, ...]] = []
     for topic in topics:
-        known = tuple(word for word in topic if weights.get(word, 0.0) > 0) or topic
-        spans.extend(zip(known, known[1:], strict=False) if len(known) > 3 else [known])
+        spans.extend(zip(topic, topic[1:], strict=False) if len(topic) > 3 else [topic])
     return spans
 
 
