@@ -141,7 +141,9 @@ def admin_pages(client: TestClient, reader_id: int | None, issue_id: int | None)
         answer = client.get(url)
         assert answer.status_code == 200, (url, answer.status_code)
         pages.append(answer.text)
-    return pages
+    missing = client.get("/admin/no-such-page")  # the admin's own error page
+    assert missing.status_code == 404
+    return [*pages, missing.text]
 
 
 def packaged_templates() -> list[str]:
