@@ -161,7 +161,7 @@ def rank_papers(
     weights = _concept_weights(index, covers)
     # "Because you liked …" only for a paper that resembles the liked ones well: a share of the
     # closest paper's likeness, a liked paper itself aside (any paper past the floor qualified).
-    others = [learned[d] for d in candidates if liked_title(index.papers[d].title) not in liked]
+    others = [learned[d] for d in candidates if not liked or liked_title(index.papers[d].title) not in liked]
     bar = params.liked_match_share * max(others, default=0.0)
     return [
         _item(
