@@ -43,6 +43,11 @@ def check_url(url: str) -> str:
     return url
 
 
+def shown_url(url: str) -> str:
+    """A database URL fit to print: the password, if any, as ***."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def make_engine(url: str, *, create: bool = False) -> Engine:
     """A new engine for `url`; SQLite files get safe pragmas. Only with `create` (the migrations
     and the demo) is a missing SQLite file made, with its folder: anything else pointed at a path

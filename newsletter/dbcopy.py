@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import SQLModel
 
 import newsletter.models  # noqa: F401 - registers the tables
-from newsletter.db import make_engine, sqlite_file
+from newsletter.db import make_engine, shown_url, sqlite_file
 from newsletter.errors import OperatorError
 from newsletter.migrate import current_revisions, head_revisions, known_revisions, schema_differences
 
@@ -42,11 +42,6 @@ class CopyReport:
         return sum(self.rows.values())
 
 
-def shown(url: str) -> str:
-    """A database URL fit to print: the password, if any, as ***."""
-    return make_url(url).render_as_string(hide_password=True)
-
-
 def copied_tables() -> list[Table]:
     """The app's tables, each after the tables its foreign keys name (alembic's own is not one)."""
     return list(SQLModel.metadata.sorted_tables)
@@ -65,7 +60,7 @@ def copy_database(
     migration, the target holds a row, or a row cannot be written there."""
     if same_database(source_url, target_url):
         raise OperatorError(
-            f"--to names the database copied from ({shown(target_url)}): give a new, empty one"
+            f"--to names the database copied from ({shown_url(target_url)}): give a new, empty one"
         )
     source, target = make_engine(source_url), make_engine(target_url)
     try:
@@ -80,7 +75,7 @@ def copy_database(
                 if on_table:
                     on_table(table.name, rows[table.name])
             carry_id_counters(src, dst)
-        return CopyReport(shown(source_url), shown(target_url), rows, time.monotonic() - started)
+        return CopyReport(shown_url(source_url), shown_url(target_url), rows, time.monotonic() - started)
     finally:
         source.dispose()
         target.dispose()
@@ -107,7 +102,7 @@ def check_schema(engine: Engine, url: str, role: str) -> None:
     with engine.connect() as conn:
         current = current_revisions(conn)
     heads = head_revisions()
-    where = f"the {role} database ({shown(url)})"
+    where = f"the {role} database ({shown_url(url)})"
     upgrade = "run `newsletter db upgrade` with NEWSLETTER_DATABASE_URL set to it first"
     if not current:
         raise OperatorError(f"{where} has no schema: {upgrade}")
@@ -149,7 +144,7 @@ def refuse_rows(conn: Connection, url: str) -> None:
     for table in tables:
         if conn.execute(select(literal_column("1")).select_from(table).limit(1)).first():
             raise OperatorError(
-                f"the target database ({shown(url)}) already has rows in {table.name}: db copy fills "
+                f"the target database ({shown_url(url)}) already has rows in {table.name}: db copy fills "
                 "an empty database only, never merges two lists; give a new one"
             )
 

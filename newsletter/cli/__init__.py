@@ -11,7 +11,6 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
-from sqlalchemy.engine import make_url
 
 from newsletter.cli import health, issues, papers
 from newsletter.cli.access import admin_app
@@ -22,6 +21,7 @@ from newsletter.cli.inbound import inbound_app
 from newsletter.cli.init import init
 from newsletter.cli.subscribers import subs_app
 from newsletter.config import get_settings
+from newsletter.db import shown_url
 from newsletter.envfile import describe_source, find_env_file
 from newsletter.errors import OperatorError
 from newsletter.logs import json_logger, setup_logging
@@ -98,7 +98,7 @@ def db_upgrade(revision: str = "head") -> None:
         upgrade(url, revision)
     except CommandError as exc:  # alembic's word for an unknown revision: the operator's mistake
         raise OperatorError(f"could not upgrade: {exc}") from exc
-    shown = make_url(url).render_as_string(hide_password=True)  # never print the password
+    shown = shown_url(url)  # never print the password
     if revision == "head" and (differences := schema_differences(url)):
         # At the last revision yet not what the code reads: never say "up to date" then.
         raise OperatorError(
