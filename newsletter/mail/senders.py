@@ -31,6 +31,7 @@ from newsletter.mail.relay import (  # re-exported: senders are one place to imp
     envelope_sender,
 )
 from newsletter.mail.smtp import SMTPSender
+from newsletter.validation import email_key
 
 __all__ = [
     "MessageRefused",
@@ -118,9 +119,10 @@ def _slug(address: str) -> str:
 
 
 def _mailbox_key(address: str) -> str:
-    """An address compared without case, its domain in IDNA form (a named To: carries it so)."""
+    """An address's lookup key (`validation.email_key`: lower case, never case-folded), its domain
+    in IDNA form first (a named To: carries it so)."""
     local, _, domain = address.rpartition("@")
-    return f"{local.casefold()}@{ascii_domain(domain).casefold()}"
+    return email_key(f"{local}@{ascii_domain(domain)}")
 
 
 def forget_outbox_mail(folder: Path, address: str) -> int:
