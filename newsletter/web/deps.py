@@ -20,7 +20,7 @@ from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.models import MAX_ROW_ID, Subscriber
 from newsletter.ratelimit import client_key
-from newsletter.tokens import Purpose
+from newsletter.tokens import Purpose, TokenError, TokenReason
 from newsletter.values import load_json
 from newsletter.web.responses import sends_json
 
@@ -69,6 +69,22 @@ def subscriber_for(purpose: Purpose) -> Callable[..., Subscriber]:
     def subscriber(token: str, session: SessionDep, settings: SettingsDep) -> Subscriber:
         sub, _ = subs.subscriber_for_token(session, settings, purpose, token)
         return sub
+
+    return subscriber
+
+
+def subscriber_unless_erased(purpose: Purpose) -> Callable[..., Subscriber | None]:
+    """As `subscriber_for`, but None for a link whose reader was erased (TokenReason.gone), for
+    the requests that have nothing left to do then and say so (unsubscribe, erase again)."""
+    named = subscriber_for(purpose)
+
+    def subscriber(token: str, session: SessionDep, settings: SettingsDep) -> Subscriber | None:
+        try:
+            return named(token, session, settings)
+        except TokenError as exc:
+            if exc.reason is TokenReason.gone:
+                return None
+            raise
 
     return subscriber
 

@@ -26,6 +26,7 @@ from newsletter.web.deps import (
     SessionDep,
     SettingsDep,
     subscriber_for,
+    subscriber_unless_erased,
 )
 from newsletter.web.responses import render_page, wants_json
 
@@ -189,22 +190,11 @@ def reset_profile(
     return _page(request, session, settings, sub, token, reset=True)
 
 
-def _unless_erased(token: str, session: SessionDep, settings: SettingsDep) -> Subscriber | None:
-    """The reader the link names, None once they are erased; TokenError for any other reason."""
-    try:
-        sub, _ = subs.subscriber_for_token(session, settings, Purpose.preferences, token)
-    except TokenError as exc:
-        if exc.reason is TokenReason.gone:
-            return None
-        raise
-    return sub
-
-
 @router.post("/preferences/{token}/erase")
 def erase(
     request: Request,
     token: str,
-    sub: Annotated[Subscriber | None, Depends(_unless_erased)],
+    sub: Annotated[Subscriber | None, Depends(subscriber_unless_erased(Purpose.preferences))],
     body: Annotated[EraseForm, Depends(FormOrJson(EraseForm))],
     session: SessionDep,
     settings: SettingsDep,

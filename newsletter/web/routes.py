@@ -19,7 +19,7 @@ from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.readiness import check_readiness
-from newsletter.tokens import Purpose, TokenError, TokenReason
+from newsletter.tokens import Purpose
 from newsletter.web import proof
 from newsletter.web.auth import from_this_site
 from newsletter.web.deps import (
@@ -29,6 +29,7 @@ from newsletter.web.deps import (
     SessionDep,
     SettingsDep,
     subscriber_for,
+    subscriber_unless_erased,
     within_signup_rate,
 )
 from newsletter.web.responses import error_response, render_page, wants_json
@@ -196,20 +197,16 @@ def unsubscribe(
     request: Request,
     token: str,
     session: SessionDep,
-    settings: SettingsDep,
     client: ClientDep,
+    sub: Annotated[Subscriber | None, Depends(subscriber_unless_erased(Purpose.unsubscribe))],
     one_click: Annotated[bool, Depends(_one_click)],
 ) -> Response:
     """Unsubscribe by button or RFC 8058 one-click POST: 200, no redirect, no cookies needed.
     The consent record says which: a mail client's POST carries `List-Unsubscribe=One-Click`."""
-    try:
-        sub, _ = subs.subscriber_for_token(session, settings, Purpose.unsubscribe, token)
-    except TokenError as exc:
-        if exc.reason is TokenReason.gone:  # erased: there is nothing left to unsubscribe
-            if wants_json(request):
-                return JSONResponse({"status": "unsubscribed"})
-            return PlainTextResponse("Unsubscribed.\n")
-        raise
+    if sub is None:  # erased: there is nothing left to unsubscribe
+        if wants_json(request):
+            return JSONResponse({"status": "unsubscribed"})
+        return PlainTextResponse("Unsubscribed.\n")
     subs.unsubscribe(session, sub, client, via="one-click" if one_click else "page")
     if wants_json(request):
         return JSONResponse({"status": "unsubscribed"})
