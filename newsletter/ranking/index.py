@@ -19,7 +19,15 @@ from typing import Any
 from newsletter.ranking.lexicon import lexicon, phrase_keys
 from newsletter.ranking.params import DEFAULT_PARAMS, RankingParams
 from newsletter.ranking.text import phrases, terms
-from newsletter.values import as_utc
+from newsletter.values import as_utc, shorten
+
+MAX_TITLE_CHARS = 300  # a liked or disliked title as kept in the profile
+
+
+def liked_title(title: str) -> str:
+    """A paper's title as a profile keeps it among the liked (and disliked) ones."""
+    return shorten(title, MAX_TITLE_CHARS, one_line=True)
+
 
 FieldTerms = dict[str, Counter[tuple[str, str, bool]]]  # field → (term, words, is_bigram) → count
 
@@ -56,6 +64,9 @@ class PaperIndex:
     params: RankingParams = DEFAULT_PARAMS  # what it was built with; ranking uses them too
     # A `semantic.DenseIndex` when an embedding model is configured (`semantic.with_embeddings`)
     dense: Any = None
+    # per paper: its title as a profile keeps it (`liked_title`), worked out once per issue, not
+    # for every paper of every reader who voted
+    kept_titles: tuple[str, ...] = ()
 
 
 def engagement(
@@ -133,6 +144,7 @@ def build_index(
         positions={p.id: i for i, p in enumerate(papers)},
         expansions=_expansion_postings(postings, params),
         params=params,
+        kept_titles=tuple(liked_title(p.title) for p in papers),
     )
 
 

@@ -13,12 +13,9 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from newsletter.ranking.index import PaperIndex, idf_of
+from newsletter.ranking.index import PaperIndex, idf_of, liked_title
 from newsletter.ranking.params import DEFAULT_PARAMS, RankingParams
 from newsletter.ranking.text import stems
-from newsletter.values import shorten
-
-MAX_TITLE_CHARS = 300  # a liked or disliked title as kept in the profile
 
 
 def update_profile(
@@ -54,7 +51,7 @@ def update_profile(
             step = -params.profile_dislike * unit * distinct
         terms[label] = terms.get(label, 0.0) + step
     kept = _strongest(terms, params)
-    title = shorten(index.papers[doc].title, MAX_TITLE_CHARS, one_line=True)
+    title = index.kept_titles[doc]
     mine, other = ("liked", "disliked") if direction > 0 else ("disliked", "liked")
     return {
         "terms": {label: round(w, 4) for label, w in kept if abs(w) >= 1e-4},
@@ -66,15 +63,7 @@ def update_profile(
 
 def has_liked(profile: dict[str, Any] | None, index: PaperIndex, paper_id: int) -> bool:
     """Whether the paper is among the profile's liked titles (the most recent ones kept)."""
-    return (
-        liked_title(index.papers[index.positions[paper_id]].title)
-        in clean_profile(profile, index.params)["liked"]
-    )
-
-
-def liked_title(title: str) -> str:
-    """A paper's title as the profile keeps it among the liked ones."""
-    return shorten(title, MAX_TITLE_CHARS, one_line=True)
+    return index.kept_titles[index.positions[paper_id]] in clean_profile(profile, index.params)["liked"]
 
 
 def describe_profile(
@@ -159,5 +148,5 @@ def _strongest(terms: Mapping[str, float], params: RankingParams) -> list[tuple[
 def _titles(value: Any, params: RankingParams) -> list[str]:
     if not isinstance(value, list):
         return []
-    titles = [shorten(t, MAX_TITLE_CHARS, one_line=True) for t in value if isinstance(t, str)]
+    titles = [liked_title(t) for t in value if isinstance(t, str)]
     return titles[-params.profile_max_titles :]

@@ -26,7 +26,7 @@ from typing import Any
 from newsletter.ranking.index import PaperIndex, idf_of
 from newsletter.ranking.lexicon import Expansion, lexicon, phrase_keys
 from newsletter.ranking.params import RankingParams
-from newsletter.ranking.profile import clean_profile, liked_title, profile_scores
+from newsletter.ranking.profile import clean_profile, profile_scores
 from newsletter.ranking.semantic import dense_reason, fuse_liked, fuse_stated
 from newsletter.ranking.text import Token, phrases, stems
 from newsletter.values import shorten
@@ -161,7 +161,7 @@ def rank_papers(
     weights = _concept_weights(index, covers)
     # "Because you liked …" only for a paper that resembles the liked ones well: a share of the
     # closest paper's likeness, a liked paper itself aside (any paper past the floor qualified).
-    others = [learned[d] for d in candidates if not liked or liked_title(index.papers[d].title) not in liked]
+    others = [learned[d] for d in candidates if index.kept_titles[d] not in liked]
     bar = params.liked_match_share * max(others, default=0.0)
     return [
         _item(

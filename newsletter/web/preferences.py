@@ -15,7 +15,7 @@ from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.ranking import describe_profile
-from newsletter.ranking.profile import liked_title
+from newsletter.ranking.index import liked_title
 from newsletter.schedule import WEEKDAYS, zone_names
 from newsletter.tokens import Purpose, TokenError, TokenReason
 from newsletter.validation import WholeNumber, clean_weekday
