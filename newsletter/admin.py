@@ -25,6 +25,7 @@ from newsletter.digests import candidate_papers, period_of
 from newsletter.errors import NotFound, OperatorError
 from newsletter.ledger import delivery_counts, plan_issue
 from newsletter.models import (
+    LEFT,
     Delivery,
     Frequency,
     Issue,
@@ -75,9 +76,6 @@ def list_subscribers(settings: Settings, status: str | None = None) -> list[Subs
         return [SubscriberPublic.model_validate(s) for s in session.exec(stmt)]
 
 
-GONE = (SubscriberStatus.unsubscribed, SubscriberStatus.bounced)
-
-
 def _left_on(sub: Subscriber) -> str:
     return f"{sub.unsubscribed_at or sub.updated_at:%Y-%m-%d}"
 
@@ -100,7 +98,7 @@ def add_subscriber(
     is newer than the consent an operator holds (a CSV import never brings them back either)."""
     with session_scope(settings.database_url) as session:
         known = subs.find_by_email(session, email)
-        if confirmed and known is not None and known.status in GONE and not resubscribe:
+        if confirmed and known is not None and known.status in LEFT and not resubscribe:
             raise OperatorError(
                 f"{known.email} {known.status.value} on {_left_on(known)}: adding them as confirmed "
                 "would mail them again without their say. Without --confirmed they get a confirmation "

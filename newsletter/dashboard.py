@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from newsletter.bounces.reports import bounce_counts_by_issue, no_bounces
 from newsletter.ledger import counts_by_issue
 from newsletter.models import (
+    LEFT,
     BounceKind,
     DeliveryState,
     Issue,
@@ -54,7 +55,7 @@ def _left_at() -> Any:  # a SQL expression
     new link is followed (which sets `confirmed_at` anew)."""
     status = col(Subscriber.status)
     gone = or_(
-        status.in_([SubscriberStatus.unsubscribed, SubscriberStatus.bounced]),
+        status.in_(LEFT),
         and_(status == SubscriberStatus.pending, col(Subscriber.confirmed_at).is_not(None)),
     )
     return case((gone, func.coalesce(col(Subscriber.unsubscribed_at), col(Subscriber.updated_at))))

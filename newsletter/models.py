@@ -68,6 +68,11 @@ class SubscriberStatus(str, enum.Enum):
     bounced = "bounced"
 
 
+# Readers who left: only their own fresh signup brings them back (an import, an operator's add
+# without --resubscribe, never does).
+LEFT = (SubscriberStatus.unsubscribed, SubscriberStatus.bounced)
+
+
 class Frequency(str, enum.Enum):
     weekly = "weekly"
     daily = "daily"

@@ -21,6 +21,7 @@ from newsletter.db import insert_ignore, rows_written, session_scope
 from newsletter.logs import event as log_event
 from newsletter.mail.transactional import send_journey_email
 from newsletter.models import (
+    LEFT,
     ConsentEvent,
     Subscriber,
     SubscriberStatus,
@@ -208,7 +209,7 @@ def import_subscriber(
     if sub is None:
         sub = Subscriber(email=address, email_key=key, max_papers=settings.default_max_papers)
         session.add(sub)
-    elif sub.status in (SubscriberStatus.unsubscribed, SubscriberStatus.bounced):
+    elif sub.status in LEFT:
         transition(sub, SubscriberStatus.pending)
         sub.token_version += 1  # links from the previous subscription die here
     apply_preferences(sub, interests=interests, frequency=frequency, max_papers=max_papers)

@@ -17,7 +17,7 @@ from newsletter import links, onboarding
 from newsletter import subscriptions as subs
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.models import LEFT, Subscriber
 from newsletter.readiness import check_readiness
 from newsletter.tokens import Purpose
 from newsletter.web import proof
@@ -177,7 +177,7 @@ def confirm(
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
 def unsubscribe_page(request: Request, token: str, sub: UnsubscribeReader) -> Response:
-    done = sub.status in (SubscriberStatus.unsubscribed, SubscriberStatus.bounced)
+    done = sub.status in LEFT
     return render_page(request, "unsubscribe.html", email=sub.email, token=token, done=done)
 
 
