@@ -15,6 +15,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -116,19 +118,10 @@ def test_a_chunked_50mb_body_is_cut_off_at_64kb_and_memory_stays_flat(tmp_path):
 # ---- `newsletter serve`: its log, its log level, where it listens ---------------------------
 
 
-def test_serve_logs_each_request_with_tokens_redacted_and_the_apps_events(tmp_path):
-    """uvicorn's access log wrote every link token; `newsletter serve` turns it off
-    and logs one JSON line per request with the token segments redacted. The app's INFO events
-    (signup, confirmation, mail sent) reach the log at NEWSLETTER_LOG_LEVEL (the CLI's WARNING
-    used to win)."""
+@contextmanager
+def served(env: dict[str, str], log: Path) -> Iterator[str]:
+    """`newsletter serve` on a free port, its output in `log`; the URL once it answers."""
     port = free_port()
-    env = process_env(
-        NEWSLETTER_DATABASE_URL=migrated_sqlite(tmp_path),
-        NEWSLETTER_OUTBOX_DIR=str(tmp_path / "outbox"),
-        NEWSLETTER_METRICS_TOKEN=METRICS,
-        FORWARDED_ALLOW_IPS="*",  # wrong behind a proxy: serve says so
-    )
-    log = tmp_path / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [str(NEWSLETTER), "serve", "--port", str(port)], cwd=ROOT, env=env, stdout=out, stderr=out
@@ -136,19 +129,34 @@ def test_serve_logs_each_request_with_tokens_redacted_and_the_apps_events(tmp_pa
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, alive=lambda: proc.poll() is None, describe=log.read_text)
-        with httpx.Client(base_url=url, headers={"Accept": "application/json"}) as c:
-            assert c.post("/subscribe", json={"email": "ada@example.org"}).status_code == 202
-            [eml] = wait_for_files(tmp_path / "outbox", "*.eml")  # sent once the answer is out
-            msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
-            confirm = re.search(r"/confirm/([\w.-]+)", text_part(msg)).group(1)
-            assert c.get(f"/confirm/{confirm}").status_code == 200
-            prefs_url = c.post(f"/confirm/{confirm}").json()["preferences_url"]
-            prefs = prefs_url.rsplit("/", 1)[1]
-            assert c.get(f"/preferences/{prefs}/export?download=1").status_code == 200
-            assert c.get(f"/preferences/{prefs}/no-such-page").status_code == 404
-            assert c.get("/metrics", headers={"Authorization": f"Bearer {METRICS}"}).status_code == 200
+        yield url
     finally:
         stop_process(proc)
+
+
+def test_serve_logs_each_request_with_tokens_redacted_and_the_apps_events(tmp_path):
+    """uvicorn's access log wrote every link token; `newsletter serve` turns it off
+    and logs one JSON line per request with the token segments redacted. The app's INFO events
+    (signup, confirmation, mail sent) reach the log at NEWSLETTER_LOG_LEVEL (the CLI's WARNING
+    used to win)."""
+    env = process_env(
+        NEWSLETTER_DATABASE_URL=migrated_sqlite(tmp_path),
+        NEWSLETTER_OUTBOX_DIR=str(tmp_path / "outbox"),
+        NEWSLETTER_METRICS_TOKEN=METRICS,
+        FORWARDED_ALLOW_IPS="*",  # wrong behind a proxy: serve says so
+    )
+    log = tmp_path / "serve.log"
+    with served(env, log) as url, httpx.Client(base_url=url, headers={"Accept": "application/json"}) as c:
+        assert c.post("/subscribe", json={"email": "ada@example.org"}).status_code == 202
+        [eml] = wait_for_files(tmp_path / "outbox", "*.eml")  # sent once the answer is out
+        msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+        confirm = re.search(r"/confirm/([\w.-]+)", text_part(msg)).group(1)
+        assert c.get(f"/confirm/{confirm}").status_code == 200
+        prefs_url = c.post(f"/confirm/{confirm}").json()["preferences_url"]
+        prefs = prefs_url.rsplit("/", 1)[1]
+        assert c.get(f"/preferences/{prefs}/export?download=1").status_code == 200
+        assert c.get(f"/preferences/{prefs}/no-such-page").status_code == 404
+        assert c.get("/metrics", headers={"Authorization": f"Bearer {METRICS}"}).status_code == 200
     output = log.read_text()
     for secret in (confirm, prefs, METRICS):
         assert secret not in output
@@ -173,23 +181,15 @@ def test_a_server_error_is_the_branded_page_or_json_with_the_headers_and_its_tra
     people and JSON clients alike. Now a person gets the site's "Something went wrong" page, a
     JSON or /api/ client `{"error", "detail"}`, each with the security headers, and the
     traceback is still in the log."""
-    port, db_url = free_port(), migrated_sqlite(tmp_path)
+    db_url = migrated_sqlite(tmp_path)
     with sqlite3.connect(db_url.removeprefix("sqlite:///")) as db:
         db.execute("ALTER TABLE issue RENAME TO issue_gone")
     env = process_env(NEWSLETTER_DATABASE_URL=db_url, NEWSLETTER_ADMIN_TOKENS=ADMIN_TOKEN)
     log = tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(NEWSLETTER), "serve", "--port", str(port)], cwd=ROOT, env=env, stdout=out, stderr=out
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, alive=lambda: proc.poll() is None, describe=log.read_text)
+    with served(env, log) as url:
         page = httpx.get(f"{url}/archive", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
         asked = httpx.get(f"{url}/archive", headers={"Accept": "application/json"})
         api = httpx.get(f"{url}/api/admin/issues", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
-    finally:
-        stop_process(proc)
     assert page.status_code == 500 and page.headers["content-type"].startswith("text/html")
     assert "<h1>Something went wrong</h1>" in page.text and "Paper Digest" in page.text
     assert "issue_gone" not in page.text and "Traceback" not in page.text  # nothing of the bug shown
