@@ -24,3 +24,15 @@ def test_every_template_file_is_shipped():
         str(t) for t in templates if t.suffix != ".py" and not any(fnmatch(str(t), pat) for pat in patterns)
     ]
     assert missed == []
+
+
+def test_every_template_and_migration_folder_is_listed():
+    """A folder of files that setuptools could import but was not told to ship made every
+    install (`make demo` included) print a page of BuildBackendWarning, one per folder."""
+    folders = {
+        ".".join(("newsletter", f"_{top}", *d.relative_to(ROOT / top).parts))
+        for top in ("templates", "migrations")
+        for d in [ROOT / top, *(ROOT / top).rglob("*")]
+        if d.is_dir() and d.name != "__pycache__"
+    }
+    assert folders - set(SETUPTOOLS["packages"]) == set()
